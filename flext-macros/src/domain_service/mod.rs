@@ -1,0 +1,34 @@
+//! `#[domain_service]`: ordered business rules, then a railway of steps.
+
+mod check;
+mod expand;
+mod parse;
+
+use proc_macro2::TokenStream;
+
+use crate::common::{Errors, error_at, with_errors};
+
+pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item: syn::ItemImpl = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(e) => {
+            let _ = e;
+            let first = input.clone().into_iter().next();
+            let e = error_at(
+                &first,
+                "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`",
+            );
+            return with_errors(input, e);
+        }
+    };
+    let mut errors = Errors::default();
+    let svc = parse::Service::from_tokens(args, item, &mut errors);
+    let plan = check::service(&svc, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand::service(&svc, &plan),
+        Err(e) => {
+            let item = &svc.item;
+            with_errors(quote::quote!(#item), e)
+        }
+    }
+}

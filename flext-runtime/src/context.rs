@@ -1,0 +1,220 @@
+//! [`Context`]: who asked, on behalf of what, and by when.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The authenticated caller on whose behalf a call runs.
+///
+/// ```
+/// let p = flext::Principal::new("u-17").with_role("admin");
+/// assert!(p.has_role("admin"));
+/// assert!(!p.has_role("auditor"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Stable identifier of the caller (user id, service account name).
+    pub id: String,
+    /// Roles granted to the caller.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// A principal with `id` and no roles.
+    pub fn new(id: impl Into<String>) -> Self {
+        Principal {
+            id: id.into(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// Adds a role.
+    pub fn with_role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+
+    /// Whether the principal has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// What travels with every service call, dispatch and event: ids that tie a chain of
+/// messages together, the caller, an optional deadline and free metadata.
+///
+/// - [`id`](Self::id) identifies this operation (the message being handled).
+/// - [`correlation_id`](Self::correlation_id) is shared by every operation started, directly
+///   or not, by the same original request.
+/// - [`causation_id`](Self::causation_id) is the `id` of the operation that caused this one;
+///   `None` for the original request.
+///
+/// This is the correlation/causation scheme of Greg Young's event-sourcing talks, as used
+/// by EventStoreDB and Axon: follow `causation_id` to rebuild the tree of a request,
+/// filter by `correlation_id` to see all of it.
+///
+/// `Context` is cheap to clone: the ids are `Copy`, and the metadata map is usually
+/// empty.
+///
+/// ```
+/// use flext::{Context, Principal};
+/// use std::time::Duration;
+///
+/// let root = Context::new()
+///     .with_principal(Principal::new("alice"))
+///     .with_timeout(Duration::from_millis(500))
+///     .with_metadata("tenant", "acme");
+/// let child = root.child();
+/// assert_eq!(child.correlation_id(), root.correlation_id());
+/// assert_eq!(child.causation_id(), Some(root.id()));
+/// assert_ne!(child.id(), root.id());
+/// assert_eq!(child.principal().map(|p| p.id.as_str()), Some("alice"));
+/// assert_eq!(child.metadata("tenant"), Some("acme"));
+/// assert_eq!(child.deadline(), root.deadline());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Context {
+    id: Uuid,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    principal: Option<Principal>,
+    deadline: Option<Instant>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Context {
+    /// A root context: a fresh random (v4) id that is also the correlation id, no
+    /// causation id, no principal, no deadline, no metadata.
+    pub fn new() -> Self {
+        let id = Uuid::new_v4();
+        Context {
+            id,
+            correlation_id: id,
+            causation_id: None,
+            principal: None,
+            deadline: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// A root context that joins an existing correlation, for example one received in an
+    /// HTTP header from an upstream service.
+    pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = correlation_id;
+        self
+    }
+
+    /// The context for an operation caused by this one: a new id, the same correlation
+    /// id, principal, deadline and metadata, and `causation_id` set to this context's id.
+    pub fn child(&self) -> Self {
+        Context {
+            id: Uuid::new_v4(),
+            correlation_id: self.correlation_id,
+            causation_id: Some(self.id),
+            principal: self.principal.clone(),
+            deadline: self.deadline,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// Sets the principal the operation runs for.
+    pub fn with_principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
+    /// Sets an absolute deadline.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the deadline to `timeout` from now (keeps an earlier deadline if one is set).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let at = Instant::now() + timeout;
+        match self.deadline {
+            Some(existing) if existing <= at => self,
+            _ => self.with_deadline(at),
+        }
+    }
+
+    /// Adds a metadata entry (replacing an earlier value for `key`).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The id of this operation.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The id shared by every operation of the same original request.
+    pub fn correlation_id(&self) -> Uuid {
+        self.correlation_id
+    }
+
+    /// The id of the operation that caused this one; `None` for a root context.
+    pub fn causation_id(&self) -> Option<Uuid> {
+        self.causation_id
+    }
+
+    /// The caller, when known.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The deadline, when one is set.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left until the deadline: `None` without a deadline, `Some(Duration::ZERO)`
+    /// once it has passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// One metadata value.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// All metadata, sorted by key.
+    pub fn metadata_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causation_chain_over_three_hops() {
+        let a = Context::new();
+        let b = a.child();
+        let c = b.child();
+        assert_eq!(a.causation_id(), None);
+        assert_eq!(c.causation_id(), Some(b.id()));
+        assert_eq!(c.correlation_id(), a.id());
+    }
+
+    #[test]
+    fn with_timeout_never_extends_a_deadline() {
+        let ctx = Context::new().with_timeout(Duration::from_millis(10));
+        let first = ctx.deadline().unwrap();
+        let ctx = ctx.with_timeout(Duration::from_secs(3600));
+        assert_eq!(ctx.deadline(), Some(first));
+    }
+}

@@ -1,0 +1,444 @@
+//! [`Error`], [`ErrorKind`], [`RuleViolation`] and the result aliases every flext call
+//! returns.
+//!
+//! This is the typed form of the source documents' `FlextResult`: instead of a failure
+//! string, a failure carries a [`ErrorKind`] to branch on, a stable machine-readable code
+//! for logs and API clients, a message for people, every [`RuleViolation`] when business
+//! rules failed, and the underlying source error when one exists.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// `std::result::Result` with [`Error`] as the error type; what every flext service, step
+/// and handler returns.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a `#[business_rule]` or `#[postcondition]` method returns: `Ok(())` when the rule
+/// holds, `Err(violation)` when it does not.
+///
+/// A rule may also return `Result<(), Vec<RuleViolation>>` to report several violations
+/// at once, or [`Result<()>`] (with [`Error`]) to abort the service on an infrastructure
+/// failure; see [`RuleOutcome`](crate::service::RuleOutcome).
+pub type RuleResult = std::result::Result<(), RuleViolation>;
+
+/// The boxed source error an [`Error`] may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, coarsely: the kind decides how a caller reacts (retry, show the user,
+/// page an operator). The fine-grained reason is [`Error::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is malformed: bad JSON, a wrong field type, a missing field.
+    Validation,
+    /// The input is well-formed but breaks one or more business rules; see
+    /// [`Error::violations`].
+    RuleViolation,
+    /// Something the call needs does not exist.
+    NotFound,
+    /// The call lost a race or would duplicate existing state (for example an email that
+    /// is already registered, or an optimistic-concurrency check that failed).
+    Conflict,
+    /// The principal in the context may not do this.
+    Unauthorized,
+    /// The deadline passed before the call finished.
+    Timeout,
+    /// A database, network or other dependency failed; usually worth retrying.
+    Infrastructure,
+    /// A compensation (undo) of an earlier step failed; state may need an operator.
+    CompensationFailed,
+    /// A bug: an invariant of flext or of the user's code did not hold (for example a
+    /// handler panicked).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind as a stable lower-case string, as it appears in logs and JSON.
+    ///
+    /// ```
+    /// assert_eq!(flext::ErrorKind::RuleViolation.as_str(), "rule_violation");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "validation",
+            ErrorKind::RuleViolation => "rule_violation",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Infrastructure => "infrastructure",
+            ErrorKind::CompensationFailed => "compensation_failed",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One broken business rule: a stable code, a message for people, and optionally the
+/// field or subject it concerns.
+///
+/// Build one with [`RuleViolation::new`] (or the [`ensure!`](crate::ensure) macro) and
+/// refine it with [`with_code`](Self::with_code) and [`on`](Self::on). A violation built
+/// without a code takes the `code` of the `#[business_rule]` that returned it, or the
+/// rule's method name when the attribute gives none.
+///
+/// ```
+/// use flext::RuleViolation;
+/// let v = RuleViolation::new("must be at least 8 characters")
+///     .with_code("user.password.length")
+///     .on("password");
+/// assert_eq!(v.code, "user.password.length");
+/// assert_eq!(v.subject.as_deref(), Some("password"));
+/// assert_eq!(v.to_string(), "[user.password.length] password: must be at least 8 characters");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleViolation {
+    /// Stable, machine-readable code such as `user.email.format`. Empty until set by the
+    /// rule body or filled in from the rule's attribute.
+    pub code: Cow<'static, str>,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The field or subject the violation concerns, if any (for example `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl RuleViolation {
+    /// A violation with `message` and no code or subject yet.
+    pub fn new(message: impl Into<String>) -> Self {
+        RuleViolation {
+            code: Cow::Borrowed(""),
+            message: message.into(),
+            subject: None,
+        }
+    }
+
+    /// Sets the stable code (replaces the code the rule attribute would give).
+    pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    /// Names the field or subject the violation concerns.
+    pub fn on(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Fills in `code` when the violation has none yet. Used by the rule driver.
+    pub(crate) fn default_code(&mut self, code: &'static str) {
+        if self.code.is_empty() {
+            self.code = Cow::Borrowed(code);
+        }
+    }
+}
+
+impl fmt::Display for RuleViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] ", self.code)?;
+        if let Some(subject) = &self.subject {
+            write!(f, "{subject}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The error type of flext: a [`kind`](Self::kind), a stable [`code`](Self::code), a
+/// [`message`](Self::message), the [`violations`](Self::violations) when business rules
+/// failed, and the [`source`](std::error::Error::source) error when one exists.
+///
+/// `Display` prints `[code] message`; the violations, when there are any, are listed by
+/// [`violations`](Self::violations) (and by `{:#}`, the alternate form).
+///
+/// ```
+/// use flext::{Error, ErrorKind, RuleViolation};
+///
+/// let e = Error::not_found("user.not_found", "no user with id 42");
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert_eq!(e.code(), "user.not_found");
+/// assert_eq!(e.to_string(), "[user.not_found] no user with id 42");
+///
+/// let e = Error::rule_violations(vec![
+///     RuleViolation::new("invalid format").with_code("user.email.format"),
+///     RuleViolation::new("too short").with_code("user.password.length"),
+/// ]);
+/// assert_eq!(e.kind(), ErrorKind::RuleViolation);
+/// assert_eq!(e.violations().len(), 2);
+/// assert_eq!(
+///     format!("{e:#}"),
+///     "[flext.rule_violation] 2 business rules violated: \
+///      [user.email.format] invalid format; [user.password.length] too short"
+/// );
+/// ```
+#[derive(thiserror::Error)]
+#[error("{}", DisplayError(self))]
+pub struct Error {
+    kind: ErrorKind,
+    code: Cow<'static, str>,
+    message: String,
+    violations: Vec<RuleViolation>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+struct DisplayError<'a>(&'a Error);
+
+impl fmt::Display for DisplayError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        write!(f, "[{}] {}", e.code, e.message)?;
+        if f.alternate() && !e.violations.is_empty() {
+            f.write_str(": ")?;
+            for (i, v) in e.violations.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "{v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind)
+            .field("code", &self.code)
+            .field("message", &self.message);
+        if !self.violations.is_empty() {
+            d.field("violations", &self.violations);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl Error {
+    /// An error of `kind` with a stable `code` (such as `user.email.taken`) and a message
+    /// for people.
+    pub fn new(
+        kind: ErrorKind,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error {
+            kind,
+            code: code.into(),
+            message: message.into(),
+            violations: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// An [`ErrorKind::Validation`] error: the input is malformed.
+    pub fn validation(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Validation, code, message)
+    }
+
+    /// An [`ErrorKind::NotFound`] error.
+    pub fn not_found(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// An [`ErrorKind::Conflict`] error.
+    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// An [`ErrorKind::Unauthorized`] error.
+    pub fn unauthorized(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, code, message)
+    }
+
+    /// An [`ErrorKind::Timeout`] error.
+    pub fn timeout(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, code, message)
+    }
+
+    /// An [`ErrorKind::Infrastructure`] error: a dependency failed.
+    pub fn infrastructure(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(ErrorKind::Infrastructure, code, message)
+    }
+
+    /// An [`ErrorKind::Internal`] error: a bug.
+    pub fn internal(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, code, message)
+    }
+
+    /// An [`ErrorKind::RuleViolation`] error carrying `violations`, with code
+    /// `flext.rule_violation` and a message that counts them.
+    ///
+    /// A single violation's code becomes the error's code, so that one broken rule reads
+    /// as `[user.email.format] ...` in logs.
+    pub fn rule_violations(violations: Vec<RuleViolation>) -> Self {
+        let (code, message) = match violations.as_slice() {
+            [one] => (one.code.clone(), one.message.clone()),
+            many => (
+                Cow::Borrowed("flext.rule_violation"),
+                format!("{} business rules violated", many.len()),
+            ),
+        };
+        Error {
+            kind: ErrorKind::RuleViolation,
+            code,
+            message,
+            violations,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error, returned by [`std::error::Error::source`].
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Replaces the message, keeping kind, code, violations and source.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
+        self.kind = kind;
+    }
+
+    /// The coarse kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The stable machine-readable code, such as `user.email.taken`.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The broken business rules, in the order they were evaluated, for
+    /// [`ErrorKind::RuleViolation`]; the invalid field (as `subject`) for input errors of
+    /// [`ErrorKind::Validation`] built by [`crate::input`]; empty otherwise.
+    pub fn violations(&self) -> &[RuleViolation] {
+        &self.violations
+    }
+}
+
+impl From<RuleViolation> for Error {
+    fn from(v: RuleViolation) -> Self {
+        Error::rule_violations(vec![v])
+    }
+}
+
+impl From<Vec<RuleViolation>> for Error {
+    fn from(v: Vec<RuleViolation>) -> Self {
+        Error::rule_violations(v)
+    }
+}
+
+/// Serialises as `{"kind", "code", "message", "violations"}` (the source error as its
+/// display string under `"source"` when present), the shape API clients receive.
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Error", 5)?;
+        s.serialize_field("kind", &self.kind)?;
+        s.serialize_field("code", &self.code)?;
+        s.serialize_field("message", &self.message)?;
+        s.serialize_field("violations", &self.violations)?;
+        s.serialize_field("source", &self.source.as_ref().map(|e| e.to_string()))?;
+        s.end()
+    }
+}
+
+/// Evaluates to a [`RuleResult`]: `Ok(())` when `cond` holds, otherwise a
+/// [`RuleViolation`] with the formatted message. Makes the common rule body one line.
+///
+/// Forms:
+/// - `ensure!(cond, "message {}", args...)`
+/// - `ensure!(cond, code = "user.age.minimum", "message {}", args...)` to set the code
+///   here instead of in the `#[business_rule]` attribute.
+///
+/// Chain several checks with `?`: `ensure!(a, "...")?; ensure!(b, "...")`.
+///
+/// ```
+/// use flext::{ensure, RuleResult};
+///
+/// fn adult(age: u32) -> RuleResult {
+///     ensure!(age >= 18, code = "user.age.minimum", "must be 18 or older, is {age}")
+/// }
+/// assert!(adult(30).is_ok());
+/// let v = adult(12).unwrap_err();
+/// assert_eq!(v.code, "user.age.minimum");
+/// assert_eq!(v.message, "must be 18 or older, is 12");
+/// ```
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, code = $code:expr, $($msg:tt)+) => {
+        if $cond {
+            ::core::result::Result::Ok(())
+        } else {
+            ::core::result::Result::Err(
+                $crate::RuleViolation::new(::std::format!($($msg)+)).with_code($code),
+            )
+        }
+    };
+    ($cond:expr, $($msg:tt)+) => {
+        if $cond {
+            ::core::result::Result::Ok(())
+        } else {
+            ::core::result::Result::Err($crate::RuleViolation::new(::std::format!($($msg)+)))
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_violation_lends_its_code_to_the_error() {
+        let e: Error = RuleViolation::new("bad").with_code("a.b").into();
+        assert_eq!(e.code(), "a.b");
+        assert_eq!(e.message(), "bad");
+        assert_eq!(e.violations().len(), 1);
+    }
+
+    #[test]
+    fn source_is_kept() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::infrastructure("db.write", "could not save").with_source(io);
+        let src = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(src.as_deref(), Some("disk on fire"));
+    }
+
+    #[test]
+    fn serialises_for_api_clients() {
+        let e = Error::rule_violations(vec![
+            RuleViolation::new("x").with_code("a").on("f"),
+            RuleViolation::new("y").with_code("b"),
+        ]);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["kind"], "rule_violation");
+        assert_eq!(json["code"], "flext.rule_violation");
+        assert_eq!(json["violations"][0]["subject"], "f");
+        assert_eq!(json["violations"][1]["code"], "b");
+        assert!(json["source"].is_null());
+    }
+}

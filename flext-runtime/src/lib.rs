@@ -1,0 +1,27 @@
+//! Runtime of [flext](https://docs.rs/flext): the types that flext's generated code calls
+//! into.
+//!
+//! Depend on the `flext` crate, not on this one: `flext` re-exports everything here
+//! together with the attribute macros, and its generated code names this crate only
+//! through `::flext::__private`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod context;
+mod error;
+pub mod input;
+pub mod service;
+
+pub use context::{Context, Principal};
+pub use error::{BoxError, Error, ErrorKind, Result, RuleResult, RuleViolation};
+pub use service::{DomainService, RuleMode, RuleOutcome, StepOutcome, SyncDomainService};
+
+/// Items used by flext's generated code. Not public API: anything here may change in a
+/// patch release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::service::{Rules, step};
+    pub use tracing;
+    pub use tracing::Instrument;
+}

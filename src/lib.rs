@@ -1,0 +1,22 @@
+//! flext: a service DSL for domain-driven design.
+//!
+//! See the README for a tour.
+
+#![deny(missing_docs)]
+
+pub use flext_macros::*;
+pub use flext_runtime::*;
+
+/// Everything a service definition needs: `use flext::prelude::*;`.
+pub mod prelude {
+    pub use flext_macros::*;
+    pub use flext_runtime::{
+        Context, DomainService, Error, ErrorKind, Principal, Result, RuleResult, RuleViolation,
+        SyncDomainService, ensure,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use flext_runtime::__private::*;
+}
