@@ -5,19 +5,70 @@ use darling::FromMeta;
 use darling::ast::NestedMeta;
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::spanned::Spanned;
 
-/// All errors of one macro invocation, reported together (darling's accumulator).
-pub type Errors = darling::error::Accumulator;
-
-/// A `darling::Error` with `message` at the span of `tokens`.
-pub fn error_at<T: ToTokens + ?Sized>(tokens: &T, message: impl std::fmt::Display) -> darling::Error {
-    darling::Error::custom(message).with_span(&tokens.span())
+/// All errors of one macro invocation, reported together (serde_derive's `Ctxt`, darling's
+/// accumulator). Keeps `syn::Error`s so that an error can cover several tokens.
+#[derive(Default)]
+pub struct Errors {
+    errors: Vec<syn::Error>,
 }
 
-/// A `darling::Error` with `message` at `span`.
-pub fn error_at_span(span: Span, message: impl std::fmt::Display) -> darling::Error {
-    darling::Error::custom(message).with_span(&span)
+impl Errors {
+    /// Adds one error (or several, for a darling error that carries many).
+    pub fn push(&mut self, error: impl Into<syn::Error>) {
+        self.errors.push(error.into());
+    }
+
+    /// The value, or `None` after recording the error.
+    pub fn handle<T>(&mut self, result: darling::Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// `Err` with every error combined, if any was recorded.
+    pub fn finish(self) -> syn::Result<()> {
+        let mut errors = self.errors.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.extend(errors);
+                Err(first)
+            }
+        }
+    }
+}
+
+/// An error covering every token of `tokens` (syn's `new_spanned`), not only the first.
+pub fn error_at<T: ToTokens + ?Sized>(tokens: &T, message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new_spanned(tokens, message)
+}
+
+/// `tokens` with every span set to `span`, recursively, so that a compiler error about
+/// generated code lands on the user's token that `span` comes from.
+pub fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// An error with `message` at `span`.
+pub fn error_at_span(span: Span, message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(span, message)
 }
 
 /// Parses the arguments of a method-level attribute (`#[step]`, `#[business_rule(...)]`)
@@ -29,13 +80,13 @@ pub fn parse_attr_args<T: FromMeta + Default>(attr: &syn::Attribute) -> darling:
             let metas = NestedMeta::parse_meta_list(list.tokens.clone())?;
             T::from_list(&metas)
         }
-        syn::Meta::NameValue(nv) => Err(error_at(
+        syn::Meta::NameValue(nv) => Err(darling::Error::from(error_at(
             nv,
             format!(
                 "write `#[{}(...)]` with the options in parentheses",
                 attr.path().to_token_stream()
             ),
-        )),
+        ))),
     }
 }
 
@@ -170,8 +221,8 @@ pub fn is_unit(ty: &syn::Type) -> bool {
 
 /// Emits `item` unchanged plus the errors, so that the rest of the crate still sees the
 /// user's definitions (tokio-macros' `token_stream_with_error`).
-pub fn with_errors(item: TokenStream, errors: darling::Error) -> TokenStream {
+pub fn with_errors(item: TokenStream, errors: syn::Error) -> TokenStream {
     let mut out = item;
-    out.extend(errors.write_errors());
+    out.extend(errors.into_compile_error());
     out
 }

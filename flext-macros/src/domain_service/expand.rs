@@ -12,7 +12,7 @@ use syn::spanned::Spanned;
 
 use super::check::Plan;
 use super::parse::{Link, Rule, Service};
-use crate::common::{Method, Param, result_ok_type};
+use crate::common::{Method, Param, respan, result_ok_type};
 
 pub fn service(svc: &Service, plan: &Plan) -> TokenStream {
     let krate = svc
@@ -43,7 +43,7 @@ pub fn service(svc: &Service, plan: &Plan) -> TokenStream {
         Some(m) => {
             let call = call(m, Some(quote!(__flext_error)), &ctx);
             let span = m.return_type().map_or(Span::call_site(), Spanned::span);
-            quote_spanned!(span=> #call)
+            respan(call, span)
         }
         None => quote!(__flext_error),
     };
@@ -165,12 +165,13 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
                 };
                 let call = call(m, input, ctx);
                 let name = m.ident.to_string();
+                let call = quote!(#krate::__private::step(#name, #call));
                 let call = match m.return_type() {
-                    Some(ret) => quote_spanned!(ret.span()=> #call),
+                    Some(ret) => respan(call, ret.span()),
                     None => call,
                 };
                 out.extend(quote! {
-                    let __flext_value = #krate::__private::step(#name, #call)?;
+                    let __flext_value = #call?;
                 });
                 first = false;
             }
@@ -220,15 +221,16 @@ fn rule_check(
         _ => None,
     };
     let call = call(m, input, ctx);
-    let call = match m.return_type() {
-        Some(ret) => quote_spanned!(ret.span()=> #call),
-        None => call,
+    let check = quote!(#rules.check(#name, #code, #call));
+    let check = match m.return_type() {
+        Some(ret) => respan(check, ret.span()),
+        None => check,
     };
     let _ = krate;
     quote! {
         {
             #prelude
-            #rules.check(#name, #code, #call)?;
+            #check?;
         }
     }
 }

@@ -180,7 +180,7 @@ impl Service {
     }
 }
 
-fn error_at_spanned(span: proc_macro2::Span, message: &str) -> darling::Error {
+fn error_at_spanned(span: proc_macro2::Span, message: &str) -> syn::Error {
     crate::common::error_at_span(span, message)
 }
 

@@ -1,0 +1,23 @@
+use flext::prelude::*;
+
+struct Signup;
+
+#[domain_service]
+impl Signup {
+    #[business_rule(after = password_policy)]
+    fn email_format(&self) -> RuleResult {
+        Ok(())
+    }
+
+    #[business_rule(after = email_format)]
+    fn password_policy(&self) -> RuleResult {
+        Ok(())
+    }
+
+    #[step]
+    fn done(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use flext::prelude::*;
+
+struct Signup;
+
+#[domain_service]
+impl Signup {
+    #[step]
+    fn create(&self, email: String) -> Result<String> {
+        Ok(email)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use flext::prelude::*;
+
+struct Signup;
+
+#[domain_service]
+impl Signup {
+    #[business_rule]
+    fn email_has_at(&self) {}
+
+    #[step]
+    fn done(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use flext::prelude::*;
+
+struct Signup;
+
+#[domain_service(fail_fsat)]
+impl Signup {
+    #[step]
+    fn done(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
