@@ -12,7 +12,7 @@ pub mod prelude {
     pub use flext_macros::*;
     pub use flext_runtime::{
         Context, DomainService, Error, ErrorKind, Principal, Result, RuleResult, RuleViolation,
-        SyncDomainService, ensure,
+        SyncDomainService, Uuid, ensure,
     };
 }
 

@@ -77,7 +77,9 @@ pub fn json_lines<T: DeserializeOwned>(text: &str) -> impl Iterator<Item = (usiz
 
 fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     use serde_json::error::Category;
-    let path = if path == "." { String::new() } else { path };
+    // serde_path_to_error writes `.` for the root and `?` for a position it could not
+    // name (inside a truncated document, say); neither helps a reader.
+    let path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
     let detail = inner.to_string();
     let code = match inner.classify() {
         Category::Syntax | Category::Eof | Category::Io => "flext.input.malformed_json",
