@@ -7,8 +7,135 @@ mod domain_service;
 
 use proc_macro::TokenStream;
 
-/// Turns an inherent `impl` block into a domain service. See the `flext` crate's
-/// documentation of `domain_service` for the options and an example.
+/// Turns an inherent `impl` block into a domain service: business rules that run in a
+/// declared order, then a railway of steps where each step's output feeds the next.
+///
+/// The struct's fields are the service's inputs. The macro emits the impl block as
+/// written (minus flext's method attributes) and implements
+/// [`DomainService`](../flext/trait.DomainService.html) for the type, plus
+/// [`SyncDomainService`](../flext/trait.SyncDomainService.html) when no method it
+/// calls is `async`.
+///
+/// # What `execute` does, in order
+///
+/// 1. Opens a `tracing` info span named after the type, with `correlation_id` and a
+///    `failed_at` field that records the rule or step that failed.
+/// 2. Runs every `#[business_rule]`: those with `order = N` first, by ascending `N`; then
+///    the others in declaration order; `after = other_rule` moves a rule after another
+///    (a stable topological sort). By default all rules run and every violation is
+///    returned in one [`Error`](../flext/struct.Error.html) of kind `RuleViolation`; with
+///    `fail_fast` the first violated rule ends the run.
+/// 3. Runs the `#[step]`s in declaration order. The first takes no value; each later one
+///    takes the previous step's output by value (or nothing, when that output is `()`).
+///    The first `Err` ends the run. A `#[tap]` between steps sees the current value by
+///    reference and cannot fail.
+/// 4. Runs every `#[postcondition]` on the final value, collecting violations.
+/// 5. On any failure, passes the error through the `on_error` hook, if there is one, and
+///    returns what the hook returns. The hook is the source documents'
+///    `map_error(handle_failure)`: the place to roll back what earlier steps did.
+///
+/// Any of these methods may be `async`, and may take `ctx: &Context` as an extra
+/// parameter to receive the context `execute` was called with.
+///
+/// # Options
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `fail_fast` | stop at the first violated business rule |
+/// | `on_error = method` | call `fn method(&self, error: Error) -> Error` (optionally `async`, optionally with `ctx: &Context`) with the error before returning it |
+/// | `name = "..."` | the span name and `DomainService::NAME`; defaults to the type's name |
+/// | `crate = path` | where the flext crate is, when it is renamed |
+///
+/// Method attributes:
+///
+/// | attribute | signature | options |
+/// | --- | --- | --- |
+/// | `#[business_rule]` | `fn(&self [, &Context]) -> RuleResult` | `code = "..."` (default: the method name), `order = N`, `after = rule` (repeatable) |
+/// | `#[step]` | `fn(&self [, input: T] [, &Context]) -> Result<U>` | none |
+/// | `#[tap]` | `fn(&self, value: &T [, &Context])` | none |
+/// | `#[postcondition]` | `fn(&self, result: &T [, &Context]) -> RuleResult` | `code = "..."` |
+///
+/// A rule may also return `Result<(), Vec<RuleViolation>>` (several violations) or
+/// `flext::Result<()>` (an error that is not a rule violation aborts the service, for
+/// example when a repository it queries is down).
+///
+/// # Example
+///
+/// ```
+/// use flext::prelude::*;
+///
+/// struct PlaceOrder { sku: String, quantity: u32, in_stock: u32 }
+///
+/// #[domain_service(on_error = release)]
+/// impl PlaceOrder {
+///     #[business_rule(code = "order.quantity.positive")]
+///     fn quantity_positive(&self) -> RuleResult {
+///         ensure!(self.quantity > 0, "quantity must be positive")
+///     }
+///
+///     #[business_rule(code = "order.stock", after = quantity_positive)]
+///     fn enough_stock(&self) -> RuleResult {
+///         ensure!(self.quantity <= self.in_stock, "only {} of {} in stock", self.in_stock, self.sku)
+///     }
+///
+///     #[step]
+///     fn reserve(&self) -> Result<u32> {
+///         Ok(self.quantity)
+///     }
+///
+///     #[step]
+///     async fn price(&self, reserved: u32, ctx: &Context) -> Result<u64> {
+///         let _ = ctx.correlation_id();
+///         Ok(u64::from(reserved) * 250)
+///     }
+///
+///     fn release(&self, error: Error) -> Error {
+///         error // undo the reservation here
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let ctx = Context::new();
+/// let order = PlaceOrder { sku: "A-1".into(), quantity: 2, in_stock: 5 };
+/// assert_eq!(order.execute(&ctx).await.unwrap(), 500);
+///
+/// let order = PlaceOrder { sku: "A-1".into(), quantity: 9, in_stock: 5 };
+/// let err = order.execute(&ctx).await.unwrap_err();
+/// assert_eq!(err.code(), "order.stock");
+/// assert_eq!(err.violations()[0].message, "only 5 of A-1 in stock");
+/// # }
+/// ```
+///
+/// # Compile-time checks
+///
+/// Each is an error on the user's own token (see `tests/ui/domain_service/fail/`):
+/// a step whose input type differs from the previous step's output (on the parameter),
+/// a duplicate `order`, a cycle or an unknown name in `after`, a rule or step with a wrong
+/// signature or return type, a service with no `#[step]`, an unknown option, an
+/// `on_error` that names no method.
+///
+/// ```compile_fail
+/// use flext::prelude::*;
+/// struct S;
+/// #[domain_service]
+/// impl S {
+///     #[step] fn a(&self) -> Result<u32> { Ok(1) }
+///     #[step] fn b(&self, s: String) -> Result<String> { Ok(s) } // expected `String`, found `u32`
+/// }
+/// ```
+///
+/// # Limitations
+///
+/// - The context parameter is recognised by its type's last path segment: a parameter of
+///   type `&Context` is always the flext context.
+/// - A generic service's output may not be an `impl Trait` type.
+///
+/// # Performance
+///
+/// The expansion is straight-line code: one call per rule and per step into small
+/// `#[inline]` runtime functions, no allocation unless a rule is violated. The benchmark
+/// `cargo bench --bench domain_service` compares it with the same service written by hand
+/// (see BENCHMARKS.md).
 #[proc_macro_attribute]
 pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
     domain_service::domain_service(args.into(), input.into()).into()

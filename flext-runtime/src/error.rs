@@ -155,8 +155,7 @@ impl fmt::Display for RuleViolation {
 /// [`message`](Self::message), the [`violations`](Self::violations) when business rules
 /// failed, and the [`source`](std::error::Error::source) error when one exists.
 ///
-/// `Display` prints `[code] message`; the violations, when there are any, are listed by
-/// [`violations`](Self::violations) (and by `{:#}`, the alternate form).
+/// `Display` prints `[code] message`, followed by the violations when there are several.
 ///
 /// ```
 /// use flext::{Error, ErrorKind, RuleViolation};
@@ -173,7 +172,7 @@ impl fmt::Display for RuleViolation {
 /// assert_eq!(e.kind(), ErrorKind::RuleViolation);
 /// assert_eq!(e.violations().len(), 2);
 /// assert_eq!(
-///     format!("{e:#}"),
+///     e.to_string(),
 ///     "[flext.rule_violation] 2 business rules violated: \
 ///      [user.email.format] invalid format; [user.password.length] too short"
 /// );
@@ -195,7 +194,8 @@ impl fmt::Display for DisplayError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
         write!(f, "[{}] {}", e.code, e.message)?;
-        if f.alternate() && !e.violations.is_empty() {
+        // One violation already lent the error its code and message.
+        if e.violations.len() > 1 {
             f.write_str(": ")?;
             for (i, v) in e.violations.iter().enumerate() {
                 if i > 0 {
