@@ -177,9 +177,16 @@ impl fmt::Display for RuleViolation {
 ///      [user.email.format] invalid format; [user.password.length] too short"
 /// );
 /// ```
+///
+/// An `Error` is one pointer wide (its parts live in one allocation), so that
+/// `Result<(), Error>` stays cheap to return through every `?` of a service.
 #[derive(thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, thiserror::Error)]
 #[error("{}", DisplayError(self))]
-pub struct Error {
+struct Inner {
     kind: ErrorKind,
     code: Cow<'static, str>,
     message: String,
@@ -188,7 +195,7 @@ pub struct Error {
     source: Option<BoxError>,
 }
 
-struct DisplayError<'a>(&'a Error);
+struct DisplayError<'a>(&'a Inner);
 
 impl fmt::Display for DisplayError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,13 +218,13 @@ impl fmt::Display for DisplayError<'_> {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind)
-            .field("code", &self.code)
-            .field("message", &self.message);
-        if !self.violations.is_empty() {
-            d.field("violations", &self.violations);
+        d.field("kind", &self.0.kind)
+            .field("code", &self.0.code)
+            .field("message", &self.0.message);
+        if !self.0.violations.is_empty() {
+            d.field("violations", &self.0.violations);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             d.field("source", source);
         }
         d.finish()
@@ -232,13 +239,13 @@ impl Error {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
     ) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             code: code.into(),
             message: message.into(),
             violations: Vec::new(),
             source: None,
-        }
+        }))
     }
 
     /// An [`ErrorKind::Validation`] error: the input is malformed.
@@ -292,51 +299,51 @@ impl Error {
                 format!("{} business rules violated", many.len()),
             ),
         };
-        Error {
+        Error(Box::new(Inner {
             kind: ErrorKind::RuleViolation,
             code,
             message,
             violations,
             source: None,
-        }
+        }))
     }
 
     /// Attaches the underlying error, returned by [`std::error::Error::source`].
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.0.source = Some(source.into());
         self
     }
 
     /// Replaces the message, keeping kind, code, violations and source.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = message.into();
+        self.0.message = message.into();
         self
     }
 
     pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
-        self.kind = kind;
+        self.0.kind = kind;
     }
 
     /// The coarse kind of failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The stable machine-readable code, such as `user.email.taken`.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The broken business rules, in the order they were evaluated, for
     /// [`ErrorKind::RuleViolation`]; the invalid field (as `subject`) for input errors of
     /// [`ErrorKind::Validation`] built by [`crate::input`]; empty otherwise.
     pub fn violations(&self) -> &[RuleViolation] {
-        &self.violations
+        &self.0.violations
     }
 }
 
@@ -358,11 +365,11 @@ impl Serialize for Error {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Error", 5)?;
-        s.serialize_field("kind", &self.kind)?;
-        s.serialize_field("code", &self.code)?;
-        s.serialize_field("message", &self.message)?;
-        s.serialize_field("violations", &self.violations)?;
-        s.serialize_field("source", &self.source.as_ref().map(|e| e.to_string()))?;
+        s.serialize_field("kind", &self.0.kind)?;
+        s.serialize_field("code", &self.0.code)?;
+        s.serialize_field("message", &self.0.message)?;
+        s.serialize_field("violations", &self.0.violations)?;
+        s.serialize_field("source", &self.0.source.as_ref().map(|e| e.to_string()))?;
         s.end()
     }
 }

@@ -100,7 +100,9 @@ pub enum RuleMode {
 pub enum Verdict {
     /// The rule holds.
     Holds,
-    /// The rule is broken.
+    /// The rule is broken once.
+    Violation(RuleViolation),
+    /// The rule is broken in several ways.
     Violated(Vec<RuleViolation>),
     /// The rule could not be evaluated (for example its repository failed); the service
     /// stops with this error whatever the [`RuleMode`].
@@ -121,21 +123,31 @@ pub enum Verdict {
     note = "return `RuleResult` (that is `Result<(), RuleViolation>`), `Result<(), Vec<RuleViolation>>`, or `flext::Result<()>` to abort on an infrastructure error"
 )]
 pub trait RuleOutcome {
+    /// Whether the rule holds; the driver's fast path.
+    fn holds(&self) -> bool;
     /// Normalises the rule's return value.
     fn verdict(self) -> Verdict;
 }
 
 impl RuleOutcome for std::result::Result<(), RuleViolation> {
     #[inline]
+    fn holds(&self) -> bool {
+        self.is_ok()
+    }
+    #[inline]
     fn verdict(self) -> Verdict {
         match self {
             Ok(()) => Verdict::Holds,
-            Err(v) => Verdict::Violated(vec![v]),
+            Err(v) => Verdict::Violation(v),
         }
     }
 }
 
 impl RuleOutcome for std::result::Result<(), Vec<RuleViolation>> {
+    #[inline]
+    fn holds(&self) -> bool {
+        self.as_ref().map_or_else(Vec::is_empty, |()| true)
+    }
     #[inline]
     fn verdict(self) -> Verdict {
         match self {
@@ -147,6 +159,10 @@ impl RuleOutcome for std::result::Result<(), Vec<RuleViolation>> {
 }
 
 impl RuleOutcome for Result<()> {
+    #[inline]
+    fn holds(&self) -> bool {
+        self.is_ok()
+    }
     #[inline]
     fn verdict(self) -> Verdict {
         match self {
@@ -185,6 +201,8 @@ impl<T, E: Into<Error>> StepOutcome for std::result::Result<T, E> {
 pub struct Rules {
     mode: RuleMode,
     violations: Vec<RuleViolation>,
+    /// The first rule that failed, recorded on the span once rule evaluation ends.
+    first_failed: Option<&'static str>,
 }
 
 impl Rules {
@@ -194,6 +212,7 @@ impl Rules {
         Rules {
             mode,
             violations: Vec::new(),
+            first_failed: None,
         }
     }
 
@@ -205,9 +224,10 @@ impl Rules {
     /// The rule's abort error; in [`RuleMode::FailFast`], the rule's violations.
     #[inline]
     pub fn check(&mut self, name: &'static str, code: &'static str, outcome: impl RuleOutcome) -> Result<()> {
-        match outcome.verdict() {
-            Verdict::Holds => Ok(()),
-            verdict => self.failed(name, code, verdict),
+        if outcome.holds() {
+            Ok(())
+        } else {
+            self.failed(name, code, outcome.verdict())
         }
     }
 
@@ -220,23 +240,34 @@ impl Rules {
                 record_failure("rule", name, &e);
                 Err(e)
             }
-            Verdict::Violated(mut vs) => {
-                for v in &mut vs {
-                    v.default_code(code);
-                }
-                tracing::debug!(rule = name, violations = vs.len(), "business rule violated");
-                if self.violations.is_empty() {
-                    tracing::Span::current().record("failed_at", name);
-                }
-                self.violations.extend(vs);
-                match self.mode {
-                    RuleMode::CollectAll => Ok(()),
-                    RuleMode::FailFast => Err(Error::rule_violations(std::mem::take(
-                        &mut self.violations,
-                    ))),
-                }
-            }
+            Verdict::Violation(v) => self.violated(name, code, std::iter::once(v)),
+            Verdict::Violated(vs) => self.violated(name, code, vs),
         }
+    }
+
+    fn violated(
+        &mut self,
+        name: &'static str,
+        code: &'static str,
+        violations: impl IntoIterator<Item = RuleViolation>,
+    ) -> Result<()> {
+        self.first_failed.get_or_insert(name);
+        self.violations.extend(violations.into_iter().map(|mut v| {
+            v.default_code(code);
+            v
+        }));
+        match self.mode {
+            RuleMode::CollectAll => Ok(()),
+            RuleMode::FailFast => Err(self.violated_error()),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn violated_error(&mut self) -> Error {
+        let error = Error::rule_violations(std::mem::take(&mut self.violations));
+        record_failure("rule", self.first_failed.unwrap_or("?"), &error);
+        error
     }
 
     /// Ends rule evaluation.
@@ -245,11 +276,11 @@ impl Rules {
     ///
     /// [`ErrorKind::RuleViolation`] carrying every violation recorded, if any.
     #[inline]
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
         if self.violations.is_empty() {
             Ok(())
         } else {
-            Err(Error::rule_violations(self.violations))
+            Err(self.violated_error())
         }
     }
 }
