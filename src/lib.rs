@@ -1,7 +1,4 @@
-//! flext: a service DSL for domain-driven design.
-//!
-//! See the README for a tour.
-
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub use flext_macros::*;

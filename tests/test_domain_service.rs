@@ -59,7 +59,8 @@ impl Ordered<'_> {
 
     #[step]
     fn start(&self, ctx: &Context) -> Result<u32> {
-        self.journal.note(format!("start:{}", ctx.correlation_id() == ctx.id()));
+        self.journal
+            .note(format!("start:{}", ctx.correlation_id() == ctx.id()));
         Ok(20)
     }
 
@@ -82,7 +83,7 @@ impl Ordered<'_> {
     }
 
     #[postcondition(code = "ordered.result.nonempty")]
-    fn not_empty(&self, out: &String) -> RuleResult {
+    fn not_empty(&self, out: &str) -> RuleResult {
         self.journal.note("post");
         ensure!(!out.is_empty(), "result must not be empty")
     }
@@ -91,7 +92,10 @@ impl Ordered<'_> {
 #[test]
 fn rules_run_by_order_then_declaration_then_after_and_steps_chain() {
     let journal = Journal::default();
-    let svc = Ordered { journal: &journal, fail: &[] };
+    let svc = Ordered {
+        journal: &journal,
+        fail: &[],
+    };
     let out = svc.execute_sync(&Context::new()).unwrap();
     assert_eq!(out, "42");
     assert_eq!(
@@ -120,7 +124,11 @@ fn collect_mode_reports_every_violation_in_run_order_and_runs_no_step() {
     };
     let err = svc.execute_sync(&Context::new()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RuleViolation);
-    let codes: Vec<_> = err.violations().iter().map(|v| v.code.to_string()).collect();
+    let codes: Vec<_> = err
+        .violations()
+        .iter()
+        .map(|v| v.code.to_string())
+        .collect();
     // Codes default to the method name; `code = ...` overrides.
     assert_eq!(codes, ["order_two", "declared_first", "ordered.after"]);
     assert_eq!(err.violations()[0].message, "order_two failed");
@@ -156,7 +164,9 @@ impl FailFast<'_> {
 #[test]
 fn fail_fast_stops_at_the_first_violated_rule() {
     let journal = Journal::default();
-    let err = FailFast { journal: &journal }.execute_sync(&Context::new()).unwrap_err();
+    let err = FailFast { journal: &journal }
+        .execute_sync(&Context::new())
+        .unwrap_err();
     assert_eq!(err.code(), "ff.one");
     assert_eq!(err.violations().len(), 1);
     assert_eq!(journal.take(), ["one"]);
@@ -181,7 +191,10 @@ impl Transfer<'_> {
     async fn credit(&self, amount: u32, ctx: &Context) -> Result<u32> {
         let _ = ctx;
         if self.credit_fails {
-            return Err(Error::infrastructure("bank.credit", "credit service unavailable"));
+            return Err(Error::infrastructure(
+                "bank.credit",
+                "credit service unavailable",
+            ));
         }
         self.journal.note(format!("credit:{amount}"));
         Ok(amount)
@@ -189,7 +202,8 @@ impl Transfer<'_> {
 
     async fn roll_back(&self, error: Error, ctx: &Context) -> Error {
         let _ = ctx;
-        self.journal.note(format!("roll back after [{}]", error.code()));
+        self.journal
+            .note(format!("roll back after [{}]", error.code()));
         error.with_message("transfer rolled back: credit service unavailable")
     }
 }
@@ -197,20 +211,29 @@ impl Transfer<'_> {
 #[tokio::test]
 async fn async_steps_and_the_error_hook() {
     let journal = Journal::default();
-    let ok = Transfer { journal: &journal, credit_fails: false }
-        .execute(&Context::new())
-        .await
-        .unwrap();
+    let ok = Transfer {
+        journal: &journal,
+        credit_fails: false,
+    }
+    .execute(&Context::new())
+    .await
+    .unwrap();
     assert_eq!(ok, 100);
     assert_eq!(journal.take(), ["debit", "credit:100"]);
 
-    let err = Transfer { journal: &journal, credit_fails: true }
-        .execute(&Context::new())
-        .await
-        .unwrap_err();
+    let err = Transfer {
+        journal: &journal,
+        credit_fails: true,
+    }
+    .execute(&Context::new())
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Infrastructure);
     assert_eq!(err.code(), "bank.credit");
-    assert_eq!(err.message(), "transfer rolled back: credit service unavailable");
+    assert_eq!(
+        err.message(),
+        "transfer rolled back: credit service unavailable"
+    );
     assert_eq!(journal.take(), ["debit", "roll back after [bank.credit]"]);
 }
 
@@ -279,9 +302,15 @@ impl Lookup {
 
 #[tokio::test]
 async fn an_aborting_rule_wins_over_collected_violations() {
-    let err = Lookup { down: true }.execute(&Context::new()).await.unwrap_err();
+    let err = Lookup { down: true }
+        .execute(&Context::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Infrastructure);
-    let err = Lookup { down: false }.execute(&Context::new()).await.unwrap_err();
+    let err = Lookup { down: false }
+        .execute(&Context::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "lookup.first");
 }
 
@@ -289,7 +318,10 @@ async fn an_aborting_rule_wins_over_collected_violations() {
 async fn a_service_future_is_send_and_can_be_spawned() {
     let handle = tokio::spawn(async {
         let ctx = Context::new();
-        Lookup { down: false }.execute(&ctx).await.map_err(|e| e.code().to_owned())
+        Lookup { down: false }
+            .execute(&ctx)
+            .await
+            .map_err(|e| e.code().to_owned())
     });
     assert_eq!(handle.await.unwrap(), Err("lookup.first".to_owned()));
 }

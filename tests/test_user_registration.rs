@@ -9,7 +9,7 @@ mod registration;
 
 use chrono::NaiveDate;
 use flext::prelude::*;
-use registration::{Mailer, Registration, Registry, RegisterUser, register_all};
+use registration::{Mailer, RegisterUser, Registration, Registry, register_all};
 
 const DATA: &str = include_str!("../examples/data/registrations.jsonl");
 const EXPECTED: &str = include_str!("../examples/data/registrations.expected");
@@ -36,14 +36,23 @@ async fn the_shipped_batch_produces_the_expected_report() {
     for (got, want) in report.iter().zip(&expected) {
         assert_eq!(got, want);
     }
-    assert_eq!(report.len(), expected.len(), "one line per non-blank record");
+    assert_eq!(
+        report.len(),
+        expected.len(),
+        "one line per non-blank record"
+    );
     assert!(report.len() >= 30);
 
     // What is in the repository afterwards: the created users, and not the account whose
     // welcome mail bounced the first time (it was rolled back, then registered again
     // without mail).
     assert_eq!(registry.users.count(), 10);
-    let ghost = registry.users.find_by_email("ghost@example.net").await.unwrap().unwrap();
+    let ghost = registry
+        .users
+        .find_by_email("ghost@example.net")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ghost.id, "user-0009");
     assert!(ghost.active);
     let events = registry.events.events.lock().unwrap();
@@ -60,7 +69,9 @@ fn request(json: &str) -> Registration {
 async fn every_violation_is_reported_with_its_code_and_subject() {
     let registry = registry();
     let svc = RegisterUser::new(
-        request(r#"{"email": "bad@", "password": "short", "profile": {"last_name": "X", "date_of_birth": "2020-01-01"}}"#),
+        request(
+            r#"{"email": "bad@", "password": "short", "profile": {"last_name": "X", "date_of_birth": "2020-01-01"}}"#,
+        ),
         today(),
         &registry,
     );
@@ -96,16 +107,25 @@ async fn a_bounced_welcome_mail_rolls_the_account_back() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Infrastructure);
     assert_eq!(err.code(), "mail.undeliverable");
-    assert!(err.message().ends_with("(account user-0001 rolled back)"), "{err}");
+    assert!(
+        err.message().ends_with("(account user-0001 rolled back)"),
+        "{err}"
+    );
     assert_eq!(registry.users.count(), 0);
-    assert!(registry.events.events.lock().unwrap().is_empty(), "no event for a rolled-back account");
+    assert!(
+        registry.events.events.lock().unwrap().is_empty(),
+        "no event for a rolled-back account"
+    );
 }
 
 #[tokio::test]
 async fn a_rejected_duplicate_does_not_remove_the_original_account() {
     let registry = registry();
     let json = r#"{"email": "a@example.com", "password": "Str0ng!Pass", "profile": {"first_name": "A", "last_name": "B", "date_of_birth": "1990-01-01"}}"#;
-    RegisterUser::new(request(json), today(), &registry).execute(&Context::new()).await.unwrap();
+    RegisterUser::new(request(json), today(), &registry)
+        .execute(&Context::new())
+        .await
+        .unwrap();
     let err = RegisterUser::new(request(json), today(), &registry)
         .execute(&Context::new())
         .await
@@ -126,22 +146,41 @@ fn a_malformed_file_names_the_record_and_the_field_and_never_panics() {
         r#"{"email": "d@example.com", "password": "Str0ng!Pass", "profile": {}}"#,
         "\n",
     );
-    let results: Vec<(usize, flext::Result<Registration>)> = flext::input::json_lines(text).collect();
+    let results: Vec<(usize, flext::Result<Registration>)> =
+        flext::input::json_lines(text).collect();
     assert_eq!(results.len(), 4, "a bad line never hides the next one");
 
     let e = results[0].1.as_ref().unwrap_err();
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Validation, "flext.input.malformed_json"));
-    assert!(e.message().starts_with("line 1: malformed JSON: EOF while parsing"), "{e}");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Validation, "flext.input.malformed_json")
+    );
+    assert!(
+        e.message()
+            .starts_with("line 1: malformed JSON: EOF while parsing"),
+        "{e}"
+    );
 
     let e = results[1].1.as_ref().unwrap_err();
     assert_eq!(e.code(), "flext.input.invalid_field");
     assert_eq!(e.violations()[0].subject.as_deref(), Some("password"));
-    assert!(e.message().starts_with("line 2: field `password`: invalid type: integer"), "{e}");
+    assert!(
+        e.message()
+            .starts_with("line 2: field `password`: invalid type: integer"),
+        "{e}"
+    );
 
     let e = results[2].1.as_ref().unwrap_err();
     assert_eq!(e.code(), "flext.input.unknown_field");
-    assert_eq!(e.violations()[0].subject.as_deref(), Some("profile.middle_name"));
-    assert!(e.message().contains("line 3: field `profile.middle_name`: unknown field `middle_name`"), "{e}");
+    assert_eq!(
+        e.violations()[0].subject.as_deref(),
+        Some("profile.middle_name")
+    );
+    assert!(
+        e.message()
+            .contains("line 3: field `profile.middle_name`: unknown field `middle_name`"),
+        "{e}"
+    );
 
     assert_eq!(results[3].1.as_ref().unwrap().email, "d@example.com");
 }

@@ -28,7 +28,11 @@ async fn main() -> std::process::ExitCode {
         .init();
 
     let path = std::env::args().nth(1).unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/registrations.jsonl").to_owned()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/registrations.jsonl"
+        )
+        .to_owned()
     });
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -51,7 +55,12 @@ async fn main() -> std::process::ExitCode {
         println!("{line}");
     }
 
-    let events = registry.events.events.lock().map(|e| e.clone()).unwrap_or_default();
+    let events = registry
+        .events
+        .events
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
     let mails = registry.mailer.sent.lock().map(|m| m.len()).unwrap_or(0);
     println!(
         "\n{} users registered, {} welcome mails sent, {} UserRegistered events published",

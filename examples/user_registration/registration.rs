@@ -38,7 +38,10 @@ pub struct Notifications {
 
 impl Default for Notifications {
     fn default() -> Self {
-        Notifications { email: true, sms: false }
+        Notifications {
+            email: true,
+            sms: false,
+        }
     }
 }
 
@@ -81,7 +84,10 @@ impl UserRepository {
         };
         let mut users = self.lock()?;
         if users.contains_key(&user.email) {
-            return Err(Error::conflict("user.email.taken", format!("{} is already registered", user.email)));
+            return Err(Error::conflict(
+                "user.email.taken",
+                format!("{} is already registered", user.email),
+            ));
         }
         users.insert(user.email.clone(), user.clone());
         Ok(user)
@@ -117,10 +123,13 @@ pub struct Mailer {
 
 impl Mailer {
     pub async fn send_welcome(&self, user: &User) -> Result<()> {
-        if self.undeliverable.iter().any(|m| *m == user.email) {
+        if self.undeliverable.contains(&user.email) {
             return Err(Error::infrastructure(
                 "mail.undeliverable",
-                format!("welcome mail to {} bounced: 550 mailbox unavailable", user.email),
+                format!(
+                    "welcome mail to {} bounced: 550 mailbox unavailable",
+                    user.email
+                ),
             ));
         }
         self.sent
@@ -189,8 +198,14 @@ impl RegisterUser<'_> {
 
     #[business_rule(code = "user.email.domain_blocked", after = email_has_valid_format)]
     fn email_domain_allowed(&self) -> RuleResult {
-        let domain = self.request.email.rsplit_once('@').map(|(_, d)| d.to_lowercase());
-        let blocked = domain.as_deref().is_some_and(|d| BLOCKED_DOMAINS.contains(&d));
+        let domain = self
+            .request
+            .email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase());
+        let blocked = domain
+            .as_deref()
+            .is_some_and(|d| BLOCKED_DOMAINS.contains(&d));
         ensure!(!blocked, "disposable email domains are not allowed").map_err(|v| v.on("email"))
     }
 
@@ -209,7 +224,10 @@ impl RegisterUser<'_> {
             (p.chars().any(char::is_uppercase), "an uppercase letter"),
             (p.chars().any(char::is_lowercase), "a lowercase letter"),
             (p.chars().any(|c| c.is_ascii_digit()), "a digit"),
-            (p.chars().any(|c| SPECIAL.contains(c)), "a special character"),
+            (
+                p.chars().any(|c| SPECIAL.contains(c)),
+                "a special character",
+            ),
         ]
         .into_iter()
         .filter_map(|(present, what)| (!present).then_some(what))
@@ -221,7 +239,11 @@ impl RegisterUser<'_> {
                     .on("password"),
             );
         }
-        if violations.is_empty() { Ok(()) } else { Err(violations) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
     }
 
     #[business_rule(code = "user.profile.required")]
@@ -236,13 +258,22 @@ impl RegisterUser<'_> {
         .filter(|(_, value)| value.as_deref().is_none_or(|v| v.trim().is_empty()))
         .map(|(field, _)| RuleViolation::new("is required").on(field))
         .collect();
-        if violations.is_empty() { Ok(()) } else { Err(violations) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
     }
 
     #[business_rule(code = "user.age.minimum", after = profile_is_complete)]
     fn old_enough(&self) -> RuleResult {
         // A missing date is reported by `profile_is_complete`.
-        let Some(dob) = self.request.profile.date_of_birth.as_deref().filter(|d| !d.trim().is_empty())
+        let Some(dob) = self
+            .request
+            .profile
+            .date_of_birth
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
         else {
             return Ok(());
         };
@@ -329,7 +360,9 @@ impl RegisterUser<'_> {
             Ok(mut events) => events.push(event),
             // The documents' rule: a failed publication is logged, never fails the
             // registration.
-            Err(_) => tracing::warn!(user_id = %user.id, "event log poisoned; UserRegistered not published"),
+            Err(_) => {
+                tracing::warn!(user_id = %user.id, "event log poisoned; UserRegistered not published")
+            }
         }
     }
 
@@ -342,7 +375,9 @@ impl RegisterUser<'_> {
     /// created removes it again, so a retry of the same registration can succeed.
     fn roll_back(&self, error: Error) -> Error {
         // Rules failed, or the account could not be created: nothing to undo.
-        let Some(id) = self.created.get() else { return error };
+        let Some(id) = self.created.get() else {
+            return error;
+        };
         match self.users.remove(&self.request.email) {
             Ok(_) => {
                 let message = format!("{} (account {id} rolled back)", error.message());
@@ -357,12 +392,20 @@ impl RegisterUser<'_> {
 }
 
 fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     let local_ok = !local.is_empty()
-        && local.chars().all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c));
-    let Some((host, tld)) = domain.rsplit_once('.') else { return false };
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c));
+    let Some((host, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
     let host_ok = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
         && !host.starts_with('.')
         && !host.ends_with('.')
         && !host.contains("..");
@@ -399,13 +442,17 @@ pub async fn register_all(text: &str, today: NaiveDate, registry: &Registry) -> 
             },
             Ok(request) => {
                 let email = request.email.clone();
-                match RegisterUser::new(request, today, registry).execute(&Context::new()).await {
+                match RegisterUser::new(request, today, registry)
+                    .execute(&Context::new())
+                    .await
+                {
                     Ok(user) => format!("line {line:>2}: created {} <{}>", user.id, user.email),
                     Err(e) if e.violations().is_empty() => {
                         format!("line {line:>2}: failed <{email}>: {e}")
                     }
                     Err(e) => {
-                        let all: Vec<String> = e.violations().iter().map(ToString::to_string).collect();
+                        let all: Vec<String> =
+                            e.violations().iter().map(ToString::to_string).collect();
                         format!("line {line:>2}: rejected <{email}>: {}", all.join("; "))
                     }
                 }

@@ -274,10 +274,7 @@ impl Error {
     }
 
     /// An [`ErrorKind::Infrastructure`] error: a dependency failed.
-    pub fn infrastructure(
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn infrastructure(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Infrastructure, code, message)
     }
 
@@ -362,7 +359,10 @@ impl From<Vec<RuleViolation>> for Error {
 /// Serialises as `{"kind", "code", "message", "violations"}` (the source error as its
 /// display string under `"source"` when present), the shape API clients receive.
 impl Serialize for Error {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Error", 5)?;
         s.serialize_field("kind", &self.0.kind)?;

@@ -68,7 +68,9 @@ pub fn from_json<T: DeserializeOwned>(record: &str, json: &str) -> Result<T> {
 /// assert!(results[1].1.is_err());
 /// assert_eq!(results[2].1.as_ref().unwrap().n, 3);
 /// ```
-pub fn json_lines<T: DeserializeOwned>(text: &str) -> impl Iterator<Item = (usize, Result<T>)> + '_ {
+pub fn json_lines<T: DeserializeOwned>(
+    text: &str,
+) -> impl Iterator<Item = (usize, Result<T>)> + '_ {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -133,13 +135,22 @@ mod tests {
         let e = err(r#"{"email":"a@b.io","profile":{"first_name":"A","date_of_birth":19900101}}"#);
         assert_eq!(e.kind(), ErrorKind::Validation);
         assert_eq!(e.code(), "flext.input.invalid_field");
-        assert_eq!(e.violations()[0].subject.as_deref(), Some("profile.date_of_birth"));
-        assert!(e.message().contains("line 9: field `profile.date_of_birth`"), "{e}");
+        assert_eq!(
+            e.violations()[0].subject.as_deref(),
+            Some("profile.date_of_birth")
+        );
+        assert!(
+            e.message()
+                .contains("line 9: field `profile.date_of_birth`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_field_names_the_field() {
-        let e = err(r#"{"email":"a@b.io","nickname":"x","profile":{"first_name":"A","date_of_birth":"1990-01-01"}}"#);
+        let e = err(
+            r#"{"email":"a@b.io","nickname":"x","profile":{"first_name":"A","date_of_birth":"1990-01-01"}}"#,
+        );
         assert_eq!(e.code(), "flext.input.unknown_field");
         assert!(e.message().contains("unknown field `nickname`"), "{e}");
     }

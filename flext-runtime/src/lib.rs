@@ -15,9 +15,9 @@ pub mod service;
 
 pub use context::{Context, Principal};
 pub use error::{BoxError, Error, ErrorKind, Result, RuleResult, RuleViolation};
+pub use service::{DomainService, RuleMode, RuleOutcome, StepOutcome, SyncDomainService};
 /// The id type of [`Context`] (re-exported from the `uuid` crate).
 pub use uuid::Uuid;
-pub use service::{DomainService, RuleMode, RuleOutcome, StepOutcome, SyncDomainService};
 
 /// Items used by flext's generated code. Not public API: anything here may change in a
 /// patch release.

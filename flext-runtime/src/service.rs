@@ -223,7 +223,12 @@ impl Rules {
     ///
     /// The rule's abort error; in [`RuleMode::FailFast`], the rule's violations.
     #[inline]
-    pub fn check(&mut self, name: &'static str, code: &'static str, outcome: impl RuleOutcome) -> Result<()> {
+    pub fn check(
+        &mut self,
+        name: &'static str,
+        code: &'static str,
+        outcome: impl RuleOutcome,
+    ) -> Result<()> {
         if outcome.holds() {
             Ok(())
         } else {
@@ -270,13 +275,15 @@ impl Rules {
         error
     }
 
-    /// Ends rule evaluation.
+    /// Ends rule evaluation. Takes `&mut self` rather than `self`: moving the
+    /// accumulator would copy it through the stack on every call, which costs more than
+    /// all of a small service's rules (a store-forwarding stall).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::RuleViolation`] carrying every violation recorded, if any.
     #[inline]
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         if self.violations.is_empty() {
             Ok(())
         } else {
@@ -307,7 +314,11 @@ fn step_failed(name: &'static str, e: Error) -> Error {
 }
 
 fn record_failure(what: &'static str, name: &'static str, e: &Error) {
-    tracing::Span::current().record("failed_at", name);
+    // The service span is INFO: when INFO is off there is no span to record on, and
+    // looking up the current span would be the most expensive part of a failure.
+    if tracing::level_enabled!(tracing::Level::INFO) {
+        tracing::Span::current().record("failed_at", name);
+    }
     tracing::debug!(failed = what, name, code = e.code(), error = %e, "domain service failed");
 }
 
@@ -318,8 +329,12 @@ mod tests {
     #[test]
     fn collect_all_keeps_every_violation_in_order() {
         let mut rules = Rules::new(RuleMode::CollectAll);
-        rules.check("a", "c.a", Err::<(), _>(RuleViolation::new("first"))).unwrap();
-        rules.check("b", "c.b", Ok::<(), RuleViolation>(())).unwrap();
+        rules
+            .check("a", "c.a", Err::<(), _>(RuleViolation::new("first")))
+            .unwrap();
+        rules
+            .check("b", "c.b", Ok::<(), RuleViolation>(()))
+            .unwrap();
         rules
             .check(
                 "c",
@@ -349,7 +364,11 @@ mod tests {
     fn an_infrastructure_error_aborts_even_when_collecting() {
         let mut rules = Rules::new(RuleMode::CollectAll);
         let e = rules
-            .check("a", "c.a", Err::<(), _>(Error::infrastructure("db.down", "no db")))
+            .check(
+                "a",
+                "c.a",
+                Err::<(), _>(Error::infrastructure("db.down", "no db")),
+            )
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Infrastructure);
     }

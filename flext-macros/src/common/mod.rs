@@ -91,7 +91,10 @@ pub fn parse_attr_args<T: FromMeta + Default>(attr: &syn::Attribute) -> darling:
 }
 
 /// The closest of `candidates` to `name`, if any is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
@@ -133,11 +136,17 @@ impl Method {
             Some(syn::FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
             Some(syn::FnArg::Receiver(r)) => errors.push(error_at(
                 r,
-                format!("a {role} method takes `&self`, not `{}`", r.to_token_stream()),
+                format!(
+                    "a {role} method takes `&self`, not `{}`",
+                    r.to_token_stream()
+                ),
             )),
             _ => errors.push(error_at(
                 &sig.ident,
-                format!("a {role} method takes `&self` as its first parameter: `fn {}(&self, ...)`", sig.ident),
+                format!(
+                    "a {role} method takes `&self` as its first parameter: `fn {}(&self, ...)`",
+                    sig.ident
+                ),
             )),
         }
         if let Some(param) = sig.generics.type_params().next() {

@@ -46,7 +46,9 @@ fn check_links(svc: &Service, errors: &mut Errors) {
 }
 
 fn check_hook(svc: &Service, errors: &mut Errors) {
-    let Some(hook) = &svc.args.on_error else { return };
+    let Some(hook) = &svc.args.on_error else {
+        return;
+    };
     if svc.hook.is_none() {
         let name = hook.to_string();
         errors.push(error_at(
@@ -143,11 +145,15 @@ fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
 fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], errors: &mut Errors) {
     // Every remaining rule waits on another remaining one; walking predecessors from any
     // of them must revisit a rule, and the walk from that rule on is the cycle.
-    let Some(start) = (0..done.len()).find(|&i| !done[i]) else { return };
+    let Some(start) = (0..done.len()).find(|&i| !done[i]) else {
+        return;
+    };
     let mut path = vec![start];
     let mut current = start;
     loop {
-        let Some(&next) = predecessors[current].iter().find(|&&p| !done[p]) else { return };
+        let Some(&next) = predecessors[current].iter().find(|&&p| !done[p]) else {
+            return;
+        };
         if let Some(pos) = path.iter().position(|&r| r == next) {
             let cycle = &path[pos..];
             let names: Vec<String> = cycle
@@ -164,7 +170,10 @@ fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], error
                 .find(|a| names.iter().any(|n| a == &n.as_str()))
                 .unwrap_or(&rule.method.ident);
             let message = if cycle.len() == 1 {
-                format!("business rule `{}` cannot run after itself: remove this `after`", rule.method.ident)
+                format!(
+                    "business rule `{}` cannot run after itself: remove this `after`",
+                    rule.method.ident
+                )
             } else {
                 format!(
                     "`after` makes a cycle among business rules: {}; remove one of these `after =` options",

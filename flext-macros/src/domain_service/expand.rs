@@ -24,7 +24,10 @@ pub fn service(svc: &Service, plan: &Plan) -> TokenStream {
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
     let name = &svc.name;
-    let is_async = svc.rules.iter().map(|r| &r.method)
+    let is_async = svc
+        .rules
+        .iter()
+        .map(|r| &r.method)
         .chain(svc.links.iter().map(Link::method))
         .chain(svc.postconditions.iter().map(|r| &r.method))
         .chain(svc.hook.as_ref())
@@ -137,7 +140,13 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
             let mut __flext_rules = #krate::__private::Rules::new(#krate::RuleMode::#mode);
         });
         for &i in &plan.rule_order {
-            out.extend(rule_check(krate, &svc.rules[i], quote!(__flext_rules), None, ctx));
+            out.extend(rule_check(
+                krate,
+                &svc.rules[i],
+                quote!(__flext_rules),
+                None,
+                ctx,
+            ));
         }
         out.extend(quote! { __flext_rules.finish()?; });
     }
@@ -192,7 +201,13 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
             let mut __flext_post = #krate::__private::Rules::new(#krate::RuleMode::CollectAll);
         });
         for rule in &svc.postconditions {
-            out.extend(rule_check(krate, rule, quote!(__flext_post), Some(quote!(&__flext_value)), ctx));
+            out.extend(rule_check(
+                krate,
+                rule,
+                quote!(__flext_post),
+                Some(quote!(&__flext_value)),
+                ctx,
+            ));
         }
         out.extend(quote! { __flext_post.finish()?; });
     }
@@ -242,7 +257,9 @@ fn call(m: &Method, value: Option<TokenStream>, ctx: &TokenStream) -> TokenStrea
     let mut value = value;
     let args = m.params.iter().map(|p| match p {
         Param::Context => quote!(#ctx),
-        Param::Value(_) => value.take().unwrap_or_else(|| quote!(::core::default::Default::default())),
+        Param::Value(_) => value
+            .take()
+            .unwrap_or_else(|| quote!(::core::default::Default::default())),
     });
     let await_ = m.is_async.then(|| quote!(.await));
     quote!(self.#ident(#(#args),*) #await_)

@@ -86,7 +86,10 @@ impl Service {
                 "`#[domain_service]` goes on an inherent `impl MyService { ... }` block, not on a trait impl: it writes the `DomainService` impl itself",
             ));
         }
-        let name = args.name.clone().unwrap_or_else(|| type_name(&item.self_ty));
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| type_name(&item.self_ty));
 
         let mut rules = Vec::new();
         let mut links = Vec::new();
@@ -94,7 +97,9 @@ impl Service {
         let mut method_names = Vec::new();
 
         for impl_item in &mut item.items {
-            let syn::ImplItem::Fn(f) = impl_item else { continue };
+            let syn::ImplItem::Fn(f) = impl_item else {
+                continue;
+            };
             method_names.push(f.sig.ident.to_string());
             let mut ours = Vec::new();
             f.attrs.retain(|attr| match role_of(attr) {
@@ -114,19 +119,28 @@ impl Service {
                 ));
                 let _ = role;
             }
-            let Some((role, attr)) = ours.into_iter().next() else { continue };
+            let Some((role, attr)) = ours.into_iter().next() else {
+                continue;
+            };
             match role {
                 BUSINESS_RULE | POSTCONDITION => {
                     let label = format!("`#[{role}]`");
-                    let rule_args: RuleArgs = errors.handle(parse_attr_args(&attr)).unwrap_or_default();
+                    let rule_args: RuleArgs =
+                        errors.handle(parse_attr_args(&attr)).unwrap_or_default();
                     let method = Method::from_sig(&f.sig, &label, errors);
                     check_rule_signature(&method, role, errors);
                     if role == POSTCONDITION {
                         if let Some(order) = &rule_args.order {
-                            errors.push(error_at_spanned(order.span(), "postconditions run in declaration order; remove `order`"));
+                            errors.push(error_at_spanned(
+                                order.span(),
+                                "postconditions run in declaration order; remove `order`",
+                            ));
                         }
                         if let Some(after) = rule_args.after.first() {
-                            errors.push(error_at(after, "postconditions run in declaration order; remove `after`"));
+                            errors.push(error_at(
+                                after,
+                                "postconditions run in declaration order; remove `after`",
+                            ));
                         }
                     }
                     let rule = Rule {
