@@ -8,8 +8,9 @@ pub use flext_runtime::*;
 pub mod prelude {
     pub use flext_macros::*;
     pub use flext_runtime::{
-        Context, DomainService, Error, ErrorKind, Principal, Result, RuleResult, RuleViolation,
-        SyncDomainService, Uuid, ensure,
+        Bus, Command, Context, DomainService, Error, ErrorKind, Event, Message, Principal,
+        PublishReport, Query, Result, RuleResult, RuleViolation, State, SyncDomainService, Uuid,
+        ensure,
     };
 }
 

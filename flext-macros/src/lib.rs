@@ -4,6 +4,8 @@
 
 mod common;
 mod domain_service;
+mod handler;
+mod message;
 
 use proc_macro::TokenStream;
 
@@ -139,6 +141,174 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
     domain_service::domain_service(args.into(), input.into()).into()
+}
+
+/// Implements `Validate` for a message from the `#[business_rule]` methods of an `impl`
+/// block: every rule runs, in the same order `#[domain_service]` uses, and every
+/// violation is collected. The `Validation` middleware runs them before the handler for
+/// messages marked `validate`.
+///
+/// ```
+/// use flext::prelude::*;
+///
+/// #[command(output = (), validate)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Rename { name: String }
+///
+/// #[business_rules]
+/// impl Rename {
+///     #[business_rule(code = "rename.name.required")]
+///     fn name_present(&self) -> RuleResult {
+///         ensure!(!self.name.trim().is_empty(), "a name is required")
+///     }
+/// }
+///
+/// let err = flext::Message::validate(&Rename { name: " ".into() }).unwrap_err();
+/// assert_eq!(err.code(), "rename.name.required");
+/// ```
+#[proc_macro_attribute]
+pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
+    domain_service::business_rules(args.into(), input.into()).into()
+}
+
+/// Makes a struct or enum a command: a request to change state with exactly one
+/// handler. Implements `Message` and `Command` and registers the type for
+/// `Bus::send_json`.
+///
+/// Options: `output = T` (required: what the handler returns), `name = "..."` (the stable
+/// name; default the type's name), `idempotent` (the `Retry` middleware may retry it),
+/// `timeout_ms = N` (the `Timeout` middleware's limit for it), `validate` (run its
+/// `#[business_rules]` in the `Validation` middleware), `crate = path`.
+///
+/// The type must be `Clone + Serialize + Deserialize + Send + Sync + 'static`.
+///
+/// ```
+/// use flext::prelude::*;
+///
+/// #[command(output = u64, name = "users.create", idempotent, timeout_ms = 2000)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// struct CreateUser { email: String }
+///
+/// assert_eq!(<CreateUser as flext::Message>::NAME, "users.create");
+/// assert!(<CreateUser as flext::Message>::IDEMPOTENT);
+/// ```
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
+    message::message(message::Kind::Command, args.into(), input.into()).into()
+}
+
+/// Makes a struct or enum a query: a request to read state with exactly one handler.
+/// Same options as [`macro@command`].
+///
+/// ```
+/// use flext::prelude::*;
+///
+/// #[query(output = Option<String>)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// struct FindEmail { user_id: u64 }
+/// ```
+#[proc_macro_attribute]
+pub fn query(args: TokenStream, input: TokenStream) -> TokenStream {
+    message::message(message::Kind::Query, args.into(), input.into()).into()
+}
+
+/// Makes a struct or enum an event: something that happened, delivered to every
+/// subscriber. Options: `name = "..."`, `version = N` (schema version, from 1),
+/// `validate`, `crate = path`.
+///
+/// ```
+/// use flext::prelude::*;
+///
+/// #[event(name = "user.created", version = 2)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// struct UserCreated { user_id: u64 }
+///
+/// assert_eq!(<UserCreated as flext::Event>::VERSION, 2);
+/// ```
+#[proc_macro_attribute]
+pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
+    message::message(message::Kind::Event, args.into(), input.into()).into()
+}
+
+/// Registers a function as the handler of a command, at link time.
+///
+/// The first parameter is the command, by value; then, in any order, `ctx: &Context`
+/// (the dispatch's child context), `bus: &Bus` (to send further messages), and injected
+/// state such as `repo: State<UserRepository>`. The function returns
+/// `flext::Result<Output>` and may be `async`.
+///
+/// A second handler for the same command in the same crate is a compile error (E0119,
+/// conflicting implementations of `HasOneHandler`). For a command defined in another
+/// crate write `#[command_handler(external)]`; the bus then reports a second handler when
+/// it is built, naming both.
+///
+/// ```rust,standalone_crate
+/// use flext::prelude::*;
+///
+/// #[command(output = String)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Greet { name: String }
+///
+/// #[command_handler]
+/// async fn greet(cmd: Greet, ctx: &Context) -> Result<String> {
+///     Ok(format!("hello {} ({})", cmd.name, ctx.causation_id().is_some()))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = Bus::builder().build().unwrap();
+/// let out = bus.send(Greet { name: "Ada".into() }, &Context::new()).await.unwrap();
+/// assert_eq!(out, "hello Ada (true)");
+/// # }
+/// ```
+#[proc_macro_attribute]
+pub fn command_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::handler(handler::Kind::Command, args.into(), input.into()).into()
+}
+
+/// Registers a function as the handler of a query; see [`macro@command_handler`].
+#[proc_macro_attribute]
+pub fn query_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::handler(handler::Kind::Query, args.into(), input.into()).into()
+}
+
+/// Registers a function as a subscriber of an event; any number of subscribers may
+/// exist. Returns `flext::Result<()>`; a failure or panic is reported in the
+/// `PublishReport` and does not reach the other subscribers. Parameters as in
+/// [`macro@command_handler`].
+#[proc_macro_attribute]
+pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::handler(handler::Kind::Event, args.into(), input.into()).into()
+}
+
+/// Registers the methods of a handler type marked `#[command_handler]`,
+/// `#[query_handler]` or `#[event_handler]`. `&self` is the value registered with
+/// `Bus::builder().state(value)`.
+///
+/// ```rust,standalone_crate
+/// use flext::prelude::*;
+///
+/// #[query(output = u32)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Stock { sku: String }
+///
+/// struct Inventory { on_hand: u32 }
+///
+/// #[handlers]
+/// impl Inventory {
+///     #[query_handler]
+///     fn stock(&self, _q: Stock) -> Result<u32> {
+///         Ok(self.on_hand)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = Bus::builder().state(Inventory { on_hand: 7 }).build().unwrap();
+/// assert_eq!(bus.query(Stock { sku: "A".into() }, &Context::new()).await.unwrap(), 7);
+/// # }
+/// ```
+#[proc_macro_attribute]
+pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::handlers(args.into(), input.into()).into()
 }
 
 /// Marks a business rule inside a `#[domain_service]` impl block.

@@ -1,6 +1,7 @@
 //! [`Context`]: who asked, on behalf of what, and by when.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -56,8 +57,8 @@ impl Principal {
 /// by EventStoreDB and Axon: follow `causation_id` to rebuild the tree of a request,
 /// filter by `correlation_id` to see all of it.
 ///
-/// `Context` is cheap to clone: the ids are `Copy`, and the metadata map is usually
-/// empty.
+/// `Context` is cheap to clone and to derive with [`child`](Self::child): the ids are
+/// `Copy`, the principal and the metadata are shared behind `Arc`s.
 ///
 /// ```
 /// use flext::{Context, Principal};
@@ -80,9 +81,9 @@ pub struct Context {
     id: Uuid,
     correlation_id: Uuid,
     causation_id: Option<Uuid>,
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     deadline: Option<Instant>,
-    metadata: BTreeMap<String, String>,
+    metadata: Arc<BTreeMap<String, String>>,
 }
 
 impl Default for Context {
@@ -102,7 +103,7 @@ impl Context {
             causation_id: None,
             principal: None,
             deadline: None,
-            metadata: BTreeMap::new(),
+            metadata: Arc::default(),
         }
     }
 
@@ -128,7 +129,7 @@ impl Context {
 
     /// Sets the principal the operation runs for.
     pub fn with_principal(mut self, principal: Principal) -> Self {
-        self.principal = Some(principal);
+        self.principal = Some(Arc::new(principal));
         self
     }
 
@@ -149,7 +150,7 @@ impl Context {
 
     /// Adds a metadata entry (replacing an earlier value for `key`).
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
+        Arc::make_mut(&mut self.metadata).insert(key.into(), value.into());
         self
     }
 
@@ -170,7 +171,7 @@ impl Context {
 
     /// The caller, when known.
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.principal.as_deref()
     }
 
     /// The deadline, when one is set.

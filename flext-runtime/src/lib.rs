@@ -8,11 +8,19 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bus;
 mod context;
 mod error;
 pub mod input;
+pub mod middleware;
+pub mod registry;
 pub mod service;
+mod suggest;
 
+pub use bus::{
+    BoxFuture, Bus, BusBuilder, Command, Event, FromState, Handle, HandlerRegistration, Message,
+    MessageKind, PublishReport, Query, State, SubscriberOutcome, Validate,
+};
 pub use context::{Context, Principal};
 pub use error::{BoxError, Error, ErrorKind, Result, RuleResult, RuleViolation};
 pub use service::{DomainService, RuleMode, RuleOutcome, StepOutcome, SyncDomainService};
@@ -23,7 +31,13 @@ pub use uuid::Uuid;
 /// patch release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bus::{
+        ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, command_async,
+        command_sync, event_async, event_sync, json_command, json_event, json_query, query_async,
+        query_sync,
+    };
     pub use crate::service::{Rules, step};
+    pub use inventory;
     pub use tracing;
     pub use tracing::Instrument;
 }

@@ -30,6 +30,11 @@ impl Errors {
         }
     }
 
+    /// Whether no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// `Err` with every error combined, if any was recorded.
     pub fn finish(self) -> syn::Result<()> {
         let mut errors = self.errors.into_iter();

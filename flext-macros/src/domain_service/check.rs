@@ -20,6 +20,36 @@ pub fn service(svc: &Service, errors: &mut Errors) -> Plan {
     }
 }
 
+/// `#[business_rules]` on a message: rules only, all synchronous.
+pub fn rules_only(svc: &Service, errors: &mut Errors) -> Plan {
+    for link in &svc.links {
+        errors.push(error_at(
+            &link.method().ident,
+            "`#[business_rules]` holds only `#[business_rule]`s; steps and taps belong in a `#[domain_service]`",
+        ));
+    }
+    for rule in svc.rules.iter().chain(&svc.postconditions) {
+        if rule.method.is_async {
+            errors.push(error_at(
+                &rule.method.ident,
+                "a message's business rules are synchronous checks of the message itself: remove `async`, and query repositories in the handler",
+            ));
+        }
+        if rule.method.params.iter().any(|p| matches!(p, crate::common::Param::Context)) {
+            errors.push(error_at(&rule.method.ident, "a message's business rules see only the message: remove the `&Context` parameter"));
+        }
+    }
+    if let Some(p) = svc.postconditions.first() {
+        errors.push(error_at(&p.method.ident, "a message has no result to check: postconditions belong in a `#[domain_service]`"));
+    }
+    if svc.args.on_error.is_some() || svc.args.fail_fast.is_present() {
+        errors.push(syn::Error::new(proc_macro2::Span::call_site(), "`#[business_rules]` takes no options other than `crate = path`"));
+    }
+    Plan {
+        rule_order: rule_order(svc, errors),
+    }
+}
+
 fn check_links(svc: &Service, errors: &mut Errors) {
     let Some(first_step) = svc.links.iter().position(|l| matches!(l, Link::Step(_))) else {
         errors.push(error_at(

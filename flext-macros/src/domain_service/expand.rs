@@ -264,3 +264,32 @@ fn call(m: &Method, value: Option<TokenStream>, ctx: &TokenStream) -> TokenStrea
     let await_ = m.is_async.then(|| quote!(.await));
     quote!(self.#ident(#(#args),*) #await_)
 }
+
+/// `impl Validate` for a message's `#[business_rules]`.
+pub fn rules(svc: &Service, plan: &Plan) -> TokenStream {
+    let krate = svc
+        .args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::flext));
+    let item = &svc.item;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let ctx = quote!(__flext_ctx);
+    let checks = plan
+        .rule_order
+        .iter()
+        .map(|&i| rule_check(&krate, &svc.rules[i], quote!(__flext_rules), None, &ctx));
+    quote! {
+        #item
+
+        #[automatically_derived]
+        impl #impl_generics #krate::Validate for #self_ty #where_clause {
+            fn validate(&self) -> #krate::Result<()> {
+                let mut __flext_rules = #krate::__private::Rules::new(#krate::RuleMode::CollectAll);
+                #(#checks)*
+                __flext_rules.finish()
+            }
+        }
+    }
+}

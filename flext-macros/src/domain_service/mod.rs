@@ -32,3 +32,28 @@ pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     }
 }
+
+/// `#[business_rules]` on an `impl` of a message type: implements `Validate`.
+pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item: syn::ItemImpl = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let first = input.clone().into_iter().next();
+            let e = error_at(
+                &first,
+                "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods",
+            );
+            return with_errors(input, e);
+        }
+    };
+    let mut errors = Errors::default();
+    let svc = parse::Service::from_tokens(args, item, &mut errors);
+    let plan = check::rules_only(&svc, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand::rules(&svc, &plan),
+        Err(e) => {
+            let item = &svc.item;
+            with_errors(quote::quote!(#item), e)
+        }
+    }
+}
