@@ -214,10 +214,12 @@ pub struct StateMap {
 
 impl StateMap {
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.values.insert(
-            TypeId::of::<T>(),
-            (std::any::type_name::<T>(), Box::new(Arc::new(value))),
-        );
+        self.insert_arc(Arc::new(value));
+    }
+
+    pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.values
+            .insert(TypeId::of::<T>(), (std::any::type_name::<T>(), Box::new(value)));
     }
 
     fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
@@ -255,7 +257,19 @@ impl StateMap {
 /// assert_eq!(bus.send(Increment, &ctx).await.unwrap(), 2);
 /// # }
 /// ```
-pub struct State<T: ?Sized>(pub Arc<T>);
+pub struct State<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> State<T> {
+    /// Wraps shared state, for calling a handler directly (in a unit test, say).
+    pub fn new(value: Arc<T>) -> Self {
+        State(value)
+    }
+
+    /// The shared value.
+    pub fn into_inner(self) -> Arc<T> {
+        self.0
+    }
+}
 
 impl<T: ?Sized> Clone for State<T> {
     fn clone(&self) -> Self {

@@ -145,6 +145,13 @@ impl BusBuilder {
         self
     }
 
+    /// Registers shared state the caller keeps a handle to, as [`state`](Self::state)
+    /// does for an owned value: handlers see the same `Arc`.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.state.insert_arc(value);
+        self
+    }
+
     /// Adds a middleware. The first added is the outermost: it sees the dispatch first
     /// and the result last.
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {

@@ -59,7 +59,7 @@ impl Middleware for Timeout {
                     format!(
                         "`{}` did not finish within {} ms",
                         dispatch.name(),
-                        deadline.saturating_duration_since(now).as_millis()
+                        (deadline.saturating_duration_since(now).as_secs_f64() * 1000.0).round()
                     ),
                 )),
             }
