@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flext::middleware::{Authorize, Dispatch, Metrics, Middleware, Next, Retry, Timeout, Validation};
+use flext::middleware::{
+    Authorize, Dispatch, Metrics, Middleware, Next, Retry, Timeout, Validation,
+};
 use flext::prelude::*;
 use flext::{BoxFuture, HandlerRegistration};
 use serde::{Deserialize, Serialize};
@@ -71,13 +73,19 @@ struct Seen(Mutex<Vec<String>>);
 
 #[event_handler]
 fn record_opening(e: AccountOpened, seen: State<Seen>) -> Result<()> {
-    seen.0.lock().unwrap().push(format!("recorded {}", e.account));
+    seen.0
+        .lock()
+        .unwrap()
+        .push(format!("recorded {}", e.account));
     Ok(())
 }
 
 #[event_handler]
 async fn notify_owner(e: AccountOpened) -> Result<()> {
-    Err(Error::infrastructure("mail.down", format!("cannot notify the owner of {}", e.account)))
+    Err(Error::infrastructure(
+        "mail.down",
+        format!("cannot notify the owner of {}", e.account),
+    ))
 }
 
 #[event_handler]
@@ -87,7 +95,10 @@ async fn crash_on_opening(_: AccountOpened) -> Result<()> {
 
 #[event_handler]
 fn audit_opening(e: AccountOpened, seen: State<Seen>) -> Result<()> {
-    seen.0.lock().unwrap().push(format!("audited {}", e.account));
+    seen.0
+        .lock()
+        .unwrap()
+        .push(format!("audited {}", e.account));
     Ok(())
 }
 
@@ -147,7 +158,10 @@ struct Attempts(AtomicU32);
 fn flaky(cmd: Flaky, attempts: State<Attempts>) -> Result<u32> {
     let n = attempts.0.fetch_add(1, Ordering::SeqCst) + 1;
     if n <= cmd.fail_times {
-        Err(Error::infrastructure("db.unavailable", format!("attempt {n} failed")))
+        Err(Error::infrastructure(
+            "db.unavailable",
+            format!("attempt {n} failed"),
+        ))
     } else {
         Ok(n)
     }
@@ -165,7 +179,10 @@ struct Slow;
 
 #[query_handler]
 async fn slow(_: Slow, ctx: &Context) -> Result<()> {
-    assert!(ctx.deadline().is_some(), "the handler sees the tightened deadline");
+    assert!(
+        ctx.deadline().is_some(),
+        "the handler sees the tightened deadline"
+    );
     tokio::time::sleep(Duration::from_secs(3600)).await;
     Ok(())
 }
@@ -186,13 +203,19 @@ impl OpenAccount {
 
     #[business_rule(code = "account.initial.non_negative")]
     fn initial_non_negative(&self) -> RuleResult {
-        ensure!(self.initial_cents >= 0, "the initial deposit cannot be negative")
+        ensure!(
+            self.initial_cents >= 0,
+            "the initial deposit cannot be negative"
+        )
     }
 }
 
 #[command_handler]
 fn open_account(cmd: OpenAccount, seen: State<Seen>) -> Result<String> {
-    seen.0.lock().unwrap().push(format!("opened for {}", cmd.owner));
+    seen.0
+        .lock()
+        .unwrap()
+        .push(format!("opened for {}", cmd.owner));
     Ok(format!("acct-{}", cmd.owner.to_lowercase()))
 }
 
@@ -237,11 +260,34 @@ fn builder() -> flext::BusBuilder {
 async fn typed_send_and_query_return_the_handlers_output() {
     let bus = builder().build().unwrap();
     let ctx = Context::new();
-    let dep = |cents| Deposit { account: "acme".into(), cents };
+    let dep = |cents| Deposit {
+        account: "acme".into(),
+        cents,
+    };
     assert_eq!(bus.send(dep(500), &ctx).await.unwrap(), 500);
     assert_eq!(bus.send(dep(250), &ctx).await.unwrap(), 750);
-    assert_eq!(bus.query(Balance { account: "acme".into() }, &ctx).await.unwrap(), Some(750));
-    assert_eq!(bus.query(Balance { account: "none".into() }, &ctx).await.unwrap(), None);
+    assert_eq!(
+        bus.query(
+            Balance {
+                account: "acme".into()
+            },
+            &ctx
+        )
+        .await
+        .unwrap(),
+        Some(750)
+    );
+    assert_eq!(
+        bus.query(
+            Balance {
+                account: "none".into()
+            },
+            &ctx
+        )
+        .await
+        .unwrap(),
+        None
+    );
 
     let handle = bus.command_handle::<Deposit>().unwrap();
     assert_eq!(handle.call(dep(1), &ctx).await.unwrap(), 751);
@@ -254,7 +300,10 @@ async fn a_message_without_handler_is_a_not_found_error_naming_it() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(err.code(), "flext.bus.no_handler");
     assert!(err.message().contains("command `Unhandled`"), "{err}");
-    assert_eq!(bus.command_handle::<Unhandled>().err().map(|e| e.kind()), Some(ErrorKind::NotFound));
+    assert_eq!(
+        bus.command_handle::<Unhandled>().err().map(|e| e.kind()),
+        Some(ErrorKind::NotFound)
+    );
 }
 
 #[tokio::test]
@@ -264,7 +313,15 @@ async fn a_panicking_handler_is_an_error_and_the_bus_keeps_serving() {
     assert_eq!(err.kind(), ErrorKind::Internal);
     assert_eq!(err.code(), "flext.handler.panicked");
     assert!(err.message().contains("the handler blew up"), "{err}");
-    let ok = bus.send(Deposit { account: "x".into(), cents: 1 }, &Context::new()).await;
+    let ok = bus
+        .send(
+            Deposit {
+                account: "x".into(),
+                cents: 1,
+            },
+            &Context::new(),
+        )
+        .await;
     assert_eq!(ok.unwrap(), 1);
 }
 
@@ -273,16 +330,37 @@ async fn a_panicking_handler_is_an_error_and_the_bus_keeps_serving() {
 #[tokio::test]
 async fn a_failing_and_a_panicking_subscriber_do_not_stop_the_others() {
     let bus = builder().build().unwrap();
-    let report = bus.publish(AccountOpened { account: "a-1".into() }, &Context::new()).await;
+    let report = bus
+        .publish(
+            AccountOpened {
+                account: "a-1".into(),
+            },
+            &Context::new(),
+        )
+        .await;
     assert_eq!(report.event, "account.opened");
     // Subscribers run in source order.
     let handlers: Vec<_> = report.outcomes.iter().map(|o| o.handler).collect();
-    assert_eq!(handlers, ["record_opening", "notify_owner", "crash_on_opening", "audit_opening"]);
+    assert_eq!(
+        handlers,
+        [
+            "record_opening",
+            "notify_owner",
+            "crash_on_opening",
+            "audit_opening"
+        ]
+    );
     assert!(!report.is_success());
-    let failures: Vec<(&str, String)> = report.failures().map(|(h, e)| (h, e.code().to_owned())).collect();
+    let failures: Vec<(&str, String)> = report
+        .failures()
+        .map(|(h, e)| (h, e.code().to_owned()))
+        .collect();
     assert_eq!(
         failures,
-        [("notify_owner", "mail.down".to_owned()), ("crash_on_opening", "flext.handler.panicked".to_owned())]
+        [
+            ("notify_owner", "mail.down".to_owned()),
+            ("crash_on_opening", "flext.handler.panicked".to_owned())
+        ]
     );
     // The report serialises for an operator.
     let json = serde_json::to_value(&report).unwrap();
@@ -292,13 +370,33 @@ async fn a_failing_and_a_panicking_subscriber_do_not_stop_the_others() {
 #[tokio::test]
 async fn the_subscribers_effects_happen_despite_the_failures() {
     let bus = builder().build().unwrap();
-    bus.publish(AccountOpened { account: "a-2".into() }, &Context::new()).await;
+    bus.publish(
+        AccountOpened {
+            account: "a-2".into(),
+        },
+        &Context::new(),
+    )
+    .await;
     let report = bus.report();
-    let audit = report.handlers.iter().find(|h| h.handler == "audit_opening").unwrap();
+    let audit = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "audit_opening")
+        .unwrap();
     assert_eq!((audit.count, audit.failures), (1, 0));
-    let crash = report.handlers.iter().find(|h| h.handler == "crash_on_opening").unwrap();
+    let crash = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "crash_on_opening")
+        .unwrap();
     assert_eq!((crash.count, crash.failures), (1, 1));
-    assert!(crash.last_error.as_deref().unwrap().contains("subscriber crashed"));
+    assert!(
+        crash
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("subscriber crashed")
+    );
 }
 
 // ---------------------------------------------------------------- context propagation
@@ -314,12 +412,32 @@ async fn context_propagates_over_three_hops() {
     let names: Vec<&str> = chain.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(names, ["transfer", "withdraw", "money_moved"]);
     for hop in &chain {
-        assert_eq!(hop.2, root.correlation_id().to_string(), "one correlation id for the whole chain");
-        assert_eq!(hop.4.as_deref(), Some("teller-7"), "the principal travels along");
+        assert_eq!(
+            hop.2,
+            root.correlation_id().to_string(),
+            "one correlation id for the whole chain"
+        );
+        assert_eq!(
+            hop.4.as_deref(),
+            Some("teller-7"),
+            "the principal travels along"
+        );
     }
-    assert_eq!(chain[0].3, Some(root.id().to_string()), "the first hop is caused by the caller");
-    assert_eq!(chain[1].3, Some(chain[0].1.clone()), "the second hop is caused by the first");
-    assert_eq!(chain[2].3, Some(chain[1].1.clone()), "the event is caused by the second hop");
+    assert_eq!(
+        chain[0].3,
+        Some(root.id().to_string()),
+        "the first hop is caused by the caller"
+    );
+    assert_eq!(
+        chain[1].3,
+        Some(chain[0].1.clone()),
+        "the second hop is caused by the first"
+    );
+    assert_eq!(
+        chain[2].3,
+        Some(chain[1].1.clone()),
+        "the event is caused by the second hop"
+    );
     assert_ne!(chain[0].1, chain[1].1);
 }
 
@@ -354,11 +472,22 @@ fn read_contexts(_: ReadContexts, seen: State<Contexts>) -> Result<Vec<Hop>> {
 struct Trace(&'static str, Arc<Mutex<Vec<String>>>);
 
 impl Middleware for Trace {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.1.lock().unwrap().push(format!("before:{}:{}", self.0, dispatch.name()));
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("before:{}:{}", self.0, dispatch.name()));
             let result = next.run(ctx).await;
-            self.1.lock().unwrap().push(format!("after:{}:{}", self.0, result.is_ok()));
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("after:{}:{}", self.0, result.is_ok()));
             result
         })
     }
@@ -372,40 +501,121 @@ async fn middleware_runs_in_the_order_added_around_the_handler() {
         .middleware(Trace("inner", log.clone()))
         .build()
         .unwrap();
-    bus.send(Deposit { account: "m".into(), cents: 3 }, &Context::new()).await.unwrap();
+    bus.send(
+        Deposit {
+            account: "m".into(),
+            cents: 3,
+        },
+        &Context::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         *log.lock().unwrap(),
-        ["before:outer:Deposit", "before:inner:Deposit", "after:inner:true", "after:outer:true"]
+        [
+            "before:outer:Deposit",
+            "before:inner:Deposit",
+            "after:inner:true",
+            "after:outer:true"
+        ]
     );
 }
 
 #[tokio::test]
 async fn authorization_rejects_before_the_handler_runs() {
-    let bus = builder().middleware(Authorize::require_role("teller")).build().unwrap();
+    let bus = builder()
+        .middleware(Authorize::require_role("teller"))
+        .build()
+        .unwrap();
     let anonymous = Context::new();
-    let err = bus.send(Deposit { account: "z".into(), cents: 5 }, &anonymous).await.unwrap_err();
+    let err = bus
+        .send(
+            Deposit {
+                account: "z".into(),
+                cents: 5,
+            },
+            &anonymous,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert_eq!(err.message(), "an anonymous caller may not dispatch command `Deposit`");
+    assert_eq!(
+        err.message(),
+        "an anonymous caller may not dispatch command `Deposit`"
+    );
 
     let clerk = Context::new().with_principal(Principal::new("clerk-1"));
-    let err = bus.query(Balance { account: "z".into() }, &clerk).await.unwrap_err();
-    assert!(err.message().starts_with("principal `clerk-1` may not"), "{err}");
+    let err = bus
+        .query(
+            Balance {
+                account: "z".into(),
+            },
+            &clerk,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().starts_with("principal `clerk-1` may not"),
+        "{err}"
+    );
 
     let teller = Context::new().with_principal(Principal::new("t-1").with_role("teller"));
     // Nothing was deposited by the rejected calls.
-    assert_eq!(bus.query(Balance { account: "z".into() }, &teller).await.unwrap(), None);
-    assert_eq!(bus.send(Deposit { account: "z".into(), cents: 5 }, &teller).await.unwrap(), 5);
+    assert_eq!(
+        bus.query(
+            Balance {
+                account: "z".into()
+            },
+            &teller
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert_eq!(
+        bus.send(
+            Deposit {
+                account: "z".into(),
+                cents: 5
+            },
+            &teller
+        )
+        .await
+        .unwrap(),
+        5
+    );
 }
 
 #[tokio::test]
 async fn authorization_can_look_at_the_message() {
     let bus = builder()
-        .middleware(Authorize::new(|_, d| d.message::<Deposit>().is_none_or(|m| m.cents <= 100)))
+        .middleware(Authorize::new(|_, d| {
+            d.message::<Deposit>().is_none_or(|m| m.cents <= 100)
+        }))
         .build()
         .unwrap();
     let ctx = Context::new();
-    assert!(bus.send(Deposit { account: "y".into(), cents: 100 }, &ctx).await.is_ok());
-    let err = bus.send(Deposit { account: "y".into(), cents: 101 }, &ctx).await.unwrap_err();
+    assert!(
+        bus.send(
+            Deposit {
+                account: "y".into(),
+                cents: 100
+            },
+            &ctx
+        )
+        .await
+        .is_ok()
+    );
+    let err = bus
+        .send(
+            Deposit {
+                account: "y".into(),
+                cents: 101,
+            },
+            &ctx,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
 }
 
@@ -413,18 +623,45 @@ async fn authorization_can_look_at_the_message() {
 async fn validation_reports_every_violation_and_skips_the_handler() {
     let bus = builder().middleware(Validation).build().unwrap();
     let err = bus
-        .send(OpenAccount { owner: " ".into(), initial_cents: -5 }, &Context::new())
+        .send(
+            OpenAccount {
+                owner: " ".into(),
+                initial_cents: -5,
+            },
+            &Context::new(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RuleViolation);
-    let codes: Vec<_> = err.violations().iter().map(|v| v.code.to_string()).collect();
-    assert_eq!(codes, ["account.owner.required", "account.initial.non_negative"]);
+    let codes: Vec<_> = err
+        .violations()
+        .iter()
+        .map(|v| v.code.to_string())
+        .collect();
+    assert_eq!(
+        codes,
+        ["account.owner.required", "account.initial.non_negative"]
+    );
     let report = bus.report();
-    let open = report.handlers.iter().find(|h| h.handler == "open_account").unwrap();
-    assert_eq!((open.count, open.failures), (1, 1), "the dispatch failed in the middleware");
+    let open = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "open_account")
+        .unwrap();
+    assert_eq!(
+        (open.count, open.failures),
+        (1, 1),
+        "the dispatch failed in the middleware"
+    );
 
     let id = bus
-        .send(OpenAccount { owner: "Ada".into(), initial_cents: 0 }, &Context::new())
+        .send(
+            OpenAccount {
+                owner: "Ada".into(),
+                initial_cents: 0,
+            },
+            &Context::new(),
+        )
         .await
         .unwrap();
     assert_eq!(id, "acct-ada");
@@ -454,7 +691,10 @@ async fn retry_retries_idempotent_messages_on_transient_errors() {
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
-    let attempt = bus.send(Flaky { fail_times: 2 }, &Context::new()).await.unwrap();
+    let attempt = bus
+        .send(Flaky { fail_times: 2 }, &Context::new())
+        .await
+        .unwrap();
     assert_eq!(attempt, 3, "succeeded on the third attempt");
     // Waited 100 ms, then 200 ms (virtual time).
     assert_eq!(started.elapsed(), Duration::from_millis(300));
@@ -468,17 +708,31 @@ async fn retry_gives_up_after_the_last_attempt_and_never_retries_the_rest() {
         .middleware(Retry::new(2).backoff(Duration::from_millis(1), Duration::from_millis(1)))
         .build()
         .unwrap();
-    let err = bus.send(Flaky { fail_times: 5 }, &Context::new()).await.unwrap_err();
+    let err = bus
+        .send(Flaky { fail_times: 5 }, &Context::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.message(), "attempt 2 failed");
     assert_eq!(attempts.0.load(Ordering::SeqCst), 2, "two attempts in all");
 
     let err = bus.send(NotIdempotent, &Context::new()).await.unwrap_err();
     assert_eq!(err.code(), "db.unavailable");
-    assert_eq!(attempts.0.load(Ordering::SeqCst), 3, "a non-idempotent message is tried once");
+    assert_eq!(
+        attempts.0.load(Ordering::SeqCst),
+        3,
+        "a non-idempotent message is tried once"
+    );
 
     // The report counts dispatches, not attempts.
     let report = bus.report();
-    let count = |name: &str| report.handlers.iter().find(|h| h.handler == name).unwrap().count;
+    let count = |name: &str| {
+        report
+            .handlers
+            .iter()
+            .find(|h| h.handler == name)
+            .unwrap()
+            .count
+    };
     assert_eq!((count("flaky"), count("not_idempotent")), (1, 1));
 }
 
@@ -489,12 +743,30 @@ fn metrics_counts_dispatches_failures_and_latency() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let bus = builder().middleware(Metrics).build().unwrap();
             let ctx = Context::new();
-            bus.send(Deposit { account: "q".into(), cents: 1 }, &ctx).await.unwrap();
-            bus.send(Deposit { account: "q".into(), cents: 1 }, &ctx).await.unwrap();
+            bus.send(
+                Deposit {
+                    account: "q".into(),
+                    cents: 1,
+                },
+                &ctx,
+            )
+            .await
+            .unwrap();
+            bus.send(
+                Deposit {
+                    account: "q".into(),
+                    cents: 1,
+                },
+                &ctx,
+            )
+            .await
+            .unwrap();
             bus.send(Explode, &ctx).await.unwrap_err();
         });
     });
@@ -502,8 +774,16 @@ fn metrics_counts_dispatches_failures_and_latency() {
     let mut failures = std::collections::BTreeMap::new();
     let mut latencies = std::collections::BTreeMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
-        let message = labels.iter().find(|l| l.starts_with("message=")).cloned().unwrap_or_default();
+        let labels: Vec<String> = key
+            .key()
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let message = labels
+            .iter()
+            .find(|l| l.starts_with("message="))
+            .cloned()
+            .unwrap_or_default();
         match (key.key().name(), value) {
             ("flext_dispatch_total", DebugValue::Counter(n)) => {
                 total.insert(message, n);
@@ -521,7 +801,10 @@ fn metrics_counts_dispatches_failures_and_latency() {
     assert_eq!(total.get("message=Explode"), Some(&1));
     assert_eq!(
         failures.into_iter().collect::<Vec<_>>(),
-        [("message=Explode,kind=command,code=flext.handler.panicked".to_owned(), 1)]
+        [(
+            "message=Explode,kind=command,code=flext.handler.panicked".to_owned(),
+            1
+        )]
     );
     assert_eq!(latencies.get("message=Deposit"), Some(&2));
 }
@@ -532,11 +815,20 @@ fn metrics_counts_dispatches_failures_and_latency() {
 async fn json_entry_dispatches_by_name() {
     let bus = builder().build().unwrap();
     let ctx = Context::new();
-    let out = bus.send_json("Deposit", r#"{"account": "j", "cents": 40}"#, &ctx).await.unwrap();
+    let out = bus
+        .send_json("Deposit", r#"{"account": "j", "cents": 40}"#, &ctx)
+        .await
+        .unwrap();
     assert_eq!(out, serde_json::json!(40));
-    let out = bus.query_json("Balance", r#"{"account": "j"}"#, &ctx).await.unwrap();
+    let out = bus
+        .query_json("Balance", r#"{"account": "j"}"#, &ctx)
+        .await
+        .unwrap();
     assert_eq!(out, serde_json::json!(40));
-    let report = bus.publish_json("account.opened", r#"{"account": "j"}"#, &ctx).await.unwrap();
+    let report = bus
+        .publish_json("account.opened", r#"{"account": "j"}"#, &ctx)
+        .await
+        .unwrap();
     assert_eq!(report.outcomes.len(), 4);
 }
 
@@ -551,16 +843,33 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     };
 
     let e = send("Deposti", "{}").await;
-    assert_eq!((e.kind(), e.code()), (ErrorKind::NotFound, "flext.bus.unknown_message"));
-    assert_eq!(e.message(), "no message is named `Deposti`; did you mean `Deposit`?");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::NotFound, "flext.bus.unknown_message")
+    );
+    assert_eq!(
+        e.message(),
+        "no message is named `Deposti`; did you mean `Deposit`?"
+    );
 
     let e = send("Deposit", r#"{"account": "j", "cents": 4"#).await;
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Validation, "flext.input.malformed_json"));
-    assert!(e.message().starts_with("Deposit: malformed JSON: EOF while parsing"), "{e}");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Validation, "flext.input.malformed_json")
+    );
+    assert!(
+        e.message()
+            .starts_with("Deposit: malformed JSON: EOF while parsing"),
+        "{e}"
+    );
 
     let e = send("Deposit", r#"{"account": "j", "cents": "forty"}"#).await;
     assert_eq!(e.code(), "flext.input.invalid_field");
-    assert!(e.message().starts_with("Deposit: field `cents`: invalid type: string \"forty\""), "{e}");
+    assert!(
+        e.message()
+            .starts_with("Deposit: field `cents`: invalid type: string \"forty\""),
+        "{e}"
+    );
 
     let e = send("Deposit", r#"{"account": "j", "cents": 4, "memo": "x"}"#).await;
     assert_eq!(e.code(), "flext.input.unknown_field");
@@ -571,19 +880,42 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     let e = send("Deposit", r#"[1, 2]"#).await;
     assert_eq!(e.kind(), ErrorKind::Validation);
 
-    let e = send("Deposit", r#"{"account": "an account name long enough to pass the limit", "cents": 1}"#).await;
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Validation, "flext.input.too_large"));
-    assert_eq!(e.message(), "the payload for `Deposit` is 72 bytes, over the limit of 64 bytes");
+    let e = send(
+        "Deposit",
+        r#"{"account": "an account name long enough to pass the limit", "cents": 1}"#,
+    )
+    .await;
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Validation, "flext.input.too_large")
+    );
+    assert_eq!(
+        e.message(),
+        "the payload for `Deposit` is 72 bytes, over the limit of 64 bytes"
+    );
 
     let e = send("Balance", r#"{"account": "j"}"#).await;
     assert_eq!(e.code(), "flext.bus.wrong_kind");
-    assert_eq!(e.message(), "`Balance` is a query, not a command: dispatch it with `query_json`");
+    assert_eq!(
+        e.message(),
+        "`Balance` is a query, not a command: dispatch it with `query_json`"
+    );
 
     let e = bus.publish_json("Deposit", "{}", &ctx).await.unwrap_err();
     assert_eq!(e.code(), "flext.bus.wrong_kind");
 
     // Nothing was deposited.
-    assert_eq!(bus.query(Balance { account: "j".into() }, &ctx).await.unwrap(), None);
+    assert_eq!(
+        bus.query(
+            Balance {
+                account: "j".into()
+            },
+            &ctx
+        )
+        .await
+        .unwrap(),
+        None
+    );
 }
 
 // ---------------------------------------------------------------- registry
@@ -593,32 +925,79 @@ async fn the_registry_report_lists_every_handler_with_its_health() {
     let bus = builder().build().unwrap();
     let ctx = Context::new();
     for cents in [1, 2, 3] {
-        bus.send(Deposit { account: "r".into(), cents }, &ctx).await.unwrap();
+        bus.send(
+            Deposit {
+                account: "r".into(),
+                cents,
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
     }
     bus.send(Explode, &ctx).await.unwrap_err();
     let report = bus.report();
     assert!(report.stats_enabled);
-    let deposit = report.handlers.iter().find(|h| h.handler == "deposit").unwrap();
+    let deposit = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "deposit")
+        .unwrap();
     assert_eq!(deposit.message, "Deposit");
     assert_eq!(deposit.kind, flext::MessageKind::Command);
-    assert!(deposit.location.starts_with("tests/test_bus.rs:"), "{}", deposit.location);
-    assert_eq!((deposit.count, deposit.failures, deposit.last_error.as_deref()), (3, 0, None));
+    assert!(
+        deposit.location.starts_with("tests/test_bus.rs:"),
+        "{}",
+        deposit.location
+    );
+    assert_eq!(
+        (
+            deposit.count,
+            deposit.failures,
+            deposit.last_error.as_deref()
+        ),
+        (3, 0, None)
+    );
     let p = deposit.latency_us.unwrap();
     assert!(p.p50 <= p.p95 && p.p95 <= p.p99);
-    let explode = report.handlers.iter().find(|h| h.handler == "explode").unwrap();
+    let explode = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "explode")
+        .unwrap();
     assert_eq!((explode.count, explode.failures), (1, 1));
-    assert!(explode.last_error.as_deref().unwrap().starts_with("[flext.handler.panicked]"));
+    assert!(
+        explode
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("[flext.handler.panicked]")
+    );
 
     let json = serde_json::to_value(&report).unwrap();
-    let entry = json["handlers"].as_array().unwrap().iter().find(|h| h["handler"] == "deposit").unwrap();
+    let entry = json["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["handler"] == "deposit")
+        .unwrap();
     assert_eq!(entry["kind"], "command");
     assert_eq!(entry["count"], 3);
 
     // Handlers never dispatched are listed with zero counts; the link-time registry
     // lists them all, duplicates included.
-    let balance = report.handlers.iter().find(|h| h.handler == "balance").unwrap();
+    let balance = report
+        .handlers
+        .iter()
+        .find(|h| h.handler == "balance")
+        .unwrap();
     assert_eq!((balance.count, balance.latency_us), (0, None));
-    assert_eq!(flext::registry::handlers().filter(|h| h.message == "Archive").count(), 2);
+    assert_eq!(
+        flext::registry::handlers()
+            .filter(|h| h.message == "Archive")
+            .count(),
+        2
+    );
 }
 
 // ---------------------------------------------------------------- construction
@@ -632,7 +1011,10 @@ fn two_handlers_of_one_command_fail_bus_construction_naming_both() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(err.code(), "flext.bus.duplicate_handler");
     let m = err.message();
-    assert!(m.starts_with("command `Archive` has two handlers, `archive_fast` (tests/test_bus.rs:"), "{m}");
+    assert!(
+        m.starts_with("command `Archive` has two handlers, `archive_fast` (tests/test_bus.rs:"),
+        "{m}"
+    );
     assert!(m.contains("and `archive_slow` (tests/test_bus.rs:"), "{m}");
 }
 
@@ -647,8 +1029,22 @@ fn a_missing_state_fails_bus_construction_naming_handler_and_type() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     // Two handlers need the ledger: both are reported.
-    let problems: Vec<&str> = err.violations().iter().map(|v| v.message.as_str()).collect();
+    let problems: Vec<&str> = err
+        .violations()
+        .iter()
+        .map(|v| v.message.as_str())
+        .collect();
     assert_eq!(problems.len(), 2, "{err}");
-    assert!(problems.iter().any(|p| p.starts_with("handler `deposit` takes `State<test_bus::Ledger>`")), "{err}");
-    assert!(problems.iter().any(|p| p.starts_with("handler `balance` takes `State<test_bus::Ledger>`")), "{err}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("handler `deposit` takes `State<test_bus::Ledger>`")),
+        "{err}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("handler `balance` takes `State<test_bus::Ledger>`")),
+        "{err}"
+    );
 }

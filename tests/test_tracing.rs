@@ -31,7 +31,10 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         let mut fields = BTreeMap::new();
         attrs.record(&mut Fields(&mut fields));
         fields.insert("#id".into(), id.into_u64().to_string());
-        self.0.lock().unwrap().push((attrs.metadata().name().to_owned(), fields));
+        self.0
+            .lock()
+            .unwrap()
+            .push((attrs.metadata().name().to_owned(), fields));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _: LayerContext<'_, S>) {
@@ -76,29 +79,113 @@ fn run(svc: Checkout, ctx: &Context) -> Vec<(String, BTreeMap<String, String>)> 
     tracing::subscriber::with_default(subscriber, || {
         let _ = svc.execute_sync(ctx);
     });
-    let spans = spans.lock().unwrap().clone();
-    spans
+    spans.lock().unwrap().clone()
 }
 
 #[test]
 fn the_span_is_named_after_the_service_and_carries_the_correlation_id() {
     let ctx = Context::new();
-    let spans = run(Checkout { items: 2, payment_fails: false }, &ctx);
+    let spans = run(
+        Checkout {
+            items: 2,
+            payment_fails: false,
+        },
+        &ctx,
+    );
     assert_eq!(spans.len(), 1);
     let (name, fields) = &spans[0];
     assert_eq!(name, "Checkout");
     assert_eq!(fields["correlation_id"], ctx.correlation_id().to_string());
-    assert!(!fields.contains_key("failed_at"), "nothing failed: {fields:?}");
+    assert!(
+        !fields.contains_key("failed_at"),
+        "nothing failed: {fields:?}"
+    );
 }
 
 #[test]
 fn the_failing_step_is_recorded() {
-    let spans = run(Checkout { items: 2, payment_fails: true }, &Context::new());
+    let spans = run(
+        Checkout {
+            items: 2,
+            payment_fails: true,
+        },
+        &Context::new(),
+    );
     assert_eq!(spans[0].1["failed_at"], "pay");
 }
 
 #[test]
 fn the_failing_rule_is_recorded() {
-    let spans = run(Checkout { items: 0, payment_fails: false }, &Context::new());
+    let spans = run(
+        Checkout {
+            items: 0,
+            payment_fails: false,
+        },
+        &Context::new(),
+    );
     assert_eq!(spans[0].1["failed_at"], "has_items");
+}
+
+// ---------------------------------------------------------------- the Tracing middleware
+
+#[command(output = u32)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Charge {
+    cents: u32,
+}
+
+#[command_handler]
+fn charge(cmd: Charge) -> Result<u32> {
+    if cmd.cents == 0 {
+        Err(Error::validation("charge.zero", "nothing to charge"))
+    } else {
+        Ok(cmd.cents)
+    }
+}
+
+fn dispatch_spans(cents: u32, ctx: &Context) -> Vec<(String, BTreeMap<String, String>)> {
+    let spans: Spans = Arc::default();
+    let subscriber = tracing_subscriber::registry().with(Capture(spans.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let bus = Bus::builder()
+                .middleware(flext::middleware::Tracing)
+                .build()
+                .unwrap();
+            let _ = bus.send(Charge { cents }, ctx).await;
+        });
+    });
+    spans.lock().unwrap().clone()
+}
+
+#[test]
+fn the_tracing_middleware_opens_a_span_with_the_message_and_its_ids() {
+    let ctx = Context::new();
+    let spans = dispatch_spans(5, &ctx);
+    let (name, fields) = spans
+        .iter()
+        .find(|(n, _)| n == "flext.dispatch")
+        .expect("a dispatch span");
+    assert_eq!(name, "flext.dispatch");
+    assert_eq!(fields["message"], "Charge");
+    assert_eq!(fields["kind"], "command");
+    assert_eq!(fields["handler"], "charge");
+    assert_eq!(fields["correlation_id"], ctx.correlation_id().to_string());
+    assert_eq!(
+        fields["causation_id"],
+        ctx.id().to_string(),
+        "the dispatch is caused by the caller"
+    );
+    assert_ne!(fields["message_id"], ctx.id().to_string());
+    assert!(!fields.contains_key("error_code"));
+}
+
+#[test]
+fn the_tracing_middleware_records_the_error_code() {
+    let spans = dispatch_spans(0, &Context::new());
+    let (_, fields) = spans.iter().find(|(n, _)| n == "flext.dispatch").unwrap();
+    assert_eq!(fields["error_code"], "charge.zero");
 }

@@ -31,10 +31,11 @@ pub use uuid::Uuid;
 /// patch release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bus::message_bounds::{MessageBounds, OutputBounds};
     pub use crate::bus::{
-        ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, command_async,
-        command_sync, event_async, event_sync, json_command, json_event, json_query, query_async,
-        query_sync,
+        ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, assert_command,
+        assert_event, assert_query, command_async, command_sync, event_async, event_sync,
+        json_command, json_event, json_query, query_async, query_sync,
     };
     pub use crate::service::{Rules, step};
     pub use inventory;

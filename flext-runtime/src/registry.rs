@@ -120,11 +120,15 @@ pub(crate) fn report(
                 report.count = c.count;
                 report.failures = c.failures;
                 report.last_error = c.last_error.clone();
-                report.latency_us = c.latency_ns.as_ref().filter(|h| !h.is_empty()).map(|h| Percentiles {
-                    p50: h.value_at_quantile(0.50) as f64 / 1000.0,
-                    p95: h.value_at_quantile(0.95) as f64 / 1000.0,
-                    p99: h.value_at_quantile(0.99) as f64 / 1000.0,
-                });
+                report.latency_us =
+                    c.latency_ns
+                        .as_ref()
+                        .filter(|h| !h.is_empty())
+                        .map(|h| Percentiles {
+                            p50: h.value_at_quantile(0.50) as f64 / 1000.0,
+                            p95: h.value_at_quantile(0.95) as f64 / 1000.0,
+                            p99: h.value_at_quantile(0.99) as f64 / 1000.0,
+                        });
             }
             report
         })

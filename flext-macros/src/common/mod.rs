@@ -53,6 +53,25 @@ pub fn error_at<T: ToTokens + ?Sized>(tokens: &T, message: impl std::fmt::Displa
     syn::Error::new_spanned(tokens, message)
 }
 
+/// `tokens` with the spans of its top-level tokens and group delimiters set to `span`,
+/// leaving what is inside groups alone: for wrapping user expressions whose own errors
+/// must keep pointing where they point.
+pub fn respan_shallow(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), g.stream());
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
 /// `tokens` with every span set to `span`, recursively, so that a compiler error about
 /// generated code lands on the user's token that `span` comes from.
 pub fn respan(tokens: TokenStream, span: Span) -> TokenStream {

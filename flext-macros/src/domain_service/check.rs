@@ -35,15 +35,29 @@ pub fn rules_only(svc: &Service, errors: &mut Errors) -> Plan {
                 "a message's business rules are synchronous checks of the message itself: remove `async`, and query repositories in the handler",
             ));
         }
-        if rule.method.params.iter().any(|p| matches!(p, crate::common::Param::Context)) {
-            errors.push(error_at(&rule.method.ident, "a message's business rules see only the message: remove the `&Context` parameter"));
+        if rule
+            .method
+            .params
+            .iter()
+            .any(|p| matches!(p, crate::common::Param::Context))
+        {
+            errors.push(error_at(
+                &rule.method.ident,
+                "a message's business rules see only the message: remove the `&Context` parameter",
+            ));
         }
     }
     if let Some(p) = svc.postconditions.first() {
-        errors.push(error_at(&p.method.ident, "a message has no result to check: postconditions belong in a `#[domain_service]`"));
+        errors.push(error_at(
+            &p.method.ident,
+            "a message has no result to check: postconditions belong in a `#[domain_service]`",
+        ));
     }
     if svc.args.on_error.is_some() || svc.args.fail_fast.is_present() {
-        errors.push(syn::Error::new(proc_macro2::Span::call_site(), "`#[business_rules]` takes no options other than `crate = path`"));
+        errors.push(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "`#[business_rules]` takes no options other than `crate = path`",
+        ));
     }
     Plan {
         rule_order: rule_order(svc, errors),

@@ -52,8 +52,18 @@ pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
     match errors.finish() {
         Ok(()) => expand::rules(&svc, &plan),
         Err(e) => {
-            let item = &svc.item;
-            with_errors(quote::quote!(#item), e)
+            // A stub `Validate` keeps a `#[command(validate)]` on the type from adding
+            // a second, misleading error.
+            let stub = expand::rules(
+                &parse::Service {
+                    rules: Vec::new(),
+                    ..svc
+                },
+                &check::Plan {
+                    rule_order: Vec::new(),
+                },
+            );
+            with_errors(stub, e)
         }
     }
 }

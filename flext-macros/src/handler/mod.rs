@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::common::{Errors, error_at, is_context, respan, with_errors};
+use crate::common::{Errors, error_at, is_context, respan, respan_shallow, with_errors};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -120,7 +120,10 @@ fn parse_fn(
                     if let syn::Type::Reference(r) = &**ty {
                         errors.push(error_at(
                             r,
-                            format!("a {role} takes the message by value: write `{}`", quote!(#r).to_string().trim_start_matches('&').trim()),
+                            format!(
+                                "a {role} takes the message by value: write `{}`",
+                                quote!(#r).to_string().trim_start_matches('&').trim()
+                            ),
                         ));
                         ok = false;
                     }
@@ -132,7 +135,13 @@ fn parse_fn(
         }
     }
     if receiver.is_some() && !matches!(sig.inputs.first(), Some(syn::FnArg::Receiver(_))) {
-        errors.push(error_at(&sig.ident, format!("a {role} method takes `&self`: `fn {}(&self, message: M, ...)`", sig.ident)));
+        errors.push(error_at(
+            &sig.ident,
+            format!(
+                "a {role} method takes `&self`: `fn {}(&self, message: M, ...)`",
+                sig.ident
+            ),
+        ));
         ok = false;
     }
     if !params.iter().any(|p| matches!(p, Param::Message(_))) {
@@ -152,10 +161,17 @@ fn parse_fn(
     let output = match &sig.output {
         syn::ReturnType::Type(_, ty) => ty.clone(),
         syn::ReturnType::Default => {
-            let what = if kind == Kind::Event { "Result<()>".to_owned() } else { "Result<Output>".to_owned() };
+            let what = if kind == Kind::Event {
+                "Result<()>".to_owned()
+            } else {
+                "Result<Output>".to_owned()
+            };
             errors.push(error_at(
                 &sig.ident,
-                format!("a {role} returns `flext::{what}`: add `-> {what}` to `{}`", sig.ident),
+                format!(
+                    "a {role} returns `flext::{what}`: add `-> {what}` to `{}`",
+                    sig.ident
+                ),
             ));
             return None;
         }
@@ -179,7 +195,13 @@ pub fn handler(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream
         Ok(item) => item,
         Err(_) => {
             let first = input.clone().into_iter().next();
-            let e = error_at(&first, format!("`#[{}]` goes on a function (or on a method inside `#[handlers] impl`)", kind.attr()));
+            let e = error_at(
+                &first,
+                format!(
+                    "`#[{}]` goes on a function (or on a method inside `#[handlers] impl`)",
+                    kind.attr()
+                ),
+            );
             return with_errors(input, e);
         }
     };
@@ -199,23 +221,34 @@ pub fn handler(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream
 pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     if !args.is_empty() {
-        errors.push(error_at(&args, "`#[handlers]` takes no options; put them on the method attributes"));
+        errors.push(error_at(
+            &args,
+            "`#[handlers]` takes no options; put them on the method attributes",
+        ));
     }
     let mut item: syn::ItemImpl = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
             let first = input.clone().into_iter().next();
-            let e = error_at(&first, "`#[handlers]` goes on an `impl` block whose methods carry `#[command_handler]`, `#[query_handler]` or `#[event_handler]`");
+            let e = error_at(
+                &first,
+                "`#[handlers]` goes on an `impl` block whose methods carry `#[command_handler]`, `#[query_handler]` or `#[event_handler]`",
+            );
             return with_errors(input, e);
         }
     };
     if let Some(g) = item.generics.params.first() {
-        errors.push(error_at(g, "`#[handlers]` cannot be generic: the bus registers one handler per concrete type"));
+        errors.push(error_at(
+            g,
+            "`#[handlers]` cannot be generic: the bus registers one handler per concrete type",
+        ));
     }
     let self_ty = item.self_ty.clone();
     let mut found = Vec::new();
     for impl_item in &mut item.items {
-        let syn::ImplItem::Fn(f) = impl_item else { continue };
+        let syn::ImplItem::Fn(f) = impl_item else {
+            continue;
+        };
         let mut attr = None;
         f.attrs.retain(|a| match Kind::from_attr(a) {
             Some(kind) if attr.is_none() => {
@@ -285,7 +318,8 @@ fn expand(h: &HandlerFn) -> TokenStream {
                 let from = quote!(<#ty as #krate::FromState>::from_state(__flext_state, #name));
                 let from = respan(from, ty.span());
                 extract.extend(quote! { let #dep = #from?; });
-                args.push(quote!(#dep.clone()));
+                let share = respan(quote!(<#ty as #krate::FromState>::share(&#dep)), ty.span());
+                args.push(share);
                 deps.push(dep);
             }
         }
@@ -299,31 +333,43 @@ fn expand(h: &HandlerFn) -> TokenStream {
         (Kind::Event, false) => (quote!(event_sync), quote!(Event)),
         (Kind::Event, true) => (quote!(event_async), quote!(Event)),
     };
+    let out_span = h.output.span();
+    let args = quote!(#(#args),*);
     let callee = match &h.receiver {
-        Some(ty) => quote!(<#ty>::#ident(&*__flext_self, #(#args),*)),
-        None => quote!(#ident(#(#args),*)),
+        Some(ty) => quote!(<#ty>::#ident(&*__flext_self, #args)),
+        None => quote!(#ident(#args)),
     };
     // The call's result is checked against the message's output: a mismatch is reported
-    // on the user's return type.
-    let call = respan(
-        quote!(::core::convert::identity::<#krate::Result<_>>(#callee)),
-        h.output.span(),
-    );
+    // on the user's return type, while errors in the arguments keep their own spans.
+    let callee = respan_shallow(callee, out_span);
+    let wrap = |inner: TokenStream| {
+        respan_shallow(
+            quote!(::core::convert::identity::<#krate::Result<_>>(#inner)),
+            out_span,
+        )
+    };
     let body = if h.is_async {
         let clones = deps.iter().map(|d| quote!(let #d = #d.clone();));
-        let call = respan(
-            quote!(::core::convert::identity::<#krate::Result<_>>(#callee.await)),
-            h.output.span(),
-        );
+        let await_ = respan_shallow(quote!(.await), out_span);
+        let call = wrap(quote!(#callee #await_));
         quote! {
             #(#clones)*
             ::std::boxed::Box::pin(async move { #call })
         }
     } else {
-        let _ = &call;
-        call
+        wrap(callee)
     };
-    let ctor_path = respan(quote!(#krate::__private::#ctor::<#message, _>), message.span());
+    let ctor_path = quote!(#krate::__private::#ctor::<#message, _>);
+    // Names the message's kind at the message's type, before the handler is wrapped.
+    let assert_kind = format_ident!("assert_{}", kind_variant.to_string().to_lowercase());
+    let kind_check = respan(
+        quote!(#krate::__private::#assert_kind::<#message>),
+        message.span(),
+    );
+    let kind_check = quote! {
+        #[allow(dead_code)]
+        fn __flext_kind_check() { let _ = #kind_check; }
+    };
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let marker = (h.kind != Kind::Event && !h.args.external).then(|| {
         quote_spanned! {ident.span()=>
@@ -334,6 +380,8 @@ fn expand(h: &HandlerFn) -> TokenStream {
     let unused = deps.is_empty().then(|| quote!(let _ = __flext_state;));
     quote! {
         const _: () = {
+            #kind_check
+
             fn __flext_build(
                 __flext_state: &#krate::__private::StateMap,
             ) -> #krate::Result<#krate::__private::ErasedHandler> {

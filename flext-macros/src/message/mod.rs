@@ -25,8 +25,22 @@ impl Kind {
 
     fn options(self) -> &'static [&'static str] {
         match self {
-            Kind::Command => &["output", "name", "idempotent", "timeout_ms", "validate", "crate"],
-            Kind::Query => &["output", "name", "idempotent", "timeout_ms", "validate", "crate"],
+            Kind::Command => &[
+                "output",
+                "name",
+                "idempotent",
+                "timeout_ms",
+                "validate",
+                "crate",
+            ],
+            Kind::Query => &[
+                "output",
+                "name",
+                "idempotent",
+                "timeout_ms",
+                "validate",
+                "crate",
+            ],
             Kind::Event => &["name", "version", "validate", "crate"],
         }
     }
@@ -57,7 +71,11 @@ fn parse_args(kind: Kind, args: TokenStream, errors: &mut Errors) -> Args {
             return Err(meta.error(format!(
                 "unknown option `{key}` of `#[{}]`; the options are {}{}",
                 kind.attr(),
-                kind.options().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
+                kind.options()
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 suggestion(&key, kind.options().iter().copied())
             )));
         }
@@ -77,7 +95,10 @@ fn parse_args(kind: Kind, args: TokenStream, errors: &mut Errors) -> Args {
     }
     if let Some(v) = &out.version {
         if v.base10_parse::<u32>().map_or(true, |v| v == 0) {
-            errors.push(error_at(v, "`version` counts from 1: write `version = 1` for the first schema"));
+            errors.push(error_at(
+                v,
+                "`version` counts from 1: write `version = 1` for the first schema",
+            ));
         }
     }
     out
@@ -97,7 +118,7 @@ pub fn message(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream
         }
     };
     let args = parse_args(kind, args, &mut errors);
-    if kind != Kind::Event && args.output.is_none() {
+    if kind != Kind::Event && args.output.is_none() && errors.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
             format!(
@@ -108,7 +129,10 @@ pub fn message(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream
         ));
     }
     if let syn::Data::Union(u) = &item.data {
-        errors.push(error_at(&u.union_token, "a message is a struct or an enum, not a union"));
+        errors.push(error_at(
+            &u.union_token,
+            "a message is a struct or an enum, not a union",
+        ));
     }
     if let Err(e) = errors.finish() {
         return with_errors(input, e);
@@ -122,7 +146,18 @@ fn expand(kind: Kind, item: &syn::DeriveInput, args: &Args, input: TokenStream) 
         .clone()
         .unwrap_or_else(|| syn::parse_quote!(::flext));
     let ident = &item.ident;
-    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    // A generic message is a message for the type arguments that make it one.
+    let mut generics = item.generics.clone();
+    if !generics.params.is_empty() {
+        let wc = generics.make_where_clause();
+        wc.predicates
+            .push(syn::parse_quote!(Self: #krate::__private::MessageBounds));
+        if let Some(output) = &args.output {
+            wc.predicates
+                .push(syn::parse_quote!(#output: #krate::__private::OutputBounds));
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let name = args
         .name
         .as_ref()
@@ -150,8 +185,14 @@ fn expand(kind: Kind, item: &syn::DeriveInput, args: &Args, input: TokenStream) 
     };
     let kind_impl = match kind {
         Kind::Command | Kind::Query => {
-            let output = args.output.as_ref().map_or_else(|| quote!(()), |t| quote!(#t));
-            let span = args.output.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let output = args
+                .output
+                .as_ref()
+                .map_or_else(|| quote!(()), |t| quote!(#t));
+            let span = args
+                .output
+                .as_ref()
+                .map_or_else(Span::call_site, Spanned::span);
             let header = quote_spanned! {span=>
                 #[automatically_derived]
                 impl #impl_generics #krate::#kind_variant for #ident #ty_generics #where_clause
@@ -159,7 +200,10 @@ fn expand(kind: Kind, item: &syn::DeriveInput, args: &Args, input: TokenStream) 
             quote!(#header { type Output = #output; })
         }
         Kind::Event => {
-            let version = args.version.as_ref().map_or_else(|| quote!(1), |v| quote!(#v));
+            let version = args
+                .version
+                .as_ref()
+                .map_or_else(|| quote!(1), |v| quote!(#v));
             quote! {
                 #[automatically_derived]
                 impl #impl_generics #krate::Event for #ident #ty_generics #where_clause {

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 type SyncFn<M, O> = dyn Fn(M, &Context, &Bus) -> Result<O> + Send + Sync;
-type AsyncFn<M, O> = dyn for<'a> Fn(M, &'a Context, &'a Bus) -> BoxFuture<'a, Result<O>> + Send + Sync;
+type AsyncFn<M, O> =
+    dyn for<'a> Fn(M, &'a Context, &'a Bus) -> BoxFuture<'a, Result<O>> + Send + Sync;
 
 enum Call<M, O> {
     Sync(Box<SyncFn<M, O>>),
@@ -41,10 +42,12 @@ impl<M, O> Handler<M, O> {
     #[inline]
     pub(crate) async fn call(&self, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
         match &self.call {
-            Call::Sync(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(message, ctx, bus))) {
-                Ok(result) => result,
-                Err(panic) => Err(panicked(self.name, panic)),
-            },
+            Call::Sync(f) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(message, ctx, bus))) {
+                    Ok(result) => result,
+                    Err(panic) => Err(panicked(self.name, panic)),
+                }
+            }
             Call::Async(f) => match AssertUnwindSafe(f(message, ctx, bus)).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => Err(panicked(self.name, panic)),
@@ -75,7 +78,10 @@ pub struct ErasedHandler {
     pub(crate) handler: Box<dyn Any + Send + Sync>,
 }
 
-fn erased<M: Send + Sync + 'static, O: 'static>(kind: MessageKind, handler: Handler<M, O>) -> ErasedHandler
+fn erased<M: Send + Sync + 'static, O: 'static>(
+    kind: MessageKind,
+    handler: Handler<M, O>,
+) -> ErasedHandler
 where
     Handler<M, O>: Send + Sync,
 {
@@ -168,7 +174,11 @@ inventory::collect!(MessageRegistration);
 
 /// Decodes `json` as `C` and sends it. Registered by `#[command]`.
 #[doc(hidden)]
-pub fn json_command<'a, C: Command>(bus: &'a Bus, json: &'a str, ctx: &'a Context) -> BoxFuture<'a, Result<serde_json::Value>> {
+pub fn json_command<'a, C: Command>(
+    bus: &'a Bus,
+    json: &'a str,
+    ctx: &'a Context,
+) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
         let command: C = crate::input::from_json(C::NAME, json)?;
         let output = bus.send(command, ctx).await?;
@@ -178,7 +188,11 @@ pub fn json_command<'a, C: Command>(bus: &'a Bus, json: &'a str, ctx: &'a Contex
 
 /// Decodes `json` as `Q` and runs it. Registered by `#[query]`.
 #[doc(hidden)]
-pub fn json_query<'a, Q: Query>(bus: &'a Bus, json: &'a str, ctx: &'a Context) -> BoxFuture<'a, Result<serde_json::Value>> {
+pub fn json_query<'a, Q: Query>(
+    bus: &'a Bus,
+    json: &'a str,
+    ctx: &'a Context,
+) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
         let query: Q = crate::input::from_json(Q::NAME, json)?;
         let output = bus.query(query, ctx).await?;
@@ -188,7 +202,11 @@ pub fn json_query<'a, Q: Query>(bus: &'a Bus, json: &'a str, ctx: &'a Context) -
 
 /// Decodes `json` as `E` and publishes it. Registered by `#[event]`.
 #[doc(hidden)]
-pub fn json_event<'a, E: Event>(bus: &'a Bus, json: &'a str, ctx: &'a Context) -> BoxFuture<'a, Result<super::PublishReport>> {
+pub fn json_event<'a, E: Event>(
+    bus: &'a Bus,
+    json: &'a str,
+    ctx: &'a Context,
+) -> BoxFuture<'a, Result<super::PublishReport>> {
     Box::pin(async move {
         let event: E = crate::input::from_json(E::NAME, json)?;
         Ok(bus.publish(event, ctx).await)
@@ -218,8 +236,10 @@ impl StateMap {
     }
 
     pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
-        self.values
-            .insert(TypeId::of::<T>(), (std::any::type_name::<T>(), Box::new(value)));
+        self.values.insert(
+            TypeId::of::<T>(),
+            (std::any::type_name::<T>(), Box::new(value)),
+        );
     }
 
     fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
@@ -299,6 +319,12 @@ pub trait FromState: Sized + Clone + Send + Sync + 'static {
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the state was not
     /// registered; the message names `handler` and the missing type.
     fn from_state(state: &StateMap, handler: &'static str) -> Result<Self>;
+
+    /// The value handed to one call of the handler: a clone (for [`State`], an `Arc`
+    /// clone).
+    fn share(&self) -> Self {
+        self.clone()
+    }
 }
 
 impl<T: Send + Sync + 'static> FromState for State<T> {
@@ -365,3 +391,12 @@ macro_rules! assert_handled {
         };
     };
 }
+
+/// Compile-time checks of a handler's message kind, spanned at the message type by the
+/// handler attributes.
+#[doc(hidden)]
+pub fn assert_command<M: Command>() {}
+#[doc(hidden)]
+pub fn assert_query<M: Query>() {}
+#[doc(hidden)]
+pub fn assert_event<M: Event>() {}

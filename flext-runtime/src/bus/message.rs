@@ -111,3 +111,13 @@ pub trait Validate {
     /// [`ErrorKind::RuleViolation`](crate::ErrorKind::RuleViolation) with every violation.
     fn validate(&self) -> Result<()>;
 }
+
+/// What a message type must be, as one bound for the where clauses of generic messages.
+#[doc(hidden)]
+pub trait MessageBounds: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> MessageBounds for T {}
+
+/// What a command's or query's output must be.
+#[doc(hidden)]
+pub trait OutputBounds: Serialize + Send + 'static {}
+impl<T: Serialize + Send + 'static> OutputBounds for T {}

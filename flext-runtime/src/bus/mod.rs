@@ -20,11 +20,15 @@ use serde::Serialize;
 pub use handler::{BoxFuture, FromState, HandlerRegistration, State};
 #[doc(hidden)]
 pub use handler::{
-    ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, command_async,
-    command_sync, event_async, event_sync, json_command, json_event, json_query, query_async,
-    query_sync,
+    ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, assert_command,
+    assert_event, assert_query, command_async, command_sync, event_async, event_sync, json_command,
+    json_event, json_query, query_async, query_sync,
 };
 pub use message::{Command, Event, Message, MessageKind, Query, Validate};
+#[doc(hidden)]
+pub mod message_bounds {
+    pub use super::message::{MessageBounds, OutputBounds};
+}
 
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result, RuleViolation};
@@ -140,7 +144,10 @@ impl BusBuilder {
     /// module (`|h| h.module.starts_with("billing")`): for several buses in one program,
     /// or a test that builds a bus for part of it. By default every linked handler is
     /// kept.
-    pub fn filter(mut self, keep: impl Fn(&HandlerRegistration) -> bool + Send + Sync + 'static) -> Self {
+    pub fn filter(
+        mut self,
+        keep: impl Fn(&HandlerRegistration) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.filter = Some(Box::new(keep));
         self
     }
@@ -258,9 +265,12 @@ impl BusBuilder {
             state = ?handler::state_names(&self.state),
             "bus built"
         );
-        let stats = self
-            .stats
-            .then(|| registrations.iter().map(|_| HandlerStats::default()).collect());
+        let stats = self.stats.then(|| {
+            registrations
+                .iter()
+                .map(|_| HandlerStats::default())
+                .collect()
+        });
         Ok(Bus {
             inner: Arc::new(Inner {
                 handlers,
@@ -341,7 +351,9 @@ impl<M: Message, O: Send + 'static> Handle<M, O> {
     /// [`Bus::send`].
     #[inline]
     pub async fn call(&self, message: M, ctx: &Context) -> Result<O> {
-        self.bus.dispatch(&self.handler, self.index, message, ctx).await
+        self.bus
+            .dispatch(&self.handler, self.index, message, ctx)
+            .await
     }
 }
 
@@ -444,7 +456,12 @@ impl Bus {
     /// - [`ErrorKind::Validation`], `flext.input.*`: the JSON is malformed or has the
     ///   wrong shape; see [`input::from_json`](crate::input::from_json).
     /// - Everything [`send`](Self::send) returns.
-    pub async fn send_json(&self, name: &str, json: &str, ctx: &Context) -> Result<serde_json::Value> {
+    pub async fn send_json(
+        &self,
+        name: &str,
+        json: &str,
+        ctx: &Context,
+    ) -> Result<serde_json::Value> {
         match self.entry(name, json)? {
             JsonEntry::Command(f) => f(self, json, ctx).await,
             other => Err(wrong_kind(name, MessageKind::Command, &other)),
@@ -453,7 +470,12 @@ impl Bus {
 
     /// Decodes `json` as the query named `name` and runs it; errors as in
     /// [`send_json`](Self::send_json).
-    pub async fn query_json(&self, name: &str, json: &str, ctx: &Context) -> Result<serde_json::Value> {
+    pub async fn query_json(
+        &self,
+        name: &str,
+        json: &str,
+        ctx: &Context,
+    ) -> Result<serde_json::Value> {
         match self.entry(name, json)? {
             JsonEntry::Query(f) => f(self, json, ctx).await,
             other => Err(wrong_kind(name, MessageKind::Query, &other)),
@@ -463,7 +485,12 @@ impl Bus {
     /// Decodes `json` as the event named `name` and publishes it; errors as in
     /// [`send_json`](Self::send_json) (a subscriber's failure is in the report, not an
     /// error).
-    pub async fn publish_json(&self, name: &str, json: &str, ctx: &Context) -> Result<PublishReport> {
+    pub async fn publish_json(
+        &self,
+        name: &str,
+        json: &str,
+        ctx: &Context,
+    ) -> Result<PublishReport> {
         match self.entry(name, json)? {
             JsonEntry::Event(f) => f(self, json, ctx).await,
             other => Err(wrong_kind(name, MessageKind::Event, &other)),
@@ -593,7 +620,9 @@ fn no_handler<M: Message>() -> Error {
 fn slot_mismatch(name: &str) -> Error {
     Error::internal(
         "flext.bus.handler_type",
-        format!("the handler registered for `{name}` has another output type than the message declares"),
+        format!(
+            "the handler registered for `{name}` has another output type than the message declares"
+        ),
     )
 }
 

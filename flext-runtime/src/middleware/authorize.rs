@@ -31,7 +31,9 @@ pub struct Authorize {
 impl Authorize {
     /// Allows a dispatch when `predicate(principal, dispatch)` is true. Use
     /// [`Dispatch::message`] to look at the message itself.
-    pub fn new(predicate: impl Fn(Option<&Principal>, &Dispatch<'_>) -> bool + Send + Sync + 'static) -> Self {
+    pub fn new(
+        predicate: impl Fn(Option<&Principal>, &Dispatch<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Authorize {
             predicate: Arc::new(predicate),
         }
@@ -51,16 +53,26 @@ impl std::fmt::Debug for Authorize {
 }
 
 impl Middleware for Authorize {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         if (self.predicate)(ctx.principal(), dispatch) {
             return next.run(ctx);
         }
-        let who = ctx
-            .principal()
-            .map_or_else(|| "an anonymous caller".to_owned(), |p| format!("principal `{}`", p.id));
+        let who = ctx.principal().map_or_else(
+            || "an anonymous caller".to_owned(),
+            |p| format!("principal `{}`", p.id),
+        );
         let error = Error::unauthorized(
             "flext.unauthorized",
-            format!("{who} may not dispatch {} `{}`", dispatch.kind().as_str(), dispatch.name()),
+            format!(
+                "{who} may not dispatch {} `{}`",
+                dispatch.kind().as_str(),
+                dispatch.name()
+            ),
         );
         Box::pin(async move { Err(error) })
     }

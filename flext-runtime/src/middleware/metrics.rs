@@ -22,9 +22,17 @@ use crate::error::Result;
 pub struct Metrics;
 
 impl Middleware for Metrics {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let labels = [("message", dispatch.name()), ("kind", dispatch.kind().as_str())];
+            let labels = [
+                ("message", dispatch.name()),
+                ("kind", dispatch.kind().as_str()),
+            ];
             metrics::counter!("flext_dispatch_total", &labels).increment(1);
             let started = Instant::now();
             let result = next.run(ctx).await;

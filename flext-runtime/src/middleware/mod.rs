@@ -76,7 +76,12 @@ use crate::error::Result;
 /// ```
 pub trait Middleware: Send + Sync + 'static {
     /// Handles one dispatch. `ctx` is the handler's context (a child of the caller's).
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>>;
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// What a middleware knows about the dispatch it wraps.

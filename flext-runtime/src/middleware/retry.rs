@@ -55,7 +55,12 @@ impl Retry {
 }
 
 impl Middleware for Retry {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         if !dispatch.idempotent() || self.attempts == 1 {
             return next.run(ctx);
         }

@@ -39,7 +39,12 @@ impl Timeout {
 }
 
 impl Middleware for Timeout {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         let now = Instant::now();
         let own = [dispatch.timeout(), self.default]
             .into_iter()

@@ -19,7 +19,12 @@ use crate::error::Result;
 pub struct Tracing;
 
 impl Middleware for Tracing {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         let span = tracing::info_span!(
             "flext.dispatch",
             message = dispatch.name(),

@@ -13,7 +13,12 @@ use crate::error::Result;
 pub struct Validation;
 
 impl Middleware for Validation {
-    fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>) -> BoxFuture<'a, Result<()>> {
+    fn handle<'a>(
+        &'a self,
+        dispatch: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         match dispatch.validate() {
             Ok(()) => next.run(ctx),
             Err(e) => Box::pin(async move { Err(e) }),

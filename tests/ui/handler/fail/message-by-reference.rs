@@ -1,0 +1,14 @@
+use flext::prelude::*;
+
+#[command(output = u64)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CreateUser {
+    email: String,
+}
+
+#[command_handler]
+fn create_user(cmd: &CreateUser) -> Result<u64> {
+    Ok(cmd.email.len() as u64)
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use flext::prelude::*;
+
+#[query(output = u64)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CountUsers;
+
+struct Users;
+
+impl Users {
+    #[query_handler]
+    fn count(&self, _: CountUsers) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+fn main() {}

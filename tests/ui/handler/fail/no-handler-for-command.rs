@@ -1,0 +1,13 @@
+use flext::prelude::*;
+
+#[command(output = u64)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CreateUser {
+    email: String,
+}
+
+// Sending `CreateUser` could only fail at run time: say at compile time that it must
+// have a handler in this crate.
+flext::assert_handled!(CreateUser);
+
+fn main() {}

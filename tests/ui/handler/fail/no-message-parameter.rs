@@ -1,0 +1,9 @@
+use flext::prelude::*;
+
+#[command_handler]
+fn create_user(ctx: &Context) -> Result<u64> {
+    let _ = ctx;
+    Ok(1)
+}
+
+fn main() {}

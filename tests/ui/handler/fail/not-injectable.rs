@@ -1,0 +1,17 @@
+use flext::prelude::*;
+
+struct UserRepository;
+
+#[command(output = u64)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CreateUser {
+    email: String,
+}
+
+#[command_handler]
+fn create_user(cmd: CreateUser, repo: UserRepository) -> Result<u64> {
+    let _ = repo;
+    Ok(cmd.email.len() as u64)
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use flext::prelude::*;
+
+#[query(output = u64)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CountUsers;
+
+#[command_handler]
+fn count_users(_: CountUsers) -> Result<u64> {
+    Ok(0)
+}
+
+fn main() {}

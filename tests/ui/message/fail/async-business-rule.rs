@@ -1,0 +1,17 @@
+use flext::prelude::*;
+
+#[command(output = (), validate)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Rename {
+    name: String,
+}
+
+#[business_rules]
+impl Rename {
+    #[business_rule]
+    async fn name_unused(&self) -> RuleResult {
+        Ok(())
+    }
+}
+
+fn main() {}
