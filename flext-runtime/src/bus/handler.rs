@@ -36,22 +36,40 @@ pub(crate) struct Handler<M, O> {
     pub(crate) name: &'static str,
 }
 
-impl<M, O> Handler<M, O> {
+impl<M: 'static, O: 'static> Handler<M, O> {
     /// Runs the handler; a panic becomes an [`ErrorKind::Internal`](crate::ErrorKind)
-    /// error for this call.
+    /// error for this call. A synchronous handler runs without an extra future.
     #[inline]
     pub(crate) async fn call(&self, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
         match &self.call {
-            Call::Sync(f) => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(message, ctx, bus))) {
-                    Ok(result) => result,
-                    Err(panic) => Err(panicked(self.name, panic)),
-                }
-            }
+            Call::Sync(f) => self.call_sync(f, message, ctx, bus),
             Call::Async(f) => match AssertUnwindSafe(f(message, ctx, bus)).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => Err(panicked(self.name, panic)),
             },
+        }
+    }
+
+    #[inline]
+    fn call_sync(&self, f: &SyncFn<M, O>, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(message, ctx, bus))) {
+            Ok(result) => result,
+            Err(panic) => Err(panicked(self.name, panic)),
+        }
+    }
+
+    /// The synchronous fast path: `Some` result for a synchronous handler, `None` (and
+    /// the message back) for an async one.
+    #[inline]
+    pub(crate) fn try_call_sync(
+        &self,
+        message: M,
+        ctx: &Context,
+        bus: &Bus,
+    ) -> std::result::Result<Result<O>, M> {
+        match &self.call {
+            Call::Sync(f) => Ok(self.call_sync(f, message, ctx, bus)),
+            Call::Async(_) => Err(message),
         }
     }
 }

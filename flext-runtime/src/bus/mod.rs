@@ -546,10 +546,16 @@ impl Bus {
     ) -> Result<O> {
         let inner = &*self.inner;
         if inner.middleware.is_empty() && inner.stats.is_none() {
-            return if handler.takes_context {
-                handler.call(message, &ctx.child(), self).await
+            let child;
+            let ctx = if handler.takes_context {
+                child = ctx.child();
+                &child
             } else {
-                handler.call(message, ctx, self).await
+                ctx
+            };
+            return match handler.try_call_sync(message, ctx, self) {
+                Ok(result) => result,
+                Err(message) => handler.call(message, ctx, self).await,
             };
         }
         self.dispatch_observed(handler, index, message, ctx).await
