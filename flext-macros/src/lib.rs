@@ -6,6 +6,7 @@ mod common;
 mod domain_service;
 mod handler;
 mod message;
+mod saga;
 
 use proc_macro::TokenStream;
 
@@ -311,6 +312,75 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
     handler::handlers(args.into(), input.into()).into()
 }
 
+/// Turns an `impl` of a saga's input struct into a saga: its `#[saga_step]` methods run
+/// in declaration order under a `SagaRunner`, and a failure compensates every completed
+/// step in reverse order.
+///
+/// Step options: `compensate = method` (the undo; it receives the step's output by
+/// reference), `retries = N`, `backoff_ms = N` (first wait, doubled each retry; default
+/// 100), `timeout_ms = N` (per attempt), `pivot` (the point of no return: it and later
+/// steps have no compensation; later steps are retried, five times unless told, and the
+/// saga is marked stuck if they still fail).
+///
+/// A step takes `&self`, then any of: `ctx: &Context` (carrying
+/// `ctx.idempotency_key()`), `&T` for the output of an earlier step, and `State<T>` from
+/// the runner. The struct and every step output must be `Serialize + Deserialize`: the
+/// runner logs them.
+///
+/// Compile-time checks (each in `tests/ui/saga/fail/`): the compensation exists and
+/// accepts the step's output; no compensation on or after the pivot; at most one pivot;
+/// every `&T` a step takes is produced by an earlier step; logged types are serde types.
+///
+/// ```
+/// use flext::prelude::*;
+/// use flext::saga::{MemoryLog, SagaOutcome, SagaRunner};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Order { sku: String, qty: u32 }
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Reservation { id: String }
+///
+/// #[saga]
+/// impl Order {
+///     #[saga_step(compensate = release)]
+///     async fn reserve(&self, ctx: &Context) -> Result<Reservation> {
+///         Ok(Reservation { id: ctx.idempotency_key().unwrap_or_default().to_owned() })
+///     }
+///     async fn release(&self, reservation: &Reservation) -> Result<()> {
+///         let _ = &reservation.id;
+///         Ok(())
+///     }
+///
+///     #[saga_step(pivot, retries = 2)]
+///     async fn charge(&self, reservation: &Reservation) -> Result<u64> {
+///         let _ = reservation;
+///         Ok(u64::from(self.qty) * 250)
+///     }
+///
+///     #[saga_step(timeout_ms = 1000)]
+///     fn ship(&self, charged: &u64) -> Result<String> {
+///         Ok(format!("shipped {} x {} for {charged}", self.qty, self.sku))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let runner = SagaRunner::builder(MemoryLog::new()).build();
+/// let outcome = runner.run(Order { sku: "A-1".into(), qty: 2 }, &Context::new()).await.unwrap();
+/// assert!(matches!(outcome, SagaOutcome::Completed { ref output, .. } if output == "shipped 2 x A-1 for 500"));
+/// # }
+/// ```
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
+    saga::saga(args.into(), input.into()).into()
+}
+
+/// Marks a step inside a `#[saga]` impl block; see [`macro@saga`].
+#[proc_macro_attribute]
+pub fn saga_step(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_service("saga_step", input)
+}
+
 /// Marks a business rule inside a `#[domain_service]` impl block.
 #[proc_macro_attribute]
 pub fn business_rule(_args: TokenStream, input: TokenStream) -> TokenStream {
@@ -343,8 +413,9 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
     let span = syn::parse2::<syn::ImplItemFn>(input.clone())
         .map(|f| f.sig.ident.span())
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
+    let container = if name == "saga_step" { "saga" } else { "domain_service" };
     let message = format!(
-        "`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"
+        "`#[{name}]` only works on a method inside a `#[{container}]` impl block: add `#[{container}]` to the enclosing `impl`"
     );
     let error = syn::Error::new(span, message).to_compile_error();
     quote::quote!(#input #error).into()

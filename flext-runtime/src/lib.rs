@@ -14,6 +14,7 @@ mod error;
 pub mod input;
 pub mod middleware;
 pub mod registry;
+pub mod saga;
 pub mod service;
 mod suggest;
 
@@ -37,8 +38,10 @@ pub mod __private {
         assert_event, assert_query, command_async, command_sync, event_async, event_sync,
         json_command, json_event, json_query, query_async, query_sync,
     };
+    pub use crate::saga::{SagaRegistration, StepScope, StepSpec, assert_durable, resume};
     pub use crate::service::{Rules, step};
     pub use inventory;
+    pub use serde_json;
     pub use tracing;
     pub use tracing::Instrument;
 }

@@ -1,0 +1,103 @@
+//! [`MemoryLog`]: the saga log in memory, for tests and single-process tools.
+
+use std::sync::{Mutex, PoisonError};
+
+use uuid::Uuid;
+
+use super::log::{Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms, unknown_saga};
+use crate::bus::BoxFuture;
+use crate::error::{Error, Result};
+
+/// A saga log in memory. Survives nothing but a dropped runner, which is what the crash
+/// tests need: a fresh runner over the same log recovers what the first left in flight.
+/// Cheap to share: clone the `Arc` it is held in.
+#[derive(Default)]
+pub struct MemoryLog {
+    sagas: Mutex<Vec<SagaRecord>>,
+}
+
+impl MemoryLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<SagaRecord>) -> Result<T>) -> Result<T> {
+        f(&mut self.sagas.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl SagaLog for MemoryLog {
+    fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|sagas| {
+            if sagas.iter().any(|s| s.id == record.id) {
+                return Err(Error::conflict(
+                    "flext.saga.exists",
+                    format!("saga {} is already in the log", record.id),
+                ));
+            }
+            sagas.push(record.clone());
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn append<'a>(
+        &'a self,
+        id: Uuid,
+        transition: &'a Transition,
+        state: SagaState,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<()>> {
+        let now = now_ms();
+        let result = self.with(|sagas| {
+            let saga = sagas.iter_mut().find(|s| s.id == id).ok_or_else(|| unknown_saga(id))?;
+            if saga.owner != lease.owner && saga.lease_until_ms > now {
+                return Err(lease_lost(id, &saga.owner));
+            }
+            saga.transitions.push(transition.clone());
+            saga.state = state;
+            saga.owner.clone_from(&lease.owner);
+            saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
+        let result = self.with(|sagas| sagas.iter().find(|s| s.id == id).cloned().ok_or_else(|| unknown_saga(id)));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn claim_expired<'a>(&'a self, lease: &'a Lease, now_ms: u64) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+        let result = self.with(|sagas| {
+            let mut claimed = Vec::new();
+            for saga in sagas.iter_mut() {
+                if saga.state.is_in_flight() && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner) {
+                    saga.owner.clone_from(&lease.owner);
+                    saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
+                    claimed.push(saga.clone());
+                }
+            }
+            Ok(claimed)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
+        let result = self.with(|sagas| {
+            Ok(sagas
+                .iter()
+                .filter(|s| s.state == state)
+                .map(|s| SagaSummary {
+                    id: s.id,
+                    name: s.name.clone(),
+                    state: s.state,
+                    transitions: s.transitions.len(),
+                    owner: s.owner.clone(),
+                })
+                .collect())
+        });
+        Box::pin(std::future::ready(result))
+    }
+}
