@@ -413,7 +413,11 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
     let span = syn::parse2::<syn::ImplItemFn>(input.clone())
         .map(|f| f.sig.ident.span())
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
-    let container = if name == "saga_step" { "saga" } else { "domain_service" };
+    let container = if name == "saga_step" {
+        "saga"
+    } else {
+        "domain_service"
+    };
     let message = format!(
         "`#[{name}]` only works on a method inside a `#[{container}]` impl block: add `#[{container}]` to the enclosing `impl`"
     );

@@ -59,9 +59,12 @@ pub fn saga(saga: &Saga, errors: &mut Errors) {
         for param in &step.method.params {
             if let Param::Output(ty, inner) = param {
                 let key = type_key(inner);
-                let found = saga.steps[..i]
-                    .iter()
-                    .any(|s| s.method.ok_type.as_ref().is_some_and(|t| type_key(t) == key));
+                let found = saga.steps[..i].iter().any(|s| {
+                    s.method
+                        .ok_type
+                        .as_ref()
+                        .is_some_and(|t| type_key(t) == key)
+                });
                 if !found {
                     errors.push(error_at(
                         ty,

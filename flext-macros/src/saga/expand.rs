@@ -49,7 +49,11 @@ pub fn saga(saga: &Saga) -> TokenStream {
         }
     });
 
-    let outputs: Vec<Option<&syn::Type>> = saga.steps.iter().map(|s| s.method.ok_type.as_ref()).collect();
+    let outputs: Vec<Option<&syn::Type>> = saga
+        .steps
+        .iter()
+        .map(|s| s.method.ok_type.as_ref())
+        .collect();
     let run_arms = saga.steps.iter().enumerate().map(|(i, s)| {
         let (prelude, call) = call(&krate, &s.method, &outputs[..i], None);
         let step = s.method.ident.to_string();
@@ -87,7 +91,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
 
     let last = outputs.last().copied().flatten();
     let output = last.map_or_else(|| quote!(()), |t| quote!(#t));
-    let durable_self = quote_spanned!(self_ty.span()=> #krate::__private::assert_durable::<#self_ty>(););
+    let durable_self =
+        quote_spanned!(self_ty.span()=> #krate::__private::assert_durable::<#self_ty>(););
     let durable_steps = saga.steps.iter().filter_map(|s| {
         let t = s.method.ok_type.as_ref()?;
         let check = respan(quote!(#krate::__private::assert_durable::<#t>), t.span());
@@ -177,11 +182,10 @@ fn call(
                     Some((i, t)) => (i, t),
                     None => {
                         let key = type_key(inner);
-                        let found = outputs
-                            .iter()
-                            .enumerate()
-                            .rev()
-                            .find_map(|(i, t)| t.filter(|t| type_key(t) == key).map(|t| (i, t)));
+                        let found =
+                            outputs.iter().enumerate().rev().find_map(|(i, t)| {
+                                t.filter(|t| type_key(t) == key).map(|t| (i, t))
+                            });
                         match found {
                             Some(f) => f,
                             None => continue,

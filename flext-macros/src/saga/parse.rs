@@ -68,7 +68,13 @@ const ROLE: &str = "saga_step";
 pub fn method(sig: &syn::Signature, role: &str, errors: &mut Errors) -> Method {
     match sig.inputs.first() {
         Some(syn::FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
-        _ => errors.push(error_at(&sig.ident, format!("a {role} takes `&self` first: `fn {}(&self, ...)`", sig.ident))),
+        _ => errors.push(error_at(
+            &sig.ident,
+            format!(
+                "a {role} takes `&self` first: `fn {}(&self, ...)`",
+                sig.ident
+            ),
+        )),
     }
     let params = sig
         .inputs
@@ -107,16 +113,26 @@ impl Saga {
             errors.push(error_at(path, "`#[saga]` goes on an inherent `impl MySaga { ... }` block: it writes the `Saga` impl itself"));
         }
         if let Some(g) = item.generics.params.first() {
-            errors.push(error_at(g, "a saga cannot be generic: recovery finds the saga's type by name after a restart"));
+            errors.push(error_at(
+                g,
+                "a saga cannot be generic: recovery finds the saga's type by name after a restart",
+            ));
         }
         let name = args.name.clone().unwrap_or_else(|| match &*item.self_ty {
-            syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+            syn::Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
             other => other.to_token_stream().to_string(),
         });
         let mut steps = Vec::new();
         let mut others = Vec::new();
         for impl_item in &mut item.items {
-            let syn::ImplItem::Fn(f) = impl_item else { continue };
+            let syn::ImplItem::Fn(f) = impl_item else {
+                continue;
+            };
             let mut attr = None;
             f.attrs.retain(|a| {
                 if a.path().segments.last().is_some_and(|s| s.ident == ROLE) {
@@ -131,7 +147,8 @@ impl Saga {
             });
             match attr {
                 Some(attr) => {
-                    let step_args: StepArgs = errors.handle(parse_attr_args(&attr)).unwrap_or_default();
+                    let step_args: StepArgs =
+                        errors.handle(parse_attr_args(&attr)).unwrap_or_default();
                     let method = method(&f.sig, "`#[saga_step]`", errors);
                     match (&method.output, &method.ok_type) {
                         (None, _) => errors.push(error_at(
@@ -160,7 +177,13 @@ impl Saga {
                 }
             }
         }
-        Saga { item, args, name, steps, others }
+        Saga {
+            item,
+            args,
+            name,
+            steps,
+            others,
+        }
     }
 }
 

@@ -221,7 +221,11 @@ pub trait SagaLog: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`ErrorKind::Infrastructure`] when the storage fails.
-    fn claim_expired<'a>(&'a self, lease: &'a Lease, now_ms: u64) -> BoxFuture<'a, Result<Vec<SagaRecord>>>;
+    fn claim_expired<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>>;
 
     /// The sagas in `state`, oldest first.
     ///

@@ -4,7 +4,10 @@ use std::sync::{Mutex, PoisonError};
 
 use uuid::Uuid;
 
-use super::log::{Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms, unknown_saga};
+use super::log::{
+    Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
+    unknown_saga,
+};
 use crate::bus::BoxFuture;
 use crate::error::{Error, Result};
 
@@ -51,7 +54,10 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<()>> {
         let now = now_ms();
         let result = self.with(|sagas| {
-            let saga = sagas.iter_mut().find(|s| s.id == id).ok_or_else(|| unknown_saga(id))?;
+            let saga = sagas
+                .iter_mut()
+                .find(|s| s.id == id)
+                .ok_or_else(|| unknown_saga(id))?;
             if saga.owner != lease.owner && saga.lease_until_ms > now {
                 return Err(lease_lost(id, &saga.owner));
             }
@@ -65,15 +71,27 @@ impl SagaLog for MemoryLog {
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
-        let result = self.with(|sagas| sagas.iter().find(|s| s.id == id).cloned().ok_or_else(|| unknown_saga(id)));
+        let result = self.with(|sagas| {
+            sagas
+                .iter()
+                .find(|s| s.id == id)
+                .cloned()
+                .ok_or_else(|| unknown_saga(id))
+        });
         Box::pin(std::future::ready(result))
     }
 
-    fn claim_expired<'a>(&'a self, lease: &'a Lease, now_ms: u64) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+    fn claim_expired<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
         let result = self.with(|sagas| {
             let mut claimed = Vec::new();
             for saga in sagas.iter_mut() {
-                if saga.state.is_in_flight() && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner) {
+                if saga.state.is_in_flight()
+                    && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner)
+                {
                     saga.owner.clone_from(&lease.owner);
                     saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
                     claimed.push(saga.clone());

@@ -83,10 +83,18 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
     type Output: Serialize + DeserializeOwned + Send + 'static;
 
     /// Runs step `index` and returns its output as JSON. Used by the runner.
-    fn run_step<'a>(&'a self, index: usize, scope: &'a StepScope<'a>) -> BoxFuture<'a, Result<serde_json::Value>>;
+    fn run_step<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a StepScope<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value>>;
 
     /// Runs the compensation of step `index`. Used by the runner.
-    fn compensate<'a>(&'a self, index: usize, scope: &'a StepScope<'a>) -> BoxFuture<'a, Result<()>>;
+    fn compensate<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a StepScope<'a>,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// What a running step can reach: its context (with its idempotency key), the outputs of
@@ -112,12 +120,19 @@ impl StepScope<'_> {
     /// [`ErrorKind::Internal`] when the step has no recorded output or it does not decode
     /// as `T` (a log written by another version of the saga).
     pub fn output<T: DeserializeOwned>(&self, index: usize) -> Result<T> {
-        let value = self.outputs.get(index).and_then(Option::as_ref).ok_or_else(|| {
-            Error::internal(
-                "flext.saga.missing_output",
-                format!("step `{}` needs the output of step {index}, which the log does not hold", self.step),
-            )
-        })?;
+        let value = self
+            .outputs
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                Error::internal(
+                    "flext.saga.missing_output",
+                    format!(
+                        "step `{}` needs the output of step {index}, which the log does not hold",
+                        self.step
+                    ),
+                )
+            })?;
         T::deserialize(value).map_err(|e| {
             Error::internal(
                 "flext.saga.output_mismatch",
@@ -286,19 +301,29 @@ impl<T: Serialize> Serialize for SagaOutcome<T> {
 #[doc(hidden)]
 pub struct SagaRegistration {
     pub name: &'static str,
-    pub resume: for<'a> fn(&'a SagaRunner, SagaRecord) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
+    pub resume: for<'a> fn(
+        &'a SagaRunner,
+        SagaRecord,
+    ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
 }
 
 inventory::collect!(SagaRegistration);
 
 /// Resumes a logged saga of type `S`. Registered by `#[saga]`.
 #[doc(hidden)]
-pub fn resume<'a, S: Saga>(runner: &'a SagaRunner, record: SagaRecord) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>> {
+pub fn resume<'a, S: Saga>(
+    runner: &'a SagaRunner,
+    record: SagaRecord,
+) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>> {
     Box::pin(async move {
         let saga: S = serde_json::from_value(record.input.clone()).map_err(|e| {
             Error::internal(
                 "flext.saga.input_mismatch",
-                format!("the logged input of saga {} does not decode as `{}`: {e}", record.id, S::NAME),
+                format!(
+                    "the logged input of saga {} does not decode as `{}`: {e}",
+                    record.id,
+                    S::NAME
+                ),
             )
         })?;
         let progress = Progress::replay(S::STEPS.len(), &record.transitions);
@@ -462,7 +487,9 @@ impl SagaRunnerBuilder {
             log: self.log,
             state: Arc::new(self.state),
             lease: Lease {
-                owner: self.owner.unwrap_or_else(|| format!("runner-{}", Uuid::new_v4())),
+                owner: self
+                    .owner
+                    .unwrap_or_else(|| format!("runner-{}", Uuid::new_v4())),
                 duration_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
             },
             compensation_attempts: self.compensation_attempts,
@@ -504,7 +531,10 @@ impl SagaRunner {
     pub async fn run<S: Saga>(&self, saga: S, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
         let id = Uuid::new_v4();
         let input = serde_json::to_value(&saga).map_err(|e| {
-            Error::internal("flext.saga.input_not_serialisable", format!("saga `{}`: {e}", S::NAME))
+            Error::internal(
+                "flext.saga.input_not_serialisable",
+                format!("saga `{}`: {e}", S::NAME),
+            )
         })?;
         let record = SagaRecord {
             id,
@@ -517,7 +547,8 @@ impl SagaRunner {
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
         };
         self.log.create(&record).await?;
-        self.drive(&saga, id, Progress::new(S::STEPS.len()), ctx).await
+        self.drive(&saga, id, Progress::new(S::STEPS.len()), ctx)
+            .await
     }
 
     /// Takes over every in-flight saga whose lease expired (the runner that held it
@@ -541,7 +572,10 @@ impl SagaRunner {
                 Some(r) => (r.resume)(self, record).await,
                 None => Err(Error::not_found(
                     "flext.saga.unknown_type",
-                    format!("saga {id} is a `{}`, which is not linked into this program", record.name),
+                    format!(
+                        "saga {id} is a `{}`, which is not linked into this program",
+                        record.name
+                    ),
                 )),
             };
             results.push((id, result));
@@ -562,13 +596,25 @@ impl SagaRunner {
         self.log.append(id, &transition, state, &self.lease).await
     }
 
-    async fn drive<S: Saga>(&self, saga: &S, id: Uuid, p: Progress, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
+    async fn drive<S: Saga>(
+        &self,
+        saga: &S,
+        id: Uuid,
+        p: Progress,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
         use tracing::Instrument;
         let span = tracing::info_span!("flext.saga", saga = S::NAME, saga_id = %id, correlation_id = %ctx.correlation_id());
         self.drive_in_span(saga, id, p, ctx).instrument(span).await
     }
 
-    async fn drive_in_span<S: Saga>(&self, saga: &S, id: Uuid, mut p: Progress, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
+    async fn drive_in_span<S: Saga>(
+        &self,
+        saga: &S,
+        id: Uuid,
+        mut p: Progress,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
         let steps = S::STEPS;
         let pivot = steps.iter().position(|s| s.pivot);
 
@@ -593,9 +639,20 @@ impl SagaRunner {
             match result {
                 Ok(output) => {
                     let last = next + 1 == steps.len();
-                    let state = if last { SagaState::Completed } else { SagaState::Running };
-                    self.append(id, Transition::StepCompleted { index: next, output: output.clone() }, state)
-                        .await?;
+                    let state = if last {
+                        SagaState::Completed
+                    } else {
+                        SagaState::Running
+                    };
+                    self.append(
+                        id,
+                        Transition::StepCompleted {
+                            index: next,
+                            output: output.clone(),
+                        },
+                        state,
+                    )
+                    .await?;
                     p.outputs[next] = Some(output);
                     p.phase = Phase::Forward { next: next + 1 };
                 }
@@ -603,7 +660,10 @@ impl SagaRunner {
                     let record = ErrorRecord::from(&error);
                     self.append(
                         id,
-                        Transition::Stuck { step: spec.name.to_owned(), error: record },
+                        Transition::Stuck {
+                            step: spec.name.to_owned(),
+                            error: record,
+                        },
                         SagaState::Stuck,
                     )
                     .await?;
@@ -618,33 +678,59 @@ impl SagaRunner {
                 Err(error) => {
                     let record = ErrorRecord::from(&error);
                     tracing::warn!(step = spec.name, %error, "saga step failed; compensating");
-                    p.phase = Phase::Compensating { failed: next, error: record.clone() };
+                    p.phase = Phase::Compensating {
+                        failed: next,
+                        error: record.clone(),
+                    };
                     let state = if p.to_undo(steps).is_empty() {
                         SagaState::Compensated
                     } else {
                         SagaState::Compensating
                     };
-                    self.append(id, Transition::StepFailed { index: next, error: record }, state).await?;
+                    self.append(
+                        id,
+                        Transition::StepFailed {
+                            index: next,
+                            error: record,
+                        },
+                        state,
+                    )
+                    .await?;
                 }
             }
         }
 
         match p.phase.clone() {
             Phase::Forward { .. } => {
-                let last = steps.len().checked_sub(1).and_then(|i| p.outputs[i].clone());
+                let last = steps
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| p.outputs[i].clone());
                 let output = last.unwrap_or(serde_json::Value::Null);
                 let output = serde_json::from_value(output).map_err(|e| {
-                    Error::internal("flext.saga.output_mismatch", format!("the last output of `{}` does not decode: {e}", S::NAME))
+                    Error::internal(
+                        "flext.saga.output_mismatch",
+                        format!("the last output of `{}` does not decode: {e}", S::NAME),
+                    )
                 })?;
-                Ok(SagaOutcome::Completed { saga_id: id, output })
+                Ok(SagaOutcome::Completed {
+                    saga_id: id,
+                    output,
+                })
             }
             Phase::Stuck { step, error } => Ok(SagaOutcome::Stuck {
                 saga_id: id,
                 step,
                 error: Error::from(&error),
-                remaining: p.to_undo(steps).iter().map(|&i| format!("compensate {}", steps[i].name)).collect(),
+                remaining: p
+                    .to_undo(steps)
+                    .iter()
+                    .map(|&i| format!("compensate {}", steps[i].name))
+                    .collect(),
             }),
-            Phase::Compensating { failed, error } => self.compensate(saga, id, p, failed, error, ctx).await,
+            Phase::Compensating { failed, error } => {
+                self.compensate(saga, id, p, failed, error, ctx).await
+            }
         }
     }
 
@@ -675,20 +761,35 @@ impl SagaRunner {
             };
             match result {
                 Ok(()) => {
-                    let state = if n + 1 == pending.len() { SagaState::Compensated } else { SagaState::Compensating };
-                    self.append(id, Transition::CompensationCompleted { index: i }, state).await?;
+                    let state = if n + 1 == pending.len() {
+                        SagaState::Compensated
+                    } else {
+                        SagaState::Compensating
+                    };
+                    self.append(id, Transition::CompensationCompleted { index: i }, state)
+                        .await?;
                     p.compensated.push(i);
                 }
                 Err(e) => {
                     let step = format!("compensate {}", spec.name);
-                    self.append(id, Transition::Stuck { step: step.clone(), error: ErrorRecord::from(&e) }, SagaState::Stuck)
-                        .await?;
+                    self.append(
+                        id,
+                        Transition::Stuck {
+                            step: step.clone(),
+                            error: ErrorRecord::from(&e),
+                        },
+                        SagaState::Stuck,
+                    )
+                    .await?;
                     tracing::error!(step = spec.name, error = %e, "compensation failed; saga stuck");
                     return Ok(SagaOutcome::Stuck {
                         saga_id: id,
                         step,
                         error: e,
-                        remaining: pending[n..].iter().map(|&j| format!("compensate {}", steps[j].name)).collect(),
+                        remaining: pending[n..]
+                            .iter()
+                            .map(|&j| format!("compensate {}", steps[j].name))
+                            .collect(),
                     });
                 }
             }
@@ -697,7 +798,11 @@ impl SagaRunner {
             saga_id: id,
             failed_step: steps[failed].name.to_owned(),
             error: Error::from(&error),
-            compensated: p.compensated.iter().map(|&i| steps[i].name.to_owned()).collect(),
+            compensated: p
+                .compensated
+                .iter()
+                .map(|&i| steps[i].name.to_owned())
+                .collect(),
         })
     }
 }

@@ -6,7 +6,10 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::log::{Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms, unknown_saga};
+use super::log::{
+    Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
+    unknown_saga,
+};
 use crate::bus::BoxFuture;
 use crate::error::{Error, Result};
 
@@ -39,7 +42,11 @@ fn db_error(e: rusqlite::Error) -> Error {
 }
 
 fn json_error(e: serde_json::Error) -> Error {
-    Error::infrastructure("flext.saga.log_corrupt", format!("saga log entry does not decode: {e}")).with_source(e)
+    Error::infrastructure(
+        "flext.saga.log_corrupt",
+        format!("saga log entry does not decode: {e}"),
+    )
+    .with_source(e)
 }
 
 impl SqliteLog {
@@ -69,7 +76,10 @@ impl SqliteLog {
     ///
     /// As [`open`](Self::open).
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory().map_err(db_error)?, Synchronous::Normal)
+        Self::init(
+            Connection::open_in_memory().map_err(db_error)?,
+            Synchronous::Normal,
+        )
     }
 
     fn init(conn: Connection, synchronous: Synchronous) -> Result<Self> {
@@ -77,7 +87,8 @@ impl SqliteLog {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_error)?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {sync};
@@ -100,7 +111,9 @@ impl SqliteLog {
              );"
         ))
         .map_err(db_error)?;
-        Ok(SqliteLog { conn: Mutex::new(conn) })
+        Ok(SqliteLog {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -127,7 +140,9 @@ impl SqliteLog {
             .map_err(db_error)?
             .ok_or_else(|| unknown_saga(id))?;
         let mut stmt = conn
-            .prepare_cached("SELECT body FROM flext_saga_transitions WHERE saga_id = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT body FROM flext_saga_transitions WHERE saga_id = ?1 ORDER BY seq",
+            )
             .map_err(db_error)?;
         let transitions = stmt
             .query_map(params![id.to_string()], |r| r.get::<_, String>(0))
@@ -142,7 +157,10 @@ impl SqliteLog {
             name: row.0,
             input: serde_json::from_str(&row.1).map_err(json_error)?,
             correlation_id: row.2.parse().map_err(|e| {
-                Error::infrastructure("flext.saga.log_corrupt", format!("bad correlation id in the log: {e}"))
+                Error::infrastructure(
+                    "flext.saga.log_corrupt",
+                    format!("bad correlation id in the log: {e}"),
+                )
             })?,
             state: SagaState::parse(&row.3)?,
             transitions,
@@ -230,7 +248,11 @@ impl SagaLog for SqliteLog {
         Box::pin(std::future::ready(result))
     }
 
-    fn claim_expired<'a>(&'a self, lease: &'a Lease, now_ms: u64) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+    fn claim_expired<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
         let result = self.with(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)

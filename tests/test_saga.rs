@@ -1,0 +1,796 @@
+//! Sagas as users rely on them: what runs, what is compensated and in which order, what
+//! is retried, what is left for an operator, and what a fresh runner makes of a log that
+//! a crash left behind, at every transition point.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flext::prelude::*;
+use flext::saga::{
+    Lease, MemoryLog, SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary,
+    SqliteLog, Transition,
+};
+use flext::{BoxFuture, Uuid};
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------- the effect ledger
+
+/// Side effects keyed by idempotency key: applying or undoing twice has no further
+/// effect, as a real service deduplicating on the key would behave.
+#[derive(Default)]
+struct Ledger {
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// Every call in order: `apply reserve`, `undo reserve`, ...
+    calls: Mutex<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Entry {
+    applied: u32,
+    undone: u32,
+}
+
+impl Ledger {
+    fn apply(&self, step: &str, key: &str) {
+        self.calls.lock().unwrap().push(format!("apply {step}"));
+        let mut entries = self.entries.lock().unwrap();
+        let e = entries.entry(key.to_owned()).or_default();
+        if e.applied == 0 {
+            e.applied = 1;
+        }
+    }
+
+    fn undo(&self, step: &str, key: &str) {
+        self.calls.lock().unwrap().push(format!("undo {step}"));
+        let mut entries = self.entries.lock().unwrap();
+        let e = entries.entry(key.to_owned()).or_default();
+        if e.applied == 1 && e.undone == 0 {
+            e.undone = 1;
+        }
+    }
+
+    /// `(step, applied, undone)` sorted by step name.
+    fn summary(&self) -> Vec<(String, u32, u32)> {
+        let entries = self.entries.lock().unwrap();
+        let mut out: Vec<_> = entries
+            .iter()
+            .map(|(k, e)| {
+                (
+                    k.rsplit(':').next().unwrap_or_default().to_owned(),
+                    e.applied,
+                    e.undone,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------- the saga under test
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Receipt {
+    step: String,
+    key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fulfil {
+    order: String,
+    /// The step that fails (for good) in this run, if any.
+    fail_at: Option<String>,
+}
+
+impl Fulfil {
+    fn effect(&self, step: &str, ctx: &Context, ledger: &Ledger) -> Result<Receipt> {
+        if self.fail_at.as_deref() == Some(step) {
+            return Err(Error::conflict(
+                format!("{step}.refused"),
+                format!("{step} refused order {}", self.order),
+            ));
+        }
+        let key = ctx
+            .idempotency_key()
+            .expect("a step has an idempotency key")
+            .to_owned();
+        ledger.apply(step, &key);
+        Ok(Receipt {
+            step: step.to_owned(),
+            key,
+        })
+    }
+}
+
+#[saga]
+impl Fulfil {
+    #[saga_step(compensate = release_stock)]
+    async fn reserve_stock(&self, ctx: &Context, ledger: State<Ledger>) -> Result<Receipt> {
+        self.effect("reserve_stock", ctx, &ledger)
+    }
+    async fn release_stock(&self, r: &Receipt, ledger: State<Ledger>) -> Result<()> {
+        ledger.undo(&r.step, &r.key);
+        Ok(())
+    }
+
+    #[saga_step(compensate = refund)]
+    async fn charge_payment(
+        &self,
+        _reserved: &Receipt,
+        ctx: &Context,
+        ledger: State<Ledger>,
+    ) -> Result<Receipt> {
+        self.effect("charge_payment", ctx, &ledger)
+    }
+    fn refund(&self, r: &Receipt, ledger: State<Ledger>) -> Result<()> {
+        ledger.undo(&r.step, &r.key);
+        Ok(())
+    }
+
+    #[saga_step(compensate = cancel_order)]
+    fn create_order(&self, ctx: &Context, ledger: State<Ledger>) -> Result<Receipt> {
+        self.effect("create_order", ctx, &ledger)
+    }
+    fn cancel_order(&self, r: &Receipt, ledger: State<Ledger>) -> Result<()> {
+        ledger.undo(&r.step, &r.key);
+        Ok(())
+    }
+
+    #[saga_step(compensate = cancel_shipping)]
+    async fn schedule_shipping(&self, ctx: &Context, ledger: State<Ledger>) -> Result<Receipt> {
+        self.effect("schedule_shipping", ctx, &ledger)
+    }
+    fn cancel_shipping(&self, r: &Receipt, ledger: State<Ledger>) -> Result<()> {
+        ledger.undo(&r.step, &r.key);
+        Ok(())
+    }
+}
+
+fn runner(log: Arc<dyn SagaLog>, ledger: &Arc<Ledger>) -> SagaRunner {
+    SagaRunner::builder_shared(log)
+        .shared_state(ledger.clone())
+        .lease(Duration::ZERO)
+        .build()
+}
+
+fn order(fail_at: Option<&str>) -> Fulfil {
+    Fulfil {
+        order: "o-1".into(),
+        fail_at: fail_at.map(str::to_owned),
+    }
+}
+
+// ---------------------------------------------------------------- behaviour
+
+#[tokio::test]
+async fn a_saga_runs_every_step_in_order_and_returns_the_last_output() {
+    let ledger = Arc::new(Ledger::default());
+    let log = Arc::new(MemoryLog::new());
+    let outcome = runner(log.clone(), &ledger)
+        .run(order(None), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Completed { saga_id, output } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(output.step, "schedule_shipping");
+    assert_eq!(
+        output.key,
+        format!("{saga_id}:schedule_shipping"),
+        "the idempotency key is saga id + step"
+    );
+    assert_eq!(
+        ledger.calls(),
+        [
+            "apply reserve_stock",
+            "apply charge_payment",
+            "apply create_order",
+            "apply schedule_shipping"
+        ]
+    );
+    let record = log.load(saga_id).await.unwrap();
+    assert_eq!(record.state, SagaState::Completed);
+    assert_eq!(record.transitions.len(), 4, "n steps: creation + n writes");
+}
+
+#[tokio::test]
+async fn a_failure_compensates_every_completed_step_in_reverse_order() {
+    let ledger = Arc::new(Ledger::default());
+    let log = Arc::new(MemoryLog::new());
+    let outcome = runner(log.clone(), &ledger)
+        .run(order(Some("schedule_shipping")), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated {
+        failed_step,
+        error,
+        compensated,
+        saga_id,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failed_step, "schedule_shipping");
+    assert_eq!(error.code(), "schedule_shipping.refused");
+    assert_eq!(
+        compensated,
+        ["create_order", "charge_payment", "reserve_stock"]
+    );
+    assert_eq!(
+        ledger.calls(),
+        [
+            "apply reserve_stock",
+            "apply charge_payment",
+            "apply create_order",
+            "undo create_order",
+            "undo charge_payment",
+            "undo reserve_stock"
+        ]
+    );
+    assert!(
+        ledger
+            .summary()
+            .iter()
+            .all(|(_, applied, undone)| (*applied, *undone) == (1, 1))
+    );
+    assert_eq!(
+        log.load(saga_id).await.unwrap().state,
+        SagaState::Compensated
+    );
+}
+
+#[tokio::test]
+async fn a_failing_first_step_compensates_nothing() {
+    let ledger = Arc::new(Ledger::default());
+    let outcome = runner(Arc::new(MemoryLog::new()), &ledger)
+        .run(order(Some("reserve_stock")), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated { compensated, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(compensated.is_empty());
+    assert!(ledger.calls().is_empty());
+}
+
+// Retries, the pivot, stuck sagas, timeouts.
+
+#[derive(Default)]
+struct Flaky {
+    step_failures: AtomicUsize,
+    compensation_failures: AtomicUsize,
+    calls: Mutex<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Payout {
+    /// How many times `send` fails (transiently) before it succeeds.
+    send_failures: usize,
+    /// How many times `recall` fails before it succeeds.
+    recall_failures: usize,
+    /// Whether `notify`, after the pivot, always fails.
+    notify_fails: bool,
+    /// Whether `reconcile` hangs.
+    hang: bool,
+}
+
+#[saga]
+impl Payout {
+    #[saga_step(compensate = recall, retries = 3, backoff_ms = 10)]
+    async fn send(&self, flaky: State<Flaky>) -> Result<u32> {
+        flaky.calls.lock().unwrap().push("send".into());
+        if flaky.step_failures.fetch_add(1, Ordering::SeqCst) < self.send_failures {
+            return Err(Error::infrastructure("bank.busy", "try again"));
+        }
+        Ok(100)
+    }
+    async fn recall(&self, amount: &u32, flaky: State<Flaky>) -> Result<()> {
+        flaky.calls.lock().unwrap().push(format!("recall {amount}"));
+        if flaky.compensation_failures.fetch_add(1, Ordering::SeqCst) < self.recall_failures {
+            return Err(Error::infrastructure("bank.busy", "recall failed"));
+        }
+        Ok(())
+    }
+
+    #[saga_step(timeout_ms = 50)]
+    async fn reconcile(&self, amount: &u32) -> Result<u32> {
+        if self.hang {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Ok(*amount)
+    }
+
+    #[saga_step(pivot)]
+    fn commit(&self, amount: &u32) -> Result<String> {
+        Ok(format!("committed {amount}"))
+    }
+
+    #[saga_step(retries = 2, backoff_ms = 10)]
+    fn notify(&self, committed: &String, flaky: State<Flaky>) -> Result<String> {
+        flaky.calls.lock().unwrap().push("notify".into());
+        if self.notify_fails {
+            return Err(Error::validation("mail.rejected", "the address is invalid"));
+        }
+        Ok(format!("{committed}, notified"))
+    }
+}
+
+fn payout(send_failures: usize, recall_failures: usize, notify_fails: bool, hang: bool) -> Payout {
+    Payout {
+        send_failures,
+        recall_failures,
+        notify_fails,
+        hang,
+    }
+}
+
+fn flaky_runner(flaky: &Arc<Flaky>) -> SagaRunner {
+    SagaRunner::builder(MemoryLog::new())
+        .shared_state(flaky.clone())
+        .compensation_attempts(3)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_step_failure_is_retried_with_backoff() {
+    let flaky = Arc::new(Flaky::default());
+    let started = tokio::time::Instant::now();
+    let outcome = flaky_runner(&flaky)
+        .run(payout(2, 0, false, false), &Context::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, SagaOutcome::Completed { output, .. } if output == "committed 100, notified"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        flaky
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == "send")
+            .count(),
+        3
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(10 + 20),
+        "waited 10 ms, then 20 ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_step_is_compensated_like_a_failed_one() {
+    let flaky = Arc::new(Flaky::default());
+    let outcome = flaky_runner(&flaky)
+        .run(payout(0, 0, false, true), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated {
+        failed_step,
+        error,
+        compensated,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failed_step, "reconcile");
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(compensated, ["send"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_compensation_is_retried_then_the_saga_is_stuck() {
+    let flaky = Arc::new(Flaky::default());
+    // reconcile hangs -> compensate send; recall fails once, then succeeds.
+    let outcome = flaky_runner(&flaky)
+        .run(payout(0, 1, false, true), &Context::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, SagaOutcome::Compensated { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        *flaky.calls.lock().unwrap(),
+        ["send", "recall 100", "recall 100"]
+    );
+
+    // recall always fails: after 3 attempts the saga is stuck, with the recall left.
+    let flaky = Arc::new(Flaky::default());
+    let runner = flaky_runner(&flaky);
+    let outcome = runner
+        .run(payout(0, 10, false, true), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Stuck {
+        step,
+        error,
+        remaining,
+        saga_id,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(step, "compensate send");
+    assert_eq!(error.message(), "recall failed");
+    assert_eq!(remaining, ["compensate send"]);
+    let stuck: Vec<Uuid> = runner
+        .list(SagaState::Stuck)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(stuck, [saga_id], "operators find it by state");
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_after_the_pivot_are_retried_never_compensated() {
+    let flaky = Arc::new(Flaky::default());
+    let outcome = flaky_runner(&flaky)
+        .run(payout(0, 0, true, false), &Context::new())
+        .await
+        .unwrap();
+    let SagaOutcome::Stuck {
+        step, remaining, ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(step, "notify");
+    assert_eq!(remaining, ["notify"]);
+    let calls = flaky.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        ["send", "notify", "notify", "notify"],
+        "retried twice, nothing recalled"
+    );
+}
+
+#[tokio::test]
+async fn the_outcome_serialises_for_an_operator() {
+    let ledger = Arc::new(Ledger::default());
+    let outcome = runner(Arc::new(MemoryLog::new()), &ledger)
+        .run(order(Some("create_order")), &Context::new())
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(json["state"], "compensated");
+    assert_eq!(json["failed_step"], "create_order");
+    assert_eq!(
+        json["compensated"],
+        serde_json::json!(["charge_payment", "reserve_stock"])
+    );
+    assert_eq!(json["error"]["code"], "create_order.refused");
+}
+
+// ---------------------------------------------------------------- crashes
+
+/// A log that "crashes" the runner at one write: before it is committed, or right
+/// after. The runner sees an infrastructure error and stops where it is, as a killed
+/// process would.
+struct CrashingLog {
+    inner: Arc<MemoryLog>,
+    crash_at: usize,
+    after_commit: bool,
+    writes: AtomicUsize,
+}
+
+impl CrashingLog {
+    fn crash(&self) -> Result<()> {
+        Err(Error::infrastructure("test.crash", "the process died here"))
+    }
+
+    /// Whether this write is the one to crash at.
+    fn is_crash_point(&self) -> bool {
+        self.writes.fetch_add(1, Ordering::SeqCst) == self.crash_at
+    }
+}
+
+impl SagaLog for CrashingLog {
+    fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !self.is_crash_point() {
+                return self.inner.create(record).await;
+            }
+            if self.after_commit {
+                self.inner.create(record).await?;
+            }
+            self.crash()
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        id: Uuid,
+        t: &'a Transition,
+        state: SagaState,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !self.is_crash_point() {
+                return self.inner.append(id, t, state, lease).await;
+            }
+            if self.after_commit {
+                self.inner.append(id, t, state, lease).await?;
+            }
+            self.crash()
+        })
+    }
+
+    fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
+        self.inner.load(id)
+    }
+
+    fn claim_expired<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+        self.inner.claim_expired(lease, now_ms)
+    }
+
+    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
+        self.inner.list(state)
+    }
+}
+
+/// Runs the saga, crashing at write `crash_at`, then recovers with a fresh runner and
+/// returns the final state and the ledger.
+async fn crash_and_recover(
+    fail_at: Option<&str>,
+    crash_at: usize,
+    after_commit: bool,
+) -> (SagaState, Vec<(String, u32, u32)>) {
+    let ledger = Arc::new(Ledger::default());
+    let memory = Arc::new(MemoryLog::new());
+    let crashing = Arc::new(CrashingLog {
+        inner: memory.clone(),
+        crash_at,
+        after_commit,
+        writes: AtomicUsize::new(0),
+    });
+    let first = runner(crashing, &ledger);
+    let err = first
+        .run(order(fail_at), &Context::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "test.crash");
+    drop(first);
+
+    let fresh = runner(memory.clone(), &ledger);
+    let recovered = fresh.recover().await.unwrap();
+    assert!(recovered.len() <= 1);
+    for (_, outcome) in &recovered {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert!(
+        fresh.recover().await.unwrap().is_empty(),
+        "nothing left in flight"
+    );
+
+    // The saga's final state, from the log.
+    let mut states = Vec::new();
+    for state in [
+        SagaState::Running,
+        SagaState::Compensating,
+        SagaState::Completed,
+        SagaState::Compensated,
+        SagaState::Stuck,
+    ] {
+        for _ in memory.list(state).await.unwrap() {
+            states.push(state);
+        }
+    }
+    match states.as_slice() {
+        // Crashed before the saga was created: nothing may have run.
+        [] => {
+            assert!(
+                ledger.calls().is_empty(),
+                "a saga that was never logged never ran a step"
+            );
+            (SagaState::Completed, Vec::new())
+        }
+        [state] => (*state, ledger.summary()),
+        more => panic!("one saga expected, found {more:?}"),
+    }
+}
+
+#[tokio::test]
+async fn after_a_crash_at_any_transition_every_effect_is_applied_once_or_undone_once() {
+    let steps = [
+        "charge_payment",
+        "create_order",
+        "reserve_stock",
+        "schedule_shipping",
+    ];
+    let mut points = 0;
+
+    // Success path: creation + 4 step completions = 5 writes, crash before and after each.
+    for crash_at in 0..5 {
+        for after_commit in [false, true] {
+            let (state, ledger) = crash_and_recover(None, crash_at, after_commit).await;
+            points += 1;
+            if ledger.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                state,
+                SagaState::Completed,
+                "crash at write {crash_at}, after commit: {after_commit}"
+            );
+            let expected: Vec<_> = steps.iter().map(|s| ((*s).to_owned(), 1, 0)).collect();
+            assert_eq!(
+                ledger, expected,
+                "crash at write {crash_at}, after commit: {after_commit}"
+            );
+        }
+    }
+
+    // Failure path: creation, 3 completions, the failure, 3 compensations = 8 writes.
+    for crash_at in 0..8 {
+        for after_commit in [false, true] {
+            let (state, ledger) =
+                crash_and_recover(Some("schedule_shipping"), crash_at, after_commit).await;
+            points += 1;
+            if ledger.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                state,
+                SagaState::Compensated,
+                "crash at write {crash_at}, after commit: {after_commit}"
+            );
+            let expected: Vec<_> = steps[..3].iter().map(|s| ((*s).to_owned(), 1, 1)).collect();
+            assert_eq!(
+                ledger, expected,
+                "crash at write {crash_at}, after commit: {after_commit}"
+            );
+        }
+    }
+    println!("crash points exercised: {points}");
+    assert_eq!(points, 26);
+}
+
+// ---------------------------------------------------------------- the SQLite log
+
+#[tokio::test]
+async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
+    let dir = std::env::temp_dir().join(format!("flext-saga-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sagas.db");
+    let ledger = Arc::new(Ledger::default());
+
+    // The first process crashes right after committing the second step's completion.
+    {
+        let log: Arc<dyn SagaLog> = Arc::new(SqliteLog::open(&path).unwrap());
+        let wrapped = Arc::new(SqliteCrash {
+            inner: log,
+            crash_at: 3,
+            writes: AtomicUsize::new(0),
+        });
+        let first = runner(wrapped, &ledger);
+        assert!(first.run(order(None), &Context::new()).await.is_err());
+    }
+    // A new process opens the same file.
+    let log: Arc<dyn SagaLog> = Arc::new(SqliteLog::open(&path).unwrap());
+    let in_flight = log.list(SagaState::Running).await.unwrap();
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!(
+        in_flight[0].transitions, 2,
+        "two completed steps were committed"
+    );
+    let fresh = runner(log.clone(), &ledger);
+    let recovered = fresh.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        recovered[0].1.as_ref().unwrap().state(),
+        SagaState::Completed
+    );
+    assert!(ledger.summary().iter().all(|(_, a, u)| (*a, *u) == (1, 0)));
+    assert_eq!(ledger.summary().len(), 4);
+    assert_eq!(log.list(SagaState::Completed).await.unwrap().len(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Crashes after committing write `crash_at` of any log.
+struct SqliteCrash {
+    inner: Arc<dyn SagaLog>,
+    crash_at: usize,
+    writes: AtomicUsize,
+}
+
+impl SagaLog for SqliteCrash {
+    fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(record)
+    }
+    fn append<'a>(
+        &'a self,
+        id: Uuid,
+        t: &'a Transition,
+        state: SagaState,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.inner.append(id, t, state, lease).await?;
+            if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
+                return Err(Error::infrastructure("test.crash", "the process died here"));
+            }
+            Ok(())
+        })
+    }
+    fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
+        self.inner.load(id)
+    }
+    fn claim_expired<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+        self.inner.claim_expired(lease, now_ms)
+    }
+    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
+        self.inner.list(state)
+    }
+}
+
+#[tokio::test]
+async fn a_live_lease_keeps_other_runners_out_and_an_expired_one_is_taken_over() {
+    let log = SqliteLog::in_memory().unwrap();
+    let id = Uuid::new_v4();
+    let record = SagaRecord {
+        id,
+        name: "Fulfil".into(),
+        input: serde_json::json!({"order": "o-9", "fail_at": null}),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: "process-a".into(),
+        lease_until_ms: flext::saga::now_ms() + 60_000,
+    };
+    log.create(&record).await.unwrap();
+    let a = Lease {
+        owner: "process-a".into(),
+        duration_ms: 60_000,
+    };
+    let b = Lease {
+        owner: "process-b".into(),
+        duration_ms: 60_000,
+    };
+    let t = Transition::StepCompleted {
+        index: 0,
+        output: serde_json::json!({"step": "x", "key": "k"}),
+    };
+    let err = log
+        .append(id, &t, SagaState::Running, &b)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.code()),
+        (ErrorKind::Conflict, "flext.saga.lease_lost")
+    );
+    log.append(id, &t, SagaState::Running, &a).await.unwrap();
+    assert!(
+        log.claim_expired(&b, flext::saga::now_ms())
+            .await
+            .unwrap()
+            .is_empty(),
+        "a's lease is live"
+    );
+    // Much later, a has stopped renewing: b takes over.
+    let later = flext::saga::now_ms() + 120_000;
+    let claimed = log.claim_expired(&b, later).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].owner, "process-b");
+    assert_eq!(claimed[0].transitions, [t]);
+}
