@@ -62,18 +62,37 @@ impl FulfilOrder {
     fn reserve_inventory(&self, ctx: &Context, svc: State<Services>) -> Result<Reservation> {
         svc.progress("reserve_inventory", &self.order_id);
         svc.reserve(key(ctx)?, &self.sku, self.quantity)?;
-        Ok(Reservation { sku: self.sku.clone(), quantity: self.quantity })
+        Ok(Reservation {
+            sku: self.sku.clone(),
+            quantity: self.quantity,
+        })
     }
-    fn release_inventory(&self, r: &Reservation, ctx: &Context, svc: State<Services>) -> Result<()> {
+    fn release_inventory(
+        &self,
+        r: &Reservation,
+        ctx: &Context,
+        svc: State<Services>,
+    ) -> Result<()> {
         svc.progress("release_inventory", &self.order_id);
         svc.release(key(ctx)?, &r.sku, r.quantity)
     }
 
     #[saga_step(compensate = refund_payment)]
-    fn charge_payment(&self, r: &Reservation, ctx: &Context, svc: State<Services>) -> Result<Payment> {
+    fn charge_payment(
+        &self,
+        r: &Reservation,
+        ctx: &Context,
+        svc: State<Services>,
+    ) -> Result<Payment> {
         svc.progress("charge_payment", &self.order_id);
         if self.card.ends_with("0002") {
-            return Err(Error::validation("payment.declined", format!("card ending {} was declined", &self.card[self.card.len() - 4..])));
+            return Err(Error::validation(
+                "payment.declined",
+                format!(
+                    "card ending {} was declined",
+                    &self.card[self.card.len() - 4..]
+                ),
+            ));
         }
         let amount_cents = u64::from(r.quantity) * self.unit_price_cents;
         svc.effect(key(ctx)?, "charge_payment")?;
@@ -89,7 +108,9 @@ impl FulfilOrder {
     fn create_order(&self, ctx: &Context, svc: State<Services>) -> Result<OrderRecord> {
         svc.progress("create_order", &self.order_id);
         svc.effect(key(ctx)?, "create_order")?;
-        Ok(OrderRecord { order_id: self.order_id.clone() })
+        Ok(OrderRecord {
+            order_id: self.order_id.clone(),
+        })
     }
     fn cancel_order(&self, o: &OrderRecord, ctx: &Context, svc: State<Services>) -> Result<()> {
         svc.progress("cancel_order", &o.order_id);
@@ -98,21 +119,31 @@ impl FulfilOrder {
 
     /// The point of no return: once shipping is booked the order goes out.
     #[saga_step(pivot, retries = 2, backoff_ms = 5)]
-    fn schedule_shipping(&self, o: &OrderRecord, ctx: &Context, svc: State<Services>) -> Result<Shipment> {
+    fn schedule_shipping(
+        &self,
+        o: &OrderRecord,
+        ctx: &Context,
+        svc: State<Services>,
+    ) -> Result<Shipment> {
         svc.progress("schedule_shipping", &o.order_id);
         if self.postcode == "99999" {
-            return Err(Error::infrastructure("shipping.unavailable", format!("no carrier serves postcode {}", self.postcode)));
+            return Err(Error::infrastructure(
+                "shipping.unavailable",
+                format!("no carrier serves postcode {}", self.postcode),
+            ));
         }
         svc.effect(key(ctx)?, "schedule_shipping")?;
-        Ok(Shipment { tracking: format!("TRK-{}", o.order_id) })
+        Ok(Shipment {
+            tracking: format!("TRK-{}", o.order_id),
+        })
     }
 }
 
 /// The step's idempotency key; a compensation undoes the key of the step it compensates.
 fn key(ctx: &Context) -> Result<String> {
-    let key = ctx
-        .idempotency_key()
-        .ok_or_else(|| Error::internal("saga.no_key", "a saga step runs with an idempotency key"))?;
+    let key = ctx.idempotency_key().ok_or_else(|| {
+        Error::internal("saga.no_key", "a saga step runs with an idempotency key")
+    })?;
     Ok(key.trim_end_matches(":compensate").to_owned())
 }
 
@@ -151,7 +182,10 @@ impl Services {
             Ledger::Sqlite(c) => {
                 let c = c.lock().map_err(infra)?;
                 let n = c
-                    .execute("INSERT OR IGNORE INTO effects (key, step, undone) VALUES (?1, ?2, 0)", rusqlite::params![key, step])
+                    .execute(
+                        "INSERT OR IGNORE INTO effects (key, step, undone) VALUES (?1, ?2, 0)",
+                        rusqlite::params![key, step],
+                    )
                     .map_err(infra)?;
                 Ok(n == 1)
             }
@@ -172,7 +206,10 @@ impl Services {
             Ledger::Sqlite(c) => {
                 let c = c.lock().map_err(infra)?;
                 let n = c
-                    .execute("UPDATE effects SET undone = 1 WHERE key = ?1 AND undone = 0", rusqlite::params![key])
+                    .execute(
+                        "UPDATE effects SET undone = 1 WHERE key = ?1 AND undone = 0",
+                        rusqlite::params![key],
+                    )
                     .map_err(infra)?;
                 Ok(n == 1)
             }
@@ -183,7 +220,10 @@ impl Services {
         let inventory = self.inventory.lock().map_err(infra)?;
         let on_hand = inventory.get(sku).copied().unwrap_or(0);
         if on_hand < quantity && !matches!(self.ledger, Ledger::Sqlite(_)) {
-            return Err(Error::conflict("inventory.short", format!("only {on_hand} of {sku} on hand, {quantity} wanted")));
+            return Err(Error::conflict(
+                "inventory.short",
+                format!("only {on_hand} of {sku} on hand, {quantity} wanted"),
+            ));
         }
         drop(inventory);
         if self.effect(key, "reserve_inventory")? {
@@ -196,7 +236,12 @@ impl Services {
 
     fn release(&self, key: String, sku: &str, quantity: u32) -> Result<()> {
         if self.undo_once(key)? {
-            *self.inventory.lock().map_err(infra)?.entry(sku.to_owned()).or_default() += quantity;
+            *self
+                .inventory
+                .lock()
+                .map_err(infra)?
+                .entry(sku.to_owned())
+                .or_default() += quantity;
         }
         Ok(())
     }
@@ -213,8 +258,16 @@ fn orders(start: usize, n: usize) -> Vec<FulfilOrder> {
             quantity: 1 + (i % 3) as u32,
             unit_price_cents: 4_999,
             // Every fourth card is declined, every fifth address cannot be shipped to.
-            card: if i % 4 == 1 { "4000-0000-0000-0002".into() } else { "4242-4242-4242-4242".into() },
-            postcode: if i % 5 == 3 { "99999".into() } else { format!("{:05}", 10_000 + i) },
+            card: if i % 4 == 1 {
+                "4000-0000-0000-0002".into()
+            } else {
+                "4242-4242-4242-4242".into()
+            },
+            postcode: if i % 5 == 3 {
+                "99999".into()
+            } else {
+                format!("{:05}", 10_000 + i)
+            },
         })
         .collect()
 }
@@ -222,11 +275,27 @@ fn orders(start: usize, n: usize) -> Vec<FulfilOrder> {
 fn describe<T: std::fmt::Debug>(outcome: &SagaOutcome<T>) -> String {
     match outcome {
         SagaOutcome::Completed { output, .. } => format!("completed: {output:?}"),
-        SagaOutcome::Compensated { failed_step, error, compensated, .. } => {
-            format!("compensated after `{failed_step}` failed ({error}); undone: {}", compensated.join(", "))
+        SagaOutcome::Compensated {
+            failed_step,
+            error,
+            compensated,
+            ..
+        } => {
+            format!(
+                "compensated after `{failed_step}` failed ({error}); undone: {}",
+                compensated.join(", ")
+            )
         }
-        SagaOutcome::Stuck { step, error, remaining, .. } => {
-            format!("STUCK at `{step}` ({error}); left for an operator: {}", remaining.join(", "))
+        SagaOutcome::Stuck {
+            step,
+            error,
+            remaining,
+            ..
+        } => {
+            format!(
+                "STUCK at `{step}` ({error}); left for an operator: {}",
+                remaining.join(", ")
+            )
         }
     }
 }
@@ -234,7 +303,12 @@ fn describe<T: std::fmt::Debug>(outcome: &SagaOutcome<T>) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     match flag("--db") {
         Some(path) => {
             let n = flag("--orders").map_or(Ok(3), |v| v.parse())?;
@@ -247,14 +321,20 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
 /// The in-memory demonstration.
 async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let initial: BTreeMap<String, u32> =
-        [("KEYBOARD".to_owned(), 40), ("MONITOR".to_owned(), 25), ("MOUSE".to_owned(), 60)].into();
+    let initial: BTreeMap<String, u32> = [
+        ("KEYBOARD".to_owned(), 40),
+        ("MONITOR".to_owned(), 25),
+        ("MOUSE".to_owned(), 60),
+    ]
+    .into();
     let services = std::sync::Arc::new(Services {
         inventory: Mutex::new(initial.clone()),
         ledger: Ledger::Memory(Mutex::default()),
         verbose: false,
     });
-    let runner = SagaRunner::builder(MemoryLog::new()).shared_state(services.clone()).build();
+    let runner = SagaRunner::builder(MemoryLog::new())
+        .shared_state(services.clone())
+        .build();
 
     println!("inventory before: {initial:?}");
     let mut shipped: BTreeMap<String, u32> = BTreeMap::new();
@@ -275,7 +355,11 @@ async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("shipped:          {shipped:?}");
     println!(
         "stock reserved for failed orders returned: {}",
-        if after == expected { "yes (after = before - shipped)" } else { "NO" }
+        if after == expected {
+            "yes (after = before - shipped)"
+        } else {
+            "NO"
+        }
     );
     if after != expected {
         return Err("inventory does not balance".into());
@@ -284,7 +368,11 @@ async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The durable mode the crash test drives: recover, then run orders `start..start + n`.
-async fn durable(path: &str, start: usize, n: usize) -> std::result::Result<(), Box<dyn std::error::Error>> {
+async fn durable(
+    path: &str,
+    start: usize,
+    n: usize,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let ledger = rusqlite::Connection::open(path)?;
     ledger.busy_timeout(std::time::Duration::from_secs(5))?;
     ledger.execute_batch(
@@ -298,7 +386,10 @@ async fn durable(path: &str, start: usize, n: usize) -> std::result::Result<(), 
     });
     let log: std::sync::Arc<dyn SagaLog> = std::sync::Arc::new(SqliteLog::open(path)?);
     // A stable name: a restarted worker takes its own in-flight sagas back at once.
-    let runner = SagaRunner::builder_shared(log).owner("fulfilment-worker").shared_state(services).build();
+    let runner = SagaRunner::builder_shared(log)
+        .owner("fulfilment-worker")
+        .shared_state(services)
+        .build();
     for (id, outcome) in runner.recover().await? {
         match outcome {
             Ok(o) => println!("recovered {id}: {:?}", o.state()),

@@ -33,22 +33,33 @@ fn example_binary() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "the example builds");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
-    target.join("debug").join("examples").join("order_fulfillment")
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    target
+        .join("debug")
+        .join("examples")
+        .join("order_fulfillment")
 }
 
 #[test]
 #[cfg(unix)]
 fn sigkill_at_random_moments_loses_nothing() {
-    let runs: u64 = std::env::var("FLEXT_KILL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let seed: u64 = std::env::var("FLEXT_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1
-    });
+    let runs: u64 = std::env::var("FLEXT_KILL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let seed: u64 = std::env::var("FLEXT_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
     let mut rng = Rng(seed);
     let binary = example_binary();
     let dir = std::env::temp_dir().join(format!("flext-kill-{seed}"));
@@ -58,7 +69,14 @@ fn sigkill_at_random_moments_loses_nothing() {
     let mut killed = 0;
     for run in 0..runs {
         let mut child = Command::new(&binary)
-            .args(["--db", db.to_str().unwrap(), "--orders", "2", "--start", &(run * 2).to_string()])
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "--orders",
+                "2",
+                "--start",
+                &(run * 2).to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -89,14 +107,28 @@ fn sigkill_at_random_moments_loses_nothing() {
         .args(["--db", db.to_str().unwrap(), "--orders", "0"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let in_flight: i64 = conn
-        .query_row("SELECT COUNT(*) FROM flext_sagas WHERE state IN ('running', 'compensating')", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM flext_sagas WHERE state IN ('running', 'compensating')",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(in_flight, 0, "no saga is left in flight");
-    let stuck: i64 = conn.query_row("SELECT COUNT(*) FROM flext_sagas WHERE state = 'stuck'", [], |r| r.get(0)).unwrap();
+    let stuck: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM flext_sagas WHERE state = 'stuck'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(stuck, 0);
 
     let mut sagas = conn.prepare("SELECT id, state FROM flext_sagas").unwrap();
@@ -122,15 +154,29 @@ fn sigkill_at_random_moments_loses_nothing() {
                 let steps: Vec<&str> = effects.iter().map(|(s, _)| s.as_str()).collect();
                 assert_eq!(
                     steps,
-                    ["charge_payment", "create_order", "reserve_inventory", "schedule_shipping"],
+                    [
+                        "charge_payment",
+                        "create_order",
+                        "reserve_inventory",
+                        "schedule_shipping"
+                    ],
                     "saga {id}: every effect applied once"
                 );
-                assert!(effects.iter().all(|(_, undone)| *undone == 0), "saga {id}: nothing undone");
+                assert!(
+                    effects.iter().all(|(_, undone)| *undone == 0),
+                    "saga {id}: nothing undone"
+                );
             }
             "compensated" => {
                 compensated += 1;
-                assert!(effects.iter().all(|(_, undone)| *undone == 1), "saga {id}: every applied effect undone: {effects:?}");
-                assert!(effects.iter().all(|(s, _)| s != "schedule_shipping"), "saga {id}: the pivot never took effect");
+                assert!(
+                    effects.iter().all(|(_, undone)| *undone == 1),
+                    "saga {id}: every applied effect undone: {effects:?}"
+                );
+                assert!(
+                    effects.iter().all(|(s, _)| s != "schedule_shipping"),
+                    "saga {id}: the pivot never took effect"
+                );
             }
             other => panic!("saga {id} ended {other}"),
         }

@@ -2,7 +2,7 @@
 //! registration recovery uses, and spanned checks that every logged value is durable.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 
 use super::parse::{Method, Param, Saga, type_key};
@@ -62,11 +62,16 @@ pub fn saga(saga: &Saga) -> TokenStream {
             Some(ret) => respan(call, ret.span()),
             None => call,
         };
+        let encode = quote!(__flext_scope.encode(&__flext_output));
+        let encode = match &s.method.ok_type {
+            Some(t) => respan(encode, t.span()),
+            None => encode,
+        };
         quote! {
             #i => {
                 #prelude
                 let __flext_output = #call?;
-                __flext_scope.encode(&__flext_output)
+                #encode
             }
         }
     });
@@ -91,20 +96,21 @@ pub fn saga(saga: &Saga) -> TokenStream {
 
     let last = outputs.last().copied().flatten();
     let output = last.map_or_else(|| quote!(()), |t| quote!(#t));
-    let durable_self =
-        quote_spanned!(self_ty.span()=> #krate::__private::assert_durable::<#self_ty>(););
     let durable_steps = saga.steps.iter().filter_map(|s| {
         let t = s.method.ok_type.as_ref()?;
         let check = respan(quote!(#krate::__private::assert_durable::<#t>), t.span());
         Some(quote!(#check();))
     });
 
+    let saga_impl = respan(quote!(impl #krate::saga::Saga for #self_ty), self_ty.span());
+    let output_span = last.map_or_else(proc_macro2::Span::call_site, Spanned::span);
+    let output = respan(output, output_span);
     quote! {
         #item
 
         const _: () = {
             #[automatically_derived]
-            impl #krate::saga::Saga for #self_ty {
+            #saga_impl {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#krate::__private::StepSpec] = &[#(#specs),*];
                 type Output = #output;
@@ -148,7 +154,6 @@ pub fn saga(saga: &Saga) -> TokenStream {
 
             #[allow(dead_code)]
             fn __flext_durable() {
-                #durable_self
                 #(#durable_steps)*
             }
         };
@@ -192,12 +197,11 @@ fn call(
                         }
                     }
                 };
+                let read = respan(quote!(__flext_scope.output(#index)), source.span());
                 prelude.extend(quote! {
-                    let #value: #source = __flext_scope.output(#index)?;
+                    let #value: #source = #read?;
                 });
-                prelude.extend(quote_spanned! {ty.span()=>
-                    let #bind: #ty = &#value;
-                });
+                prelude.extend(respan(quote!(let #bind: #ty = &#value;), ty.span()));
                 args.push(quote!(#bind));
             }
         }

@@ -74,13 +74,13 @@ pub struct StepSpec {
 
 /// A saga type: its input is the struct, its steps the `#[saga_step]` methods.
 /// Implemented by `#[saga]`.
-pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Saga: Durable + Send + Sync + 'static {
     /// The name recorded in the log and used by recovery to find the type again.
     const NAME: &'static str;
     /// The steps, in order.
     const STEPS: &'static [StepSpec];
     /// The last step's output.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
+    type Output: Durable + Send + 'static;
 
     /// Runs step `index` and returns its output as JSON. Used by the runner.
     fn run_step<'a>(
@@ -119,7 +119,7 @@ impl StepScope<'_> {
     ///
     /// [`ErrorKind::Internal`] when the step has no recorded output or it does not decode
     /// as `T` (a log written by another version of the saga).
-    pub fn output<T: DeserializeOwned>(&self, index: usize) -> Result<T> {
+    pub fn output<T: Durable>(&self, index: usize) -> Result<T> {
         let value = self
             .outputs
             .get(index)
@@ -159,7 +159,7 @@ impl StepScope<'_> {
     /// # Errors
     ///
     /// [`ErrorKind::Internal`] when the output does not serialise.
-    pub fn encode<T: Serialize>(&self, value: &T) -> Result<serde_json::Value> {
+    pub fn encode<T: Durable>(&self, value: &T) -> Result<serde_json::Value> {
         serde_json::to_value(value).map_err(|e| {
             Error::internal(
                 "flext.saga.output_not_serialisable",

@@ -1,0 +1,22 @@
+use flext::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Order {
+    sku: String,
+}
+
+/// Not serde: the log cannot keep it.
+struct Reservation {
+    id: u64,
+}
+
+#[saga]
+impl Order {
+    #[saga_step]
+    fn reserve(&self) -> Result<Reservation> {
+        Ok(Reservation { id: 1 })
+    }
+}
+
+fn main() {}

@@ -1,0 +1,27 @@
+use flext::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Order {
+    sku: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reservation {
+    id: u64,
+}
+
+#[saga]
+impl Order {
+    #[saga_step(pivot)]
+    fn charge(&self) -> Result<u64> {
+        Ok(1)
+    }
+
+    #[saga_step(pivot)]
+    fn ship(&self) -> Result<Reservation> {
+        Ok(Reservation { id: 1 })
+    }
+}
+
+fn main() {}
