@@ -84,6 +84,7 @@ pub struct Context {
     principal: Option<Arc<Principal>>,
     deadline: Option<Instant>,
     metadata: Arc<BTreeMap<String, String>>,
+    idempotency_key: Option<Arc<str>>,
 }
 
 impl Default for Context {
@@ -104,6 +105,7 @@ impl Context {
             principal: None,
             deadline: None,
             metadata: Arc::default(),
+            idempotency_key: None,
         }
     }
 
@@ -124,6 +126,8 @@ impl Context {
             principal: self.principal.clone(),
             deadline: self.deadline,
             metadata: self.metadata.clone(),
+            // An idempotency key names one operation; a child is another one.
+            idempotency_key: None,
         }
     }
 
@@ -146,6 +150,23 @@ impl Context {
             Some(existing) if existing <= at => self,
             _ => self.with_deadline(at),
         }
+    }
+
+    /// Sets the idempotency key of this operation (what [`idempotency_key`] returns);
+    /// saga runners set it for every step. Not inherited by [`child`](Self::child).
+    ///
+    /// [`idempotency_key`]: Self::idempotency_key
+    pub fn with_idempotency_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// The idempotency key of the operation this context belongs to, when one is set:
+    /// for a saga step `"<saga id>:<step>"` (with `":compensate"` appended for a
+    /// compensation). Every attempt of the step gets the same key, before and after a
+    /// crash; deduplicate side effects on it.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 
     /// Adds a metadata entry (replacing an earlier value for `key`).

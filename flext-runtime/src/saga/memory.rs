@@ -1,5 +1,6 @@
 //! [`MemoryLog`]: the saga log in memory, for tests and single-process tools.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use uuid::Uuid;
@@ -16,7 +17,20 @@ use crate::error::{Error, Result};
 /// Cheap to share: clone the `Arc` it is held in.
 #[derive(Default)]
 pub struct MemoryLog {
-    sagas: Mutex<Vec<SagaRecord>>,
+    sagas: Mutex<Sagas>,
+}
+
+/// Sagas by id, plus their creation order for listing.
+#[derive(Default)]
+struct Sagas {
+    by_id: HashMap<Uuid, SagaRecord>,
+    order: Vec<Uuid>,
+}
+
+impl Sagas {
+    fn in_order(&self) -> impl Iterator<Item = &SagaRecord> {
+        self.order.iter().filter_map(|id| self.by_id.get(id))
+    }
 }
 
 impl MemoryLog {
@@ -25,7 +39,7 @@ impl MemoryLog {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<SagaRecord>) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut Sagas) -> Result<T>) -> Result<T> {
         f(&mut self.sagas.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -33,13 +47,14 @@ impl MemoryLog {
 impl SagaLog for MemoryLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
         let result = self.with(|sagas| {
-            if sagas.iter().any(|s| s.id == record.id) {
+            if sagas.by_id.contains_key(&record.id) {
                 return Err(Error::conflict(
                     "flext.saga.exists",
                     format!("saga {} is already in the log", record.id),
                 ));
             }
-            sagas.push(record.clone());
+            sagas.order.push(record.id);
+            sagas.by_id.insert(record.id, record.clone());
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -54,10 +69,7 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<()>> {
         let now = now_ms();
         let result = self.with(|sagas| {
-            let saga = sagas
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| unknown_saga(id))?;
+            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
             if saga.owner != lease.owner && saga.lease_until_ms > now {
                 return Err(lease_lost(id, &saga.owner));
             }
@@ -72,11 +84,7 @@ impl SagaLog for MemoryLog {
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
         let result = self.with(|sagas| {
-            sagas
-                .iter()
-                .find(|s| s.id == id)
-                .cloned()
-                .ok_or_else(|| unknown_saga(id))
+            sagas.by_id.get(&id).cloned().ok_or_else(|| unknown_saga(id))
         });
         Box::pin(std::future::ready(result))
     }
@@ -88,7 +96,9 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
         let result = self.with(|sagas| {
             let mut claimed = Vec::new();
-            for saga in sagas.iter_mut() {
+            let Sagas { by_id, order } = sagas;
+            for id in order.iter() {
+                let Some(saga) = by_id.get_mut(id) else { continue };
                 if saga.state.is_in_flight()
                     && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner)
                 {
@@ -105,7 +115,7 @@ impl SagaLog for MemoryLog {
     fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
         let result = self.with(|sagas| {
             Ok(sagas
-                .iter()
+                .in_order()
                 .filter(|s| s.state == state)
                 .map(|s| SagaSummary {
                     id: s.id,
