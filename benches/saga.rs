@@ -69,13 +69,21 @@ fn temp_db(name: &str) -> std::path::PathBuf {
 fn raw_commits(conn: &mut rusqlite::Connection, n: u64) {
     let id = format!("saga-{n}");
     let tx = conn.transaction().unwrap();
-    tx.execute("INSERT INTO sagas (id, state) VALUES (?1, 'running')", [&id]).unwrap();
+    tx.execute(
+        "INSERT INTO sagas (id, state) VALUES (?1, 'running')",
+        [&id],
+    )
+    .unwrap();
     tx.commit().unwrap();
     for step in 0..4 {
         let tx = conn.transaction().unwrap();
-        tx.execute("INSERT INTO steps (saga_id, seq, body) VALUES (?1, ?2, '{}')", rusqlite::params![id, step])
+        tx.execute(
+            "INSERT INTO steps (saga_id, seq, body) VALUES (?1, ?2, '{}')",
+            rusqlite::params![id, step],
+        )
+        .unwrap();
+        tx.execute("UPDATE sagas SET state = 'running' WHERE id = ?1", [&id])
             .unwrap();
-        tx.execute("UPDATE sagas SET state = 'running' WHERE id = ?1", [&id]).unwrap();
         tx.commit().unwrap();
     }
 }
@@ -92,7 +100,10 @@ fn raw_connection(sync: &str) -> rusqlite::Connection {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let rt = &rt;
     let ctx = Context::new();
     let ctx = &ctx;
@@ -112,14 +123,19 @@ fn bench(c: &mut Criterion) {
     };
 
     let mut g = c.benchmark_group("saga/in_memory");
-    g.bench_function("direct_calls", |b| b.iter(|| direct(black_box(&Trivial { n: 7 }))));
+    g.bench_function("direct_calls", |b| {
+        b.iter(|| direct(black_box(&Trivial { n: 7 })))
+    });
     let mut memory = runs(|| SagaRunner::builder(MemoryLog::new()).build());
     g.bench_function("runner_memory_log", |b| b.iter_custom(&mut memory));
     g.finish();
 
     let mut g = c.benchmark_group("saga/sqlite");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
-    for (label, sync, pragma) in [("normal", Synchronous::Normal, "NORMAL"), ("full", Synchronous::Full, "FULL")] {
+    for (label, sync, pragma) in [
+        ("normal", Synchronous::Normal, "NORMAL"),
+        ("full", Synchronous::Full, "FULL"),
+    ] {
         let mut raw = raw_connection(pragma);
         let mut n = 0;
         g.bench_function(format!("raw_5_commits_{label}"), |b| {
@@ -129,11 +145,23 @@ fn bench(c: &mut Criterion) {
             })
         });
         let make: fn() -> SagaRunner = match sync {
-            Synchronous::Normal => || SagaRunner::builder(SqliteLog::open_with(temp_db("log.db"), Synchronous::Normal).unwrap()).build(),
-            Synchronous::Full => || SagaRunner::builder(SqliteLog::open_with(temp_db("log.db"), Synchronous::Full).unwrap()).build(),
+            Synchronous::Normal => || {
+                SagaRunner::builder(
+                    SqliteLog::open_with(temp_db("log.db"), Synchronous::Normal).unwrap(),
+                )
+                .build()
+            },
+            Synchronous::Full => || {
+                SagaRunner::builder(
+                    SqliteLog::open_with(temp_db("log.db"), Synchronous::Full).unwrap(),
+                )
+                .build()
+            },
         };
         let mut sqlite = runs(make);
-        g.bench_function(format!("runner_sqlite_{label}"), |b| b.iter_custom(&mut sqlite));
+        g.bench_function(format!("runner_sqlite_{label}"), |b| {
+            b.iter_custom(&mut sqlite)
+        });
     }
     g.finish();
 }

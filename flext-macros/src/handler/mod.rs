@@ -292,6 +292,7 @@ fn expand(h: &HandlerFn) -> TokenStream {
             Param::Message(ty) => Some(ty),
             _ => None,
         })
+        // invariant: parse_fn returns no handler without a message parameter
         .expect("parse_fn rejects handlers without a message parameter");
     let name = match &h.receiver {
         Some(ty) => format!("{}::{}", quote!(#ty).to_string().replace(' ', ""), ident),

@@ -84,7 +84,11 @@ impl SagaLog for MemoryLog {
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
         let result = self.with(|sagas| {
-            sagas.by_id.get(&id).cloned().ok_or_else(|| unknown_saga(id))
+            sagas
+                .by_id
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| unknown_saga(id))
         });
         Box::pin(std::future::ready(result))
     }
@@ -98,7 +102,9 @@ impl SagaLog for MemoryLog {
             let mut claimed = Vec::new();
             let Sagas { by_id, order } = sagas;
             for id in order.iter() {
-                let Some(saga) = by_id.get_mut(id) else { continue };
+                let Some(saga) = by_id.get_mut(id) else {
+                    continue;
+                };
                 if saga.state.is_in_flight()
                     && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner)
                 {

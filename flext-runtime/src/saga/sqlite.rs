@@ -179,10 +179,12 @@ impl SagaLog for SqliteLog {
         let result = self.with(|conn| {
             let input = serde_json::to_string(&record.input).map_err(json_error)?;
             let inserted = conn
-                .execute(
+                .prepare_cached(
                     "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         record.id.to_string(),
                         record.name,
                         input,
@@ -191,8 +193,8 @@ impl SagaLog for SqliteLog {
                         record.owner,
                         ms(record.lease_until_ms),
                         ms(now_ms()),
-                    ],
-                )
+                    ])
+                })
                 .map_err(db_error)?;
             if inserted == 0 {
                 return Err(Error::conflict("flext.saga.exists", format!("saga {} is already in the log", record.id)));
@@ -216,11 +218,19 @@ impl SagaLog for SqliteLog {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_error)?;
             let updated = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
                      WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
-                    params![state.as_str(), lease.owner, ms(now.saturating_add(lease.duration_ms)), id.to_string(), ms(now)],
                 )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        state.as_str(),
+                        lease.owner,
+                        ms(now.saturating_add(lease.duration_ms)),
+                        id.to_string(),
+                        ms(now)
+                    ])
+                })
                 .map_err(db_error)?;
             if updated == 0 {
                 let owner: Option<String> = tx
@@ -232,11 +242,11 @@ impl SagaLog for SqliteLog {
                     None => unknown_saga(id),
                 });
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO flext_saga_transitions (saga_id, seq, body)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = ?1), ?2)",
-                params![id.to_string(), body],
             )
+            .and_then(|mut stmt| stmt.execute(params![id.to_string(), body]))
             .map_err(db_error)?;
             tx.commit().map_err(db_error)
         });
