@@ -479,7 +479,7 @@ async fn the_outcome_serialises_for_an_operator() {
 /// after. The runner sees an infrastructure error and stops where it is, as a killed
 /// process would.
 struct CrashingLog {
-    inner: Arc<MemoryLog>,
+    inner: Arc<dyn SagaLog>,
     crash_at: usize,
     after_commit: bool,
     writes: AtomicUsize,
@@ -670,15 +670,17 @@ async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
     let path = dir.join("sagas.db");
     let ledger = Arc::new(Ledger::default());
 
-    // The first process crashes right after committing the second step's completion.
+    // The first process crashes right after committing the second step's completion
+    // (writes: the creation, then one per completed step).
     {
         let log: Arc<dyn SagaLog> = Arc::new(SqliteLog::open(&path).unwrap());
-        let wrapped = Arc::new(SqliteCrash {
+        let crashing = Arc::new(CrashingLog {
             inner: log,
-            crash_at: 3,
+            crash_at: 2,
+            after_commit: true,
             writes: AtomicUsize::new(0),
         });
-        let first = runner(wrapped, &ledger);
+        let first = runner(crashing, &ledger);
         assert!(first.run(order(None), &Context::new()).await.is_err());
     }
     // A new process opens the same file.
@@ -700,48 +702,6 @@ async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
     assert_eq!(ledger.summary().len(), 4);
     assert_eq!(log.list(SagaState::Completed).await.unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Crashes after committing write `crash_at` of any log.
-struct SqliteCrash {
-    inner: Arc<dyn SagaLog>,
-    crash_at: usize,
-    writes: AtomicUsize,
-}
-
-impl SagaLog for SqliteCrash {
-    fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(record)
-    }
-    fn append<'a>(
-        &'a self,
-        id: Uuid,
-        t: &'a Transition,
-        state: SagaState,
-        lease: &'a Lease,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.inner.append(id, t, state, lease).await?;
-            if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
-                return Err(Error::infrastructure("test.crash", "the process died here"));
-            }
-            Ok(())
-        })
-    }
-    fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
-        self.inner.load(id)
-    }
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
-        self.inner.claim_expired(lease, now_ms)
-    }
-    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
-        self.inner.list(state)
-    }
 }
 
 #[tokio::test]

@@ -252,6 +252,19 @@ pub fn is_unit(ty: &syn::Type) -> bool {
     matches!(ty, syn::Type::Tuple(t) if t.elems.is_empty())
 }
 
+/// Parses the item an attribute is on. When it is not the kind of item the attribute
+/// goes on, returns the input unchanged plus an error at its first token that says where
+/// the attribute goes (`where_it_goes`).
+pub fn parse_item<T: syn::parse::Parse>(
+    input: &TokenStream,
+    where_it_goes: impl std::fmt::Display,
+) -> std::result::Result<T, TokenStream> {
+    syn::parse2(input.clone()).map_err(|_| {
+        let first = input.clone().into_iter().next();
+        with_errors(input.clone(), error_at(&first, where_it_goes))
+    })
+}
+
 /// Emits `item` unchanged plus the errors, so that the rest of the crate still sees the
 /// user's definitions (tokio-macros' `token_stream_with_error`).
 pub fn with_errors(item: TokenStream, errors: syn::Error) -> TokenStream {

@@ -6,20 +6,15 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, error_at, with_errors};
+use crate::common::{Errors, parse_item, with_errors};
 
 pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match syn::parse2(input.clone()) {
+    let item: syn::ItemImpl = match parse_item(
+        &input,
+        "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`",
+    ) {
         Ok(item) => item,
-        Err(e) => {
-            let _ = e;
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`",
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     let mut errors = Errors::default();
     let svc = parse::Service::from_tokens(args, item, &mut errors);
@@ -35,16 +30,12 @@ pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// `#[business_rules]` on an `impl` of a message type: implements `Validate`.
 pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match syn::parse2(input.clone()) {
+    let item: syn::ItemImpl = match parse_item(
+        &input,
+        "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods",
+    ) {
         Ok(item) => item,
-        Err(_) => {
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods",
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     let mut errors = Errors::default();
     let svc = parse::Service::from_tokens(args, item, &mut errors);

@@ -7,7 +7,9 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::common::{Errors, error_at, is_context, respan, respan_shallow, with_errors};
+use crate::common::{
+    Errors, error_at, is_context, parse_item, respan, respan_shallow, with_errors,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -191,19 +193,15 @@ fn parse_fn(
 pub fn handler(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = parse_args(kind, args, &mut errors);
-    let item: syn::ItemFn = match syn::parse2(input.clone()) {
+    let item: syn::ItemFn = match parse_item(
+        &input,
+        format!(
+            "`#[{}]` goes on a function (or on a method inside `#[handlers] impl`)",
+            kind.attr()
+        ),
+    ) {
         Ok(item) => item,
-        Err(_) => {
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                format!(
-                    "`#[{}]` goes on a function (or on a method inside `#[handlers] impl`)",
-                    kind.attr()
-                ),
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     let handler = parse_fn(kind, args, &item.sig, None, &mut errors);
     match (errors.finish(), handler) {
@@ -226,16 +224,12 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
             "`#[handlers]` takes no options; put them on the method attributes",
         ));
     }
-    let mut item: syn::ItemImpl = match syn::parse2(input.clone()) {
+    let mut item: syn::ItemImpl = match parse_item(
+        &input,
+        "`#[handlers]` goes on an `impl` block whose methods carry `#[command_handler]`, `#[query_handler]` or `#[event_handler]`",
+    ) {
         Ok(item) => item,
-        Err(_) => {
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                "`#[handlers]` goes on an `impl` block whose methods carry `#[command_handler]`, `#[query_handler]` or `#[event_handler]`",
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     if let Some(g) = item.generics.params.first() {
         errors.push(error_at(

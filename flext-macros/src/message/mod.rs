@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::common::{Errors, error_at, suggestion, with_errors};
+use crate::common::{Errors, error_at, parse_item, suggestion, with_errors};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -106,16 +106,12 @@ fn parse_args(kind: Kind, args: TokenStream, errors: &mut Errors) -> Args {
 
 pub fn message(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let item: syn::DeriveInput = match syn::parse2(input.clone()) {
+    let item: syn::DeriveInput = match parse_item(
+        &input,
+        format!("`#[{}]` goes on a struct or an enum", kind.attr()),
+    ) {
         Ok(item) => item,
-        Err(_) => {
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                format!("`#[{}]` goes on a struct or an enum", kind.attr()),
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     let args = parse_args(kind, args, &mut errors);
     if kind != Kind::Event && args.output.is_none() && errors.is_empty() {

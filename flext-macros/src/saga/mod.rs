@@ -7,19 +7,15 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, error_at, with_errors};
+use crate::common::{Errors, parse_item, with_errors};
 
 pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match syn::parse2(input.clone()) {
+    let item: syn::ItemImpl = match parse_item(
+        &input,
+        "`#[saga]` goes on an `impl` block of the saga's input struct: `#[saga] impl FulfilOrder { #[saga_step] fn ...(&self) -> Result<T> { ... } }`",
+    ) {
         Ok(item) => item,
-        Err(_) => {
-            let first = input.clone().into_iter().next();
-            let e = error_at(
-                &first,
-                "`#[saga]` goes on an `impl` block of the saga's input struct: `#[saga] impl FulfilOrder { #[saga_step] fn ...(&self) -> Result<T> { ... } }`",
-            );
-            return with_errors(input, e);
-        }
+        Err(tokens) => return tokens,
     };
     let mut errors = Errors::default();
     let saga = parse::Saga::from_tokens(args, item, &mut errors);
