@@ -46,7 +46,7 @@ impl Trivial {
     }
 
     #[saga_step]
-    fn d(&self, c: &String) -> Result<usize> {
+    fn d(&self, c: &str) -> Result<usize> {
         Ok(c.len())
     }
 }

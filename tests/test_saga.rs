@@ -312,7 +312,7 @@ impl Payout {
     }
 
     #[saga_step(retries = 2, backoff_ms = 10)]
-    fn notify(&self, committed: &String, flaky: State<Flaky>) -> Result<String> {
+    fn notify(&self, committed: &str, flaky: State<Flaky>) -> Result<String> {
         flaky.calls.lock().unwrap().push("notify".into());
         if self.notify_fails {
             return Err(Error::validation("mail.rejected", "the address is invalid"));

@@ -1,7 +1,7 @@
 //! Cross-item rules of a saga: compensations exist and come before the pivot, at most one
 //! pivot, every `&T` a step takes is produced by an earlier step.
 
-use super::parse::{Param, Saga, type_key};
+use super::parse::{Param, Saga, produces, type_key};
 use crate::common::{Errors, error_at, error_at_span, suggestion};
 
 pub fn saga(saga: &Saga, errors: &mut Errors) {
@@ -63,7 +63,7 @@ pub fn saga(saga: &Saga, errors: &mut Errors) {
                     s.method
                         .ok_type
                         .as_ref()
-                        .is_some_and(|t| type_key(t) == key)
+                        .is_some_and(|t| produces(t, inner))
                 });
                 if !found {
                     errors.push(error_at(

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 
-use super::parse::{Method, Param, Saga, type_key};
+use super::parse::{Method, Param, Saga, produces};
 use crate::common::respan;
 
 pub fn saga(saga: &Saga) -> TokenStream {
@@ -186,10 +186,9 @@ fn call(
                 let (index, source) = match own.take() {
                     Some((i, t)) => (i, t),
                     None => {
-                        let key = type_key(inner);
                         let found =
                             outputs.iter().enumerate().rev().find_map(|(i, t)| {
-                                t.filter(|t| type_key(t) == key).map(|t| (i, t))
+                                t.filter(|t| produces(t, inner)).map(|t| (i, t))
                             });
                         match found {
                             Some(f) => f,

@@ -191,3 +191,23 @@ impl Saga {
 pub fn type_key(ty: &syn::Type) -> String {
     ty.to_token_stream().to_string().replace(' ', "")
 }
+
+/// Whether a step whose output is `output` satisfies a parameter `&wanted`: the same type,
+/// or the target `String` and `Vec<T>` dereference to (`&str`, `&[T]`), so that steps can
+/// take the borrowed forms clippy asks for.
+pub fn produces(output: &syn::Type, wanted: &syn::Type) -> bool {
+    let (out, want) = (type_key(output), type_key(wanted));
+    if out == want {
+        return true;
+    }
+    match wanted {
+        syn::Type::Path(p) if p.path.is_ident("str") => {
+            out == "String" || out.ends_with("::String")
+        }
+        syn::Type::Slice(slice) => {
+            let inner = type_key(&slice.elem);
+            out == format!("Vec<{inner}>") || out.ends_with(&format!("::Vec<{inner}>"))
+        }
+        _ => false,
+    }
+}
