@@ -114,7 +114,7 @@ impl StepScope<'_> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Internal`] when the step has no recorded output or it does not decode
+    /// [`ErrorKind::Internal`](crate::ErrorKind::Internal) when the step has no recorded output or it does not decode
     /// as `T` (a log written by another version of the saga).
     pub fn output<T: Durable>(&self, index: usize) -> Result<T> {
         let value = self
@@ -146,7 +146,7 @@ impl StepScope<'_> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] when the runner has no such state.
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the runner has no such state.
     pub fn state<T: FromState>(&self) -> Result<T> {
         T::from_state(self.state, self.step)
     }
@@ -155,7 +155,7 @@ impl StepScope<'_> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Internal`] when the output does not serialise.
+    /// [`ErrorKind::Internal`](crate::ErrorKind::Internal) when the output does not serialise.
     pub fn encode<T: Durable>(&self, value: &T) -> Result<serde_json::Value> {
         serde_json::to_value(value).map_err(|e| {
             Error::internal(
@@ -510,8 +510,8 @@ impl SagaRunner {
     ///
     /// # Errors
     ///
-    /// Only when the log fails ([`ErrorKind::Infrastructure`]) or another runner took
-    /// the saga over ([`ErrorKind::Conflict`], `flext.saga.lease_lost`): the saga is then
+    /// Only when the log fails ([`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)) or another runner took
+    /// the saga over ([`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.lease_lost`): the saga is then
     /// in flight in the log, and [`recover`](Self::recover) finishes it. A failing step
     /// is not an error: it is a [`SagaOutcome::Compensated`] or
     /// [`SagaOutcome::Stuck`].
@@ -806,7 +806,7 @@ fn step_context(ctx: &Context, id: Uuid, step: &str, compensation: bool) -> Cont
 /// Runs `f` up to `retries + 1` times with exponential backoff from the step's
 /// `backoff_ms`, each attempt bounded by its `timeout_ms`. Retries transient errors
 /// only, or every error when `retry_any` (steps after the pivot, compensations). A panic
-/// is an [`ErrorKind::Internal`] error.
+/// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error.
 async fn attempt<T, F, Fut>(spec: &StepSpec, retries: u32, retry_any: bool, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
