@@ -105,6 +105,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("resolved_handle", |b| {
         b.iter_custom(|iters| amortised(&rt, iters, |i| handle.call(Add { a: i, b: 2 }, &ctx)))
     });
+    g.bench_function("send_local", |b| {
+        b.iter_custom(|iters| amortised(&rt, iters, |i| bare.send_local(Add { a: i, b: 2 }, &ctx)))
+    });
     let json = r#"{"a": 1, "b": 2}"#;
     g.bench_function("send_json", |b| {
         b.iter_custom(|iters| amortised(&rt, iters, |_| bare.send_json("Add", json, &ctx)))

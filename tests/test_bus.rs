@@ -294,6 +294,64 @@ async fn typed_send_and_query_return_the_handlers_output() {
 }
 
 #[tokio::test]
+async fn send_local_calls_the_handler_the_compiler_resolved() {
+    let ledger = Arc::new(Ledger::default());
+    let bus = builder()
+        .shared_state(ledger.clone())
+        .record_stats(false)
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    assert_eq!(
+        bus.send_local(
+            Deposit {
+                account: "s".into(),
+                cents: 7
+            },
+            &ctx
+        )
+        .await
+        .unwrap(),
+        7
+    );
+    assert_eq!(
+        bus.send_local(
+            Balance {
+                account: "s".into()
+            },
+            &ctx
+        )
+        .await
+        .unwrap(),
+        Some(7)
+    );
+    assert_eq!(
+        ledger.0.lock().unwrap().get("s"),
+        Some(&7),
+        "the bus's state was used"
+    );
+    let err = bus.send_local(Explode, &ctx).await.unwrap_err();
+    assert_eq!(err.code(), "flext.handler.panicked");
+
+    // With middleware, the dispatch goes through it like `send`.
+    let bus = builder()
+        .middleware(Authorize::require_role("teller"))
+        .build()
+        .unwrap();
+    let err = bus
+        .send_local(
+            Deposit {
+                account: "s".into(),
+                cents: 7,
+            },
+            &ctx,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+}
+
+#[tokio::test]
 async fn a_message_without_handler_is_a_not_found_error_naming_it() {
     let bus = builder().build().unwrap();
     let err = bus.send(Unhandled, &Context::new()).await.unwrap_err();

@@ -34,9 +34,9 @@ pub use uuid::Uuid;
 pub mod __private {
     pub use crate::bus::message_bounds::{MessageBounds, OutputBounds};
     pub use crate::bus::{
-        ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, assert_command,
-        assert_event, assert_query, command_async, command_sync, event_async, event_sync,
-        json_command, json_event, json_query, query_async, query_sync,
+        ErasedHandler, JsonEntry, MessageRegistration, StateMap, assert_command, assert_event,
+        assert_query, command_async, command_sync, event_async, event_sync, json_command,
+        json_event, json_query, query_async, query_sync,
     };
     pub use crate::saga::{SagaRegistration, StepScope, StepSpec, assert_durable, resume};
     pub use crate::service::{Rules, step};

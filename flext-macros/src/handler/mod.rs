@@ -343,16 +343,21 @@ fn expand(h: &HandlerFn) -> TokenStream {
             out_span,
         )
     };
+    let await_ = respan_shallow(quote!(.await), out_span);
+    // The call with its result checked against the message's output.
+    let call = if h.is_async {
+        wrap(quote!(#callee #await_))
+    } else {
+        wrap(callee)
+    };
     let body = if h.is_async {
         let clones = deps.iter().map(|d| quote!(let #d = #d.clone();));
-        let await_ = respan_shallow(quote!(.await), out_span);
-        let call = wrap(quote!(#callee #await_));
         quote! {
             #(#clones)*
             ::std::boxed::Box::pin(async move { #call })
         }
     } else {
-        wrap(callee)
+        call.clone()
     };
     let ctor_path = quote!(#krate::__private::#ctor::<#message, _>);
     // Names the message's kind at the message's type, before the handler is wrapped.
@@ -366,13 +371,41 @@ fn expand(h: &HandlerFn) -> TokenStream {
         fn __flext_kind_check() { let _ = #kind_check; }
     };
     let line = quote_spanned!(ident.span()=> ::core::line!());
+    // The handler known to the compiler: a direct call for `Bus::send_local`, and the
+    // impl whose second copy is the "two handlers" compile error.
+    let local_output = respan(
+        quote!(<#message as #krate::#kind_variant>::Output),
+        message.span(),
+    );
     let marker = (h.kind != Kind::Event && !h.args.external).then(|| {
-        quote_spanned! {ident.span()=>
-            #[doc(hidden)]
-            impl #krate::__private::HasOneHandler for #message {}
-        }
+        let local = quote! {
+            impl #krate::bus::LocalHandler for #message {
+                type Output = #local_output;
+                const TAKES_CONTEXT: bool = #takes_context;
+                const HANDLER: &'static str = #name;
+
+                #[allow(unused_variables)]
+                fn handle<'__flext_a>(
+                    __flext_message: Self,
+                    __flext_ctx: &'__flext_a #krate::Context,
+                    __flext_bus: &'__flext_a #krate::Bus,
+                ) -> impl ::core::future::Future<Output = #krate::Result<Self::Output>> + ::core::marker::Send + '__flext_a {
+                    async move {
+                        let __flext_state = __flext_bus.__state();
+                        #extract
+                        #call
+                    }
+                }
+            }
+        };
+        // The impl header on the handler's name, so that E0119 names both handlers; the
+        // body keeps its own spans.
+        let local = respan_shallow(local, ident.span());
+        quote!(#[automatically_derived] #local)
     });
     let unused = deps.is_empty().then(|| quote!(let _ = __flext_state;));
+    // With a `LocalHandler` impl its `Output` already names a wrong kind at the type.
+    let kind_check = marker.is_none().then_some(kind_check);
     quote! {
         const _: () = {
             #kind_check

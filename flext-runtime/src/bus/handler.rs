@@ -75,7 +75,7 @@ impl<M: 'static, O: 'static> Handler<M, O> {
 }
 
 #[cold]
-fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Error {
+pub(crate) fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Error {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -363,16 +363,41 @@ pub(crate) fn state_names(state: &StateMap) -> Vec<&'static str> {
     state.values.values().map(|(n, _)| *n).collect()
 }
 
-/// Marks a message type that has its one handler in this crate. Implemented by the
-/// handler attributes (unless `external`), so that a second handler is a compile error
-/// (E0119, conflicting implementations), and checked by [`assert_handled!`](crate::assert_handled).
-#[doc(hidden)]
+/// The handler of a command or query, known to the compiler: implemented by
+/// `#[command_handler]` and `#[query_handler]` for a message defined in the same crate
+/// (not with `external`). It gives three things:
+///
+/// - a second handler for the message in that crate is a compile error (E0119,
+///   conflicting implementations of `LocalHandler`);
+/// - [`Bus::send_local`](super::Bus::send_local) calls the handler without looking it
+///   up, and fails to compile for a message that has no such handler;
+/// - [`assert_handled!`](crate::assert_handled) checks that messages have handlers.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no handler in this crate",
     label = "no `#[command_handler]` or `#[query_handler]` takes this message",
-    note = "write a handler `#[command_handler] fn ...(message: {Self}, ...) -> Result<...>` (or `#[query_handler]`) in the crate that defines `{Self}`"
+    note = "write a handler `#[command_handler] fn ...(message: {Self}, ...) -> Result<...>` (or `#[query_handler]`) in the crate that defines `{Self}`; for a handler in another crate use `Bus::send` or `Bus::query`, which find it at run time"
 )]
-pub trait HasOneHandler {}
+pub trait LocalHandler: super::Message {
+    /// The handler's output.
+    type Output: Send + 'static;
+    /// Whether the handler takes `&Context`.
+    const TAKES_CONTEXT: bool;
+    /// The handler name, as written.
+    const HANDLER: &'static str;
+
+    /// Calls the handler, extracting its injected state from `bus`. Used by
+    /// [`Bus::send_local`](super::Bus::send_local).
+    ///
+    /// # Errors
+    ///
+    /// The handler's error; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when
+    /// its state is not registered on the bus.
+    fn handle<'a>(
+        message: Self,
+        ctx: &'a Context,
+        bus: &'a Bus,
+    ) -> impl Future<Output = Result<Self::Output>> + Send + 'a;
+}
 
 /// Fails to compile unless every listed command or query has a handler in this crate.
 /// The compile-time form of the bus's "no handler" error, for messages whose handlers
@@ -404,7 +429,7 @@ pub trait HasOneHandler {}
 macro_rules! assert_handled {
     ($($message:ty),+ $(,)?) => {
         const _: () = {
-            fn __flext_assert_handled<T: $crate::__private::HasOneHandler>() {}
+            fn __flext_assert_handled<T: $crate::bus::LocalHandler>() {}
             fn __flext_check() { $(__flext_assert_handled::<$message>();)+ }
         };
     };

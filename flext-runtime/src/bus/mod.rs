@@ -14,15 +14,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-pub use handler::{BoxFuture, FromState, HandlerRegistration, State};
+pub use handler::{BoxFuture, FromState, HandlerRegistration, LocalHandler, State};
 #[doc(hidden)]
 pub use handler::{
-    ErasedHandler, HasOneHandler, JsonEntry, MessageRegistration, StateMap, assert_command,
-    assert_event, assert_query, command_async, command_sync, event_async, event_sync, json_command,
-    json_event, json_query, query_async, query_sync,
+    ErasedHandler, JsonEntry, MessageRegistration, StateMap, assert_command, assert_event,
+    assert_query, command_async, command_sync, event_async, event_sync, json_command, json_event,
+    json_query, query_async, query_sync,
 };
 pub use message::{Command, Event, Message, MessageKind, Query, Validate};
 #[doc(hidden)]
@@ -54,6 +55,8 @@ struct Inner {
     registrations: Vec<&'static HandlerRegistration>,
     stats: Option<Vec<HandlerStats>>,
     max_json_bytes: usize,
+    /// Kept for handlers called through `send_local`, which extract their state per call.
+    state: StateMap,
 }
 
 /// Dispatches commands, queries and events to the handlers registered with
@@ -280,6 +283,7 @@ impl BusBuilder {
                 registrations,
                 stats,
                 max_json_bytes: self.max_json_bytes,
+                state: self.state,
             }),
         })
     }
@@ -380,6 +384,66 @@ impl Bus {
     pub async fn query<Q: Query>(&self, query: Q, ctx: &Context) -> Result<Q::Output> {
         let (handler, index) = self.resolve::<Q, Q::Output>()?;
         self.dispatch(handler, index, query, ctx).await
+    }
+
+    /// Calls the command's or query's handler that the compiler resolved: the handler in
+    /// the message's own crate (see [`LocalHandler`]). Without middleware and statistics
+    /// this is a direct, inlinable call with no lookup; with them, the dispatch goes
+    /// through them as [`send`](Self::send) does. Sending a message that has no handler
+    /// in its crate does not compile.
+    ///
+    /// The handler is called even if the bus's [`filter`](BusBuilder::filter) left it
+    /// out; its injected state is taken from the bus on each call.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`ErrorKind::NotFound`], `flext.bus.missing_state`, when
+    /// the handler's state was not registered.
+    ///
+    /// ```rust,standalone_crate
+    /// use flext::prelude::*;
+    ///
+    /// #[query(output = u32)]
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Double(u32);
+    ///
+    /// #[query_handler]
+    /// fn double(q: Double) -> Result<u32> { Ok(q.0 * 2) }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = Bus::builder().record_stats(false).build().unwrap();
+    /// assert_eq!(bus.send_local(Double(21), &Context::new()).await.unwrap(), 42);
+    /// # }
+    /// ```
+    pub async fn send_local<M: LocalHandler>(
+        &self,
+        message: M,
+        ctx: &Context,
+    ) -> Result<M::Output> {
+        let inner = &*self.inner;
+        if inner.middleware.is_empty() && inner.stats.is_none() {
+            let child;
+            let ctx = if M::TAKES_CONTEXT {
+                child = ctx.child();
+                &child
+            } else {
+                ctx
+            };
+            return match std::panic::AssertUnwindSafe(M::handle(message, ctx, self))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(panic) => Err(handler::panicked(M::HANDLER, panic)),
+            };
+        }
+        let (handler, index) = self.resolve::<M, M::Output>()?;
+        self.dispatch(handler, index, message, ctx).await
+    }
+
+    #[doc(hidden)]
+    pub fn __state(&self) -> &StateMap {
+        &self.inner.state
     }
 
     /// Delivers an event to every subscriber, one after another in registration order,
