@@ -316,7 +316,21 @@ pub fn resume<'a, S: Saga>(
         let progress = Progress::replay(S::STEPS.len(), &record.transitions);
         let ctx = Context::new().with_correlation_id(record.correlation_id);
         let outcome = runner.drive(&saga, record.id, progress, &ctx).await?;
-        Ok(outcome.map(|o| serde_json::to_value(o).unwrap_or(serde_json::Value::Null)))
+        // The output was decoded from the log a moment ago; it encodes again.
+        let mut encode_error = None;
+        let outcome = outcome.map(|o| {
+            serde_json::to_value(o).unwrap_or_else(|e| {
+                encode_error = Some(e);
+                serde_json::Value::Null
+            })
+        });
+        match encode_error {
+            None => Ok(outcome),
+            Some(e) => Err(Error::internal(
+                "flext.saga.output_not_serialisable",
+                format!("the output of saga {} does not serialise: {e}", record.id),
+            )),
+        }
     })
 }
 
