@@ -140,13 +140,7 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
             let mut __flext_rules = #krate::__private::Rules::new(#krate::RuleMode::#mode);
         });
         for &i in &plan.rule_order {
-            out.extend(rule_check(
-                krate,
-                &svc.rules[i],
-                quote!(__flext_rules),
-                None,
-                ctx,
-            ));
+            out.extend(rule_check(&svc.rules[i], quote!(__flext_rules), None, ctx));
         }
         out.extend(quote! { __flext_rules.finish()?; });
     }
@@ -202,7 +196,6 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
         });
         for rule in &svc.postconditions {
             out.extend(rule_check(
-                krate,
                 rule,
                 quote!(__flext_post),
                 Some(quote!(&__flext_value)),
@@ -216,7 +209,6 @@ fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> Tok
 }
 
 fn rule_check(
-    krate: &syn::Path,
     rule: &Rule,
     rules: TokenStream,
     value: Option<TokenStream>,
@@ -241,7 +233,6 @@ fn rule_check(
         Some(ret) => respan(check, ret.span()),
         None => check,
     };
-    let _ = krate;
     quote! {
         {
             #prelude
@@ -251,15 +242,14 @@ fn rule_check(
 }
 
 /// `self.method(args)` (with `.await` when async): `&Context` parameters get the
-/// context, the value parameter gets `value`.
+/// context, the value parameter gets `value`. The checks guarantee that a method with a
+/// value parameter is always given one, so nothing is skipped in practice.
 fn call(m: &Method, value: Option<TokenStream>, ctx: &TokenStream) -> TokenStream {
     let ident = &m.ident;
     let mut value = value;
-    let args = m.params.iter().map(|p| match p {
-        Param::Context => quote!(#ctx),
-        Param::Value(_) => value
-            .take()
-            .unwrap_or_else(|| quote!(::core::default::Default::default())),
+    let args = m.params.iter().filter_map(|p| match p {
+        Param::Context => Some(quote!(#ctx)),
+        Param::Value(_) => value.take(),
     });
     let await_ = m.is_async.then(|| quote!(.await));
     quote!(self.#ident(#(#args),*) #await_)
@@ -279,7 +269,7 @@ pub fn rules(svc: &Service, plan: &Plan) -> TokenStream {
     let checks = plan
         .rule_order
         .iter()
-        .map(|&i| rule_check(&krate, &svc.rules[i], quote!(__flext_rules), None, &ctx));
+        .map(|&i| rule_check(&svc.rules[i], quote!(__flext_rules), None, &ctx));
     quote! {
         #item
 

@@ -109,15 +109,14 @@ impl Service {
                 }
                 None => true,
             });
-            if let [_, (role, second), ..] = ours.as_slice() {
+            if let [(first, _), (_, second), ..] = ours.as_slice() {
                 errors.push(error_at(
                     second,
                     format!(
                         "`{}` already has a flext attribute (`#[{}]`); a method plays one part: remove one of them",
-                        f.sig.ident, ours[0].0,
+                        f.sig.ident, first,
                     ),
                 ));
-                let _ = role;
             }
             let Some((role, attr)) = ours.into_iter().next() else {
                 continue;

@@ -55,7 +55,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
         .map(|s| s.method.ok_type.as_ref())
         .collect();
     let run_arms = saga.steps.iter().enumerate().map(|(i, s)| {
-        let (prelude, call) = call(&krate, &s.method, &outputs[..i], None);
+        let (prelude, call) = call(&s.method, &outputs[..i], None);
         let step = s.method.ident.to_string();
         let call = quote!(#krate::__private::step(#step, #call));
         let call = match &s.method.output {
@@ -79,7 +79,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let c = s.compensate.as_ref()?;
         let m = saga.others.iter().find(|m| m.ident == *c)?;
         let own = s.method.ok_type.as_ref()?;
-        let (prelude, call) = call(&krate, m, &outputs[..i], Some((i, own)));
+        let (prelude, call) = call(m, &outputs[..i], Some((i, own)));
         let step = m.ident.to_string();
         let call = quote!(#krate::__private::step(#step, #call));
         let call = match &m.output {
@@ -165,7 +165,6 @@ pub fn saga(saga: &Saga) -> TokenStream {
 /// the index and output type of the step it undoes; its first `&T` parameter receives
 /// that output, bound with a `let` spanned at the parameter's type.
 fn call(
-    krate: &syn::Path,
     m: &Method,
     outputs: &[Option<&syn::Type>],
     own: Option<(usize, &syn::Type)>,
@@ -207,6 +206,5 @@ fn call(
     }
     let ident = &m.ident;
     let await_ = m.is_async.then(|| quote!(.await));
-    let _ = krate;
     (prelude, quote!(self.#ident(#(#args),*) #await_))
 }
