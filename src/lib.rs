@@ -14,7 +14,10 @@ pub mod prelude {
     };
 }
 
+/// Items used by flext's generated code, under a name that carries the version so that
+/// only the runtime of the same version resolves it (serde's `__private228`). Not public
+/// API.
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_0_1_0 {
     pub use flext_runtime::__private::*;
 }

@@ -83,7 +83,7 @@ fn run(svc: Checkout, ctx: &Context) -> Vec<(String, BTreeMap<String, String>)> 
 }
 
 #[test]
-fn the_span_is_named_after_the_service_and_carries_the_correlation_id() {
+fn the_span_names_the_service_and_carries_the_correlation_id() {
     let ctx = Context::new();
     let spans = run(
         Checkout {
@@ -94,7 +94,8 @@ fn the_span_is_named_after_the_service_and_carries_the_correlation_id() {
     );
     assert_eq!(spans.len(), 1);
     let (name, fields) = &spans[0];
-    assert_eq!(name, "Checkout");
+    assert_eq!(name, "domain_service");
+    assert_eq!(fields["service"], "Checkout");
     assert_eq!(fields["correlation_id"], ctx.correlation_id().to_string());
     assert!(
         !fields.contains_key("failed_at"),

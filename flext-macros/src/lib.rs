@@ -10,6 +10,13 @@ mod saga;
 
 use proc_macro::TokenStream;
 
+use common::driver::{Family, drive};
+use common::kind::Kind;
+
+fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> TokenStream {
+    drive::<F>(config, args.into(), input.into()).into()
+}
+
 /// Turns an inherent `impl` block into a domain service: business rules that run in a
 /// declared order, then a railway of steps where each step's output feeds the next.
 ///
@@ -141,7 +148,7 @@ use proc_macro::TokenStream;
 /// (see BENCHMARKS.md).
 #[proc_macro_attribute]
 pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
-    domain_service::domain_service(args.into(), input.into()).into()
+    run::<domain_service::Service>(domain_service::Mode::Service, args, input)
 }
 
 /// Implements `Validate` for a message from the `#[business_rule]` methods of an `impl`
@@ -169,7 +176,7 @@ pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
-    domain_service::business_rules(args.into(), input.into()).into()
+    run::<domain_service::Service>(domain_service::Mode::MessageRules, args, input)
 }
 
 /// Makes a struct or enum a command: a request to change state with exactly one
@@ -195,7 +202,7 @@ pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
-    message::message(message::Kind::Command, args.into(), input.into()).into()
+    run::<message::MessageDef>(Kind::Command, args, input)
 }
 
 /// Makes a struct or enum a query: a request to read state with exactly one handler.
@@ -210,7 +217,7 @@ pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn query(args: TokenStream, input: TokenStream) -> TokenStream {
-    message::message(message::Kind::Query, args.into(), input.into()).into()
+    run::<message::MessageDef>(Kind::Query, args, input)
 }
 
 /// Makes a struct or enum an event: something that happened, delivered to every
@@ -224,11 +231,11 @@ pub fn query(args: TokenStream, input: TokenStream) -> TokenStream {
 /// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 /// struct UserCreated { user_id: u64 }
 ///
-/// assert_eq!(<UserCreated as flext::Event>::VERSION, 2);
+/// assert_eq!(<UserCreated as flext::Message>::VERSION, 2);
 /// ```
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
-    message::message(message::Kind::Event, args.into(), input.into()).into()
+    run::<message::MessageDef>(Kind::Event, args, input)
 }
 
 /// Registers a function as the handler of a command, at link time.
@@ -263,13 +270,13 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn command_handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    handler::handler(handler::Kind::Command, args.into(), input.into()).into()
+    run::<handler::Handler>(Kind::Command, args, input)
 }
 
 /// Registers a function as the handler of a query; see [`macro@command_handler`].
 #[proc_macro_attribute]
 pub fn query_handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    handler::handler(handler::Kind::Query, args.into(), input.into()).into()
+    run::<handler::Handler>(Kind::Query, args, input)
 }
 
 /// Registers a function as a subscriber of an event; any number of subscribers may
@@ -278,7 +285,7 @@ pub fn query_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// [`macro@command_handler`].
 #[proc_macro_attribute]
 pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    handler::handler(handler::Kind::Event, args.into(), input.into()).into()
+    run::<handler::Handler>(Kind::Event, args, input)
 }
 
 /// Registers the methods of a handler type marked `#[command_handler]`,
@@ -309,7 +316,7 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
-    handler::handlers(args.into(), input.into()).into()
+    run::<handler::HandlerImpl>((), args, input)
 }
 
 /// Turns an `impl` of a saga's input struct into a saga: its `#[saga_step]` methods run
@@ -372,7 +379,7 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
-    saga::saga(args.into(), input.into()).into()
+    run::<saga::Saga>((), args, input)
 }
 
 /// Marks a step inside a `#[saga]` impl block; see [`macro@saga`].
@@ -413,14 +420,11 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
     let span = syn::parse2::<syn::ImplItemFn>(input.clone())
         .map(|f| f.sig.ident.span())
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
-    let container = if name == "saga_step" {
-        "saga"
-    } else {
-        "domain_service"
+    let message = match name {
+        "saga_step" => "`#[saga_step]` only works on a method inside a `#[saga]` impl block: add `#[saga]` to the enclosing `impl`".to_owned(),
+        "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service) or `#[business_rules]` (the rules of a command, query or event): add the one that fits to the enclosing `impl`".to_owned(),
+        _ => format!("`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"),
     };
-    let message = format!(
-        "`#[{name}]` only works on a method inside a `#[{container}]` impl block: add `#[{container}]` to the enclosing `impl`"
-    );
     let error = syn::Error::new(span, message).to_compile_error();
     quote::quote!(#input #error).into()
 }

@@ -44,9 +44,27 @@ use crate::error::{Error, ErrorKind, Result, RuleViolation};
 /// assert_eq!(e.code(), "flext.input.malformed_json");
 /// ```
 pub fn from_json<T: DeserializeOwned>(record: &str, json: &str) -> Result<T> {
+    decode(record, json, |de| serde_path_to_error::deserialize(de))
+}
+
+/// [`from_json`] for a message, through its [`Wire`](crate::Wire) form.
+pub(crate) fn message_from_json<M: crate::Wire>(record: &str, json: &str) -> Result<M> {
+    decode(record, json, |de| M::from_deserializer(de))
+}
+
+fn decode<T>(
+    record: &str,
+    json: &str,
+    read: impl for<'a, 'b> FnOnce(
+        &'b mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+    ) -> std::result::Result<
+        T,
+        serde_path_to_error::Error<serde_json::Error>,
+    >,
+) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let value = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| input_error(record, e.path().to_string(), e.into_inner()))?;
+    let value =
+        read(&mut de).map_err(|e| input_error(record, e.path().to_string(), e.into_inner()))?;
     de.end()
         .map_err(|e| input_error(record, String::new(), e))?;
     Ok(value)

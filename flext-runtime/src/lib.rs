@@ -3,7 +3,7 @@
 //!
 //! Depend on the `flext` crate, not on this one: `flext` re-exports everything here
 //! together with the attribute macros, and its generated code names this crate only
-//! through `::flext::__private`.
+//! through `::flext::__private_<version>`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -20,7 +20,7 @@ mod suggest;
 
 pub use bus::{
     BoxFuture, Bus, BusBuilder, Command, Event, FromState, Handle, HandlerRegistration, Message,
-    MessageKind, PublishReport, Query, State, SubscriberOutcome, Validate,
+    MessageKind, PublishReport, Query, State, SubscriberOutcome, Validate, Wire,
 };
 pub use context::{Context, Principal};
 pub use error::{BoxError, Error, ErrorKind, Result, RuleResult, RuleViolation};
@@ -32,14 +32,23 @@ pub use uuid::Uuid;
 /// patch release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bus::message_bounds::{MessageBounds, OutputBounds};
     pub use crate::bus::{
-        ErasedHandler, JsonEntry, MessageRegistration, StateMap, assert_command, assert_event,
+        BoxFuture, Bus, Command, ErasedHandler, Event, FromState, HandlerFor, HandlerRegistration,
+        JsonEntry, Message, MessageKind, MessageRegistration, OneHandlerPerCommandOrQuery,
+        OutputBounds, Query, State, StateMap, Validate, Wire, assert_command, assert_event,
         assert_query, command_async, command_sync, event_async, event_sync, json_command,
-        json_event, json_query, query_async, query_sync,
+        json_event, json_query, kind, query_async, query_sync,
     };
-    pub use crate::saga::{SagaRegistration, StepScope, StepSpec, assert_durable, resume};
-    pub use crate::service::{Rules, step};
+    pub use crate::context::Context;
+    pub use crate::error::{Error, Result};
+    pub use crate::saga::{
+        EncodeDurable, EncodeNotDurable, LogSlot, Saga, SagaRegistration, StepScope, StepSpec,
+        assert_durable, no_such_step, resume,
+    };
+    pub use crate::service::{
+        DomainService, RuleMode, Rules, StepOutcome, SyncDomainService, run_sync, service_span,
+        step, undo,
+    };
     pub use inventory;
     pub use serde_json;
     pub use tracing;

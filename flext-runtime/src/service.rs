@@ -313,6 +313,58 @@ fn step_failed(name: &'static str, e: Error) -> Error {
     e
 }
 
+/// The span a domain service runs in: `domain_service`, with the service's name, the
+/// context's correlation id, and `failed_at`, which records the rule or step that
+/// failed. Used by generated code.
+#[doc(hidden)]
+#[inline]
+pub fn service_span(name: &'static str, ctx: &Context) -> tracing::Span {
+    tracing::info_span!(
+        "domain_service",
+        service = name,
+        correlation_id = %ctx.correlation_id(),
+        failed_at = tracing::field::Empty,
+    )
+}
+
+/// Runs a synchronous service's body inside its span. Used by generated code.
+#[doc(hidden)]
+#[inline]
+pub fn run_sync<T>(
+    name: &'static str,
+    ctx: &Context,
+    body: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let span = service_span(name, ctx);
+    let _entered = span.enter();
+    body()
+}
+
+/// Runs the undo of a completed step after a later failure: returns `error` when the
+/// undo succeeded, and when it failed an error of kind
+/// [`ErrorKind::CompensationFailed`] (code `flext.service.undo_failed`) that names the
+/// undo and carries `error` as its source, so that the caller knows the rollback is
+/// incomplete. Used by generated code.
+#[doc(hidden)]
+pub fn undo<O: StepOutcome>(error: Error, name: &'static str, outcome: O) -> Error {
+    match outcome.into_result() {
+        Ok(_) => error,
+        Err(failed) => undo_failed(error, name, failed),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn undo_failed(error: Error, name: &'static str, failed: Error) -> Error {
+    tracing::error!(undo = name, error = %failed, cause = %error, "undo failed after a failed step");
+    Error::new(
+        ErrorKind::CompensationFailed,
+        "flext.service.undo_failed",
+        format!("undo `{name}` failed ({failed}) while rolling back after: {error}"),
+    )
+    .with_source(error)
+}
+
 fn record_failure(what: &'static str, name: &'static str, e: &Error) {
     // The service span is INFO: when INFO is off there is no span to record on, and
     // looking up the current span would be the most expensive part of a failure.

@@ -1,115 +1,297 @@
-//! Cross-item rules of a domain service: rule order (`order =`, `after =`), the shape of
-//! the step chain, the error hook. Every problem is collected; none stops the others.
+//! Cross-item rules of a domain service: rule order (`order =`, `after =`), the step
+//! chain (what each parameter receives), undos, the error hook. Every problem is
+//! collected; none stops the others. The results (`rule_order`, `args`, `undos`) are
+//! stored on the model for expansion, which never re-validates.
 
 use std::collections::HashMap;
 
-use super::parse::{Link, Service};
-use crate::common::{Errors, error_at, suggestion};
+use quote::ToTokens;
 
-/// What expansion needs beyond the model: the order the rules run in (indices into
-/// `Service::rules`).
-pub struct Plan {
-    pub rule_order: Vec<usize>,
-}
+use super::parse::{Arg, Link, Mode, Service};
+use crate::common::sig::{Method, Role};
+use crate::common::util::{produces, suggestion, type_key};
+use crate::common::{Ctxt, error_at, error_at_span};
 
-pub fn service(svc: &Service, errors: &mut Errors) -> Plan {
-    check_links(svc, errors);
-    check_hook(svc, errors);
-    Plan {
-        rule_order: rule_order(svc, errors),
+pub fn service(svc: &mut Service, cx: &Ctxt) {
+    match svc.mode {
+        Mode::Service => {
+            check_links(svc, cx);
+            check_hook(svc, cx);
+            bind(svc, cx);
+        }
+        Mode::MessageRules => rules_only(svc, cx),
     }
+    svc.rule_order = rule_order(svc, cx);
 }
 
 /// `#[business_rules]` on a message: rules only, all synchronous.
-pub fn rules_only(svc: &Service, errors: &mut Errors) -> Plan {
+fn rules_only(svc: &Service, cx: &Ctxt) {
     for link in &svc.links {
-        errors.push(error_at(
+        cx.push(error_at(
             &link.method().ident,
             "`#[business_rules]` holds only `#[business_rule]`s; steps and taps belong in a `#[domain_service]`",
         ));
     }
     for rule in svc.rules.iter().chain(&svc.postconditions) {
-        if rule.method.is_async {
-            errors.push(error_at(
-                &rule.method.ident,
+        if let Some(a) = &rule.method.asyncness {
+            cx.push(error_at(
+                a,
                 "a message's business rules are synchronous checks of the message itself: remove `async`, and query repositories in the handler",
             ));
         }
-        if rule
-            .method
-            .params
-            .iter()
-            .any(|p| matches!(p, crate::common::Param::Context))
-        {
-            errors.push(error_at(
+        if rule.method.takes_context() {
+            cx.push(error_at(
                 &rule.method.ident,
                 "a message's business rules see only the message: remove the `&Context` parameter",
             ));
         }
     }
     if let Some(p) = svc.postconditions.first() {
-        errors.push(error_at(
+        cx.push(error_at(
             &p.method.ident,
             "a message has no result to check: postconditions belong in a `#[domain_service]`",
         ));
     }
-    if svc.args.on_error.is_some() || svc.args.fail_fast.is_present() {
-        errors.push(syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "`#[business_rules]` takes no options other than `crate = path`",
-        ));
-    }
-    Plan {
-        rule_order: rule_order(svc, errors),
-    }
 }
 
-fn check_links(svc: &Service, errors: &mut Errors) {
-    let Some(first_step) = svc.links.iter().position(|l| matches!(l, Link::Step(_))) else {
-        errors.push(error_at(
+fn check_links(svc: &Service, cx: &Ctxt) {
+    if !svc.links.iter().any(|l| matches!(l, Link::Step(..))) {
+        cx.push(error_at(
             &svc.item.self_ty,
             format!(
                 "`#[domain_service]` on `{}` has no `#[step]`: add at least one `#[step] fn ...(&self) -> Result<T>`; the last step's output is what `execute` returns",
                 svc.name
             ),
         ));
-        return;
-    };
-    for link in &svc.links[..first_step] {
-        errors.push(error_at(
-            &link.method().ident,
-            "a `#[tap]` sees the output of the step before it, and no `#[step]` comes before this one: move it after a step",
-        ));
-    }
-    if let Some(ty) = svc.links[first_step].method().input() {
-        errors.push(error_at(
-            ty,
-            "the first `#[step]` has no previous output to take: remove this parameter and read the input from the service's fields (`ctx: &Context` is allowed)",
-        ));
     }
 }
 
-fn check_hook(svc: &Service, errors: &mut Errors) {
-    let Some(hook) = &svc.args.on_error else {
-        return;
-    };
-    if svc.hook.is_none() {
-        let name = hook.to_string();
-        errors.push(error_at(
+fn check_hook(svc: &Service, cx: &Ctxt) {
+    let Some(hook) = &svc.on_error else { return };
+    let name = hook.to_string();
+    match svc.other(hook) {
+        None => cx.push(error_at(
             hook,
             format!(
                 "`on_error = {name}` names no method of this impl block: define `fn {name}(&self, error: flext::Error) -> flext::Error` here{}",
-                suggestion(&name, svc.method_names.iter().map(String::as_str))
+                suggestion(&name, svc.others.iter().map(|m| m.ident.to_string()).collect::<Vec<_>>().iter().map(String::as_str))
+            ),
+        )),
+        Some(m) => {
+            m.require_ref_self(cx, "`on_error` hook");
+            if m.values().count() != 1 || m.refs().next().is_some() || m.output.is_none() {
+                cx.push(error_at(
+                    &m.ident,
+                    format!(
+                        "the `on_error` hook receives the error and returns the error to report: `fn {}(&self, error: flext::Error) -> flext::Error` (optionally `async`, optionally with `ctx: &Context`)",
+                        m.ident
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Binds every parameter of every step, tap, postcondition and undo to an output:
+/// a step's by-value parameter takes the previous step's output, `&T` takes the latest
+/// earlier output of type `T` that is still there, a tap and a postcondition see the
+/// current value. An output with an undo must outlive later steps, so it may not be
+/// moved.
+fn bind(svc: &mut Service, cx: &Ctxt) {
+    let mut args = Vec::with_capacity(svc.links.len());
+    let mut moved_into: HashMap<usize, usize> = HashMap::new();
+    let mut prev: Option<usize> = None;
+    let undone: Vec<usize> = svc
+        .steps()
+        .filter(|(_, _, undo)| undo.is_some())
+        .map(|(i, _, _)| i)
+        .collect();
+
+    for (k, link) in svc.links.iter().enumerate() {
+        let m = link.method();
+        let mut bound = Vec::with_capacity(m.params.len());
+        for p in &m.params {
+            let arg = match (&p.role, link) {
+                (Role::Context, _) => Arg::Context,
+                (Role::Bus, _) => Arg::Unbound,
+                (Role::Value, Link::Tap(_)) => Arg::Unbound,
+                (Role::Value, Link::Step(..)) => match prev {
+                    None => {
+                        cx.push(error_at(
+                            &p.ty,
+                            "the first `#[step]` has no previous output to take: remove this parameter and read the input from the service's fields (`ctx: &Context` is allowed)",
+                        ));
+                        Arg::Unbound
+                    }
+                    Some(j) if undone.contains(&j) => {
+                        let source = svc.links[j].method();
+                        cx.push(error_at(
+                            &p.ty,
+                            format!(
+                                "`{}` has an undo, which needs its output after later steps ran: take it by reference here, `&{}`",
+                                source.ident,
+                                ok_name(source)
+                            ),
+                        ));
+                        Arg::Unbound
+                    }
+                    Some(j) => {
+                        moved_into.insert(j, k);
+                        Arg::Moved(j)
+                    }
+                },
+                (Role::Ref(_), Link::Tap(_)) => match prev {
+                    Some(j) => Arg::Borrowed(j),
+                    None => {
+                        cx.push(error_at(
+                            &m.ident,
+                            "a `#[tap]` sees the output of the step before it, and no `#[step]` comes before this one: move it after a step",
+                        ));
+                        Arg::Unbound
+                    }
+                },
+                (Role::Ref(wanted), Link::Step(..)) => {
+                    earlier(svc, cx, k, m, &p.ty, wanted, &moved_into)
+                }
+            };
+            bound.push(arg);
+        }
+        args.push(bound);
+        if matches!(link, Link::Step(..)) {
+            prev = Some(k);
+        }
+    }
+
+    // Postconditions see the final value: the last step's output.
+    let mut undos = Vec::new();
+    for (i, step, undo) in svc.steps() {
+        let Some(undo) = undo else { continue };
+        undos.push((i, undo.clone(), bind_undo(svc, cx, step, undo)));
+    }
+    svc.args = args;
+    svc.undos = undos;
+}
+
+/// The latest step before link `k` whose output serves `&wanted`.
+fn earlier(
+    svc: &Service,
+    cx: &Ctxt,
+    k: usize,
+    m: &Method,
+    ty: &syn::Type,
+    wanted: &syn::Type,
+    moved_into: &HashMap<usize, usize>,
+) -> Arg {
+    let found = (0..k).rev().find(|&j| match &svc.links[j] {
+        Link::Step(s, _) => s.ok_type.as_ref().is_some_and(|t| produces(t, wanted)),
+        Link::Tap(_) => false,
+    });
+    match found {
+        Some(j) => match moved_into.get(&j) {
+            Some(&taker) => {
+                cx.push(error_at(
+                    ty,
+                    format!(
+                        "the output of `{}` was moved into `{}`, which takes it by value: take it by reference there (`&{}`) so that `{}` can see it too",
+                        svc.links[j].method().ident,
+                        svc.links[taker].method().ident,
+                        type_key(wanted),
+                        m.ident
+                    ),
+                ));
+                Arg::Unbound
+            }
+            None => Arg::Borrowed(j),
+        },
+        None => {
+            cx.push(error_at(
+                ty,
+                format!(
+                    "no step before `{}` produces a `{}`: steps run in declaration order; a step takes the previous output by value or any earlier output by reference",
+                    m.ident,
+                    type_key(wanted)
+                ),
+            ));
+            Arg::Unbound
+        }
+    }
+}
+
+/// Checks `undo = name` for `step` and binds the undo's parameters: its `&T` receives the
+/// step's output.
+fn bind_undo(svc: &Service, cx: &Ctxt, step: &Method, undo: &syn::Ident) -> Vec<Arg> {
+    let name = undo.to_string();
+    let Some(m) = svc.other(undo) else {
+        let candidates: Vec<String> = svc.others.iter().map(|m| m.ident.to_string()).collect();
+        cx.push(error_at(
+            undo,
+            format!(
+                "`undo = {name}` names no method of this impl block: define `fn {name}(&self, output: &{}) -> Result<()>` here{}",
+                ok_name(step),
+                suggestion(&name, candidates.iter().map(String::as_str))
+            ),
+        ));
+        return Vec::new();
+    };
+    m.require_ref_self(cx, "undo");
+    let step_index = svc
+        .links
+        .iter()
+        .position(|l| l.method().ident == step.ident)
+        .unwrap_or_default();
+    let mut has_output = false;
+    let args = m
+        .params
+        .iter()
+        .map(|p| match &p.role {
+            Role::Context => Arg::Context,
+            Role::Ref(_) if !has_output => {
+                has_output = true;
+                Arg::Borrowed(step_index)
+            }
+            _ => {
+                cx.push(error_at(
+                    &p.ty,
+                    format!(
+                        "the undo `{name}` receives only the output of `{}` by reference (and `ctx: &Context`): remove this parameter",
+                        step.ident
+                    ),
+                ));
+                Arg::Unbound
+            }
+        })
+        .collect();
+    if !has_output {
+        cx.push(error_at(
+            &m.ident,
+            format!(
+                "the undo `{name}` receives the output of `{}`: add a parameter `output: &{}`",
+                step.ident,
+                ok_name(step)
             ),
         ));
     }
+    if m.output.is_none() {
+        cx.push(error_at(
+            &m.ident,
+            format!("the undo `{name}` returns `flext::Result<()>`, so that a failed undo is reported: add `-> Result<()>`"),
+        ));
+    }
+    args
+}
+
+fn ok_name(m: &Method) -> String {
+    m.ok_type.as_ref().map_or_else(
+        || "T".to_owned(),
+        |t| t.to_token_stream().to_string().replace(' ', ""),
+    )
 }
 
 /// Rules with `order = N` run first, by ascending N; the others follow in declaration
 /// order. `after = r` then moves a rule after `r`: a stable topological sort (Kahn's
 /// algorithm) that, among the rules whose predecessors have run, picks the one that comes
 /// first in that base order.
-fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
+pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
     let rules = &svc.rules;
     let by_name: HashMap<String, usize> = rules
         .iter()
@@ -119,23 +301,25 @@ fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
 
     let mut seen_order: HashMap<i64, usize> = HashMap::new();
     for (i, rule) in rules.iter().enumerate() {
-        let Some(order) = &rule.order else { continue };
-        if let Some(&first) = seen_order.get(&**order) {
-            errors.push(crate::common::error_at_span(
-                order.span(),
+        let Some((order, span)) = rule.order else {
+            continue;
+        };
+        if let Some(&first) = seen_order.get(&order) {
+            let first = &rules[first].method.ident;
+            cx.push(error_at_span(
+                span,
                 format!(
-                    "`order = {}` is already used by business rule `{}`: give each rule its own order, or use `after = {}` to run this one after it",
-                    **order, rules[first].method.ident, rules[first].method.ident
+                    "`order = {order}` is already used by business rule `{first}`: give each rule its own order, or use `after = {first}` to run this one after it",
                 ),
             ));
         } else {
-            seen_order.insert(**order, i);
+            seen_order.insert(order, i);
         }
     }
 
     let mut base: Vec<usize> = (0..rules.len()).collect();
-    base.sort_by_key(|&i| match &rules[i].order {
-        Some(o) => (0, **o, i),
+    base.sort_by_key(|&i| match rules[i].order {
+        Some((o, _)) => (0, o, i),
         None => (1, 0, i),
     });
 
@@ -149,7 +333,7 @@ fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
                 Some(&j) => predecessors[i].push(j),
                 None => {
                     unknown = true;
-                    errors.push(error_at(
+                    cx.push(error_at(
                         after,
                         format!(
                             "`after = {name}` names no business rule of this service{}",
@@ -175,7 +359,7 @@ fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
             }
             None => {
                 if !unknown {
-                    report_cycle(svc, &predecessors, &done, errors);
+                    report_cycle(svc, &predecessors, &done, cx);
                 }
                 // Keep going with the base order so expansion still has every rule.
                 order.extend(base.iter().copied().filter(|&i| !done[i]));
@@ -186,7 +370,7 @@ fn rule_order(svc: &Service, errors: &mut Errors) -> Vec<usize> {
     order
 }
 
-fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], errors: &mut Errors) {
+fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], cx: &Ctxt) {
     // Every remaining rule waits on another remaining one; walking predecessors from any
     // of them must revisit a rule, and the walk from that rule on is the cycle.
     let Some(start) = (0..done.len()).find(|&i| !done[i]) else {
@@ -206,8 +390,7 @@ fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], error
                 .chain(std::iter::once(&cycle[cycle.len() - 1]))
                 .map(|&i| svc.rules[i].method.ident.to_string())
                 .collect();
-            let head = cycle[0];
-            let rule = &svc.rules[head];
+            let rule = &svc.rules[cycle[0]];
             let blame = rule
                 .after
                 .iter()
@@ -224,7 +407,7 @@ fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], error
                     names.join(" -> ")
                 )
             };
-            errors.push(error_at(blame, message));
+            cx.push(error_at(blame, message));
             return;
         }
         path.push(next);

@@ -1,284 +1,560 @@
 //! Model -> tokens. Emits the user's impl block (minus flext's method attributes), a
-//! `DomainService` impl and, when nothing is `async`, a `SyncDomainService` impl. The
-//! bodies are straight-line calls into `::flext::__private`; nothing is re-validated here.
+//! `DomainService` impl and, when nothing is `async`, a `SyncDomainService` impl; an
+//! async service gets an inherent `execute_sync` whose only purpose is a compile error
+//! at the caller that names the async item. The bodies are straight-line calls into the
+//! runtime; nothing is re-validated here.
 //!
-//! Type checks the compiler does for us are spanned at the user's tokens: a step's input
-//! is bound with `let __flext_in: <declared type> = <previous output>;` spanned at the
-//! declared type, so a mismatch is reported on that parameter.
+//! Type checks the compiler does for us are spanned at the user's tokens: every value a
+//! method receives is bound with `let __flext_x: <declared type> = <value>;` spanned at
+//! the declared type, so a mismatch is reported on that parameter.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::check::Plan;
-use super::parse::{Link, Rule, Service};
-use crate::common::{Method, Param, respan, result_ok_type};
+use super::parse::{Arg, Link, Rule, Service};
+use crate::common::respan;
+use crate::common::sig::{Method, Role};
 
-pub fn service(svc: &Service, plan: &Plan) -> TokenStream {
-    let krate = svc
-        .args
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::flext));
+const LABEL: &str = "'__flext_run";
+const POST_LABEL: &str = "'__flext_post";
+
+pub fn service(svc: &Service) -> TokenStream {
     let item = &svc.item;
+    let p = svc.krate.private();
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
     let name = &svc.name;
-    let is_async = svc
-        .rules
-        .iter()
-        .map(|r| &r.method)
-        .chain(svc.links.iter().map(Link::method))
-        .chain(svc.postconditions.iter().map(|r| &r.method))
-        .chain(svc.hook.as_ref())
-        .any(|m| m.is_async);
+    let output = output_type(svc);
+    let body = Body::new(svc).tokens();
 
-    let Some(last_step) = svc.links.iter().rev().find_map(|l| match l {
-        Link::Step(m) => Some(m),
-        Link::Tap(_) => None,
-    }) else {
-        return quote!(#item);
-    };
-    let output = output_type(&krate, last_step);
-    let ctx = quote!(__flext_ctx);
-    let body = body(svc, plan, &krate, &ctx);
-    let hook = match &svc.hook {
-        Some(m) => {
-            let call = call(m, Some(quote!(__flext_error)), &ctx);
-            let span = m.return_type().map_or(Span::call_site(), Spanned::span);
-            respan(call, span)
-        }
-        None => quote!(__flext_error),
-    };
-    let span = quote! {
-        #krate::__private::tracing::info_span!(
-            #name,
-            correlation_id = %#ctx.correlation_id(),
-            failed_at = #krate::__private::tracing::field::Empty,
-        )
-    };
-
-    let impls = if is_async {
-        quote! {
-            #[automatically_derived]
-            impl #impl_generics #krate::DomainService for #self_ty #where_clause {
-                type Output = #output;
-                const NAME: &'static str = #name;
-                fn execute(&self, #ctx: &#krate::Context)
-                    -> impl ::core::future::Future<Output = #krate::Result<Self::Output>>
-                {
-                    #krate::__private::Instrument::instrument(
-                        async move {
-                            let __flext_result: #krate::Result<Self::Output> = async { #body }.await;
-                            match __flext_result {
-                                ::core::result::Result::Ok(__flext_value) => ::core::result::Result::Ok(__flext_value),
-                                ::core::result::Result::Err(__flext_error) => ::core::result::Result::Err(#hook),
-                            }
-                        },
-                        #span,
-                    )
-                }
-            }
-        }
-    } else {
-        quote! {
-            #[automatically_derived]
-            impl #impl_generics #krate::DomainService for #self_ty #where_clause {
-                type Output = #output;
-                const NAME: &'static str = #name;
-                fn execute(&self, #ctx: &#krate::Context)
-                    -> impl ::core::future::Future<Output = #krate::Result<Self::Output>>
-                {
-                    async move { <Self as #krate::SyncDomainService>::execute_sync(self, #ctx) }
-                }
-            }
-
-            #[automatically_derived]
-            impl #impl_generics #krate::SyncDomainService for #self_ty #where_clause {
-                fn execute_sync(&self, #ctx: &#krate::Context) -> #krate::Result<Self::Output> {
-                    let __flext_span = #span;
-                    let __flext_guard = __flext_span.enter();
-                    let __flext_result: #krate::Result<Self::Output> = (|| -> #krate::Result<Self::Output> { #body })();
-                    match __flext_result {
-                        ::core::result::Result::Ok(__flext_value) => ::core::result::Result::Ok(__flext_value),
-                        ::core::result::Result::Err(__flext_error) => ::core::result::Result::Err(#hook),
+    let impls = match svc.first_async() {
+        Some(first_async) => {
+            let no_sync = no_execute_sync(svc, first_async, &output);
+            quote! {
+                #[automatically_derived]
+                impl #impl_generics #p::DomainService for #self_ty #where_clause {
+                    type Output = #output;
+                    const NAME: &'static str = #name;
+                    fn execute(&self, __flext_ctx: &#p::Context)
+                        -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
+                    {
+                        #p::Instrument::instrument(
+                            async move { #body },
+                            #p::service_span(#name, __flext_ctx),
+                        )
                     }
                 }
+                #no_sync
             }
         }
-    };
+        None => quote! {
+            #[automatically_derived]
+            impl #impl_generics #p::DomainService for #self_ty #where_clause {
+                type Output = #output;
+                const NAME: &'static str = #name;
+                fn execute(&self, __flext_ctx: &#p::Context)
+                    -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
+                {
+                    async move { <Self as #p::SyncDomainService>::execute_sync(self, __flext_ctx) }
+                }
+            }
 
+            #[automatically_derived]
+            impl #impl_generics #p::SyncDomainService for #self_ty #where_clause {
+                fn execute_sync(&self, __flext_ctx: &#p::Context) -> #p::Result<Self::Output> {
+                    #p::run_sync(#name, __flext_ctx, || { #body })
+                }
+            }
+        },
+    };
     quote! {
         #item
         #impls
     }
 }
 
-/// `T` when the last step is written `-> Result<T>`; otherwise the projection through
-/// `StepOutcome`, spanned at the return type so a wrong one is reported there.
-fn output_type(krate: &syn::Path, last: &Method) -> TokenStream {
-    let Some(ret) = last.return_type() else {
-        return quote!(());
-    };
-    match result_ok_type(ret) {
-        Some(ok) => quote!(#ok),
-        None => quote_spanned! {ret.span()=>
-            <#ret as #krate::StepOutcome>::Output
+/// What is emitted beside errors: the impl block and stand-in impls with the best known
+/// output type, so that callers' `execute`/`execute_sync` add no errors of their own.
+pub fn fallback(svc: &Service) -> TokenStream {
+    let item = &svc.item;
+    let p = svc.krate.private();
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let name = &svc.name;
+    let output = svc
+        .steps()
+        .last()
+        .and_then(|(_, m, _)| m.ok_type.as_ref())
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    let sync = match svc.first_async() {
+        Some(first_async) => no_execute_sync(svc, first_async, &output),
+        None => quote! {
+            #[automatically_derived]
+            impl #impl_generics #p::SyncDomainService for #self_ty #where_clause {
+                fn execute_sync(&self, _: &#p::Context) -> #p::Result<Self::Output> {
+                    ::core::unreachable!()
+                }
+            }
         },
-    }
-}
-
-fn body(svc: &Service, plan: &Plan, krate: &syn::Path, ctx: &TokenStream) -> TokenStream {
-    let mut out = TokenStream::new();
-    if !svc.rules.is_empty() {
-        let mode = if svc.args.fail_fast.is_present() {
-            quote!(FailFast)
-        } else {
-            quote!(CollectAll)
-        };
-        out.extend(quote! {
-            let mut __flext_rules = #krate::__private::Rules::new(#krate::RuleMode::#mode);
-        });
-        for &i in &plan.rule_order {
-            out.extend(rule_check(&svc.rules[i], quote!(__flext_rules), None, ctx));
-        }
-        out.extend(quote! { __flext_rules.finish()?; });
-    }
-
-    let mut first = true;
-    for (n, link) in svc.links.iter().enumerate() {
-        match link {
-            Link::Step(m) => {
-                let input = match (first, m.input()) {
-                    (true, _) => None,
-                    (false, Some(ty)) => {
-                        let bind = format_ident!("__flext_in{}", n);
-                        out.extend(quote_spanned! {ty.span()=>
-                            let #bind: #ty = __flext_value;
-                        });
-                        Some(quote!(#bind))
-                    }
-                    (false, None) => {
-                        let ident = &m.ident;
-                        out.extend(quote_spanned! {ident.span()=>
-                            let () = __flext_value;
-                        });
-                        None
-                    }
-                };
-                let call = call(m, input, ctx);
-                let name = m.ident.to_string();
-                let call = quote!(#krate::__private::step(#name, #call));
-                let call = match m.return_type() {
-                    Some(ret) => respan(call, ret.span()),
-                    None => call,
-                };
-                out.extend(quote! {
-                    let __flext_value = #call?;
-                });
-                first = false;
-            }
-            Link::Tap(m) => {
-                let Some(ty) = m.input() else { continue };
-                let bind = format_ident!("__flext_tap{}", n);
-                out.extend(quote_spanned! {ty.span()=>
-                    let #bind: #ty = &__flext_value;
-                });
-                let call = call(m, Some(quote!(#bind)), ctx);
-                out.extend(quote! { #call; });
-            }
-        }
-    }
-
-    if !svc.postconditions.is_empty() {
-        out.extend(quote! {
-            let mut __flext_post = #krate::__private::Rules::new(#krate::RuleMode::CollectAll);
-        });
-        for rule in &svc.postconditions {
-            out.extend(rule_check(
-                rule,
-                quote!(__flext_post),
-                Some(quote!(&__flext_value)),
-                ctx,
-            ));
-        }
-        out.extend(quote! { __flext_post.finish()?; });
-    }
-    out.extend(quote! { ::core::result::Result::<Self::Output, #krate::Error>::Ok(__flext_value) });
-    out
-}
-
-fn rule_check(
-    rule: &Rule,
-    rules: TokenStream,
-    value: Option<TokenStream>,
-    ctx: &TokenStream,
-) -> TokenStream {
-    let m = &rule.method;
-    let name = m.ident.to_string();
-    let code = &rule.code;
-    let mut prelude = TokenStream::new();
-    let input = match (value, m.input()) {
-        (Some(value), Some(ty)) => {
-            prelude.extend(quote_spanned! {ty.span()=>
-                let __flext_checked: #ty = #value;
-            });
-            Some(quote!(__flext_checked))
-        }
-        _ => None,
-    };
-    let call = call(m, input, ctx);
-    let check = quote!(#rules.check(#name, #code, #call));
-    let check = match m.return_type() {
-        Some(ret) => respan(check, ret.span()),
-        None => check,
     };
     quote! {
-        {
-            #prelude
-            #check?;
+        #item
+        #[automatically_derived]
+        impl #impl_generics #p::DomainService for #self_ty #where_clause {
+            type Output = #output;
+            const NAME: &'static str = #name;
+            fn execute(&self, _: &#p::Context)
+                -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
+            {
+                async { ::core::unreachable!() }
+            }
         }
+        #sync
     }
 }
 
-/// `self.method(args)` (with `.await` when async): `&Context` parameters get the
-/// context, the value parameter gets `value`. The checks guarantee that a method with a
-/// value parameter is always given one, so nothing is skipped in practice.
-fn call(m: &Method, value: Option<TokenStream>, ctx: &TokenStream) -> TokenStream {
-    let ident = &m.ident;
-    let mut value = value;
-    let args = m.params.iter().filter_map(|p| match p {
-        Param::Context => Some(quote!(#ctx)),
-        Param::Value(_) => value.take(),
-    });
-    let await_ = m.is_async.then(|| quote!(.await));
-    quote!(self.#ident(#(#args),*) #await_)
+/// An inherent `execute_sync` that cannot be called: its bound names the first async
+/// item (and points at its `async`), so that calling it explains itself instead of
+/// rustc's "no method named `execute_sync`".
+fn no_execute_sync(svc: &Service, first_async: &Method, output: &TokenStream) -> TokenStream {
+    let item = &svc.item;
+    let p = svc.krate.private();
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let message = format!(
+        "`{}` is async because `{}` is `async`, so it has no `execute_sync`",
+        svc.name, first_async.ident
+    );
+    let bound = quote_spanned!(first_async.async_span()=> __FlextIsAsync);
+    let predicates = where_clause.map(|w| &w.predicates);
+    quote! {
+        const _: () = {
+            #[diagnostic::on_unimplemented(
+                message = #message,
+                label = "call `.execute(&ctx).await` in an async context instead",
+                note = "a service runs synchronously only when none of its rules, steps, taps, postconditions, undos or hook is `async`"
+            )]
+            #[doc(hidden)]
+            pub trait __FlextIsAsync {}
+
+            #[automatically_derived]
+            impl #impl_generics #self_ty {
+                #[doc(hidden)]
+                #[allow(private_bounds, dead_code)]
+                pub fn execute_sync<'__flext>(&'__flext self, _: &#p::Context) -> #p::Result<#output>
+                where
+                    &'__flext Self: #bound,
+                    #predicates
+                {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}
+
+/// `T` when the last step is written `-> Result<T>`; otherwise the projection through
+/// `StepOutcome`, spanned at the return type so a wrong one is reported there.
+fn output_type(svc: &Service) -> TokenStream {
+    let p = svc.krate.private();
+    let Some((_, last, _)) = svc.steps().last() else {
+        return quote!(());
+    };
+    match (&last.ok_type, &last.output) {
+        (Some(ok), _) => quote!(#ok),
+        (None, Some(ret)) => quote_spanned! {ret.span()=> <#ret as #p::StepOutcome>::Output },
+        (None, None) => quote!(()),
+    }
+}
+
+/// The body of `execute`: rules, then the steps (inside a labeled block when a step has
+/// an undo, so that a failure breaks out to the undos), then postconditions, then undos
+/// and the hook on failure.
+struct Body<'a> {
+    svc: &'a Service,
+    p: TokenStream,
+    /// Whether failures break out of the labeled block instead of returning with `?`.
+    labeled: bool,
+    /// The link index of the last step.
+    last: usize,
+}
+
+impl<'a> Body<'a> {
+    fn new(svc: &'a Service) -> Body<'a> {
+        Body {
+            svc,
+            p: svc.krate.private(),
+            labeled: !svc.undos.is_empty() || svc.on_error.is_some(),
+            last: svc.steps().last().map_or(0, |(i, _, _)| i),
+        }
+    }
+
+    fn label() -> syn::Lifetime {
+        syn::Lifetime::new(LABEL, Span::call_site())
+    }
+
+    /// `expr?`, or a match that breaks out to the undos and the hook.
+    fn attempt(&self, expr: TokenStream) -> TokenStream {
+        self.attempt_to(expr, LABEL)
+    }
+
+    fn attempt_to(&self, expr: TokenStream, label: &str) -> TokenStream {
+        if self.labeled {
+            let label = syn::Lifetime::new(label, Span::call_site());
+            quote! {
+                match #expr {
+                    ::core::result::Result::Ok(__flext_ok) => __flext_ok,
+                    ::core::result::Result::Err(__flext_error) => break #label ::core::result::Result::Err(__flext_error),
+                }
+            }
+        } else {
+            quote!(#expr?)
+        }
+    }
+
+    /// Whether step `k`'s output is kept in a slot for its undo (the last step's undo runs
+    /// inline, so its output stays a plain value that can be returned).
+    fn slotted(&self, k: usize) -> bool {
+        k != self.last && self.svc.undos.iter().any(|(i, _, _)| *i == k)
+    }
+
+    fn out(k: usize) -> syn::Ident {
+        format_ident!("__flext_out{}", k)
+    }
+
+    fn slot(k: usize) -> syn::Ident {
+        format_ident!("__flext_slot{}", k)
+    }
+
+    /// A reference to step `k`'s output, inside the run.
+    fn borrow(&self, k: usize) -> TokenStream {
+        let out = Self::out(k);
+        if self.slotted(k) {
+            quote!(#out)
+        } else {
+            quote!(&#out)
+        }
+    }
+
+    fn tokens(&self) -> TokenStream {
+        let svc = self.svc;
+        let p = &self.p;
+        let mut run = TokenStream::new();
+        if !svc.rules.is_empty() {
+            let mode = if svc.fail_fast.is_some() {
+                quote!(FailFast)
+            } else {
+                quote!(CollectAll)
+            };
+            run.extend(quote! {
+                let mut __flext_rules = #p::Rules::new(#p::RuleMode::#mode);
+            });
+            for &i in &svc.rule_order {
+                run.extend(self.rule_check(&svc.rules[i], quote!(__flext_rules), None));
+            }
+            run.extend(self.attempt(quote!(__flext_rules.finish())));
+            run.extend(quote!(;));
+        }
+        for (k, link) in svc.links.iter().enumerate() {
+            let (prelude, call) = self.call(link.method(), &svc.args[k]);
+            run.extend(prelude);
+            match link {
+                Link::Step(m, _) => {
+                    let name = m.ident.to_string();
+                    let step = quote!(#p::step(#name, #call));
+                    let step = match &m.output {
+                        Some(ret) => respan(step, ret.span()),
+                        None => step,
+                    };
+                    let step = self.attempt(step);
+                    let o = Self::out(k);
+                    run.extend(quote! { let #o = #step; });
+                    if self.slotted(k) {
+                        let slot = Self::slot(k);
+                        run.extend(quote! { let #o = &*#slot.insert(#o); });
+                    }
+                }
+                Link::Tap(_) => run.extend(quote! { #call; }),
+            }
+        }
+        run.extend(self.postconditions());
+        let last = Self::out(self.last);
+        run.extend(quote! { ::core::result::Result::<_, #p::Error>::Ok(#last) });
+        if !self.labeled {
+            return run;
+        }
+
+        let slots = svc
+            .undos
+            .iter()
+            .filter(|(k, _, _)| self.slotted(*k))
+            .map(|(k, _, _)| {
+                let slot = Self::slot(*k);
+                quote! { let mut #slot = ::core::option::Option::None; }
+            });
+        let undos: Vec<TokenStream> = svc
+            .undos
+            .iter()
+            .rev()
+            .filter(|(k, _, _)| self.slotted(*k))
+            .map(|(k, undo, args)| {
+                let slot = Self::slot(*k);
+                let (prelude, call) = self.undo_call(undo, args, quote!(__flext_done));
+                quote! {
+                    if let ::core::option::Option::Some(__flext_done) = &#slot {
+                        #prelude
+                        __flext_error = #call;
+                    }
+                }
+            })
+            .collect();
+        let rebind = (!undos.is_empty()).then(|| quote!(let mut __flext_error = __flext_error;));
+        let hook = match svc.on_error.as_ref().and_then(|h| svc.other(h)) {
+            Some(m) => {
+                let call = self.plain_call(m, Some(quote!(__flext_error)));
+                let span = m.output.as_ref().map_or(Span::call_site(), |r| r.span());
+                respan(call, span)
+            }
+            None => quote!(__flext_error),
+        };
+        let label = Self::label();
+        quote! {
+            #(#slots)*
+            let __flext_result: #p::Result<_> = #label: { #run };
+            match __flext_result {
+                ::core::result::Result::Ok(__flext_value) => ::core::result::Result::Ok(__flext_value),
+                ::core::result::Result::Err(__flext_error) => {
+                    #rebind
+                    #(#undos)*
+                    ::core::result::Result::Err(#hook)
+                }
+            }
+        }
+    }
+
+    /// Postconditions on the final value; when they fail, the last step's undo runs
+    /// before the failure leaves the run.
+    fn postconditions(&self) -> TokenStream {
+        let svc = self.svc;
+        if svc.postconditions.is_empty() {
+            return TokenStream::new();
+        }
+        let p = &self.p;
+        let last = Self::out(self.last);
+        let mut checks = TokenStream::new();
+        for rule in &svc.postconditions {
+            checks.extend(self.rule_check(rule, quote!(__flext_post), Some(quote!(&#last))));
+        }
+        let inline_undo = svc.undos.iter().find(|(k, _, _)| *k == self.last);
+        match inline_undo {
+            None => {
+                let finish = self.attempt(quote!(__flext_post.finish()));
+                quote! {
+                    let mut __flext_post = #p::Rules::new(#p::RuleMode::CollectAll);
+                    #checks
+                    #finish;
+                }
+            }
+            Some((_, undo, args)) => {
+                // Postcondition checks that abort break out of this inner block, so that
+                // the last step is undone for them too.
+                let post_label = syn::Lifetime::new(POST_LABEL, Span::call_site());
+                let mut checks = TokenStream::new();
+                for rule in &svc.postconditions {
+                    checks.extend(self.rule_check_to(
+                        rule,
+                        quote!(__flext_post),
+                        Some(quote!(&#last)),
+                        POST_LABEL,
+                    ));
+                }
+                let (prelude, call) = self.undo_call(undo, args, quote!(&#last));
+                let label = Self::label();
+                quote! {
+                    let __flext_checked: #p::Result<()> = #post_label: {
+                        let mut __flext_post = #p::Rules::new(#p::RuleMode::CollectAll);
+                        #checks
+                        __flext_post.finish()
+                    };
+                    if let ::core::result::Result::Err(__flext_error) = __flext_checked {
+                        #prelude
+                        break #label ::core::result::Result::Err(#call);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rule_check(
+        &self,
+        rule: &Rule,
+        rules: TokenStream,
+        value: Option<TokenStream>,
+    ) -> TokenStream {
+        self.rule_check_to(rule, rules, value, LABEL)
+    }
+
+    fn rule_check_to(
+        &self,
+        rule: &Rule,
+        rules: TokenStream,
+        value: Option<TokenStream>,
+        label: &str,
+    ) -> TokenStream {
+        let m = &rule.method;
+        let name = m.ident.to_string();
+        let code = &rule.code;
+        let mut prelude = TokenStream::new();
+        let mut args = Vec::new();
+        for param in &m.params {
+            match (&param.role, &value) {
+                (Role::Context, _) => args.push(quote!(__flext_ctx)),
+                (_, Some(value)) => {
+                    let ty = &param.ty;
+                    prelude.extend(quote_spanned! {ty.span()=>
+                        let __flext_checked: #ty = #value;
+                    });
+                    args.push(quote!(__flext_checked));
+                }
+                (_, None) => {}
+            }
+        }
+        let ident = &m.ident;
+        let await_ = m.asyncness.map(|_| quote!(.await));
+        let check = quote!(#rules.check(#name, #code, self.#ident(#(#args),*) #await_));
+        let check = match &m.output {
+            Some(ret) => respan(check, ret.span()),
+            None => check,
+        };
+        let check = self.attempt_to(check, label);
+        quote! {
+            {
+                #prelude
+                #check;
+            }
+        }
+    }
+
+    /// The call of a step or tap with its parameters bound as `args` says.
+    fn call(&self, m: &Method, args: &[Arg]) -> (TokenStream, TokenStream) {
+        let mut prelude = TokenStream::new();
+        let mut values = Vec::new();
+        for (n, (param, arg)) in m.params.iter().zip(args).enumerate() {
+            let bind = format_ident!("__flext_arg{}", n);
+            let ty = &param.ty;
+            let value = match arg {
+                Arg::Context => {
+                    values.push(quote!(__flext_ctx));
+                    continue;
+                }
+                Arg::Moved(j) => {
+                    let o = Self::out(*j);
+                    quote!(#o)
+                }
+                Arg::Borrowed(j) => self.borrow(*j),
+                Arg::Unbound => continue,
+            };
+            prelude.extend(quote_spanned! {ty.span()=> let #bind: #ty = #value; });
+            values.push(quote!(#bind));
+        }
+        let ident = &m.ident;
+        let await_ = m.asyncness.map(|_| quote!(.await));
+        (prelude, quote!(self.#ident(#(#values),*) #await_))
+    }
+
+    /// The call of the hook: the error, and the context where asked for.
+    fn plain_call(&self, m: &Method, value: Option<TokenStream>) -> TokenStream {
+        let mut value = value;
+        let args = m.params.iter().filter_map(|p| match p.role {
+            Role::Context => Some(quote!(__flext_ctx)),
+            _ => value.take(),
+        });
+        let ident = &m.ident;
+        let await_ = m.asyncness.map(|_| quote!(.await));
+        quote!(self.#ident(#(#args),*) #await_)
+    }
+
+    /// `runtime::undo(error, name, self.undo(output))`: runs the undo of a completed step
+    /// and returns the error to report.
+    fn undo_call(
+        &self,
+        undo: &syn::Ident,
+        args: &[Arg],
+        output: TokenStream,
+    ) -> (TokenStream, TokenStream) {
+        let p = &self.p;
+        let Some(m) = self.svc.other(undo) else {
+            return (TokenStream::new(), quote!(__flext_error));
+        };
+        let mut prelude = TokenStream::new();
+        let mut values = Vec::new();
+        for (param, arg) in m.params.iter().zip(args) {
+            match arg {
+                Arg::Context => values.push(quote!(__flext_ctx)),
+                Arg::Borrowed(_) => {
+                    let ty = &param.ty;
+                    prelude
+                        .extend(quote_spanned! {ty.span()=> let __flext_undo_in: #ty = #output; });
+                    values.push(quote!(__flext_undo_in));
+                }
+                _ => {}
+            }
+        }
+        let ident = &m.ident;
+        let name = ident.to_string();
+        let await_ = m.asyncness.map(|_| quote!(.await));
+        let call = quote!(#p::undo(__flext_error, #name, self.#ident(#(#values),*) #await_));
+        let call = match &m.output {
+            Some(ret) => respan(call, ret.span()),
+            None => call,
+        };
+        (prelude, call)
+    }
 }
 
 /// `impl Validate` for a message's `#[business_rules]`.
-pub fn rules(svc: &Service, plan: &Plan) -> TokenStream {
-    let krate = svc
-        .args
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::flext));
+pub fn rules(svc: &Service) -> TokenStream {
     let item = &svc.item;
+    let p = svc.krate.private();
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
-    let ctx = quote!(__flext_ctx);
-    let checks = plan
+    let body = Body {
+        svc,
+        p: p.clone(),
+        labeled: false,
+        last: 0,
+    };
+    let checks = svc
         .rule_order
         .iter()
-        .map(|&i| rule_check(&svc.rules[i], quote!(__flext_rules), None, &ctx));
+        .map(|&i| body.rule_check(&svc.rules[i], quote!(__flext_rules), None));
     quote! {
         #item
 
         #[automatically_derived]
-        impl #impl_generics #krate::Validate for #self_ty #where_clause {
-            fn validate(&self) -> #krate::Result<()> {
-                let mut __flext_rules = #krate::__private::Rules::new(#krate::RuleMode::CollectAll);
+        impl #impl_generics #p::Validate for #self_ty #where_clause {
+            fn validate(&self) -> #p::Result<()> {
+                let mut __flext_rules = #p::Rules::new(#p::RuleMode::CollectAll);
                 #(#checks)*
                 __flext_rules.finish()
+            }
+        }
+    }
+}
+
+/// A stand-in `Validate`, so that `#[command(validate)]` on the type adds no error.
+pub fn rules_fallback(svc: &Service) -> TokenStream {
+    let item = &svc.item;
+    let p = svc.krate.private();
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    quote! {
+        #item
+        #[automatically_derived]
+        impl #impl_generics #p::Validate for #self_ty #where_clause {
+            fn validate(&self) -> #p::Result<()> {
+                ::core::unreachable!()
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `#[domain_service]`: ordered business rules, then a railway of steps.
+//! `#[domain_service]`: ordered business rules, then a railway of steps with undos; and
+//! `#[business_rules]`, the same rules as a message's `Validate`.
 
 mod check;
 mod expand;
@@ -6,55 +7,44 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, parse_item, with_errors};
+use crate::common::Ctxt;
+use crate::common::driver::Family;
+pub use parse::Mode;
+pub use parse::Service;
 
-pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match parse_item(
-        &input,
-        "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`",
-    ) {
-        Ok(item) => item,
-        Err(tokens) => return tokens,
-    };
-    let mut errors = Errors::default();
-    let svc = parse::Service::from_tokens(args, item, &mut errors);
-    let plan = check::service(&svc, &mut errors);
-    match errors.finish() {
-        Ok(()) => expand::service(&svc, &plan),
-        Err(e) => {
-            let item = &svc.item;
-            with_errors(quote::quote!(#item), e)
+impl Family for Service {
+    type Item = syn::ItemImpl;
+    type Config = Mode;
+
+    fn goes_on(mode: Mode) -> String {
+        match mode {
+            Mode::Service => "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`".into(),
+            Mode::MessageRules => "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods".into(),
+        }
+    }
+
+    fn parse(cx: &Ctxt, mode: Mode, args: TokenStream, item: syn::ItemImpl) -> Service {
+        Service::from_syn(cx, mode, args, item)
+    }
+
+    fn check(&mut self, cx: &Ctxt) {
+        check::service(self, cx);
+    }
+
+    fn expand(&self) -> TokenStream {
+        match self.mode {
+            Mode::Service => expand::service(self),
+            Mode::MessageRules => expand::rules(self),
+        }
+    }
+
+    fn fallback(&self) -> TokenStream {
+        match self.mode {
+            Mode::Service => expand::fallback(self),
+            Mode::MessageRules => expand::rules_fallback(self),
         }
     }
 }
 
-/// `#[business_rules]` on an `impl` of a message type: implements `Validate`.
-pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match parse_item(
-        &input,
-        "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods",
-    ) {
-        Ok(item) => item,
-        Err(tokens) => return tokens,
-    };
-    let mut errors = Errors::default();
-    let svc = parse::Service::from_tokens(args, item, &mut errors);
-    let plan = check::rules_only(&svc, &mut errors);
-    match errors.finish() {
-        Ok(()) => expand::rules(&svc, &plan),
-        Err(e) => {
-            // A stub `Validate` keeps a `#[command(validate)]` on the type from adding
-            // a second, misleading error.
-            let stub = expand::rules(
-                &parse::Service {
-                    rules: Vec::new(),
-                    ..svc
-                },
-                &check::Plan {
-                    rule_order: Vec::new(),
-                },
-            );
-            with_errors(stub, e)
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,225 +1,243 @@
-//! `#[domain_service]` input -> a typed model that keeps the user's spans.
-//!
-//! Parsing checks the shape of each item on its own (signatures, attribute options);
-//! rules that relate several items (order, cycles, the first step) live in `check.rs`.
+//! `#[domain_service]` and `#[business_rules]` input -> a typed model that keeps the
+//! user's spans. Parsing checks the shape of each item on its own (signatures, attribute
+//! options); rules that relate several items (order, cycles, the step chain, undo and
+//! hook lookup) live in `check.rs`.
 
-use darling::FromMeta;
-use darling::util::{Flag, SpannedValue};
-use proc_macro2::TokenStream;
-use quote::ToTokens;
+use proc_macro2::{Span, TokenStream};
 
-use crate::common::{Errors, Method, Param, error_at, parse_attr_args};
+use crate::common::options::{self, Spec};
+use crate::common::sig::{Method, Role};
+use crate::common::symbol::*;
+use crate::common::util::{is_unit, take_attrs, type_name};
+use crate::common::{Ctxt, Krate, error_at};
 
-/// The method attributes `#[domain_service]` understands, by their last path segment.
-pub const BUSINESS_RULE: &str = "business_rule";
-pub const STEP: &str = "step";
-pub const TAP: &str = "tap";
-pub const POSTCONDITION: &str = "postcondition";
-const ROLES: [&str; 4] = [BUSINESS_RULE, STEP, TAP, POSTCONDITION];
-
-/// Options of `#[domain_service(...)]`.
-#[derive(Default, FromMeta)]
-#[darling(default)]
-pub struct ServiceArgs {
-    /// Stop at the first violated business rule instead of collecting all of them.
-    pub fail_fast: Flag,
-    /// A method of the impl called with the error before `execute` returns it.
-    pub on_error: Option<syn::Ident>,
-    /// The span name; defaults to the type's name.
-    pub name: Option<String>,
-    /// The path of the flext crate, for crates that rename it.
-    #[darling(rename = "crate")]
-    pub krate: Option<syn::Path>,
+/// Which attribute the impl block carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `#[domain_service]`: rules, steps, taps, postconditions.
+    Service,
+    /// `#[business_rules]` on a message: rules only, implementing `Validate`.
+    MessageRules,
 }
-
-/// Options of `#[business_rule(...)]` and `#[postcondition(...)]`.
-#[derive(Default, FromMeta)]
-#[darling(default)]
-pub struct RuleArgs {
-    pub code: Option<String>,
-    pub order: Option<SpannedValue<i64>>,
-    #[darling(multiple)]
-    pub after: Vec<syn::Ident>,
-}
-
-/// `#[step]` and `#[tap]` take no options; darling still rejects unknown ones.
-#[derive(Default, FromMeta)]
-pub struct NoArgs {}
 
 pub struct Rule {
     pub method: Method,
     pub code: String,
-    pub order: Option<SpannedValue<i64>>,
+    pub order: Option<(i64, Span)>,
     pub after: Vec<syn::Ident>,
 }
 
 pub enum Link {
-    Step(Method),
+    /// A step, and the method that undoes it.
+    Step(Method, Option<syn::Ident>),
     Tap(Method),
 }
 
 pub struct Service {
+    pub mode: Mode,
     /// The impl block with flext's method attributes removed, emitted as is.
     pub item: syn::ItemImpl,
-    pub args: ServiceArgs,
+    pub krate: Krate,
     pub name: String,
+    pub fail_fast: Option<Span>,
+    pub on_error: Option<syn::Ident>,
     pub rules: Vec<Rule>,
     pub links: Vec<Link>,
     pub postconditions: Vec<Rule>,
-    /// The error hook, when `on_error` names a method of this impl.
-    pub hook: Option<Method>,
-    /// Every method name of the impl, for "did you mean" on `on_error`.
-    pub method_names: Vec<String>,
+    /// Every method of the impl that plays no part, for `on_error` and `undo` lookup.
+    pub others: Vec<Method>,
+    /// Indices into `rules`, in the order they run; set by the check.
+    pub rule_order: Vec<usize>,
+    /// For each link, what each of its parameters is bound to; set by the check.
+    pub args: Vec<Vec<Arg>>,
+    /// For each step with an undo: the step's link index, the undo and its arguments.
+    pub undos: Vec<(usize, syn::Ident, Vec<Arg>)>,
 }
+
+/// What a parameter of a step, tap, postcondition or undo receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Context,
+    /// The output of the step at this link index, moved.
+    Moved(usize),
+    /// The output of the step at this link index, by reference.
+    Borrowed(usize),
+    /// Nothing could be bound (an error has been reported).
+    Unbound,
+}
+
+const SERVICE_SPEC: Spec<'static> = Spec {
+    attr: DOMAIN_SERVICE,
+    allowed: &[FAIL_FAST, ON_ERROR, NAME, CRATE],
+    repeatable: &[],
+};
+const RULES_SPEC: Spec<'static> = Spec {
+    attr: BUSINESS_RULES,
+    allowed: &[CRATE],
+    repeatable: &[],
+};
+const RULE_SPEC: Spec<'static> = Spec {
+    attr: BUSINESS_RULE,
+    allowed: &[CODE, ORDER, AFTER],
+    repeatable: &[AFTER],
+};
+const POSTCONDITION_SPEC: Spec<'static> = Spec {
+    attr: POSTCONDITION,
+    allowed: &[CODE],
+    repeatable: &[],
+};
+const STEP_SPEC: Spec<'static> = Spec {
+    attr: STEP,
+    allowed: &[UNDO],
+    repeatable: &[],
+};
+const TAP_SPEC: Spec<'static> = Spec {
+    attr: TAP,
+    allowed: &[UNDO],
+    repeatable: &[],
+};
 
 impl Service {
-    pub fn from_tokens(args: TokenStream, item: syn::ItemImpl, errors: &mut Errors) -> Service {
-        let args = darling::ast::NestedMeta::parse_meta_list(args)
-            .map_err(darling::Error::from)
-            .and_then(|metas| ServiceArgs::from_list(&metas));
-        let args = errors.handle(args).unwrap_or_default();
+    pub fn from_syn(cx: &Ctxt, mode: Mode, args: TokenStream, item: syn::ItemImpl) -> Service {
+        let mut name = None;
+        let mut krate = None;
+        let mut fail_fast = None;
+        let mut on_error = None;
+        let spec = match mode {
+            Mode::Service => &SERVICE_SPEC,
+            Mode::MessageRules => &RULES_SPEC,
+        };
+        options::parse(cx, spec, args, |key, meta| {
+            match key {
+                FAIL_FAST => fail_fast = Some(options::flag(meta)?),
+                ON_ERROR => on_error = Some(options::ident(meta)?),
+                NAME => name = Some(options::string(meta)?.value()),
+                _ => krate = Some(options::path(meta)?),
+            }
+            Ok(())
+        });
+        let attr = match mode {
+            Mode::Service => DOMAIN_SERVICE,
+            Mode::MessageRules => BUSINESS_RULES,
+        };
         let mut item = item;
-
         if let Some((_, path, _)) = &item.trait_ {
-            errors.push(error_at(
+            cx.push(error_at(
                 path,
-                "`#[domain_service]` goes on an inherent `impl MyService { ... }` block, not on a trait impl: it writes the `DomainService` impl itself",
+                format!("`#[{attr}]` goes on an inherent `impl MyType {{ ... }}` block, not on a trait impl: it writes the trait impl itself"),
             ));
         }
-        let name = args
-            .name
-            .clone()
-            .unwrap_or_else(|| type_name(&item.self_ty));
 
-        let mut rules = Vec::new();
-        let mut links = Vec::new();
-        let mut postconditions = Vec::new();
-        let mut method_names = Vec::new();
-
+        let mut svc = Service {
+            mode,
+            name: name.unwrap_or_else(|| type_name(&item.self_ty)),
+            krate: Krate::new(krate),
+            fail_fast,
+            on_error,
+            rules: Vec::new(),
+            links: Vec::new(),
+            postconditions: Vec::new(),
+            others: Vec::new(),
+            rule_order: Vec::new(),
+            args: Vec::new(),
+            undos: Vec::new(),
+            item: syn::ItemImpl {
+                items: Vec::new(),
+                ..item.clone()
+            },
+        };
         for impl_item in &mut item.items {
-            let syn::ImplItem::Fn(f) = impl_item else {
-                continue;
-            };
-            method_names.push(f.sig.ident.to_string());
-            let mut ours = Vec::new();
-            f.attrs.retain(|attr| match role_of(attr) {
-                Some(role) => {
-                    ours.push((role, attr.clone()));
-                    false
-                }
-                None => true,
-            });
-            if let [(first, _), (_, second), ..] = ours.as_slice() {
-                errors.push(error_at(
-                    second,
-                    format!(
-                        "`{}` already has a flext attribute (`#[{}]`); a method plays one part: remove one of them",
-                        f.sig.ident, first,
-                    ),
-                ));
-            }
-            let Some((role, attr)) = ours.into_iter().next() else {
-                continue;
-            };
-            match role {
-                BUSINESS_RULE | POSTCONDITION => {
-                    let label = format!("`#[{role}]`");
-                    let rule_args: RuleArgs =
-                        errors.handle(parse_attr_args(&attr)).unwrap_or_default();
-                    let method = Method::from_sig(&f.sig, &label, errors);
-                    check_rule_signature(&method, role, errors);
-                    if role == POSTCONDITION {
-                        if let Some(order) = &rule_args.order {
-                            errors.push(error_at_spanned(
-                                order.span(),
-                                "postconditions run in declaration order; remove `order`",
-                            ));
-                        }
-                        if let Some(after) = rule_args.after.first() {
-                            errors.push(error_at(
-                                after,
-                                "postconditions run in declaration order; remove `after`",
-                            ));
-                        }
-                    }
-                    let rule = Rule {
-                        code: rule_args.code.unwrap_or_else(|| method.ident.to_string()),
-                        method,
-                        order: rule_args.order,
-                        after: rule_args.after,
-                    };
-                    if role == BUSINESS_RULE {
-                        rules.push(rule);
-                    } else {
-                        postconditions.push(rule);
-                    }
-                }
-                STEP => {
-                    errors.handle(parse_attr_args::<NoArgs>(&attr));
-                    let method = Method::from_sig(&f.sig, "`#[step]`", errors);
-                    check_step_signature(&method, errors);
-                    links.push(Link::Step(method));
-                }
-                _ => {
-                    errors.handle(parse_attr_args::<NoArgs>(&attr));
-                    let method = Method::from_sig(&f.sig, "`#[tap]`", errors);
-                    check_tap_signature(&method, errors);
-                    links.push(Link::Tap(method));
-                }
+            if let syn::ImplItem::Fn(f) = impl_item {
+                svc.read_method(cx, f);
             }
         }
+        svc.item = item;
+        svc
+    }
 
-        let hook = args.on_error.as_ref().and_then(|hook| {
-            item.items.iter().find_map(|i| match i {
-                syn::ImplItem::Fn(f) if f.sig.ident == *hook => {
-                    let method = Method::from_sig(&f.sig, "`on_error`", errors);
-                    check_hook_signature(&method, errors);
-                    Some(method)
+    fn read_method(&mut self, cx: &Ctxt, f: &mut syn::ImplItemFn) {
+        let ours = take_attrs(&mut f.attrs, &SERVICE_ROLES);
+        let method = Method::from_sig(&f.sig);
+        if let [(first, _), (_, second), ..] = ours.as_slice() {
+            cx.push(error_at(
+                second,
+                format!(
+                    "`{}` already has a flext attribute (`#[{first}]`); a method plays one part: remove one of them",
+                    f.sig.ident,
+                ),
+            ));
+        }
+        let Some((role, attr)) = ours.into_iter().next() else {
+            self.others.push(method);
+            return;
+        };
+        let label = format!("`#[{role}]` method");
+        method.require_ref_self(cx, &label);
+        method.reject_generics(
+            cx,
+            &label,
+            "the service calls it with types it must know; move the parameter to the `impl`",
+        );
+        match role {
+            BUSINESS_RULE | POSTCONDITION => {
+                let rule = read_rule(cx, role, &attr, method);
+                if role == BUSINESS_RULE {
+                    self.rules.push(rule);
+                } else {
+                    self.postconditions.push(rule);
                 }
-                _ => None,
-            })
-        });
-
-        Service {
-            item,
-            args,
-            name,
-            rules,
-            links,
-            postconditions,
-            hook,
-            method_names,
+            }
+            STEP => {
+                let mut undo = None;
+                options::parse_attr(cx, &STEP_SPEC, &attr, |_, meta| {
+                    undo = Some(options::ident(meta)?);
+                    Ok(())
+                });
+                check_step_signature(cx, &method);
+                self.links.push(Link::Step(method, undo));
+            }
+            _ => {
+                options::parse_attr(cx, &TAP_SPEC, &attr, |_, meta| {
+                    Err(meta.error("a `#[tap]` changes nothing, so it has nothing to undo: remove `undo`, or put it on the `#[step]` whose effect it reverts"))
+                });
+                check_tap_signature(cx, &method);
+                self.links.push(Link::Tap(method));
+            }
         }
     }
 }
 
-fn error_at_spanned(span: proc_macro2::Span, message: &str) -> syn::Error {
-    crate::common::error_at_span(span, message)
-}
-
-fn role_of(attr: &syn::Attribute) -> Option<&'static str> {
-    let last = attr.path().segments.last()?;
-    ROLES.into_iter().find(|r| last.ident == r)
-}
-
-fn type_name(ty: &syn::Type) -> String {
-    match ty {
-        syn::Type::Path(p) => p
-            .path
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_else(|| ty.to_token_stream().to_string()),
-        _ => ty.to_token_stream().to_string(),
+fn read_rule(cx: &Ctxt, role: &str, attr: &syn::Attribute, method: Method) -> Rule {
+    let mut code = None;
+    let mut order = None;
+    let mut after = Vec::new();
+    let spec = if role == BUSINESS_RULE {
+        &RULE_SPEC
+    } else {
+        &POSTCONDITION_SPEC
+    };
+    options::parse_attr(cx, spec, attr, |key, meta| {
+        match key {
+            CODE => code = Some(options::string(meta)?.value()),
+            ORDER => order = Some(options::int::<i64>(meta)?),
+            _ => after.push(options::ident(meta)?),
+        }
+        Ok(())
+    });
+    check_rule_signature(cx, &method, role);
+    Rule {
+        code: code.unwrap_or_else(|| method.ident.to_string()),
+        method,
+        order,
+        after,
     }
 }
 
-fn check_rule_signature(m: &Method, role: &str, errors: &mut Errors) {
-    let values: Vec<_> = m.values().collect();
+fn check_rule_signature(cx: &Ctxt, m: &Method, role: &str) {
     if role == BUSINESS_RULE {
-        for ty in values {
-            errors.push(error_at(
-                ty,
+        for p in m.values().chain(m.refs()) {
+            cx.push(error_at(
+                &p.ty,
                 format!(
                     "a `#[business_rule]` reads the service's fields through `&self` and takes no other input; remove this parameter (only `ctx: &Context` is allowed), or make `{}` a `#[step]`",
                     m.ident
@@ -227,21 +245,25 @@ fn check_rule_signature(m: &Method, role: &str, errors: &mut Errors) {
             ));
         }
     } else {
-        match values.as_slice() {
-            [ty] if is_reference(ty) => {}
-            [ty] => errors.push(error_at(
-                ty,
+        let refs: Vec<_> = m.refs().collect();
+        for p in m.values() {
+            cx.push(error_at(
+                &p.ty,
                 "a `#[postcondition]` checks the service's result by reference: take `&T` where `T` is the last step's output",
-            )),
-            [] => errors.push(error_at(
+            ));
+        }
+        match refs.as_slice() {
+            [_] => {}
+            [] if m.values().next().is_some() => {}
+            [] => cx.push(error_at(
                 &m.ident,
                 format!("a `#[postcondition]` checks the service's result: `fn {}(&self, result: &T) -> RuleResult`", m.ident),
             )),
-            [_, extra, ..] => errors.push(error_at(extra, "a `#[postcondition]` takes one value, the service's result by reference; remove this parameter")),
+            [_, extra, ..] => cx.push(error_at(&extra.ty, "a `#[postcondition]` takes one value, the service's result by reference; remove this parameter")),
         }
     }
-    if m.return_type().is_none() {
-        errors.push(error_at(
+    if m.output.is_none() {
+        cx.push(error_at(
             &m.ident,
             format!(
                 "a `#[{role}]` must say whether it holds: add `-> RuleResult` and return `Ok(())` or a `RuleViolation` (the `ensure!` macro does both)"
@@ -250,15 +272,21 @@ fn check_rule_signature(m: &Method, role: &str, errors: &mut Errors) {
     }
 }
 
-fn check_step_signature(m: &Method, errors: &mut Errors) {
-    if let [_, extra, ..] = m.values().collect::<Vec<_>>().as_slice() {
-        errors.push(error_at(
-            extra,
-            "a `#[step]` takes at most one value, the previous step's output (plus `ctx: &Context` if it needs it); read other inputs from the service's fields",
+fn check_step_signature(cx: &Ctxt, m: &Method) {
+    if let Some(extra) = m.values().nth(1) {
+        cx.push(error_at(
+            &extra.ty,
+            "a `#[step]` takes at most one value, the previous step's output; take earlier outputs by reference (`&T`), and read other inputs from the service's fields",
         ));
     }
-    if m.return_type().is_none() {
-        errors.push(error_at(
+    if let Some(p) = m.params.iter().find(|p| matches!(p.role, Role::Bus)) {
+        cx.push(error_at(
+            &p.ty,
+            "a `#[step]` cannot take the bus: keep it in a field of the service",
+        ));
+    }
+    if m.output.is_none() {
+        cx.push(error_at(
             &m.ident,
             format!(
                 "a `#[step]` must return `flext::Result<T>`: add `-> Result<T>` to `{}` (use `Result<()>` when it produces nothing)",
@@ -268,22 +296,26 @@ fn check_step_signature(m: &Method, errors: &mut Errors) {
     }
 }
 
-fn check_tap_signature(m: &Method, errors: &mut Errors) {
-    match m.values().collect::<Vec<_>>().as_slice() {
-        [ty] if is_reference(ty) => {}
-        [ty] => errors.push(error_at(
-            ty,
+fn check_tap_signature(cx: &Ctxt, m: &Method) {
+    let refs: Vec<_> = m.refs().collect();
+    for p in m.values() {
+        cx.push(error_at(
+            &p.ty,
             "a `#[tap]` sees the value by reference and cannot change it: take `&T`",
-        )),
-        [] => errors.push(error_at(
+        ));
+    }
+    match refs.as_slice() {
+        [_] => {}
+        [] if m.values().next().is_some() => {}
+        [] => cx.push(error_at(
             &m.ident,
             format!("a `#[tap]` sees the previous step's output: `fn {}(&self, value: &T)`", m.ident),
         )),
-        [_, extra, ..] => errors.push(error_at(extra, "a `#[tap]` takes one value, the previous step's output by reference; remove this parameter")),
+        [_, extra, ..] => cx.push(error_at(&extra.ty, "a `#[tap]` takes one value, the previous step's output by reference; remove this parameter")),
     }
-    if let Some(ty) = m.return_type() {
-        if !crate::common::is_unit(ty) {
-            errors.push(error_at(
+    if let Some(ty) = &m.output {
+        if !is_unit(ty) {
+            cx.push(error_at(
                 ty,
                 "a `#[tap]` cannot change the flow, so it returns nothing: remove the return type, or make it a `#[step]` if it can fail",
             ));
@@ -291,37 +323,45 @@ fn check_tap_signature(m: &Method, errors: &mut Errors) {
     }
 }
 
-fn check_hook_signature(m: &Method, errors: &mut Errors) {
-    let values: Vec<_> = m.values().collect();
-    if values.len() != 1 || m.return_type().is_none() {
-        errors.push(error_at(
-            &m.ident,
-            format!(
-                "the `on_error` hook receives the error and returns the error to report: `fn {}(&self, error: flext::Error) -> flext::Error` (optionally `async`, optionally with `ctx: &Context`)",
-                m.ident
-            ),
-        ));
-    }
-}
-
-fn is_reference(ty: &syn::Type) -> bool {
-    matches!(ty, syn::Type::Reference(_))
-}
-
 impl Link {
     pub fn method(&self) -> &Method {
         match self {
-            Link::Step(m) | Link::Tap(m) => m,
+            Link::Step(m, _) | Link::Tap(m) => m,
         }
     }
 }
 
-impl Method {
-    /// The first non-context parameter type, if any.
-    pub fn input(&self) -> Option<&syn::Type> {
-        self.params.iter().find_map(|p| match p {
-            Param::Value(ty) => Some(&**ty),
-            Param::Context => None,
+impl Service {
+    /// Every method the generated code calls, hook and undos included.
+    pub fn called(&self) -> impl Iterator<Item = &Method> {
+        let undos = self.links.iter().filter_map(|l| match l {
+            Link::Step(_, Some(u)) => self.other(u),
+            _ => None,
+        });
+        self.rules
+            .iter()
+            .map(|r| &r.method)
+            .chain(self.links.iter().map(Link::method))
+            .chain(self.postconditions.iter().map(|r| &r.method))
+            .chain(self.on_error.as_ref().and_then(|h| self.other(h)))
+            .chain(undos)
+    }
+
+    /// The method of this impl named `name` that plays no other part.
+    pub fn other(&self, name: &syn::Ident) -> Option<&Method> {
+        self.others.iter().find(|m| m.ident == *name)
+    }
+
+    /// The steps, with their index among the links.
+    pub fn steps(&self) -> impl Iterator<Item = (usize, &Method, Option<&syn::Ident>)> {
+        self.links.iter().enumerate().filter_map(|(i, l)| match l {
+            Link::Step(m, undo) => Some((i, m, undo.as_ref())),
+            Link::Tap(_) => None,
         })
+    }
+
+    /// The first `async` method the generated code calls, if any.
+    pub fn first_async(&self) -> Option<&Method> {
+        self.called().find(|m| m.is_async())
     }
 }

@@ -1,12 +1,16 @@
-//! Cross-item rules of a saga: compensations exist and come before the pivot, at most one
-//! pivot, every `&T` a step takes is produced by an earlier step.
+//! Cross-item rules of a saga: compensations exist, fit and come before the pivot, at
+//! most one pivot, every `&T` a step takes is produced by an earlier step.
 
-use super::parse::{Param, Saga, produces, type_key};
-use crate::common::{Errors, error_at, error_at_span, suggestion};
+use quote::ToTokens;
 
-pub fn saga(saga: &Saga, errors: &mut Errors) {
+use super::parse::Saga;
+use crate::common::sig::Role;
+use crate::common::util::{produces, suggestion, type_key};
+use crate::common::{Ctxt, error_at, error_at_span};
+
+pub fn saga(saga: &Saga, cx: &Ctxt) {
     if saga.steps.is_empty() {
-        errors.push(error_at(
+        cx.push(error_at(
             &saga.item.self_ty,
             format!("`#[saga]` on `{}` has no `#[saga_step]`: add at least one `#[saga_step] fn ...(&self) -> Result<T>`", saga.name),
         ));
@@ -15,67 +19,73 @@ pub fn saga(saga: &Saga, errors: &mut Errors) {
     for (i, step) in saga.steps.iter().enumerate() {
         if let Some(span) = step.pivot {
             if let Some(first) = pivot {
-                errors.push(error_at_span(
+                cx.push(error_at_span(
                     span,
                     format!("a saga has at most one pivot, and `{first}` is already it: the pivot is the single point of no return"),
                 ));
             } else {
                 pivot = Some(&step.method.ident);
                 if let Some(c) = &step.compensate {
-                    errors.push(error_at(c, "the pivot is the point of no return and has no compensation: remove `compensate`, or move `pivot` to a later step"));
+                    cx.push(error_at(c, "the pivot is the point of no return and has no compensation: remove `compensate`, or move `pivot` to a later step"));
                 }
             }
         } else if let (Some(p), Some(c)) = (pivot, &step.compensate) {
-            errors.push(error_at(
+            cx.push(error_at(
                 c,
                 format!("steps after the pivot `{p}` are never compensated, they are retried until they succeed: remove `compensate`, or move the pivot after `{}`", step.method.ident),
             ));
         }
         if let Some(c) = &step.compensate {
-            let name = c.to_string();
-            match saga.others.iter().find(|m| m.ident == name) {
-                None => errors.push(error_at(
-                    c,
-                    format!(
-                        "`compensate = {name}` names no method of this impl block: define `fn {name}(&self, output: &{}) -> Result<()>` here{}",
-                        step.method.ok_type.as_ref().map_or_else(|| "T".to_owned(), |t| quote::quote!(#t).to_string()),
-                        suggestion(&name, saga.others.iter().map(|m| m.ident.to_string()).collect::<Vec<_>>().iter().map(String::as_str))
-                    ),
-                )),
-                Some(m) => {
-                    if !m.params.iter().any(|p| matches!(p, Param::Output(..))) {
-                        errors.push(error_at(
-                            &m.ident,
-                            format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &T`", step.method.ident),
-                        ));
-                    }
-                    if m.output.is_none() {
-                        errors.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
-                    }
-                }
-            }
+            compensation(saga, cx, i, c);
         }
         // Every `&T` must be an earlier step's output.
-        for param in &step.method.params {
-            if let Param::Output(ty, inner) = param {
-                let key = type_key(inner);
-                let found = saga.steps[..i].iter().any(|s| {
-                    s.method
-                        .ok_type
-                        .as_ref()
-                        .is_some_and(|t| produces(t, inner))
-                });
-                if !found {
-                    errors.push(error_at(
-                        ty,
-                        format!(
-                            "no step before `{}` produces a `{}`: steps run in declaration order and take earlier outputs by reference",
-                            step.method.ident,
-                            key
-                        ),
-                    ));
-                }
+        for param in step.method.refs() {
+            let Role::Ref(inner) = &param.role else {
+                continue;
+            };
+            let found = saga.steps[..i].iter().any(|s| {
+                s.method
+                    .ok_type
+                    .as_ref()
+                    .is_some_and(|t| produces(t, inner))
+            });
+            if !found {
+                cx.push(error_at(
+                    &param.ty,
+                    format!(
+                        "no step before `{}` produces a `{}`: steps run in declaration order and take earlier outputs by reference",
+                        step.method.ident,
+                        type_key(inner)
+                    ),
+                ));
             }
         }
+    }
+}
+
+fn compensation(saga: &Saga, cx: &Ctxt, i: usize, c: &syn::Ident) {
+    let step = &saga.steps[i];
+    let name = c.to_string();
+    let Some(m) = saga.others.iter().find(|m| m.ident == name) else {
+        let candidates: Vec<String> = saga.others.iter().map(|m| m.ident.to_string()).collect();
+        cx.push(error_at(
+            c,
+            format!(
+                "`compensate = {name}` names no method of this impl block: define `fn {name}(&self, output: &{}) -> Result<()>` here{}",
+                step.method.ok_type.as_ref().map_or_else(|| "T".to_owned(), |t| t.to_token_stream().to_string()),
+                suggestion(&name, candidates.iter().map(String::as_str))
+            ),
+        ));
+        return;
+    };
+    m.require_ref_self(cx, "compensation");
+    if m.refs().next().is_none() {
+        cx.push(error_at(
+            &m.ident,
+            format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &T`", step.method.ident),
+        ));
+    }
+    if m.output.is_none() {
+        cx.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
     }
 }

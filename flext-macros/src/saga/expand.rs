@@ -1,19 +1,23 @@
 //! Model -> tokens: the `Saga` impl (step table, `run_step`, `compensate`), the
-//! registration recovery uses, and spanned checks that every logged value is durable.
+//! registration recovery uses, and one spanned check per logged type that it is durable.
+//!
+//! Logged values are encoded and decoded through autoref specialisation (`LogSlot`):
+//! for a durable type the serde path is taken; for a type that is not, a path that
+//! compiles, so that the one `assert_durable` per type is the only error, not one per use.
+
+use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 
-use super::parse::{Method, Param, Saga, produces};
+use super::parse::Saga;
 use crate::common::respan;
+use crate::common::sig::{Method, Role};
+use crate::common::util::{produces, type_key};
 
 pub fn saga(saga: &Saga) -> TokenStream {
-    let krate = saga
-        .args
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::flext));
+    let p = saga.krate.private();
     let item = &saga.item;
     let self_ty = &item.self_ty;
     let name = &saga.name;
@@ -38,7 +42,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         quote! {
-            #krate::__private::StepSpec {
+            #p::StepSpec {
                 name: #step,
                 compensation: #compensation,
                 pivot: #is_pivot,
@@ -55,23 +59,23 @@ pub fn saga(saga: &Saga) -> TokenStream {
         .map(|s| s.method.ok_type.as_ref())
         .collect();
     let run_arms = saga.steps.iter().enumerate().map(|(i, s)| {
-        let (prelude, call) = call(&s.method, &outputs[..i], None);
+        let (prelude, call) = call(&p, &s.method, &outputs[..i], None);
         let step = s.method.ident.to_string();
-        let call = quote!(#krate::__private::step(#step, #call));
+        let call = quote!(#p::step(#step, #call));
         let call = match &s.method.output {
             Some(ret) => respan(call, ret.span()),
             None => call,
         };
-        let encode = quote!(__flext_scope.encode(&__flext_output));
-        let encode = match &s.method.ok_type {
-            Some(t) => respan(encode, t.span()),
-            None => encode,
-        };
+        let ty = s
+            .method
+            .ok_type
+            .as_ref()
+            .map_or_else(|| quote!(_), |t| quote!(#t));
         quote! {
             #i => {
                 #prelude
                 let __flext_output = #call?;
-                #encode
+                (&&#p::LogSlot::<#ty>::new()).encode(__flext_scope, &__flext_output)
             }
         }
     });
@@ -79,9 +83,9 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let c = s.compensate.as_ref()?;
         let m = saga.others.iter().find(|m| m.ident == *c)?;
         let own = s.method.ok_type.as_ref()?;
-        let (prelude, call) = call(m, &outputs[..i], Some((i, own)));
+        let (prelude, call) = call(&p, m, &outputs[..i], Some((i, own)));
         let step = m.ident.to_string();
-        let call = quote!(#krate::__private::step(#step, #call));
+        let call = quote!(#p::step(#step, #call));
         let call = match &m.output {
             Some(ret) => respan(call, ret.span()),
             None => call,
@@ -95,38 +99,47 @@ pub fn saga(saga: &Saga) -> TokenStream {
     });
 
     let last = outputs.last().copied().flatten();
-    let output = last.map_or_else(|| quote!(()), |t| quote!(#t));
-    let durable_steps = saga.steps.iter().filter_map(|s| {
-        let t = s.method.ok_type.as_ref()?;
-        let check = respan(quote!(#krate::__private::assert_durable::<#t>), t.span());
-        Some(quote!(#check();))
-    });
+    // One check per distinct logged type; the last output is checked by `Saga::Output`'s
+    // bound and the input by `Saga`'s.
+    let mut seen = HashSet::new();
+    if let Some(t) = last {
+        seen.insert(type_key(t));
+    }
+    let durable = outputs
+        .iter()
+        .flatten()
+        .filter(|t| seen.insert(type_key(t)))
+        .map(|t| {
+            let check = respan(quote!(#p::assert_durable::<#t>), t.span());
+            quote!(#check();)
+        });
 
-    let saga_impl = respan(quote!(impl #krate::saga::Saga for #self_ty), self_ty.span());
-    let output_span = last.map_or_else(proc_macro2::Span::call_site, Spanned::span);
-    let output = respan(output, output_span);
+    let header = respan(quote!(impl #p::Saga for #self_ty), self_ty.span());
+    let output = match last {
+        Some(t) => respan(quote!(#t), t.span()),
+        None => quote!(()),
+    };
     quote! {
         #item
 
         const _: () = {
+            use #p::{EncodeDurable as _, EncodeNotDurable as _};
+
             #[automatically_derived]
-            #saga_impl {
+            #header {
                 const NAME: &'static str = #name;
-                const STEPS: &'static [#krate::__private::StepSpec] = &[#(#specs),*];
+                const STEPS: &'static [#p::StepSpec] = &[#(#specs),*];
                 type Output = #output;
 
                 fn run_step<'__flext_a>(
                     &'__flext_a self,
                     __flext_index: usize,
-                    __flext_scope: &'__flext_a #krate::__private::StepScope<'__flext_a>,
-                ) -> #krate::BoxFuture<'__flext_a, #krate::Result<#krate::__private::serde_json::Value>> {
+                    __flext_scope: &'__flext_a #p::StepScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::serde_json::Value>> {
                     ::std::boxed::Box::pin(async move {
                         match __flext_index {
                             #(#run_arms)*
-                            _ => ::core::result::Result::Err(#krate::Error::internal(
-                                "flext.saga.no_such_step",
-                                ::std::format!("saga `{}` has no step {}", #name, __flext_index),
-                            )),
+                            _ => ::core::result::Result::Err(#p::no_such_step(#name, __flext_index)),
                         }
                     })
                 }
@@ -134,8 +147,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 fn compensate<'__flext_a>(
                     &'__flext_a self,
                     __flext_index: usize,
-                    __flext_scope: &'__flext_a #krate::__private::StepScope<'__flext_a>,
-                ) -> #krate::BoxFuture<'__flext_a, #krate::Result<()>> {
+                    __flext_scope: &'__flext_a #p::StepScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
                     ::std::boxed::Box::pin(async move {
                         match __flext_index {
                             #(#compensate_arms)*
@@ -145,16 +158,51 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 }
             }
 
-            #krate::__private::inventory::submit! {
-                #krate::__private::SagaRegistration {
-                    name: #name,
-                    resume: #krate::__private::resume::<#self_ty>,
-                }
+            #p::inventory::submit! {
+                #p::SagaRegistration::new(#name, #p::resume::<#self_ty>)
             }
 
             #[allow(dead_code)]
             fn __flext_durable() {
-                #(#durable_steps)*
+                #(#durable)*
+            }
+        };
+    }
+}
+
+/// The impl block and a stand-in `Saga` impl, so that `runner.run(..)` adds no error.
+pub fn fallback(saga: &Saga) -> TokenStream {
+    let p = saga.krate.private();
+    let item = &saga.item;
+    let self_ty = &item.self_ty;
+    let name = &saga.name;
+    let output = saga
+        .steps
+        .last()
+        .and_then(|s| s.method.ok_type.as_ref())
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    quote! {
+        #item
+        const _: () = {
+            #[automatically_derived]
+            impl #p::Saga for #self_ty {
+                const NAME: &'static str = #name;
+                const STEPS: &'static [#p::StepSpec] = &[];
+                type Output = #output;
+                fn run_step<'__flext_a>(
+                    &'__flext_a self,
+                    _: usize,
+                    _: &'__flext_a #p::StepScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::serde_json::Value>> {
+                    ::core::unreachable!()
+                }
+                fn compensate<'__flext_a>(
+                    &'__flext_a self,
+                    _: usize,
+                    _: &'__flext_a #p::StepScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
+                    ::core::unreachable!()
+                }
             }
         };
     }
@@ -165,6 +213,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
 /// the index and output type of the step it undoes; its first `&T` parameter receives
 /// that output, bound with a `let` spanned at the parameter's type.
 fn call(
+    p: &TokenStream,
     m: &Method,
     outputs: &[Option<&syn::Type>],
     own: Option<(usize, &syn::Type)>,
@@ -172,18 +221,19 @@ fn call(
     let mut prelude = TokenStream::new();
     let mut args = Vec::new();
     let mut own = own;
-    for (n, p) in m.params.iter().enumerate() {
-        match p {
-            Param::Context => args.push(quote!(__flext_scope.ctx())),
-            Param::Injected(ty) => {
+    for (n, param) in m.params.iter().enumerate() {
+        let ty = &param.ty;
+        match &param.role {
+            Role::Context => args.push(quote!(__flext_scope.ctx())),
+            Role::Value | Role::Bus => {
                 let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
                 args.push(quote!(#get?));
             }
-            Param::Output(ty, inner) => {
+            Role::Ref(inner) => {
                 let value = format_ident!("__flext_value{}", n);
                 let bind = format_ident!("__flext_arg{}", n);
                 let (index, source) = match own.take() {
-                    Some((i, t)) => (i, t),
+                    Some(found) => found,
                     None => {
                         let found =
                             outputs.iter().enumerate().rev().find_map(|(i, t)| {
@@ -195,9 +245,8 @@ fn call(
                         }
                     }
                 };
-                let read = respan(quote!(__flext_scope.output(#index)), source.span());
                 prelude.extend(quote! {
-                    let #value: #source = #read?;
+                    let #value: #source = (&&#p::LogSlot::<#source>::new()).decode(__flext_scope, #index)?;
                 });
                 prelude.extend(respan(quote!(let #bind: #ty = &#value;), ty.span()));
                 args.push(quote!(#bind));
@@ -205,6 +254,6 @@ fn call(
         }
     }
     let ident = &m.ident;
-    let await_ = m.is_async.then(|| quote!(.await));
+    let await_ = m.asyncness.map(|_| quote!(.await));
     (prelude, quote!(self.#ident(#(#args),*) #await_))
 }

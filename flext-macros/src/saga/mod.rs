@@ -7,24 +7,34 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, parse_item, with_errors};
+use crate::common::Ctxt;
+use crate::common::driver::Family;
+pub use parse::Saga;
 
-pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemImpl = match parse_item(
-        &input,
-        "`#[saga]` goes on an `impl` block of the saga's input struct: `#[saga] impl FulfilOrder { #[saga_step] fn ...(&self) -> Result<T> { ... } }`",
-    ) {
-        Ok(item) => item,
-        Err(tokens) => return tokens,
-    };
-    let mut errors = Errors::default();
-    let saga = parse::Saga::from_tokens(args, item, &mut errors);
-    check::saga(&saga, &mut errors);
-    match errors.finish() {
-        Ok(()) => expand::saga(&saga),
-        Err(e) => {
-            let item = &saga.item;
-            with_errors(quote::quote!(#item), e)
-        }
+impl Family for Saga {
+    type Item = syn::ItemImpl;
+    type Config = ();
+
+    fn goes_on(_: ()) -> String {
+        "`#[saga]` goes on an `impl` block of the saga's input struct: `#[saga] impl FulfilOrder { #[saga_step] fn ...(&self) -> Result<T> { ... } }`".into()
+    }
+
+    fn parse(cx: &Ctxt, _: (), args: TokenStream, item: syn::ItemImpl) -> Saga {
+        Saga::from_syn(cx, args, item)
+    }
+
+    fn check(&mut self, cx: &Ctxt) {
+        check::saga(self, cx);
+    }
+
+    fn expand(&self) -> TokenStream {
+        expand::saga(self)
+    }
+
+    fn fallback(&self) -> TokenStream {
+        expand::fallback(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -161,6 +161,31 @@ pub struct HandlerRegistration {
 }
 
 impl HandlerRegistration {
+    /// A registration; used by generated code.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn __new(
+        kind: MessageKind,
+        message: &'static str,
+        message_type: fn() -> TypeId,
+        handler: &'static str,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+        build: fn(&StateMap) -> Result<ErasedHandler>,
+    ) -> Self {
+        HandlerRegistration {
+            kind,
+            message,
+            message_type,
+            handler,
+            module,
+            file,
+            line,
+            build,
+        }
+    }
+
     /// `file:line` of the handler.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
@@ -198,7 +223,7 @@ pub fn json_command<'a, C: Command>(
     ctx: &'a Context,
 ) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
-        let command: C = crate::input::from_json(C::NAME, json)?;
+        let command: C = crate::input::message_from_json(C::NAME, json)?;
         let output = bus.send(command, ctx).await?;
         to_json(C::NAME, &output)
     })
@@ -212,7 +237,7 @@ pub fn json_query<'a, Q: Query>(
     ctx: &'a Context,
 ) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
-        let query: Q = crate::input::from_json(Q::NAME, json)?;
+        let query: Q = crate::input::message_from_json(Q::NAME, json)?;
         let output = bus.query(query, ctx).await?;
         to_json(Q::NAME, &output)
     })
@@ -226,7 +251,7 @@ pub fn json_event<'a, E: Event>(
     ctx: &'a Context,
 ) -> BoxFuture<'a, Result<super::PublishReport>> {
     Box::pin(async move {
-        let event: E = crate::input::from_json(E::NAME, json)?;
+        let event: E = crate::input::message_from_json(E::NAME, json)?;
         Ok(bus.publish(event, ctx).await)
     })
 }
@@ -368,7 +393,7 @@ pub(crate) fn state_names(state: &StateMap) -> Vec<&'static str> {
 /// (not with `external`). It gives three things:
 ///
 /// - a second handler for the message in that crate is a compile error (E0119,
-///   conflicting implementations of `LocalHandler`);
+///   conflicting implementations of `OneHandlerPerCommandOrQuery`, naming both);
 /// - [`Bus::send_local`](super::Bus::send_local) calls the handler without looking it
 ///   up, and fails to compile for a message that has no such handler;
 /// - [`assert_handled!`](crate::assert_handled) checks that messages have handlers.
@@ -397,6 +422,49 @@ pub trait LocalHandler: super::Message {
         ctx: &'a Context,
         bus: &'a Bus,
     ) -> impl Future<Output = Result<Self::Output>> + Send + 'a;
+}
+
+/// The rule that a command or query has one handler, as a trait: `#[command_handler]`
+/// and `#[query_handler]` implement it for the message, so that a second handler in the
+/// message's crate is E0119, "conflicting implementations of trait
+/// `OneHandlerPerCommandOrQuery`", with both handlers named. Used by generated code.
+#[doc(hidden)]
+pub trait OneHandlerPerCommandOrQuery: super::Message {
+    /// The generated type that calls the handler.
+    type Handler: HandlerFor<Self>;
+}
+
+/// The compiler-known handler of message `M`. Used by generated code.
+#[doc(hidden)]
+pub trait HandlerFor<M>: 'static {
+    /// The handler's output.
+    type Output: Send + 'static;
+    /// Whether the handler takes `&Context`.
+    const TAKES_CONTEXT: bool;
+    /// The handler name, as written.
+    const HANDLER: &'static str;
+    /// Calls the handler.
+    fn handle<'a>(
+        message: M,
+        ctx: &'a Context,
+        bus: &'a Bus,
+    ) -> impl Future<Output = Result<Self::Output>> + Send + 'a;
+}
+
+#[diagnostic::do_not_recommend]
+impl<M: OneHandlerPerCommandOrQuery> LocalHandler for M {
+    type Output = <M::Handler as HandlerFor<M>>::Output;
+    const TAKES_CONTEXT: bool = <M::Handler as HandlerFor<M>>::TAKES_CONTEXT;
+    const HANDLER: &'static str = <M::Handler as HandlerFor<M>>::HANDLER;
+
+    #[inline]
+    fn handle<'a>(
+        message: Self,
+        ctx: &'a Context,
+        bus: &'a Bus,
+    ) -> impl Future<Output = Result<Self::Output>> + Send + 'a {
+        <M::Handler as HandlerFor<M>>::handle(message, ctx, bus)
+    }
 }
 
 /// Fails to compile unless every listed command or query has a handler in this crate.

@@ -30,17 +30,90 @@ impl MessageKind {
     }
 }
 
-/// What every message has: a stable name (the key for JSON dispatch and logs), serde, and
-/// optional dispatch settings. Implemented by `#[command]`, `#[query]` and `#[event]`.
+/// What a message needs to cross a process boundary and to be handed to several
+/// handlers: a clone and a JSON form. Implemented for every
+/// `Clone + Serialize + DeserializeOwned` type; derive those three for a message type.
 ///
-/// Messages are `Clone` because a retried dispatch hands the handler a fresh copy and an
-/// event goes to every subscriber.
+/// It is one trait rather than three supertraits of [`Message`] so that a message type
+/// that lacks them gets one error that names all three derives, not one per trait and
+/// per use.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a message: messages are cloned for retries and fan-out and cross processes as JSON",
+    label = "add `#[derive(Clone, serde::Serialize, serde::Deserialize)]` to `{Self}`",
+    note = "a command, query or event must be `Clone + Serialize + Deserialize`; derive them on the type and on the types of its fields"
+)]
+pub trait Wire: Sized {
+    /// A copy of the message, for a retry or another subscriber.
+    #[must_use]
+    fn duplicate(&self) -> Self;
+    /// The message as JSON.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when the value does not serialise (a map with non-string keys, say).
+    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
+    /// The message read from JSON text.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when `json` is not this message.
+    fn from_json_str(json: &str) -> serde_json::Result<Self>;
+    /// Deserialises the message from any serde deserializer, naming the failing field
+    /// through `serde_path_to_error`.
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's error, with the path of the field that failed.
+    fn from_deserializer<'de, D: serde::Deserializer<'de>>(
+        de: D,
+    ) -> std::result::Result<Self, serde_path_to_error::Error<D::Error>>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone + Serialize + DeserializeOwned> Wire for T {
+    #[inline]
+    fn duplicate(&self) -> Self {
+        self.clone()
+    }
+    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+    fn from_json_str(json: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(json)
+    }
+    fn from_deserializer<'de, D: serde::Deserializer<'de>>(
+        de: D,
+    ) -> std::result::Result<Self, serde_path_to_error::Error<D::Error>> {
+        serde_path_to_error::deserialize(de)
+    }
+}
+
+/// Type-level message kinds, the values of [`Message::Kind`].
+pub mod kind {
+    /// A command: one handler, an output.
+    #[derive(Debug)]
+    pub enum Command {}
+    /// A query: one handler, an output.
+    #[derive(Debug)]
+    pub enum Query {}
+    /// An event: any number of subscribers.
+    #[derive(Debug)]
+    pub enum Event {}
+}
+
+/// What every message has: a stable name (the key for JSON dispatch and logs), a
+/// [`Wire`] form, and optional dispatch settings. Implemented by `#[command]`,
+/// `#[query]` and `#[event]`; [`Command`], [`Query`] and [`Event`] follow from
+/// [`Message::Kind`].
+///
+/// Messages are [`Wire`] (clone and JSON) because a retried dispatch hands the handler a
+/// fresh copy, an event goes to every subscriber, and `send_json` reads them from JSON.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flext message",
     label = "not a message",
     note = "mark the type with `#[command(output = T)]`, `#[query(output = T)]` or `#[event]`"
 )]
-pub trait Message: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Message: Wire + Send + Sync + 'static {
     /// The stable name, such as `"CreateUser"` or `"user.created"`.
     const NAME: &'static str;
     /// Which kind of message this is.
@@ -51,6 +124,13 @@ pub trait Message: Clone + Serialize + DeserializeOwned + Send + Sync + 'static 
     /// A per-message timeout in milliseconds, applied by the `Timeout` middleware. Set
     /// with `#[command(timeout_ms = N)]`.
     const TIMEOUT_MS: Option<u64> = None;
+    /// The schema version of an event, for upcasting stored events; starts at 1. Set
+    /// with `#[event(version = N)]`.
+    const VERSION: u32 = 1;
+    /// [`kind::Command`], [`kind::Query`] or [`kind::Event`].
+    type Kind;
+    /// What the handler of a command or query returns; `()` for an event.
+    type Reply: Serialize + Send + 'static;
 
     /// Runs the message's `#[business_rules]`, when it has them (`#[command(validate)]`).
     ///
@@ -67,7 +147,8 @@ pub trait Message: Clone + Serialize + DeserializeOwned + Send + Sync + 'static 
     }
 }
 
-/// A request to change state, handled by exactly one `#[command_handler]`.
+/// A request to change state, handled by exactly one `#[command_handler]`. Implemented
+/// for every [`Message`] whose `Kind` is [`kind::Command`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a command",
     note = "mark the type with `#[command(output = T)]`"
@@ -77,7 +158,13 @@ pub trait Command: Message {
     type Output: Serialize + Send + 'static;
 }
 
-/// A request to read state, handled by exactly one `#[query_handler]`.
+#[diagnostic::do_not_recommend]
+impl<M: Message<Kind = kind::Command>> Command for M {
+    type Output = M::Reply;
+}
+
+/// A request to read state, handled by exactly one `#[query_handler]`. Implemented for
+/// every [`Message`] whose `Kind` is [`kind::Query`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a query",
     note = "mark the type with `#[query(output = T)]`"
@@ -87,15 +174,22 @@ pub trait Query: Message {
     type Output: Serialize + Send + 'static;
 }
 
+#[diagnostic::do_not_recommend]
+impl<M: Message<Kind = kind::Query>> Query for M {
+    type Output = M::Reply;
+}
+
 /// Something that happened, delivered to every `#[event_handler]` that subscribes to it.
+/// Implemented for every [`Message`] whose `Kind` is [`kind::Event`]; its schema version
+/// is [`Message::VERSION`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event",
     note = "mark the type with `#[event]` (optionally `#[event(name = \"...\", version = N)]`)"
 )]
-pub trait Event: Message {
-    /// The schema version of the event, for upcasting stored events. Starts at 1.
-    const VERSION: u32 = 1;
-}
+pub trait Event: Message {}
+
+#[diagnostic::do_not_recommend]
+impl<M: Message<Kind = kind::Event>> Event for M {}
 
 /// The rules of a message, generated by `#[business_rules]` on an `impl` of the message
 /// type and run by `Message::validate` when the message is marked `validate`.
@@ -111,11 +205,6 @@ pub trait Validate {
     /// [`ErrorKind::RuleViolation`](crate::ErrorKind::RuleViolation) with every violation.
     fn validate(&self) -> Result<()>;
 }
-
-/// What a message type must be, as one bound for the where clauses of generic messages.
-#[doc(hidden)]
-pub trait MessageBounds: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> MessageBounds for T {}
 
 /// What a command's or query's output must be.
 #[doc(hidden)]

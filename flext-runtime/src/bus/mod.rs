@@ -21,15 +21,13 @@ use serde::Serialize;
 pub use handler::{BoxFuture, FromState, HandlerRegistration, LocalHandler, State};
 #[doc(hidden)]
 pub use handler::{
-    ErasedHandler, JsonEntry, MessageRegistration, StateMap, assert_command, assert_event,
-    assert_query, command_async, command_sync, event_async, event_sync, json_command, json_event,
-    json_query, query_async, query_sync,
+    ErasedHandler, HandlerFor, JsonEntry, MessageRegistration, OneHandlerPerCommandOrQuery,
+    StateMap, assert_command, assert_event, assert_query, command_async, command_sync, event_async,
+    event_sync, json_command, json_event, json_query, query_async, query_sync,
 };
-pub use message::{Command, Event, Message, MessageKind, Query, Validate};
 #[doc(hidden)]
-pub mod message_bounds {
-    pub use super::message::{MessageBounds, OutputBounds};
-}
+pub use message::OutputBounds;
+pub use message::{Command, Event, Message, MessageKind, Query, Validate, Wire, kind};
 
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result, RuleViolation};
@@ -461,7 +459,10 @@ impl Bus {
         for slot in subscribers {
             let name = self.inner.registrations[slot.index].handler;
             let result = match slot.handler.downcast_ref::<Arc<Handler<E, ()>>>() {
-                Some(handler) => self.dispatch(handler, slot.index, event.clone(), ctx).await,
+                Some(handler) => {
+                    self.dispatch(handler, slot.index, event.duplicate(), ctx)
+                        .await
+                }
                 None => Err(slot_mismatch(E::NAME)),
             };
             let error = result.err();
@@ -641,7 +642,7 @@ impl Bus {
             let output: Mutex<Option<O>> = Mutex::new(None);
             let dispatch = Dispatch::new::<M>(&message, handler.name);
             let endpoint = |ctx: Context| -> BoxFuture<'_, Result<()>> {
-                let message = message.clone();
+                let message = message.duplicate();
                 let output = &output;
                 Box::pin(async move {
                     let value = handler.call(message, &ctx, self).await?;

@@ -130,7 +130,7 @@ impl StepScope<'_> {
                     ),
                 )
             })?;
-        T::deserialize(value).map_err(|e| {
+        T::from_log(value.clone()).map_err(|e| {
             Error::internal(
                 "flext.saga.output_mismatch",
                 format!(
@@ -157,7 +157,7 @@ impl StepScope<'_> {
     ///
     /// [`ErrorKind::Internal`](crate::ErrorKind::Internal) when the output does not serialise.
     pub fn encode<T: Durable>(&self, value: &T) -> Result<serde_json::Value> {
-        serde_json::to_value(value).map_err(|e| {
+        value.to_log().map_err(|e| {
             Error::internal(
                 "flext.saga.output_not_serialisable",
                 format!("the output of step `{}` does not serialise: {e}", self.step),
@@ -294,6 +294,20 @@ pub struct SagaRegistration {
     ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
 }
 
+impl SagaRegistration {
+    /// A registration; used by generated code.
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        resume: for<'a> fn(
+            &'a SagaRunner,
+            SagaRecord,
+        ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
+    ) -> Self {
+        SagaRegistration { name, resume }
+    }
+}
+
 inventory::collect!(SagaRegistration);
 
 /// Resumes a logged saga of type `S`. Registered by `#[saga]`.
@@ -303,7 +317,7 @@ pub fn resume<'a, S: Saga>(
     record: SagaRecord,
 ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>> {
     Box::pin(async move {
-        let saga: S = serde_json::from_value(record.input.clone()).map_err(|e| {
+        let saga: S = S::from_log(record.input.clone()).map_err(|e| {
             Error::internal(
                 "flext.saga.input_mismatch",
                 format!(
@@ -319,7 +333,7 @@ pub fn resume<'a, S: Saga>(
         // The output was decoded from the log a moment ago; it encodes again.
         let mut encode_error = None;
         let outcome = outcome.map(|o| {
-            serde_json::to_value(o).unwrap_or_else(|e| {
+            o.to_log().unwrap_or_else(|e| {
                 encode_error = Some(e);
                 serde_json::Value::Null
             })
@@ -531,7 +545,7 @@ impl SagaRunner {
     /// [`SagaOutcome::Stuck`].
     pub async fn run<S: Saga>(&self, saga: S, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
         let id = Uuid::new_v4();
-        let input = serde_json::to_value(&saga).map_err(|e| {
+        let input = saga.to_log().map_err(|e| {
             Error::internal(
                 "flext.saga.input_not_serialisable",
                 format!("saga `{}`: {e}", S::NAME),
@@ -708,7 +722,7 @@ impl SagaRunner {
                     .checked_sub(1)
                     .and_then(|i| p.outputs[i].clone());
                 let output = last.unwrap_or(serde_json::Value::Null);
-                let output = serde_json::from_value(output).map_err(|e| {
+                let output = S::Output::from_log(output).map_err(|e| {
                     Error::internal(
                         "flext.saga.output_mismatch",
                         format!("the last output of `{}` does not decode: {e}", S::NAME),
@@ -865,15 +879,112 @@ where
     }
 }
 
-/// Compile-time check that a saga's input and step outputs can go into the log.
-#[doc(hidden)]
+/// What the saga log can keep: a saga's input and every step's output are written to it
+/// so that a resumed saga sees what the crashed one saw. Implemented for every
+/// `Serialize + DeserializeOwned` type.
+///
+/// One trait rather than two supertraits, so that a type that is not serde gets one
+/// error naming both derives, once per type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in the saga log",
-    label = "must be `Serialize + DeserializeOwned`",
-    note = "the saga log stores the saga's input and every step's output so that a resumed saga sees what the crashed one saw: derive `serde::Serialize` and `serde::Deserialize` for `{Self}`"
+    label = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`",
+    note = "the saga log stores the saga's input and every step's output so that a resumed saga sees what the crashed one saw"
 )]
-pub trait Durable: Serialize + DeserializeOwned {}
-impl<T: Serialize + DeserializeOwned> Durable for T {}
+pub trait Durable: Sized {
+    /// The value as JSON for the log.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when the value does not serialise.
+    fn to_log(&self) -> serde_json::Result<serde_json::Value>;
+    /// The value read back from the log.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when the JSON is not a `Self` (a log written by another version).
+    fn from_log(value: serde_json::Value) -> serde_json::Result<Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> Durable for T {
+    fn to_log(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+    fn from_log(value: serde_json::Value) -> serde_json::Result<Self> {
+        serde_json::from_value(value)
+    }
+}
+
+/// A logged value of type `T` as generated code reads and writes it. Through autoref
+/// specialisation, [`EncodeDurable`] applies when `T` is [`Durable`] and
+/// [`EncodeNotDurable`] otherwise, so a type that is not durable costs the one
+/// `assert_durable` error, not one per use. Used by generated code.
+#[doc(hidden)]
+pub struct LogSlot<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> LogSlot<T> {
+    #[doc(hidden)]
+    #[inline]
+    pub const fn new() -> Self {
+        LogSlot(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait EncodeDurable<T> {
+    /// Encodes a step's output for the log.
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
+    /// Reads step `index`'s output back.
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+}
+
+impl<T: Durable> EncodeDurable<T> for &LogSlot<T> {
+    #[inline]
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value> {
+        scope.encode(value)
+    }
+    #[inline]
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T> {
+        scope.output(index)
+    }
+}
+
+#[doc(hidden)]
+pub trait EncodeNotDurable<T> {
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+}
+
+impl<T> EncodeNotDurable<T> for LogSlot<T> {
+    fn encode(&self, _: &StepScope<'_>, _: &T) -> Result<serde_json::Value> {
+        Err(not_durable::<T>())
+    }
+    fn decode(&self, _: &StepScope<'_>, _: usize) -> Result<T> {
+        Err(not_durable::<T>())
+    }
+}
+
+fn not_durable<T>() -> Error {
+    Error::internal(
+        "flext.saga.not_durable",
+        format!(
+            "`{}` cannot be stored in the saga log",
+            std::any::type_name::<T>()
+        ),
+    )
+}
+
+/// The error of a step index the saga does not have. Used by generated code.
+#[doc(hidden)]
+#[cold]
+pub fn no_such_step(saga: &'static str, index: usize) -> Error {
+    Error::internal(
+        "flext.saga.no_such_step",
+        format!("saga `{saga}` has no step {index}"),
+    )
+}
 
 /// Used by generated code to check [`Durable`] at the user's type.
 #[doc(hidden)]

@@ -20,4 +20,6 @@ impl Signup {
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = Signup.execute_sync(&Context::new());
+}

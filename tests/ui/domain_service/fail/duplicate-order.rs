@@ -22,4 +22,6 @@ impl Signup {
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = Signup { email: String::new() }.execute_sync(&Context::new());
+}

@@ -9,4 +9,6 @@ impl Signup {
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = Signup.always();
+}

@@ -19,4 +19,6 @@ impl Register {
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = Register.execute_sync(&Context::new());
+}

@@ -16,4 +16,7 @@ fn create_user_again(cmd: CreateUser) -> Result<u64> {
     Ok(cmd.email.len() as u64)
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send_local(CreateUser { email: "a@b.io".into() }, &Context::new());
+}

@@ -13,4 +13,7 @@ impl Users {
     }
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.query(CountUsers, &Context::new());
+}

@@ -7,4 +7,7 @@ struct UserCreated;
 #[event_handler]
 fn on_created(_: UserCreated) {}
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.publish(UserCreated, &Context::new());
+}

@@ -10,4 +10,7 @@ struct CreateUser {
 // have a handler in this crate.
 flext::assert_handled!(CreateUser);
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(CreateUser { email: "a@b.io".into() }, &Context::new());
+}

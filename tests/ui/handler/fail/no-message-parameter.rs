@@ -6,4 +6,7 @@ fn create_user(ctx: &Context) -> Result<u64> {
     Ok(1)
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send_json("CreateUser", "{}", &Context::new());
+}

@@ -14,4 +14,7 @@ fn create_user(cmd: CreateUser, repo: UserRepository) -> Result<u64> {
     Ok(cmd.email.len() as u64)
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(CreateUser { email: "a@b.io".into() }, &Context::new());
+}

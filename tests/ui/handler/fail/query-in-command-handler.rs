@@ -9,4 +9,7 @@ fn count_users(_: CountUsers) -> Result<u64> {
     Ok(0)
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.query(CountUsers, &Context::new());
+}

@@ -11,4 +11,7 @@ fn create_user(cmd: CreateUser) -> Result<String> {
     Ok(cmd.email)
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(CreateUser { email: "a@b.io".into() }, &Context::new());
+}

@@ -14,4 +14,7 @@ impl Rename {
     }
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(Rename { name: "x".into() }, &Context::new());
+}

@@ -6,4 +6,7 @@ struct UserCreated {
     id: u64,
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.publish(UserCreated { id: 1 }, &Context::new());
+}

@@ -6,4 +6,7 @@ struct CreateUser {
     email: String,
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(CreateUser { email: "a@b.io".into() }, &Context::new());
+}

@@ -6,4 +6,7 @@ struct Rename {
     name: String,
 }
 
-fn main() {}
+fn main() {
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(Rename { name: "x".into() }, &Context::new());
+}

@@ -19,4 +19,7 @@ impl Order {
     }
 }
 
-fn main() {}
+fn main() {
+    let runner = flext::saga::SagaRunner::builder(flext::saga::MemoryLog::new()).build();
+    let _ = runner.run(Order { sku: "A-1".into() }, &Context::new());
+}

@@ -18,4 +18,6 @@ impl Order {
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = Order { sku: "A-1".into() }.reserve();
+}

@@ -1,0 +1,37 @@
+//! Every attribute and option name the macros understand, in one table (serde_derive's
+//! `symbol.rs`), so that parsers, checks and messages cannot drift apart.
+
+// Container attributes.
+pub const DOMAIN_SERVICE: &str = "domain_service";
+pub const BUSINESS_RULES: &str = "business_rules";
+pub const SAGA: &str = "saga";
+
+// Method attributes inside `#[domain_service]` and `#[business_rules]`.
+pub const BUSINESS_RULE: &str = "business_rule";
+pub const STEP: &str = "step";
+pub const TAP: &str = "tap";
+pub const POSTCONDITION: &str = "postcondition";
+pub const SERVICE_ROLES: [&str; 4] = [BUSINESS_RULE, STEP, TAP, POSTCONDITION];
+
+// Method attribute inside `#[saga]`.
+pub const SAGA_STEP: &str = "saga_step";
+
+// Options.
+pub const AFTER: &str = "after";
+pub const BACKOFF_MS: &str = "backoff_ms";
+pub const CODE: &str = "code";
+pub const COMPENSATE: &str = "compensate";
+pub const CRATE: &str = "crate";
+pub const EXTERNAL: &str = "external";
+pub const FAIL_FAST: &str = "fail_fast";
+pub const IDEMPOTENT: &str = "idempotent";
+pub const NAME: &str = "name";
+pub const ON_ERROR: &str = "on_error";
+pub const ORDER: &str = "order";
+pub const OUTPUT: &str = "output";
+pub const PIVOT: &str = "pivot";
+pub const RETRIES: &str = "retries";
+pub const TIMEOUT_MS: &str = "timeout_ms";
+pub const UNDO: &str = "undo";
+pub const VALIDATE: &str = "validate";
+pub const VERSION: &str = "version";

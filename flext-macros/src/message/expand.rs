@@ -1,0 +1,86 @@
+//! Model -> tokens: the `Message` impl and the registration for dispatch by name. The
+//! kind traits (`Command`, `Query`, `Event`) follow from `Message::Kind` through the
+//! runtime's blanket impls, so a type that is not serde gets one error, at this impl.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::parse::MessageDef;
+use crate::common::kind::Kind;
+
+/// The item and its impls; `complete` is false for the fallback, which leaves out the
+/// registration (nothing will run) but keeps the traits callers use.
+pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
+    let p = def.krate.private();
+    let item = &def.item;
+    let ident = &item.ident;
+    // A generic message is a message for the type arguments that make it one.
+    let mut generics = item.generics.clone();
+    if !generics.params.is_empty() {
+        let wc = generics.make_where_clause();
+        wc.predicates.push(syn::parse_quote!(Self: #p::Wire + ::core::marker::Send + ::core::marker::Sync + 'static));
+        if let Some(output) = &def.output {
+            wc.predicates
+                .push(syn::parse_quote!(#output: #p::OutputBounds));
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let name = &def.name;
+    let variant = def.kind.variant();
+    let idempotent = def.idempotent;
+    let timeout = match &def.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let version = def.version.map_or(1, |(v, _)| v);
+    let validate = def.validate.then(|| {
+        quote_spanned! {ident.span()=>
+            fn validate(&self) -> #p::Result<()> {
+                <Self as #p::Validate>::validate(self)
+            }
+        }
+    });
+    let reply = match &def.output {
+        Some(t) => quote_spanned!(t.span()=> #t),
+        None => quote!(()),
+    };
+    let header = quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        impl #impl_generics #p::Message for #ident #ty_generics #where_clause
+    };
+    // A generic message has no single type to register for dispatch by name.
+    let registration = (complete && item.generics.params.is_empty()).then(|| {
+        let json = match def.kind {
+            Kind::Command => quote!(json_command),
+            Kind::Query => quote!(json_query),
+            Kind::Event => quote!(json_event),
+        };
+        quote! {
+            #p::inventory::submit! {
+                #p::MessageRegistration {
+                    name: #name,
+                    module: ::core::module_path!(),
+                    entry: #p::JsonEntry::#variant(#p::#json::<#ident>),
+                }
+            }
+        }
+    });
+    let _ = Span::call_site();
+    quote! {
+        #item
+        const _: () = {
+            #header {
+                const NAME: &'static str = #name;
+                const KIND: #p::MessageKind = #p::MessageKind::#variant;
+                const IDEMPOTENT: bool = #idempotent;
+                const TIMEOUT_MS: ::core::option::Option<u64> = #timeout;
+                const VERSION: u32 = #version;
+                type Kind = #p::kind::#variant;
+                type Reply = #reply;
+                #validate
+            }
+            #registration
+        };
+    }
+}

@@ -1,0 +1,26 @@
+use flext::prelude::*;
+
+struct PlaceOrder;
+
+#[domain_service]
+impl PlaceOrder {
+    #[step(undo = release)]
+    fn reserve(&self) -> Result<u32> {
+        Ok(3)
+    }
+
+    // `reserve` produces a `u32`, not a `String`.
+    fn release(&self, reserved: &String) -> Result<()> {
+        let _ = reserved;
+        Ok(())
+    }
+
+    #[step]
+    fn charge(&self, reserved: &u32) -> Result<u64> {
+        Ok(u64::from(*reserved) * 250)
+    }
+}
+
+fn main() {
+    let _ = PlaceOrder.execute_sync(&Context::new());
+}
