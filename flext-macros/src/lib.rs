@@ -1,6 +1,6 @@
 //! Procedural macros of [flext](https://docs.rs/flext). Use them through the `flext`
 //! crate (`use flext::prelude::*;`), whose documentation describes each attribute with
-//! examples; generated code refers to the runtime only as `::flext::__private`.
+//! examples; generated code refers to the runtime only as `::flext::__private_<version>`.
 
 mod common;
 mod domain_service;
@@ -28,21 +28,25 @@ fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> T
 ///
 /// # What `execute` does, in order
 ///
-/// 1. Opens a `tracing` info span named after the type, with `correlation_id` and a
-///    `failed_at` field that records the rule or step that failed.
+/// 1. Opens a `tracing` info span `domain_service` with the service's name in `service`,
+///    `correlation_id`, and a `failed_at` field that records the rule or step that failed.
 /// 2. Runs every `#[business_rule]`: those with `order = N` first, by ascending `N`; then
 ///    the others in declaration order; `after = other_rule` moves a rule after another
 ///    (a stable topological sort). By default all rules run and every violation is
 ///    returned in one [`Error`](../flext/struct.Error.html) of kind `RuleViolation`; with
 ///    `fail_fast` the first violated rule ends the run.
-/// 3. Runs the `#[step]`s in declaration order. The first takes no value; each later one
-///    takes the previous step's output by value (or nothing, when that output is `()`).
-///    The first `Err` ends the run. A `#[tap]` between steps sees the current value by
-///    reference and cannot fail.
+/// 3. Runs the `#[step]`s in declaration order. The first takes no value; a later one
+///    may take the previous step's output by value, and any earlier step's output by
+///    reference (`&T`, or `&str`/`&[T]` for a `String`/`Vec<T>`). The first `Err` ends
+///    the run. A `#[tap]` between steps sees the current value by reference and cannot
+///    fail.
 /// 4. Runs every `#[postcondition]` on the final value, collecting violations.
-/// 5. On any failure, passes the error through the `on_error` hook, if there is one, and
-///    returns what the hook returns. The hook is the source documents'
-///    `map_error(handle_failure)`: the place to roll back what earlier steps did.
+/// 5. When a step or postcondition fails, runs the undos (`#[step(undo = method)]`) of
+///    the steps that completed, in reverse order, each with its step's output by
+///    reference (the compensating-transaction pattern of sagas, within one call). A
+///    failed undo makes the error `CompensationFailed`, with the original as its source.
+/// 6. On any failure, passes the error through the `on_error` hook, if there is one, and
+///    returns what the hook returns: the place to map or log the error.
 ///
 /// Any of these methods may be `async`, and may take `ctx: &Context` as an extra
 /// parameter to receive the context `execute` was called with.
@@ -61,7 +65,7 @@ fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> T
 /// | attribute | signature | options |
 /// | --- | --- | --- |
 /// | `#[business_rule]` | `fn(&self [, &Context]) -> RuleResult` | `code = "..."` (default: the method name), `order = N`, `after = rule` (repeatable) |
-/// | `#[step]` | `fn(&self [, input: T] [, &Context]) -> Result<U>` | none |
+/// | `#[step]` | `fn(&self [, input: T] [, earlier: &E ...] [, &Context]) -> Result<U>` | `undo = method`: `fn method(&self, output: &U [, &Context]) -> Result<()>` |
 /// | `#[tap]` | `fn(&self, value: &T [, &Context])` | none |
 /// | `#[postcondition]` | `fn(&self, result: &T [, &Context]) -> RuleResult` | `code = "..."` |
 ///
@@ -121,8 +125,10 @@ fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> T
 /// Each is an error on the user's own token (see `tests/ui/domain_service/fail/`):
 /// a step whose input type differs from the previous step's output (on the parameter),
 /// a duplicate `order`, a cycle or an unknown name in `after`, a rule or step with a wrong
-/// signature or return type, a service with no `#[step]`, an unknown option, an
-/// `on_error` that names no method.
+/// signature or return type, a service with no `#[step]`, an unknown or repeated
+/// option, an `on_error` or `undo` that names no method, an undo that does not take its
+/// step's output, an undone output moved into the next step, and `execute_sync` called
+/// on a service with an async item (the error names the item).
 ///
 /// ```compile_fail
 /// use flext::prelude::*;
