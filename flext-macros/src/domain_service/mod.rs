@@ -1,6 +1,7 @@
 //! `#[domain_service]`: ordered business rules, then a railway of steps with undos; and
 //! `#[business_rules]`, the same rules as a message's `Validate`.
 
+mod body;
 mod check;
 mod expand;
 mod parse;
