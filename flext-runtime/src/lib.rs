@@ -46,11 +46,9 @@ pub mod __private {
         assert_durable, no_such_step, resume,
     };
     pub use crate::service::{
-        DomainService, RuleMode, Rules, StepOutcome, SyncDomainService, run_sync, service_span,
-        step, undo,
+        DomainService, RuleMode, Rules, StepOutcome, SyncDomainService, run_async, run_sync,
+        service_span, step, undo,
     };
     pub use inventory;
     pub use serde_json;
-    pub use tracing;
-    pub use tracing::Instrument;
 }

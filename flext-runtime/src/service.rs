@@ -340,6 +340,17 @@ pub fn run_sync<T>(
     body()
 }
 
+/// Runs an async service's body inside its span. Used by generated code.
+#[doc(hidden)]
+#[inline]
+pub fn run_async<T>(
+    name: &'static str,
+    ctx: &Context,
+    body: impl Future<Output = Result<T>>,
+) -> impl Future<Output = Result<T>> {
+    tracing::Instrument::instrument(body, service_span(name, ctx))
+}
+
 /// Runs the undo of a completed step after a later failure: returns `error` when the
 /// undo succeeded, and when it failed an error of kind
 /// [`ErrorKind::CompensationFailed`] (code `flext.service.undo_failed`) that names the

@@ -187,11 +187,19 @@ impl<'a> Body<'a> {
         }
         let p = &self.p;
         let last = Self::out(self.last);
-        let mut checks = TokenStream::new();
-        for rule in &svc.postconditions {
-            checks.extend(self.rule_check(rule, quote!(__flext_post), Some(quote!(&#last))));
-        }
         let inline_undo = svc.undos.iter().find(|(k, _, _)| *k == self.last);
+        // With an inline undo, postcondition checks that abort break out of an inner
+        // block, so that the last step is undone for them too.
+        let label = if inline_undo.is_some() {
+            POST_LABEL
+        } else {
+            LABEL
+        };
+        let checks: TokenStream = svc
+            .postconditions
+            .iter()
+            .map(|rule| self.rule_check_to(rule, quote!(__flext_post), Some(quote!(&#last)), label))
+            .collect();
         match inline_undo {
             None => {
                 let finish = self.attempt(quote!(__flext_post.finish()));
@@ -202,18 +210,7 @@ impl<'a> Body<'a> {
                 }
             }
             Some((_, undo, args)) => {
-                // Postcondition checks that abort break out of this inner block, so that
-                // the last step is undone for them too.
                 let post_label = syn::Lifetime::new(POST_LABEL, Span::call_site());
-                let mut checks = TokenStream::new();
-                for rule in &svc.postconditions {
-                    checks.extend(self.rule_check_to(
-                        rule,
-                        quote!(__flext_post),
-                        Some(quote!(&#last)),
-                        POST_LABEL,
-                    ));
-                }
                 let (prelude, call) = self.undo_call(undo, args, quote!(&#last));
                 let label = Self::label();
                 quote! {

@@ -162,11 +162,11 @@ fn bind(svc: &mut Service, cx: &Ctxt) {
         }
     }
 
-    // Postconditions see the final value: the last step's output.
+    // (Postconditions see the last step's output; expansion binds them.)
     let mut undos = Vec::new();
     for (i, step, undo) in svc.steps() {
         let Some(undo) = undo else { continue };
-        undos.push((i, undo.clone(), bind_undo(svc, cx, step, undo)));
+        undos.push((i, undo.clone(), bind_undo(svc, cx, i, step, undo)));
     }
     svc.args = args;
     svc.undos = undos;
@@ -219,7 +219,14 @@ fn earlier(
 
 /// Checks `undo = name` for `step` and binds the undo's parameters: its `&T` receives the
 /// step's output.
-fn bind_undo(svc: &Service, cx: &Ctxt, step: &Method, undo: &syn::Ident) -> Vec<Arg> {
+/// `step_index` is the link index of `step`.
+fn bind_undo(
+    svc: &Service,
+    cx: &Ctxt,
+    step_index: usize,
+    step: &Method,
+    undo: &syn::Ident,
+) -> Vec<Arg> {
     let name = undo.to_string();
     let Some(m) = svc.other(undo) else {
         let candidates: Vec<String> = svc.others.iter().map(|m| m.ident.to_string()).collect();
@@ -234,11 +241,6 @@ fn bind_undo(svc: &Service, cx: &Ctxt, step: &Method, undo: &syn::Ident) -> Vec<
         return Vec::new();
     };
     m.require_ref_self(cx, "undo");
-    let step_index = svc
-        .links
-        .iter()
-        .position(|l| l.method().ident == step.ident)
-        .unwrap_or_default();
     let mut has_output = false;
     let args = m
         .params

@@ -19,51 +19,28 @@ use crate::common::sig::Method;
 pub fn service(svc: &Service) -> TokenStream {
     let item = &svc.item;
     let p = svc.krate.private();
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
-    let self_ty = &item.self_ty;
     let name = &svc.name;
     let output = output_type(svc);
     let body = Body::new(svc).tokens();
-
     let impls = match svc.first_async() {
         Some(first_async) => {
+            let service = service_impl(
+                svc,
+                &output,
+                quote!(#p::run_async(#name, __flext_ctx, async move { #body })),
+            );
             let no_sync = no_execute_sync(svc, first_async, &output);
-            quote! {
-                #[automatically_derived]
-                impl #impl_generics #p::DomainService for #self_ty #where_clause {
-                    type Output = #output;
-                    const NAME: &'static str = #name;
-                    fn execute(&self, __flext_ctx: &#p::Context)
-                        -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
-                    {
-                        #p::Instrument::instrument(
-                            async move { #body },
-                            #p::service_span(#name, __flext_ctx),
-                        )
-                    }
-                }
-                #no_sync
-            }
+            quote!(#service #no_sync)
         }
-        None => quote! {
-            #[automatically_derived]
-            impl #impl_generics #p::DomainService for #self_ty #where_clause {
-                type Output = #output;
-                const NAME: &'static str = #name;
-                fn execute(&self, __flext_ctx: &#p::Context)
-                    -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
-                {
-                    async move { <Self as #p::SyncDomainService>::execute_sync(self, __flext_ctx) }
-                }
-            }
-
-            #[automatically_derived]
-            impl #impl_generics #p::SyncDomainService for #self_ty #where_clause {
-                fn execute_sync(&self, __flext_ctx: &#p::Context) -> #p::Result<Self::Output> {
-                    #p::run_sync(#name, __flext_ctx, || { #body })
-                }
-            }
-        },
+        None => {
+            let service = service_impl(
+                svc,
+                &output,
+                quote!(async move { <Self as #p::SyncDomainService>::execute_sync(self, __flext_ctx) }),
+            );
+            let sync = sync_impl(svc, quote!(#p::run_sync(#name, __flext_ctx, || { #body })));
+            quote!(#service #sync)
+        }
     };
     quote! {
         #item
@@ -75,39 +52,59 @@ pub fn service(svc: &Service) -> TokenStream {
 /// output type, so that callers' `execute`/`execute_sync` add no errors of their own.
 pub fn fallback(svc: &Service) -> TokenStream {
     let item = &svc.item;
-    let p = svc.krate.private();
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
-    let self_ty = &item.self_ty;
-    let name = &svc.name;
     let output = svc
         .steps()
         .last()
         .and_then(|(_, m, _)| m.ok_type.as_ref())
         .map_or_else(|| quote!(()), |t| quote!(#t));
+    let service = service_impl(svc, &output, quote!(async { ::core::unreachable!() }));
     let sync = match svc.first_async() {
         Some(first_async) => no_execute_sync(svc, first_async, &output),
-        None => quote! {
-            #[automatically_derived]
-            impl #impl_generics #p::SyncDomainService for #self_ty #where_clause {
-                fn execute_sync(&self, _: &#p::Context) -> #p::Result<Self::Output> {
-                    ::core::unreachable!()
-                }
-            }
-        },
+        None => sync_impl(svc, quote!(::core::unreachable!())),
     };
     quote! {
         #item
+        #service
+        #sync
+    }
+}
+
+/// `impl DomainService` with `execute`'s body (a future, `__flext_ctx` in scope).
+fn service_impl(svc: &Service, output: &TokenStream, execute: TokenStream) -> TokenStream {
+    let item = &svc.item;
+    let p = svc.krate.private();
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let name = &svc.name;
+    quote! {
         #[automatically_derived]
         impl #impl_generics #p::DomainService for #self_ty #where_clause {
             type Output = #output;
             const NAME: &'static str = #name;
-            fn execute(&self, _: &#p::Context)
+            #[allow(unused_variables)]
+            fn execute(&self, __flext_ctx: &#p::Context)
                 -> impl ::core::future::Future<Output = #p::Result<Self::Output>>
             {
-                async { ::core::unreachable!() }
+                #execute
             }
         }
-        #sync
+    }
+}
+
+/// `impl SyncDomainService` with `execute_sync`'s body (`__flext_ctx` in scope).
+fn sync_impl(svc: &Service, execute_sync: TokenStream) -> TokenStream {
+    let item = &svc.item;
+    let p = svc.krate.private();
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #p::SyncDomainService for #self_ty #where_clause {
+            #[allow(unused_variables)]
+            fn execute_sync(&self, __flext_ctx: &#p::Context) -> #p::Result<Self::Output> {
+                #execute_sync
+            }
+        }
     }
 }
 

@@ -120,7 +120,6 @@ impl Service {
             Mode::Service => DOMAIN_SERVICE,
             Mode::MessageRules => BUSINESS_RULES,
         };
-        let mut item = item;
         if let Some((_, path, _)) = &item.trait_ {
             cx.push(error_at(
                 path,
@@ -141,17 +140,17 @@ impl Service {
             rule_order: Vec::new(),
             args: Vec::new(),
             undos: Vec::new(),
-            item: syn::ItemImpl {
-                items: Vec::new(),
-                ..item.clone()
-            },
+            item,
         };
-        for impl_item in &mut item.items {
+        // The methods are read (and flext's attributes taken off them) outside the item,
+        // then put back.
+        let mut items = std::mem::take(&mut svc.item.items);
+        for impl_item in &mut items {
             if let syn::ImplItem::Fn(f) = impl_item {
                 svc.read_method(cx, f);
             }
         }
-        svc.item = item;
+        svc.item.items = items;
         svc
     }
 

@@ -45,7 +45,7 @@ fn parse_args(cx: &Ctxt, kind: Kind, args: TokenStream) -> (bool, Krate) {
     let mut krate = None;
     options::parse(cx, &spec, args, |key, meta| {
         match key {
-            EXTERNAL => external = options::flag(meta).is_ok(),
+            EXTERNAL => external = options::flag(meta).map(|_| true)?,
             _ => krate = Some(options::path(meta)?),
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! kind traits (`Command`, `Query`, `Event`) follow from `Message::Kind` through the
 //! runtime's blanket impls, so a type that is not serde gets one error, at this impl.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
@@ -66,7 +66,6 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             }
         }
     });
-    let _ = Span::call_site();
     quote! {
         #item
         const _: () = {

@@ -57,8 +57,8 @@ impl MessageDef {
             match key {
                 OUTPUT => def.output = Some(options::ty(meta)?),
                 NAME => def.name = options::string(meta)?.value(),
-                IDEMPOTENT => def.idempotent = options::flag(meta).is_ok(),
-                VALIDATE => def.validate = options::flag(meta).is_ok(),
+                IDEMPOTENT => def.idempotent = options::flag(meta).map(|_| true)?,
+                VALIDATE => def.validate = options::flag(meta).map(|_| true)?,
                 TIMEOUT_MS => def.timeout_ms = Some(options::int(meta)?.0),
                 VERSION => def.version = Some(options::int(meta)?),
                 _ => krate = Some(options::path(meta)?),

@@ -46,18 +46,6 @@ pub trait Wire: Sized {
     /// A copy of the message, for a retry or another subscriber.
     #[must_use]
     fn duplicate(&self) -> Self;
-    /// The message as JSON.
-    ///
-    /// # Errors
-    ///
-    /// serde's error when the value does not serialise (a map with non-string keys, say).
-    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
-    /// The message read from JSON text.
-    ///
-    /// # Errors
-    ///
-    /// serde's error when `json` is not this message.
-    fn from_json_str(json: &str) -> serde_json::Result<Self>;
     /// Deserialises the message from any serde deserializer, naming the failing field
     /// through `serde_path_to_error`.
     ///
@@ -74,12 +62,6 @@ impl<T: Clone + Serialize + DeserializeOwned> Wire for T {
     #[inline]
     fn duplicate(&self) -> Self {
         self.clone()
-    }
-    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
-    }
-    fn from_json_str(json: &str) -> serde_json::Result<Self> {
-        serde_json::from_str(json)
     }
     fn from_deserializer<'de, D: serde::Deserializer<'de>>(
         de: D,

@@ -16,4 +16,6 @@ impl Rename {
 
 fn main() {
     let _ = Rename { name: "x".into() }.name_present();
+    let bus = Bus::builder().build().unwrap();
+    let _ = bus.send(Rename { name: "x".into() }, &Context::new());
 }
