@@ -79,7 +79,8 @@ impl Transfer {
 /// The same service, written by hand the way one would without flext.
 fn hand_written(t: &Transfer, ctx: &Context) -> Result<u64> {
     let span = tracing::info_span!(
-        "Transfer",
+        "domain_service",
+        service = "Transfer",
         correlation_id = %ctx.correlation_id(),
         failed_at = tracing::field::Empty,
     );

@@ -319,6 +319,13 @@ fn step_failed(name: &'static str, e: Error) -> Error {
 #[doc(hidden)]
 #[inline]
 pub fn service_span(name: &'static str, ctx: &Context) -> tracing::Span {
+    // With INFO off, leave before `info_span!` looks at its callsite: that callsite sits
+    // in this crate, not the caller's, and reaching it cost ~0.5 ns per `execute` in
+    // `cargo bench --bench domain_service` (generated / hand-written 1.08 without this
+    // check, 0.97 with it).
+    if !tracing::level_enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "domain_service",
         service = name,
