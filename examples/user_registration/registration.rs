@@ -3,7 +3,7 @@
 //! runs.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use chrono::{Datelike, NaiveDate};
 use flext::prelude::*;
@@ -167,8 +167,6 @@ pub struct RegisterUser<'a> {
     pub users: &'a UserRepository,
     pub mailer: &'a Mailer,
     pub events: &'a EventLog,
-    /// The id of the account this run created, for the roll back.
-    created: OnceLock<String>,
 }
 
 impl<'a> RegisterUser<'a> {
@@ -179,12 +177,11 @@ impl<'a> RegisterUser<'a> {
             users: &registry.users,
             mailer: &registry.mailer,
             events: &registry.events,
-            created: OnceLock::new(),
         }
     }
 }
 
-#[domain_service(on_error = roll_back)]
+#[domain_service]
 impl RegisterUser<'_> {
     #[business_rule(code = "user.email.format")]
     fn email_has_valid_format(&self) -> RuleResult {
@@ -310,15 +307,24 @@ impl RegisterUser<'_> {
         }
     }
 
-    #[step]
+    /// The documents' `map_error(handle_failure)`, as an undo: when a later step fails
+    /// (a bounced welcome mail, say), the account is removed again, so a retry of the
+    /// same registration can succeed. The account travels in the step's output, so
+    /// nothing about one run is kept on the service.
+    #[step(undo = remove_account)]
     fn create_account(&self) -> Result<User> {
-        let user = self.users.insert(&self.request.email)?;
-        let _ = self.created.set(user.id.clone());
-        Ok(user)
+        self.users.insert(&self.request.email)
+    }
+
+    fn remove_account(&self, created: &User) -> Result<()> {
+        self.users.remove(&created.email)?;
+        tracing::info!(user_id = %created.id, "account rolled back");
+        Ok(())
     }
 
     #[step]
-    fn set_up_profile(&self, mut user: User) -> Result<User> {
+    fn set_up_profile(&self, created: &User) -> Result<User> {
+        let mut user = created.clone();
         let p = &self.request.profile;
         user.first_name = p.first_name.clone().unwrap_or_default();
         user.last_name = p.last_name.clone().unwrap_or_default();
@@ -369,25 +375,6 @@ impl RegisterUser<'_> {
     #[postcondition(code = "user.active")]
     fn account_is_active(&self, user: &User) -> RuleResult {
         ensure!(user.active, "a registered account must be active")
-    }
-
-    /// The documents' `map_error(handle_failure)`: a failure after the account was
-    /// created removes it again, so a retry of the same registration can succeed.
-    fn roll_back(&self, error: Error) -> Error {
-        // Rules failed, or the account could not be created: nothing to undo.
-        let Some(id) = self.created.get() else {
-            return error;
-        };
-        match self.users.remove(&self.request.email) {
-            Ok(_) => {
-                let message = format!("{} (account {id} rolled back)", error.message());
-                error.with_message(message)
-            }
-            Err(e) => Error::internal(
-                "user.rollback_failed",
-                format!("{error}; roll back of {id} failed: {e}"),
-            ),
-        }
     }
 }
 
