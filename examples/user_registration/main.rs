@@ -5,8 +5,8 @@
 //! domains, password policy, required profile fields, minimum age, uniqueness against a
 //! repository), a railway of steps (create account, set up profile, welcome mail,
 //! activate), a tap that publishes a `UserRegistered` event with correlation and
-//! causation ids, a postcondition, and an error hook that rolls the account back when a
-//! later step fails.
+//! causation ids, a postcondition, and an undo on `create_account` that removes the
+//! account when a later step fails.
 //!
 //! ```text
 //! cargo run --example user_registration [-- path/to/registrations.jsonl]
