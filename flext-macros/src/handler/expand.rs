@@ -1,6 +1,7 @@
 //! Model -> tokens: the registration (`inventory`) with a `build` function that extracts
 //! injected state once, when the bus is built; and, for a command or query in the
-//! message's crate, the compiler-known handler `Bus::send_local` calls.
+//! message's crate, the compiler-known handler `Bus::send_local` calls. The user's
+//! function is called in one place, a generated `__flext_call`, which both call.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -28,14 +29,21 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
     let variant = h.kind.variant();
     let local = h.kind.is_request() && !h.external;
 
-    // Injected state, extracted from the bus's state map.
+    // Injected state, extracted from the bus's state map: once at build for the erased
+    // handler, at each call for `send_local`.
     let mut extract = TokenStream::new();
     let mut deps = Vec::new();
+    // `__flext_call`'s parameters after the message, context and bus, and what the
+    // callers pass for them.
+    let mut params = Vec::new();
+    let mut passed = Vec::new();
     if let Some(ty) = &h.receiver {
         extract.extend(quote_spanned! {ty.span()=>
             let __flext_self = <#p::State<#ty> as #p::FromState>::from_state(__flext_state, #name)?;
         });
         deps.push(format_ident!("__flext_self"));
+        params.push(quote!(__flext_self: &'__flext_a #ty));
+        passed.push(quote!(&*__flext_self));
     }
     let mut args = Vec::new();
     let mut seen_message = false;
@@ -55,8 +63,12 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
                     ty.span(),
                 );
                 extract.extend(quote! { let #dep = #from?; });
-                let share = respan(quote!(<#ty as #p::FromState>::share(&#dep)), ty.span());
-                args.push(share);
+                params.push(quote!(#dep: #ty));
+                passed.push(respan(
+                    quote!(<#ty as #p::FromState>::share(&#dep)),
+                    ty.span(),
+                ));
+                args.push(quote!(#dep));
                 deps.push(dep);
             }
         }
@@ -67,14 +79,43 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
         .output
         .as_ref()
         .map_or_else(|| ident.span(), |o| o.span());
-    let args = quote!(#(#args),*);
     let callee = match &h.receiver {
-        Some(ty) => quote!(<#ty>::#ident(&*__flext_self, #args)),
-        None => quote!(#ident(#args)),
+        Some(ty) => quote!(<#ty>::#ident(__flext_self, #(#args),*)),
+        None => quote!(#ident(#(#args),*)),
+    };
+    // The one call of the user's function. It returns what the user's function returns;
+    // the callers check that against the message's output.
+    let ret = h
+        .method
+        .output
+        .as_ref()
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    let ret = if h.method.is_async() {
+        respan_shallow(
+            quote!(impl ::core::future::Future<Output = #ret> + ::core::marker::Send + '__flext_a),
+            out_span,
+        )
+    } else {
+        ret
+    };
+    let call_fn = quote! {
+        #[allow(unused_variables, clippy::too_many_arguments)]
+        #[inline]
+        fn __flext_call<'__flext_a>(
+            __flext_message: #message,
+            __flext_ctx: &'__flext_a #p::Context,
+            __flext_bus: &'__flext_a #p::Bus,
+            #(#params),*
+        ) -> #ret {
+            #callee
+        }
     };
     // The call's result is checked against the message's output: a mismatch is reported
     // on the user's return type, while errors in the arguments keep their own spans.
-    let callee = respan_shallow(callee, out_span);
+    let callee = respan_shallow(
+        quote!(__flext_call(__flext_message, __flext_ctx, __flext_bus, #(#passed),*)),
+        out_span,
+    );
     let await_ = h
         .method
         .asyncness
@@ -173,6 +214,7 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
     let line = quote_spanned!(ident.span()=> ::core::line!());
     quote! {
         const _: () = {
+            #call_fn
             #handler_for
             #one
             #kind_check
