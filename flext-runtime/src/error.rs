@@ -449,3 +449,12 @@ mod tests {
         assert!(json["source"].is_null());
     }
 }
+
+impl ErrorKind {
+    /// Whether an error of this kind is usually transient, so that retrying an idempotent
+    /// message may succeed: [`Timeout`](Self::Timeout) and
+    /// [`Infrastructure`](Self::Infrastructure).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Timeout | ErrorKind::Infrastructure)
+    }
+}

@@ -11,11 +11,14 @@
 pub mod bus;
 mod context;
 mod error;
+mod future;
 pub mod input;
+mod message;
 pub mod middleware;
 pub mod registry;
 pub mod saga;
 pub mod service;
+mod state;
 mod suggest;
 
 pub use bus::{

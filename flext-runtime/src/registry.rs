@@ -8,8 +8,83 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::bus::{HandlerRegistration, MessageKind};
-use crate::error::Error;
+use std::any::{Any, TypeId};
+
+use crate::error::{Error, Result};
+use crate::message::MessageKind;
+use crate::state::StateMap;
+
+/// A handler registered at link time by `#[command_handler]`, `#[query_handler]` or
+/// `#[event_handler]`. [`Bus::builder`](crate::Bus::builder) collects all of them; the
+/// [`handlers`](crate::registry::handlers) function lists them.
+#[derive(Debug)]
+pub struct HandlerRegistration {
+    /// Command, query or event.
+    pub kind: MessageKind,
+    /// The message's stable name.
+    pub message: &'static str,
+    #[doc(hidden)]
+    pub message_type: fn() -> TypeId,
+    /// The handler as written: `create_user` or `UserHandlers::create`.
+    pub handler: &'static str,
+    /// The module the handler is defined in.
+    pub module: &'static str,
+    /// The source file of the handler.
+    pub file: &'static str,
+    /// The line of the handler in [`file`](Self::file).
+    pub line: u32,
+    #[doc(hidden)]
+    pub build: fn(&StateMap) -> Result<ErasedHandler>,
+}
+
+impl HandlerRegistration {
+    /// A registration; used by generated code.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn __new(
+        kind: MessageKind,
+        message: &'static str,
+        message_type: fn() -> TypeId,
+        handler: &'static str,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+        build: fn(&StateMap) -> Result<ErasedHandler>,
+    ) -> Self {
+        HandlerRegistration {
+            kind,
+            message,
+            message_type,
+            handler,
+            module,
+            file,
+            line,
+            build,
+        }
+    }
+
+    /// `file:line` of the handler.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+inventory::collect!(HandlerRegistration);
+
+/// A handler with its message type erased, as a registration's `build` returns it.
+#[doc(hidden)]
+pub struct ErasedHandler {
+    pub(crate) kind: MessageKind,
+    /// A `Handler<M, O>`.
+    pub(crate) handler: Box<dyn Any + Send + Sync>,
+}
+
+impl ErasedHandler {
+    /// Wraps `handler` (the bus's `Arc<Handler<M, O>>`) with its message kind.
+    pub(crate) fn new(kind: MessageKind, handler: Box<dyn Any + Send + Sync>) -> Self {
+        ErasedHandler { kind, handler }
+    }
+}
 
 /// Every handler registered at link time by the handler attributes, in no particular
 /// order.

@@ -1,22 +1,19 @@
-//! Handlers as the bus stores them, the link-time registrations the handler attributes
-//! submit, and the state handlers get injected.
+//! Handlers as the bus stores them and the erased-handler constructors generated code
+//! calls; the compiler-known handler (`LocalHandler`) `Bus::send_local` uses.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use rustc_hash::FxHashMap;
 
 use super::Bus;
-use super::message::{Command, Event, MessageKind, Query};
 use crate::context::Context;
 use crate::error::{Error, Result};
-
-/// A boxed, `Send` future, as middleware and async handlers return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
+use crate::message::{Command, Event, MessageKind, Query};
+use crate::registry::ErasedHandler;
 
 type SyncFn<M, O> = dyn Fn(M, &Context, &Bus) -> Result<O> + Send + Sync;
 type AsyncFn<M, O> =
@@ -88,14 +85,6 @@ pub(crate) fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Err
     )
 }
 
-/// A handler with its message type erased, as a registration's `build` returns it.
-#[doc(hidden)]
-pub struct ErasedHandler {
-    pub(crate) kind: MessageKind,
-    /// A `Handler<M, O>`.
-    pub(crate) handler: Box<dyn Any + Send + Sync>,
-}
-
 fn erased<M: Send + Sync + 'static, O: 'static>(
     kind: MessageKind,
     handler: Handler<M, O>,
@@ -103,10 +92,7 @@ fn erased<M: Send + Sync + 'static, O: 'static>(
 where
     Handler<M, O>: Send + Sync,
 {
-    ErasedHandler {
-        kind,
-        handler: Box::new(Arc::new(handler)),
-    }
+    ErasedHandler::new(kind, Box::new(Arc::new(handler)))
 }
 
 macro_rules! constructors {
@@ -137,257 +123,6 @@ constructors! {
     event_sync, event_async, Event, Event, ();
 }
 
-/// A handler registered at link time by `#[command_handler]`, `#[query_handler]` or
-/// `#[event_handler]`. [`Bus::builder`](super::Bus::builder) collects all of them; the
-/// [`handlers`](crate::registry::handlers) function lists them.
-#[derive(Debug)]
-pub struct HandlerRegistration {
-    /// Command, query or event.
-    pub kind: MessageKind,
-    /// The message's stable name.
-    pub message: &'static str,
-    #[doc(hidden)]
-    pub message_type: fn() -> TypeId,
-    /// The handler as written: `create_user` or `UserHandlers::create`.
-    pub handler: &'static str,
-    /// The module the handler is defined in.
-    pub module: &'static str,
-    /// The source file of the handler.
-    pub file: &'static str,
-    /// The line of the handler in [`file`](Self::file).
-    pub line: u32,
-    #[doc(hidden)]
-    pub build: fn(&StateMap) -> Result<ErasedHandler>,
-}
-
-impl HandlerRegistration {
-    /// A registration; used by generated code.
-    #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    pub const fn __new(
-        kind: MessageKind,
-        message: &'static str,
-        message_type: fn() -> TypeId,
-        handler: &'static str,
-        module: &'static str,
-        file: &'static str,
-        line: u32,
-        build: fn(&StateMap) -> Result<ErasedHandler>,
-    ) -> Self {
-        HandlerRegistration {
-            kind,
-            message,
-            message_type,
-            handler,
-            module,
-            file,
-            line,
-            build,
-        }
-    }
-
-    /// `file:line` of the handler.
-    pub fn location(&self) -> String {
-        format!("{}:{}", self.file, self.line)
-    }
-}
-
-inventory::collect!(HandlerRegistration);
-
-/// The JSON entry point of one message type, registered by the message attributes.
-#[doc(hidden)]
-#[derive(Clone, Copy)]
-pub enum JsonEntry {
-    Command(for<'a> fn(&'a Bus, &'a str, &'a Context) -> BoxFuture<'a, Result<serde_json::Value>>),
-    Query(for<'a> fn(&'a Bus, &'a str, &'a Context) -> BoxFuture<'a, Result<serde_json::Value>>),
-    Event(for<'a> fn(&'a Bus, &'a str, &'a Context) -> BoxFuture<'a, Result<super::PublishReport>>),
-}
-
-/// A message type registered at link time by `#[command]`, `#[query]` or `#[event]`, for
-/// dispatch by name.
-#[doc(hidden)]
-pub struct MessageRegistration {
-    pub name: &'static str,
-    /// `module_path!()` of the message type, to name both types when two share a name.
-    pub module: &'static str,
-    pub entry: JsonEntry,
-}
-
-inventory::collect!(MessageRegistration);
-
-/// Decodes `json` as `C` and sends it. Registered by `#[command]`.
-#[doc(hidden)]
-pub fn json_command<'a, C: Command>(
-    bus: &'a Bus,
-    json: &'a str,
-    ctx: &'a Context,
-) -> BoxFuture<'a, Result<serde_json::Value>> {
-    Box::pin(async move {
-        let command: C = crate::input::message_from_json(C::NAME, json)?;
-        let output = bus.send(command, ctx).await?;
-        to_json(C::NAME, &output)
-    })
-}
-
-/// Decodes `json` as `Q` and runs it. Registered by `#[query]`.
-#[doc(hidden)]
-pub fn json_query<'a, Q: Query>(
-    bus: &'a Bus,
-    json: &'a str,
-    ctx: &'a Context,
-) -> BoxFuture<'a, Result<serde_json::Value>> {
-    Box::pin(async move {
-        let query: Q = crate::input::message_from_json(Q::NAME, json)?;
-        let output = bus.query(query, ctx).await?;
-        to_json(Q::NAME, &output)
-    })
-}
-
-/// Decodes `json` as `E` and publishes it. Registered by `#[event]`.
-#[doc(hidden)]
-pub fn json_event<'a, E: Event>(
-    bus: &'a Bus,
-    json: &'a str,
-    ctx: &'a Context,
-) -> BoxFuture<'a, Result<super::PublishReport>> {
-    Box::pin(async move {
-        let event: E = crate::input::message_from_json(E::NAME, json)?;
-        Ok(bus.publish(event, ctx).await)
-    })
-}
-
-fn to_json<T: serde::Serialize>(name: &str, value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|e| {
-        Error::internal(
-            "flext.output.not_serialisable",
-            format!("the output of `{name}` could not be serialised to JSON: {e}"),
-        )
-        .with_source(e)
-    })
-}
-
-/// Values registered with [`BusBuilder::state`](super::BusBuilder::state), by type.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct StateMap {
-    values: FxHashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
-}
-
-impl StateMap {
-    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.insert_arc(Arc::new(value));
-    }
-
-    pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
-        self.values.insert(
-            TypeId::of::<T>(),
-            (std::any::type_name::<T>(), Box::new(value)),
-        );
-    }
-
-    fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.values
-            .get(&TypeId::of::<T>())
-            .and_then(|(_, v)| v.downcast_ref::<Arc<T>>())
-            .cloned()
-    }
-}
-
-/// Shared state injected into a handler: a parameter `repo: State<UserRepository>`
-/// receives the value registered with `Bus::builder().state(UserRepository::new())`.
-/// Cloning is an `Arc` clone. In the spirit of axum's `State` extractor.
-///
-/// ```rust,standalone_crate
-/// use flext::prelude::*;
-/// use std::sync::atomic::{AtomicU64, Ordering};
-///
-/// #[command(output = u64)]
-/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
-/// struct Increment;
-///
-/// #[derive(Default)]
-/// struct Counter { next: AtomicU64 }
-///
-/// #[command_handler]
-/// fn increment(_: Increment, counter: State<Counter>) -> Result<u64> {
-///     Ok(counter.next.fetch_add(1, Ordering::Relaxed) + 1)
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let bus = Bus::builder().state(Counter::default()).build().unwrap();
-/// let ctx = Context::new();
-/// assert_eq!(bus.send(Increment, &ctx).await.unwrap(), 1);
-/// assert_eq!(bus.send(Increment, &ctx).await.unwrap(), 2);
-/// # }
-/// ```
-pub struct State<T: ?Sized>(Arc<T>);
-
-impl<T: ?Sized> State<T> {
-    /// Wraps shared state, for calling a handler directly (in a unit test, say).
-    pub fn new(value: Arc<T>) -> Self {
-        State(value)
-    }
-
-    /// The shared value.
-    pub fn into_inner(self) -> Arc<T> {
-        self.0
-    }
-}
-
-impl<T: ?Sized> Clone for State<T> {
-    fn clone(&self) -> Self {
-        State(Arc::clone(&self.0))
-    }
-}
-
-impl<T: ?Sized> std::ops::Deref for State<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// A handler parameter the bus fills in when it is built. Implemented for [`State`];
-/// implement it for your own extractors.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be injected into a handler",
-    label = "not the message, `&Context`, `&Bus` or injectable state",
-    note = "a handler takes the message first, then any of `ctx: &Context`, `bus: &Bus` and `State<T>` (registered with `Bus::builder().state(value)`)"
-)]
-pub trait FromState: Sized + Clone + Send + Sync + 'static {
-    /// Extracts the value from the bus's state when the bus is built.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the state was not
-    /// registered; the message names `handler` and the missing type.
-    fn from_state(state: &StateMap, handler: &'static str) -> Result<Self>;
-
-    /// The value handed to one call of the handler: a clone (for [`State`], an `Arc`
-    /// clone).
-    fn share(&self) -> Self {
-        self.clone()
-    }
-}
-
-impl<T: Send + Sync + 'static> FromState for State<T> {
-    fn from_state(state: &StateMap, handler: &'static str) -> Result<Self> {
-        state.get::<T>().map(State).ok_or_else(|| {
-            let ty = std::any::type_name::<T>();
-            Error::not_found(
-                "flext.bus.missing_state",
-                format!(
-                    "handler `{handler}` takes `State<{ty}>`, but the bus has no state of that type: add `.state(value)` to `Bus::builder()`"
-                ),
-            )
-        })
-    }
-}
-
-pub(crate) fn state_names(state: &StateMap) -> Vec<&'static str> {
-    state.values.values().map(|(n, _)| *n).collect()
-}
-
 /// The handler of a command or query, known to the compiler: implemented by
 /// `#[command_handler]` and `#[query_handler]` for a message defined in the same crate
 /// (not with `external`). It gives three things:
@@ -402,7 +137,7 @@ pub(crate) fn state_names(state: &StateMap) -> Vec<&'static str> {
     label = "no `#[command_handler]` or `#[query_handler]` takes this message",
     note = "write a handler `#[command_handler] fn ...(message: {Self}, ...) -> Result<...>` (or `#[query_handler]`) in the crate that defines `{Self}`; for a handler in another crate use `Bus::send` or `Bus::query`, which find it at run time"
 )]
-pub trait LocalHandler: super::Message {
+pub trait LocalHandler: crate::message::Message {
     /// The handler's output.
     type Output: Send + 'static;
     /// Whether the handler takes `&Context`.
@@ -429,7 +164,7 @@ pub trait LocalHandler: super::Message {
 /// message's crate is E0119, "conflicting implementations of trait
 /// `OneHandlerPerCommandOrQuery`", with both handlers named. Used by generated code.
 #[doc(hidden)]
-pub trait OneHandlerPerCommandOrQuery: super::Message {
+pub trait OneHandlerPerCommandOrQuery: crate::message::Message {
     /// The generated type that calls the handler.
     type Handler: HandlerFor<Self>;
 }
@@ -502,12 +237,3 @@ macro_rules! assert_handled {
         };
     };
 }
-
-/// Compile-time checks of a handler's message kind, spanned at the message type by the
-/// handler attributes.
-#[doc(hidden)]
-pub fn assert_command<M: Command>() {}
-#[doc(hidden)]
-pub fn assert_query<M: Query>() {}
-#[doc(hidden)]
-pub fn assert_event<M: Event>() {}

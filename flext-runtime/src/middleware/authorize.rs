@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::{Context, Principal};
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 
 type Predicate = dyn Fn(Option<&Principal>, &Dispatch<'_>) -> bool + Send + Sync;
 

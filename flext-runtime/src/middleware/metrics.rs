@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::Context;
 use crate::error::Result;
+use crate::future::BoxFuture;
 
 /// Reports each dispatch through the [`metrics`] facade, labelled with `message` and
 /// `kind`:

@@ -30,9 +30,10 @@ pub use self::retry::Retry;
 pub use self::timeout::Timeout;
 pub use self::tracing::Tracing;
 pub use self::validation::Validation;
-use crate::bus::{BoxFuture, Message, MessageKind};
 use crate::context::Context;
 use crate::error::Result;
+use crate::future::BoxFuture;
+use crate::message::{Message, MessageKind};
 
 /// Wraps every dispatch of a [`Bus`](crate::Bus).
 ///

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::Context;
 use crate::error::Result;
+use crate::future::BoxFuture;
 
 /// Runs a failed dispatch again when the message is marked idempotent
 /// (`#[command(output = T, idempotent)]`) and the error is transient

@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 
 /// Fails a dispatch with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (code
 /// `flext.dispatch.timeout`) when it runs past the earliest of: the context's deadline,

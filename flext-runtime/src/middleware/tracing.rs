@@ -3,9 +3,9 @@
 use tracing::Instrument;
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::Context;
 use crate::error::Result;
+use crate::future::BoxFuture;
 
 /// Opens an INFO span `flext.dispatch` around each dispatch with the fields `message`,
 /// `kind`, `handler`, `message_id` (the handler context's id), `correlation_id`,

@@ -1,9 +1,9 @@
 //! [`Validation`]: runs the message's business rules before its handler.
 
 use super::{Dispatch, Middleware, Next};
-use crate::bus::BoxFuture;
 use crate::context::Context;
 use crate::error::Result;
+use crate::future::BoxFuture;
 
 /// Runs [`Message::validate`](crate::Message::validate), the message's
 /// `#[business_rules]` when it is marked `validate`, before the handler; on violations the

@@ -9,8 +9,8 @@ use super::log::{
     Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
     unknown_saga,
 };
-use crate::bus::BoxFuture;
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 
 /// A saga log in memory. Survives nothing but a dropped runner, which is what the crash
 /// tests need: a fresh runner over the same log recovers what the first left in flight.

@@ -10,8 +10,8 @@ use super::log::{
     Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
     unknown_saga,
 };
-use crate::bus::BoxFuture;
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`), in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -192,3 +192,12 @@ pub trait Validate {
 #[doc(hidden)]
 pub trait OutputBounds: Serialize + Send + 'static {}
 impl<T: Serialize + Send + 'static> OutputBounds for T {}
+
+/// Compile-time checks of a handler's message kind, spanned at the message type by the
+/// handler attributes.
+#[doc(hidden)]
+pub fn assert_command<M: Command>() {}
+#[doc(hidden)]
+pub fn assert_query<M: Query>() {}
+#[doc(hidden)]
+pub fn assert_event<M: Event>() {}

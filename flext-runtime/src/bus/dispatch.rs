@@ -1,0 +1,245 @@
+//! Commands and queries: `send`, `query`, `send_local`, resolved handles, and the
+//! dispatch through middleware and statistics.
+
+use std::any::TypeId;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+
+use super::Bus;
+use super::handler::{Handler, LocalHandler};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::future::BoxFuture;
+use crate::message::{Command, Message, Query};
+use crate::middleware::{Dispatch, Next};
+
+/// A command or query handler resolved once, for call sites that dispatch the same
+/// message type many times: it skips the lookup by type. Middleware and statistics still
+/// apply. Get one with [`Bus::command_handle`] or [`Bus::query_handle`].
+pub struct Handle<M, O> {
+    bus: Bus,
+    handler: Arc<Handler<M, O>>,
+    index: usize,
+}
+
+impl<M: Message, O: Send + 'static> Handle<M, O> {
+    /// Dispatches `message` to the resolved handler; same effects and errors as
+    /// [`Bus::send`].
+    #[inline]
+    pub async fn call(&self, message: M, ctx: &Context) -> Result<O> {
+        self.bus
+            .dispatch(&self.handler, self.index, message, ctx)
+            .await
+    }
+}
+
+impl Bus {
+    /// Sends a command to its handler and returns the handler's output.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::NotFound`], `flext.bus.no_handler`: no handler for `C` is linked.
+    /// - [`ErrorKind::Internal`], `flext.handler.panicked`: the handler panicked; the bus
+    ///   keeps serving.
+    /// - Whatever the handler or a middleware returns.
+    pub async fn send<C: Command>(&self, command: C, ctx: &Context) -> Result<C::Output> {
+        let (handler, index) = self.resolve::<C, C::Output>()?;
+        self.dispatch(handler, index, command, ctx).await
+    }
+
+    /// Runs a query on its handler; same effects and errors as [`send`](Self::send).
+    pub async fn query<Q: Query>(&self, query: Q, ctx: &Context) -> Result<Q::Output> {
+        let (handler, index) = self.resolve::<Q, Q::Output>()?;
+        self.dispatch(handler, index, query, ctx).await
+    }
+
+    /// Calls the command's or query's handler that the compiler resolved: the handler in
+    /// the message's own crate (see [`LocalHandler`]). Without middleware and statistics
+    /// this is a direct, inlinable call with no lookup; with them, the dispatch goes
+    /// through them as [`send`](Self::send) does. Sending a message that has no handler
+    /// in its crate does not compile.
+    ///
+    /// The handler is called even if the bus's [`filter`](BusBuilder::filter) left it
+    /// out; its injected state is taken from the bus on each call.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`ErrorKind::NotFound`], `flext.bus.missing_state`, when
+    /// the handler's state was not registered.
+    ///
+    /// ```rust,standalone_crate
+    /// use flext::prelude::*;
+    ///
+    /// #[query(output = u32)]
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Double(u32);
+    ///
+    /// #[query_handler]
+    /// fn double(q: Double) -> Result<u32> { Ok(q.0 * 2) }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = Bus::builder().record_stats(false).build().unwrap();
+    /// assert_eq!(bus.send_local(Double(21), &Context::new()).await.unwrap(), 42);
+    /// # }
+    /// ```
+    pub async fn send_local<M: LocalHandler>(
+        &self,
+        message: M,
+        ctx: &Context,
+    ) -> Result<M::Output> {
+        let inner = &*self.inner;
+        if inner.middleware.is_empty() && inner.stats.is_none() {
+            let child;
+            let ctx = if M::TAKES_CONTEXT {
+                child = ctx.child();
+                &child
+            } else {
+                ctx
+            };
+            return match std::panic::AssertUnwindSafe(M::handle(message, ctx, self))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(panic) => Err(super::handler::panicked(M::HANDLER, panic)),
+            };
+        }
+        let (handler, index) = self.resolve::<M, M::Output>()?;
+        self.dispatch(handler, index, message, ctx).await
+    }
+
+    /// Resolves the handler of command `C` once; see [`Handle`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`], `flext.bus.no_handler`, when no handler is linked.
+    pub fn command_handle<C: Command>(&self) -> Result<Handle<C, C::Output>> {
+        let (handler, index) = self.resolve::<C, C::Output>()?;
+        Ok(Handle {
+            bus: self.clone(),
+            handler: Arc::clone(handler),
+            index,
+        })
+    }
+
+    /// Resolves the handler of query `Q` once; see [`Handle`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`], `flext.bus.no_handler`, when no handler is linked.
+    pub fn query_handle<Q: Query>(&self) -> Result<Handle<Q, Q::Output>> {
+        let (handler, index) = self.resolve::<Q, Q::Output>()?;
+        Ok(Handle {
+            bus: self.clone(),
+            handler: Arc::clone(handler),
+            index,
+        })
+    }
+
+    #[inline]
+    fn resolve<M: Message, O: 'static>(&self) -> Result<(&Arc<Handler<M, O>>, usize)> {
+        match self.inner.handlers.get(&TypeId::of::<M>()) {
+            Some(slot) => match slot.handler.downcast_ref::<Arc<Handler<M, O>>>() {
+                Some(handler) => Ok((handler, slot.index)),
+                None => Err(slot_mismatch(M::NAME)),
+            },
+            None => Err(no_handler::<M>()),
+        }
+    }
+
+    #[inline]
+    pub(super) async fn dispatch<M: Message, O: Send + 'static>(
+        &self,
+        handler: &Handler<M, O>,
+        index: usize,
+        message: M,
+        ctx: &Context,
+    ) -> Result<O> {
+        let inner = &*self.inner;
+        if inner.middleware.is_empty() && inner.stats.is_none() {
+            let child;
+            let ctx = if handler.takes_context {
+                child = ctx.child();
+                &child
+            } else {
+                ctx
+            };
+            return match handler.try_call_sync(message, ctx, self) {
+                Ok(result) => result,
+                Err(message) => handler.call(message, ctx, self).await,
+            };
+        }
+        self.dispatch_observed(handler, index, message, ctx).await
+    }
+
+    async fn dispatch_observed<M: Message, O: Send + 'static>(
+        &self,
+        handler: &Handler<M, O>,
+        index: usize,
+        message: M,
+        ctx: &Context,
+    ) -> Result<O> {
+        let inner = &*self.inner;
+        let child = ctx.child();
+        let started = inner.stats.as_ref().map(|_| Instant::now());
+        let result = if inner.middleware.is_empty() {
+            handler.call(message, &child, self).await
+        } else {
+            let output: Mutex<Option<O>> = Mutex::new(None);
+            let dispatch = Dispatch::new::<M>(&message, handler.name);
+            let endpoint = |ctx: Context| -> BoxFuture<'_, Result<()>> {
+                let message = message.duplicate();
+                let output = &output;
+                Box::pin(async move {
+                    let value = handler.call(message, &ctx, self).await?;
+                    *output.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+                    Ok(())
+                })
+            };
+            let next = Next::new(&inner.middleware, &dispatch, &endpoint);
+            match next.run(child).await {
+                Ok(()) => output
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .ok_or_else(|| {
+                        Error::internal(
+                            "flext.middleware.skipped_handler",
+                            format!(
+                                "a middleware returned success for `{}` without running its handler: call `next.run(ctx)` or return an error",
+                                M::NAME
+                            ),
+                        )
+                    }),
+                Err(e) => Err(e),
+            }
+        };
+        if let (Some(stats), Some(started)) = (&inner.stats, started) {
+            stats[index].record(started.elapsed(), result.as_ref().err());
+        }
+        result
+    }
+}
+
+fn no_handler<M: Message>() -> Error {
+    Error::not_found(
+        "flext.bus.no_handler",
+        format!(
+            "no handler for {} `{}` is linked into this program: write a `#[{}_handler]` for it, or reference the crate that has one",
+            M::KIND.as_str(),
+            M::NAME,
+            M::KIND.as_str()
+        ),
+    )
+}
+
+#[cold]
+pub(super) fn slot_mismatch(name: &str) -> Error {
+    Error::internal(
+        "flext.bus.handler_type",
+        format!(
+            "the handler registered for `{name}` has another output type than the message declares"
+        ),
+    )
+}
