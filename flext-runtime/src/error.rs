@@ -415,6 +415,15 @@ macro_rules! ensure {
     };
 }
 
+impl ErrorKind {
+    /// Whether an error of this kind is usually transient, so that retrying an idempotent
+    /// message may succeed: [`Timeout`](Self::Timeout) and
+    /// [`Infrastructure`](Self::Infrastructure).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Timeout | ErrorKind::Infrastructure)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,14 +456,5 @@ mod tests {
         assert_eq!(json["violations"][0]["subject"], "f");
         assert_eq!(json["violations"][1]["code"], "b");
         assert!(json["source"].is_null());
-    }
-}
-
-impl ErrorKind {
-    /// Whether an error of this kind is usually transient, so that retrying an idempotent
-    /// message may succeed: [`Timeout`](Self::Timeout) and
-    /// [`Infrastructure`](Self::Infrastructure).
-    pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::Timeout | ErrorKind::Infrastructure)
     }
 }
