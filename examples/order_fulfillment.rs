@@ -390,10 +390,11 @@ async fn durable(
         .owner("fulfilment-worker")
         .shared_state(services)
         .build();
-    for (id, outcome) in runner.recover().await? {
-        match outcome {
-            Ok(o) => println!("recovered {id}: {:?}", o.state()),
-            Err(e) => println!("recovery of {id} failed: {e}"),
+    let report = runner.recover().await?;
+    for saga in &report.sagas {
+        match &saga.result {
+            Ok(o) => println!("recovered {}: {:?}", saga.saga_id, o.state()),
+            Err(e) => println!("recovery of {} failed: {e}", saga.saga_id),
         }
     }
     for order in orders(start, n) {

@@ -570,9 +570,10 @@ async fn crash_and_recover(
     let fresh = runner(memory.clone(), &ledger);
     let recovered = fresh.recover().await.unwrap();
     assert!(recovered.len() <= 1);
-    for (_, outcome) in &recovered {
-        assert!(outcome.is_ok(), "{outcome:?}");
+    for saga in &recovered.sagas {
+        assert!(saga.result.is_ok(), "{saga:?}");
     }
+    assert_eq!(recovered.failed(), 0);
     assert!(
         fresh.recover().await.unwrap().is_empty(),
         "nothing left in flight"
@@ -695,9 +696,10 @@ async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
     let recovered = fresh.recover().await.unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(
-        recovered[0].1.as_ref().unwrap().state(),
+        recovered.sagas[0].result.as_ref().unwrap().state(),
         SagaState::Completed
     );
+    assert_eq!(recovered.completed(), 1);
     assert!(ledger.summary().iter().all(|(_, a, u)| (*a, *u) == (1, 0)));
     assert_eq!(ledger.summary().len(), 4);
     assert_eq!(log.list(SagaState::Completed).await.unwrap().len(), 1);

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod backoff;
 pub mod bus;
 mod context;
 mod error;
@@ -21,6 +22,7 @@ pub mod service;
 mod state;
 mod suggest;
 
+pub use backoff::Backoff;
 pub use bus::{
     BoxFuture, Bus, BusBuilder, Command, Event, FromState, Handle, HandlerRegistration, Message,
     MessageKind, PublishReport, Query, State, SubscriberOutcome, Validate, Wire,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{Dispatch, Middleware, Next};
+use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::Result;
 use crate::future::BoxFuture;
@@ -25,8 +26,7 @@ use crate::future::BoxFuture;
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
     attempts: u32,
-    base: Duration,
-    max: Duration,
+    backoff: Backoff,
 }
 
 impl Retry {
@@ -34,23 +34,19 @@ impl Retry {
     pub fn new(attempts: u32) -> Self {
         Retry {
             attempts: attempts.max(1),
-            base: Duration::from_millis(50),
-            max: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
         }
     }
 
-    /// Sets the first wait and the cap of the exponential backoff.
+    /// Sets the first wait and the cap of the exponential backoff ([`Backoff`]).
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.base = base;
-        self.max = max;
+        self.backoff = Backoff::new(base, max);
         self
     }
 
     /// The wait before attempt `n + 1` (after the `n`-th failure, `n` from 1).
     pub fn delay(&self, n: u32) -> Duration {
-        self.base
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
-            .min(self.max)
+        self.backoff.delay(n)
     }
 }
 

@@ -1,0 +1,119 @@
+//! What the saga log can keep ([`Durable`]) and how generated code writes and reads
+//! logged values.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StepScope;
+use crate::error::{Error, Result};
+
+/// What the saga log can keep: a saga's input and every step's output are written to it
+/// so that a resumed saga sees what the crashed one saw. Implemented for every
+/// `Serialize + DeserializeOwned` type.
+///
+/// One trait rather than two supertraits, so that a type that is not serde gets one
+/// error naming both derives, once per type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the saga log",
+    label = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`",
+    note = "the saga log stores the saga's input and every step's output so that a resumed saga sees what the crashed one saw"
+)]
+pub trait Durable: Sized {
+    /// The value as JSON for the log.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when the value does not serialise.
+    fn to_log(&self) -> serde_json::Result<serde_json::Value>;
+    /// The value read back from the log.
+    ///
+    /// # Errors
+    ///
+    /// serde's error when the JSON is not a `Self` (a log written by another version).
+    fn from_log(value: serde_json::Value) -> serde_json::Result<Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> Durable for T {
+    fn to_log(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+    fn from_log(value: serde_json::Value) -> serde_json::Result<Self> {
+        serde_json::from_value(value)
+    }
+}
+
+/// A logged value of type `T` as generated code reads and writes it. Through autoref
+/// specialisation, [`EncodeDurable`] applies when `T` is [`Durable`] and
+/// [`EncodeNotDurable`] otherwise, so a type that is not durable costs the one
+/// `assert_durable` error, not one per use. Used by generated code.
+#[doc(hidden)]
+pub struct LogSlot<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> LogSlot<T> {
+    #[doc(hidden)]
+    #[inline]
+    pub const fn new() -> Self {
+        LogSlot(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait EncodeDurable<T> {
+    /// Encodes a step's output for the log.
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
+    /// Reads step `index`'s output back.
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+}
+
+impl<T: Durable> EncodeDurable<T> for &LogSlot<T> {
+    #[inline]
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value> {
+        scope.encode(value)
+    }
+    #[inline]
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T> {
+        scope.output(index)
+    }
+}
+
+#[doc(hidden)]
+pub trait EncodeNotDurable<T> {
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+}
+
+impl<T> EncodeNotDurable<T> for LogSlot<T> {
+    fn encode(&self, _: &StepScope<'_>, _: &T) -> Result<serde_json::Value> {
+        Err(not_durable::<T>())
+    }
+    fn decode(&self, _: &StepScope<'_>, _: usize) -> Result<T> {
+        Err(not_durable::<T>())
+    }
+}
+
+fn not_durable<T>() -> Error {
+    Error::internal(
+        "flext.saga.not_durable",
+        format!(
+            "`{}` cannot be stored in the saga log",
+            std::any::type_name::<T>()
+        ),
+    )
+}
+
+/// The error of a step index the saga does not have. Used by generated code.
+#[doc(hidden)]
+#[cold]
+pub fn no_such_step(saga: &'static str, index: usize) -> Error {
+    Error::internal(
+        "flext.saga.no_such_step",
+        format!("saga `{saga}` has no step {index}"),
+    )
+}
+
+/// Used by generated code to check [`Durable`] at the user's type.
+#[doc(hidden)]
+pub fn assert_durable<T: Durable>() {}

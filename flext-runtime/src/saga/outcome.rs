@@ -1,0 +1,125 @@
+//! How a saga ended.
+
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use super::SagaState;
+use crate::error::Error;
+
+/// How a saga ended.
+#[derive(Debug)]
+pub enum SagaOutcome<T> {
+    /// Every step succeeded.
+    Completed {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// The last step's output.
+        output: T,
+    },
+    /// A step failed and every completed step was undone.
+    Compensated {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// The step that failed.
+        failed_step: String,
+        /// Why it failed.
+        error: Error,
+        /// The steps undone, in the order they were undone.
+        compensated: Vec<String>,
+    },
+    /// A step after the pivot, or a compensation, kept failing.
+    Stuck {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// The step or compensation that kept failing.
+        step: String,
+        /// Its last error.
+        error: Error,
+        /// What is left for an operator: the steps still to run or to undo.
+        remaining: Vec<String>,
+    },
+}
+
+impl<T> SagaOutcome<T> {
+    /// The saga's id.
+    pub fn saga_id(&self) -> Uuid {
+        match self {
+            SagaOutcome::Completed { saga_id, .. }
+            | SagaOutcome::Compensated { saga_id, .. }
+            | SagaOutcome::Stuck { saga_id, .. } => *saga_id,
+        }
+    }
+
+    /// The state the outcome leaves the saga in.
+    pub fn state(&self) -> SagaState {
+        match self {
+            SagaOutcome::Completed { .. } => SagaState::Completed,
+            SagaOutcome::Compensated { .. } => SagaState::Compensated,
+            SagaOutcome::Stuck { .. } => SagaState::Stuck,
+        }
+    }
+
+    pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> SagaOutcome<U> {
+        match self {
+            SagaOutcome::Completed { saga_id, output } => SagaOutcome::Completed {
+                saga_id,
+                output: f(output),
+            },
+            SagaOutcome::Compensated {
+                saga_id,
+                failed_step,
+                error,
+                compensated,
+            } => SagaOutcome::Compensated {
+                saga_id,
+                failed_step,
+                error,
+                compensated,
+            },
+            SagaOutcome::Stuck {
+                saga_id,
+                step,
+                error,
+                remaining,
+            } => SagaOutcome::Stuck {
+                saga_id,
+                step,
+                error,
+                remaining,
+            },
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for SagaOutcome<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("SagaOutcome", 5)?;
+        out.serialize_field("saga_id", &self.saga_id())?;
+        out.serialize_field("state", &self.state())?;
+        match self {
+            SagaOutcome::Completed { output, .. } => out.serialize_field("output", output)?,
+            SagaOutcome::Compensated {
+                failed_step,
+                error,
+                compensated,
+                ..
+            } => {
+                out.serialize_field("failed_step", failed_step)?;
+                out.serialize_field("error", error)?;
+                out.serialize_field("compensated", compensated)?;
+            }
+            SagaOutcome::Stuck {
+                step,
+                error,
+                remaining,
+                ..
+            } => {
+                out.serialize_field("step", step)?;
+                out.serialize_field("error", error)?;
+                out.serialize_field("remaining", remaining)?;
+            }
+        }
+        out.end()
+    }
+}

@@ -1,0 +1,412 @@
+//! The saga runner: starting sagas, driving them forward, compensating.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use uuid::Uuid;
+
+use super::progress::{Phase, Progress};
+use super::step::{attempt, step_context};
+use super::{
+    Durable, ErrorRecord, Lease, Saga, SagaLog, SagaOutcome, SagaRecord, SagaState, SagaSummary,
+    StepScope, Transition, now_ms,
+};
+use crate::backoff::Backoff;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::state::StateMap;
+
+/// Runs sagas and recovers the ones a crash left in flight. Cheap to clone.
+///
+/// ```
+/// use flext::prelude::*;
+/// use flext::saga::{MemoryLog, SagaOutcome, SagaRunner};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Transfer { cents: u64 }
+///
+/// #[saga]
+/// impl Transfer {
+///     #[saga_step(compensate = refund)]
+///     fn debit(&self) -> Result<u64> { Ok(self.cents) }
+///     fn refund(&self, debited: &u64) -> Result<()> { let _ = debited; Ok(()) }
+///
+///     #[saga_step]
+///     fn credit(&self, debited: &u64) -> Result<String> {
+///         Err(Error::infrastructure("bank.down", format!("cannot credit {debited}")))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let runner = SagaRunner::builder(MemoryLog::new()).build();
+/// match runner.run(Transfer { cents: 500 }, &Context::new()).await.unwrap() {
+///     SagaOutcome::Compensated { failed_step, compensated, .. } => {
+///         assert_eq!(failed_step, "credit");
+///         assert_eq!(compensated, ["debit"]);
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SagaRunner {
+    pub(super) log: Arc<dyn SagaLog>,
+    pub(super) state: Arc<StateMap>,
+    pub(super) lease: Lease,
+    pub(super) compensation_attempts: u32,
+    pub(super) backoff_cap: Duration,
+}
+
+/// Configures a [`SagaRunner`].
+pub struct SagaRunnerBuilder {
+    log: Arc<dyn SagaLog>,
+    state: StateMap,
+    owner: Option<String>,
+    lease: Duration,
+    compensation_attempts: u32,
+    backoff_cap: Duration,
+}
+
+impl SagaRunnerBuilder {
+    /// Registers state steps receive as `State<T>`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Registers shared state the caller keeps a handle to.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.state.insert_arc(value);
+        self
+    }
+
+    /// The runner's name in the log's leases; default `runner-<uuid>`. Give each process
+    /// its own.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How long a lease lasts after each transition (default 30 s): how long another
+    /// runner waits before taking over a saga whose runner stopped writing.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How many times a compensation is tried before the saga is marked stuck (default
+    /// 5, at least 1), with the step's backoff between attempts.
+    pub fn compensation_attempts(mut self, attempts: u32) -> Self {
+        self.compensation_attempts = attempts.max(1);
+        self
+    }
+
+    /// The longest wait between two attempts of a step or compensation (default
+    /// [`Backoff::SAGA_CAP`], 60 s): waits start at the step's `backoff_ms` and double
+    /// up to this cap.
+    pub fn backoff_cap(mut self, cap: Duration) -> Self {
+        self.backoff_cap = cap;
+        self
+    }
+
+    /// The runner.
+    pub fn build(self) -> SagaRunner {
+        SagaRunner {
+            log: self.log,
+            state: Arc::new(self.state),
+            lease: Lease {
+                owner: self
+                    .owner
+                    .unwrap_or_else(|| format!("runner-{}", Uuid::new_v4())),
+                duration_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
+            },
+            compensation_attempts: self.compensation_attempts,
+            backoff_cap: self.backoff_cap,
+        }
+    }
+}
+
+impl SagaRunner {
+    /// A builder over `log`.
+    pub fn builder(log: impl SagaLog) -> SagaRunnerBuilder {
+        Self::builder_shared(Arc::new(log))
+    }
+
+    /// A builder over a log shared with other runners or with the caller.
+    pub fn builder_shared(log: Arc<dyn SagaLog>) -> SagaRunnerBuilder {
+        SagaRunnerBuilder {
+            log,
+            state: StateMap::default(),
+            owner: None,
+            lease: Duration::from_secs(30),
+            compensation_attempts: 5,
+            backoff_cap: Backoff::SAGA_CAP,
+        }
+    }
+
+    /// The log this runner writes to.
+    pub fn log(&self) -> &Arc<dyn SagaLog> {
+        &self.log
+    }
+
+    /// Records a new saga and runs it to an outcome.
+    ///
+    /// # Errors
+    ///
+    /// Only when the log fails ([`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)) or another runner took
+    /// the saga over ([`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.lease_lost`): the saga is then
+    /// in flight in the log, and [`recover`](Self::recover) finishes it. A failing step
+    /// is not an error: it is a [`SagaOutcome::Compensated`] or
+    /// [`SagaOutcome::Stuck`].
+    pub async fn run<S: Saga>(&self, saga: S, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
+        let id = Uuid::new_v4();
+        let input = saga.to_log().map_err(|e| {
+            Error::internal(
+                "flext.saga.input_not_serialisable",
+                format!("saga `{}`: {e}", S::NAME),
+            )
+        })?;
+        let record = SagaRecord {
+            id,
+            name: S::NAME.to_owned(),
+            input,
+            correlation_id: ctx.correlation_id(),
+            state: SagaState::Running,
+            transitions: Vec::new(),
+            owner: self.lease.owner.clone(),
+            lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
+        };
+        self.log.create(&record).await?;
+        self.drive(&saga, id, Progress::new(S::STEPS.len()), ctx)
+            .await
+    }
+
+    /// The sagas in `state`, for operators.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn list(&self, state: SagaState) -> Result<Vec<SagaSummary>> {
+        self.log.list(state).await
+    }
+
+    async fn append(&self, id: Uuid, transition: Transition, state: SagaState) -> Result<()> {
+        self.log.append(id, &transition, state, &self.lease).await
+    }
+
+    pub(super) async fn drive<S: Saga>(
+        &self,
+        saga: &S,
+        id: Uuid,
+        p: Progress,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("flext.saga", saga = S::NAME, saga_id = %id, correlation_id = %ctx.correlation_id());
+        self.drive_in_span(saga, id, p, ctx).instrument(span).await
+    }
+
+    async fn drive_in_span<S: Saga>(
+        &self,
+        saga: &S,
+        id: Uuid,
+        mut p: Progress,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
+        let steps = S::STEPS;
+        let pivot = steps.iter().position(|s| s.pivot);
+
+        while let Phase::Forward { next } = p.phase {
+            if next >= steps.len() {
+                break;
+            }
+            let spec = &steps[next];
+            let after_pivot = pivot.is_some_and(|p| next > p);
+            let result = {
+                let scope = StepScope {
+                    ctx: step_context(ctx, id, spec.name, false),
+                    outputs: &p.outputs,
+                    state: &self.state,
+                    step: spec.name,
+                };
+                attempt(spec, self.backoff_cap, spec.retries, after_pivot, || {
+                    AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind()
+                })
+                .await
+            };
+            match result {
+                Ok(output) => {
+                    let last = next + 1 == steps.len();
+                    let state = if last {
+                        SagaState::Completed
+                    } else {
+                        SagaState::Running
+                    };
+                    self.append(
+                        id,
+                        Transition::StepCompleted {
+                            index: next,
+                            output: output.clone(),
+                        },
+                        state,
+                    )
+                    .await?;
+                    p.outputs[next] = Some(output);
+                    p.phase = Phase::Forward { next: next + 1 };
+                }
+                Err(error) if after_pivot => {
+                    let record = ErrorRecord::from(&error);
+                    self.append(
+                        id,
+                        Transition::Stuck {
+                            step: spec.name.to_owned(),
+                            error: record,
+                        },
+                        SagaState::Stuck,
+                    )
+                    .await?;
+                    tracing::error!(step = spec.name, %error, "saga stuck after its pivot");
+                    return Ok(SagaOutcome::Stuck {
+                        saga_id: id,
+                        step: spec.name.to_owned(),
+                        error,
+                        remaining: steps[next..].iter().map(|s| s.name.to_owned()).collect(),
+                    });
+                }
+                Err(error) => {
+                    let record = ErrorRecord::from(&error);
+                    tracing::warn!(step = spec.name, %error, "saga step failed; compensating");
+                    p.phase = Phase::Compensating {
+                        failed: next,
+                        error: record.clone(),
+                    };
+                    let state = if p.to_undo(steps).is_empty() {
+                        SagaState::Compensated
+                    } else {
+                        SagaState::Compensating
+                    };
+                    self.append(
+                        id,
+                        Transition::StepFailed {
+                            index: next,
+                            error: record,
+                        },
+                        state,
+                    )
+                    .await?;
+                }
+            }
+        }
+
+        match p.phase.clone() {
+            Phase::Forward { .. } => {
+                let last = steps
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| p.outputs[i].clone());
+                let output = last.unwrap_or(serde_json::Value::Null);
+                let output = S::Output::from_log(output).map_err(|e| {
+                    Error::internal(
+                        "flext.saga.output_mismatch",
+                        format!("the last output of `{}` does not decode: {e}", S::NAME),
+                    )
+                })?;
+                Ok(SagaOutcome::Completed {
+                    saga_id: id,
+                    output,
+                })
+            }
+            Phase::Stuck { step, error } => Ok(SagaOutcome::Stuck {
+                saga_id: id,
+                step,
+                error: Error::from(&error),
+                remaining: p
+                    .to_undo(steps)
+                    .iter()
+                    .map(|&i| format!("compensate {}", steps[i].name))
+                    .collect(),
+            }),
+            Phase::Compensating { failed, error } => {
+                self.compensate(saga, id, p, failed, error, ctx).await
+            }
+        }
+    }
+
+    async fn compensate<S: Saga>(
+        &self,
+        saga: &S,
+        id: Uuid,
+        mut p: Progress,
+        failed: usize,
+        error: ErrorRecord,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
+        let steps = S::STEPS;
+        let pending = p.to_undo(steps);
+        for (n, &i) in pending.iter().enumerate() {
+            let spec = &steps[i];
+            let result = {
+                let scope = StepScope {
+                    ctx: step_context(ctx, id, spec.name, true),
+                    outputs: &p.outputs,
+                    state: &self.state,
+                    step: spec.compensation.unwrap_or(spec.name),
+                };
+                attempt(
+                    spec,
+                    self.backoff_cap,
+                    self.compensation_attempts - 1,
+                    true,
+                    || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
+                )
+                .await
+            };
+            match result {
+                Ok(()) => {
+                    let state = if n + 1 == pending.len() {
+                        SagaState::Compensated
+                    } else {
+                        SagaState::Compensating
+                    };
+                    self.append(id, Transition::CompensationCompleted { index: i }, state)
+                        .await?;
+                    p.compensated.push(i);
+                }
+                Err(e) => {
+                    let step = format!("compensate {}", spec.name);
+                    self.append(
+                        id,
+                        Transition::Stuck {
+                            step: step.clone(),
+                            error: ErrorRecord::from(&e),
+                        },
+                        SagaState::Stuck,
+                    )
+                    .await?;
+                    tracing::error!(step = spec.name, error = %e, "compensation failed; saga stuck");
+                    return Ok(SagaOutcome::Stuck {
+                        saga_id: id,
+                        step,
+                        error: e,
+                        remaining: pending[n..]
+                            .iter()
+                            .map(|&j| format!("compensate {}", steps[j].name))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        Ok(SagaOutcome::Compensated {
+            saga_id: id,
+            failed_step: steps[failed].name.to_owned(),
+            error: Error::from(&error),
+            compensated: p
+                .compensated
+                .iter()
+                .map(|&i| steps[i].name.to_owned())
+                .collect(),
+        })
+    }
+}
