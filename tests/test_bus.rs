@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flext::codes;
 use flext::middleware::{
     Authorize, Dispatch, Metrics, Middleware, Next, Retry, Timeout, Validation,
 };
@@ -331,7 +332,7 @@ async fn send_local_calls_the_handler_the_compiler_resolved() {
         "the bus's state was used"
     );
     let err = bus.send_local(Explode, &ctx).await.unwrap_err();
-    assert_eq!(err.code(), "flext.handler.panicked");
+    assert_eq!(err.code(), codes::BUS_HANDLER_PANICKED);
 
     // With middleware, the dispatch goes through it like `send`.
     let bus = builder()
@@ -356,7 +357,7 @@ async fn a_message_without_handler_is_a_not_found_error_naming_it() {
     let bus = builder().build().unwrap();
     let err = bus.send(Unhandled, &Context::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(err.code(), "flext.bus.no_handler");
+    assert_eq!(err.code(), codes::BUS_NO_HANDLER);
     assert!(err.message().contains("command `Unhandled`"), "{err}");
     assert_eq!(
         bus.command_handle::<Unhandled>().err().map(|e| e.kind()),
@@ -369,7 +370,7 @@ async fn a_panicking_handler_is_an_error_and_the_bus_keeps_serving() {
     let bus = builder().build().unwrap();
     let err = bus.send(Explode, &Context::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal);
-    assert_eq!(err.code(), "flext.handler.panicked");
+    assert_eq!(err.code(), codes::BUS_HANDLER_PANICKED);
     assert!(err.message().contains("the handler blew up"), "{err}");
     let ok = bus
         .send(
@@ -417,7 +418,7 @@ async fn a_failing_and_a_panicking_subscriber_do_not_stop_the_others() {
         failures,
         [
             ("notify_owner", "mail.down".to_owned()),
-            ("crash_on_opening", "flext.handler.panicked".to_owned())
+            ("crash_on_opening", codes::BUS_HANDLER_PANICKED.to_owned())
         ]
     );
     // The report serialises for an operator.
@@ -730,7 +731,7 @@ async fn timeout_uses_the_message_limit() {
     let bus = builder().middleware(Timeout::new()).build().unwrap();
     let err = bus.query(Slow, &Context::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert_eq!(err.code(), "flext.dispatch.timeout");
+    assert_eq!(err.code(), codes::BUS_TIMED_OUT);
     assert_eq!(err.message(), "`Slow` did not finish within 50 ms");
 }
 
@@ -860,7 +861,7 @@ fn metrics_counts_dispatches_failures_and_latency() {
     assert_eq!(
         failures.into_iter().collect::<Vec<_>>(),
         [(
-            "message=Explode,kind=command,code=flext.handler.panicked".to_owned(),
+            "message=Explode,kind=command,code=flext.bus.handler_panicked".to_owned(),
             1
         )]
     );
@@ -903,7 +904,7 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     let e = send("Deposti", "{}").await;
     assert_eq!(
         (e.kind(), e.code()),
-        (ErrorKind::NotFound, "flext.bus.unknown_message")
+        (ErrorKind::NotFound, codes::BUS_UNKNOWN_MESSAGE)
     );
     assert_eq!(
         e.message(),
@@ -913,7 +914,7 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     let e = send("Deposit", r#"{"account": "j", "cents": 4"#).await;
     assert_eq!(
         (e.kind(), e.code()),
-        (ErrorKind::Validation, "flext.input.malformed_json")
+        (ErrorKind::Validation, codes::INPUT_MALFORMED_JSON)
     );
     assert!(
         e.message()
@@ -922,7 +923,7 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     );
 
     let e = send("Deposit", r#"{"account": "j", "cents": "forty"}"#).await;
-    assert_eq!(e.code(), "flext.input.invalid_field");
+    assert_eq!(e.code(), codes::INPUT_INVALID_FIELD);
     assert!(
         e.message()
             .starts_with("Deposit: field `cents`: invalid type: string \"forty\""),
@@ -930,10 +931,10 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     );
 
     let e = send("Deposit", r#"{"account": "j", "cents": 4, "memo": "x"}"#).await;
-    assert_eq!(e.code(), "flext.input.unknown_field");
+    assert_eq!(e.code(), codes::INPUT_UNKNOWN_FIELD);
 
     let e = send("Deposit", r#"{"account": "j"}"#).await;
-    assert_eq!(e.code(), "flext.input.missing_field");
+    assert_eq!(e.code(), codes::INPUT_MISSING_FIELD);
 
     let e = send("Deposit", r#"[1, 2]"#).await;
     assert_eq!(e.kind(), ErrorKind::Validation);
@@ -945,7 +946,7 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     .await;
     assert_eq!(
         (e.kind(), e.code()),
-        (ErrorKind::Validation, "flext.input.too_large")
+        (ErrorKind::Validation, codes::INPUT_TOO_LARGE)
     );
     assert_eq!(
         e.message(),
@@ -953,14 +954,14 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     );
 
     let e = send("Balance", r#"{"account": "j"}"#).await;
-    assert_eq!(e.code(), "flext.bus.wrong_kind");
+    assert_eq!(e.code(), codes::BUS_WRONG_KIND);
     assert_eq!(
         e.message(),
         "`Balance` is a query, not a command: dispatch it with `query_json`"
     );
 
     let e = bus.publish_json("Deposit", "{}", &ctx).await.unwrap_err();
-    assert_eq!(e.code(), "flext.bus.wrong_kind");
+    assert_eq!(e.code(), codes::BUS_WRONG_KIND);
 
     // Nothing was deposited.
     assert_eq!(
@@ -1029,7 +1030,7 @@ async fn the_registry_report_lists_every_handler_with_its_health() {
             .last_error
             .as_deref()
             .unwrap()
-            .starts_with("[flext.handler.panicked]")
+            .starts_with("[flext.bus.handler_panicked]")
     );
 
     let json = serde_json::to_value(&report).unwrap();
@@ -1067,7 +1068,7 @@ fn two_handlers_of_one_command_fail_bus_construction_naming_both() {
         .build()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert_eq!(err.code(), "flext.bus.duplicate_handler");
+    assert_eq!(err.code(), codes::BUS_DUPLICATE_HANDLER);
     let m = err.message();
     assert!(
         m.starts_with("command `Archive` has two handlers, `archive_fast` (tests/test_bus.rs:"),
@@ -1085,13 +1086,18 @@ fn a_missing_state_fails_bus_construction_naming_handler_and_type() {
         .state(Attempts::default())
         .build()
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    // Two handlers need the ledger: both are reported.
-    let problems: Vec<&str> = err
-        .violations()
-        .iter()
-        .map(|v| v.message.as_str())
-        .collect();
+    // Two handlers need the ledger: both are reported, each as its own error with its
+    // kind, code and the handler's location.
+    assert_eq!(err.code(), codes::BUS_BUILD_FAILED);
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "both problems are NotFound"
+    );
+    assert!(err.related().iter().all(|p| p.kind() == ErrorKind::NotFound
+        && p.code() == codes::BUS_MISSING_STATE
+        && p.message().contains("(tests/test_bus.rs:")));
+    let problems: Vec<&str> = err.related().iter().map(|p| p.message()).collect();
     assert_eq!(problems.len(), 2, "{err}");
     assert!(
         problems

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flext::codes;
 use flext::prelude::*;
 use flext::saga::{
     Lease, MemoryLog, SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary,
@@ -739,7 +740,7 @@ async fn a_live_lease_keeps_other_runners_out_and_an_expired_one_is_taken_over()
         .unwrap_err();
     assert_eq!(
         (err.kind(), err.code()),
-        (ErrorKind::Conflict, "flext.saga.lease_lost")
+        (ErrorKind::Conflict, codes::SAGA_LEASE_LOST)
     );
     log.append(id, &t, SagaState::Running, &a).await.unwrap();
     assert!(

@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use flext::codes;
 use flext::prelude::*;
 
 /// Records every effect, in order.
@@ -192,7 +193,7 @@ async fn an_async_undo_that_fails_reports_an_incomplete_rollback() {
     let err = svc.execute(&Context::new()).await.unwrap_err();
     assert_eq!(svc.ledger.take(), ["hold", "unhold 1"]);
     assert_eq!(err.kind(), ErrorKind::CompensationFailed);
-    assert_eq!(err.code(), "flext.service.undo_failed");
+    assert_eq!(err.code(), codes::SERVICE_UNDO_FAILED);
     let cause = std::error::Error::source(&err).unwrap().to_string();
     assert!(cause.contains("bank.timeout"), "{cause}");
 }

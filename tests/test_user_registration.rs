@@ -8,6 +8,7 @@
 mod registration;
 
 use chrono::NaiveDate;
+use flext::codes;
 use flext::prelude::*;
 use registration::{Mailer, RegisterUser, Registration, Registry, register_all};
 
@@ -154,7 +155,7 @@ fn a_malformed_file_names_the_record_and_the_field_and_never_panics() {
     let e = results[0].1.as_ref().unwrap_err();
     assert_eq!(
         (e.kind(), e.code()),
-        (ErrorKind::Validation, "flext.input.malformed_json")
+        (ErrorKind::Validation, codes::INPUT_MALFORMED_JSON)
     );
     assert!(
         e.message()
@@ -163,7 +164,7 @@ fn a_malformed_file_names_the_record_and_the_field_and_never_panics() {
     );
 
     let e = results[1].1.as_ref().unwrap_err();
-    assert_eq!(e.code(), "flext.input.invalid_field");
+    assert_eq!(e.code(), codes::INPUT_INVALID_FIELD);
     assert_eq!(e.violations()[0].subject.as_deref(), Some("password"));
     assert!(
         e.message()
@@ -172,7 +173,7 @@ fn a_malformed_file_names_the_record_and_the_field_and_never_panics() {
     );
 
     let e = results[2].1.as_ref().unwrap_err();
-    assert_eq!(e.code(), "flext.input.unknown_field");
+    assert_eq!(e.code(), codes::INPUT_UNKNOWN_FIELD);
     assert_eq!(
         e.violations()[0].subject.as_deref(),
         Some("profile.middle_name")

@@ -173,7 +173,7 @@ impl fmt::Display for RuleViolation {
 /// assert_eq!(e.violations().len(), 2);
 /// assert_eq!(
 ///     e.to_string(),
-///     "[flext.rule_violation] 2 business rules violated: \
+///     "[flext.rule.violated] 2 business rules violated: \
 ///      [user.email.format] invalid format; [user.password.length] too short"
 /// );
 /// ```
@@ -191,6 +191,8 @@ struct Inner {
     code: Cow<'static, str>,
     message: String,
     violations: Vec<RuleViolation>,
+    /// Separate problems reported together (see [`Error::related`]).
+    related: Vec<Error>,
     #[source]
     source: Option<BoxError>,
 }
@@ -201,7 +203,7 @@ impl fmt::Display for DisplayError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
         write!(f, "[{}] {}", e.code, e.message)?;
-        // One violation already lent the error its code and message.
+        // One violation already lent the error its code, subject and message.
         if e.violations.len() > 1 {
             f.write_str(": ")?;
             for (i, v) in e.violations.iter().enumerate() {
@@ -209,6 +211,15 @@ impl fmt::Display for DisplayError<'_> {
                     f.write_str("; ")?;
                 }
                 write!(f, "{v}")?;
+            }
+        }
+        if !e.related.is_empty() {
+            f.write_str(": ")?;
+            for (i, r) in e.related.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "({}) {r}", r.kind())?;
             }
         }
         Ok(())
@@ -244,6 +255,7 @@ impl Error {
             code: code.into(),
             message: message.into(),
             violations: Vec::new(),
+            related: Vec::new(),
             source: None,
         }))
     }
@@ -284,15 +296,22 @@ impl Error {
     }
 
     /// An [`ErrorKind::RuleViolation`] error carrying `violations`, with code
-    /// `flext.rule_violation` and a message that counts them.
+    /// `flext.rule.violated` and a message that counts them.
     ///
-    /// A single violation's code becomes the error's code, so that one broken rule reads
-    /// as `[user.email.format] ...` in logs.
+    /// A single violation's code becomes the error's code and its subject and message
+    /// the error's message, so that one broken rule reads as
+    /// `[user.email.format] email: ...` in logs, as each of several does.
     pub fn rule_violations(violations: Vec<RuleViolation>) -> Self {
         let (code, message) = match violations.as_slice() {
-            [one] => (one.code.clone(), one.message.clone()),
+            [one] => (
+                one.code.clone(),
+                match &one.subject {
+                    Some(subject) => format!("{subject}: {}", one.message),
+                    None => one.message.clone(),
+                },
+            ),
             many => (
-                Cow::Borrowed("flext.rule_violation"),
+                Cow::Borrowed(crate::codes::RULE_VIOLATED),
                 format!("{} business rules violated", many.len()),
             ),
         };
@@ -301,6 +320,7 @@ impl Error {
             code,
             message,
             violations,
+            related: Vec::new(),
             source: None,
         }))
     }
@@ -317,8 +337,31 @@ impl Error {
         self
     }
 
-    pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
-        self.0.kind = kind;
+    /// Attaches `violations` (the broken rules, or for input errors the invalid field as
+    /// the subject), keeping kind, code and message.
+    ///
+    /// ```
+    /// use flext::{Error, RuleViolation};
+    /// let e = Error::validation("order.lines", "an order needs lines")
+    ///     .with_violations(vec![RuleViolation::new("is empty").on("lines")]);
+    /// assert_eq!(e.violations()[0].subject.as_deref(), Some("lines"));
+    /// ```
+    pub fn with_violations(mut self, violations: Vec<RuleViolation>) -> Self {
+        self.0.violations = violations;
+        self
+    }
+
+    /// Attaches separate problems reported together, each with its own kind and code
+    /// (what [`BusBuilder::build`](crate::BusBuilder::build) returns when it finds
+    /// several).
+    pub fn with_related(mut self, related: Vec<Error>) -> Self {
+        self.0.related = related;
+        self
+    }
+
+    /// The separate problems this error reports together; empty for most errors.
+    pub fn related(&self) -> &[Error] {
+        &self.0.related
     }
 
     /// The coarse kind of failure.
@@ -356,19 +399,25 @@ impl From<Vec<RuleViolation>> for Error {
     }
 }
 
-/// Serialises as `{"kind", "code", "message", "violations"}` (the source error as its
-/// display string under `"source"` when present), the shape API clients receive.
+/// Serialises as `{"kind", "code", "message", "violations"}` (the related errors under
+/// `"related"` when there are any, the source error as its display string under
+/// `"source"` when present), the shape API clients receive.
 impl Serialize for Error {
     fn serialize<S: serde::Serializer>(
         &self,
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("Error", 5)?;
+        let mut s = serializer.serialize_struct("Error", 6)?;
         s.serialize_field("kind", &self.0.kind)?;
         s.serialize_field("code", &self.0.code)?;
         s.serialize_field("message", &self.0.message)?;
         s.serialize_field("violations", &self.0.violations)?;
+        if self.0.related.is_empty() {
+            s.skip_field("related")?;
+        } else {
+            s.serialize_field("related", &self.0.related)?;
+        }
         s.serialize_field("source", &self.0.source.as_ref().map(|e| e.to_string()))?;
         s.end()
     }
@@ -437,6 +486,24 @@ mod tests {
     }
 
     #[test]
+    fn a_violation_displays_its_subject_alone_as_among_several() {
+        let one = RuleViolation::new("is not a customer")
+            .with_code("order.customer.exists")
+            .on("customer_id");
+        let alone = Error::rule_violations(vec![one.clone()]);
+        assert_eq!(
+            alone.to_string(),
+            "[order.customer.exists] customer_id: is not a customer"
+        );
+        let both = Error::rule_violations(vec![one, RuleViolation::new("empty").with_code("o.l")]);
+        assert!(
+            both.to_string()
+                .contains("[order.customer.exists] customer_id: is not a customer; [o.l] empty"),
+            "{both}"
+        );
+    }
+
+    #[test]
     fn source_is_kept() {
         let io = std::io::Error::other("disk on fire");
         let e = Error::infrastructure("db.write", "could not save").with_source(io);
@@ -452,7 +519,7 @@ mod tests {
         ]);
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["kind"], "rule_violation");
-        assert_eq!(json["code"], "flext.rule_violation");
+        assert_eq!(json["code"], crate::codes::RULE_VIOLATED);
         assert_eq!(json["violations"][0]["subject"], "f");
         assert_eq!(json["violations"][1]["code"], "b");
         assert!(json["source"].is_null());

@@ -8,7 +8,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, ErrorKind, Result, RuleViolation};
+use crate::error::{Error, Result, RuleViolation};
 
 /// Decodes one JSON document into `T`. `record` names the input in messages (for example
 /// `"line 17"` or `"request body"`).
@@ -36,12 +36,12 @@ use crate::error::{Error, ErrorKind, Result, RuleViolation};
 ///
 /// let e = flext::input::from_json::<Signup>("line 2", r#"{"email":"a@b.io","age":"x"}"#)
 ///     .unwrap_err();
-/// assert_eq!(e.code(), "flext.input.invalid_field");
+/// assert_eq!(e.code(), flext::codes::INPUT_INVALID_FIELD);
 /// assert_eq!(e.violations()[0].subject.as_deref(), Some("age"));
 /// assert!(e.to_string().starts_with("[flext.input.invalid_field] line 2: field `age`: invalid type"));
 ///
 /// let e = flext::input::from_json::<Signup>("line 3", r#"{"email":"a@b.io","#).unwrap_err();
-/// assert_eq!(e.code(), "flext.input.malformed_json");
+/// assert_eq!(e.code(), flext::codes::INPUT_MALFORMED_JSON);
 /// ```
 pub fn from_json<T: DeserializeOwned>(record: &str, json: &str) -> Result<T> {
     decode(record, json, |de| serde_path_to_error::deserialize(de))
@@ -102,13 +102,13 @@ fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     let path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
     let detail = inner.to_string();
     let code = match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => "flext.input.malformed_json",
-        Category::Data if detail.starts_with("unknown field") => "flext.input.unknown_field",
-        Category::Data if detail.starts_with("missing field") => "flext.input.missing_field",
-        Category::Data => "flext.input.invalid_field",
+        Category::Syntax | Category::Eof | Category::Io => crate::codes::INPUT_MALFORMED_JSON,
+        Category::Data if detail.starts_with("unknown field") => crate::codes::INPUT_UNKNOWN_FIELD,
+        Category::Data if detail.starts_with("missing field") => crate::codes::INPUT_MISSING_FIELD,
+        Category::Data => crate::codes::INPUT_INVALID_FIELD,
     };
     let message = match (code, path.is_empty()) {
-        ("flext.input.malformed_json", _) => format!("{record}: malformed JSON: {detail}"),
+        (crate::codes::INPUT_MALFORMED_JSON, _) => format!("{record}: malformed JSON: {detail}"),
         (_, true) => format!("{record}: {detail}"),
         (_, false) => format!("{record}: field `{path}`: {detail}"),
     };
@@ -116,16 +116,15 @@ fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     if !path.is_empty() {
         violation = violation.on(path);
     }
-    let mut error = Error::rule_violations(vec![violation])
-        .with_message(message)
-        .with_source(inner);
-    error.set_kind(ErrorKind::Validation);
-    error
+    Error::validation(code, message)
+        .with_violations(vec![violation])
+        .with_source(inner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
@@ -152,7 +151,7 @@ mod tests {
     fn nested_wrong_type_names_the_path() {
         let e = err(r#"{"email":"a@b.io","profile":{"first_name":"A","date_of_birth":19900101}}"#);
         assert_eq!(e.kind(), ErrorKind::Validation);
-        assert_eq!(e.code(), "flext.input.invalid_field");
+        assert_eq!(e.code(), crate::codes::INPUT_INVALID_FIELD);
         assert_eq!(
             e.violations()[0].subject.as_deref(),
             Some("profile.date_of_birth")
@@ -169,24 +168,27 @@ mod tests {
         let e = err(
             r#"{"email":"a@b.io","nickname":"x","profile":{"first_name":"A","date_of_birth":"1990-01-01"}}"#,
         );
-        assert_eq!(e.code(), "flext.input.unknown_field");
+        assert_eq!(e.code(), crate::codes::INPUT_UNKNOWN_FIELD);
         assert!(e.message().contains("unknown field `nickname`"), "{e}");
     }
 
     #[test]
     fn missing_field() {
         let e = err(r#"{"profile":{"first_name":"A","date_of_birth":"1990-01-01"}}"#);
-        assert_eq!(e.code(), "flext.input.missing_field");
+        assert_eq!(e.code(), crate::codes::INPUT_MISSING_FIELD);
         assert!(e.message().contains("missing field `email`"), "{e}");
     }
 
     #[test]
     fn truncated_and_trailing_garbage() {
-        assert_eq!(err(r#"{"email":"a@b"#).code(), "flext.input.malformed_json");
+        assert_eq!(
+            err(r#"{"email":"a@b"#).code(),
+            crate::codes::INPUT_MALFORMED_JSON
+        );
         assert_eq!(
             err(r#"{"email":"a@b.io","profile":{"first_name":"A","date_of_birth":"1"}} x"#).code(),
-            "flext.input.malformed_json"
+            crate::codes::INPUT_MALFORMED_JSON
         );
-        assert_eq!(err("").code(), "flext.input.malformed_json");
+        assert_eq!(err("").code(), crate::codes::INPUT_MALFORMED_JSON);
     }
 }

@@ -10,6 +10,7 @@
 
 mod backoff;
 pub mod bus;
+pub mod codes;
 mod context;
 mod error;
 mod future;

@@ -117,7 +117,7 @@ impl<T: Send + Sync + 'static> FromState for State<T> {
         state.get::<T>().map(State).ok_or_else(|| {
             let ty = std::any::type_name::<T>();
             Error::not_found(
-                "flext.bus.missing_state",
+                crate::codes::BUS_MISSING_STATE,
                 format!(
                     "handler `{handler}` takes `State<{ty}>`, but the bus has no state of that type: add `.state(value)` to `Bus::builder()`"
                 ),

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use super::json::{JsonEntry, MessageRegistration};
 use super::{Bus, DEFAULT_MAX_JSON_BYTES, Inner, Slot};
-use crate::error::{Error, Result, RuleViolation};
+use crate::error::{Error, ErrorKind, Result};
 use crate::message::MessageKind;
 use crate::middleware::Middleware;
 use crate::registry::{HandlerRegistration, HandlerStats};
@@ -92,14 +92,17 @@ impl BusBuilder {
     ///
     /// # Errors
     ///
-    /// Every problem found, in one error (each also listed in
-    /// [`Error::violations`] when there are several):
+    /// Every problem found: one problem as it is; several as one
+    /// `flext.bus.build_failed` error that lists each, with its own kind, code and
+    /// location, in [`Error::related`] (its kind is theirs when they share one, otherwise
+    /// [`ErrorKind::Internal`]). The problems:
     /// - [`ErrorKind::Conflict`], `flext.bus.duplicate_handler`: a command or query has
     ///   two handlers; the message names both with their source locations.
     /// - [`ErrorKind::Conflict`], `flext.bus.duplicate_message_name`: two message types
     ///   share a name, so JSON dispatch could not tell them apart.
     /// - [`ErrorKind::NotFound`], `flext.bus.missing_state`: a handler takes `State<T>`
-    ///   and no value of `T` was registered with [`state`](Self::state).
+    ///   and no value of `T` was registered with [`state`](Self::state); the message
+    ///   names the handler and its location.
     pub fn build(self) -> Result<Bus> {
         let mut registrations: Vec<&'static HandlerRegistration> =
             inventory::iter::<HandlerRegistration>
@@ -116,7 +119,8 @@ impl BusBuilder {
             let erased = match (registration.build)(&self.state) {
                 Ok(erased) => erased,
                 Err(e) => {
-                    problems.push(e);
+                    let message = format!("{} ({})", e.message(), registration.location());
+                    problems.push(e.with_message(message));
                     continue;
                 }
             };
@@ -130,7 +134,7 @@ impl BusBuilder {
                     if let Some(first) = handlers.get(&type_id) {
                         let first = registrations[first.index];
                         problems.push(Error::conflict(
-                            "flext.bus.duplicate_handler",
+                            crate::codes::BUS_DUPLICATE_HANDLER,
                             format!(
                                 "{} `{}` has two handlers, `{}` ({}) and `{}` ({}): a {} has exactly one handler, remove one",
                                 kind.as_str(),
@@ -154,7 +158,7 @@ impl BusBuilder {
         for message in inventory::iter::<MessageRegistration> {
             if let Some(other) = modules.insert(message.name, message.module) {
                 problems.push(Error::conflict(
-                    "flext.bus.duplicate_message_name",
+                    crate::codes::BUS_DUPLICATE_MESSAGE_NAME,
                     format!(
                         "two message types are named `{}` (in `{other}` and `{}`): give one a `name = \"...\"`",
                         message.name, message.module
@@ -193,20 +197,66 @@ impl BusBuilder {
     }
 }
 
+/// One problem as it is; several as one error that lists each under
+/// [`Error::related`], with its own kind and code. The combined error's kind is theirs
+/// when they share one, otherwise [`ErrorKind::Internal`].
 fn combine(mut problems: Vec<Error>) -> Option<Error> {
     match problems.len() {
         0 => None,
         1 => problems.pop(),
         n => {
-            let kind = problems[0].kind();
-            let violations = problems
-                .iter()
-                .map(|e| RuleViolation::new(e.message()).with_code(e.code().to_owned()))
-                .collect();
-            let mut error = Error::rule_violations(violations)
-                .with_message(format!("the bus cannot be built: {n} problems"));
-            error.set_kind(kind);
-            Some(error)
+            let first = problems[0].kind();
+            let kind = if problems.iter().all(|p| p.kind() == first) {
+                first
+            } else {
+                ErrorKind::Internal
+            };
+            Some(
+                Error::new(
+                    kind,
+                    crate::codes::BUS_BUILD_FAILED,
+                    format!("the bus cannot be built: {n} problems"),
+                )
+                .with_related(problems),
+            )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes;
+
+    #[test]
+    fn several_problems_are_listed_each_with_its_own_kind() {
+        let err = combine(vec![
+            Error::conflict(
+                codes::BUS_DUPLICATE_HANDLER,
+                "two handlers (a.rs:1, b.rs:2)",
+            ),
+            Error::not_found(codes::BUS_MISSING_STATE, "no state (c.rs:3)"),
+        ])
+        .unwrap();
+        assert_eq!(err.code(), codes::BUS_BUILD_FAILED);
+        assert_eq!(err.kind(), ErrorKind::Internal, "the kinds differ");
+        let kinds: Vec<ErrorKind> = err.related().iter().map(Error::kind).collect();
+        assert_eq!(kinds, [ErrorKind::Conflict, ErrorKind::NotFound]);
+        assert_eq!(
+            err.to_string(),
+            "[flext.bus.build_failed] the bus cannot be built: 2 problems: \
+             (conflict) [flext.bus.duplicate_handler] two handlers (a.rs:1, b.rs:2); \
+             (not_found) [flext.bus.missing_state] no state (c.rs:3)"
+        );
+        let json = serde_json::to_value(&err).unwrap();
+        assert_eq!(json["related"][1]["kind"], "not_found");
+    }
+
+    #[test]
+    fn one_problem_is_returned_as_it_is() {
+        let err = combine(vec![Error::not_found(codes::BUS_MISSING_STATE, "x")]).unwrap();
+        assert_eq!(err.code(), codes::BUS_MISSING_STATE);
+        assert!(err.related().is_empty());
+        assert!(combine(Vec::new()).is_none());
     }
 }

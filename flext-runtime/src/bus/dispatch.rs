@@ -41,7 +41,7 @@ impl Bus {
     /// # Errors
     ///
     /// - [`ErrorKind::NotFound`], `flext.bus.no_handler`: no handler for `C` is linked.
-    /// - [`ErrorKind::Internal`], `flext.handler.panicked`: the handler panicked; the bus
+    /// - [`ErrorKind::Internal`], `flext.bus.handler_panicked`: the handler panicked; the bus
     ///   keeps serving.
     /// - Whatever the handler or a middleware returns.
     pub async fn send<C: Command>(&self, command: C, ctx: &Context) -> Result<C::Output> {
@@ -205,7 +205,7 @@ impl Bus {
                     .unwrap_or_else(PoisonError::into_inner)
                     .ok_or_else(|| {
                         Error::internal(
-                            "flext.middleware.skipped_handler",
+                            crate::codes::BUS_HANDLER_SKIPPED,
                             format!(
                                 "a middleware returned success for `{}` without running its handler: call `next.run(ctx)` or return an error",
                                 M::NAME
@@ -224,7 +224,7 @@ impl Bus {
 
 fn no_handler<M: Message>() -> Error {
     Error::not_found(
-        "flext.bus.no_handler",
+        crate::codes::BUS_NO_HANDLER,
         format!(
             "no handler for {} `{}` is linked into this program: write a `#[{}_handler]` for it, or reference the crate that has one",
             M::KIND.as_str(),
@@ -237,7 +237,7 @@ fn no_handler<M: Message>() -> Error {
 #[cold]
 pub(super) fn slot_mismatch(name: &str) -> Error {
     Error::internal(
-        "flext.bus.handler_type",
+        crate::codes::BUS_HANDLER_TYPE_MISMATCH,
         format!(
             "the handler registered for `{name}` has another output type than the message declares"
         ),

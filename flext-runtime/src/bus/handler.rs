@@ -80,7 +80,7 @@ pub(crate) fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Err
         .unwrap_or_else(|| "a non-string payload".to_owned());
     tracing::error!(handler, panic = %what, "handler panicked");
     Error::internal(
-        "flext.handler.panicked",
+        crate::codes::BUS_HANDLER_PANICKED,
         format!("handler `{handler}` panicked: {what}"),
     )
 }

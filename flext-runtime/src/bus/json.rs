@@ -72,7 +72,7 @@ pub fn json_event<'a, E: Event>(
 fn to_json<T: serde::Serialize>(name: &str, value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| {
         Error::internal(
-            "flext.output.not_serialisable",
+            crate::codes::BUS_OUTPUT_NOT_SERIALISABLE,
             format!("the output of `{name}` could not be serialised to JSON: {e}"),
         )
         .with_source(e)
@@ -137,7 +137,7 @@ impl Bus {
     fn entry(&self, name: &str, json: &str) -> Result<JsonEntry> {
         if json.len() > self.inner.max_json_bytes {
             return Err(Error::validation(
-                "flext.input.too_large",
+                crate::codes::INPUT_TOO_LARGE,
                 format!(
                     "the payload for `{name}` is {} bytes, over the limit of {} bytes",
                     json.len(),
@@ -150,7 +150,7 @@ impl Bus {
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             Error::not_found(
-                "flext.bus.unknown_message",
+                crate::codes::BUS_UNKNOWN_MESSAGE,
                 format!("no message is named `{name}`{suggestion}"),
             )
         })
@@ -164,7 +164,7 @@ fn wrong_kind(name: &str, wanted: MessageKind, found: &JsonEntry) -> Error {
         JsonEntry::Event(_) => ("event", "publish_json"),
     };
     Error::validation(
-        "flext.bus.wrong_kind",
+        crate::codes::BUS_WRONG_KIND,
         format!(
             "`{name}` is a {found}, not a {}: dispatch it with `{method}`",
             wanted.as_str()

@@ -10,7 +10,7 @@ use crate::future::BoxFuture;
 type Predicate = dyn Fn(Option<&Principal>, &Dispatch<'_>) -> bool + Send + Sync;
 
 /// Fails a dispatch with [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized)
-/// (code `flext.unauthorized`) unless the predicate allows the context's principal to
+/// (code `flext.bus.unauthorized`) unless the predicate allows the context's principal to
 /// send the message. The handler does not run.
 ///
 /// ```
@@ -67,7 +67,7 @@ impl Middleware for Authorize {
             |p| format!("principal `{}`", p.id),
         );
         let error = Error::unauthorized(
-            "flext.unauthorized",
+            crate::codes::BUS_UNAUTHORIZED,
             format!(
                 "{who} may not dispatch {} `{}`",
                 dispatch.kind().as_str(),

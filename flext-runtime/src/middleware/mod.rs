@@ -39,7 +39,7 @@ use crate::message::{Message, MessageKind};
 ///
 /// `handle` must call `next.run(ctx)` to reach the handler, or return an error. A
 /// middleware that returns `Ok(())` without running the handler makes the call fail with
-/// `flext.middleware.skipped_handler`.
+/// `flext.bus.handler_skipped`.
 ///
 /// ```rust,standalone_crate
 /// use flext::prelude::*;

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 
 /// Fails a dispatch with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (code
-/// `flext.dispatch.timeout`) when it runs past the earliest of: the context's deadline,
+/// `flext.bus.timed_out`) when it runs past the earliest of: the context's deadline,
 /// the message's `timeout_ms`, and this middleware's default. The handler's future is
 /// dropped at that point; the handler sees the tightened deadline in its context.
 ///
@@ -60,7 +60,7 @@ impl Middleware for Timeout {
             match tokio::time::timeout_at(deadline.into(), next.run(ctx)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::timeout(
-                    "flext.dispatch.timeout",
+                    crate::codes::BUS_TIMED_OUT,
                     format!(
                         "`{}` did not finish within {} ms",
                         dispatch.name(),

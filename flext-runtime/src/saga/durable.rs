@@ -96,7 +96,7 @@ impl<T> EncodeNotDurable<T> for LogSlot<T> {
 
 fn not_durable<T>() -> Error {
     Error::internal(
-        "flext.saga.not_durable",
+        crate::codes::SAGA_NOT_DURABLE,
         format!(
             "`{}` cannot be stored in the saga log",
             std::any::type_name::<T>()
@@ -109,7 +109,7 @@ fn not_durable<T>() -> Error {
 #[cold]
 pub fn no_such_step(saga: &'static str, index: usize) -> Error {
     Error::internal(
-        "flext.saga.no_such_step",
+        crate::codes::SAGA_NO_SUCH_STEP,
         format!("saga `{saga}` has no step {index}"),
     )
 }

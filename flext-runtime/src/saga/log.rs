@@ -50,7 +50,7 @@ impl SagaState {
             "stuck" => SagaState::Stuck,
             other => {
                 return Err(Error::infrastructure(
-                    "flext.saga.log_corrupt",
+                    crate::codes::SAGA_LOG_CORRUPT,
                     format!("unknown saga state `{other}` in the log"),
                 ));
             }
@@ -237,11 +237,14 @@ pub trait SagaLog: Send + Sync + 'static {
 
 pub(crate) fn lease_lost(id: Uuid, owner: &str) -> Error {
     Error::conflict(
-        "flext.saga.lease_lost",
+        crate::codes::SAGA_LEASE_LOST,
         format!("saga {id} is leased to `{owner}`; this runner stops driving it"),
     )
 }
 
 pub(crate) fn unknown_saga(id: Uuid) -> Error {
-    Error::not_found("flext.saga.unknown", format!("no saga {id} in the log"))
+    Error::not_found(
+        crate::codes::SAGA_NOT_FOUND,
+        format!("no saga {id} in the log"),
+    )
 }

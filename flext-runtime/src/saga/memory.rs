@@ -49,7 +49,7 @@ impl SagaLog for MemoryLog {
         let result = self.with(|sagas| {
             if sagas.by_id.contains_key(&record.id) {
                 return Err(Error::conflict(
-                    "flext.saga.exists",
+                    crate::codes::SAGA_EXISTS,
                     format!("saga {} is already in the log", record.id),
                 ));
             }

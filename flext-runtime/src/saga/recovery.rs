@@ -46,7 +46,7 @@ pub fn resume<'a, S: Saga>(
     Box::pin(async move {
         let saga: S = S::from_log(record.input.clone()).map_err(|e| {
             Error::internal(
-                "flext.saga.input_mismatch",
+                crate::codes::SAGA_INPUT_MISMATCH,
                 format!(
                     "the logged input of saga {} does not decode as `{}`: {e}",
                     record.id,
@@ -68,7 +68,7 @@ pub fn resume<'a, S: Saga>(
         match encode_error {
             None => Ok(outcome),
             Some(e) => Err(Error::internal(
-                "flext.saga.output_not_serialisable",
+                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
                 format!("the output of saga {} does not serialise: {e}", record.id),
             )),
         }
@@ -99,7 +99,7 @@ impl SagaRunner {
             let result = match registration {
                 Some(r) => (r.resume)(self, record).await,
                 None => Err(Error::not_found(
-                    "flext.saga.unknown_type",
+                    crate::codes::SAGA_UNKNOWN_TYPE,
                     format!(
                         "saga {id} is a `{}`, which is not linked into this program",
                         record.name

@@ -164,7 +164,7 @@ impl SagaRunner {
         let id = Uuid::new_v4();
         let input = saga.to_log().map_err(|e| {
             Error::internal(
-                "flext.saga.input_not_serialisable",
+                crate::codes::SAGA_INPUT_NOT_SERIALISABLE,
                 format!("saga `{}`: {e}", S::NAME),
             )
         })?;
@@ -309,7 +309,7 @@ impl SagaRunner {
                 let output = last.unwrap_or(serde_json::Value::Null);
                 let output = S::Output::from_log(output).map_err(|e| {
                     Error::internal(
-                        "flext.saga.output_mismatch",
+                        crate::codes::SAGA_OUTPUT_MISMATCH,
                         format!("the last output of `{}` does not decode: {e}", S::NAME),
                     )
                 })?;

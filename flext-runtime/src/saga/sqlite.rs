@@ -38,12 +38,12 @@ pub struct SqliteLog {
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
-    Error::infrastructure("flext.saga.sqlite", format!("saga log: {e}")).with_source(e)
+    Error::infrastructure(crate::codes::SAGA_LOG_FAILED, format!("saga log: {e}")).with_source(e)
 }
 
 fn json_error(e: serde_json::Error) -> Error {
     Error::infrastructure(
-        "flext.saga.log_corrupt",
+        crate::codes::SAGA_LOG_CORRUPT,
         format!("saga log entry does not decode: {e}"),
     )
     .with_source(e)
@@ -158,7 +158,7 @@ impl SqliteLog {
             input: serde_json::from_str(&row.1).map_err(json_error)?,
             correlation_id: row.2.parse().map_err(|e| {
                 Error::infrastructure(
-                    "flext.saga.log_corrupt",
+                    crate::codes::SAGA_LOG_CORRUPT,
                     format!("bad correlation id in the log: {e}"),
                 )
             })?,
@@ -197,7 +197,7 @@ impl SagaLog for SqliteLog {
                 })
                 .map_err(db_error)?;
             if inserted == 0 {
-                return Err(Error::conflict("flext.saga.exists", format!("saga {} is already in the log", record.id)));
+                return Err(Error::conflict(crate::codes::SAGA_EXISTS, format!("saga {} is already in the log", record.id)));
             }
             Ok(())
         });
@@ -290,7 +290,7 @@ impl SagaLog for SqliteLog {
                 .iter()
                 .map(|id| {
                     let id: Uuid = id.parse().map_err(|e| {
-                        Error::infrastructure("flext.saga.log_corrupt", format!("bad saga id in the log: {e}"))
+                        Error::infrastructure(crate::codes::SAGA_LOG_CORRUPT, format!("bad saga id in the log: {e}"))
                     })?;
                     Self::read(&tx, id)
                 })
@@ -318,7 +318,7 @@ impl SagaLog for SqliteLog {
                 let (id, name, owner, n) = row.map_err(db_error)?;
                 Ok(SagaSummary {
                     id: id.parse().map_err(|e| {
-                        Error::infrastructure("flext.saga.log_corrupt", format!("bad saga id in the log: {e}"))
+                        Error::infrastructure(crate::codes::SAGA_LOG_CORRUPT, format!("bad saga id in the log: {e}"))
                     })?,
                     name,
                     state,

@@ -41,7 +41,7 @@ impl StepScope<'_> {
             .and_then(Option::as_ref)
             .ok_or_else(|| {
                 Error::internal(
-                    "flext.saga.missing_output",
+                    crate::codes::SAGA_MISSING_OUTPUT,
                     format!(
                         "step `{}` needs the output of step {index}, which the log does not hold",
                         self.step
@@ -50,7 +50,7 @@ impl StepScope<'_> {
             })?;
         T::from_log(value.clone()).map_err(|e| {
             Error::internal(
-                "flext.saga.output_mismatch",
+                crate::codes::SAGA_OUTPUT_MISMATCH,
                 format!(
                     "the logged output of step {index} does not decode as `{}` for step `{}`: {e}",
                     type_name::<T>(),
@@ -77,7 +77,7 @@ impl StepScope<'_> {
     pub fn encode<T: Durable>(&self, value: &T) -> Result<serde_json::Value> {
         value.to_log().map_err(|e| {
             Error::internal(
-                "flext.saga.output_not_serialisable",
+                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
                 format!("the output of step `{}` does not serialise: {e}", self.step),
             )
         })
@@ -117,7 +117,7 @@ where
             match f().await {
                 Ok(result) => result,
                 Err(_) => Err(Error::internal(
-                    "flext.saga.step_panicked",
+                    crate::codes::SAGA_STEP_PANICKED,
                     format!("saga step `{}` panicked", spec.name),
                 )),
             }
@@ -127,7 +127,7 @@ where
                 .await
                 .unwrap_or_else(|_| {
                     Err(Error::timeout(
-                        "flext.saga.step_timeout",
+                        crate::codes::SAGA_STEP_TIMED_OUT,
                         format!("saga step `{}` did not finish within {ms} ms", spec.name),
                     ))
                 }),

@@ -188,7 +188,7 @@ fn undo_failed(error: Error, name: &'static str, failed: Error) -> Error {
     tracing::error!(undo = name, error = %failed, cause = %error, "undo failed after a failed step");
     Error::new(
         ErrorKind::CompensationFailed,
-        "flext.service.undo_failed",
+        crate::codes::SERVICE_UNDO_FAILED,
         format!("undo `{name}` failed ({failed}) while rolling back after: {error}"),
     )
     .with_source(error)

@@ -1,0 +1,183 @@
+//! Every error code flext itself emits, as constants: match on these instead of string
+//! literals. User code chooses its own codes (`user.email.taken`); flext's all start with
+//! `flext.`.
+//!
+//! The scheme is `flext.<area>.<condition>`: the area is where the error arises
+//! (`input`, `rule`, `bus`, `saga`, `service`), the condition is a snake_case noun or
+//! past participle (`no_handler`, `timed_out`, `panicked`). A code never changes within
+//! a major version.
+//!
+//! ```
+//! use flext::{codes, input};
+//!
+//! #[derive(Debug, serde::Deserialize)]
+//! struct Signup { age: u32 }
+//!
+//! let e = input::from_json::<Signup>("line 1", "{\"age\": \"x\"}").unwrap_err();
+//! assert_eq!(e.code(), codes::INPUT_INVALID_FIELD);
+//! ```
+
+// ---- input: reading untrusted JSON (`flext::input`, `Bus::send_json`) ---------------
+
+/// The text is not JSON, or not one complete JSON document. [`ErrorKind::Validation`].
+///
+/// [`ErrorKind::Validation`]: crate::ErrorKind::Validation
+pub const INPUT_MALFORMED_JSON: &str = "flext.input.malformed_json";
+/// A field has the wrong type or value; the violation's subject names it. Validation.
+pub const INPUT_INVALID_FIELD: &str = "flext.input.invalid_field";
+/// A required field is absent. Validation.
+pub const INPUT_MISSING_FIELD: &str = "flext.input.missing_field";
+/// A field the type does not know (with `#[serde(deny_unknown_fields)]`). Validation.
+pub const INPUT_UNKNOWN_FIELD: &str = "flext.input.unknown_field";
+/// The payload is longer than the reader's or the bus's limit; nothing was parsed.
+/// Validation.
+pub const INPUT_TOO_LARGE: &str = "flext.input.too_large";
+/// A message name is longer than [`bus::MAX_MESSAGE_NAME_BYTES`](crate::bus::MAX_MESSAGE_NAME_BYTES);
+/// it was rejected before any lookup. Validation.
+pub const INPUT_NAME_TOO_LONG: &str = "flext.input.name_too_long";
+
+// ---- rule: business rules ------------------------------------------------------------
+
+/// Several business rules are violated; each is in `Error::violations`. (One violated
+/// rule lends the error its own code.) [`ErrorKind::RuleViolation`].
+///
+/// [`ErrorKind::RuleViolation`]: crate::ErrorKind::RuleViolation
+pub const RULE_VIOLATED: &str = "flext.rule.violated";
+
+// ---- bus: building it, dispatching, middleware ---------------------------------------
+
+/// No handler for the command or query is linked into the program (or the bus's filter
+/// left it out). NotFound.
+pub const BUS_NO_HANDLER: &str = "flext.bus.no_handler";
+/// A command or query has two handlers; the message names both with their locations.
+/// Conflict, from `BusBuilder::build`.
+pub const BUS_DUPLICATE_HANDLER: &str = "flext.bus.duplicate_handler";
+/// Two message types share a name, so JSON dispatch could not tell them apart. Conflict,
+/// from `BusBuilder::build`.
+pub const BUS_DUPLICATE_MESSAGE_NAME: &str = "flext.bus.duplicate_message_name";
+/// A handler takes `State<T>` and the bus has no `T`. NotFound, from `BusBuilder::build`.
+pub const BUS_MISSING_STATE: &str = "flext.bus.missing_state";
+/// `BusBuilder::build` found several problems; each is in `Error::related` with its own
+/// kind and code.
+pub const BUS_BUILD_FAILED: &str = "flext.bus.build_failed";
+/// No message is named that (`send_json` and friends). NotFound.
+pub const BUS_UNKNOWN_MESSAGE: &str = "flext.bus.unknown_message";
+/// The name is a message of another kind (a query given to `send_json`). Validation.
+pub const BUS_WRONG_KIND: &str = "flext.bus.wrong_kind";
+/// The registered handler's output type is not the message's: a bug in generated code
+/// or a hand-written registration. Internal.
+pub const BUS_HANDLER_TYPE_MISMATCH: &str = "flext.bus.handler_type_mismatch";
+/// The handler panicked; the bus goes on serving. Internal.
+pub const BUS_HANDLER_PANICKED: &str = "flext.bus.handler_panicked";
+/// The handler's output did not serialise to JSON (`send_json`). Internal.
+pub const BUS_OUTPUT_NOT_SERIALISABLE: &str = "flext.bus.output_not_serialisable";
+/// The `Timeout` middleware's limit passed. Timeout.
+pub const BUS_TIMED_OUT: &str = "flext.bus.timed_out";
+/// The `Authorize` middleware's policy refused the principal. Unauthorized.
+pub const BUS_UNAUTHORIZED: &str = "flext.bus.unauthorized";
+/// A middleware returned without running the handler and without an error. Internal.
+pub const BUS_HANDLER_SKIPPED: &str = "flext.bus.handler_skipped";
+
+// ---- saga ----------------------------------------------------------------------------
+
+/// A saga with this id is already in the log. Conflict.
+pub const SAGA_EXISTS: &str = "flext.saga.exists";
+/// No saga with this id is in the log. NotFound.
+pub const SAGA_NOT_FOUND: &str = "flext.saga.not_found";
+/// Another runner holds the saga's lease. Conflict.
+pub const SAGA_LEASE_LOST: &str = "flext.saga.lease_lost";
+/// The log could not be read or written (SQLite's error is the source). Infrastructure.
+pub const SAGA_LOG_FAILED: &str = "flext.saga.log_failed";
+/// A log record does not decode. Internal.
+pub const SAGA_LOG_CORRUPT: &str = "flext.saga.log_corrupt";
+/// The saga's input did not serialise. Internal.
+pub const SAGA_INPUT_NOT_SERIALISABLE: &str = "flext.saga.input_not_serialisable";
+/// The logged input no longer decodes as the saga type (a changed definition). Internal.
+pub const SAGA_INPUT_MISMATCH: &str = "flext.saga.input_mismatch";
+/// A step's output did not serialise. Internal.
+pub const SAGA_OUTPUT_NOT_SERIALISABLE: &str = "flext.saga.output_not_serialisable";
+/// A logged output no longer decodes as the step's type. Internal.
+pub const SAGA_OUTPUT_MISMATCH: &str = "flext.saga.output_mismatch";
+/// A step needs an earlier output the log does not hold. Internal.
+pub const SAGA_MISSING_OUTPUT: &str = "flext.saga.missing_output";
+/// The saga has no step at that index (a log written by a longer definition). Internal.
+pub const SAGA_NO_SUCH_STEP: &str = "flext.saga.no_such_step";
+/// A value is not durable; never returned by a program that compiles. Internal.
+pub const SAGA_NOT_DURABLE: &str = "flext.saga.not_durable";
+/// The saga's type is not linked into this program, so recovery cannot resume it.
+/// NotFound.
+pub const SAGA_UNKNOWN_TYPE: &str = "flext.saga.unknown_type";
+/// A step or compensation did not finish within its `timeout_ms`. Timeout.
+pub const SAGA_STEP_TIMED_OUT: &str = "flext.saga.step_timed_out";
+/// A step or compensation panicked. Internal.
+pub const SAGA_STEP_PANICKED: &str = "flext.saga.step_panicked";
+
+// ---- service -------------------------------------------------------------------------
+
+/// An undo (`#[step(undo = ..)]`) failed while rolling back after a failed step; the
+/// original error is the source. CompensationFailed.
+pub const SERVICE_UNDO_FAILED: &str = "flext.service.undo_failed";
+
+/// Every code above, for tests and documentation generators.
+pub const ALL: &[&str] = &[
+    INPUT_MALFORMED_JSON,
+    INPUT_INVALID_FIELD,
+    INPUT_MISSING_FIELD,
+    INPUT_UNKNOWN_FIELD,
+    INPUT_TOO_LARGE,
+    INPUT_NAME_TOO_LONG,
+    RULE_VIOLATED,
+    BUS_NO_HANDLER,
+    BUS_DUPLICATE_HANDLER,
+    BUS_DUPLICATE_MESSAGE_NAME,
+    BUS_MISSING_STATE,
+    BUS_BUILD_FAILED,
+    BUS_UNKNOWN_MESSAGE,
+    BUS_WRONG_KIND,
+    BUS_HANDLER_TYPE_MISMATCH,
+    BUS_HANDLER_PANICKED,
+    BUS_OUTPUT_NOT_SERIALISABLE,
+    BUS_TIMED_OUT,
+    BUS_UNAUTHORIZED,
+    BUS_HANDLER_SKIPPED,
+    SAGA_EXISTS,
+    SAGA_NOT_FOUND,
+    SAGA_LEASE_LOST,
+    SAGA_LOG_FAILED,
+    SAGA_LOG_CORRUPT,
+    SAGA_INPUT_NOT_SERIALISABLE,
+    SAGA_INPUT_MISMATCH,
+    SAGA_OUTPUT_NOT_SERIALISABLE,
+    SAGA_OUTPUT_MISMATCH,
+    SAGA_MISSING_OUTPUT,
+    SAGA_NO_SUCH_STEP,
+    SAGA_NOT_DURABLE,
+    SAGA_UNKNOWN_TYPE,
+    SAGA_STEP_TIMED_OUT,
+    SAGA_STEP_PANICKED,
+    SERVICE_UNDO_FAILED,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    #[test]
+    fn codes_follow_the_scheme_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ALL {
+            let parts: Vec<&str> = code.split('.').collect();
+            assert_eq!(parts.len(), 3, "{code}");
+            assert_eq!(parts[0], "flext", "{code}");
+            assert!(
+                ["input", "rule", "bus", "saga", "service"].contains(&parts[1]),
+                "{code}"
+            );
+            assert!(
+                parts[2].chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+            assert!(seen.insert(code), "{code} twice");
+        }
+    }
+}
