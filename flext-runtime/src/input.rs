@@ -6,9 +6,139 @@
 //! that says which record and which field is wrong, never a panic. The field path comes
 //! from [`serde_path_to_error`].
 
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result, RuleViolation};
+
+/// The limit [`from_json`] and [`json_lines`] apply to one document: 1 MiB, the same as
+/// the bus's default for `send_json`.
+pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
+
+/// How much of an untrusted text [`echo`] keeps: 200 bytes (escapes included), the
+/// first 150 and the last 50, so that the end of a message (`expected u32 at line 1`)
+/// survives a huge value in its middle.
+pub const ECHO_BYTES: usize = 200;
+const ECHO_TAIL: usize = 50;
+
+/// Untrusted text made safe to quote in an error message or a log line: control and
+/// bidirectional-formatting characters (`\0`, ESC, U+202E, ...) are escaped as `\u{..}`,
+/// so that a terminal or a log viewer shows them instead of obeying them, and a text
+/// longer than [`ECHO_BYTES`] keeps its first 150 and last 50 bytes around a note of its
+/// full length, so that a 100 MB value cannot make a 100 MB error.
+///
+/// ```
+/// use flext::input::echo;
+/// assert_eq!(echo("Create\u{1b}[31mUser\u{202e}"), "Create\\u{1b}[31mUser\\u{202e}");
+/// let long = format!("start{}end", "x".repeat(1_000_000));
+/// let e = echo(&long);
+/// assert!(e.len() < 250);
+/// assert!(e.starts_with("startxxx"));
+/// assert!(e.contains("… (1000008 bytes) …"));
+/// assert!(e.ends_with("xxxend"));
+/// assert_eq!(echo("plain"), "plain");
+/// ```
+pub fn echo(text: &str) -> Cow<'_, str> {
+    if text.len() <= ECHO_BYTES && !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    if text.len() <= 4 * ECHO_BYTES {
+        return Cow::Owned(echo_display(&text));
+    }
+    // A long text: only its ends are looked at, whatever its length.
+    let head_end = (0..=ECHO_BYTES)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail_start = (text.len() - 4 * ECHO_TAIL..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    let mut out = Bounded::default();
+    let _ = out.write_str(&text[..head_end]);
+    out.cut = true;
+    out.total += tail_start - head_end;
+    let _ = out.write_str(&text[tail_start..]);
+    Cow::Owned(out.finish())
+}
+
+/// [`echo`] of what `value` displays, without ever holding all of it: the display is
+/// written into a bounded buffer that counts the rest.
+pub fn echo_display(value: &dyn fmt::Display) -> String {
+    let mut out = Bounded::default();
+    // `Bounded` never fails; a `Display` impl that fails leaves what it wrote.
+    let _ = write!(out, "{value}");
+    out.finish()
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200e}' | '\u{200f}' | '\u{061c}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}')
+}
+
+/// The first `ECHO_BYTES - ECHO_TAIL` bytes of escaped output, a rolling window of the
+/// last `ECHO_TAIL`, and the count of input bytes.
+#[derive(Default)]
+struct Bounded {
+    head: String,
+    tail: String,
+    total: usize,
+    cut: bool,
+}
+
+impl Bounded {
+    fn push(&mut self, piece: &str) {
+        if !self.cut && self.head.len() + piece.len() <= ECHO_BYTES - ECHO_TAIL {
+            self.head.push_str(piece);
+            return;
+        }
+        self.cut = true;
+        self.tail.push_str(piece);
+        if self.tail.len() > 4 * ECHO_TAIL {
+            self.trim_tail();
+        }
+    }
+
+    fn trim_tail(&mut self) {
+        let mut start = self.tail.len().saturating_sub(ECHO_TAIL);
+        while !self.tail.is_char_boundary(start) {
+            start += 1;
+        }
+        self.tail.drain(..start);
+    }
+
+    fn finish(mut self) -> String {
+        if !self.cut {
+            return self.head;
+        }
+        if self.head.len() + self.tail.len() <= ECHO_BYTES {
+            self.head.push_str(&self.tail);
+            return self.head;
+        }
+        self.trim_tail();
+        let _ = write!(self.head, "… ({} bytes) …{}", self.total, self.tail);
+        self.head
+    }
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.total += s.len();
+        let mut buf = [0u8; 4];
+        for c in s.chars() {
+            if needs_escape(c) {
+                self.push(&c.escape_unicode().to_string());
+            } else {
+                self.push(c.encode_utf8(&mut buf));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Decodes one JSON document into `T`. `record` names the input in messages (for example
 /// `"line 17"` or `"request body"`).
@@ -44,7 +174,37 @@ use crate::error::{Error, Result, RuleViolation};
 /// assert_eq!(e.code(), flext::codes::INPUT_MALFORMED_JSON);
 /// ```
 pub fn from_json<T: DeserializeOwned>(record: &str, json: &str) -> Result<T> {
+    from_json_limited(record, json, DEFAULT_MAX_BYTES)
+}
+
+/// [`from_json`] with a limit of `max_bytes` bytes instead of [`DEFAULT_MAX_BYTES`].
+///
+/// # Errors
+///
+/// As [`from_json`]; and `flext.input.too_large` when `json` is longer than
+/// `max_bytes`, before anything is parsed.
+pub fn from_json_limited<T: DeserializeOwned>(
+    record: &str,
+    json: &str,
+    max_bytes: usize,
+) -> Result<T> {
+    check_size(record, json, max_bytes)?;
     decode(record, json, |de| serde_path_to_error::deserialize(de))
+}
+
+/// `flext.input.too_large` when `json` is longer than `max_bytes`.
+pub(crate) fn check_size(record: &str, json: &str, max_bytes: usize) -> Result<()> {
+    if json.len() > max_bytes {
+        return Err(Error::validation(
+            crate::codes::INPUT_TOO_LARGE,
+            format!(
+                "{}: the document is {} bytes, over the limit of {max_bytes} bytes",
+                echo(record),
+                json.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// [`from_json`] for a message, through its [`Wire`](crate::Wire) form.
@@ -89,24 +249,41 @@ fn decode<T>(
 pub fn json_lines<T: DeserializeOwned>(
     text: &str,
 ) -> impl Iterator<Item = (usize, Result<T>)> + '_ {
+    json_lines_limited(text, DEFAULT_MAX_BYTES)
+}
+
+/// [`json_lines`] with a limit of `max_bytes` bytes per line instead of
+/// [`DEFAULT_MAX_BYTES`]; a longer line yields `flext.input.too_large` and the iteration
+/// goes on.
+pub fn json_lines_limited<T: DeserializeOwned>(
+    text: &str,
+    max_bytes: usize,
+) -> impl Iterator<Item = (usize, Result<T>)> + '_ {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| (i + 1, from_json(&format!("line {}", i + 1), line)))
+        .map(move |(i, line)| {
+            (
+                i + 1,
+                from_json_limited(&format!("line {}", i + 1), line, max_bytes),
+            )
+        })
 }
 
 fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     use serde_json::error::Category;
     // serde_path_to_error writes `.` for the root and `?` for a position it could not
     // name (inside a truncated document, say); neither helps a reader.
-    let path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
-    let detail = inner.to_string();
+    // Both quote the input (a field name, a wrong value): bounded and escaped.
+    let path = echo(path.trim_end_matches('?').trim_end_matches('.')).into_owned();
+    let detail = echo_display(&inner);
     let code = match inner.classify() {
         Category::Syntax | Category::Eof | Category::Io => crate::codes::INPUT_MALFORMED_JSON,
         Category::Data if detail.starts_with("unknown field") => crate::codes::INPUT_UNKNOWN_FIELD,
         Category::Data if detail.starts_with("missing field") => crate::codes::INPUT_MISSING_FIELD,
         Category::Data => crate::codes::INPUT_INVALID_FIELD,
     };
+    let record = echo(record);
     let message = match (code, path.is_empty()) {
         (crate::codes::INPUT_MALFORMED_JSON, _) => format!("{record}: malformed JSON: {detail}"),
         (_, true) => format!("{record}: {detail}"),
@@ -116,9 +293,9 @@ fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     if !path.is_empty() {
         violation = violation.on(path);
     }
-    Error::validation(code, message)
-        .with_violations(vec![violation])
-        .with_source(inner)
+    // serde's error is not kept as the source: its message quotes the input unbounded.
+    drop(inner);
+    Error::validation(code, message).with_violations(vec![violation])
 }
 
 #[cfg(test)]

@@ -73,11 +73,12 @@ impl<M: 'static, O: 'static> Handler<M, O> {
 
 #[cold]
 pub(crate) fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Error {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned());
+    // The payload may quote what the handler was given: bounded and escaped.
+    let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => crate::input::echo(s).into_owned(),
+        (_, Some(s)) => crate::input::echo(s).into_owned(),
+        _ => "a non-string payload".to_owned(),
+    };
     tracing::error!(handler, panic = %what, "handler panicked");
     Error::internal(
         crate::codes::BUS_HANDLER_PANICKED,

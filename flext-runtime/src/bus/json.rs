@@ -5,6 +5,12 @@ use super::{Bus, PublishReport};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
+use crate::input::echo;
+
+/// The longest message name `send_json`, `query_json` and `publish_json` look up: 256
+/// bytes. A longer name is rejected with `flext.input.name_too_long` before any lookup,
+/// so that an attacker's 50 MB name costs a length check, not a "did you mean" search.
+pub const MAX_MESSAGE_NAME_BYTES: usize = 256;
 use crate::message::{Command, Event, MessageKind, Query};
 
 /// The JSON entry point of one message type, registered by the message attributes.
@@ -85,6 +91,8 @@ impl Bus {
     ///
     /// # Errors
     ///
+    /// - [`ErrorKind::Validation`], `flext.input.name_too_long`: `name` is longer than
+    ///   [`MAX_MESSAGE_NAME_BYTES`]; nothing is looked up.
     /// - [`ErrorKind::Validation`], `flext.input.too_large`: `json` is longer than the
     ///   bus's [`max_json_bytes`](BusBuilder::max_json_bytes); nothing is parsed.
     /// - [`ErrorKind::NotFound`], `flext.bus.unknown_message`: no message has that name
@@ -134,12 +142,24 @@ impl Bus {
         }
     }
 
+    /// The JSON entry of the message `name`, after the checks that cost nothing: the
+    /// name's length (before any lookup or "did you mean"), then the payload's size.
     fn entry(&self, name: &str, json: &str) -> Result<JsonEntry> {
+        if name.len() > MAX_MESSAGE_NAME_BYTES {
+            return Err(Error::validation(
+                crate::codes::INPUT_NAME_TOO_LONG,
+                format!(
+                    "a message name is at most {MAX_MESSAGE_NAME_BYTES} bytes; `{}` is not one",
+                    echo(name)
+                ),
+            ));
+        }
         if json.len() > self.inner.max_json_bytes {
             return Err(Error::validation(
                 crate::codes::INPUT_TOO_LARGE,
                 format!(
-                    "the payload for `{name}` is {} bytes, over the limit of {} bytes",
+                    "the payload for `{}` is {} bytes, over the limit of {} bytes",
+                    echo(name),
                     json.len(),
                     self.inner.max_json_bytes
                 ),
@@ -151,13 +171,15 @@ impl Bus {
                 .unwrap_or_default();
             Error::not_found(
                 crate::codes::BUS_UNKNOWN_MESSAGE,
-                format!("no message is named `{name}`{suggestion}"),
+                format!("no message is named `{}`{suggestion}", echo(name)),
             )
         })
     }
 }
 
 fn wrong_kind(name: &str, wanted: MessageKind, found: &JsonEntry) -> Error {
+    // A registered name: trusted, but bounded and escaped all the same.
+    let name = echo(name);
     let (found, method) = match found {
         JsonEntry::Command(_) => ("command", "send_json"),
         JsonEntry::Query(_) => ("query", "query_json"),

@@ -26,6 +26,7 @@ pub use handler::{
     HandlerFor, OneHandlerPerCommandOrQuery, command_async, command_sync, event_async, event_sync,
     query_async, query_sync,
 };
+pub use json::MAX_MESSAGE_NAME_BYTES;
 #[doc(hidden)]
 pub use json::{JsonEntry, MessageRegistration, json_command, json_event, json_query};
 pub use publish::{PublishReport, SubscriberOutcome};
