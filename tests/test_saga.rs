@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use flext::codes;
 use flext::prelude::*;
+#[cfg(feature = "sqlite")]
+use flext::saga::SqliteLog;
 use flext::saga::{
     Lease, MemoryLog, SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary,
-    SqliteLog, Transition,
+    Transition,
 };
 use flext::{BoxFuture, Uuid};
 use serde::{Deserialize, Serialize};
@@ -665,6 +667,7 @@ async fn after_a_crash_at_any_transition_every_effect_is_applied_once_or_undone_
 
 // ---------------------------------------------------------------- the SQLite log
 
+#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
     let dir = std::env::temp_dir().join(format!("flext-saga-{}", Uuid::new_v4()));
@@ -708,8 +711,18 @@ async fn the_sqlite_log_survives_reopening_and_recovery_finishes_the_saga() {
 }
 
 #[tokio::test]
-async fn a_live_lease_keeps_other_runners_out_and_an_expired_one_is_taken_over() {
-    let log = SqliteLog::in_memory().unwrap();
+async fn a_live_lease_keeps_other_runners_out_of_the_memory_log() {
+    lease_contract(&MemoryLog::new()).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_live_lease_keeps_other_runners_out_of_the_sqlite_log() {
+    lease_contract(&SqliteLog::in_memory().unwrap()).await;
+}
+
+/// A live lease keeps other runners out; an expired one is taken over.
+async fn lease_contract(log: &dyn SagaLog) {
     let id = Uuid::new_v4();
     let record = SagaRecord {
         id,

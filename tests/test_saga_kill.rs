@@ -7,6 +7,8 @@
 //! `FLEXT_KILL_RUNS=1000 cargo test --release --test test_saga_kill -- --nocapture`.
 //! `FLEXT_KILL_SEED` replays a run.
 
+#![cfg(feature = "sqlite")]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

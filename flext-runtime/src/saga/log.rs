@@ -41,6 +41,8 @@ impl SagaState {
         }
     }
 
+    /// The state `as_str` wrote; read back by the SQL backends.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn parse(s: &str) -> Result<SagaState> {
         Ok(match s {
             "running" => SagaState::Running,
