@@ -12,7 +12,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flext::middleware::{Authorize, Metrics, Retry, Timeout, Tracing, Validation};
+use flext::middleware::{
+    Authorize, Dispatch, Metrics, Middleware, Next, Output, Retry, Timeout, Tracing, Validation,
+};
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,20 @@ macro_rules! subscribers {
     )*};
 }
 subscribers!(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9);
+
+/// A middleware that only passes the dispatch on: what the chain itself costs.
+struct Noop;
+
+impl Middleware for Noop {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Dispatch<'a>,
+        ctx: Context,
+        next: Next<'a>,
+    ) -> flext::BoxFuture<'a, Result<Output>> {
+        next.run(ctx)
+    }
+}
 
 /// Runs `dispatch` `iters` times in one runtime and returns the total time.
 fn amortised<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, mut dispatch: F) -> Duration
@@ -159,6 +175,18 @@ fn bench(c: &mut Criterion) {
     one(
         "validation",
         builder().middleware(Validation).build().unwrap(),
+        &mut g,
+    );
+    one(
+        "five_noop",
+        builder()
+            .middleware(Noop)
+            .middleware(Noop)
+            .middleware(Noop)
+            .middleware(Noop)
+            .middleware(Noop)
+            .build()
+            .unwrap(),
         &mut g,
     );
     g.finish();

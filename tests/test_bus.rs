@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flext::codes;
 use flext::middleware::{
-    Authorize, Dispatch, Metrics, Middleware, Next, Retry, Timeout, Validation,
+    Authorize, Dispatch, Metrics, Middleware, Next, Output, Retry, Timeout, Validation,
 };
 use flext::prelude::*;
 use flext::{BoxFuture, HandlerRegistration};
@@ -536,17 +536,22 @@ impl Middleware for Trace {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         Box::pin(async move {
             self.1
                 .lock()
                 .unwrap()
                 .push(format!("before:{}:{}", self.0, dispatch.name()));
             let result = next.run(ctx).await;
+            // The handler's output, as the middleware sees it.
+            let seen = match &result {
+                Ok(output) => format!("{:?}", output.downcast_ref::<u64>()),
+                Err(_) => "error".to_owned(),
+            };
             self.1
                 .lock()
                 .unwrap()
-                .push(format!("after:{}:{}", self.0, result.is_ok()));
+                .push(format!("after:{}:{}:{seen}", self.0, result.is_ok()));
             result
         })
     }
@@ -574,8 +579,8 @@ async fn middleware_runs_in_the_order_added_around_the_handler() {
         [
             "before:outer:Deposit",
             "before:inner:Deposit",
-            "after:inner:true",
-            "after:outer:true"
+            "after:inner:true:Some(3)",
+            "after:outer:true:Some(3)"
         ]
     );
 }
@@ -978,6 +983,33 @@ async fn json_entry_bad_inputs_are_clear_errors() {
 }
 
 // ---------------------------------------------------------------- registry
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_every_dispatch_exactly_though_latency_is_sampled() {
+    let bus = builder().build().unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx = Context::new();
+            for i in 0..250u64 {
+                let account = format!("stats-{task}");
+                bus.send(Deposit { account, cents: i }, &ctx).await.unwrap();
+            }
+            for _ in 0..5 {
+                bus.send(Explode, &ctx).await.unwrap_err();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = bus.report();
+    let find = |name: &str| report.handlers.iter().find(|h| h.handler == name).unwrap();
+    assert_eq!((find("deposit").count, find("deposit").failures), (1000, 0));
+    assert_eq!((find("explode").count, find("explode").failures), (20, 20));
+    assert!(find("deposit").latency_us.is_some(), "a sample was timed");
+}
 
 #[tokio::test]
 async fn the_registry_report_lists_every_handler_with_its_health() {

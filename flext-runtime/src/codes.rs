@@ -64,8 +64,9 @@ pub const BUS_BUILD_FAILED: &str = "flext.bus.build_failed";
 pub const BUS_UNKNOWN_MESSAGE: &str = "flext.bus.unknown_message";
 /// The name is a message of another kind (a query given to `send_json`). Validation.
 pub const BUS_WRONG_KIND: &str = "flext.bus.wrong_kind";
-/// The registered handler's output type is not the message's: a bug in generated code
-/// or a hand-written registration. Internal.
+/// The registered handler's output type is not the message's (a bug in generated code
+/// or a hand-written registration), or a middleware returned another dispatch's output.
+/// Internal.
 pub const BUS_HANDLER_TYPE_MISMATCH: &str = "flext.bus.handler_type_mismatch";
 /// The handler panicked; the bus goes on serving. Internal.
 pub const BUS_HANDLER_PANICKED: &str = "flext.bus.handler_panicked";
@@ -75,8 +76,6 @@ pub const BUS_OUTPUT_NOT_SERIALISABLE: &str = "flext.bus.output_not_serialisable
 pub const BUS_TIMED_OUT: &str = "flext.bus.timed_out";
 /// The `Authorize` middleware's policy refused the principal. Unauthorized.
 pub const BUS_UNAUTHORIZED: &str = "flext.bus.unauthorized";
-/// A middleware returned without running the handler and without an error. Internal.
-pub const BUS_HANDLER_SKIPPED: &str = "flext.bus.handler_skipped";
 
 // ---- saga ----------------------------------------------------------------------------
 
@@ -139,7 +138,6 @@ pub const ALL: &[&str] = &[
     BUS_OUTPUT_NOT_SERIALISABLE,
     BUS_TIMED_OUT,
     BUS_UNAUTHORIZED,
-    BUS_HANDLER_SKIPPED,
     SAGA_EXISTS,
     SAGA_NOT_FOUND,
     SAGA_LEASE_LOST,

@@ -2,8 +2,9 @@
 //! for a running [`Bus`](crate::Bus) (the source documents' `HandlerRegistry` health
 //! report, as a typed value that serialises to JSON).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -125,7 +126,8 @@ pub struct HandlerReport {
     pub failures: u64,
     /// The last failure, as `[code] message`.
     pub last_error: Option<String>,
-    /// Latency percentiles in microseconds, once there is at least one dispatch.
+    /// Latency percentiles in microseconds, once a dispatch has been timed (one in 16 is,
+    /// the first one included).
     pub latency_us: Option<Percentiles>,
 }
 
@@ -140,35 +142,63 @@ pub struct Percentiles {
     pub p99: f64,
 }
 
+/// Per-handler statistics: exact counts in atomics, the last error and a latency
+/// histogram behind a lock taken only for a failure or a timed sample.
+///
+/// Latency is sampled: one dispatch in [`SAMPLE_EVERY`] is timed (two clock reads cost
+/// more than a fast handler). Counts and failures are exact.
 #[derive(Default)]
-struct Counters {
-    count: u64,
-    failures: u64,
+pub(crate) struct HandlerStats {
+    count: AtomicU64,
+    failures: AtomicU64,
+    detail: Mutex<Detail>,
+}
+
+#[derive(Default)]
+struct Detail {
     last_error: Option<String>,
     latency_ns: Option<Histogram<u64>>,
 }
 
-/// Per-handler counters, behind one uncontended lock.
-#[derive(Default)]
-pub(crate) struct HandlerStats {
-    counters: Mutex<Counters>,
-}
+/// One dispatch in this many is timed for the latency percentiles.
+pub(crate) const SAMPLE_EVERY: u64 = 16;
 
 impl HandlerStats {
-    pub(crate) fn record(&self, elapsed: Duration, error: Option<&Error>) {
-        let mut c = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        c.count += 1;
-        if let Some(e) = error {
-            c.failures += 1;
-            c.last_error = Some(e.to_string());
+    /// Counts a dispatch; returns the start time when this one is sampled.
+    #[inline]
+    pub(crate) fn start(&self) -> Option<Instant> {
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        (n % SAMPLE_EVERY == 0).then(Instant::now)
+    }
+
+    /// Records how the dispatch `start` counted ended.
+    #[inline]
+    pub(crate) fn record(&self, started: Option<Instant>, error: Option<&Error>) {
+        if started.is_none() && error.is_none() {
+            return;
         }
+        self.record_detail(started, error);
+    }
+
+    #[cold]
+    fn record_detail(&self, started: Option<Instant>, error: Option<&Error>) {
+        if error.is_some() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut d = self.detail.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = error {
+            d.last_error = Some(e.to_string());
+        }
+        let Some(started) = started else { return };
         // Two significant figures (1 % error), growing with the largest latency seen, so
         // that an idle handler costs a few hundred bytes.
-        if c.latency_ns.is_none() {
-            c.latency_ns = Histogram::new(2).ok();
+        if d.latency_ns.is_none() {
+            d.latency_ns = Histogram::new(2).ok();
         }
-        if let Some(h) = c.latency_ns.as_mut() {
-            let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+        if let Some(h) = d.latency_ns.as_mut() {
+            let ns = u64::try_from(started.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
             if h.record(ns).is_err() {
                 h.saturating_record(ns);
             }
@@ -195,12 +225,12 @@ pub(crate) fn report(
                 latency_us: None,
             };
             if let Some(s) = stats.and_then(|s| s.get(i)) {
-                let c = s.counters.lock().unwrap_or_else(PoisonError::into_inner);
-                report.count = c.count;
-                report.failures = c.failures;
-                report.last_error = c.last_error.clone();
+                report.count = s.count.load(Ordering::Relaxed);
+                report.failures = s.failures.load(Ordering::Relaxed);
+                let d = s.detail.lock().unwrap_or_else(PoisonError::into_inner);
+                report.last_error = d.last_error.clone();
                 report.latency_us =
-                    c.latency_ns
+                    d.latency_ns
                         .as_ref()
                         .filter(|h| !h.is_empty())
                         .map(|h| Percentiles {

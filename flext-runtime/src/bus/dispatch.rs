@@ -2,8 +2,7 @@
 //! dispatch through middleware and statistics.
 
 use std::any::TypeId;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 
@@ -13,7 +12,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::message::{Command, Message, Query};
-use crate::middleware::{Dispatch, Next};
+use crate::middleware::{Dispatch, Next, Output};
+use crate::registry::HandlerStats;
 
 /// A command or query handler resolved once, for call sites that dispatch the same
 /// message type many times: it skips the lookup by type. Middleware and statistics still
@@ -149,6 +149,8 @@ impl Bus {
         }
     }
 
+    /// Calls the handler: directly when the bus has no middleware (counting the call
+    /// when statistics are on), through the middleware chain otherwise.
     #[inline]
     pub(super) async fn dispatch<M: Message, O: Send + 'static>(
         &self,
@@ -158,68 +160,72 @@ impl Bus {
         ctx: &Context,
     ) -> Result<O> {
         let inner = &*self.inner;
-        if inner.middleware.is_empty() && inner.stats.is_none() {
-            let child;
-            let ctx = if handler.takes_context {
-                child = ctx.child();
-                &child
-            } else {
-                ctx
-            };
-            return match handler.try_call_sync(message, ctx, self) {
-                Ok(result) => result,
-                Err(message) => handler.call(message, ctx, self).await,
-            };
+        if !inner.middleware.is_empty() {
+            return self.observed(handler, index, message, ctx).await;
         }
-        self.dispatch_observed(handler, index, message, ctx).await
+        let stats = inner.stats.as_ref().map(|s| &s[index]);
+        let started = stats.and_then(HandlerStats::start);
+        let child;
+        let ctx = if handler.takes_context {
+            child = ctx.child();
+            &child
+        } else {
+            ctx
+        };
+        let result = match handler.try_call_sync(message, ctx, self) {
+            Ok(result) => result,
+            Err(message) => handler.call(message, ctx, self).await,
+        };
+        if let Some(stats) = stats {
+            stats.record(started, result.as_ref().err());
+        }
+        result
     }
 
-    async fn dispatch_observed<M: Message, O: Send + 'static>(
+    /// The dispatch through the middleware chain, counted when statistics are on.
+    async fn observed<M: Message, O: Send + 'static>(
         &self,
         handler: &Handler<M, O>,
         index: usize,
         message: M,
         ctx: &Context,
     ) -> Result<O> {
-        let inner = &*self.inner;
-        let child = ctx.child();
-        let started = inner.stats.as_ref().map(|_| Instant::now());
-        let result = if inner.middleware.is_empty() {
-            handler.call(message, &child, self).await
-        } else {
-            let output: Mutex<Option<O>> = Mutex::new(None);
-            let dispatch = Dispatch::new::<M>(&message, handler.name);
-            let endpoint = |ctx: Context| -> BoxFuture<'_, Result<()>> {
-                let message = message.duplicate();
-                let output = &output;
-                Box::pin(async move {
-                    let value = handler.call(message, &ctx, self).await?;
-                    *output.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
-                    Ok(())
-                })
-            };
-            let next = Next::new(&inner.middleware, &dispatch, &endpoint);
-            match next.run(child).await {
-                Ok(()) => output
-                    .into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .ok_or_else(|| {
-                        Error::internal(
-                            crate::codes::BUS_HANDLER_SKIPPED,
-                            format!(
-                                "a middleware returned success for `{}` without running its handler: call `next.run(ctx)` or return an error",
-                                M::NAME
-                            ),
-                        )
-                    }),
-                Err(e) => Err(e),
-            }
-        };
-        if let (Some(stats), Some(started)) = (&inner.stats, started) {
-            stats[index].record(started.elapsed(), result.as_ref().err());
+        let stats = self.inner.stats.as_ref().map(|s| &s[index]);
+        let started = stats.and_then(HandlerStats::start);
+        let result = self.through_middleware(handler, message, ctx.child()).await;
+        if let Some(stats) = stats {
+            stats.record(started, result.as_ref().err());
         }
         result
     }
+
+    async fn through_middleware<M: Message, O: Send + 'static>(
+        &self,
+        handler: &Handler<M, O>,
+        message: M,
+        ctx: Context,
+    ) -> Result<O> {
+        let dispatch = Dispatch::new::<M>(&message, handler.name);
+        let endpoint = |ctx: Context| -> BoxFuture<'_, Result<Output>> {
+            let message = message.duplicate();
+            Box::pin(async move { handler.call(message, &ctx, self).await.map(Output::new) })
+        };
+        let output = Next::new(&self.inner.middleware, &dispatch, &endpoint)
+            .run(ctx)
+            .await?;
+        output.take::<O>().map_err(|_| foreign_output(M::NAME))
+    }
+}
+
+/// A middleware returned an [`Output`] it kept from another dispatch.
+#[cold]
+fn foreign_output(name: &str) -> Error {
+    Error::internal(
+        crate::codes::BUS_HANDLER_TYPE_MISMATCH,
+        format!(
+            "a middleware returned, for `{name}`, the output of another message's handler: return what `next.run(ctx)` gave for this dispatch"
+        ),
+    )
 }
 
 fn no_handler<M: Message>() -> Error {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::context::{Context, Principal};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -58,7 +58,7 @@ impl Middleware for Authorize {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         if (self.predicate)(ctx.principal(), dispatch) {
             return next.run(ctx);
         }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::context::Context;
 use crate::error::Result;
 use crate::future::BoxFuture;
@@ -27,7 +27,7 @@ impl Middleware for Metrics {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         Box::pin(async move {
             let labels = [
                 ("message", dispatch.name()),

@@ -4,7 +4,10 @@
 //! A middleware receives the [`Dispatch`] (which message, for which handler), the
 //! handler's [`Context`], and [`Next`], the rest of the chain. It may act before and
 //! after `next.run(ctx)`, run it several times (retry), change the context it passes on
-//! (timeout), or return an error without running it (authorization, validation).
+//! (timeout), or return an error without running it (authorization, validation). What
+//! `next.run` returns on success is the handler's [`Output`], type-erased; a middleware
+//! passes it on (or looks at it), and cannot make one up, so a dispatch that succeeds
+//! has always run its handler.
 //!
 //! Built in, each in its own module: [`Tracing`], [`Metrics`], [`Timeout`], [`Retry`],
 //! [`Authorize`], [`Validation`]. Write your own by implementing [`Middleware`].
@@ -37,13 +40,13 @@ use crate::message::{Message, MessageKind};
 
 /// Wraps every dispatch of a [`Bus`](crate::Bus).
 ///
-/// `handle` must call `next.run(ctx)` to reach the handler, or return an error. A
-/// middleware that returns `Ok(())` without running the handler makes the call fail with
-/// `flext.bus.handler_skipped`.
+/// `handle` calls `next.run(ctx)` to reach the handler and returns what it returns (the
+/// handler's [`Output`]), or returns an error without running it. An [`Output`] cannot
+/// be built outside the bus, so success always means the handler ran.
 ///
 /// ```rust,standalone_crate
 /// use flext::prelude::*;
-/// use flext::middleware::{Dispatch, Middleware, Next};
+/// use flext::middleware::{Dispatch, Middleware, Next, Output};
 /// use flext::BoxFuture;
 /// use std::sync::{Arc, Mutex};
 ///
@@ -52,7 +55,7 @@ use crate::message::{Message, MessageKind};
 ///
 /// impl Middleware for Audit {
 ///     fn handle<'a>(&'a self, dispatch: &'a Dispatch<'a>, ctx: Context, next: Next<'a>)
-///         -> BoxFuture<'a, Result<()>>
+///         -> BoxFuture<'a, Result<Output>>
 ///     {
 ///         Box::pin(async move {
 ///             self.0.lock().unwrap().push(dispatch.name());
@@ -82,7 +85,34 @@ pub trait Middleware: Send + Sync + 'static {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<Output>>;
+}
+
+/// The output of a handler, type-erased, as it travels back through the middleware
+/// chain. Only the bus makes one (from what the handler returned); a middleware gets it
+/// from [`Next::run`] and returns it, or looks at it with [`downcast_ref`](Self::downcast_ref).
+pub struct Output(Box<dyn Any + Send>);
+
+impl Output {
+    pub(crate) fn new<O: Send + 'static>(value: O) -> Self {
+        Output(Box::new(value))
+    }
+
+    /// The output, when the handler returns a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+
+    /// The output as an `O`, or itself when it is something else.
+    pub(crate) fn take<O: 'static>(self) -> std::result::Result<O, Output> {
+        self.0.downcast().map(|b| *b).map_err(Output)
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Output(..)")
+    }
 }
 
 /// What a middleware knows about the dispatch it wraps.
@@ -156,7 +186,7 @@ fn validate_erased<M: Message>(message: &(dyn Any + Send + Sync)) -> Result<()> 
     }
 }
 
-type Endpoint<'a> = dyn Fn(Context) -> BoxFuture<'a, Result<()>> + Send + Sync + 'a;
+type Endpoint<'a> = dyn Fn(Context) -> BoxFuture<'a, Result<Output>> + Send + Sync + 'a;
 
 /// The rest of the middleware chain, ending at the handler. `Copy`, so a middleware can
 /// run it more than once (retry).
@@ -180,12 +210,13 @@ impl<'a> Next<'a> {
         }
     }
 
-    /// Runs the rest of the chain and the handler under `ctx`.
+    /// Runs the rest of the chain and the handler under `ctx`; on success, the handler's
+    /// output.
     ///
     /// # Errors
     ///
     /// Whatever the inner middleware or the handler returns.
-    pub fn run(self, ctx: Context) -> BoxFuture<'a, Result<()>> {
+    pub fn run(self, ctx: Context) -> BoxFuture<'a, Result<Output>> {
         match self.rest.split_first() {
             Some((first, rest)) => first.handle(
                 self.dispatch,

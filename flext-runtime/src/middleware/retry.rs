@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::Result;
@@ -56,7 +56,7 @@ impl Middleware for Retry {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         if !dispatch.idempotent() || self.attempts == 1 {
             return next.run(ctx);
         }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -44,7 +44,7 @@ impl Middleware for Timeout {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         let now = Instant::now();
         let own = [dispatch.timeout(), self.default]
             .into_iter()

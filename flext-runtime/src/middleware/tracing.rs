@@ -2,7 +2,7 @@
 
 use tracing::Instrument;
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::context::Context;
 use crate::error::Result;
 use crate::future::BoxFuture;
@@ -24,7 +24,7 @@ impl Middleware for Tracing {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         let span = tracing::info_span!(
             "flext.dispatch",
             message = dispatch.name(),
@@ -35,6 +35,10 @@ impl Middleware for Tracing {
             causation_id = ctx.causation_id().map(tracing::field::display),
             error_code = tracing::field::Empty,
         );
+        // No subscriber wants the span: pass the dispatch through, no future of our own.
+        if span.is_disabled() {
+            return next.run(ctx);
+        }
         let recorder = span.clone();
         Box::pin(
             async move {

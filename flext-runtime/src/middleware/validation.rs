@@ -1,6 +1,6 @@
 //! [`Validation`]: runs the message's business rules before its handler.
 
-use super::{Dispatch, Middleware, Next};
+use super::{Dispatch, Middleware, Next, Output};
 use crate::context::Context;
 use crate::error::Result;
 use crate::future::BoxFuture;
@@ -18,7 +18,7 @@ impl Middleware for Validation {
         dispatch: &'a Dispatch<'a>,
         ctx: Context,
         next: Next<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Output>> {
         match dispatch.validate() {
             Ok(()) => next.run(ctx),
             Err(e) => Box::pin(async move { Err(e) }),
