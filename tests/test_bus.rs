@@ -243,7 +243,7 @@ mod duplicates {
 // ---------------------------------------------------------------- helpers
 
 fn not_duplicates(h: &HandlerRegistration) -> bool {
-    !h.module.ends_with("duplicates")
+    !h.module().ends_with("duplicates")
 }
 
 fn builder() -> flext::BusBuilder {
@@ -1085,7 +1085,7 @@ async fn the_registry_report_lists_every_handler_with_its_health() {
     assert_eq!((balance.count, balance.latency_us), (0, None));
     assert_eq!(
         flext::registry::handlers()
-            .filter(|h| h.message == "Archive")
+            .filter(|h| h.message() == "Archive")
             .count(),
         2
     );
@@ -1096,7 +1096,7 @@ async fn the_registry_report_lists_every_handler_with_its_health() {
 #[test]
 fn two_handlers_of_one_command_fail_bus_construction_naming_both() {
     let err = Bus::builder()
-        .filter(|h| h.module.ends_with("duplicates"))
+        .filter(|h| h.module().ends_with("duplicates"))
         .build()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);

@@ -25,8 +25,8 @@ async fn a_handler_in_another_crate_is_registered_when_that_crate_is_linked() {
     assert_eq!(number, 1200);
 
     let registered: Vec<_> = flext::registry::handlers()
-        .filter(|h| h.message == "IssueInvoice")
-        .map(|h| (h.handler, h.module))
+        .filter(|h| h.message() == "IssueInvoice")
+        .map(|h| (h.handler(), h.module()))
         .collect();
     assert_eq!(registered, [("issue_invoice", "billing")]);
 

@@ -18,24 +18,19 @@ use crate::state::StateMap;
 /// A handler registered at link time by `#[command_handler]`, `#[query_handler]` or
 /// `#[event_handler]`. [`Bus::builder`](crate::Bus::builder) collects all of them; the
 /// [`handlers`](crate::registry::handlers) function lists them.
+///
+/// Its fields are private so that its layout may change; generated code builds one with
+/// a hidden constructor, and everyone reads it through the methods.
 #[derive(Debug)]
 pub struct HandlerRegistration {
-    /// Command, query or event.
-    pub kind: MessageKind,
-    /// The message's stable name.
-    pub message: &'static str,
-    #[doc(hidden)]
-    pub message_type: fn() -> TypeId,
-    /// The handler as written: `create_user` or `UserHandlers::create`.
-    pub handler: &'static str,
-    /// The module the handler is defined in.
-    pub module: &'static str,
-    /// The source file of the handler.
-    pub file: &'static str,
-    /// The line of the handler in [`file`](Self::file).
-    pub line: u32,
-    #[doc(hidden)]
-    pub build: fn(&StateMap) -> Result<ErasedHandler>,
+    pub(crate) kind: MessageKind,
+    pub(crate) message: &'static str,
+    pub(crate) message_type: fn() -> TypeId,
+    pub(crate) handler: &'static str,
+    pub(crate) module: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+    pub(crate) build: fn(&StateMap) -> Result<ErasedHandler>,
 }
 
 impl HandlerRegistration {
@@ -62,6 +57,36 @@ impl HandlerRegistration {
             line,
             build,
         }
+    }
+
+    /// Command, query or event.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The message's stable name.
+    pub fn message(&self) -> &'static str {
+        self.message
+    }
+
+    /// The handler as written: `create_user` or `UserHandlers::create`.
+    pub fn handler(&self) -> &'static str {
+        self.handler
+    }
+
+    /// The module the handler is defined in.
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// The source file of the handler.
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    /// The line of the handler in [`file`](Self::file).
+    pub fn line(&self) -> u32 {
+        self.line
     }
 
     /// `file:line` of the handler.
@@ -92,7 +117,7 @@ impl ErasedHandler {
 ///
 /// ```
 /// for h in flext::registry::handlers() {
-///     println!("{} {} -> {} ({})", h.kind.as_str(), h.message, h.handler, h.location());
+///     println!("{} {} -> {} ({})", h.kind().as_str(), h.message(), h.handler(), h.location());
 /// }
 /// ```
 pub fn handlers() -> impl Iterator<Item = &'static HandlerRegistration> {

@@ -8,8 +8,9 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 
-/// Values registered with [`BusBuilder::state`](crate::BusBuilder::state), by type.
-#[doc(hidden)]
+/// The values registered with [`BusBuilder::state`](crate::BusBuilder::state) (or a
+/// saga runner's builder), one per type. A [`FromState`] extractor reads it when the bus
+/// is built.
 #[derive(Default)]
 pub struct StateMap {
     values: FxHashMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
@@ -27,7 +28,8 @@ impl StateMap {
         );
     }
 
-    fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+    /// The value of type `T`, if one was registered.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.values
             .get(&TypeId::of::<T>())
             .and_then(|(_, v)| v.downcast_ref::<Arc<T>>())
@@ -96,6 +98,49 @@ impl<T: ?Sized> std::ops::Deref for State<T> {
     label = "not the message, `&Context`, `&Bus` or injectable state",
     note = "a handler takes the message first, then any of `ctx: &Context`, `bus: &Bus` and `State<T>` (registered with `Bus::builder().state(value)`)"
 )]
+///
+/// # Your own extractor
+///
+/// Implement it to hand handlers a part of the registered state, in the manner of axum's
+/// `FromRef`: the handler asks for what it uses, the bus holds what the application has.
+///
+/// ```rust,standalone_crate
+/// use flext::prelude::*;
+/// use flext::bus::{FromState, StateMap};
+/// use std::sync::Arc;
+///
+/// /// What the application registers.
+/// struct AppConfig { tenant: String, greeting: String }
+///
+/// /// What one handler needs: a part of it, extracted once, when the bus is built.
+/// #[derive(Clone)]
+/// struct Greeting(Arc<str>);
+///
+/// impl FromState for Greeting {
+///     fn from_state(state: &StateMap, handler: &'static str) -> Result<Self> {
+///         let config = State::<AppConfig>::from_state(state, handler)?;
+///         Ok(Greeting(format!("{} from {}", config.greeting, config.tenant).into()))
+///     }
+/// }
+///
+/// #[query(output = String)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Greet { name: String }
+///
+/// #[query_handler]
+/// fn greet(q: Greet, greeting: Greeting) -> Result<String> {
+///     Ok(format!("{}, {}", greeting.0, q.name))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = Bus::builder()
+///     .state(AppConfig { tenant: "acme".into(), greeting: "hello".into() })
+///     .build()
+///     .unwrap();
+/// let out = bus.query(Greet { name: "Ada".into() }, &Context::new()).await.unwrap();
+/// assert_eq!(out, "hello from acme, Ada");
+/// # }
+/// ```
 pub trait FromState: Sized + Clone + Send + Sync + 'static {
     /// Extracts the value from the bus's state when the bus is built.
     ///

@@ -39,9 +39,7 @@ pub use crate::message::{OutputBounds, assert_command, assert_event, assert_quer
 #[doc(hidden)]
 pub use crate::registry::ErasedHandler;
 pub use crate::registry::HandlerRegistration;
-#[doc(hidden)]
-pub use crate::state::StateMap;
-pub use crate::state::{FromState, State};
+pub use crate::state::{FromState, State, StateMap};
 
 use crate::middleware::Middleware;
 use crate::registry::{HandlerStats, RegistryReport};
