@@ -1062,7 +1062,7 @@ async fn the_registry_report_lists_every_handler_with_its_health() {
             .last_error
             .as_deref()
             .unwrap()
-            .starts_with("[flext.bus.handler_panicked]")
+            .starts_with(&format!("[{}]", codes::BUS_HANDLER_PANICKED))
     );
 
     let json = serde_json::to_value(&report).unwrap();

@@ -2,7 +2,7 @@
 //! the field.
 //!
 //! Front ends (a batch file, an HTTP body, a CLI argument) hand flext text; these
-//! functions turn it into a typed message or return an [`ErrorKind::Validation`] error
+//! functions turn it into a typed message or return an [`ErrorKind::Validation`](crate::ErrorKind::Validation) error
 //! that says which record and which field is wrong, never a panic. The field path comes
 //! from [`serde_path_to_error`].
 
@@ -145,7 +145,7 @@ impl fmt::Write for Bounded {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Validation`] with one [`RuleViolation`] whose `subject` is the field path
+/// [`ErrorKind::Validation`](crate::ErrorKind::Validation) with one [`RuleViolation`] whose `subject` is the field path
 /// (`profile.date_of_birth`, `items[2].sku`; empty for the whole document) and code:
 ///
 /// - `flext.input.malformed_json`: the text is not JSON, or is truncated;

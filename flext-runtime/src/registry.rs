@@ -17,7 +17,7 @@ use crate::state::StateMap;
 
 /// A handler registered at link time by `#[command_handler]`, `#[query_handler]` or
 /// `#[event_handler]`. [`Bus::builder`](crate::Bus::builder) collects all of them; the
-/// [`handlers`](crate::registry::handlers) function lists them.
+/// [`handlers`] function lists them.
 ///
 /// Its fields are private so that its layout may change; generated code builds one with
 /// a hidden constructor, and everyone reads it through the methods.

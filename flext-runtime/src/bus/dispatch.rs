@@ -40,8 +40,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::NotFound`], `flext.bus.no_handler`: no handler for `C` is linked.
-    /// - [`ErrorKind::Internal`], `flext.bus.handler_panicked`: the handler panicked; the bus
+    /// - [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.no_handler`: no handler for `C` is linked.
+    /// - [`ErrorKind::Internal`](crate::ErrorKind::Internal), `flext.bus.handler_panicked`: the handler panicked; the bus
     ///   keeps serving.
     /// - Whatever the handler or a middleware returns.
     pub async fn send<C: Command>(&self, command: C, ctx: &Context) -> Result<C::Output> {
@@ -61,12 +61,12 @@ impl Bus {
     /// through them as [`send`](Self::send) does. Sending a message that has no handler
     /// in its crate does not compile.
     ///
-    /// The handler is called even if the bus's [`filter`](BusBuilder::filter) left it
+    /// The handler is called even if the bus's [`filter`](crate::BusBuilder::filter) left it
     /// out; its injected state is taken from the bus on each call.
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send); [`ErrorKind::NotFound`], `flext.bus.missing_state`, when
+    /// As [`send`](Self::send); [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.missing_state`, when
     /// the handler's state was not registered.
     ///
     /// ```rust,standalone_crate
@@ -114,7 +114,7 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`], `flext.bus.no_handler`, when no handler is linked.
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.no_handler`, when no handler is linked.
     pub fn command_handle<C: Command>(&self) -> Result<Handle<C, C::Output>> {
         let (handler, index) = self.resolve::<C, C::Output>()?;
         Ok(Handle {
@@ -128,7 +128,7 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`], `flext.bus.no_handler`, when no handler is linked.
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.no_handler`, when no handler is linked.
     pub fn query_handle<Q: Query>(&self) -> Result<Handle<Q, Q::Output>> {
         let (handler, index) = self.resolve::<Q, Q::Output>()?;
         Ok(Handle {

@@ -91,14 +91,14 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Validation`], `flext.input.name_too_long`: `name` is longer than
+    /// - [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.input.name_too_long`: `name` is longer than
     ///   [`MAX_MESSAGE_NAME_BYTES`]; nothing is looked up.
-    /// - [`ErrorKind::Validation`], `flext.input.too_large`: `json` is longer than the
-    ///   bus's [`max_json_bytes`](BusBuilder::max_json_bytes); nothing is parsed.
-    /// - [`ErrorKind::NotFound`], `flext.bus.unknown_message`: no message has that name
+    /// - [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.input.too_large`: `json` is longer than the
+    ///   bus's [`max_json_bytes`](crate::BusBuilder::max_json_bytes); nothing is parsed.
+    /// - [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.unknown_message`: no message has that name
     ///   (the message suggests the closest one).
-    /// - [`ErrorKind::Validation`], `flext.bus.wrong_kind`: the name is a query or event.
-    /// - [`ErrorKind::Validation`], `flext.input.*`: the JSON is malformed or has the
+    /// - [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.bus.wrong_kind`: the name is a query or event.
+    /// - [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.input.*`: the JSON is malformed or has the
     ///   wrong shape; see [`input::from_json`](crate::input::from_json).
     /// - Everything [`send`](Self::send) returns.
     pub async fn send_json(

@@ -73,7 +73,7 @@ struct Inner {
 /// building needs no list of handlers. `Bus` is cheap to clone (an `Arc`) and is shared
 /// by every task. A handler can take `bus: &Bus` to send further messages.
 ///
-/// Every dispatch gives the handler a [child](Context::child) of the caller's context:
+/// Every dispatch gives the handler a [child](crate::Context::child) of the caller's context:
 /// the same correlation id, a new id, and the caller's id as causation id.
 ///
 /// # Link-time registration

@@ -18,7 +18,7 @@ pub struct SubscriberOutcome {
     /// The subscriber, as written (`project_user_created`).
     pub handler: &'static str,
     /// `None` when the subscriber succeeded; its error (or the panic, as an
-    /// [`ErrorKind::Internal`] error) otherwise.
+    /// [`ErrorKind::Internal`](crate::ErrorKind::Internal) error) otherwise.
     pub error: Option<Error>,
 }
 
