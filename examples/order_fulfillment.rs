@@ -313,7 +313,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         Some(path) => {
             let n = flag("--orders").map_or(Ok(3), |v| v.parse())?;
             let start = flag("--start").map_or(Ok(0), |v| v.parse())?;
-            durable(&path, start, n).await
+            let drain = args.iter().any(|a| a == "--drain");
+            durable(&path, start, n, drain).await
         }
         None => demo().await,
     }
@@ -367,11 +368,18 @@ async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The durable mode the crash test drives: recover, then run orders `start..start + n`.
+/// How long this worker's leases last. Short, so that a worker restarted after a crash
+/// (another incarnation: it cannot take over a live lease, not even its own name's)
+/// finishes the crashed worker's sagas soon; a long step keeps its lease by heartbeat.
+const LEASE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The durable mode the crash test drives: recover what expired, run orders
+/// `start..start + n`, and with `drain`, keep recovering until nothing is in flight.
 async fn durable(
     path: &str,
     start: usize,
     n: usize,
+    drain: bool,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let ledger = rusqlite::Connection::open(path)?;
     ledger.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -385,22 +393,41 @@ async fn durable(
         verbose: true,
     });
     let log: std::sync::Arc<dyn SagaLog> = std::sync::Arc::new(SqliteLog::open(path)?);
-    // A stable name: a restarted worker takes its own in-flight sagas back at once.
-    let runner = SagaRunner::builder_shared(log)
+    // The name makes the log readable; each process is its own incarnation of it.
+    let runner = SagaRunner::builder_shared(log.clone())
         .owner("fulfilment-worker")
+        .lease(LEASE)
         .shared_state(services)
         .build();
+    recover(&runner).await?;
+    for order in orders(start, n) {
+        let id = order.order_id.clone();
+        let outcome = runner.run(order, &Context::new()).await?;
+        println!("saga {id} {:?}", outcome.state());
+    }
+    // Sagas a killed worker left hold live leases for up to `LEASE`: wait them out.
+    let mut rounds = 0;
+    while drain && rounds < 100 {
+        let running = log.list(flext::saga::SagaState::Running).await?.len();
+        let compensating = log.list(flext::saga::SagaState::Compensating).await?.len();
+        if running + compensating == 0 {
+            break;
+        }
+        tokio::time::sleep(LEASE / 2).await;
+        recover(&runner).await?;
+        rounds += 1;
+    }
+    Ok(())
+}
+
+/// One recovery pass, printed.
+async fn recover(runner: &SagaRunner) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let report = runner.recover().await?;
     for saga in &report.sagas {
         match &saga.result {
             Ok(o) => println!("recovered {}: {:?}", saga.saga_id, o.state()),
             Err(e) => println!("recovery of {} failed: {e}", saga.saga_id),
         }
-    }
-    for order in orders(start, n) {
-        let id = order.order_id.clone();
-        let outcome = runner.run(order, &Context::new()).await?;
-        println!("saga {id} {:?}", outcome.state());
     }
     Ok(())
 }

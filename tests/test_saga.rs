@@ -542,6 +542,10 @@ impl SagaLog for CrashingLog {
         self.inner.claim_expired(lease, now_ms)
     }
 
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.inner.renew(id, lease)
+    }
+
     fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
         self.inner.list(state)
     }
@@ -769,4 +773,126 @@ async fn lease_contract(log: &dyn SagaLog) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].owner, "process-b");
     assert_eq!(claimed[0].transitions, [t]);
+}
+
+// ------------------------------------------------- one owner per saga, across processes
+
+/// Holds a compensation until the test lets it go, and counts compensations.
+#[derive(Default)]
+struct Gate {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    undone: AtomicUsize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Paused {
+    n: u32,
+}
+
+#[saga]
+impl Paused {
+    #[saga_step(compensate = unreserve)]
+    async fn reserve(&self) -> Result<u32> {
+        Ok(self.n)
+    }
+
+    async fn unreserve(&self, reserved: &u32, gate: State<Gate>) -> Result<()> {
+        let _ = reserved;
+        gate.entered.notify_one();
+        gate.release.notified().await;
+        gate.undone.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[saga_step]
+    async fn charge(&self, reserved: &u32) -> Result<u64> {
+        Err(Error::conflict(
+            "test.declined",
+            format!("{reserved} declined"),
+        ))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_with_one_name_never_drive_the_same_saga() {
+    let dir = std::env::temp_dir().join(format!("flext-owner-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sagas.db");
+    let gate = Arc::new(Gate::default());
+    // Two processes' runners: one file, one name, each its own log connection.
+    let runner = |gate: &Arc<Gate>| {
+        SagaRunner::builder_shared(Arc::new(SqliteLog::open(&path).unwrap()))
+            .owner("worker")
+            .lease(Duration::from_secs(60))
+            .shared_state(gate.clone())
+            .build()
+    };
+    let (a, b) = (runner(&gate), runner(&gate));
+
+    let task = tokio::spawn(async move { a.run(Paused { n: 3 }, &Context::new()).await });
+    // `a` is inside the compensation now, its lease live.
+    gate.entered.notified().await;
+    // Had `b` taken the saga, its recovery would wait in the compensation: the guard
+    // turns that into a failure instead of a hang.
+    let report = tokio::time::timeout(Duration::from_secs(30), b.recover())
+        .await
+        .expect("b claimed the saga and is compensating it again")
+        .unwrap();
+    assert!(report.is_empty(), "b took a live lease: {report:?}");
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 0);
+
+    gate.release.notify_one();
+    let outcome = task.await.unwrap().unwrap();
+    assert_eq!(outcome.state(), SagaState::Compensated);
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 1, "compensated once");
+    assert!(b.recover().await.unwrap().is_empty());
+
+    // The log holds one record of the compensation.
+    let log = SqliteLog::open(&path).unwrap();
+    let id = outcome.saga_id();
+    let record = log.load(id).await.unwrap();
+    let compensations = record
+        .transitions
+        .iter()
+        .filter(|t| matches!(t, Transition::CompensationCompleted { .. }))
+        .count();
+    assert_eq!(compensations, 1);
+    assert!(record.owner.starts_with("worker/"), "{}", record.owner);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Leases are wall-clock times in the log, so this test waits in real time: four
+/// leases' worth, with a heartbeat every third of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_step_keeps_its_lease_by_heartbeat() {
+    let log = Arc::new(MemoryLog::new());
+    let gate = Arc::new(Gate::default());
+    let runner = |log: &Arc<MemoryLog>| {
+        SagaRunner::builder_shared(log.clone())
+            .owner("worker")
+            .lease(Duration::from_millis(300))
+            .shared_state(gate.clone())
+            .build()
+    };
+    let a = runner(&log);
+    let task = tokio::spawn(async move { a.run(Paused { n: 1 }, &Context::new()).await });
+    gate.entered.notified().await;
+    // Four leases' worth of time inside the compensation.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Another runner would find nothing to take over (asked of the log directly, so
+    // that a failure shows here instead of hanging in a second compensation).
+    let other = Lease {
+        owner: "worker/other".into(),
+        duration_ms: 300,
+    };
+    let claimable = log
+        .claim_expired(&other, flext::saga::now_ms())
+        .await
+        .unwrap();
+    assert!(claimable.is_empty(), "the heartbeat kept the lease");
+    gate.release.notify_one();
+    assert_eq!(task.await.unwrap().unwrap().state(), SagaState::Compensated);
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 1);
 }

@@ -106,7 +106,7 @@ fn sigkill_at_random_moments_loses_nothing() {
 
     // A last run, not killed, recovers whatever the last kill left.
     let out = Command::new(&binary)
-        .args(["--db", db.to_str().unwrap(), "--orders", "0"])
+        .args(["--db", db.to_str().unwrap(), "--orders", "0", "--drain"])
         .output()
         .unwrap();
     assert!(

@@ -163,7 +163,7 @@ pub struct SagaSummary {
 /// anyone else until the lease expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// The runner's name.
+    /// The runner's identity: its name and its incarnation, `name/incarnation`.
     pub owner: String,
     /// How long a transition extends the lease, in milliseconds.
     pub duration_ms: u64,
@@ -218,7 +218,9 @@ pub trait SagaLog: Send + Sync + 'static {
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>>;
 
     /// Takes over every in-flight saga whose lease expired (as of `now_ms`), leasing it to
-    /// `lease.owner`, and returns them.
+    /// `lease.owner`, and returns them. A live lease is never taken, whoever holds it:
+    /// not even by a runner of the same owner name (each runner's `owner` carries its
+    /// incarnation, so a restarted process is another owner).
     ///
     /// # Errors
     ///
@@ -228,6 +230,16 @@ pub trait SagaLog: Send + Sync + 'static {
         lease: &'a Lease,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<Vec<SagaRecord>>>;
+
+    /// Extends the lease of saga `id` by `lease.duration_ms` from now, when `lease.owner`
+    /// still holds it: the heartbeat that keeps a long step's saga from being taken over.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when another runner holds the
+    /// lease or it expired; [`ErrorKind::NotFound`] for an unknown id;
+    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
 
     /// The sagas in `state`, oldest first.
     ///

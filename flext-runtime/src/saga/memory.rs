@@ -105,15 +105,26 @@ impl SagaLog for MemoryLog {
                 let Some(saga) = by_id.get_mut(id) else {
                     continue;
                 };
-                if saga.state.is_in_flight()
-                    && (saga.lease_until_ms <= now_ms || saga.owner == lease.owner)
-                {
+                if saga.state.is_in_flight() && saga.lease_until_ms <= now_ms {
                     saga.owner.clone_from(&lease.owner);
                     saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
                     claimed.push(saga.clone());
                 }
             }
             Ok(claimed)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|sagas| {
+            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+            let now = now_ms();
+            if saga.owner != lease.owner || saga.lease_until_ms <= now {
+                return Err(lease_lost(id, &saga.owner));
+            }
+            saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            Ok(())
         });
         Box::pin(std::future::ready(result))
     }

@@ -82,8 +82,11 @@ impl SagaRunnerBuilder {
         self
     }
 
-    /// The runner's name in the log's leases; default `runner-<uuid>`. Give each process
-    /// its own.
+    /// The runner's name in the log's leases (default `runner`). The lease owner is this
+    /// name and an incarnation id made when the runner is built (`name/incarnation`), so
+    /// two runners never share a saga even under one name, and a restarted process takes
+    /// its old in-flight sagas over only once their leases expire. A stable name makes
+    /// the log readable; it does not need to be unique.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
@@ -117,9 +120,13 @@ impl SagaRunnerBuilder {
             log: self.log,
             state: Arc::new(self.state),
             lease: Lease {
-                owner: self
-                    .owner
-                    .unwrap_or_else(|| format!("runner-{}", Uuid::new_v4())),
+                // The incarnation makes every runner its own owner: two processes given
+                // one name never drive the same saga.
+                owner: format!(
+                    "{}/{}",
+                    self.owner.as_deref().unwrap_or("runner"),
+                    Uuid::new_v4().simple()
+                ),
                 duration_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
             },
             compensation_attempts: self.compensation_attempts,
@@ -231,9 +238,12 @@ impl SagaRunner {
                     state: &self.state,
                     step: spec.name,
                 };
-                attempt(spec, self.backoff_cap, spec.retries, after_pivot, || {
-                    AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind()
-                })
+                self.with_heartbeat(
+                    id,
+                    attempt(spec, self.backoff_cap, spec.retries, after_pivot, || {
+                        AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind()
+                    }),
+                )
                 .await
             };
             match result {
@@ -354,12 +364,15 @@ impl SagaRunner {
                     state: &self.state,
                     step: spec.compensation.unwrap_or(spec.name),
                 };
-                attempt(
-                    spec,
-                    self.backoff_cap,
-                    self.compensation_attempts - 1,
-                    true,
-                    || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
+                self.with_heartbeat(
+                    id,
+                    attempt(
+                        spec,
+                        self.backoff_cap,
+                        self.compensation_attempts - 1,
+                        true,
+                        || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
+                    ),
                 )
                 .await
             };
@@ -408,5 +421,36 @@ impl SagaRunner {
                 .map(|&i| steps[i].name.to_owned())
                 .collect(),
         })
+    }
+
+    /// Runs `work` while renewing saga `id`'s lease every third of its duration, so that
+    /// a step longer than the lease keeps its saga. A renewal that fails (the lease was
+    /// taken over) stops the heartbeat; the next write then fails with
+    /// `flext.saga.lease_lost` and this runner stops driving the saga.
+    pub(super) async fn with_heartbeat<T>(
+        &self,
+        id: Uuid,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        if self.lease.duration_ms < 3 {
+            // No lease worth keeping (tests use zero): nothing to renew.
+            return work.await;
+        }
+        let period = Duration::from_millis(self.lease.duration_ms / 3);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = self.log.renew(id, &self.lease).await {
+                    tracing::warn!(saga_id = %id, error = %e, "lease renewal failed");
+                    return std::future::pending::<std::convert::Infallible>().await;
+                }
+            }
+        };
+        let work = std::pin::pin!(work);
+        let heartbeat = std::pin::pin!(heartbeat);
+        match futures_util::future::select(work, heartbeat).await {
+            futures_util::future::Either::Left((out, _)) => out,
+            futures_util::future::Either::Right((never, _)) => match never {},
+        }
     }
 }

@@ -271,32 +271,73 @@ impl SagaLog for SqliteLog {
                 let mut stmt = tx
                     .prepare(
                         "SELECT id FROM flext_sagas
-                         WHERE state IN ('running', 'compensating') AND (lease_until_ms <= ?1 OR owner = ?2)
+                         WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?1
                          ORDER BY created_ms",
                     )
                     .map_err(db_error)?;
-                stmt.query_map(params![ms(now_ms), lease.owner], |r| r.get(0))
+                stmt.query_map(params![ms(now_ms)], |r| r.get(0))
                     .map_err(db_error)?
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db_error)?
             };
             tx.execute(
                 "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2
-                 WHERE state IN ('running', 'compensating') AND (lease_until_ms <= ?3 OR owner = ?1)",
-                params![lease.owner, ms(now_ms.saturating_add(lease.duration_ms)), ms(now_ms)],
+                 WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?3",
+                params![
+                    lease.owner,
+                    ms(now_ms.saturating_add(lease.duration_ms)),
+                    ms(now_ms)
+                ],
             )
             .map_err(db_error)?;
             let records = ids
                 .iter()
                 .map(|id| {
                     let id: Uuid = id.parse().map_err(|e| {
-                        Error::infrastructure(crate::codes::SAGA_LOG_CORRUPT, format!("bad saga id in the log: {e}"))
+                        Error::infrastructure(
+                            crate::codes::SAGA_LOG_CORRUPT,
+                            format!("bad saga id in the log: {e}"),
+                        )
                     })?;
                     Self::read(&tx, id)
                 })
                 .collect::<Result<Vec<_>>>()?;
             tx.commit().map_err(db_error)?;
             Ok(records)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|conn| {
+            let now = now_ms();
+            let changed = conn
+                .execute(
+                    "UPDATE flext_sagas SET lease_until_ms = ?1
+                     WHERE id = ?2 AND owner = ?3 AND lease_until_ms > ?4",
+                    params![
+                        ms(now.saturating_add(lease.duration_ms)),
+                        id.to_string(),
+                        lease.owner,
+                        ms(now)
+                    ],
+                )
+                .map_err(db_error)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let owner: Option<String> = conn
+                .query_row(
+                    "SELECT owner FROM flext_sagas WHERE id = ?1",
+                    params![id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?;
+            Err(match owner {
+                Some(owner) => lease_lost(id, &owner),
+                None => unknown_saga(id),
+            })
         });
         Box::pin(std::future::ready(result))
     }
