@@ -896,3 +896,146 @@ async fn a_long_step_keeps_its_lease_by_heartbeat() {
     assert_eq!(task.await.unwrap().unwrap().state(), SagaState::Compensated);
     assert_eq!(gate.undone.load(Ordering::SeqCst), 1);
 }
+
+// ------------------------------------------------------------------ idempotent start
+
+/// A second start of one saga id: on every backend.
+async fn idempotent_start_contract(log: Arc<dyn SagaLog>) {
+    let gate = Arc::new(Gate::default());
+    let runner = |lease: Duration| {
+        SagaRunner::builder_shared(log.clone())
+            .owner("starter")
+            .lease(lease)
+            .shared_state(gate.clone())
+            .build()
+    };
+    let a = runner(Duration::from_secs(60));
+
+    // Started twice at once in one process: the second waits for the first.
+    let id = Uuid::new_v4();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_with_id(id, Paused { n: 2 }, &Context::new()).await }
+    });
+    gate.entered.notified().await;
+    let second = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_with_id(id, Paused { n: 2 }, &Context::new()).await }
+    });
+    // Another process's runner is told it is in flight, and runs nothing.
+    let elsewhere = runner(Duration::from_secs(60))
+        .run_with_id(id, Paused { n: 2 }, &Context::new())
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), codes::SAGA_IN_FLIGHT, "{elsewhere}");
+    assert!(elsewhere.message().contains("starter/"), "{elsewhere}");
+    gate.release.notify_one();
+    let (first, second) = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    assert_eq!(first.state(), SagaState::Compensated);
+    assert_eq!(
+        (second.saga_id(), second.state()),
+        (id, SagaState::Compensated)
+    );
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 1, "compensated once");
+
+    // Started again later: the recorded outcome, nothing run.
+    let again = a
+        .run_with_id(id, Paused { n: 2 }, &Context::new())
+        .await
+        .unwrap();
+    match again {
+        SagaOutcome::Compensated {
+            failed_step,
+            compensated,
+            error,
+            ..
+        } => {
+            assert_eq!(failed_step, "charge");
+            assert_eq!(compensated, ["reserve"]);
+            assert_eq!(error.code(), "test.declined");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 1);
+    let record = log.load(id).await.unwrap();
+    assert_eq!(
+        record.transitions.len(),
+        3,
+        "step, failure, compensation: nothing more"
+    );
+
+    // The same id for another input is refused.
+    let reused = a
+        .run_with_id(id, Paused { n: 9 }, &Context::new())
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), codes::SAGA_ID_REUSED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_started_twice_runs_once_on_the_memory_log() {
+    idempotent_start_contract(Arc::new(MemoryLog::new())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_started_twice_runs_once_on_the_sqlite_log() {
+    idempotent_start_contract(Arc::new(SqliteLog::in_memory().unwrap())).await;
+}
+
+// ------------------------------------------------------------------- recovery loop
+
+/// A saga a dead runner left in flight is finished by a recovery loop on every backend,
+/// and the loop stops on shutdown.
+async fn recovery_loop_contract(log: Arc<dyn SagaLog>) {
+    let gate = Arc::new(Gate::default());
+    gate.release.notify_one(); // the compensation may run straight through
+    let id = Uuid::new_v4();
+    log.create(&SagaRecord {
+        id,
+        name: "Paused".into(),
+        input: serde_json::json!({ "n": 4 }),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: "dead/0".into(),
+        lease_until_ms: flext::saga::now_ms().saturating_sub(1),
+    })
+    .await
+    .unwrap();
+    let runner = SagaRunner::builder_shared(log.clone())
+        .owner("recoverer")
+        .shared_state(gate.clone())
+        .build();
+    let recovery = runner.spawn_recovery(Duration::from_millis(20));
+    // Nobody calls `recover()`: the loop finds the saga. The guard bounds a failure.
+    let finished = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if log.load(id).await.unwrap().state == SagaState::Compensated {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        finished.is_ok(),
+        "the recovery loop never finished the saga"
+    );
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 1);
+    recovery.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_loop_finishes_what_a_dead_runner_left_on_the_memory_log() {
+    recovery_loop_contract(Arc::new(MemoryLog::new())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_loop_finishes_what_a_dead_runner_left_on_the_sqlite_log() {
+    recovery_loop_contract(Arc::new(SqliteLog::in_memory().unwrap())).await;
+}

@@ -81,6 +81,12 @@ pub const BUS_UNAUTHORIZED: &str = "flext.bus.unauthorized";
 
 /// A saga with this id is already in the log. Conflict.
 pub const SAGA_EXISTS: &str = "flext.saga.exists";
+/// `run_with_id` was given an id the log holds for another saga type or another input.
+/// Conflict.
+pub const SAGA_ID_REUSED: &str = "flext.saga.id_reused";
+/// `run_with_id` found the saga still in flight under another runner's live lease;
+/// the message says its state and owner. Conflict.
+pub const SAGA_IN_FLIGHT: &str = "flext.saga.in_flight";
 /// No saga with this id is in the log. NotFound.
 pub const SAGA_NOT_FOUND: &str = "flext.saga.not_found";
 /// Another runner holds the saga's lease. Conflict.
@@ -139,6 +145,8 @@ pub const ALL: &[&str] = &[
     BUS_TIMED_OUT,
     BUS_UNAUTHORIZED,
     SAGA_EXISTS,
+    SAGA_ID_REUSED,
+    SAGA_IN_FLIGHT,
     SAGA_NOT_FOUND,
     SAGA_LEASE_LOST,
     SAGA_LOG_FAILED,

@@ -46,7 +46,7 @@ pub use self::log::{
 };
 pub use self::memory::MemoryLog;
 pub use self::outcome::SagaOutcome;
-pub use self::recovery::{RecoveredSaga, RecoveryReport};
+pub use self::recovery::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 #[doc(hidden)]
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::runner::{SagaRunner, SagaRunnerBuilder};

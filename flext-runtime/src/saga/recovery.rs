@@ -3,6 +3,9 @@
 
 use uuid::Uuid;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::progress::Progress;
@@ -112,6 +115,76 @@ impl SagaRunner {
             });
         }
         Ok(RecoveryReport { sagas: results })
+    }
+}
+
+/// A recovery loop started by [`SagaRunner::spawn_recovery`]; stop it with
+/// [`shutdown`](Self::shutdown). Dropping it leaves the loop running until the runtime
+/// stops.
+#[derive(Debug)]
+pub struct RecoveryLoop {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecoveryLoop {
+    /// Stops the loop: a pass in progress finishes the sagas it claimed, then the loop
+    /// ends; returns when it has.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        // A loop that panicked has nothing left to stop.
+        let _ = self.task.await;
+    }
+}
+
+impl SagaRunner {
+    /// Runs [`recover`](Self::recover) now and then every `every` on the current tokio
+    /// runtime, so that sagas a crashed or stopped runner left in flight are finished
+    /// once their leases expire, without the caller writing a loop. Each pass is logged
+    /// (`tracing`, INFO when it recovered something, WARN when the log failed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use flext::saga::{MemoryLog, SagaRunner};
+    /// let runner = SagaRunner::builder(MemoryLog::new()).build();
+    /// let recovery = runner.spawn_recovery(Duration::from_secs(10));
+    /// // ... serve ...
+    /// recovery.shutdown().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns a task).
+    pub fn spawn_recovery(&self, every: Duration) -> RecoveryLoop {
+        let runner = self.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match runner.recover().await {
+                    Ok(report) if !report.is_empty() => tracing::info!(
+                        claimed = report.len(),
+                        completed = report.completed(),
+                        compensated = report.compensated(),
+                        stuck = report.stuck(),
+                        failed = report.failed(),
+                        "saga recovery pass"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "saga recovery pass failed"),
+                }
+                let wait = std::pin::pin!(tokio::time::sleep(every));
+                let stop = std::pin::pin!(stopped.notified());
+                if let futures_util::future::Either::Right(_) =
+                    futures_util::future::select(wait, stop).await
+                {
+                    break;
+                }
+            }
+        });
+        RecoveryLoop { stop, task }
     }
 }
 
