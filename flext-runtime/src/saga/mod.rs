@@ -28,6 +28,7 @@
 //! start would add a write per step and buy nothing the key does not already give.
 
 mod durable;
+mod lease;
 mod log;
 mod memory;
 mod outcome;
@@ -36,6 +37,7 @@ mod recovery;
 mod runner;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod start;
 mod step;
 
 pub use self::durable::Durable;
