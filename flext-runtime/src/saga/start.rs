@@ -72,42 +72,49 @@ impl SagaRunner {
             owner: self.lease.owner.clone(),
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
         };
-        match self.log.create(&record).await {
-            Ok(()) => {}
-            Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
+        // Whoever registers the id first in this process starts it; a second start here
+        // waits for that one to end, without touching the log meanwhile.
+        let done = {
+            let mut running = self
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match running.get(&id) {
+                Some(first) => Err(first.subscribe()),
+                None => {
+                    let (done, _) = tokio::sync::watch::channel(false);
+                    running.insert(id, done.clone());
+                    Ok(Started {
+                        runner: self,
+                        id,
+                        done,
+                    })
+                }
+            }
+        };
+        let _started = match done {
+            Ok(started) => started,
+            Err(mut first) => {
+                // An error means the first start's future was dropped mid-way; the log
+                // says where it stopped either way.
+                let _ = first.wait_for(|finished| *finished).await;
                 return self.started_before(&saga, record, ctx).await;
             }
-            Err(e) => return Err(e),
-        }
-        let (done, _) = tokio::sync::watch::channel(false);
-        self.running_here(id, Some(done.clone()));
-        let outcome = self
-            .drive(&saga, id, Progress::new(S::STEPS.len()), ctx)
-            .await;
-        self.running_here(id, None);
-        done.send_replace(true);
-        outcome
-    }
-
-    /// Marks saga `id` as driven by this process (with the channel its end is sent on),
-    /// or no longer.
-    fn running_here(&self, id: Uuid, done: Option<tokio::sync::watch::Sender<bool>>) {
-        let mut running = self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match done {
-            Some(done) => {
-                running.insert(id, done);
+        };
+        match self.log.create(&record).await {
+            Ok(()) => {
+                self.drive(&saga, id, Progress::new(S::STEPS.len()), ctx)
+                    .await
             }
-            None => {
-                running.remove(&id);
+            Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
+                self.started_before(&saga, record, ctx).await
             }
+            Err(e) => Err(e),
         }
     }
 
-    /// A second start of the saga `wanted` describes: its recorded outcome, after
-    /// waiting for it when this process is driving it.
+    /// A second start of the saga `wanted` describes, not driven in this process: its
+    /// recorded outcome when it has finished.
     async fn started_before<S: Saga>(
         &self,
         saga: &S,
@@ -115,7 +122,7 @@ impl SagaRunner {
         ctx: &Context,
     ) -> Result<SagaOutcome<S::Output>> {
         let id = wanted.id;
-        let mut existing = self.log.load(id).await?;
+        let existing = self.log.load(id).await?;
         if existing.name != wanted.name || existing.input != wanted.input {
             return Err(Error::conflict(
                 crate::codes::SAGA_ID_REUSED,
@@ -126,38 +133,37 @@ impl SagaRunner {
             ));
         }
         if existing.state.is_in_flight() {
-            let here = self
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&id)
-                .map(tokio::sync::watch::Sender::subscribe);
-            let Some(mut done) = here else {
-                return Err(Error::conflict(
-                    crate::codes::SAGA_IN_FLIGHT,
-                    format!(
-                        "saga {id} is {}, held by `{}`: it is finished by its runner, or by `recover()` once that runner's lease expires",
-                        existing.state.as_str(),
-                        existing.owner
-                    ),
-                ));
-            };
-            // The sender is dropped only after the end is sent; an error here means the
-            // driving future was cancelled, and the log says where it stopped.
-            let _ = done.wait_for(|finished| *finished).await;
-            existing = self.log.load(id).await?;
-            if existing.state.is_in_flight() {
-                return Err(Error::conflict(
-                    crate::codes::SAGA_IN_FLIGHT,
-                    format!(
-                        "saga {id} was left {}: `recover()` finishes it",
-                        existing.state.as_str()
-                    ),
-                ));
-            }
+            return Err(Error::conflict(
+                crate::codes::SAGA_IN_FLIGHT,
+                format!(
+                    "saga {id} is {}, held by `{}`: it is finished by its runner, or by `recover()` once that runner's lease expires",
+                    existing.state.as_str(),
+                    existing.owner
+                ),
+            ));
         }
         // Finished: replaying its transitions writes nothing and rebuilds its outcome.
         let progress = Progress::replay(S::STEPS.len(), &existing.transitions);
         self.drive(saga, id, progress, ctx).await
+    }
+}
+
+/// This process's start of a saga: while it lives, a second start here waits for it.
+/// Dropped when the start ends, or when its future is dropped mid-way, so a waiter is
+/// never left waiting.
+struct Started<'a> {
+    runner: &'a SagaRunner,
+    id: Uuid,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        self.runner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+        self.done.send_replace(true);
     }
 }
