@@ -872,7 +872,7 @@ async fn a_long_step_keeps_its_lease_by_heartbeat() {
     let runner = |log: &Arc<MemoryLog>| {
         SagaRunner::builder_shared(log.clone())
             .owner("worker")
-            .lease(Duration::from_millis(300))
+            .lease(Duration::from_millis(600))
             .shared_state(gate.clone())
             .build()
     };
@@ -880,12 +880,12 @@ async fn a_long_step_keeps_its_lease_by_heartbeat() {
     let task = tokio::spawn(async move { a.run(Paused { n: 1 }, &Context::new()).await });
     gate.entered.notified().await;
     // Four leases' worth of time inside the compensation.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2400)).await;
     // Another runner would find nothing to take over (asked of the log directly, so
     // that a failure shows here instead of hanging in a second compensation).
     let other = Lease {
         owner: "worker/other".into(),
-        duration_ms: 300,
+        duration_ms: 600,
     };
     let claimable = log
         .claim_expired(&other, flext::saga::now_ms())
