@@ -340,6 +340,18 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 /// the runner. The struct and every step output must be `Serialize + Deserialize`: the
 /// runner logs them.
 ///
+/// # Retries
+///
+/// | what fails | retried on | how many times | waits |
+/// | --- | --- | --- | --- |
+/// | a step before the pivot (or with no pivot) | transient errors only: `ErrorKind::Timeout` and `ErrorKind::Infrastructure`; any other error compensates at once | `retries` (default 0) | `backoff_ms`, doubling, capped by the runner's `backoff_cap` (60 s) |
+/// | a step after the pivot | every error: it cannot be compensated, so it must finish | `retries` (default 5), then the saga is stuck | as above |
+/// | a compensation | every error | the runner's `compensation_attempts` (default 5 attempts in all), then the saga is stuck | its step's `backoff_ms`, doubling, same cap |
+///
+/// A step's `timeout_ms` bounds each attempt, and a timed-out attempt is a
+/// `flext.saga.step_timed_out` error of kind `Timeout` (so it is retried like any
+/// transient error). A panic is an `Internal` error.
+///
 /// Compile-time checks (each in `tests/ui/saga/fail/`): the compensation exists and
 /// accepts the step's output; no compensation on or after the pivot; at most one pivot;
 /// every `&T` a step takes is produced by an earlier step; logged types are serde types.
