@@ -1039,3 +1039,49 @@ async fn a_recovery_loop_finishes_what_a_dead_runner_left_on_the_memory_log() {
 async fn a_recovery_loop_finishes_what_a_dead_runner_left_on_the_sqlite_log() {
     recovery_loop_contract(Arc::new(SqliteLog::in_memory().unwrap())).await;
 }
+
+// ------------------------------------------------------------------- retry policy
+
+#[derive(Default)]
+struct Tries {
+    step: AtomicUsize,
+    compensation: AtomicUsize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Policy;
+
+#[saga]
+impl Policy {
+    #[saga_step(compensate = cancel, compensate_retries = 1, compensate_backoff_ms = 0)]
+    async fn book(&self) -> Result<u32> {
+        Ok(1)
+    }
+
+    async fn cancel(&self, booked: &u32, tries: State<Tries>) -> Result<()> {
+        let _ = booked;
+        tries.compensation.fetch_add(1, Ordering::SeqCst);
+        Err(Error::conflict("test.cancel", "refused"))
+    }
+
+    #[saga_step(retries = 2, backoff_ms = 0, retry_on = any)]
+    async fn pay(&self, booked: &u32, tries: State<Tries>) -> Result<u64> {
+        let _ = booked;
+        tries.step.fetch_add(1, Ordering::SeqCst);
+        Err(Error::conflict("test.declined", "declined"))
+    }
+}
+
+#[tokio::test]
+async fn a_step_and_a_compensation_follow_their_own_retry_settings() {
+    let tries = Arc::new(Tries::default());
+    let runner = SagaRunner::builder(MemoryLog::new())
+        .shared_state(tries.clone())
+        .build();
+    let outcome = runner.run(Policy, &Context::new()).await.unwrap();
+    // `retry_on = any`: a Conflict, which is not transient, is retried twice all the same.
+    assert_eq!(tries.step.load(Ordering::SeqCst), 3);
+    // `compensate_retries = 1`: two attempts, not the runner's five, then stuck.
+    assert_eq!(tries.compensation.load(Ordering::SeqCst), 2);
+    assert_eq!(outcome.state(), SagaState::Stuck);
+}

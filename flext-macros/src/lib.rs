@@ -331,9 +331,11 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// Step options: `compensate = method` (the undo; it receives the step's output by
 /// reference), `retries = N`, `backoff_ms = N` (first wait, doubled each retry; default
-/// 100), `timeout_ms = N` (per attempt), `pivot` (the point of no return: it and later
-/// steps have no compensation; later steps are retried, five times unless told, and the
-/// saga is marked stuck if they still fail).
+/// 100), `timeout_ms = N` (per attempt), `retry_on = any | transient` (which errors are
+/// retried, see below), `compensate_retries = N` and `compensate_backoff_ms = N` (the
+/// compensation's own retries and first wait), `pivot` (the point of no return: it and
+/// later steps have no compensation; later steps are retried, five times unless told,
+/// and the saga is marked stuck if they still fail).
 ///
 /// A step takes `&self`, then any of: `ctx: &Context` (carrying
 /// `ctx.idempotency_key()`), `&T` for the output of an earlier step, and `State<T>` from
@@ -344,9 +346,9 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// | what fails | retried on | how many times | waits |
 /// | --- | --- | --- | --- |
-/// | a step before the pivot (or with no pivot) | transient errors only: `ErrorKind::Timeout` and `ErrorKind::Infrastructure`; any other error compensates at once | `retries` (default 0) | `backoff_ms`, doubling, capped by the runner's `backoff_cap` (60 s) |
-/// | a step after the pivot | every error: it cannot be compensated, so it must finish | `retries` (default 5), then the saga is stuck | as above |
-/// | a compensation | every error | the runner's `compensation_attempts` (default 5 attempts in all), then the saga is stuck | its step's `backoff_ms`, doubling, same cap |
+/// | a step before the pivot (or with no pivot) | transient errors only (`ErrorKind::Timeout`, `ErrorKind::Infrastructure`) unless `retry_on = any`; any other error compensates at once | `retries` (default 0) | `backoff_ms`, doubling, capped by the runner's `backoff_cap` (60 s) |
+/// | a step after the pivot | every error unless `retry_on = transient`: it cannot be compensated, so it must finish | `retries` (default 5), then the saga is stuck | as above |
+/// | a compensation | every error | `compensate_retries` + 1 attempts, or the runner's `compensation_attempts` (default 5 in all), then the saga is stuck | `compensate_backoff_ms`, or its step's `backoff_ms`, doubling, same cap |
 ///
 /// A step's `timeout_ms` bounds each attempt, and a timed-out attempt is a
 /// `flext.saga.step_timed_out` error of kind `Timeout` (so it is retried like any

@@ -48,8 +48,8 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::error::{Error, Result};
     pub use crate::saga::{
-        EncodeDurable, EncodeNotDurable, LogSlot, Saga, SagaRegistration, StepScope, StepSpec,
-        assert_durable, no_such_step, resume,
+        EncodeDurable, EncodeNotDurable, LogSlot, RetryOn, Saga, SagaRegistration, StepScope,
+        StepSpec, assert_durable, no_such_step, resume,
     };
     pub use crate::service::{
         DomainService, RuleMode, Rules, StepOutcome, SyncDomainService, run_async, run_sync,

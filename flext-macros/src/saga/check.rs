@@ -37,6 +37,19 @@ pub fn saga(saga: &Saga, cx: &Ctxt) {
         }
         if let Some(c) = &step.compensate {
             compensation(saga, cx, i, c);
+        } else {
+            let options = [
+                step.compensate_retries
+                    .map(|(_, span)| (span, "compensate_retries")),
+                step.compensate_backoff_ms
+                    .map(|(_, span)| (span, "compensate_backoff_ms")),
+            ];
+            for (span, option) in options.into_iter().flatten() {
+                cx.push(error_at_span(
+                    span,
+                    format!("`{option}` sets how `{}`'s compensation is retried, and it has none: add `compensate = method`, or remove `{option}`", step.method.ident),
+                ));
+            }
         }
         // Every `&T` must be an earlier step's output.
         for param in step.method.refs() {

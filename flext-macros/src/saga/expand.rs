@@ -41,6 +41,19 @@ pub fn saga(saga: &Saga) -> TokenStream {
             Some(ms) => quote!(::core::option::Option::Some(#ms)),
             None => quote!(::core::option::Option::None),
         };
+        let some = |v: Option<TokenStream>| match v {
+            Some(v) => quote!(::core::option::Option::Some(#v)),
+            None => quote!(::core::option::Option::None),
+        };
+        let retry_on = some(s.retry_any.map(|any| {
+            if any {
+                quote!(#p::RetryOn::Any)
+            } else {
+                quote!(#p::RetryOn::Transient)
+            }
+        }));
+        let compensate_retries = some(s.compensate_retries.map(|(n, _)| quote!(#n)));
+        let compensate_backoff_ms = some(s.compensate_backoff_ms.map(|(n, _)| quote!(#n)));
         quote! {
             #p::StepSpec {
                 name: #step,
@@ -49,6 +62,9 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 retries: #retries,
                 backoff_ms: #backoff,
                 timeout_ms: #timeout,
+                retry_on: #retry_on,
+                compensate_retries: #compensate_retries,
+                compensate_backoff_ms: #compensate_backoff_ms,
             }
         }
     });

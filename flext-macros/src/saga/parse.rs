@@ -15,6 +15,11 @@ pub struct Step {
     pub backoff_ms: u64,
     pub timeout_ms: Option<u64>,
     pub pivot: Option<Span>,
+    /// `retry_on = any` (true) or `transient` (false).
+    pub retry_any: Option<bool>,
+    /// `compensate_retries` and `compensate_backoff_ms`, with the option's span.
+    pub compensate_retries: Option<(u32, Span)>,
+    pub compensate_backoff_ms: Option<(u64, Span)>,
 }
 
 pub struct Saga {
@@ -33,7 +38,16 @@ const SAGA_SPEC: Spec<'static> = Spec {
 };
 const STEP_SPEC: Spec<'static> = Spec {
     attr: SAGA_STEP,
-    allowed: &[COMPENSATE, RETRIES, BACKOFF_MS, TIMEOUT_MS, PIVOT],
+    allowed: &[
+        COMPENSATE,
+        RETRIES,
+        BACKOFF_MS,
+        TIMEOUT_MS,
+        PIVOT,
+        RETRY_ON,
+        COMPENSATE_RETRIES,
+        COMPENSATE_BACKOFF_MS,
+    ],
     repeatable: &[],
 };
 
@@ -95,6 +109,9 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         backoff_ms: 100,
         timeout_ms: None,
         pivot: None,
+        retry_any: None,
+        compensate_retries: None,
+        compensate_backoff_ms: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -102,6 +119,23 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             RETRIES => step.retries = Some(options::int(meta)?.0),
             BACKOFF_MS => step.backoff_ms = options::int(meta)?.0,
             TIMEOUT_MS => step.timeout_ms = Some(options::int(meta)?.0),
+            RETRY_ON => {
+                let kind = options::ident(meta)?;
+                step.retry_any = Some(match kind.to_string().as_str() {
+                    "any" => true,
+                    "transient" => false,
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            &kind,
+                            format!(
+                                "`retry_on = {other}` is not a retry policy: write `retry_on = any` (every error) or `retry_on = transient` (timeouts and infrastructure errors)"
+                            ),
+                        ));
+                    }
+                });
+            }
+            COMPENSATE_RETRIES => step.compensate_retries = Some(options::int(meta)?),
+            COMPENSATE_BACKOFF_MS => step.compensate_backoff_ms = Some(options::int(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())

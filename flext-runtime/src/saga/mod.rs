@@ -55,6 +55,7 @@ pub use self::runner::{SagaRunner, SagaRunnerBuilder};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
 pub use self::step::StepScope;
+
 use crate::error::Result;
 use crate::future::BoxFuture;
 
@@ -73,6 +74,27 @@ pub struct StepSpec {
     pub backoff_ms: u64,
     /// A limit on each attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Which failed attempts are retried; `None` for where the step stands: transient
+    /// errors before the pivot, every error after it.
+    pub retry_on: Option<RetryOn>,
+    /// Retries of the compensation after its first attempt; `None` for the runner's
+    /// [`compensation_attempts`](SagaRunnerBuilder::compensation_attempts).
+    pub compensate_retries: Option<u32>,
+    /// The compensation's first wait between attempts, in milliseconds; `None` for the
+    /// step's `backoff_ms`.
+    pub compensate_backoff_ms: Option<u64>,
+}
+
+/// Which errors a saga step's failed attempt is retried on
+/// (`#[saga_step(retry_on = any)]` or `transient`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    /// Only [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) and
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure): the default
+    /// before the pivot, where any other error compensates at once.
+    Transient,
+    /// Every error: the default after the pivot, where the step must finish.
+    Any,
 }
 
 /// A saga type: its input is the struct, its steps the `#[saga_step]` methods.

@@ -83,6 +83,9 @@ mod tests {
             retries: 0,
             backoff_ms: 0,
             timeout_ms: None,
+            retry_on: None,
+            compensate_retries: None,
+            compensate_backoff_ms: None,
         }
     }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::progress::{Phase, Progress};
 use super::step::{attempt, step_context};
 use super::{
-    Durable, ErrorRecord, Lease, Saga, SagaLog, SagaOutcome, SagaState, SagaSummary, StepScope,
-    Transition,
+    Durable, ErrorRecord, Lease, RetryOn, Saga, SagaLog, SagaOutcome, SagaState, SagaSummary,
+    StepScope, Transition,
 };
 use crate::backoff::Backoff;
 use crate::context::Context;
@@ -175,6 +175,11 @@ impl SagaRunner {
         self.run_with_id(Uuid::new_v4(), saga, ctx).await
     }
 
+    /// The backoff of a step or compensation whose first wait is `first_ms`.
+    fn backoff(&self, first_ms: u64) -> Backoff {
+        Backoff::new(Duration::from_millis(first_ms), self.backoff_cap)
+    }
+
     /// The sagas in `state`, for operators.
     ///
     /// # Errors
@@ -216,6 +221,11 @@ impl SagaRunner {
             }
             let spec = &steps[next];
             let after_pivot = pivot.is_some_and(|p| next > p);
+            let retry_any = match spec.retry_on {
+                Some(RetryOn::Any) => true,
+                Some(RetryOn::Transient) => false,
+                None => after_pivot,
+            };
             let result = {
                 let scope = StepScope {
                     ctx: step_context(ctx, id, spec.name, false),
@@ -225,9 +235,13 @@ impl SagaRunner {
                 };
                 self.with_heartbeat(
                     id,
-                    attempt(spec, self.backoff_cap, spec.retries, after_pivot, || {
-                        AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind()
-                    }),
+                    attempt(
+                        spec,
+                        self.backoff(spec.backoff_ms),
+                        spec.retries,
+                        retry_any,
+                        || AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind(),
+                    ),
                 )
                 .await
             };
@@ -353,8 +367,9 @@ impl SagaRunner {
                     id,
                     attempt(
                         spec,
-                        self.backoff_cap,
-                        self.compensation_attempts - 1,
+                        self.backoff(spec.compensate_backoff_ms.unwrap_or(spec.backoff_ms)),
+                        spec.compensate_retries
+                            .unwrap_or(self.compensation_attempts - 1),
                         true,
                         || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
                     ),

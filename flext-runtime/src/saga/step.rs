@@ -93,15 +93,15 @@ pub(super) fn step_context(ctx: &Context, id: Uuid, step: &str, compensation: bo
     ctx.child().with_idempotency_key(key)
 }
 
-/// Runs `f` up to `retries + 1` times with the [`Backoff`] that starts at the step's
-/// `backoff_ms` and stops growing at `cap` (the runner's
+/// Runs `f` up to `retries + 1` times with `backoff` between attempts (it starts at the
+/// step's or compensation's first wait and stops growing at the runner's
 /// [`backoff_cap`](super::SagaRunnerBuilder::backoff_cap), 60 s unless set), each
-/// attempt bounded by its `timeout_ms`. Retries transient errors
+/// attempt bounded by the step's `timeout_ms`. Retries transient errors
 /// only, or every error when `retry_any` (steps after the pivot, compensations). A panic
 /// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error.
 pub(super) async fn attempt<T, F, Fut>(
     spec: &StepSpec,
-    cap: Duration,
+    backoff: Backoff,
     retries: u32,
     retry_any: bool,
     mut f: F,
@@ -110,7 +110,6 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::thread::Result<Result<T>>>,
 {
-    let backoff = Backoff::new(Duration::from_millis(spec.backoff_ms), cap);
     let mut tried = 0;
     loop {
         let run = async {
