@@ -737,6 +737,7 @@ async fn lease_contract(log: &dyn SagaLog) {
         transitions: Vec::new(),
         owner: "process-a".into(),
         lease_until_ms: flext::saga::now_ms() + 60_000,
+        definition: String::new(),
     };
     log.create(&record).await.unwrap();
     let a = Lease {
@@ -1003,6 +1004,7 @@ async fn recovery_loop_contract(log: Arc<dyn SagaLog>) {
         transitions: Vec::new(),
         owner: "dead/0".into(),
         lease_until_ms: flext::saga::now_ms().saturating_sub(1),
+        definition: String::new(),
     })
     .await
     .unwrap();
@@ -1084,4 +1086,125 @@ async fn a_step_and_a_compensation_follow_their_own_retry_settings() {
     // `compensate_retries = 1`: two attempts, not the runner's five, then stuck.
     assert_eq!(tries.compensation.load(Ordering::SeqCst), 2);
     assert_eq!(outcome.state(), SagaState::Stuck);
+}
+
+// ------------------------------------------------------------- versioned definitions
+
+#[derive(Serialize, Deserialize)]
+struct Renamed {
+    n: u32,
+}
+
+/// A second version of a saga whose first version had a step `notify` after `reserve`;
+/// it says it still resumes sagas started under that one.
+#[saga(accepts = "reserve\\tu32\\t-\\t\\nnotify\\tu32\\t-\\t")]
+impl Renamed {
+    #[saga_step]
+    async fn reserve(&self) -> Result<u32> {
+        Ok(self.n)
+    }
+}
+
+/// A saga logged by an older definition: refused and left as it is, unless accepted.
+async fn definition_contract(log: Arc<dyn SagaLog>) {
+    let gate = Arc::new(Gate::default());
+    gate.release.notify_one();
+    let stale = |name: &str, definition: &str, n: u32| SagaRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        input: serde_json::json!({ "n": n }),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: "old-version/0".into(),
+        lease_until_ms: flext::saga::now_ms().saturating_sub(1),
+        definition: definition.into(),
+    };
+    // `Paused` once had a step `notify` between `reserve` and `charge`, and `charge`
+    // returned a `u32`.
+    let changed = stale(
+        "Paused",
+        "reserve\tu32\tunreserve\t\nnotify\t()\t-\t\ncharge\tu32\t-\t",
+        5,
+    );
+    let accepted = stale("Renamed", "reserve\tu32\t-\t\nnotify\tu32\t-\t", 6);
+    log.create(&changed).await.unwrap();
+    log.create(&accepted).await.unwrap();
+    let runner = SagaRunner::builder_shared(log.clone())
+        .shared_state(gate.clone())
+        .build();
+    let report = runner.recover().await.unwrap();
+    assert_eq!(report.len(), 2);
+    let result = |id| {
+        &report
+            .sagas
+            .iter()
+            .find(|s| s.saga_id == id)
+            .unwrap()
+            .result
+    };
+    let err = result(changed.id).as_ref().unwrap_err();
+    assert_eq!(err.code(), codes::SAGA_DEFINITION_CHANGED);
+    for change in [
+        "step `notify` was removed or renamed",
+        "the output of `charge` changed from `u32` to `u64`",
+    ] {
+        assert!(err.message().contains(change), "{err}");
+    }
+    assert!(
+        log.load(changed.id).await.unwrap().transitions.is_empty(),
+        "the changed saga is left as it is"
+    );
+    assert_eq!(gate.undone.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        result(accepted.id).as_ref().unwrap().state(),
+        SagaState::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_saga_logged_by_another_definition_is_refused_on_the_memory_log() {
+    definition_contract(Arc::new(MemoryLog::new())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_saga_logged_by_another_definition_is_refused_on_the_sqlite_log() {
+    definition_contract(Arc::new(SqliteLog::in_memory().unwrap())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_log_written_before_definitions_were_recorded_opens_and_reads() {
+    let dir = std::env::temp_dir().join(format!("flext-old-log-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.db");
+    let id = Uuid::new_v4();
+    {
+        // The schema as it was, with one saga in it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flext_sagas (id TEXT PRIMARY KEY, name TEXT NOT NULL, input TEXT NOT NULL,
+                 correlation_id TEXT NOT NULL, state TEXT NOT NULL, owner TEXT NOT NULL,
+                 lease_until_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+             CREATE TABLE flext_saga_transitions (saga_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                 body TEXT NOT NULL, PRIMARY KEY (saga_id, seq));",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flext_sagas VALUES (?1, 'Paused', '{\"n\":1}', ?2, 'completed', 'w', 0, 0)",
+            rusqlite::params![id.to_string(), Uuid::new_v4().to_string()],
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        // Opened twice: the column is added once.
+        let log = SqliteLog::open(&path).unwrap();
+        let record = log.load(id).await.unwrap();
+        assert_eq!(
+            (record.state, record.definition.as_str()),
+            (SagaState::Completed, "")
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -109,6 +109,9 @@ pub const SAGA_MISSING_OUTPUT: &str = "flext.saga.missing_output";
 pub const SAGA_NO_SUCH_STEP: &str = "flext.saga.no_such_step";
 /// A value is not durable; never returned by a program that compiles. Internal.
 pub const SAGA_NOT_DURABLE: &str = "flext.saga.not_durable";
+/// The saga started under another definition of its type (steps added, removed,
+/// reordered, an output type changed); recovery leaves it as it is. Internal.
+pub const SAGA_DEFINITION_CHANGED: &str = "flext.saga.definition_changed";
 /// The saga's type is not linked into this program, so recovery cannot resume it.
 /// NotFound.
 pub const SAGA_UNKNOWN_TYPE: &str = "flext.saga.unknown_type";
@@ -158,6 +161,7 @@ pub const ALL: &[&str] = &[
     SAGA_MISSING_OUTPUT,
     SAGA_NO_SUCH_STEP,
     SAGA_NOT_DURABLE,
+    SAGA_DEFINITION_CHANGED,
     SAGA_UNKNOWN_TYPE,
     SAGA_STEP_TIMED_OUT,
     SAGA_STEP_PANICKED,

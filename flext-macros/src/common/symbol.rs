@@ -17,6 +17,7 @@ pub const SERVICE_ROLES: [&str; 4] = [BUSINESS_RULE, STEP, TAP, POSTCONDITION];
 pub const SAGA_STEP: &str = "saga_step";
 
 // Options.
+pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";
 pub const BACKOFF_MS: &str = "backoff_ms";
 pub const CODE: &str = "code";

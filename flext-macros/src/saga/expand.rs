@@ -130,6 +130,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
             quote!(#check();)
         });
 
+    let definition = definition(saga);
+    let accepts = &saga.accepts;
     let header = respan(quote!(impl #p::Saga for #self_ty), self_ty.span());
     let output = match last {
         Some(t) => respan(quote!(#t), t.span()),
@@ -145,6 +147,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
             #header {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#p::StepSpec] = &[#(#specs),*];
+                const DEFINITION: &'static str = #definition;
+                const ACCEPTS: &'static [&'static str] = &[#(#accepts),*];
                 type Output = #output;
 
                 fn run_step<'__flext_a>(
@@ -184,6 +188,28 @@ pub fn saga(saga: &Saga) -> TokenStream {
             }
         };
     }
+}
+
+/// What the log records of the definition (see the runtime's `saga::definition`): one
+/// line per step, `name`, output type, compensation or `-`, `pivot` or nothing, by tabs.
+fn definition(saga: &Saga) -> String {
+    saga.steps
+        .iter()
+        .map(|s| {
+            let output = s
+                .method
+                .ok_type
+                .as_ref()
+                .map_or_else(|| "()".to_owned(), type_key);
+            let compensation = s
+                .compensate
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
+            let pivot = if s.pivot.is_some() { "pivot" } else { "" };
+            format!("{}\t{output}\t{compensation}\t{pivot}", s.method.ident)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The impl block and a stand-in `Saga` impl, so that `runner.run(..)` adds no error.

@@ -29,12 +29,14 @@ pub struct Saga {
     pub steps: Vec<Step>,
     /// Every method that is not a step, for compensations.
     pub others: Vec<Method>,
+    /// Older definitions this code resumes (`accepts = "..."`, repeatable).
+    pub accepts: Vec<String>,
 }
 
 const SAGA_SPEC: Spec<'static> = Spec {
     attr: SAGA,
-    allowed: &[NAME, CRATE],
-    repeatable: &[],
+    allowed: &[NAME, ACCEPTS, CRATE],
+    repeatable: &[ACCEPTS],
 };
 const STEP_SPEC: Spec<'static> = Spec {
     attr: SAGA_STEP,
@@ -55,9 +57,17 @@ impl Saga {
     pub fn from_syn(cx: &Ctxt, args: TokenStream, item: syn::ItemImpl) -> Saga {
         let mut name = None;
         let mut krate = None;
+        let mut accepts = Vec::new();
         options::parse(cx, &SAGA_SPEC, args, |key, meta| {
             match key {
                 NAME => name = Some(options::string(meta)?.value()),
+                // Written as the error shows it: `\t` between fields, `\n` between steps.
+                ACCEPTS => accepts.push(
+                    options::string(meta)?
+                        .value()
+                        .replace("\\t", "\t")
+                        .replace("\\n", "\n"),
+                ),
                 _ => krate = Some(options::path(meta)?),
             }
             Ok(())
@@ -97,6 +107,7 @@ impl Saga {
             item,
             steps,
             others,
+            accepts,
         }
     }
 }

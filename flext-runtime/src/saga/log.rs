@@ -142,6 +142,12 @@ pub struct SagaRecord {
     pub owner: String,
     /// Until when (milliseconds since the Unix epoch) the owner's lease runs.
     pub lease_until_ms: u64,
+    /// The saga type's definition when the saga started ([`Saga::DEFINITION`]); empty
+    /// in logs written before definitions were recorded.
+    ///
+    /// [`Saga::DEFINITION`]: super::Saga::DEFINITION
+    #[serde(default)]
+    pub definition: String,
 }
 
 /// A saga as listed for operators.

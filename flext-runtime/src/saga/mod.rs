@@ -27,6 +27,7 @@
 //! step name), so a step that deduplicates on that key takes effect once. Recording the
 //! start would add a write per step and buy nothing the key does not already give.
 
+mod definition;
 mod durable;
 mod lease;
 mod log;
@@ -104,6 +105,13 @@ pub trait Saga: Durable + Send + Sync + 'static {
     const NAME: &'static str;
     /// The steps, in order.
     const STEPS: &'static [StepSpec];
+    /// The definition as the log records it when a saga starts: each step's name, output
+    /// type, compensation and pivot, in order (`#[saga]` writes it). Recovery refuses to
+    /// resume a saga started under another definition, unless it is in
+    /// [`ACCEPTS`](Self::ACCEPTS). Empty for a hand-written impl: not checked.
+    const DEFINITION: &'static str = "";
+    /// Older definitions this code still resumes (`#[saga(accepts = "...")]`).
+    const ACCEPTS: &'static [&'static str] = &[];
     /// The last step's output.
     type Output: Durable + Send + 'static;
 

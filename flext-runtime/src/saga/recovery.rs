@@ -47,6 +47,19 @@ pub fn resume<'a, S: Saga>(
     record: SagaRecord,
 ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>> {
     Box::pin(async move {
+        // A saga started under another definition is left as the log has it.
+        let accepted = record.definition.is_empty()
+            || S::DEFINITION.is_empty()
+            || record.definition == S::DEFINITION
+            || S::ACCEPTS.contains(&record.definition.as_str());
+        if !accepted {
+            return Err(super::definition::changed(
+                S::NAME,
+                record.id,
+                &record.definition,
+                S::DEFINITION,
+            ));
+        }
         let saga: S = S::from_log(record.input.clone()).map_err(|e| {
             Error::internal(
                 crate::codes::SAGA_INPUT_MISMATCH,

@@ -111,6 +111,17 @@ impl SqliteLog {
              );"
         ))
         .map_err(db_error)?;
+        // Logs written before definitions were recorded gain the column, once.
+        let has_definition = conn
+            .prepare("SELECT 1 FROM pragma_table_info('flext_sagas') WHERE name = 'definition'")
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(db_error)?;
+        if !has_definition {
+            conn.execute_batch(
+                "ALTER TABLE flext_sagas ADD COLUMN definition TEXT NOT NULL DEFAULT ''",
+            )
+            .map_err(db_error)?;
+        }
         Ok(SqliteLog {
             conn: Mutex::new(conn),
         })
@@ -123,7 +134,7 @@ impl SqliteLog {
     fn read(conn: &Connection, id: Uuid) -> Result<SagaRecord> {
         let row = conn
             .query_row(
-                "SELECT name, input, correlation_id, state, owner, lease_until_ms FROM flext_sagas WHERE id = ?1",
+                "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition FROM flext_sagas WHERE id = ?1",
                 params![id.to_string()],
                 |r| {
                     Ok((
@@ -133,6 +144,7 @@ impl SqliteLog {
                         r.get::<_, String>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
                     ))
                 },
             )
@@ -166,6 +178,7 @@ impl SqliteLog {
             transitions,
             owner: row.4,
             lease_until_ms: u64::try_from(row.5).unwrap_or(0),
+            definition: row.6,
         })
     }
 }
@@ -180,8 +193,8 @@ impl SagaLog for SqliteLog {
             let input = serde_json::to_string(&record.input).map_err(json_error)?;
             let inserted = conn
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -193,6 +206,7 @@ impl SagaLog for SqliteLog {
                         record.owner,
                         ms(record.lease_until_ms),
                         ms(now_ms()),
+                        record.definition,
                     ])
                 })
                 .map_err(db_error)?;
