@@ -297,6 +297,9 @@ fn describe<T: std::fmt::Debug>(outcome: &SagaOutcome<T>) -> String {
                 remaining.join(", ")
             )
         }
+        SagaOutcome::Resolved {
+            principal, reason, ..
+        } => format!("resolved by hand by {principal}: {reason}"),
     }
 }
 
@@ -408,9 +411,13 @@ async fn durable(
     // Sagas a killed worker left hold live leases for up to `LEASE`: wait them out.
     let mut rounds = 0;
     while drain && rounds < 100 {
-        let running = log.list(flext::saga::SagaState::Running).await?.len();
-        let compensating = log.list(flext::saga::SagaState::Compensating).await?.len();
-        if running + compensating == 0 {
+        let in_flight = log
+            .list(&flext::saga::SagaFilter::default())
+            .await?
+            .iter()
+            .filter(|s| s.state.is_in_flight())
+            .count();
+        if in_flight == 0 {
             break;
         }
         tokio::time::sleep(LEASE / 2).await;

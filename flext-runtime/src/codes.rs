@@ -119,6 +119,19 @@ pub const SAGA_UNKNOWN_TYPE: &str = "flext.saga.unknown_type";
 pub const SAGA_STEP_TIMED_OUT: &str = "flext.saga.step_timed_out";
 /// A step or compensation panicked. Internal.
 pub const SAGA_STEP_PANICKED: &str = "flext.saga.step_panicked";
+/// A saga state name that is not one of `running`, `compensating`, `completed`,
+/// `compensated`, `stuck`, `resolved`. Validation.
+pub const SAGA_UNKNOWN_STATE: &str = "flext.saga.unknown_state";
+/// An operator asked to resume a saga that is not stuck. Conflict.
+pub const SAGA_NOT_STUCK: &str = "flext.saga.not_stuck";
+/// An operator acted on a saga a runner is driving under a live lease. Conflict.
+pub const SAGA_LEASE_LIVE: &str = "flext.saga.lease_live";
+/// An operator acted on a saga that has already finished. Conflict.
+pub const SAGA_FINISHED: &str = "flext.saga.finished";
+/// An operator aborted the saga; the error its compensation records. Conflict.
+pub const SAGA_ABORTED: &str = "flext.saga.aborted";
+/// An operator's principal or reason is empty or too long. Validation.
+pub const SAGA_OPERATOR_INPUT: &str = "flext.saga.operator_input";
 
 // ---- service -------------------------------------------------------------------------
 
@@ -165,6 +178,12 @@ pub const ALL: &[&str] = &[
     SAGA_UNKNOWN_TYPE,
     SAGA_STEP_TIMED_OUT,
     SAGA_STEP_PANICKED,
+    SAGA_UNKNOWN_STATE,
+    SAGA_NOT_STUCK,
+    SAGA_LEASE_LIVE,
+    SAGA_FINISHED,
+    SAGA_ABORTED,
+    SAGA_OPERATOR_INPUT,
     SERVICE_UNDO_FAILED,
 ];
 

@@ -22,6 +22,9 @@ pub enum SagaState {
     Compensated,
     /// A step after the pivot, or a compensation, kept failing: an operator must act.
     Stuck,
+    /// An operator marked the saga resolved by hand ([`OperatorAction::Resolve`]):
+    /// finished, nothing more runs.
+    Resolved,
 }
 
 impl SagaState {
@@ -38,25 +41,48 @@ impl SagaState {
             SagaState::Completed => "completed",
             SagaState::Compensated => "compensated",
             SagaState::Stuck => "stuck",
+            SagaState::Resolved => "resolved",
         }
     }
 
-    /// The state `as_str` wrote; read back by the SQL backends.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn parse(s: &str) -> Result<SagaState> {
-        Ok(match s {
-            "running" => SagaState::Running,
-            "compensating" => SagaState::Compensating,
-            "completed" => SagaState::Completed,
-            "compensated" => SagaState::Compensated,
-            "stuck" => SagaState::Stuck,
-            other => {
-                return Err(Error::infrastructure(
-                    crate::codes::SAGA_LOG_CORRUPT,
-                    format!("unknown saga state `{other}` in the log"),
-                ));
-            }
-        })
+    /// Every state, in the order a saga may pass through them.
+    pub const ALL: [SagaState; 6] = [
+        SagaState::Running,
+        SagaState::Compensating,
+        SagaState::Completed,
+        SagaState::Compensated,
+        SagaState::Stuck,
+        SagaState::Resolved,
+    ];
+}
+
+impl std::fmt::Display for SagaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SagaState {
+    type Err = Error;
+
+    /// The state [`as_str`](SagaState::as_str) wrote: `running`, `compensating`, ...
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Validation`], `flext.saga.unknown_state`, naming the states there are.
+    fn from_str(s: &str) -> Result<SagaState> {
+        SagaState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                Error::validation(
+                    crate::codes::SAGA_UNKNOWN_STATE,
+                    format!(
+                        "unknown saga state {}; the states are running, compensating, completed, compensated, stuck and resolved",
+                        crate::input::echo(s)
+                    ),
+                )
+            })
     }
 }
 
@@ -99,6 +125,10 @@ pub enum Transition {
         index: usize,
         /// The step's output, as JSON.
         output: serde_json::Value,
+        /// How many attempts the step took (0 in logs written before attempts were
+        /// recorded).
+        #[serde(default)]
+        attempts: u32,
     },
     /// Step `index` failed for good; compensation starts.
     StepFailed {
@@ -106,12 +136,18 @@ pub enum Transition {
         index: usize,
         /// Why.
         error: ErrorRecord,
+        /// How many attempts failed.
+        #[serde(default)]
+        attempts: u32,
     },
     /// The compensation of step `index` finished. When no completed step is left to
     /// undo, this also marks the saga compensated.
     CompensationCompleted {
         /// The compensated step's position.
         index: usize,
+        /// How many attempts the compensation took.
+        #[serde(default)]
+        attempts: u32,
     },
     /// The saga cannot make progress on its own.
     Stuck {
@@ -119,7 +155,129 @@ pub enum Transition {
         step: String,
         /// Its last error.
         error: ErrorRecord,
+        /// How many attempts failed.
+        #[serde(default)]
+        attempts: u32,
     },
+    /// An operator acted on the saga ([`SagaRunner::act`](super::SagaRunner::act), or the
+    /// `flext-saga` tool).
+    Operator {
+        /// What the operator did.
+        action: OperatorAction,
+        /// Who did it, as they gave it.
+        principal: String,
+        /// Why, as they gave it.
+        reason: String,
+    },
+}
+
+/// What an operator may do to a saga. Each is recorded in the log as a
+/// [`Transition::Operator`] with the acting principal and a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorAction {
+    /// A [stuck](SagaState::Stuck) saga goes back to where it stuck: the step after the
+    /// pivot, or the compensation, that kept failing runs again, with its attempts
+    /// counted afresh.
+    Resume,
+    /// A stuck saga, or an in-flight one whose lease expired, compensates what can be
+    /// compensated: every completed step that has a compensation, last first. Steps
+    /// after the pivot have none and stay done.
+    Abort,
+    /// A stuck saga, or an in-flight one whose lease expired, is marked
+    /// [resolved](SagaState::Resolved): an operator has put things right by hand and
+    /// nothing more runs.
+    Resolve,
+}
+
+impl OperatorAction {
+    /// `resume`, `abort` or `resolve`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Resume => "resume",
+            OperatorAction::Abort => "abort",
+            OperatorAction::Resolve => "resolve",
+        }
+    }
+}
+
+impl std::fmt::Display for OperatorAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recorded transition with when it was written: an entry of a saga's history
+/// ([`SagaLog::history`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The transition's position in the saga's log, from 1.
+    pub seq: u64,
+    /// When it was written, in milliseconds since the Unix epoch (0 in logs written
+    /// before times were recorded).
+    pub at_ms: u64,
+    /// The transition.
+    #[serde(flatten)]
+    pub transition: Transition,
+}
+
+/// Which sagas [`SagaLog::list`] returns: every field that is set must match. The
+/// default matches every saga.
+///
+/// ```
+/// use std::time::Duration;
+/// use flext::saga::{SagaFilter, SagaState};
+/// let stuck_for_an_hour = SagaFilter::default()
+///     .state(SagaState::Stuck)
+///     .older_than(Duration::from_secs(3600));
+/// assert_eq!(stuck_for_an_hour.state, Some(SagaState::Stuck));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaFilter {
+    /// Only sagas in this state.
+    pub state: Option<SagaState>,
+    /// Only sagas of this type (`SagaRecord::name`).
+    pub name: Option<String>,
+    /// Only sagas created before this time, in milliseconds since the Unix epoch.
+    pub created_before_ms: Option<u64>,
+    /// At most this many, oldest first.
+    pub limit: Option<usize>,
+}
+
+impl SagaFilter {
+    /// Only sagas in `state`.
+    pub fn state(mut self, state: SagaState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only sagas of the type named `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Only sagas created at least `age` ago (from now).
+    pub fn older_than(mut self, age: std::time::Duration) -> Self {
+        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        self.created_before_ms = Some(now_ms().saturating_sub(age));
+        self
+    }
+
+    /// At most `limit` sagas.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether `summary` passes the filter (the limit aside).
+    pub fn matches(&self, summary: &SagaSummary) -> bool {
+        self.state.is_none_or(|s| s == summary.state)
+            && self.name.as_deref().is_none_or(|n| n == summary.name)
+            && self
+                .created_before_ms
+                .is_none_or(|before| summary.created_ms < before)
+    }
 }
 
 /// Everything the log knows about one saga: its input, its state, the transitions so far,
@@ -148,6 +306,9 @@ pub struct SagaRecord {
     /// [`Saga::DEFINITION`]: super::Saga::DEFINITION
     #[serde(default)]
     pub definition: String,
+    /// When the saga was created, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// A saga as listed for operators.
@@ -161,8 +322,27 @@ pub struct SagaSummary {
     pub state: SagaState,
     /// How many transitions are recorded.
     pub transitions: usize,
-    /// The runner holding the lease.
+    /// The runner holding the lease (or the operator who acted last).
     pub owner: String,
+    /// When the saga was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Until when the owner's lease runs, in milliseconds since the Unix epoch.
+    pub lease_until_ms: u64,
+}
+
+impl SagaRecord {
+    /// The record as listed.
+    pub fn summary(&self) -> SagaSummary {
+        SagaSummary {
+            id: self.id,
+            name: self.name.clone(),
+            state: self.state,
+            transitions: self.transitions.len(),
+            owner: self.owner.clone(),
+            created_ms: self.created_ms,
+            lease_until_ms: self.lease_until_ms,
+        }
+    }
 }
 
 /// The claim a runner holds on a saga while it runs it: the log refuses transitions from
@@ -247,12 +427,39 @@ pub trait SagaLog: Send + Sync + 'static {
     /// [`ErrorKind::Infrastructure`] when the storage fails.
     fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
 
-    /// The sagas in `state`, oldest first.
+    /// The sagas `filter` matches, oldest first.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Infrastructure`] when the storage fails.
-    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>>;
+    fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>>;
+
+    /// Every transition of saga `id`, oldest first, with when it was written.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`] when the
+    /// storage fails.
+    fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>>;
+
+    /// Records an operator's `command` on saga `id` as a [`Transition::Operator`] and
+    /// moves the saga to the state [`OperatorCommand::next_state`](super::OperatorCommand::next_state) gives, in
+    /// one atomic write. With `lease`, a resumed or aborted saga is leased to it (the
+    /// runner that acted drives it at once); without, its lease is left expired, so the
+    /// next recovery pass of any runner takes it. Returns the saga as it now is.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`OperatorCommand::next_state`](super::OperatorCommand::next_state) when the action does not apply
+    /// to the saga as it is; [`ErrorKind::NotFound`] for an unknown id;
+    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    fn act<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a super::OperatorCommand,
+        lease: Option<&'a Lease>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<SagaRecord>>;
 }
 
 pub(crate) fn lease_lost(id: Uuid, owner: &str) -> Error {

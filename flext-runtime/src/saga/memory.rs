@@ -5,9 +5,10 @@ use std::sync::{Mutex, PoisonError};
 
 use uuid::Uuid;
 
+use super::OperatorCommand;
 use super::log::{
-    Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
-    unknown_saga,
+    HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState, SagaSummary, Transition,
+    lease_lost, now_ms, unknown_saga,
 };
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -24,12 +25,28 @@ pub struct MemoryLog {
 #[derive(Default)]
 struct Sagas {
     by_id: HashMap<Uuid, SagaRecord>,
+    /// When each saga's transitions were written, in step with `transitions`.
+    times: HashMap<Uuid, Vec<u64>>,
     order: Vec<Uuid>,
 }
 
 impl Sagas {
     fn in_order(&self) -> impl Iterator<Item = &SagaRecord> {
         self.order.iter().filter_map(|id| self.by_id.get(id))
+    }
+
+    fn push(
+        &mut self,
+        id: Uuid,
+        transition: &Transition,
+        state: SagaState,
+        now: u64,
+    ) -> Result<&mut SagaRecord> {
+        self.times.entry(id).or_default().push(now);
+        let saga = self.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+        saga.transitions.push(transition.clone());
+        saga.state = state;
+        Ok(saga)
     }
 }
 
@@ -55,6 +72,9 @@ impl SagaLog for MemoryLog {
             }
             sagas.order.push(record.id);
             sagas.by_id.insert(record.id, record.clone());
+            sagas
+                .times
+                .insert(record.id, vec![now_ms(); record.transitions.len()]);
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -69,12 +89,11 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<()>> {
         let now = now_ms();
         let result = self.with(|sagas| {
-            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+            let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
             if saga.owner != lease.owner && saga.lease_until_ms > now {
                 return Err(lease_lost(id, &saga.owner));
             }
-            saga.transitions.push(transition.clone());
-            saga.state = state;
+            let saga = sagas.push(id, transition, state, now)?;
             saga.owner.clone_from(&lease.owner);
             saga.lease_until_ms = now.saturating_add(lease.duration_ms);
             Ok(())
@@ -100,7 +119,7 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
         let result = self.with(|sagas| {
             let mut claimed = Vec::new();
-            let Sagas { by_id, order } = sagas;
+            let Sagas { by_id, order, .. } = sagas;
             for id in order.iter() {
                 let Some(saga) = by_id.get_mut(id) else {
                     continue;
@@ -129,19 +148,59 @@ impl SagaLog for MemoryLog {
         Box::pin(std::future::ready(result))
     }
 
-    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
+    fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
         let result = self.with(|sagas| {
             Ok(sagas
                 .in_order()
-                .filter(|s| s.state == state)
-                .map(|s| SagaSummary {
-                    id: s.id,
-                    name: s.name.clone(),
-                    state: s.state,
-                    transitions: s.transitions.len(),
-                    owner: s.owner.clone(),
+                .map(SagaRecord::summary)
+                .filter(|s| filter.matches(s))
+                .take(filter.limit.unwrap_or(usize::MAX))
+                .collect())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>> {
+        let result = self.with(|sagas| {
+            let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
+            let times = sagas.times.get(&id).map(Vec::as_slice).unwrap_or_default();
+            Ok(saga
+                .transitions
+                .iter()
+                .enumerate()
+                .map(|(i, t)| HistoryEntry {
+                    seq: i as u64 + 1,
+                    at_ms: times.get(i).copied().unwrap_or(0),
+                    transition: t.clone(),
                 })
                 .collect())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn act<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a OperatorCommand,
+        lease: Option<&'a Lease>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<SagaRecord>> {
+        let result = self.with(|sagas| {
+            command.check()?;
+            let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
+            let state = command.next_state(saga, now_ms)?;
+            let saga = sagas.push(id, &command.transition(), state, now_ms)?;
+            match lease {
+                Some(lease) if state.is_in_flight() => {
+                    saga.owner.clone_from(&lease.owner);
+                    saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
+                }
+                _ => {
+                    saga.owner = format!("operator/{}", command.principal);
+                    saga.lease_until_ms = 0;
+                }
+            }
+            Ok(saga.clone())
         });
         Box::pin(std::future::ready(result))
     }

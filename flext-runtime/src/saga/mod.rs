@@ -32,6 +32,7 @@ mod durable;
 mod lease;
 mod log;
 mod memory;
+mod operator;
 mod outcome;
 mod progress;
 mod recovery;
@@ -45,9 +46,11 @@ pub use self::durable::Durable;
 #[doc(hidden)]
 pub use self::durable::{EncodeDurable, EncodeNotDurable, LogSlot, assert_durable, no_such_step};
 pub use self::log::{
-    ErrorRecord, Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, now_ms,
+    ErrorRecord, HistoryEntry, Lease, OperatorAction, SagaFilter, SagaLog, SagaRecord, SagaState,
+    SagaSummary, Transition, now_ms,
 };
 pub use self::memory::MemoryLog;
+pub use self::operator::{MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES, OperatorCommand};
 pub use self::outcome::SagaOutcome;
 pub use self::recovery::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 #[doc(hidden)]

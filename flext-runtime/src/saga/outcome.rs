@@ -38,6 +38,16 @@ pub enum SagaOutcome<T> {
         /// What is left for an operator: the steps still to run or to undo.
         remaining: Vec<String>,
     },
+    /// An operator marked the saga resolved by hand
+    /// ([`OperatorAction::Resolve`](super::OperatorAction::Resolve)).
+    Resolved {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// Who resolved it.
+        principal: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl<T> SagaOutcome<T> {
@@ -46,7 +56,8 @@ impl<T> SagaOutcome<T> {
         match self {
             SagaOutcome::Completed { saga_id, .. }
             | SagaOutcome::Compensated { saga_id, .. }
-            | SagaOutcome::Stuck { saga_id, .. } => *saga_id,
+            | SagaOutcome::Stuck { saga_id, .. }
+            | SagaOutcome::Resolved { saga_id, .. } => *saga_id,
         }
     }
 
@@ -56,6 +67,7 @@ impl<T> SagaOutcome<T> {
             SagaOutcome::Completed { .. } => SagaState::Completed,
             SagaOutcome::Compensated { .. } => SagaState::Compensated,
             SagaOutcome::Stuck { .. } => SagaState::Stuck,
+            SagaOutcome::Resolved { .. } => SagaState::Resolved,
         }
     }
 
@@ -86,6 +98,15 @@ impl<T> SagaOutcome<T> {
                 step,
                 error,
                 remaining,
+            },
+            SagaOutcome::Resolved {
+                saga_id,
+                principal,
+                reason,
+            } => SagaOutcome::Resolved {
+                saga_id,
+                principal,
+                reason,
             },
         }
     }
@@ -118,6 +139,12 @@ impl<T: Serialize> Serialize for SagaOutcome<T> {
                 out.serialize_field("step", step)?;
                 out.serialize_field("error", error)?;
                 out.serialize_field("remaining", remaining)?;
+            }
+            SagaOutcome::Resolved {
+                principal, reason, ..
+            } => {
+                out.serialize_field("principal", principal)?;
+                out.serialize_field("reason", reason)?;
             }
         }
         out.end()

@@ -1,13 +1,15 @@
 //! A saga's progress rebuilt from its logged transitions: what the runner replays after
 //! a crash to decide what runs next.
 
-use super::{ErrorRecord, StepSpec, Transition};
+use super::{ErrorRecord, OperatorAction, StepSpec, Transition};
+use crate::error::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub(super) enum Phase {
     Forward { next: usize },
     Compensating { failed: usize, error: ErrorRecord },
     Stuck { step: String, error: ErrorRecord },
+    Resolved { principal: String, reason: String },
 }
 
 /// A saga's progress, rebuilt from its transitions.
@@ -29,30 +31,75 @@ impl Progress {
 
     pub(super) fn replay(steps: usize, transitions: &[Transition]) -> Self {
         let mut p = Progress::new(steps);
+        // Where the saga was when it stuck: what an operator's resume goes back to.
+        let mut before_stuck = p.phase.clone();
         for t in transitions {
             match t {
-                Transition::StepCompleted { index, output } => {
+                Transition::StepCompleted { index, output, .. } => {
                     if let Some(slot) = p.outputs.get_mut(*index) {
                         *slot = Some(output.clone());
                     }
                     p.phase = Phase::Forward { next: index + 1 };
                 }
-                Transition::StepFailed { index, error } => {
+                Transition::StepFailed { index, error, .. } => {
                     p.phase = Phase::Compensating {
                         failed: *index,
                         error: error.clone(),
                     };
                 }
-                Transition::CompensationCompleted { index } => p.compensated.push(*index),
-                Transition::Stuck { step, error } => {
+                Transition::CompensationCompleted { index, .. } => p.compensated.push(*index),
+                Transition::Stuck { step, error, .. } => {
+                    if !matches!(p.phase, Phase::Stuck { .. }) {
+                        before_stuck = p.phase.clone();
+                    }
                     p.phase = Phase::Stuck {
                         step: step.clone(),
                         error: error.clone(),
                     };
                 }
+                Transition::Operator {
+                    action,
+                    principal,
+                    reason,
+                } => p.operate(*action, principal, reason, &before_stuck),
             }
         }
         p
+    }
+
+    fn operate(
+        &mut self,
+        action: OperatorAction,
+        principal: &str,
+        reason: &str,
+        before_stuck: &Phase,
+    ) {
+        let current = match &self.phase {
+            Phase::Stuck { .. } => before_stuck.clone(),
+            other => other.clone(),
+        };
+        self.phase = match action {
+            OperatorAction::Resume => current,
+            OperatorAction::Abort => match current {
+                // Already undoing: the abort resumes that.
+                Phase::Compensating { .. } | Phase::Resolved { .. } | Phase::Stuck { .. } => {
+                    current
+                }
+                // The step that would have run next is named as the failed one.
+                Phase::Forward { next } => Phase::Compensating {
+                    failed: next.min(self.outputs.len().saturating_sub(1)),
+                    error: ErrorRecord {
+                        kind: ErrorKind::Conflict,
+                        code: crate::codes::SAGA_ABORTED.to_owned(),
+                        message: format!("aborted by {principal}: {reason}"),
+                    },
+                },
+            },
+            OperatorAction::Resolve => Phase::Resolved {
+                principal: principal.to_owned(),
+                reason: reason.to_owned(),
+            },
+        };
     }
 
     /// Completed compensatable steps not yet undone, last first.
@@ -108,6 +155,7 @@ mod tests {
         Transition::StepCompleted {
             index,
             output: json!(index * 10),
+            attempts: 1,
         }
     }
 
@@ -131,6 +179,7 @@ mod tests {
         let failed = Transition::StepFailed {
             index: 3,
             error: error(),
+            attempts: 1,
         };
         let p = Progress::replay(4, &[completed(0), completed(1), completed(2), failed]);
         assert!(matches!(p.phase, Phase::Compensating { failed: 3, .. }));
@@ -147,8 +196,12 @@ mod tests {
             Transition::StepFailed {
                 index: 3,
                 error: error(),
+                attempts: 1,
             },
-            Transition::CompensationCompleted { index: 2 },
+            Transition::CompensationCompleted {
+                index: 2,
+                attempts: 1,
+            },
         ];
         let p = Progress::replay(4, &log);
         assert_eq!(p.compensated, [2]);
@@ -162,12 +215,108 @@ mod tests {
             Transition::Stuck {
                 step: "release".into(),
                 error: error(),
+                attempts: 1,
             },
         ];
         match Progress::replay(4, &log).phase {
             Phase::Stuck { step, error } => {
                 assert_eq!(step, "release");
                 assert_eq!(error.code, "bank.down");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn operator(action: OperatorAction) -> Transition {
+        Transition::Operator {
+            action,
+            principal: "alice".into(),
+            reason: "ticket 7".into(),
+        }
+    }
+
+    fn stuck(step: &str) -> Transition {
+        Transition::Stuck {
+            step: step.into(),
+            error: error(),
+            attempts: 3,
+        }
+    }
+
+    #[test]
+    fn a_resumed_saga_goes_back_to_the_step_or_compensation_that_stuck() {
+        let forward = [completed(0), completed(1), completed(2), stuck("ship")];
+        let p = Progress::replay(
+            4,
+            &[&forward[..], &[operator(OperatorAction::Resume)]].concat(),
+        );
+        assert!(matches!(p.phase, Phase::Forward { next: 3 }));
+
+        let failed = Transition::StepFailed {
+            index: 3,
+            error: error(),
+            attempts: 1,
+        };
+        let backward = [
+            completed(0),
+            completed(2),
+            failed,
+            stuck("compensate charge"),
+        ];
+        let p = Progress::replay(
+            4,
+            &[&backward[..], &[operator(OperatorAction::Resume)]].concat(),
+        );
+        assert!(matches!(p.phase, Phase::Compensating { failed: 3, .. }));
+        assert_eq!(p.to_undo(&STEPS), [2, 0]);
+        // Stuck again after the resume, then resumed again: still the compensation.
+        let twice = [
+            &backward[..],
+            &[operator(OperatorAction::Resume), stuck("compensate charge")],
+            &[operator(OperatorAction::Resume)],
+        ]
+        .concat();
+        assert!(matches!(
+            Progress::replay(4, &twice).phase,
+            Phase::Compensating { .. }
+        ));
+    }
+
+    #[test]
+    fn an_aborted_saga_compensates_what_it_completed_naming_the_next_step_as_failed() {
+        let log = [
+            completed(0),
+            completed(1),
+            completed(2),
+            stuck("ship"),
+            operator(OperatorAction::Abort),
+        ];
+        let p = Progress::replay(4, &log);
+        match &p.phase {
+            Phase::Compensating { failed, error } => {
+                assert_eq!(*failed, 3);
+                assert_eq!(error.code, crate::codes::SAGA_ABORTED);
+                assert!(
+                    error.message.contains("alice: ticket 7"),
+                    "{}",
+                    error.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.to_undo(&STEPS), [2, 0]);
+    }
+
+    #[test]
+    fn a_resolved_saga_is_resolved_whatever_came_before() {
+        let log = [
+            completed(0),
+            stuck("notify"),
+            operator(OperatorAction::Resolve),
+        ];
+        match Progress::replay(4, &log).phase {
+            Phase::Resolved { principal, reason } => {
+                assert_eq!((principal.as_str(), reason.as_str()), ("alice", "ticket 7"))
             }
             other => panic!("{other:?}"),
         }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::progress::{Phase, Progress};
 use super::step::{attempt, step_context};
 use super::{
-    Durable, ErrorRecord, Lease, RetryOn, Saga, SagaLog, SagaOutcome, SagaState, SagaSummary,
-    StepScope, Transition,
+    Durable, ErrorRecord, HistoryEntry, Lease, RetryOn, Saga, SagaFilter, SagaLog, SagaOutcome,
+    SagaState, SagaSummary, StepScope, Transition,
 };
 use crate::backoff::Backoff;
 use crate::context::Context;
@@ -180,13 +180,35 @@ impl SagaRunner {
         Backoff::new(Duration::from_millis(first_ms), self.backoff_cap)
     }
 
-    /// The sagas in `state`, for operators.
+    /// The sagas `filter` matches, oldest first, for operators.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use flext::saga::{MemoryLog, SagaFilter, SagaRunner, SagaState};
+    /// let runner = SagaRunner::builder(MemoryLog::new()).build();
+    /// let stuck = runner.list(&SagaFilter::default().state(SagaState::Stuck)).await.unwrap();
+    /// assert!(stuck.is_empty());
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
-    /// When the log cannot be read.
-    pub async fn list(&self, state: SagaState) -> Result<Vec<SagaSummary>> {
-        self.log.list(state).await
+    /// When the log cannot be read ([`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)).
+    pub async fn list(&self, filter: &SagaFilter) -> Result<Vec<SagaSummary>> {
+        self.log.list(filter).await
+    }
+
+    /// Every transition of saga `id`, oldest first, with when it was written: what it
+    /// did, how many attempts each step and compensation took, its errors, and what
+    /// operators did to it.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.not_found` ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound)) for
+    /// an unknown id; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)
+    /// when the log cannot be read.
+    pub async fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>> {
+        self.log.history(id).await
     }
 
     async fn append(&self, id: Uuid, transition: Transition, state: SagaState) -> Result<()> {
@@ -226,7 +248,7 @@ impl SagaRunner {
                 Some(RetryOn::Transient) => false,
                 None => after_pivot,
             };
-            let result = {
+            let (result, attempts) = {
                 let scope = StepScope {
                     ctx: step_context(ctx, id, spec.name, false),
                     outputs: &p.outputs,
@@ -258,6 +280,7 @@ impl SagaRunner {
                         Transition::StepCompleted {
                             index: next,
                             output: output.clone(),
+                            attempts,
                         },
                         state,
                     )
@@ -272,6 +295,7 @@ impl SagaRunner {
                         Transition::Stuck {
                             step: spec.name.to_owned(),
                             error: record,
+                            attempts,
                         },
                         SagaState::Stuck,
                     )
@@ -301,6 +325,7 @@ impl SagaRunner {
                         Transition::StepFailed {
                             index: next,
                             error: record,
+                            attempts,
                         },
                         state,
                     )
@@ -340,6 +365,11 @@ impl SagaRunner {
             Phase::Compensating { failed, error } => {
                 self.compensate(saga, id, p, failed, error, ctx).await
             }
+            Phase::Resolved { principal, reason } => Ok(SagaOutcome::Resolved {
+                saga_id: id,
+                principal,
+                reason,
+            }),
         }
     }
 
@@ -356,7 +386,7 @@ impl SagaRunner {
         let pending = p.to_undo(steps);
         for (n, &i) in pending.iter().enumerate() {
             let spec = &steps[i];
-            let result = {
+            let (result, attempts) = {
                 let scope = StepScope {
                     ctx: step_context(ctx, id, spec.name, true),
                     outputs: &p.outputs,
@@ -383,8 +413,12 @@ impl SagaRunner {
                     } else {
                         SagaState::Compensating
                     };
-                    self.append(id, Transition::CompensationCompleted { index: i }, state)
-                        .await?;
+                    self.append(
+                        id,
+                        Transition::CompensationCompleted { index: i, attempts },
+                        state,
+                    )
+                    .await?;
                     p.compensated.push(i);
                 }
                 Err(e) => {
@@ -394,6 +428,7 @@ impl SagaRunner {
                         Transition::Stuck {
                             step: step.clone(),
                             error: ErrorRecord::from(&e),
+                            attempts,
                         },
                         SagaState::Stuck,
                     )

@@ -1,14 +1,16 @@
 //! [`SqliteLog`]: the saga log in a SQLite file, the embedded default.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
+use super::OperatorCommand;
 use super::log::{
-    Lease, SagaLog, SagaRecord, SagaState, SagaSummary, Transition, lease_lost, now_ms,
-    unknown_saga,
+    HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState, SagaSummary, Transition,
+    lease_lost, now_ms, unknown_saga,
 };
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -26,15 +28,150 @@ pub enum Synchronous {
     Full,
 }
 
-/// The saga log in a SQLite database, in WAL mode, one transaction per transition. Every
-/// write checks the lease, so two processes sharing the file never drive the same saga at
-/// once; a process that dies leaves its leases to expire, and
-/// [`SagaRunner::recover`](super::SagaRunner::recover) in another process takes them over.
+/// The saga log in a SQLite database, in WAL mode. Every write checks the lease, so two
+/// processes sharing the file never drive the same saga at once; a process that dies
+/// leaves its leases to expire, and [`SagaRunner::recover`](super::SagaRunner::recover)
+/// in another process takes them over.
 ///
-/// The connection is used from the runner's task behind a mutex: a commit blocks the
-/// executor thread for its duration (tens of microseconds).
+/// # Group commit
+///
+/// The connection lives on a writer thread of its own. Writes wait in a queue; the
+/// thread takes every write waiting, runs each in a savepoint of one transaction (a write
+/// that fails, a lost lease say, is rolled back alone), commits once, and only then
+/// answers each caller with its own result. A lone saga pays one commit per transition as
+/// before; with many sagas in flight, one commit (one `fsync` at
+/// [`Synchronous::Full`]) carries the transitions of all of them. This is the group
+/// commit of database engines (DeWitt et al., "Implementation techniques for main memory
+/// database systems", SIGMOD 1984). [`stats`](Self::stats) tells how many transitions
+/// each commit carried. Reads go through the same thread, after the commit of the
+/// writes queued before them, so the async caller never blocks its executor.
 pub struct SqliteLog {
-    conn: Mutex<Connection>,
+    jobs: Option<std::sync::mpsc::Sender<Box<dyn Job>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<Counters>,
+}
+
+/// How many writes [`SqliteLog`]'s commits carried: read with [`SqliteLog::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed (each one `fsync` at [`Synchronous::Full`]).
+    pub commits: u64,
+    /// Writes those commits carried: creations, transitions, lease renewals, claims and
+    /// operator actions, failed ones included.
+    pub writes: u64,
+}
+
+impl CommitStats {
+    /// Commits per write: 1.0 when every write had its own commit, less under load.
+    pub fn commits_per_write(&self) -> f64 {
+        if self.writes == 0 {
+            return 0.0;
+        }
+        self.commits as f64 / self.writes as f64
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The most writes one commit carries; more wait for the next.
+const MAX_BATCH: usize = 512;
+
+/// A unit of work for the writer thread: a write (run in a savepoint of the batch's
+/// transaction) or a read (run after the commit).
+trait Job: Send {
+    fn is_write(&self) -> bool;
+    /// Runs the job; `false` when it failed (its savepoint is rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller: its result, or the commit's error.
+    fn finish(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>);
+}
+
+struct Pending<T, F> {
+    write: bool,
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: tokio::sync::oneshot::Sender<Result<T>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for Pending<T, F> {
+    fn is_write(&self) -> bool {
+        self.write
+    }
+
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.work.take() {
+            Some(work) => work(conn),
+            // Each job runs once: the writer calls `run` once per job.
+            None => return false,
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(result)) | (Err(_), Some(result @ Err(_))) => result,
+            (Err(e), Some(Ok(_))) => Err(Error::infrastructure(
+                crate::codes::SAGA_LOG_FAILED,
+                format!("saga log: the commit failed: {e}"),
+            )),
+            (_, None) => Err(Error::infrastructure(
+                crate::codes::SAGA_LOG_FAILED,
+                "saga log: the write was not run",
+            )),
+        };
+        // The caller may have stopped waiting (its future was dropped).
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: takes every job waiting, runs the writes in one transaction, one
+/// savepoint each, commits, then runs the reads, then answers everyone.
+fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Job>>, stats: &Counters) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (mut writes, mut reads): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|job| job.is_write());
+        if !writes.is_empty() {
+            let commit = write_batch(&mut conn, &mut writes);
+            if commit.is_ok() {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            stats
+                .writes
+                .fetch_add(writes.len() as u64, Ordering::Relaxed);
+            for job in writes {
+                job.finish(commit.as_ref().map(|_| ()));
+            }
+        }
+        for mut job in reads.drain(..) {
+            job.run(&conn);
+            job.finish(Ok(()));
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, writes: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for job in writes.iter_mut() {
+        let savepoint = tx.savepoint()?;
+        if job.run(&savepoint) {
+            savepoint.commit()?;
+        }
+        // A failed write's savepoint rolls back when dropped.
+    }
+    tx.commit()
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -108,33 +245,98 @@ impl SqliteLog {
                  seq INTEGER NOT NULL,
                  body TEXT NOT NULL,
                  PRIMARY KEY (saga_id, seq)
-             );"
+             );
+             CREATE INDEX IF NOT EXISTS flext_sagas_name ON flext_sagas (name, created_ms);"
         ))
         .map_err(db_error)?;
-        // Logs written before definitions were recorded gain the column, once.
-        let has_definition = conn
-            .prepare("SELECT 1 FROM pragma_table_info('flext_sagas') WHERE name = 'definition'")
-            .and_then(|mut stmt| stmt.exists([]))
-            .map_err(db_error)?;
-        if !has_definition {
-            conn.execute_batch(
-                "ALTER TABLE flext_sagas ADD COLUMN definition TEXT NOT NULL DEFAULT ''",
-            )
-            .map_err(db_error)?;
+        // Logs written by earlier versions gain the columns they lack, once.
+        for (table, column, decl) in [
+            ("flext_sagas", "definition", "TEXT NOT NULL DEFAULT ''"),
+            (
+                "flext_saga_transitions",
+                "at_ms",
+                "INTEGER NOT NULL DEFAULT 0",
+            ),
+        ] {
+            let present = conn
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+                ))
+                .and_then(|mut stmt| stmt.exists([]))
+                .map_err(db_error)?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                    .map_err(db_error)?;
+            }
         }
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("flext-saga-log".into())
+            .spawn(move || writer(conn, queue, &counters))
+            .map_err(|e| {
+                Error::infrastructure(
+                    crate::codes::SAGA_LOG_FAILED,
+                    format!("saga log: cannot start the writer thread: {e}"),
+                )
+                .with_source(e)
+            })?;
         Ok(SqliteLog {
-            conn: Mutex::new(conn),
+            jobs: Some(jobs),
+            writer: Some(writer),
+            stats,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    /// How many commits the log made and how many writes they carried, since it was
+    /// opened.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use flext::saga::{SagaLog, SagaFilter, SqliteLog};
+    /// let log = SqliteLog::in_memory().unwrap();
+    /// log.list(&SagaFilter::default()).await.unwrap(); // a read: no commit
+    /// assert_eq!(log.stats().commits, 0);
+    /// # }
+    /// ```
+    pub fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            writes: self.stats.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `work` for the writer thread and waits for its answer: a write runs in the
+    /// next group commit and is answered after it; a read runs after that commit.
+    fn submit<T, F>(&self, write: bool, work: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Box::new(Pending {
+            write,
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        Box::pin(async move {
+            if !sent {
+                return Err(writer_gone());
+            }
+            answer.await.unwrap_or_else(|_| Err(writer_gone()))
+        })
     }
 
     fn read(conn: &Connection, id: Uuid) -> Result<SagaRecord> {
         let row = conn
             .query_row(
-                "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition FROM flext_sagas WHERE id = ?1",
+                "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms FROM flext_sagas WHERE id = ?1",
                 params![id.to_string()],
                 |r| {
                     Ok((
@@ -145,6 +347,7 @@ impl SqliteLog {
                         r.get::<_, String>(4)?,
                         r.get::<_, i64>(5)?,
                         r.get::<_, String>(6)?,
+                        r.get::<_, i64>(7)?,
                     ))
                 },
             )
@@ -174,12 +377,77 @@ impl SqliteLog {
                     format!("bad correlation id in the log: {e}"),
                 )
             })?,
-            state: SagaState::parse(&row.3)?,
+            state: parse_state(&row.3)?,
             transitions,
             owner: row.4,
             lease_until_ms: u64::try_from(row.5).unwrap_or(0),
             definition: row.6,
+            created_ms: u64::try_from(row.7).unwrap_or(0),
         })
+    }
+}
+
+impl Drop for SqliteLog {
+    /// Closes the queue and waits for the writer thread to answer what was queued and
+    /// close the database.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            // A writer that panicked has nothing left to close.
+            let _ = writer.join();
+        }
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::infrastructure(
+        crate::codes::SAGA_LOG_FAILED,
+        "saga log: the writer thread stopped",
+    )
+}
+
+fn parse_state(s: &str) -> Result<SagaState> {
+    s.parse().map_err(|_| {
+        Error::infrastructure(
+            crate::codes::SAGA_LOG_CORRUPT,
+            format!("unknown saga state {} in the log", crate::input::echo(s)),
+        )
+    })
+}
+
+fn parse_id(s: &str) -> Result<Uuid> {
+    s.parse().map_err(|e| {
+        Error::infrastructure(
+            crate::codes::SAGA_LOG_CORRUPT,
+            format!("bad saga id in the log: {e}"),
+        )
+    })
+}
+
+/// Appends `body` as the next transition of saga `id`, at `now`.
+fn insert_transition(conn: &Connection, id: &str, body: &str, now: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = ?1), ?2, ?3)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, body, ms(now)]))
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The error for a write refused by the lease check: who holds the lease, or no such saga.
+fn refused(conn: &Connection, id: Uuid) -> Error {
+    let owner = conn
+        .query_row(
+            "SELECT owner FROM flext_sagas WHERE id = ?1",
+            params![id.to_string()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional();
+    match owner {
+        Ok(Some(owner)) => lease_lost(id, &owner),
+        Ok(None) => unknown_saga(id),
+        Err(e) => db_error(e),
     }
 }
 
@@ -189,8 +457,16 @@ fn ms(v: u64) -> i64 {
 
 impl SagaLog for SqliteLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
-        let result = self.with(|conn| {
-            let input = serde_json::to_string(&record.input).map_err(json_error)?;
+        let input = match serde_json::to_string(&record.input).map_err(json_error) {
+            Ok(input) => input,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let record = SagaRecord {
+            transitions: Vec::new(),
+            input: serde_json::Value::Null,
+            ..record.clone()
+        };
+        self.submit(true, move |conn| {
             let inserted = conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
@@ -205,17 +481,19 @@ impl SagaLog for SqliteLog {
                         record.state.as_str(),
                         record.owner,
                         ms(record.lease_until_ms),
-                        ms(now_ms()),
+                        ms(if record.created_ms == 0 { now_ms() } else { record.created_ms }),
                         record.definition,
                     ])
                 })
                 .map_err(db_error)?;
             if inserted == 0 {
-                return Err(Error::conflict(crate::codes::SAGA_EXISTS, format!("saga {} is already in the log", record.id)));
+                return Err(Error::conflict(
+                    crate::codes::SAGA_EXISTS,
+                    format!("saga {} is already in the log", record.id),
+                ));
             }
             Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        })
     }
 
     fn append<'a>(
@@ -225,13 +503,15 @@ impl SagaLog for SqliteLog {
         state: SagaState,
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = self.with(|conn| {
+        let body = match serde_json::to_string(transition).map_err(json_error) {
+            Ok(body) => body,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let lease = lease.clone();
+        self.submit(true, move |conn| {
             let now = now_ms();
-            let body = serde_json::to_string(transition).map_err(json_error)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_error)?;
-            let updated = tx
+            let key = id.to_string();
+            let updated = conn
                 .prepare_cached(
                     "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
                      WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
@@ -241,35 +521,20 @@ impl SagaLog for SqliteLog {
                         state.as_str(),
                         lease.owner,
                         ms(now.saturating_add(lease.duration_ms)),
-                        id.to_string(),
+                        key,
                         ms(now)
                     ])
                 })
                 .map_err(db_error)?;
             if updated == 0 {
-                let owner: Option<String> = tx
-                    .query_row("SELECT owner FROM flext_sagas WHERE id = ?1", params![id.to_string()], |r| r.get(0))
-                    .optional()
-                    .map_err(db_error)?;
-                return Err(match owner {
-                    Some(owner) => lease_lost(id, &owner),
-                    None => unknown_saga(id),
-                });
+                return Err(refused(conn, id));
             }
-            tx.prepare_cached(
-                "INSERT INTO flext_saga_transitions (saga_id, seq, body)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = ?1), ?2)",
-            )
-            .and_then(|mut stmt| stmt.execute(params![id.to_string(), body]))
-            .map_err(db_error)?;
-            tx.commit().map_err(db_error)
-        });
-        Box::pin(std::future::ready(result))
+            insert_transition(conn, &key, &body, now)
+        })
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
-        let result = self.with(|conn| Self::read(conn, id));
-        Box::pin(std::future::ready(result))
+        self.submit(false, move |conn| Self::read(conn, id))
     }
 
     fn claim_expired<'a>(
@@ -277,13 +542,11 @@ impl SagaLog for SqliteLog {
         lease: &'a Lease,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
-        let result = self.with(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_error)?;
+        let lease = lease.clone();
+        self.submit(true, move |conn| {
             let ids: Vec<String> = {
-                let mut stmt = tx
-                    .prepare(
+                let mut stmt = conn
+                    .prepare_cached(
                         "SELECT id FROM flext_sagas
                          WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?1
                          ORDER BY created_ms",
@@ -294,7 +557,7 @@ impl SagaLog for SqliteLog {
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db_error)?
             };
-            tx.execute(
+            conn.execute(
                 "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2
                  WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?3",
                 params![
@@ -304,85 +567,160 @@ impl SagaLog for SqliteLog {
                 ],
             )
             .map_err(db_error)?;
-            let records = ids
-                .iter()
-                .map(|id| {
-                    let id: Uuid = id.parse().map_err(|e| {
-                        Error::infrastructure(
-                            crate::codes::SAGA_LOG_CORRUPT,
-                            format!("bad saga id in the log: {e}"),
-                        )
-                    })?;
-                    Self::read(&tx, id)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            tx.commit().map_err(db_error)?;
-            Ok(records)
-        });
-        Box::pin(std::future::ready(result))
+            ids.iter()
+                .map(|id| Self::read(conn, parse_id(id)?))
+                .collect::<Result<Vec<_>>>()
+        })
     }
 
     fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
-        let result = self.with(|conn| {
+        let lease = lease.clone();
+        self.submit(true, move |conn| {
             let now = now_ms();
             let changed = conn
-                .execute(
+                .prepare_cached(
                     "UPDATE flext_sagas SET lease_until_ms = ?1
                      WHERE id = ?2 AND owner = ?3 AND lease_until_ms > ?4",
-                    params![
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         ms(now.saturating_add(lease.duration_ms)),
                         id.to_string(),
                         lease.owner,
                         ms(now)
-                    ],
-                )
+                    ])
+                })
                 .map_err(db_error)?;
             if changed == 1 {
-                return Ok(());
+                Ok(())
+            } else {
+                Err(refused(conn, id))
             }
-            let owner: Option<String> = conn
-                .query_row(
-                    "SELECT owner FROM flext_sagas WHERE id = ?1",
-                    params![id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?;
-            Err(match owner {
-                Some(owner) => lease_lost(id, &owner),
-                None => unknown_saga(id),
-            })
-        });
-        Box::pin(std::future::ready(result))
+        })
     }
 
-    fn list<'a>(&'a self, state: SagaState) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
-        let result = self.with(|conn| {
+    fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
+        let filter = filter.clone();
+        self.submit(false, move |conn| {
+            let limit = filter
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
             let mut stmt = conn
-                .prepare(
-                    "SELECT s.id, s.name, s.owner, (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
-                     FROM flext_sagas s WHERE s.state = ?1 ORDER BY s.created_ms",
+                .prepare_cached(
+                    "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms,
+                            (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
+                     FROM flext_sagas s
+                     WHERE (?1 IS NULL OR s.state = ?1)
+                       AND (?2 IS NULL OR s.name = ?2)
+                       AND (?3 IS NULL OR s.created_ms < ?3)
+                     ORDER BY s.created_ms, s.rowid
+                     LIMIT ?4",
                 )
                 .map_err(db_error)?;
             let rows = stmt
-                .query_map(params![state.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-                })
+                .query_map(
+                    params![
+                        filter.state.map(SagaState::as_str),
+                        filter.name,
+                        filter.created_before_ms.map(ms),
+                        limit
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ))
+                    },
+                )
                 .map_err(db_error)?;
             rows.map(|row| {
-                let (id, name, owner, n) = row.map_err(db_error)?;
+                let (id, name, state, owner, created, lease, n) = row.map_err(db_error)?;
                 Ok(SagaSummary {
-                    id: id.parse().map_err(|e| {
-                        Error::infrastructure(crate::codes::SAGA_LOG_CORRUPT, format!("bad saga id in the log: {e}"))
-                    })?,
+                    id: parse_id(&id)?,
                     name,
-                    state,
+                    state: parse_state(&state)?,
                     transitions: usize::try_from(n).unwrap_or(0),
                     owner,
+                    created_ms: u64::try_from(created).unwrap_or(0),
+                    lease_until_ms: u64::try_from(lease).unwrap_or(0),
                 })
             })
             .collect()
-        });
-        Box::pin(std::future::ready(result))
+        })
+    }
+
+    fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>> {
+        self.submit(false, move |conn| {
+            let key = id.to_string();
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM flext_sagas WHERE id = ?1")
+                .and_then(|mut stmt| stmt.exists(params![key]))
+                .map_err(db_error)?;
+            if !exists {
+                return Err(unknown_saga(id));
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at_ms, body FROM flext_saga_transitions WHERE saga_id = ?1 ORDER BY seq",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![key], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db_error)?;
+            rows.map(|row| {
+                let (seq, at, body) = row.map_err(db_error)?;
+                Ok(HistoryEntry {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    at_ms: u64::try_from(at).unwrap_or(0),
+                    transition: serde_json::from_str(&body).map_err(json_error)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn act<'a>(
+        &'a self,
+        id: Uuid,
+        command: &'a OperatorCommand,
+        lease: Option<&'a Lease>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<SagaRecord>> {
+        if let Err(e) = command.check() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let body = match serde_json::to_string(&command.transition()).map_err(json_error) {
+            Ok(body) => body,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let command = command.clone();
+        let lease = lease.cloned();
+        self.submit(true, move |conn| {
+            // Read and write in the one savepoint: the state checked is the state changed.
+            let record = Self::read(conn, id)?;
+            let state = command.next_state(&record, now_ms)?;
+            let (owner, until) = match &lease {
+                Some(lease) if state.is_in_flight() => (
+                    lease.owner.clone(),
+                    now_ms.saturating_add(lease.duration_ms),
+                ),
+                _ => (format!("operator/{}", command.principal), 0),
+            };
+            let key = id.to_string();
+            conn.prepare_cached(
+                "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3 WHERE id = ?4",
+            )
+            .and_then(|mut stmt| stmt.execute(params![state.as_str(), owner, ms(until), key]))
+            .map_err(db_error)?;
+            insert_transition(conn, &key, &body, now_ms)?;
+            Self::read(conn, id)
+        })
     }
 }

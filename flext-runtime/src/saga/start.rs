@@ -72,6 +72,7 @@ impl SagaRunner {
             owner: self.lease.owner.clone(),
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
             definition: S::DEFINITION.to_owned(),
+            created_ms: now_ms(),
         };
         // Whoever registers the id first in this process starts it; a second start here
         // waits for that one to end, without touching the log meanwhile.

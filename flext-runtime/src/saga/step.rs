@@ -98,14 +98,15 @@ pub(super) fn step_context(ctx: &Context, id: Uuid, step: &str, compensation: bo
 /// [`backoff_cap`](super::SagaRunnerBuilder::backoff_cap), 60 s unless set), each
 /// attempt bounded by the step's `timeout_ms`. Retries transient errors
 /// only, or every error when `retry_any` (steps after the pivot, compensations). A panic
-/// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error.
+/// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error. Returns the last
+/// attempt's result and how many attempts were made.
 pub(super) async fn attempt<T, F, Fut>(
     spec: &StepSpec,
     backoff: Backoff,
     retries: u32,
     retry_any: bool,
     mut f: F,
-) -> Result<T>
+) -> (Result<T>, u32)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::thread::Result<Result<T>>>,
@@ -141,7 +142,7 @@ where
                 }
                 tried += 1;
             }
-            other => return other,
+            other => return (other, tried + 1),
         }
     }
 }

@@ -1,0 +1,279 @@
+//! Operator actions: resuming a stuck saga, aborting one, marking one resolved by hand.
+//! Each is a transition in the log with who acted and why, so a saga's history tells
+//! what people did to it as well as what its steps did.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::recovery::SagaRegistration;
+use super::{OperatorAction, SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition, now_ms};
+use crate::error::{Error, Result};
+
+/// The longest principal [`OperatorCommand::new`] takes, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 256;
+/// The longest reason [`OperatorCommand::new`] takes, in bytes.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// An operator's action on one saga, with who acts and why: what
+/// [`SagaRunner::act`] and [`SagaLog::act`](super::SagaLog::act) take.
+///
+/// ```
+/// use flext::saga::{OperatorAction, OperatorCommand};
+/// let resume = OperatorCommand::new(OperatorAction::Resume, "alice", "the carrier is back").unwrap();
+/// assert_eq!(resume.principal, "alice");
+/// let nobody = OperatorCommand::new(OperatorAction::Abort, "", "why not").unwrap_err();
+/// assert_eq!(nobody.code(), flext::codes::SAGA_OPERATOR_INPUT);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCommand {
+    /// What to do.
+    pub action: OperatorAction,
+    /// Who does it: a user name, an e-mail address, a service account.
+    pub principal: String,
+    /// Why, for whoever reads the saga's history later.
+    pub reason: String,
+}
+
+impl OperatorCommand {
+    /// A command, checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.saga.operator_input`,
+    /// when the principal or the reason is empty or blank, or longer than
+    /// [`MAX_PRINCIPAL_BYTES`] or [`MAX_REASON_BYTES`].
+    pub fn new(
+        action: OperatorAction,
+        principal: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<Self> {
+        let command = OperatorCommand {
+            action,
+            principal: principal.into(),
+            reason: reason.into(),
+        };
+        command.check()?;
+        Ok(command)
+    }
+
+    /// Checks a command built by hand as [`new`](Self::new) does; the logs call it
+    /// before they write.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn check(&self) -> Result<()> {
+        for (what, text, max) in [
+            ("principal", &self.principal, MAX_PRINCIPAL_BYTES),
+            ("reason", &self.reason, MAX_REASON_BYTES),
+        ] {
+            if text.trim().is_empty() {
+                return Err(Error::validation(
+                    crate::codes::SAGA_OPERATOR_INPUT,
+                    format!("an operator's {what} is required: say who acts and why"),
+                ));
+            }
+            if text.len() > max {
+                return Err(Error::validation(
+                    crate::codes::SAGA_OPERATOR_INPUT,
+                    format!(
+                        "the operator's {what} is {} bytes; at most {max} are kept: {}",
+                        text.len(),
+                        crate::input::echo(text)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transition that records the command.
+    pub fn transition(&self) -> Transition {
+        Transition::Operator {
+            action: self.action,
+            principal: self.principal.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// Where the command takes the saga `record` at time `now_ms` (milliseconds since
+    /// the Unix epoch): the state a log writes with the command's
+    /// [`transition`](Self::transition). Every [`SagaLog`](super::SagaLog) calls it
+    /// inside the write, so the check and the write are one atomic step.
+    ///
+    /// | action | applies to | state after |
+    /// |---|---|---|
+    /// | resume | stuck | running (a step after the pivot stuck) or compensating (a compensation stuck) |
+    /// | abort | stuck; running or compensating with an expired lease | compensating |
+    /// | resolve | stuck; running or compensating with an expired lease | resolved |
+    ///
+    /// A saga in flight under a live lease is being driven by a runner: acting on it would
+    /// race that runner, so it is refused until the lease expires (stop the runner, or wait).
+    ///
+    /// # Errors
+    ///
+    /// All [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), the message naming the saga,
+    /// its state and what to do instead:
+    /// - `flext.saga.finished` when the saga completed, was compensated or was resolved;
+    /// - `flext.saga.lease_live` when it is in flight and its owner's lease is live;
+    /// - `flext.saga.not_stuck` when resuming a saga that is in flight (recovery finishes it).
+    pub fn next_state(&self, record: &SagaRecord, now_ms: u64) -> Result<SagaState> {
+        next_state(record, self, now_ms)
+    }
+}
+
+fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Result<SagaState> {
+    let id = record.id;
+    let state = record.state;
+    if matches!(
+        state,
+        SagaState::Completed | SagaState::Compensated | SagaState::Resolved
+    ) {
+        return Err(Error::conflict(
+            crate::codes::SAGA_FINISHED,
+            format!(
+                "saga {id} is {state}: there is nothing left to {}",
+                command.action
+            ),
+        ));
+    }
+    if state.is_in_flight() {
+        if record.lease_until_ms > now_ms {
+            return Err(Error::conflict(
+                crate::codes::SAGA_LEASE_LIVE,
+                format!(
+                    "saga {id} is {state} under `{}`, whose lease runs {} ms more: stop that runner or wait for its lease to expire, then {} it",
+                    record.owner,
+                    record.lease_until_ms - now_ms,
+                    command.action
+                ),
+            ));
+        }
+        if command.action == OperatorAction::Resume {
+            return Err(Error::conflict(
+                crate::codes::SAGA_NOT_STUCK,
+                format!(
+                    "saga {id} is {state}, not stuck: the next recovery pass finishes it; abort or resolve it to stop it"
+                ),
+            ));
+        }
+    }
+    Ok(match command.action {
+        OperatorAction::Resume => {
+            if stuck_compensating(&record.transitions) {
+                SagaState::Compensating
+            } else {
+                SagaState::Running
+            }
+        }
+        OperatorAction::Abort => SagaState::Compensating,
+        OperatorAction::Resolve => SagaState::Resolved,
+    })
+}
+
+/// Whether the last stuck point of `transitions` was a compensation (the saga was
+/// compensating when it stuck) rather than a step after the pivot.
+fn stuck_compensating(transitions: &[Transition]) -> bool {
+    let mut compensating = false;
+    for t in transitions {
+        match t {
+            Transition::StepFailed { .. }
+            | Transition::Operator {
+                action: OperatorAction::Abort,
+                ..
+            } => compensating = true,
+            _ => {}
+        }
+    }
+    compensating
+}
+
+impl SagaRunner {
+    /// Carries out an operator's `command` on saga `id`: records it in the log with the
+    /// principal and the reason, then, for [resume](OperatorAction::Resume) and
+    /// [abort](OperatorAction::Abort), drives the saga at once under this runner's lease
+    /// and returns how it ended (its output as JSON); for
+    /// [resolve](OperatorAction::Resolve), returns [`SagaOutcome::Resolved`].
+    ///
+    /// When the saga's type is not linked into this program, the command is still
+    /// recorded and the saga's lease left expired, so that a runner that has the type
+    /// takes it on its next recovery pass; the call then returns
+    /// `flext.saga.unknown_type`. That is what the `flext-saga` tool does for every
+    /// resume and abort.
+    ///
+    /// ```
+    /// use flext::prelude::*;
+    /// use flext::saga::{MemoryLog, OperatorAction, OperatorCommand, SagaOutcome, SagaRunner, SagaState};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Ship { parcel: u32 }
+    ///
+    /// #[saga]
+    /// impl Ship {
+    ///     #[saga_step(pivot)]
+    ///     fn pay(&self) -> Result<u32> { Ok(self.parcel) }
+    ///     #[saga_step(retries = 0)]
+    ///     fn label(&self, paid: &u32) -> Result<String> {
+    ///         Err(Error::infrastructure("carrier.down", format!("no label for {paid}")))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = SagaRunner::builder(MemoryLog::new()).build();
+    /// let stuck = runner.run(Ship { parcel: 3 }, &Context::new()).await.unwrap();
+    /// assert_eq!(stuck.state(), SagaState::Stuck);
+    ///
+    /// // The labels were printed by hand.
+    /// let resolve = OperatorCommand::new(OperatorAction::Resolve, "alice", "labels printed by hand").unwrap();
+    /// let outcome = runner.act(stuck.saga_id(), &resolve).await.unwrap();
+    /// assert!(matches!(outcome, SagaOutcome::Resolved { .. }));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`OperatorCommand::next_state`] when the action does not apply (nothing is written);
+    /// `flext.saga.not_found` for an unknown id; `flext.saga.unknown_type` as above;
+    /// and, while driving, those of [`recover`](Self::recover) for one saga.
+    pub async fn act(
+        &self,
+        id: Uuid,
+        command: &OperatorCommand,
+    ) -> Result<SagaOutcome<serde_json::Value>> {
+        command.check()?;
+        tracing::info!(saga_id = %id, action = %command.action, principal = %crate::input::echo(&command.principal), "operator action on a saga");
+        if command.action == OperatorAction::Resolve {
+            self.log.act(id, command, None, now_ms()).await?;
+            return Ok(SagaOutcome::Resolved {
+                saga_id: id,
+                principal: command.principal.clone(),
+                reason: command.reason.clone(),
+            });
+        }
+        // Know the type before taking the lease, so a saga this program cannot drive is
+        // left for one that can.
+        let record = self.log.load(id).await?;
+        let registration = inventory::iter::<SagaRegistration>
+            .into_iter()
+            .find(|r| r.name == record.name);
+        match registration {
+            Some(r) => {
+                let record = self
+                    .log
+                    .act(id, command, Some(&self.lease), now_ms())
+                    .await?;
+                (r.resume)(self, record).await
+            }
+            None => {
+                self.log.act(id, command, None, now_ms()).await?;
+                Err(Error::not_found(
+                    crate::codes::SAGA_UNKNOWN_TYPE,
+                    format!(
+                        "the {} of saga {id} is recorded; it is a `{}`, which is not linked into this program, so a runner that has it takes the saga on its next recovery pass",
+                        command.action, record.name
+                    ),
+                ))
+            }
+        }
+    }
+}
