@@ -58,7 +58,7 @@ impl SagaState {
 
 impl std::fmt::Display for SagaState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -203,7 +203,7 @@ impl OperatorAction {
 
 impl std::fmt::Display for OperatorAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

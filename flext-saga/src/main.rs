@@ -1,0 +1,374 @@
+//! `flext-saga`: the operator's tool over a flext saga log in a SQLite file.
+//!
+//! ```text
+//! flext-saga --db sagas.db list [--state stuck] [--name FulfilOrder] [--older-than 1h] [--limit 20]
+//! flext-saga --db sagas.db show ID
+//! flext-saga --db sagas.db resume ID --reason "the carrier is back"
+//! flext-saga --db sagas.db abort ID --reason "customer cancelled"
+//! flext-saga --db sagas.db resolve ID --reason "refunded by hand, ticket 4411"
+//! ```
+//!
+//! Every command prints for people by default and JSON with `--json`. `resume`, `abort`
+//! and `resolve` are recorded in the log as transitions with the acting principal
+//! (`--principal`, or `$USER`) and the reason. This tool does not link your saga types,
+//! so it does not run steps: a resumed or aborted saga is left with an expired lease, and
+//! the next recovery pass of one of your workers (`SagaRunner::spawn_recovery`) carries
+//! it out. `resolve` finishes the saga at once.
+//!
+//! Exit status: 0 on success; 1 when the log refuses the command (the saga is finished,
+//! or a runner holds it under a live lease, ...), with the reason on stderr; 2 for a
+//! bad command line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use flext_runtime::Uuid;
+use flext_runtime::input::echo;
+use flext_runtime::saga::{
+    HistoryEntry, OperatorAction, OperatorCommand, SagaFilter, SagaLog, SagaRecord, SagaState,
+    SagaSummary, SqliteLog, Transition, now_ms,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "flext-saga",
+    version,
+    about = "List, show, resume, abort and resolve flext sagas in a SQLite saga log."
+)]
+struct Cli {
+    /// The saga log: the SQLite file your workers open with `SqliteLog::open`.
+    #[arg(long, env = "FLEXT_SAGA_DB", global = true)]
+    db: Option<std::path::PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List sagas, oldest first.
+    List {
+        /// Only sagas in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        /// Only sagas of this type (the `#[saga]` struct's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only sagas created at least this long ago: `90s`, `15m`, `2h`, `3d`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<Duration>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one saga: its input, state, owner and every transition.
+    Show {
+        /// The saga's id.
+        id: Uuid,
+    },
+    /// Send a stuck saga back to the step or compensation that stuck; a worker's next
+    /// recovery pass runs it.
+    Resume(Action),
+    /// Compensate what a stuck saga (or one whose runner died) can compensate; a
+    /// worker's next recovery pass runs the compensations.
+    Abort(Action),
+    /// Mark a stuck saga (or one whose runner died) resolved by hand: nothing more runs.
+    Resolve(Action),
+}
+
+#[derive(clap::Args)]
+struct Action {
+    /// The saga's id.
+    id: Uuid,
+    /// Why, for whoever reads the saga's history later.
+    #[arg(long)]
+    reason: String,
+    /// Who acts (default: `$USER`).
+    #[arg(long, env = "USER")]
+    principal: Option<String>,
+}
+
+/// A saga state, as the command line spells it.
+#[derive(Clone, Copy, ValueEnum)]
+enum State {
+    Running,
+    Compensating,
+    Completed,
+    Compensated,
+    Stuck,
+    Resolved,
+}
+
+impl From<State> for SagaState {
+    fn from(s: State) -> Self {
+        match s {
+            State::Running => SagaState::Running,
+            State::Compensating => SagaState::Compensating,
+            State::Completed => SagaState::Completed,
+            State::Compensated => SagaState::Compensated,
+            State::Stuck => SagaState::Stuck,
+            State::Resolved => SagaState::Resolved,
+        }
+    }
+}
+
+/// `90s`, `15m`, `2h`, `3d`, or a number of seconds.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits.parse().map_err(|_| {
+        format!(
+            "`{}` is not an age: give a number and a unit, such as 90s, 15m, 2h or 3d",
+            echo(text)
+        )
+    })?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!("unknown unit `{}`: use s, m, h or d", echo(other)));
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(db) = cli.db.clone() else {
+        eprintln!("flext-saga: no saga log given: pass --db PATH or set FLEXT_SAGA_DB");
+        return ExitCode::from(2);
+    };
+    if !db.exists() {
+        eprintln!(
+            "flext-saga: {} does not exist: give the file your workers' SqliteLog opens",
+            db.display()
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flext-saga: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli, &db)) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": e.code(), "message": e.message() } })
+                );
+            }
+            eprintln!("flext-saga: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli, db: &std::path::Path) -> flext_runtime::Result<String> {
+    let log = SqliteLog::open(db)?;
+    let json = |value: serde_json::Value| {
+        serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    };
+    match &cli.command {
+        Command::List {
+            state,
+            name,
+            older_than,
+            limit,
+        } => {
+            let mut filter = SagaFilter::default();
+            filter.state = state.map(SagaState::from);
+            filter.name = name.clone();
+            if let Some(age) = older_than {
+                filter = filter.older_than(*age);
+            }
+            filter.limit = *limit;
+            let sagas = log.list(&filter).await?;
+            Ok(if cli.json {
+                json(serde_json::to_value(&sagas).unwrap_or_default())
+            } else {
+                list_text(&sagas)
+            })
+        }
+        Command::Show { id } => {
+            let record = log.load(*id).await?;
+            let history = log.history(*id).await?;
+            Ok(if cli.json {
+                json(serde_json::json!({ "saga": record, "history": history }))
+            } else {
+                show_text(&record, &history)
+            })
+        }
+        Command::Resume(a) | Command::Abort(a) | Command::Resolve(a) => {
+            let action = match &cli.command {
+                Command::Resume(_) => OperatorAction::Resume,
+                Command::Abort(_) => OperatorAction::Abort,
+                _ => OperatorAction::Resolve,
+            };
+            let Some(principal) = a.principal.clone().filter(|p| !p.trim().is_empty()) else {
+                return Err(flext_runtime::Error::validation(
+                    flext_runtime::codes::SAGA_OPERATOR_INPUT,
+                    "say who acts: pass --principal NAME (it defaults to $USER, which is not set)",
+                ));
+            };
+            let command = OperatorCommand::new(action, principal, a.reason.clone())?;
+            let record = log.act(a.id, &command, None, now_ms()).await?;
+            Ok(if cli.json {
+                json(serde_json::json!({ "saga": record.summary(), "action": command }))
+            } else {
+                let next = match record.state {
+                    SagaState::Resolved => "nothing more runs",
+                    SagaState::Compensating => {
+                        "a worker's next recovery pass runs its compensations"
+                    }
+                    _ => "a worker's next recovery pass runs it",
+                };
+                format!(
+                    "{} {}: recorded by {}; the saga is {} and {next}",
+                    action,
+                    record.id,
+                    echo(&command.principal),
+                    record.state
+                )
+            })
+        }
+    }
+}
+
+fn time(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+}
+
+fn list_text(sagas: &[SagaSummary]) -> String {
+    if sagas.is_empty() {
+        return "no sagas match".to_owned();
+    }
+    let mut out = format!(
+        "{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {}",
+        "ID", "NAME", "STATE", "TRANS", "CREATED", "OWNER"
+    );
+    for s in sagas {
+        out.push_str(&format!(
+            "\n{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {}",
+            s.id,
+            echo(&s.name),
+            s.state,
+            s.transitions,
+            time(s.created_ms),
+            echo(&s.owner)
+        ));
+    }
+    out.push_str(&format!("\n{} saga(s)", sagas.len()));
+    out
+}
+
+/// The step names of a recorded definition (one line per step, the name first), so that
+/// the history names steps without the saga type linked in.
+fn step_names(record: &SagaRecord) -> Vec<String> {
+    record
+        .definition
+        .lines()
+        .map(|line| line.split('\t').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn show_text(record: &SagaRecord, history: &[HistoryEntry]) -> String {
+    let names = step_names(record);
+    let step = |i: usize| {
+        names
+            .get(i)
+            .map_or_else(|| format!("#{i}"), |n| format!("`{}`", echo(n)))
+    };
+    let attempts = |n: u32| match n {
+        0 => String::new(),
+        1 => " (1 attempt)".to_owned(),
+        n => format!(" ({n} attempts)"),
+    };
+    let lease = if record.state.is_in_flight() {
+        if record.lease_until_ms > now_ms() {
+            format!(" (lease until {})", time(record.lease_until_ms))
+        } else {
+            " (lease expired: the next recovery pass takes it)".to_owned()
+        }
+    } else {
+        String::new()
+    };
+    let input = serde_json::to_string(&record.input).unwrap_or_default();
+    let mut out = format!(
+        "saga        {}\nname        {}\nstate       {}\ncreated     {}\ncorrelation {}\nowner       {}{lease}\ninput       {}\nhistory",
+        record.id,
+        echo(&record.name),
+        record.state,
+        time(record.created_ms),
+        record.correlation_id,
+        echo(&record.owner),
+        echo(&input),
+    );
+    if history.is_empty() {
+        out.push_str("\n  (no transitions yet)");
+    }
+    for entry in history {
+        let what = match &entry.transition {
+            Transition::StepCompleted {
+                index, attempts: n, ..
+            } => format!("step {} completed{}", step(*index), attempts(*n)),
+            Transition::StepFailed {
+                index,
+                error,
+                attempts: n,
+            } => format!(
+                "step {} failed{}: {} {}; compensating",
+                step(*index),
+                attempts(*n),
+                echo(&error.code),
+                echo(&error.message)
+            ),
+            Transition::CompensationCompleted { index, attempts: n } => {
+                format!("compensation of {} completed{}", step(*index), attempts(*n))
+            }
+            Transition::Stuck {
+                step: s,
+                error,
+                attempts: n,
+            } => format!(
+                "STUCK at `{}`{}: {} {}",
+                echo(s),
+                attempts(*n),
+                echo(&error.code),
+                echo(&error.message)
+            ),
+            Transition::Operator {
+                action,
+                principal,
+                reason,
+            } => format!("{action} by {}: {}", echo(principal), echo(reason)),
+        };
+        out.push_str(&format!(
+            "\n  {:>3}  {:<24}  {what}",
+            entry.seq,
+            time(entry.at_ms)
+        ));
+    }
+    out
+}

@@ -1,0 +1,259 @@
+//! `flext-saga` as an operator uses it, on a log a runner wrote: list, show, resume
+//! (carried out by the worker's next recovery pass), resolve, and what it refuses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use flext::prelude::*;
+use flext::saga::{SagaRunner, SagaState, SqliteLog};
+use serde::{Deserialize, Serialize};
+
+#[derive(Default)]
+struct Carrier {
+    down: AtomicBool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ship {
+    parcel: u32,
+}
+
+#[saga]
+impl Ship {
+    #[saga_step(pivot)]
+    async fn pay(&self) -> Result<u64> {
+        Ok(u64::from(self.parcel) * 100)
+    }
+
+    #[saga_step(retries = 1, backoff_ms = 0)]
+    async fn label(&self, paid: &u64, carrier: State<Carrier>) -> Result<String> {
+        if carrier.down.load(Ordering::SeqCst) {
+            return Err(Error::infrastructure(
+                "carrier.down",
+                "the carrier's API answers 503",
+            ));
+        }
+        Ok(format!("label for {paid}"))
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("flext-saga-cli-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("sagas.db")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn tool(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flext-saga"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("FLEXT_SAGA_DB")
+        .output()
+        .expect("flext-saga runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn runner(db: &Path, carrier: &Arc<Carrier>) -> SagaRunner {
+    SagaRunner::builder(SqliteLog::open(db).unwrap())
+        .owner("shipping-worker")
+        .shared_state(carrier.clone())
+        .build()
+}
+
+#[tokio::test]
+async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let carrier = Arc::new(Carrier::default());
+    let done = runner(&db, &carrier)
+        .run(Ship { parcel: 1 }, &Context::new())
+        .await
+        .unwrap();
+    carrier.down.store(true, Ordering::SeqCst);
+    let stuck = runner(&db, &carrier)
+        .run(Ship { parcel: 2 }, &Context::new())
+        .await
+        .unwrap();
+    assert_eq!(stuck.state(), SagaState::Stuck);
+    let id = stuck.saga_id().to_string();
+
+    let list = tool(&db, &["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(
+        text.contains(&id) && text.contains(&done.saga_id().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("2 saga(s)"), "{text}");
+
+    let stuck_only = tool(&db, &["list", "--state", "stuck", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&stuck_only.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["state"], "stuck");
+    let none = tool(&db, &["list", "--state", "running", "--name", "Ship"]);
+    assert_eq!(stdout(&none).trim(), "no sagas match");
+    let old = tool(&db, &["list", "--older-than", "1d"]);
+    assert_eq!(stdout(&old).trim(), "no sagas match");
+
+    let show = tool(&db, &["show", &id]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    let text = stdout(&show);
+    for expected in [
+        "name        Ship",
+        "state       stuck",
+        "input       {\"parcel\":2}",
+        "step `pay` completed (1 attempt)",
+        "STUCK at `label` (2 attempts): carrier.down the carrier's API answers 503",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing from:\n{text}"
+        );
+    }
+
+    // Resumed by the tool, carried out by the worker's next recovery pass.
+    let resume = tool(
+        &db,
+        &[
+            "resume",
+            &id,
+            "--principal",
+            "alice",
+            "--reason",
+            "carrier back up",
+        ],
+    );
+    assert!(resume.status.success(), "{}", stderr(&resume));
+    assert!(
+        stdout(&resume).contains("recorded by alice; the saga is running"),
+        "{}",
+        stdout(&resume)
+    );
+    carrier.down.store(false, Ordering::SeqCst);
+    let report = runner(&db, &carrier).recover().await.unwrap();
+    assert_eq!(report.completed(), 1, "{report:?}");
+
+    let show = tool(&db, &["show", &id, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["saga"]["state"], "completed");
+    let kinds: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["step_completed", "stuck", "operator", "step_completed"]
+    );
+    assert_eq!(shown["history"][2]["principal"], "alice");
+    assert_eq!(shown["history"][2]["reason"], "carrier back up");
+
+    // A finished saga cannot be resolved: exit 1, the reason on stderr, nothing written.
+    let refused = tool(
+        &db,
+        &["resolve", &id, "--principal", "bob", "--reason", "x"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("is completed"),
+        "{}",
+        stderr(&refused)
+    );
+    let again = tool(&db, &["show", &id, "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["history"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn resolve_finishes_a_stuck_saga_at_once() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let carrier = Arc::new(Carrier::default());
+    carrier.down.store(true, Ordering::SeqCst);
+    let stuck = runner(&db, &carrier)
+        .run(Ship { parcel: 3 }, &Context::new())
+        .await
+        .unwrap();
+    let id = stuck.saga_id().to_string();
+    let out = tool(
+        &db,
+        &[
+            "resolve",
+            &id,
+            "--principal",
+            "carol",
+            "--reason",
+            "label printed by hand",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["saga"]["state"], "resolved");
+    assert_eq!(answer["action"]["action"], "resolve");
+    let show = stdout(&tool(&db, &["show", &id]));
+    assert!(
+        show.contains("resolve by carol: label printed by hand"),
+        "{show}"
+    );
+    assert!(runner(&db, &carrier).recover().await.unwrap().is_empty());
+}
+
+#[test]
+fn a_bad_command_line_says_what_to_give() {
+    let dir = Dir::new();
+    let missing = tool(&dir.db(), &["list"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    std::fs::write(dir.db(), b"").unwrap();
+    let age = tool(&dir.db(), &["list", "--older-than", "3 weeks"]);
+    assert_eq!(age.status.code(), Some(2));
+    assert!(
+        stderr(&age).contains("use s, m, h or d"),
+        "{}",
+        stderr(&age)
+    );
+    let id = tool(&dir.db(), &["show", "not-a-uuid"]);
+    assert_eq!(id.status.code(), Some(2));
+    let unknown = tool(&dir.db(), &["show", &Uuid::new_v4().to_string()]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("no saga"), "{}", stderr(&unknown));
+    let no_reason = tool(&dir.db(), &["resolve", &Uuid::new_v4().to_string()]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    assert!(
+        stderr(&no_reason).contains("--reason"),
+        "{}",
+        stderr(&no_reason)
+    );
+}
