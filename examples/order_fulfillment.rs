@@ -13,7 +13,9 @@
 //! With `--db PATH` the saga log and the services' effect ledger live in a SQLite file
 //! and the program first recovers whatever a previous run left in flight; the crash test
 //! (`tests/test_saga_kill.rs`) runs it that way and kills it with SIGKILL at random
-//! moments: `--db PATH --orders N --start K` runs orders K..K+N.
+//! moments: `--db PATH --orders N --start K` runs orders K..K+N; `--owner NAME` names the
+//! runner, `--recovery-ms N` runs a recovery loop beside the orders, and `--drain` waits
+//! before exiting until no saga is in flight.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -314,10 +316,14 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     match flag("--db") {
         Some(path) => {
-            let n = flag("--orders").map_or(Ok(3), |v| v.parse())?;
-            let start = flag("--start").map_or(Ok(0), |v| v.parse())?;
-            let drain = args.iter().any(|a| a == "--drain");
-            durable(&path, start, n, drain).await
+            let worker = Worker {
+                owner: flag("--owner").unwrap_or_else(|| "fulfilment-worker".to_owned()),
+                start: flag("--start").map_or(Ok(0), |v| v.parse())?,
+                orders: flag("--orders").map_or(Ok(3), |v| v.parse())?,
+                recovery_ms: flag("--recovery-ms").map(|v| v.parse()).transpose()?,
+                drain: args.iter().any(|a| a == "--drain"),
+            };
+            durable(&path, &worker).await
         }
         None => demo().await,
     }
@@ -376,13 +382,26 @@ async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
 /// finishes the crashed worker's sagas soon; a long step keeps its lease by heartbeat.
 const LEASE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The durable mode the crash test drives: recover what expired, run orders
-/// `start..start + n`, and with `drain`, keep recovering until nothing is in flight.
+/// What one durable worker process does (its command-line flags).
+struct Worker {
+    /// `--owner NAME`: the runner's name in the log's leases.
+    owner: String,
+    /// `--start K --orders N`: runs orders `K..K + N`.
+    start: usize,
+    orders: usize,
+    /// `--recovery-ms N`: a recovery loop every N ms beside the orders
+    /// (`SagaRunner::spawn_recovery`), as a long-running worker has.
+    recovery_ms: Option<u64>,
+    /// `--drain`: before exiting, wait until no saga in the log is in flight (taking
+    /// over, once their leases expire, those a killed worker left).
+    drain: bool,
+}
+
+/// The durable mode the crash tests drive: recover what expired, run the orders, and
+/// with `drain`, keep recovering until nothing is in flight.
 async fn durable(
     path: &str,
-    start: usize,
-    n: usize,
-    drain: bool,
+    worker: &Worker,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let ledger = rusqlite::Connection::open(path)?;
     ledger.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -398,19 +417,22 @@ async fn durable(
     let log: std::sync::Arc<dyn SagaLog> = std::sync::Arc::new(SqliteLog::open(path)?);
     // The name makes the log readable; each process is its own incarnation of it.
     let runner = SagaRunner::builder_shared(log.clone())
-        .owner("fulfilment-worker")
+        .owner(worker.owner.as_str())
         .lease(LEASE)
         .shared_state(services)
         .build();
     recover(&runner).await?;
-    for order in orders(start, n) {
+    let recovery = worker
+        .recovery_ms
+        .map(|ms| runner.spawn_recovery(std::time::Duration::from_millis(ms)));
+    for order in orders(worker.start, worker.orders) {
         let id = order.order_id.clone();
         let outcome = runner.run(order, &Context::new()).await?;
         println!("saga {id} {:?}", outcome.state());
     }
     // Sagas a killed worker left hold live leases for up to `LEASE`: wait them out.
     let mut rounds = 0;
-    while drain && rounds < 100 {
+    while worker.drain && rounds < 100 {
         let in_flight = log
             .list(&flext::saga::SagaFilter::default())
             .await?
@@ -421,8 +443,13 @@ async fn durable(
             break;
         }
         tokio::time::sleep(LEASE / 2).await;
-        recover(&runner).await?;
+        if recovery.is_none() {
+            recover(&runner).await?;
+        }
         rounds += 1;
+    }
+    if let Some(recovery) = recovery {
+        recovery.shutdown().await;
     }
     Ok(())
 }
