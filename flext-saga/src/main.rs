@@ -190,13 +190,15 @@ async fn run(cli: &Cli, db: &std::path::Path) -> flext_runtime::Result<String> {
             older_than,
             limit,
         } => {
-            let mut filter = SagaFilter::default();
-            filter.state = state.map(SagaState::from);
-            filter.name = name.clone();
+            let mut filter = SagaFilter {
+                state: state.map(SagaState::from),
+                name: name.clone(),
+                limit: *limit,
+                ..SagaFilter::default()
+            };
             if let Some(age) = older_than {
                 filter = filter.older_than(*age);
             }
-            filter.limit = *limit;
             let sagas = log.list(&filter).await?;
             Ok(if cli.json {
                 json(serde_json::to_value(&sagas).unwrap_or_default())
