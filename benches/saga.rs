@@ -1,6 +1,7 @@
 //! A four-step saga with trivial steps: run by the runner over the in-memory log and over
 //! SQLite, against the same steps called directly and against the raw `rusqlite`
-//! commits the log needs, in one run.
+//! commits the log needs, in one run; then with 1, 8 and 64 sagas in flight on one
+//! SQLite log at `synchronous = FULL`, where group commit shares each commit.
 //!
 //! ```text
 //! cargo bench --bench saga
@@ -166,5 +167,67 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Group commit: `in_flight` sagas at once, each task running its share back to back, on
+/// one `SqliteLog` at `synchronous = FULL`. Time per saga (5 transitions); the commits
+/// per write are printed after each case.
+fn group_commit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    let mut g = c.benchmark_group("saga/group_commit_full");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for in_flight in [1u64, 8, 64] {
+        let log = std::sync::Arc::new(
+            SqliteLog::open_with(temp_db("group.db"), Synchronous::Full).unwrap(),
+        );
+        let runner = SagaRunner::builder_shared(log.clone()).build();
+        let before = log.stats();
+        g.throughput(criterion::Throughput::Elements(5));
+        g.bench_function(format!("{in_flight}_in_flight"), |b| {
+            b.iter_custom(|iters| {
+                let per_task = iters.div_ceil(in_flight);
+                let started = Instant::now();
+                rt.block_on(async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for t in 0..in_flight {
+                        let (runner, ctx) = (runner.clone(), ctx.clone());
+                        tasks.spawn(async move {
+                            for n in 0..per_task {
+                                black_box(
+                                    runner
+                                        .run(
+                                            Trivial {
+                                                n: t * per_task + n,
+                                            },
+                                            &ctx,
+                                        )
+                                        .await
+                                        .unwrap(),
+                                );
+                            }
+                        });
+                    }
+                    while let Some(done) = tasks.join_next().await {
+                        done.unwrap();
+                    }
+                });
+                // Scaled to `iters` sagas when the tasks ran a few more.
+                started
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_task * in_flight) as f64)
+            })
+        });
+        let after = log.stats();
+        let (commits, writes) = (after.commits - before.commits, after.writes - before.writes);
+        eprintln!(
+            "saga/group_commit_full/{in_flight}_in_flight: {commits} commits for {writes} writes = {:.3} commits per write",
+            commits as f64 / writes.max(1) as f64
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, group_commit);
 criterion_main!(benches);

@@ -42,24 +42,31 @@ impl Backend for Memory {
     }
 }
 
-/// A SQLite file in a directory of its own, removed afterwards.
+/// A SQLite file in a directory of its own, removed afterwards, opened at
+/// `synchronous = NORMAL` (each write commits on the caller's thread) or `FULL` (writes
+/// group-commit on a writer thread).
 #[cfg(feature = "sqlite")]
-struct Sqlite(std::path::PathBuf);
+struct Sqlite<const FULL: bool>(std::path::PathBuf);
 
 #[cfg(feature = "sqlite")]
-impl Backend for Sqlite {
+impl<const FULL: bool> Backend for Sqlite<FULL> {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("flext-conformance-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Sqlite(dir)
     }
     fn connect(&self) -> Arc<dyn SagaLog> {
-        Arc::new(SqliteLog::open(self.0.join("sagas.db")).unwrap())
+        let sync = if FULL {
+            flext::saga::Synchronous::Full
+        } else {
+            flext::saga::Synchronous::Normal
+        };
+        Arc::new(SqliteLog::open_with(self.0.join("sagas.db"), sync).unwrap())
     }
 }
 
 #[cfg(feature = "sqlite")]
-impl Drop for Sqlite {
+impl<const FULL: bool> Drop for Sqlite<FULL> {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
     }
@@ -155,7 +162,9 @@ macro_rules! conformance {
 
 conformance!(memory, Memory);
 #[cfg(feature = "sqlite")]
-conformance!(sqlite, Sqlite);
+conformance!(sqlite, Sqlite<false>);
+#[cfg(feature = "sqlite")]
+conformance!(sqlite_group_commit, Sqlite<true>);
 
 // ---------------------------------------------------------------- creation, leases
 

@@ -775,3 +775,77 @@ async fn a_log_written_before_definitions_were_recorded_opens_and_reads() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// At `synchronous = FULL` writes waiting together share one commit, and a write the
+/// log refuses (here, a lease held by another runner) rolls back alone: the others in
+/// its group are committed.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_refused_write_in_a_group_commit_rolls_back_alone() {
+    let dir = std::env::temp_dir().join(format!("flext-group-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sagas.db");
+    let log = SqliteLog::open_with(&path, flext::saga::Synchronous::Full).unwrap();
+    let ours = Lease {
+        owner: "ours/1".into(),
+        duration_ms: 60_000,
+    };
+    let saga = |owner: &str| SagaRecord {
+        id: Uuid::new_v4(),
+        name: "Fulfil".into(),
+        input: serde_json::json!({}),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: owner.into(),
+        lease_until_ms: flext::saga::now_ms() + 60_000,
+        definition: String::new(),
+        created_ms: 0,
+    };
+    let (mine, theirs) = (saga("ours/1"), saga("theirs/1"));
+    log.create(&mine).await.unwrap();
+    log.create(&theirs).await.unwrap();
+    let before = log.stats();
+
+    // Another connection holds the write lock while 40 writes queue up behind it.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let transitions: Vec<Transition> = (0..40)
+        .map(|i| Transition::StepCompleted {
+            index: i,
+            output: serde_json::json!(i),
+            attempts: 1,
+        })
+        .collect();
+    let writes: Vec<_> = transitions
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let id = if i % 2 == 0 { mine.id } else { theirs.id };
+            (id, log.append(id, t, SagaState::Running, &ours))
+        })
+        .collect();
+    blocker.execute_batch("COMMIT").unwrap();
+
+    let mut refused = 0;
+    for (id, write) in writes {
+        let result = write.await;
+        if id == theirs.id {
+            assert_eq!(result.unwrap_err().code(), flext::codes::SAGA_LEASE_LOST);
+            refused += 1;
+        } else {
+            result.unwrap();
+        }
+    }
+    assert_eq!(refused, 20);
+    let kept = log.load(mine.id).await.unwrap().transitions;
+    assert_eq!(kept, transitions.into_iter().step_by(2).collect::<Vec<_>>());
+    assert!(log.load(theirs.id).await.unwrap().transitions.is_empty());
+    let after = log.stats();
+    assert_eq!(after.writes - before.writes, 40);
+    assert!(
+        after.commits - before.commits <= 2,
+        "the writes queued behind the lock shared a commit: {before:?} -> {after:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

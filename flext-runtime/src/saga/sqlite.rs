@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::OperatorCommand;
@@ -35,7 +35,8 @@ pub enum Synchronous {
 ///
 /// # Group commit
 ///
-/// The connection lives on a writer thread of its own. Writes wait in a queue; the
+/// At [`Synchronous::Full`], where each commit waits for an `fsync`, the connection
+/// lives on a writer thread of its own. Writes wait in a queue; the
 /// thread takes every write waiting, runs each in a savepoint of one transaction (a write
 /// that fails, a lost lease say, is rolled back alone), commits once, and only then
 /// answers each caller with its own result. A lone saga pays one commit per transition as
@@ -45,7 +46,14 @@ pub enum Synchronous {
 /// database systems", SIGMOD 1984). [`stats`](Self::stats) tells how many transitions
 /// each commit carried. Reads go through the same thread, after the commit of the
 /// writes queued before them, so the async caller never blocks its executor.
+///
+/// At [`Synchronous::Normal`] a commit costs tens of microseconds, less than handing
+/// the write to another thread and back (measured in BENCHMARKS.md), so each write
+/// runs and commits on the caller's thread behind a mutex, blocking it for that long.
 pub struct SqliteLog {
+    /// At [`Synchronous::Normal`]: the connection, used on the caller's thread.
+    inline: Option<std::sync::Mutex<Connection>>,
+    /// At [`Synchronous::Full`]: the writer thread's queue.
     jobs: Option<std::sync::mpsc::Sender<Box<dyn Job>>>,
     writer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Counters>,
@@ -130,30 +138,37 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for Pending<T, F> 
     }
 }
 
+/// How long the writer waits for more writes when the previous group was larger than
+/// what is queued now: the sagas answered by the last commit are about to send their
+/// next transitions, and one commit can carry them all. A lone saga (groups of one)
+/// never waits.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// The writer thread: takes every job waiting, runs the writes in one transaction, one
 /// savepoint each, commits, then runs the reads, then answers everyone.
 fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Job>>, stats: &Counters) {
+    let mut last_group = 1;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
+        let deadline = std::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
+                Err(std::sync::mpsc::TryRecvError::Empty) if batch.len() < last_group => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match jobs.recv_timeout(left) {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
         let (mut writes, mut reads): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|job| job.is_write());
+        last_group = writes.len().max(1);
         if !writes.is_empty() {
-            let commit = write_batch(&mut conn, &mut writes);
-            if commit.is_ok() {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            stats
-                .writes
-                .fetch_add(writes.len() as u64, Ordering::Relaxed);
-            for job in writes {
-                job.finish(commit.as_ref().map(|_| ()));
-            }
+            commit_group(&mut conn, &mut writes, stats);
         }
         for mut job in reads.drain(..) {
             job.run(&conn);
@@ -162,16 +177,55 @@ fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Job>>, s
     }
 }
 
-fn write_batch(conn: &mut Connection, writes: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for job in writes.iter_mut() {
-        let savepoint = tx.savepoint()?;
-        if job.run(&savepoint) {
-            savepoint.commit()?;
-        }
-        // A failed write's savepoint rolls back when dropped.
+/// Runs `writes` in one transaction and answers each: the group commit.
+fn commit_group(conn: &mut Connection, writes: &mut Vec<Box<dyn Job>>, stats: &Counters) {
+    let commit = write_batch(conn, writes);
+    if let Ok(true) = commit {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
     }
-    tx.commit()
+    stats
+        .writes
+        .fetch_add(writes.len() as u64, Ordering::Relaxed);
+    for job in writes.drain(..) {
+        job.finish(commit.as_ref().map(|_| ()));
+    }
+}
+
+/// Runs `writes` in one transaction, each in a savepoint of its own when there are
+/// several, so that a write that fails rolls back alone. Returns whether a commit was
+/// made (a lone write that failed is rolled back instead).
+fn write_batch(conn: &mut Connection, writes: &mut [Box<dyn Job>]) -> rusqlite::Result<bool> {
+    let exec = |conn: &Connection, sql: &str| conn.prepare_cached(sql)?.execute([]).map(|_| ());
+    exec(conn, "BEGIN IMMEDIATE")?;
+    let result = (|| {
+        if let [job] = writes {
+            return Ok(job.run(conn));
+        }
+        for job in writes.iter_mut() {
+            exec(conn, "SAVEPOINT flext_write")?;
+            if !job.run(conn) {
+                exec(conn, "ROLLBACK TO flext_write")?;
+            }
+            exec(conn, "RELEASE flext_write")?;
+        }
+        Ok(true)
+    })();
+    match result {
+        Ok(true) => match exec(conn, "COMMIT") {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK");
+                Err(e)
+            }
+        },
+        Ok(false) => exec(conn, "ROLLBACK").map(|()| false),
+        Err(e) => {
+            // The transaction may already be gone; rolling back what is left is all
+            // there is to do.
+            let _ = exec(conn, "ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -269,8 +323,16 @@ impl SqliteLog {
                     .map_err(db_error)?;
             }
         }
-        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(Counters::default());
+        if synchronous == Synchronous::Normal {
+            return Ok(SqliteLog {
+                inline: Some(std::sync::Mutex::new(conn)),
+                jobs: None,
+                writer: None,
+                stats,
+            });
+        }
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
         let counters = stats.clone();
         let writer = std::thread::Builder::new()
             .name("flext-saga-log".into())
@@ -283,6 +345,7 @@ impl SqliteLog {
                 .with_source(e)
             })?;
         Ok(SqliteLog {
+            inline: None,
             jobs: Some(jobs),
             writer: Some(writer),
             stats,
@@ -307,20 +370,35 @@ impl SqliteLog {
         }
     }
 
-    /// Queues `work` for the writer thread and waits for its answer: a write runs in the
-    /// next group commit and is answered after it; a read runs after that commit.
+    /// Runs `work`: at once on this thread, in a transaction of its own
+    /// ([`Synchronous::Normal`]); or queued for the writer thread, whose answer it waits
+    /// for ([`Synchronous::Full`]): a write runs in the next group commit and is answered
+    /// after it; a read runs after that commit.
     fn submit<T, F>(&self, write: bool, work: F) -> BoxFuture<'static, Result<T>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Box::new(Pending {
+        let mut job: Box<dyn Job> = Box::new(Pending {
             write,
             work: Some(work),
             result: None,
             reply,
         });
+        if let Some(conn) = &self.inline {
+            let mut conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if write {
+                commit_group(&mut conn, &mut vec![job], &self.stats);
+            } else {
+                job.run(&conn);
+                job.finish(Ok(()));
+            }
+            drop(conn);
+            return Box::pin(async move { answer.await.unwrap_or_else(|_| Err(writer_gone())) });
+        }
         let sent = self
             .jobs
             .as_ref()
