@@ -37,9 +37,9 @@ pub enum Synchronous {
 ///
 /// At [`Synchronous::Full`], where each commit waits for an `fsync`, the connection
 /// lives on a writer thread of its own. Writes wait in a queue; the
-/// thread takes every write waiting, runs each in a savepoint of one transaction (a write
-/// that fails, a lost lease say, is rolled back alone), commits once, and only then
-/// answers each caller with its own result. A lone saga pays one commit per transition as
+/// thread takes every write waiting, runs them in one transaction (a write that is
+/// refused, a lost lease say, refuses before it writes anything, so the others go on),
+/// commits once, and only then answers each caller with its own result. A lone saga pays one commit per transition as
 /// before; with many sagas in flight, one commit (one `fsync` at
 /// [`Synchronous::Full`]) carries the transitions of all of them. This is the group
 /// commit of database engines (DeWitt et al., "Implementation techniques for main memory
@@ -88,14 +88,30 @@ struct Counters {
 /// The most writes one commit carries; more wait for the next.
 const MAX_BATCH: usize = 512;
 
-/// A unit of work for the writer thread: a write (run in a savepoint of the batch's
-/// transaction) or a read (run after the commit).
+/// A unit of work for the writer thread: a write (run in the group's transaction) or a
+/// read (run after the commit).
+///
+/// Every write keeps one rule, which lets a group share a transaction without a
+/// savepoint per write: it refuses (a lost lease, an existing id, an action that does not
+/// apply) before it writes anything; once it has written, only a database error can
+/// fail it, and that aborts the whole group.
 trait Job: Send {
     fn is_write(&self) -> bool;
-    /// Runs the job; `false` when it failed (its savepoint is rolled back).
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller: its result, or the commit's error.
-    fn finish(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>);
+    /// Runs the job.
+    fn run(&mut self, conn: &Connection) -> Ran;
+    /// Answers the caller: its result, or why its group was not committed.
+    fn finish(self: Box<Self>, aborted: Option<&str>);
+}
+
+/// How a job's run went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// It did its work.
+    Done,
+    /// It refused, having written nothing.
+    Refused,
+    /// The database failed: the group rolls back.
+    Broken,
 }
 
 struct Pending<T, F> {
@@ -110,25 +126,29 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for Pending<T, F> 
         self.write
     }
 
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> Ran {
         let result = match self.work.take() {
             Some(work) => work(conn),
             // Each job runs once: the writer calls `run` once per job.
-            None => return false,
+            None => return Ran::Refused,
         };
-        let ok = result.is_ok();
+        let ran = match &result {
+            Ok(_) => Ran::Done,
+            Err(e) if e.code() == crate::codes::SAGA_LOG_FAILED => Ran::Broken,
+            Err(_) => Ran::Refused,
+        };
         self.result = Some(result);
-        ok
+        ran
     }
 
-    fn finish(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>) {
-        let result = match (commit, self.result) {
-            (Ok(()), Some(result)) | (Err(_), Some(result @ Err(_))) => result,
-            (Err(e), Some(Ok(_))) => Err(Error::infrastructure(
+    fn finish(self: Box<Self>, aborted: Option<&str>) {
+        let result = match (aborted, self.result) {
+            (None, Some(result)) | (Some(_), Some(result @ Err(_))) => result,
+            (Some(why), Some(Ok(_)) | None) => Err(Error::infrastructure(
                 crate::codes::SAGA_LOG_FAILED,
-                format!("saga log: the commit failed: {e}"),
+                format!("saga log: not committed: {why}"),
             )),
-            (_, None) => Err(Error::infrastructure(
+            (None, None) => Err(Error::infrastructure(
                 crate::codes::SAGA_LOG_FAILED,
                 "saga log: the write was not run",
             )),
@@ -145,7 +165,7 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for Pending<T, F> 
 const LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// The writer thread: takes every job waiting, runs the writes in one transaction, one
-/// savepoint each, commits, then runs the reads, then answers everyone.
+/// commits, then runs the reads, then answers everyone.
 fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Job>>, stats: &Counters) {
     let mut last_group = 1;
     while let Ok(first) = jobs.recv() {
@@ -172,60 +192,55 @@ fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Job>>, s
         }
         for mut job in reads.drain(..) {
             job.run(&conn);
-            job.finish(Ok(()));
+            job.finish(None);
         }
     }
 }
 
 /// Runs `writes` in one transaction and answers each: the group commit.
 fn commit_group(conn: &mut Connection, writes: &mut Vec<Box<dyn Job>>, stats: &Counters) {
-    let commit = write_batch(conn, writes);
-    if let Ok(true) = commit {
+    let outcome = write_batch(conn, writes);
+    if let Ok(true) = outcome {
         stats.commits.fetch_add(1, Ordering::Relaxed);
     }
     stats
         .writes
         .fetch_add(writes.len() as u64, Ordering::Relaxed);
+    let aborted = outcome.err();
     for job in writes.drain(..) {
-        job.finish(commit.as_ref().map(|_| ()));
+        job.finish(aborted.as_deref());
     }
 }
 
-/// Runs `writes` in one transaction, each in a savepoint of its own when there are
-/// several, so that a write that fails rolls back alone. Returns whether a commit was
-/// made (a lone write that failed is rolled back instead).
-fn write_batch(conn: &mut Connection, writes: &mut [Box<dyn Job>]) -> rusqlite::Result<bool> {
+/// Runs `writes` in one transaction. Returns whether a commit was made (not when every
+/// write refused), or why the group was rolled back.
+fn write_batch(
+    conn: &mut Connection,
+    writes: &mut [Box<dyn Job>],
+) -> std::result::Result<bool, String> {
     let exec = |conn: &Connection, sql: &str| conn.prepare_cached(sql)?.execute([]).map(|_| ());
-    exec(conn, "BEGIN IMMEDIATE")?;
-    let result = (|| {
-        if let [job] = writes {
-            return Ok(job.run(conn));
-        }
-        for job in writes.iter_mut() {
-            exec(conn, "SAVEPOINT flext_write")?;
-            if !job.run(conn) {
-                exec(conn, "ROLLBACK TO flext_write")?;
-            }
-            exec(conn, "RELEASE flext_write")?;
-        }
-        Ok(true)
-    })();
-    match result {
-        Ok(true) => match exec(conn, "COMMIT") {
-            Ok(()) => Ok(true),
-            Err(e) => {
+    exec(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    let mut done = false;
+    for job in writes.iter_mut() {
+        match job.run(conn) {
+            Ran::Done => done = true,
+            Ran::Refused => {}
+            Ran::Broken => {
                 let _ = exec(conn, "ROLLBACK");
-                Err(e)
+                return Err("a database error in the same group commit".to_owned());
             }
-        },
-        Ok(false) => exec(conn, "ROLLBACK").map(|()| false),
-        Err(e) => {
-            // The transaction may already be gone; rolling back what is left is all
-            // there is to do.
-            let _ = exec(conn, "ROLLBACK");
-            Err(e)
         }
     }
+    if !done {
+        return exec(conn, "ROLLBACK")
+            .map(|()| false)
+            .map_err(|e| e.to_string());
+    }
+    exec(conn, "COMMIT").map(|()| true).map_err(|e| {
+        // A failed COMMIT may leave the transaction open.
+        let _ = exec(conn, "ROLLBACK");
+        e.to_string()
+    })
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -394,7 +409,7 @@ impl SqliteLog {
                 commit_group(&mut conn, &mut vec![job], &self.stats);
             } else {
                 job.run(&conn);
-                job.finish(Ok(()));
+                job.finish(None);
             }
             drop(conn);
             return Box::pin(async move { answer.await.unwrap_or_else(|_| Err(writer_gone())) });
@@ -635,19 +650,23 @@ impl SagaLog for SqliteLog {
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db_error)?
             };
+            // Read first: a record that does not decode refuses the claim before any write.
+            let mut records = ids
+                .iter()
+                .map(|id| Self::read(conn, parse_id(id)?))
+                .collect::<Result<Vec<_>>>()?;
+            let until = now_ms.saturating_add(lease.duration_ms);
             conn.execute(
                 "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2
                  WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?3",
-                params![
-                    lease.owner,
-                    ms(now_ms.saturating_add(lease.duration_ms)),
-                    ms(now_ms)
-                ],
+                params![lease.owner, ms(until), ms(now_ms)],
             )
             .map_err(db_error)?;
-            ids.iter()
-                .map(|id| Self::read(conn, parse_id(id)?))
-                .collect::<Result<Vec<_>>>()
+            for record in &mut records {
+                record.owner.clone_from(&lease.owner);
+                record.lease_until_ms = until;
+            }
+            Ok(records)
         })
     }
 
@@ -781,8 +800,9 @@ impl SagaLog for SqliteLog {
         let command = command.clone();
         let lease = lease.cloned();
         self.submit(true, move |conn| {
-            // Read and write in the one savepoint: the state checked is the state changed.
-            let record = Self::read(conn, id)?;
+            // Read and write in the one transaction: the state checked is the state
+            // changed. Everything that can refuse happens before the first write.
+            let mut record = Self::read(conn, id)?;
             let state = command.next_state(&record, now_ms)?;
             let (owner, until) = match &lease {
                 Some(lease) if state.is_in_flight() => (
@@ -798,7 +818,11 @@ impl SagaLog for SqliteLog {
             .and_then(|mut stmt| stmt.execute(params![state.as_str(), owner, ms(until), key]))
             .map_err(db_error)?;
             insert_transition(conn, &key, &body, now_ms)?;
-            Self::read(conn, id)
+            record.state = state;
+            record.owner = owner;
+            record.lease_until_ms = until;
+            record.transitions.push(command.transition());
+            Ok(record)
         })
     }
 }
