@@ -22,9 +22,10 @@
 //! - an operator's resume, abort or resolve ([`SagaRunner::act`], or the `flext-saga`
 //!   tool): 1.
 //!
-//! A write is atomic; it is not always a commit of its own: [`SqliteLog`] commits every
-//! write waiting for it in one transaction (group commit), so with many sagas in flight
-//! one `fsync` carries the transitions of many.
+//! A write is atomic; it is not always a commit of its own: at
+//! `Synchronous::Full`, `SqliteLog` commits every write waiting for it in one transaction
+//! (group commit), so with many sagas in flight one `fsync` carries the transitions of
+//! many.
 //!
 //! A saga of `n` steps that succeeds costs `n + 1` writes; one that fails at step `k`
 //! (counting from 0) costs `k + 2` writes plus one per compensated step. A step's start
