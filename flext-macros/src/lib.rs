@@ -2,6 +2,7 @@
 //! crate (`use flext::prelude::*;`), whose documentation describes each attribute with
 //! examples; generated code refers to the runtime only as `::flext::__private_<version>`.
 
+mod aggregate;
 mod common;
 mod domain_service;
 mod handler;
@@ -402,6 +403,69 @@ pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
     run::<saga::Saga>((), args, input)
 }
 
+/// An event-sourced aggregate: on the struct, with `#[aggregate_id]` on its id field
+/// (options: `snapshot_every = N`, `name = ".."`); on its `impl` block, with `#[apply]`
+/// methods that evolve the state from an event (`&mut self`, `&Event`, no result) and
+/// `#[command_handler]` methods that decide a command (`&self`, `&Command`, optionally
+/// `&Context`, returning `Result<Events<Self>>`). Each command is registered on the bus:
+/// `bus.send(command)` loads the aggregate through the `Repository<Self>` in the bus's
+/// state, decides, appends the events and publishes them. The command marks its own
+/// `#[aggregate_id]` field.
+///
+/// ```
+/// use flext::prelude::*;
+/// use flext::aggregate::{Events, Fixture};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[command(output = u64)]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposit { #[aggregate_id] account: String, cents: u64 }
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposited { cents: u64 }
+///
+/// #[aggregate]
+/// #[derive(Default)]
+/// struct Account { #[aggregate_id] id: String, balance: u64 }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[command_handler]
+///     fn deposit(&self, command: &Deposit) -> Result<Events<Self>> {
+///         if command.cents == 0 {
+///             return Err(Error::validation("account.zero_deposit", "deposit at least one cent"));
+///         }
+///         Ok(Events::one(Deposited { cents: command.cents }))
+///     }
+///
+///     #[apply]
+///     fn deposited(&mut self, event: &Deposited) {
+///         self.balance += event.cents;
+///     }
+/// }
+///
+/// let account = Fixture::<Account>::given(Events::one(Deposited { cents: 100 }))
+///     .when(Deposit { account: "a-1".into(), cents: 50 })
+///     .then_expect(Events::one(Deposited { cents: 50 }));
+/// assert_eq!((account.id.as_str(), account.balance), ("a-1", 150));
+/// ```
+#[proc_macro_attribute]
+pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
+    let tokens = proc_macro2::TokenStream::from(input.clone());
+    match syn::parse2::<syn::Item>(tokens) {
+        Ok(syn::Item::Impl(_)) => run::<aggregate::Behaviour>((), args, input),
+        _ => run::<aggregate::Root>((), args, input),
+    }
+}
+
+/// Marks a method that applies an event inside an `#[aggregate]` impl block; see
+/// [`macro@aggregate`].
+#[proc_macro_attribute]
+pub fn apply(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_service("apply", input)
+}
+
 /// Marks a step inside a `#[saga]` impl block; see [`macro@saga`].
 #[proc_macro_attribute]
 pub fn saga_step(_args: TokenStream, input: TokenStream) -> TokenStream {
@@ -442,6 +506,7 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
     let message = match name {
         "saga_step" => "`#[saga_step]` only works on a method inside a `#[saga]` impl block: add `#[saga]` to the enclosing `impl`".to_owned(),
+        "apply" => "`#[apply]` only works on a method inside an `#[aggregate]` impl block: add `#[aggregate]` to the enclosing `impl`".to_owned(),
         "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service) or `#[business_rules]` (the rules of a command, query or event): add the one that fits to the enclosing `impl`".to_owned(),
         _ => format!("`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"),
     };

@@ -133,6 +133,34 @@ pub const SAGA_ABORTED: &str = "flext.saga.aborted";
 /// An operator's principal or reason is empty or too long. Validation.
 pub const SAGA_OPERATOR_INPUT: &str = "flext.saga.operator_input";
 
+// ---- event store ---------------------------------------------------------------------
+
+/// An append expected the stream at another version: another writer appended first.
+/// Conflict.
+pub const EVENT_CONFLICT: &str = "flext.event.conflict";
+/// An event with this id is already stored. Conflict.
+pub const EVENT_DUPLICATE_ID: &str = "flext.event.duplicate_id";
+/// The event store could not be read or written (SQLite's error is the source).
+/// Infrastructure.
+pub const EVENT_STORE_FAILED: &str = "flext.event.store_failed";
+/// A stored event or snapshot does not decode. Infrastructure.
+pub const EVENT_STORE_CORRUPT: &str = "flext.event.store_corrupt";
+/// A stored event's name is not one the aggregate applies. Internal.
+pub const EVENT_UNKNOWN: &str = "flext.event.unknown";
+/// A stored event's schema version has no upcaster to the version the code reads.
+/// Internal.
+pub const EVENT_NO_UPCASTER: &str = "flext.event.no_upcaster";
+/// A stored event's schema version is newer than the code reads. Internal.
+pub const EVENT_VERSION_TOO_NEW: &str = "flext.event.version_too_new";
+/// A stored event's payload (after upcasting) does not decode as its type. Internal.
+pub const EVENT_DECODE: &str = "flext.event.decode";
+/// A snapshot does not decode as the aggregate's state; the aggregate is replayed from
+/// its events instead, so this is only logged. Internal.
+pub const EVENT_SNAPSHOT_DECODE: &str = "flext.event.snapshot_decode";
+
+/// A stream's id does not parse as the aggregate's `#[aggregate_id]` type. Validation.
+pub const AGGREGATE_BAD_ID: &str = "flext.aggregate.bad_id";
+
 // ---- service -------------------------------------------------------------------------
 
 /// An undo (`#[step(undo = ..)]`) failed while rolling back after a failed step; the
@@ -184,6 +212,16 @@ pub const ALL: &[&str] = &[
     SAGA_FINISHED,
     SAGA_ABORTED,
     SAGA_OPERATOR_INPUT,
+    EVENT_CONFLICT,
+    EVENT_DUPLICATE_ID,
+    EVENT_STORE_FAILED,
+    EVENT_STORE_CORRUPT,
+    EVENT_UNKNOWN,
+    EVENT_NO_UPCASTER,
+    EVENT_VERSION_TOO_NEW,
+    EVENT_DECODE,
+    EVENT_SNAPSHOT_DECODE,
+    AGGREGATE_BAD_ID,
     SERVICE_UNDO_FAILED,
 ];
 

@@ -8,11 +8,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 mod backoff;
 pub mod bus;
 pub mod codes;
 mod context;
 mod error;
+pub mod event_store;
 mod future;
 pub mod input;
 mod message;
@@ -38,6 +40,7 @@ pub use uuid::Uuid;
 /// patch release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::aggregate;
     pub use crate::bus::{
         BoxFuture, Bus, Command, ErasedHandler, Event, FromState, HandlerFor, HandlerRegistration,
         JsonEntry, Message, MessageKind, MessageRegistration, OneHandlerPerCommandOrQuery,

@@ -16,6 +16,14 @@ pub const SERVICE_ROLES: [&str; 4] = [BUSINESS_RULE, STEP, TAP, POSTCONDITION];
 // Method attribute inside `#[saga]`.
 pub const SAGA_STEP: &str = "saga_step";
 
+// `#[aggregate]`, on a struct (with an `#[aggregate_id]` field) and on its impl (with
+// `#[apply]` and `#[command_handler]` methods); `#[aggregate_id]` also marks a command's
+// id field.
+pub const AGGREGATE: &str = "aggregate";
+pub const AGGREGATE_ID: &str = "aggregate_id";
+pub const APPLY: &str = "apply";
+pub const COMMAND_HANDLER: &str = "command_handler";
+
 // Options.
 pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";
@@ -35,6 +43,7 @@ pub const OUTPUT: &str = "output";
 pub const PIVOT: &str = "pivot";
 pub const RETRIES: &str = "retries";
 pub const RETRY_ON: &str = "retry_on";
+pub const SNAPSHOT_EVERY: &str = "snapshot_every";
 pub const TIMEOUT_MS: &str = "timeout_ms";
 pub const UNDO: &str = "undo";
 pub const VALIDATE: &str = "validate";

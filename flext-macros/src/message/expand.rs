@@ -66,8 +66,20 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             }
         }
     });
+    let aggregate_id = def.aggregate_id.as_ref().map(|field| {
+        let show = quote_spanned! {field.span()=>
+            ::std::string::ToString::to_string(&self.#field)
+        };
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics #p::aggregate::AggregateCommand for #ident #ty_generics #where_clause {
+                fn aggregate_id(&self) -> ::std::string::String { #show }
+            }
+        }
+    });
     quote! {
         #item
+        #aggregate_id
         const _: () = {
             #header {
                 const NAME: &'static str = #name;

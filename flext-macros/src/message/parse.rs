@@ -19,6 +19,8 @@ pub struct MessageDef {
     pub timeout_ms: Option<u64>,
     pub validate: bool,
     pub version: Option<(u32, Span)>,
+    /// The `#[aggregate_id]` field of a command decided by an aggregate.
+    pub aggregate_id: Option<syn::Ident>,
 }
 
 const REQUEST_OPTIONS: &[&str] = &[OUTPUT, NAME, IDEMPOTENT, TIMEOUT_MS, VALIDATE, CRATE];
@@ -50,6 +52,7 @@ impl MessageDef {
             timeout_ms: None,
             validate: false,
             version: None,
+            aggregate_id: None,
         };
         let mut krate = None;
         let args_empty = args.is_empty();
@@ -66,6 +69,7 @@ impl MessageDef {
             Ok(())
         });
         def.krate = Krate::new(krate);
+        def.aggregate_id = take_aggregate_id(cx, kind, &mut def.item);
         if kind.is_request() && def.output.is_none() && (args_empty || !cx.has_errors()) {
             let attr = kind.message_attr();
             cx.push(error_at_span(
@@ -75,6 +79,33 @@ impl MessageDef {
         }
         def
     }
+}
+
+/// Removes `#[aggregate_id]` from the fields and returns the one field it marked.
+fn take_aggregate_id(cx: &Ctxt, kind: Kind, item: &mut syn::DeriveInput) -> Option<syn::Ident> {
+    let syn::Data::Struct(data) = &mut item.data else {
+        return None;
+    };
+    let mut found: Option<syn::Ident> = None;
+    for field in data.fields.iter_mut() {
+        let marks = crate::common::util::take_attrs(&mut field.attrs, &[AGGREGATE_ID]);
+        let Some((_, mark)) = marks.into_iter().next() else {
+            continue;
+        };
+        if kind != Kind::Command {
+            cx.push(error_at(
+                &mark,
+                "only a command names the aggregate that decides it: remove `#[aggregate_id]`",
+            ));
+        } else if let Some(first) = &found {
+            cx.push(error_at(&mark, format!("a command names one aggregate, and `{first}` already does: remove this `#[aggregate_id]`")));
+        } else if let Some(ident) = &field.ident {
+            found = Some(ident.clone());
+        } else {
+            cx.push(error_at(&mark, "`#[aggregate_id]` goes on a named field"));
+        }
+    }
+    found
 }
 
 pub fn check(def: &MessageDef, cx: &Ctxt) {

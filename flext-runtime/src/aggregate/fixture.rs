@@ -1,0 +1,197 @@
+//! [`Fixture`]: given/when/then tests of an aggregate's decisions, without a store.
+
+use super::AggregateCommand;
+use super::{Aggregate, Events, Handles};
+use crate::context::Context;
+use crate::error::Result;
+
+type Given<A> = Box<dyn FnOnce(&mut A, &Context) -> Result<()>>;
+
+/// A test of aggregate `A`: given its history (events, or commands that raise them),
+/// when it receives a command, then it raises these events, or refuses with that error.
+/// In the style of cqrs-es's `TestFramework` and Axon's `AggregateTestFixture`.
+///
+/// Given events are applied the way a load applies them, through their JSON, so that a
+/// test also catches an event that does not survive the store. The aggregate's id is
+/// the `when` command's.
+///
+/// ```ignore
+/// Fixture::<Account>::given(Events::one(Opened { account_id: "a-1".into(), owner: "ada".into() }))
+///     .when(Deposit { account_id: "a-1".into(), amount_cents: 500 })
+///     .then_expect(Events::one(Deposited { account_id: "a-1".into(), amount_cents: 500 }));
+///
+/// Fixture::<Account>::given_no_events()
+///     .when(Deposit { account_id: "a-1".into(), amount_cents: 500 })
+///     .then_expect_error("account.not_open");
+/// ```
+pub struct Fixture<A> {
+    given: Vec<Given<A>>,
+    ctx: Context,
+}
+
+impl<A: Aggregate> Fixture<A> {
+    /// A new aggregate, with no history.
+    pub fn given_no_events() -> Self {
+        Fixture {
+            given: Vec::new(),
+            ctx: Context::new(),
+        }
+    }
+
+    /// An aggregate whose stream holds `events`.
+    pub fn given(events: Events<A>) -> Self {
+        Self::given_no_events().and_events(events)
+    }
+
+    /// An aggregate that has handled `command` (it must succeed; its events become the
+    /// history).
+    pub fn given_command<C>(command: C) -> Self
+    where
+        C: AggregateCommand,
+        A: Handles<C>,
+    {
+        Self::given_no_events().and_command(command)
+    }
+
+    /// Then these events too.
+    pub fn and_events(mut self, events: Events<A>) -> Self {
+        self.given.push(Box::new(move |state: &mut A, _: &Context| {
+            for (name, payload) in events.to_json()? {
+                state.apply_stored(name, payload)?;
+            }
+            Ok(())
+        }));
+        self
+    }
+
+    /// Then what `command` raises (it must succeed).
+    pub fn and_command<C>(mut self, command: C) -> Self
+    where
+        C: AggregateCommand,
+        A: Handles<C>,
+    {
+        self.given
+            .push(Box::new(move |state: &mut A, ctx: &Context| {
+                let events = state.handle(&command, ctx)?;
+                events.apply_to(state);
+                Ok(())
+            }));
+        self
+    }
+
+    /// Runs the commands under `ctx` (for a principal or metadata the decision reads).
+    pub fn with_context(mut self, ctx: Context) -> Self {
+        self.ctx = ctx;
+        self
+    }
+
+    /// Builds the history, then decides `command`.
+    ///
+    /// # Panics
+    ///
+    /// When the history cannot be built (a given command fails, a given event does not
+    /// decode): the test's setup is wrong, and the panic says how.
+    pub fn when<C>(self, command: C) -> FixtureResult<A>
+    where
+        C: AggregateCommand,
+        A: Handles<C>,
+    {
+        let mut state = A::default();
+        let id = command.aggregate_id();
+        if let Err(e) = state.set_aggregate_id(&id) {
+            panic!(
+                "fixture: the command's aggregate id `{id}` is not a valid id of `{}`: {e}",
+                A::TYPE
+            );
+        }
+        for (i, given) in self.given.into_iter().enumerate() {
+            if let Err(e) = given(&mut state, &self.ctx) {
+                panic!("fixture: given #{} of `{}` failed: {e}", i + 1, A::TYPE);
+            }
+        }
+        let result = state.handle(&command, &self.ctx);
+        if let Ok(events) = &result {
+            events.apply_to(&mut state);
+        }
+        FixtureResult { result, state }
+    }
+}
+
+/// What a [`Fixture`]'s command did; assert on it with `then_*`.
+pub struct FixtureResult<A> {
+    result: Result<Events<A>>,
+    state: A,
+}
+
+impl<A: Aggregate> FixtureResult<A> {
+    /// Asserts that the command raised exactly `expected`, in order (compared by name
+    /// and JSON payload).
+    ///
+    /// # Panics
+    ///
+    /// When it raised other events, or failed; the message shows both sides.
+    #[track_caller]
+    pub fn then_expect(self, expected: Events<A>) -> A {
+        let expected = expected
+            .to_json()
+            .expect("fixture: the expected events serialise");
+        match &self.result {
+            Ok(events) => {
+                let actual = events
+                    .to_json()
+                    .expect("fixture: the raised events serialise");
+                assert_eq!(
+                    actual,
+                    expected,
+                    "fixture: `{}` raised other events than expected",
+                    A::TYPE
+                );
+            }
+            Err(e) => panic!(
+                "fixture: expected {} event(s), but the command failed: {e}",
+                expected.len()
+            ),
+        }
+        self.state
+    }
+
+    /// Asserts that the command raised nothing and succeeded.
+    ///
+    /// # Panics
+    ///
+    /// When it raised events or failed.
+    #[track_caller]
+    pub fn then_expect_no_events(self) -> A {
+        self.then_expect(Events::none())
+    }
+
+    /// Asserts that the command was refused with error code `code`.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded, or failed with another code; the message shows what happened.
+    #[track_caller]
+    pub fn then_expect_error(self, code: &str) -> crate::Error {
+        match self.result {
+            Ok(events) => panic!(
+                "fixture: expected error `{code}`, but `{}` raised {:?}",
+                A::TYPE,
+                events
+            ),
+            Err(e) => {
+                assert_eq!(
+                    e.code(),
+                    code,
+                    "fixture: `{}` failed with another error: {e}",
+                    A::TYPE
+                );
+                e
+            }
+        }
+    }
+
+    /// The aggregate's state after the command's events (unchanged when it failed).
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+}

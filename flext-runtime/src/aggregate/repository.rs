@@ -1,0 +1,358 @@
+//! [`Repository`]: loading an aggregate from its stream (and snapshot), executing a
+//! command against it, appending what it raised.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AggregateCommand;
+use super::{Aggregate, Events, Handles, RaisedEvent};
+use crate::bus::{Bus, ErasedHandler, FromState, State, StateMap, command_async};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::event_store::{EventStore, NewEvent, Snapshot, StreamId, Upcasters};
+
+/// Loads aggregates of type `A` from an [`EventStore`] and executes commands against
+/// them. Register one per aggregate type as bus state, so that the aggregate's commands
+/// find it: `Bus::builder().state(Repository::<Account>::new(store))`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use flext::aggregate::Repository;
+/// use flext::event_store::{MemoryEventStore, Upcasters};
+/// # #[derive(Default)] struct Account;
+/// # impl flext::aggregate::Aggregate for Account {
+/// #     const TYPE: &'static str = "Account";
+/// #     fn aggregate_id(&self) -> String { String::new() }
+/// #     fn set_aggregate_id(&mut self, _: &str) -> flext::Result<()> { Ok(()) }
+/// #     fn event_version(_: &str) -> Option<u32> { None }
+/// #     fn apply_stored(&mut self, _: &str, _: serde_json::Value) -> flext::Result<()> { Ok(()) }
+/// # }
+/// let accounts = Repository::<Account>::new(Arc::new(MemoryEventStore::new()))
+///     .upcasters(Upcasters::new())
+///     .retry_on_conflict(3);
+/// ```
+pub struct Repository<A> {
+    store: Arc<dyn EventStore>,
+    upcasters: Upcasters,
+    conflict_retries: u32,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        Repository {
+            store: self.store.clone(),
+            upcasters: self.upcasters.clone(),
+            conflict_retries: self.conflict_retries,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+/// An aggregate as loaded: its state and the version of its stream it reflects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The state.
+    pub state: A,
+    /// The stream's version: how many events the state includes (0 for an aggregate with
+    /// no events yet).
+    pub version: u64,
+}
+
+/// What a command appended: the answer a command handled by an aggregate gives on the
+/// bus (as itself, as `u64` its version, or as `()`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The stream's version after the append (unchanged when the command raised nothing).
+    pub version: u64,
+    /// The appended events' ids, in order.
+    pub event_ids: Vec<Uuid>,
+}
+
+/// What a command decided by an aggregate may answer on the bus: [`Appended`] itself,
+/// `u64` (the stream's version after the append), or `()`.
+#[diagnostic::on_unimplemented(
+    message = "a command decided by an aggregate answers with `Appended`, `u64` (the new version) or `()`, not `{Self}`",
+    label = "the command's `output`",
+    note = "write `#[command(output = u64)]` (or `()`, or `flext::aggregate::Appended`) on the command"
+)]
+pub trait FromAppended {
+    /// The answer for what was appended.
+    fn from_appended(appended: Appended) -> Self;
+}
+
+impl FromAppended for Appended {
+    fn from_appended(appended: Appended) -> Self {
+        appended
+    }
+}
+
+impl FromAppended for u64 {
+    fn from_appended(appended: Appended) -> u64 {
+        appended.version
+    }
+}
+
+impl FromAppended for () {
+    fn from_appended(_: Appended) {}
+}
+
+/// What [`Repository::execute`] did: what was appended, the aggregate's state after it,
+/// and the raised events, typed, to publish.
+pub struct Executed<A> {
+    /// What was appended.
+    pub appended: Appended,
+    /// The state after the events.
+    pub state: A,
+    /// The events, as raised.
+    pub events: Vec<Box<dyn RaisedEvent<A>>>,
+    /// How many times the command was decided (more than 1 after conflicts).
+    pub attempts: u32,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// Publishes the events on `bus`, in order (subscribers' failures are logged: the
+    /// events are stored whatever they do).
+    pub async fn publish(self, bus: &Bus, ctx: &Context) -> Appended {
+        for event in self.events {
+            event.publish(bus, ctx).await;
+        }
+        self.appended
+    }
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository over `store`, with no upcasters and no retry on conflict.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Repository {
+            store,
+            upcasters: Upcasters::new(),
+            conflict_retries: 0,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// The upcasters that upgrade stored events to the versions `A` reads.
+    pub fn upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    /// When another writer appends to the stream between this load and this append,
+    /// reload and decide again, up to `retries` more times, before returning the
+    /// conflict. Default 0: the conflict goes to the caller.
+    pub fn retry_on_conflict(mut self, retries: u32) -> Self {
+        self.conflict_retries = retries;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The stream of aggregate `id`.
+    pub fn stream(id: &str) -> StreamId {
+        StreamId::new(A::TYPE, id)
+    }
+
+    /// Loads aggregate `id`: its latest snapshot, when `A` takes snapshots and one
+    /// decodes, then every event after it, each upcast to the version `A` reads and
+    /// applied in order. An aggregate with no events is `A::default()` with its id set,
+    /// at version 0.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors; `flext.event.unknown` for a stored event `A` does not apply;
+    /// `flext.event.no_upcaster` or `flext.event.version_too_new` for a stored version
+    /// with no way to the one `A` reads; `flext.event.decode` for a payload that does not
+    /// decode; the id's parse error from [`Aggregate::set_aggregate_id`].
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>> {
+        let stream = Self::stream(id);
+        let mut loaded = None;
+        if A::SNAPSHOT_EVERY.is_some() {
+            if let Some(snapshot) = self.store.load_snapshot(&stream).await? {
+                match A::restore(snapshot.state) {
+                    Some(Ok(state)) => {
+                        loaded = Some(Loaded {
+                            state,
+                            version: snapshot.version,
+                        })
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(stream = %stream, %error, "snapshot does not decode; replaying the stream")
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut loaded = match loaded {
+            Some(l) => l,
+            None => {
+                let mut state = A::default();
+                state.set_aggregate_id(id)?;
+                Loaded { state, version: 0 }
+            }
+        };
+        for event in self.store.load(&stream, loaded.version).await? {
+            let target = A::event_version(&event.name).ok_or_else(|| {
+                Error::internal(
+                    crate::codes::EVENT_UNKNOWN,
+                    format!(
+                        "stream {stream} holds event `{}` (sequence {}), which `{}` has no `#[apply]` method for",
+                        crate::input::echo(&event.name),
+                        event.sequence,
+                        A::TYPE
+                    ),
+                )
+            })?;
+            let payload =
+                self.upcasters
+                    .upcast(&event.name, event.schema_version, target, event.payload)?;
+            loaded.state.apply_stored(&event.name, payload)?;
+            loaded.version = event.sequence;
+        }
+        Ok(loaded)
+    }
+
+    /// Executes `command`: loads its aggregate, decides, appends the raised events with
+    /// the loaded version as the expected one, applies them, and takes a snapshot when
+    /// the version crosses a multiple of `A::SNAPSHOT_EVERY`. A command that raises
+    /// nothing appends nothing. Each event gets a fresh id, the context's correlation id,
+    /// and the context's id as its causation id.
+    ///
+    /// # Errors
+    ///
+    /// The command method's error, as it returned it; those of [`load`](Self::load);
+    /// `flext.event.conflict` when another writer appended first and the retries allowed
+    /// by [`retry_on_conflict`](Self::retry_on_conflict) are spent.
+    pub async fn execute<C>(&self, command: &C, ctx: &Context) -> Result<Executed<A>>
+    where
+        C: AggregateCommand,
+        A: Handles<C>,
+    {
+        let id = command.aggregate_id();
+        let stream = Self::stream(&id);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let Loaded { mut state, version } = self.load(&id).await?;
+            let events = state.handle(command, ctx)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    appended: Appended {
+                        stream,
+                        version,
+                        event_ids: Vec::new(),
+                    },
+                    state,
+                    events: Vec::new(),
+                    attempts,
+                });
+            }
+            let new = new_events(&events, ctx)?;
+            match self.store.append(&stream, version, &new).await {
+                Ok(now) => {
+                    events.apply_to(&mut state);
+                    self.maybe_snapshot(&stream, &state, version, now).await;
+                    return Ok(Executed {
+                        appended: Appended {
+                            stream,
+                            version: now,
+                            event_ids: new.iter().map(|e| e.event_id).collect(),
+                        },
+                        state,
+                        events: events.into_vec(),
+                        attempts,
+                    });
+                }
+                Err(e)
+                    if e.code() == crate::codes::EVENT_CONFLICT
+                        && attempts <= self.conflict_retries =>
+                {
+                    tracing::debug!(stream = %stream, attempts, "conflict; deciding again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn maybe_snapshot(&self, stream: &StreamId, state: &A, before: u64, now: u64) {
+        let Some(every) = A::SNAPSHOT_EVERY.filter(|&n| n > 0) else {
+            return;
+        };
+        if before / every == now / every {
+            return;
+        }
+        let snapshot = match state.snapshot() {
+            Some(Ok(state)) => Snapshot {
+                stream: stream.clone(),
+                version: now,
+                state,
+                taken_ms: crate::saga::now_ms(),
+            },
+            Some(Err(error)) => {
+                tracing::warn!(stream = %stream, %error, "the state does not serialise: no snapshot");
+                return;
+            }
+            None => return,
+        };
+        // A snapshot is an optimisation: failing to save one loses nothing.
+        if let Err(error) = self.store.save_snapshot(&snapshot).await {
+            tracing::warn!(stream = %stream, %error, "saving a snapshot failed");
+        }
+    }
+}
+
+fn new_events<A: 'static>(events: &Events<A>, ctx: &Context) -> Result<Vec<NewEvent>> {
+    events
+        .iter()
+        .map(|e| Ok(NewEvent::new(e.name(), e.version(), e.to_json()?, ctx)))
+        .collect()
+}
+
+/// The bus handler of command `C`, decided by aggregate `A`: built when the bus is
+/// built, with the `Repository<A>` from the bus's state. Used by generated code.
+#[doc(hidden)]
+pub fn aggregate_command<A, C>(handler: &'static str, state: &StateMap) -> Result<ErasedHandler>
+where
+    A: Handles<C>,
+    C: AggregateCommand,
+    C::Output: FromAppended,
+{
+    let repository = <State<Repository<A>> as FromState>::from_state(state, handler)?;
+    Ok(command_async::<C, _>(
+        handler,
+        true,
+        move |command, ctx, bus| {
+            let repository = repository.clone();
+            Box::pin(async move {
+                let executed = repository.execute(&command, ctx).await?;
+                Ok(C::Output::from_appended(executed.publish(bus, ctx).await))
+            })
+        },
+    ))
+}
+
+/// `Bus::send_local` for command `C`, decided by aggregate `A`. Used by generated code.
+#[doc(hidden)]
+pub async fn aggregate_send_local<A, C>(
+    handler: &'static str,
+    command: C,
+    ctx: &Context,
+    bus: &Bus,
+) -> Result<C::Output>
+where
+    A: Handles<C>,
+    C: AggregateCommand,
+    C::Output: FromAppended,
+{
+    let repository = <State<Repository<A>> as FromState>::from_state(bus.__state(), handler)?;
+    let executed = repository.execute(&command, ctx).await?;
+    Ok(C::Output::from_appended(executed.publish(bus, ctx).await))
+}
