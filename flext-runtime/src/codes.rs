@@ -3,7 +3,7 @@
 //! `flext.`.
 //!
 //! The scheme is `flext.<area>.<condition>`: the area is where the error arises
-//! (`input`, `rule`, `bus`, `saga`, `service`), the condition is a snake_case noun or
+//! (`input`, `rule`, `bus`, `saga`, `event`, `aggregate`, `service`), the condition is a snake_case noun or
 //! past participle (`no_handler`, `timed_out`, `panicked`). A code never changes within
 //! a major version.
 //!
@@ -237,7 +237,16 @@ mod tests {
             assert_eq!(parts.len(), 3, "{code}");
             assert_eq!(parts[0], "flext", "{code}");
             assert!(
-                ["input", "rule", "bus", "saga", "service"].contains(&parts[1]),
+                [
+                    "input",
+                    "rule",
+                    "bus",
+                    "saga",
+                    "event",
+                    "aggregate",
+                    "service"
+                ]
+                .contains(&parts[1]),
                 "{code}"
             );
             assert!(

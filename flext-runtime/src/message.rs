@@ -55,6 +55,12 @@ pub trait Wire: Sized {
     fn from_deserializer<'de, D: serde::Deserializer<'de>>(
         de: D,
     ) -> std::result::Result<Self, serde_path_to_error::Error<D::Error>>;
+    /// The message as a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// serde_json's, when the message's `Serialize` impl fails.
+    fn to_json_value(&self) -> serde_json::Result<serde_json::Value>;
 }
 
 #[diagnostic::do_not_recommend]
@@ -67,6 +73,9 @@ impl<T: Clone + Serialize + DeserializeOwned> Wire for T {
         de: D,
     ) -> std::result::Result<Self, serde_path_to_error::Error<D::Error>> {
         serde_path_to_error::deserialize(de)
+    }
+    fn to_json_value(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::common::options::{self, Spec};
 use crate::common::sig::{Method, Receiver, Role};
 use crate::common::symbol::*;
 use crate::common::util::{take_attrs, type_name};
-use crate::common::{Ctxt, Krate, error_at, respan_shallow};
+use crate::common::{Ctxt, Krate, error_at, respan, respan_shallow};
 
 pub struct Apply {
     pub method: syn::Ident,
@@ -111,7 +111,7 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
             r,
             format!(
                 "an `#[apply]` method evolves the state: take `&mut self`, not `{}`",
-                r.to_token_stream()
+                r.to_token_stream().to_string().replace("& ", "&")
             ),
         )),
         None => cx.push(error_at(
@@ -146,7 +146,8 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
                         one.ty.to_token_stream()
                     ),
                 ));
-                None
+                // Kept for the fallback's stand-in, so that raising it adds no error.
+                Some((*one.ty).clone())
             }
         },
         [] => {
@@ -169,7 +170,7 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
     match &method.receiver {
         Receiver::Ref => {}
         Receiver::Other(r) if r.mutability.is_some() => cx.push(error_at(r, "a command method decides and does not change the state: take `&self`, and change the state in the `#[apply]` methods of the events it raises")),
-        Receiver::Other(r) => cx.push(error_at(r, format!("a command method takes `&self`, not `{}`", r.to_token_stream()))),
+        Receiver::Other(r) => cx.push(error_at(r, format!("a command method takes `&self`, not `{}`", r.to_token_stream().to_string().replace("& ", "&")))),
         Receiver::Missing => cx.push(error_at(&method.ident, format!("a command method takes `&self` and the command: `fn {}(&self, command: &MyCommand) -> Result<Events<Self>>`", method.ident))),
     }
     if let Some(a) = &method.asyncness {
@@ -236,14 +237,14 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
     let events: Vec<&syn::Type> = b.applies.iter().filter_map(|a| a.event.as_ref()).collect();
     let versions = events.iter().map(|e| {
         quote! {
-            if name == <#e as #p::Message>::NAME {
-                return ::core::option::Option::Some(<#e as #p::Message>::VERSION);
+            if name == #agg::event_name::<Self, #e>() {
+                return ::core::option::Option::Some(#agg::event_version_of::<Self, #e>());
             }
         }
     });
     let decodes = events.iter().map(|e| {
         quote! {
-            if name == <#e as #p::Message>::NAME {
+            if name == #agg::event_name::<Self, #e>() {
                 return #agg::apply_payload::<Self, #e>(self, payload);
             }
         }
@@ -272,10 +273,17 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
         }
     };
 
+    // Only the first method for an event or a command is expanded: a second one is an
+    // error already, and its impls would add conflicting ones.
+    let key = |t: &syn::Type| t.to_token_stream().to_string();
+    let mut seen = std::collections::HashSet::new();
     // `Apply<Self>` for each applied event: the bound that makes raising an event with
     // no `#[apply]` a compile error.
     let applies = b.applies.iter().filter_map(|a| {
         let event = a.event.as_ref()?;
+        if !seen.insert(key(event)) {
+            return None;
+        }
         let method = &a.method;
         let body = if complete {
             quote!(<#ty>::#method(aggregate, self))
@@ -291,8 +299,12 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
     });
 
     // `Handles<C>` and the bus registration for each command method.
+    let mut seen = std::collections::HashSet::new();
     let commands = b.commands.iter().filter_map(|c| {
         let command = c.command.as_ref()?;
+        if !seen.insert(key(command)) {
+            return None;
+        }
         let method = &c.method.ident;
         let handler = format!("{}::{}", type_name(ty), method);
         let args = c.method.params.iter().map(|p| match p.role {
@@ -305,7 +317,12 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
             out_span,
         );
         let handles = if complete {
+            // The command's own requirements, checked once each, at the command type.
+            let id = respan(quote!(#agg::aggregate_id_of::<#command>), command.span());
+            let answer = respan(quote!(#agg::answer::<#command>), command.span());
             quote! {
+                fn aggregate_id_of(command: &#command) -> ::std::string::String { #id(command) }
+                fn answer(appended: #agg::Appended) -> <#command as #p::Command>::Output { #answer(appended) }
                 #[allow(unused_variables)]
                 fn handle(&self, command: &#command, ctx: &#p::Context) -> #p::Result<#agg::Events<Self>> {
                     #call
@@ -313,6 +330,8 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
             }
         } else {
             quote! {
+                fn aggregate_id_of(_: &#command) -> ::std::string::String { ::core::unreachable!() }
+                fn answer(_: #agg::Appended) -> <#command as #p::Command>::Output { ::core::unreachable!() }
                 fn handle(&self, _: &#command, _: &#p::Context) -> #p::Result<#agg::Events<Self>> { ::core::unreachable!() }
             }
         };

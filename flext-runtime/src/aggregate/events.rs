@@ -112,7 +112,7 @@ impl<A, E: Apply<A>> RaisedEvent<A> for E {
     }
 
     fn to_json(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(self).map_err(|e| {
+        crate::message::Wire::to_json_value(self).map_err(|e| {
             Error::internal(
                 crate::codes::EVENT_DECODE,
                 format!("event `{}` does not serialise: {e}", E::NAME),

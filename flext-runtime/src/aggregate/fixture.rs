@@ -1,9 +1,9 @@
 //! [`Fixture`]: given/when/then tests of an aggregate's decisions, without a store.
 
-use super::AggregateCommand;
 use super::{Aggregate, Events, Handles};
 use crate::context::Context;
 use crate::error::Result;
+use crate::message::Command;
 
 type Given<A> = Box<dyn FnOnce(&mut A, &Context) -> Result<()>>;
 
@@ -47,7 +47,7 @@ impl<A: Aggregate> Fixture<A> {
     /// history).
     pub fn given_command<C>(command: C) -> Self
     where
-        C: AggregateCommand,
+        C: Command,
         A: Handles<C>,
     {
         Self::given_no_events().and_command(command)
@@ -67,7 +67,7 @@ impl<A: Aggregate> Fixture<A> {
     /// Then what `command` raises (it must succeed).
     pub fn and_command<C>(mut self, command: C) -> Self
     where
-        C: AggregateCommand,
+        C: Command,
         A: Handles<C>,
     {
         self.given
@@ -93,11 +93,11 @@ impl<A: Aggregate> Fixture<A> {
     /// decode): the test's setup is wrong, and the panic says how.
     pub fn when<C>(self, command: C) -> FixtureResult<A>
     where
-        C: AggregateCommand,
+        C: Command,
         A: Handles<C>,
     {
         let mut state = A::default();
-        let id = command.aggregate_id();
+        let id = A::aggregate_id_of(&command);
         if let Err(e) = state.set_aggregate_id(&id) {
             panic!(
                 "fixture: the command's aggregate id `{id}` is not a valid id of `{}`: {e}",

@@ -121,11 +121,8 @@ where
 
 /// Decodes a stored event's payload as `E` and applies it. Used by generated code.
 #[doc(hidden)]
-pub fn apply_payload<A, E>(aggregate: &mut A, payload: serde_json::Value) -> Result<()>
-where
-    E: Apply<A> + serde::de::DeserializeOwned,
-{
-    let event: E = serde_json::from_value(payload).map_err(|e| {
+pub fn apply_payload<A, E: Apply<A>>(aggregate: &mut A, payload: serde_json::Value) -> Result<()> {
+    let event = E::from_deserializer(payload).map_err(|e| {
         crate::Error::internal(
             crate::codes::EVENT_DECODE,
             format!("a stored `{}` does not decode: {e}", E::NAME),
@@ -133,6 +130,35 @@ where
     })?;
     event.apply_to(aggregate);
     Ok(())
+}
+
+/// The name of event `E`, which `A` applies. Used by generated code.
+#[doc(hidden)]
+pub fn event_name<A, E: Apply<A>>() -> &'static str {
+    E::NAME
+}
+
+/// The schema version of event `E`, which `A` applies. Used by generated code.
+#[doc(hidden)]
+pub fn event_version_of<A, E: Apply<A>>() -> u32 {
+    E::VERSION
+}
+
+/// The `#[aggregate_id]` of command `C`. Used by generated code, spanned at the command
+/// type, so that a command without the field is one error there.
+#[doc(hidden)]
+pub fn aggregate_id_of<C: AggregateCommand>(command: &C) -> String {
+    command.aggregate_id()
+}
+
+/// Command `C`'s answer for what it appended. Used by generated code, spanned at the
+/// command type.
+#[doc(hidden)]
+pub fn answer<C: Command>(appended: Appended) -> C::Output
+where
+    C::Output: FromAppended,
+{
+    C::Output::from_appended(appended)
 }
 
 /// The error for a stored event the aggregate does not apply. Used by generated code.
@@ -177,7 +203,7 @@ pub fn restore_from<A: serde::de::DeserializeOwned>(snapshot: serde_json::Value)
     label = "raised here",
     note = "add `#[apply] fn on_event(&mut self, event: &{Self}) {{ .. }}` to `#[aggregate] impl {A}`: every event an aggregate raises must evolve its state"
 )]
-pub trait Apply<A>: crate::message::Event + serde::Serialize {
+pub trait Apply<A>: crate::message::Event {
     /// Evolves `aggregate` by this event. Cannot fail: the decision was made when the
     /// event was raised.
     fn apply_to(&self, aggregate: &mut A);
@@ -185,7 +211,13 @@ pub trait Apply<A>: crate::message::Event + serde::Serialize {
 
 /// Aggregate `Self` decides command `C`: implemented by `#[aggregate]` for each
 /// `#[command_handler]` method.
-pub trait Handles<C: AggregateCommand>: Aggregate {
+pub trait Handles<C: Command>: Aggregate {
+    /// The id of the aggregate `command` is for (its `#[aggregate_id]` field).
+    fn aggregate_id_of(command: &C) -> String;
+
+    /// The answer on the bus for what the command appended.
+    fn answer(appended: Appended) -> C::Output;
+
     /// Decides: the events the command raises, or why it is refused.
     ///
     /// # Errors

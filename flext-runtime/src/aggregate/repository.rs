@@ -7,12 +7,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AggregateCommand;
 use super::{Aggregate, Events, Handles, RaisedEvent};
 use crate::bus::{Bus, ErasedHandler, FromState, State, StateMap, command_async};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::event_store::{EventStore, NewEvent, Snapshot, StreamId, Upcasters};
+use crate::message::Command;
 
 /// Loads aggregates of type `A` from an [`EventStore`] and executes commands against
 /// them. Register one per aggregate type as bus state, so that the aggregate's commands
@@ -233,10 +233,10 @@ impl<A: Aggregate> Repository<A> {
     /// by [`retry_on_conflict`](Self::retry_on_conflict) are spent.
     pub async fn execute<C>(&self, command: &C, ctx: &Context) -> Result<Executed<A>>
     where
-        C: AggregateCommand,
+        C: Command,
         A: Handles<C>,
     {
-        let id = command.aggregate_id();
+        let id = A::aggregate_id_of(command);
         let stream = Self::stream(&id);
         let mut attempts = 0;
         loop {
@@ -322,8 +322,7 @@ fn new_events<A: 'static>(events: &Events<A>, ctx: &Context) -> Result<Vec<NewEv
 pub fn aggregate_command<A, C>(handler: &'static str, state: &StateMap) -> Result<ErasedHandler>
 where
     A: Handles<C>,
-    C: AggregateCommand,
-    C::Output: FromAppended,
+    C: Command,
 {
     let repository = <State<Repository<A>> as FromState>::from_state(state, handler)?;
     Ok(command_async::<C, _>(
@@ -333,7 +332,7 @@ where
             let repository = repository.clone();
             Box::pin(async move {
                 let executed = repository.execute(&command, ctx).await?;
-                Ok(C::Output::from_appended(executed.publish(bus, ctx).await))
+                Ok(A::answer(executed.publish(bus, ctx).await))
             })
         },
     ))
@@ -349,10 +348,9 @@ pub async fn aggregate_send_local<A, C>(
 ) -> Result<C::Output>
 where
     A: Handles<C>,
-    C: AggregateCommand,
-    C::Output: FromAppended,
+    C: Command,
 {
     let repository = <State<Repository<A>> as FromState>::from_state(bus.__state(), handler)?;
     let executed = repository.execute(&command, ctx).await?;
-    Ok(C::Output::from_appended(executed.publish(bus, ctx).await))
+    Ok(A::answer(executed.publish(bus, ctx).await))
 }
