@@ -294,12 +294,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let ledger = Arc::new(Ledger::default());
     let mut accounts: Vec<String> = Vec::new();
     let (mut accepted, mut refused) = (0, 0);
-    let mut before_restart = BTreeMap::new();
 
     let (mut bus, mut store) = bus(&path, &ledger)?;
     for (i, (line_no, line)) in lines.iter().enumerate() {
         if i == restart_at {
-            before_restart = balances(&store, &accounts).await?;
+            let before_restart = balances(&store, &accounts).await?;
             drop((bus, store));
             println!(
                 "-- restart: the process stops; a new one opens {} --",
