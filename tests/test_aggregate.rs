@@ -657,3 +657,86 @@ fn a_fixture_fails_when_an_expected_error_does_not_happen() {
         })
         .then_expect_error("account.overdraft");
 }
+
+// ---------------------------------------------------------------------------- cache
+
+/// A caching repository decides from memory, and a write behind its back (another
+/// process) is caught by the expected version: the command is decided again from the
+/// store, never on the stale state.
+#[tokio::test]
+async fn a_cached_aggregate_made_stale_by_another_writer_is_reloaded() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let cached = Repository::<Account>::new(store.clone())
+        .cache(16)
+        .retry_on_conflict(1);
+    let ctx = Context::new();
+    cached.execute(&open("c-1"), &ctx).await.unwrap();
+    let deposit = |cents| Deposit {
+        account: "c-1".into(),
+        cents,
+    };
+    cached.execute(&deposit(100), &ctx).await.unwrap();
+    // Another process withdraws 1,000 (the overdraft allows it).
+    let other = Repository::<Account>::new(store.clone());
+    other
+        .execute(
+            &Withdraw {
+                account: "c-1".into(),
+                cents: 1_000,
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
+    // The cached state says +100; the store says -900. A withdrawal of 200 is fine on
+    // the cached state and past the overdraft on the real one.
+    let refused = cached
+        .execute(
+            &Withdraw {
+                account: "c-1".into(),
+                cents: 200,
+            },
+            &ctx,
+        )
+        .await
+        .err()
+        .expect("decided again on the real balance");
+    assert_eq!(refused.code(), "account.overdraft");
+    let done = cached.execute(&deposit(50), &ctx).await.unwrap();
+    assert_eq!(done.state.balance_cents, -850);
+    assert_eq!(done.appended.version, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_through_one_caching_repository_lose_nothing() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let repo = Repository::<Account>::new(store.clone())
+        .cache(4)
+        .retry_on_conflict(1_000);
+    repo.execute(&open("hot"), &Context::new()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8i64 {
+        let repo = repo.clone();
+        tasks.spawn(async move {
+            for n in 0..10 {
+                repo.execute(
+                    &Deposit {
+                        account: "hot".into(),
+                        cents: t * 100 + n + 1,
+                    },
+                    &Context::new(),
+                )
+                .await
+                .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let loaded = Repository::<Account>::new(store).load("hot").await.unwrap();
+    let expected: i64 = (0..8i64)
+        .flat_map(|t| (0..10).map(move |n| t * 100 + n + 1))
+        .sum();
+    assert_eq!((loaded.version, loaded.state.balance_cents), (81, expected));
+}

@@ -38,7 +38,44 @@ pub struct Repository<A> {
     store: Arc<dyn EventStore>,
     upcasters: Upcasters,
     conflict_retries: u32,
+    cache: Option<Arc<Cache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Aggregates as the last command left them, by id: [`Repository::cache`].
+struct Cache<A> {
+    entries: std::sync::Mutex<std::collections::HashMap<String, Loaded<A>>>,
+    capacity: usize,
+    clone: fn(&A) -> A,
+}
+
+impl<A> Cache<A> {
+    fn take(&self, id: &str) -> Option<Loaded<A>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
+    }
+
+    fn put(&self, id: String, state: &A, version: u64) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&id) {
+            // Full: forget one (the next command for it loads from the store).
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(
+            id,
+            Loaded {
+                state: (self.clone)(state),
+                version,
+            },
+        );
+    }
 }
 
 impl<A> Clone for Repository<A> {
@@ -47,6 +84,7 @@ impl<A> Clone for Repository<A> {
             store: self.store.clone(),
             upcasters: self.upcasters.clone(),
             conflict_retries: self.conflict_retries,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -133,8 +171,29 @@ impl<A: Aggregate> Repository<A> {
             store,
             upcasters: Upcasters::new(),
             conflict_retries: 0,
+            cache: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Keeps up to `capacity` aggregates in memory as the last command left them, so
+    /// that the next command for one decides without reading its stream. Safe with other
+    /// writers (other processes, other repositories): the append still carries the
+    /// cached version as the expected one, so a stale entry ends in a conflict, is
+    /// dropped, and the command is decided again from the store (within
+    /// [`retry_on_conflict`](Self::retry_on_conflict)). The caching repository of Axon
+    /// and of Akka's persistent actors, with optimistic concurrency as the guard. Clones
+    /// of the repository share the cache.
+    pub fn cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = Some(Arc::new(Cache {
+            entries: std::sync::Mutex::default(),
+            capacity: capacity.max(1),
+            clone: A::clone,
+        }));
+        self
     }
 
     /// The upcasters that upgrade stored events to the versions `A` reads.
@@ -241,9 +300,25 @@ impl<A: Aggregate> Repository<A> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let Loaded { mut state, version } = self.load(&id).await?;
-            let events = state.handle(command, ctx)?;
+            let cached = self.cache.as_ref().and_then(|c| c.take(&id));
+            let Loaded { mut state, version } = match cached {
+                Some(loaded) => loaded,
+                None => self.load(&id).await?,
+            };
+            let events = match state.handle(command, ctx) {
+                Ok(events) => events,
+                Err(e) => {
+                    // Refused: the state is as it was, still current.
+                    if let Some(cache) = &self.cache {
+                        cache.put(id, &state, version);
+                    }
+                    return Err(e);
+                }
+            };
             if events.is_empty() {
+                if let Some(cache) = &self.cache {
+                    cache.put(id, &state, version);
+                }
                 return Ok(Executed {
                     appended: Appended {
                         stream,
@@ -259,6 +334,9 @@ impl<A: Aggregate> Repository<A> {
             match self.store.append(&stream, version, &new).await {
                 Ok(now) => {
                     events.apply_to(&mut state);
+                    if let Some(cache) = &self.cache {
+                        cache.put(id, &state, now);
+                    }
                     self.maybe_snapshot(&stream, &state, version, now).await;
                     return Ok(Executed {
                         appended: Appended {
