@@ -230,7 +230,7 @@ impl<A: Aggregate> Repository<A> {
     /// The store's errors; `flext.event.unknown` for a stored event `A` does not apply;
     /// `flext.event.no_upcaster` or `flext.event.version_too_new` for a stored version
     /// with no way to the one `A` reads; `flext.event.decode` for a payload that does not
-    /// decode; the id's parse error from [`Aggregate::set_aggregate_id`].
+    /// decode; the id's parse error from [`AggregateRoot::set_aggregate_id`](super::AggregateRoot::set_aggregate_id).
     pub async fn load(&self, id: &str) -> Result<Loaded<A>> {
         let stream = Self::stream(id);
         let mut loaded = None;
