@@ -121,6 +121,27 @@ impl Account {
         }))
     }
 
+    /// Business rules run before the command method of their command, all of them, with
+    /// every violation collected, as a service's rules do.
+    #[business_rule(code = "account.deposit_limit")]
+    fn below_the_deposit_limit(&self, command: &Deposit) -> RuleResult {
+        ensure!(
+            command.cents <= 1_000_000,
+            "a deposit is at most 10000.00, not {}",
+            command.cents
+        )
+    }
+
+    #[business_rule]
+    fn owner_may_deposit(&self, command: &Deposit) -> RuleResult {
+        ensure!(
+            self.owner != "blocked" || command.cents < 100,
+            code = "account.owner_blocked",
+            "{} is blocked from deposits of 1.00 or more",
+            self.owner
+        )
+    }
+
     #[command_handler]
     fn withdraw(&self, command: &Withdraw, ctx: &Context) -> Result<Events<Self>> {
         self.require_open()?;
@@ -602,6 +623,32 @@ fn given_events_when_a_command_then_its_events() {
         (account.id.as_str(), account.balance_cents, account.applied),
         ("f-1", -70, 3)
     );
+}
+
+#[test]
+fn an_aggregates_business_rules_run_before_its_command_and_report_every_violation() {
+    let blocked = Opened {
+        owner: "blocked".into(),
+        overdraft_cents: 0,
+    };
+    let err = Fixture::<Account>::given(Events::one(blocked.clone()))
+        .when(Deposit {
+            account: "r-1".into(),
+            cents: 2_000_000,
+        })
+        .then_expect_error(codes::RULE_VIOLATED);
+    let codes: Vec<&str> = err.violations().iter().map(|v| &*v.code).collect();
+    assert_eq!(codes, ["account.deposit_limit", "account.owner_blocked"]);
+    // Rules that hold let the command method decide.
+    Fixture::<Account>::given(Events::one(blocked))
+        .when(Deposit {
+            account: "r-1".into(),
+            cents: 50,
+        })
+        .then_expect(Events::one(Deposited {
+            amount_cents: 50,
+            currency: "EUR".into(),
+        }));
 }
 
 #[test]

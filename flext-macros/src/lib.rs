@@ -507,7 +507,7 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
     let message = match name {
         "saga_step" => "`#[saga_step]` only works on a method inside a `#[saga]` impl block: add `#[saga]` to the enclosing `impl`".to_owned(),
         "apply" => "`#[apply]` only works on a method inside an `#[aggregate]` impl block: add `#[aggregate]` to the enclosing `impl`".to_owned(),
-        "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service) or `#[business_rules]` (the rules of a command, query or event): add the one that fits to the enclosing `impl`".to_owned(),
+        "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service), `#[business_rules]` (the rules of a command, query or event) or `#[aggregate]` (the rules of an aggregate's command): add the one that fits to the enclosing `impl`".to_owned(),
         _ => format!("`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"),
     };
     let error = syn::Error::new(span, message).to_compile_error();

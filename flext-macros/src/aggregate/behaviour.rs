@@ -24,12 +24,28 @@ pub struct Decide {
     pub command: Option<syn::Type>,
 }
 
+/// A `#[business_rule]` of the aggregate: `(&self, command: &C) -> RuleResult`, run
+/// before the command method of `C`, every rule of `C` in declaration order, all
+/// violations collected.
+pub struct Rule {
+    pub method: Method,
+    pub command: Option<syn::Type>,
+    pub code: String,
+}
+
 pub struct Behaviour {
     pub item: syn::ItemImpl,
     pub krate: Krate,
     pub applies: Vec<Apply>,
     pub commands: Vec<Decide>,
+    pub rules: Vec<Rule>,
 }
+
+const RULE_SPEC: Spec<'static> = Spec {
+    attr: BUSINESS_RULE,
+    allowed: &[CODE],
+    repeatable: &[],
+};
 
 const SPEC: Spec<'static> = Spec {
     attr: AGGREGATE,
@@ -55,19 +71,21 @@ impl Behaviour {
         }
         let mut applies = Vec::new();
         let mut commands = Vec::new();
+        let mut rules = Vec::new();
         for impl_item in &mut item.items {
             let syn::ImplItem::Fn(f) = impl_item else {
                 continue;
             };
-            let ours = take_attrs(&mut f.attrs, &[APPLY, COMMAND_HANDLER]);
+            let ours = take_attrs(&mut f.attrs, &[APPLY, COMMAND_HANDLER, BUSINESS_RULE]);
             if let Some((_, second)) = ours.get(1) {
-                cx.push(error_at(second, "a method is either `#[apply]` or `#[command_handler]`, once: remove this attribute"));
+                cx.push(error_at(second, "a method is one of `#[apply]`, `#[command_handler]` or `#[business_rule]`, once: remove this attribute"));
             }
             match ours.into_iter().next() {
                 Some((APPLY, attr)) => {
                     reject_args(cx, &attr);
                     applies.push(read_apply(cx, &f.sig));
                 }
+                Some((BUSINESS_RULE, attr)) => rules.push(read_rule(cx, &attr, &f.sig)),
                 Some((_, attr)) => {
                     reject_args(cx, &attr);
                     commands.push(read_command(cx, &f.sig));
@@ -80,6 +98,7 @@ impl Behaviour {
             item,
             applies,
             commands,
+            rules,
         }
     }
 }
@@ -205,7 +224,57 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
     Decide { method, command }
 }
 
+fn read_rule(cx: &Ctxt, attr: &syn::Attribute, sig: &syn::Signature) -> Rule {
+    let mut code = None;
+    options::parse_attr(cx, &RULE_SPEC, attr, |_, meta| {
+        code = Some(options::string(meta)?.value());
+        Ok(())
+    });
+    let method = Method::from_sig(sig);
+    method.require_ref_self(cx, "business rule of an aggregate");
+    if let Some(a) = &method.asyncness {
+        cx.push(error_at(a, "a business rule of an aggregate cannot be `async`: it checks the state and the command"));
+    }
+    if method.output.is_none() {
+        cx.push(error_at(
+            &method.ident,
+            format!(
+                "a business rule returns its verdict: add `-> RuleResult` to `{}`",
+                method.ident
+            ),
+        ));
+    }
+    let mut command = None;
+    for p in &method.params {
+        match &p.role {
+            Role::Ref(ty) if command.is_none() => command = Some((**ty).clone()),
+            _ => cx.push(error_at(&p.ty, format!("a business rule of an aggregate takes `&self` and the command it checks: `fn {}(&self, command: &MyCommand) -> RuleResult`", method.ident))),
+        }
+    }
+    if command.is_none() && method.params.is_empty() {
+        cx.push(error_at(&method.ident, format!("a business rule of an aggregate takes the command it checks: `fn {}(&self, command: &MyCommand) -> RuleResult`", method.ident)));
+    }
+    Rule {
+        code: code.unwrap_or_else(|| method.ident.to_string()),
+        method,
+        command,
+    }
+}
+
 pub fn check(b: &Behaviour, cx: &Ctxt) {
+    let key_of = |t: &syn::Type| t.to_token_stream().to_string();
+    for rule in &b.rules {
+        let Some(command) = &rule.command else {
+            continue;
+        };
+        let decided = b
+            .commands
+            .iter()
+            .any(|c| c.command.as_ref().map(key_of) == Some(key_of(command)));
+        if !decided {
+            cx.push(error_at(command, format!("no `#[command_handler]` of this aggregate decides `{}`: a business rule runs before the command method of the command it takes", type_name(command))));
+        }
+    }
     let key = |t: &syn::Type| t.to_token_stream().to_string();
     for (i, a) in b.applies.iter().enumerate() {
         let Some(event) = &a.event else { continue };
@@ -316,6 +385,29 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
             quote!(::core::convert::identity::<#p::Result<#agg::Events<Self>>>(<#ty>::#method(self, #(#args),*))),
             out_span,
         );
+        let rules: Vec<TokenStream> = b
+            .rules
+            .iter()
+            .filter(|r| r.command.as_ref().map(key) == Some(key(command)))
+            .map(|r| {
+                let ident = &r.method.ident;
+                let name = ident.to_string();
+                let code = &r.code;
+                let check = quote!(__flext_rules.check(#name, #code, <#ty>::#ident(self, command)));
+                let check = match &r.method.output {
+                    Some(ret) => respan(check, ret.span()),
+                    None => check,
+                };
+                quote!(#check?;)
+            })
+            .collect();
+        let rules = (!rules.is_empty()).then(|| {
+            quote! {
+                let mut __flext_rules = #p::Rules::new(#p::RuleMode::CollectAll);
+                #(#rules)*
+                __flext_rules.finish()?;
+            }
+        });
         let handles = if complete {
             // The command's own requirements, checked once each, at the command type.
             let id = respan(quote!(#agg::aggregate_id_of::<#command>), command.span());
@@ -325,6 +417,7 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
                 fn answer(appended: #agg::Appended) -> <#command as #p::Command>::Output { #answer(appended) }
                 #[allow(unused_variables)]
                 fn handle(&self, command: &#command, ctx: &#p::Context) -> #p::Result<#agg::Events<Self>> {
+                    #rules
                     #call
                 }
             }

@@ -1,0 +1,58 @@
+use flext::aggregate::{Events, Fixture};
+use flext::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[command(output = u64)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposit {
+    #[aggregate_id]
+    account: String,
+    cents: u64,
+}
+
+#[event(name = "account.deposited")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposited {
+    cents: u64,
+}
+
+#[command(output = u64)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Withdraw {
+    #[aggregate_id]
+    account: String,
+    cents: u64,
+}
+
+#[aggregate]
+#[derive(Default)]
+struct Account {
+    #[aggregate_id]
+    id: String,
+    balance: u64,
+}
+
+#[aggregate]
+impl Account {
+    #[business_rule]
+    fn enough_money(&self, command: &Withdraw) -> RuleResult {
+        ensure!(command.cents <= self.balance, "not enough money")
+    }
+
+    #[command_handler]
+    fn deposit(&self, command: &Deposit) -> Result<Events<Self>> {
+        Ok(Events::one(Deposited { cents: command.cents }))
+    }
+
+    #[apply]
+    fn deposited(&mut self, event: &Deposited) {
+        self.balance += event.cents;
+    }
+}
+
+fn main() {
+    let account = Fixture::<Account>::given_no_events()
+        .when(Deposit { account: "a-1".into(), cents: 5 })
+        .then_expect(Events::one(Deposited { cents: 5 }));
+    let _ = account.balance;
+}
