@@ -59,3 +59,6 @@ impl Family for Behaviour {
         behaviour::expand(self, false)
     }
 }
+
+#[cfg(test)]
+mod tests;
