@@ -10,10 +10,40 @@ use crate::future::BoxFuture;
 /// has an `#[apply]` method for can be added (the [`Apply`] bound), so every raised event
 /// evolves the state.
 ///
-/// ```ignore
-/// Ok(Events::one(Deposited { account_id: self.id.clone(), amount_cents: cmd.amount_cents }))
-/// Ok(Events::none())
-/// Ok(Events::one(Opened { .. }).and(Deposited { .. }))
+/// ```
+/// use flext::prelude::*;
+/// use flext::aggregate::{Events, Fixture, Repository};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[command(output = u64)]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposit { #[aggregate_id] account: String, cents: u64 }
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposited { cents: u64 }
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// struct Account { #[aggregate_id] id: String, balance: u64 }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[command_handler]
+///     fn deposit(&self, c: &Deposit) -> Result<Events<Self>> {
+///         if c.cents == 0 {
+///             return Err(Error::validation("account.zero", "deposit at least one cent"));
+///         }
+///         Ok(Events::one(Deposited { cents: c.cents }))
+///     }
+///     #[apply]
+///     fn deposited(&mut self, e: &Deposited) { self.balance += e.cents; }
+/// }
+/// let two: Events<Account> = Events::one(Deposited { cents: 1 }).and(Deposited { cents: 2 });
+/// assert_eq!(two.len(), 2);
+/// assert!(Events::<Account>::none().is_empty());
+/// let json = two.to_json().unwrap();
+/// assert_eq!(json[1], ("account.deposited", serde_json::json!({ "cents": 2 })));
 /// ```
 pub struct Events<A> {
     raised: Vec<Box<dyn RaisedEvent<A>>>,

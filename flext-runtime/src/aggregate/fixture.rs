@@ -15,14 +15,44 @@ type Given<A> = Box<dyn FnOnce(&mut A, &Context) -> Result<()>>;
 /// test also catches an event that does not survive the store. The aggregate's id is
 /// the `when` command's.
 ///
-/// ```ignore
-/// Fixture::<Account>::given(Events::one(Opened { account_id: "a-1".into(), owner: "ada".into() }))
-///     .when(Deposit { account_id: "a-1".into(), amount_cents: 500 })
-///     .then_expect(Events::one(Deposited { account_id: "a-1".into(), amount_cents: 500 }));
+/// ```
+/// use flext::prelude::*;
+/// use flext::aggregate::{Events, Fixture, Repository};
+/// use serde::{Deserialize, Serialize};
 ///
-/// Fixture::<Account>::given_no_events()
-///     .when(Deposit { account_id: "a-1".into(), amount_cents: 500 })
-///     .then_expect_error("account.not_open");
+/// #[command(output = u64)]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposit { #[aggregate_id] account: String, cents: u64 }
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposited { cents: u64 }
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// struct Account { #[aggregate_id] id: String, balance: u64 }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[command_handler]
+///     fn deposit(&self, c: &Deposit) -> Result<Events<Self>> {
+///         if c.cents == 0 {
+///             return Err(Error::validation("account.zero", "deposit at least one cent"));
+///         }
+///         Ok(Events::one(Deposited { cents: c.cents }))
+///     }
+///     #[apply]
+///     fn deposited(&mut self, e: &Deposited) { self.balance += e.cents; }
+/// }
+///
+/// Fixture::<Account>::given(Events::one(Deposited { cents: 100 }))
+///     .when(Deposit { account: "a-1".into(), cents: 50 })
+///     .then_expect(Events::one(Deposited { cents: 50 }));
+///
+/// let account = Fixture::<Account>::given_command(Deposit { account: "a-1".into(), cents: 7 })
+///     .when(Deposit { account: "a-1".into(), cents: 0 })
+///     .then_expect_error("account.zero");
+/// assert_eq!(account.code(), "account.zero");
 /// ```
 pub struct Fixture<A> {
     given: Vec<Given<A>>,

@@ -19,20 +19,46 @@ use crate::message::Command;
 /// find it: `Bus::builder().state(Repository::<Account>::new(store))`.
 ///
 /// ```
+/// use flext::prelude::*;
+/// use flext::aggregate::{Events, Fixture, Repository};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[command(output = u64)]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposit { #[aggregate_id] account: String, cents: u64 }
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposited { cents: u64 }
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// struct Account { #[aggregate_id] id: String, balance: u64 }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[command_handler]
+///     fn deposit(&self, c: &Deposit) -> Result<Events<Self>> {
+///         if c.cents == 0 {
+///             return Err(Error::validation("account.zero", "deposit at least one cent"));
+///         }
+///         Ok(Events::one(Deposited { cents: c.cents }))
+///     }
+///     #[apply]
+///     fn deposited(&mut self, e: &Deposited) { self.balance += e.cents; }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
-/// use flext::aggregate::Repository;
 /// use flext::event_store::{MemoryEventStore, Upcasters};
-/// # #[derive(Default)] struct Account;
-/// # impl flext::aggregate::Aggregate for Account {
-/// #     const TYPE: &'static str = "Account";
-/// #     fn aggregate_id(&self) -> String { String::new() }
-/// #     fn set_aggregate_id(&mut self, _: &str) -> flext::Result<()> { Ok(()) }
-/// #     fn event_version(_: &str) -> Option<u32> { None }
-/// #     fn apply_stored(&mut self, _: &str, _: serde_json::Value) -> flext::Result<()> { Ok(()) }
-/// # }
 /// let accounts = Repository::<Account>::new(Arc::new(MemoryEventStore::new()))
 ///     .upcasters(Upcasters::new())
 ///     .retry_on_conflict(3);
+/// let done = accounts.execute(&Deposit { account: "a-1".into(), cents: 250 }, &Context::new()).await.unwrap();
+/// assert_eq!((done.appended.version, done.state.balance), (1, 250));
+/// let loaded = accounts.load("a-1").await.unwrap();
+/// assert_eq!((loaded.version, loaded.state.balance), (1, 250));
+/// # }
 /// ```
 pub struct Repository<A> {
     store: Arc<dyn EventStore>,
