@@ -412,7 +412,7 @@ pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
 /// state, decides, appends the events and publishes them. The command marks its own
 /// `#[aggregate_id]` field.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flext::prelude::*;
 /// use flext::aggregate::{Events, Fixture};
 /// use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@ use crate::future::BoxFuture;
 /// has an `#[apply]` method for can be added (the [`Apply`] bound), so every raised event
 /// evolves the state.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flext::prelude::*;
 /// use flext::aggregate::{Events, Fixture, Repository};
 /// use serde::{Deserialize, Serialize};

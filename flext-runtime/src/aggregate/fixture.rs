@@ -15,7 +15,7 @@ type Given<A> = Box<dyn FnOnce(&mut A, &Context) -> Result<()>>;
 /// test also catches an event that does not survive the store. The aggregate's id is
 /// the `when` command's.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flext::prelude::*;
 /// use flext::aggregate::{Events, Fixture, Repository};
 /// use serde::{Deserialize, Serialize};

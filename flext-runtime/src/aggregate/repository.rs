@@ -18,7 +18,7 @@ use crate::message::Command;
 /// them. Register one per aggregate type as bus state, so that the aggregate's commands
 /// find it: `Bus::builder().state(Repository::<Account>::new(store))`.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use flext::prelude::*;
 /// use flext::aggregate::{Events, Fixture, Repository};
 /// use serde::{Deserialize, Serialize};
