@@ -3,7 +3,7 @@
 //! `flext.`.
 //!
 //! The scheme is `flext.<area>.<condition>`: the area is where the error arises
-//! (`input`, `rule`, `bus`, `saga`, `event`, `aggregate`, `service`), the condition is a snake_case noun or
+//! (`input`, `rule`, `bus`, `saga`, `store`, `event`, `aggregate`, `projection`, `outbox`, `service`), the condition is a snake_case noun or
 //! past participle (`no_handler`, `timed_out`, `panicked`). A code never changes within
 //! a major version.
 //!
@@ -133,6 +133,12 @@ pub const SAGA_ABORTED: &str = "flext.saga.aborted";
 /// An operator's principal or reason is empty or too long. Validation.
 pub const SAGA_OPERATOR_INPUT: &str = "flext.saga.operator_input";
 
+// ---- store ---------------------------------------------------------------------------
+
+/// A SQLite database shared by several stores could not be opened, read or written
+/// (SQLite's error is the source). Infrastructure.
+pub const STORE_FAILED: &str = "flext.store.failed";
+
 // ---- event store ---------------------------------------------------------------------
 
 /// An append expected the stream at another version: another writer appended first.
@@ -212,6 +218,7 @@ pub const ALL: &[&str] = &[
     SAGA_FINISHED,
     SAGA_ABORTED,
     SAGA_OPERATOR_INPUT,
+    STORE_FAILED,
     EVENT_CONFLICT,
     EVENT_DUPLICATE_ID,
     EVENT_STORE_FAILED,

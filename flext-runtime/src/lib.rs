@@ -13,6 +13,8 @@ mod backoff;
 pub mod bus;
 pub mod codes;
 mod context;
+#[cfg(feature = "sqlite")]
+mod db;
 mod error;
 pub mod event_store;
 mod future;

@@ -1,16 +1,16 @@
 //! [`SqliteEventStore`]: event streams in a SQLite file, the embedded default.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::store::{conflict, duplicate_id};
 use super::{EventEnvelope, EventStore, NewEvent, Snapshot, StreamId};
+use crate::db::{SharedConnection, Synchronous};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
-use crate::saga::{Synchronous, now_ms};
+use crate::saga::now_ms;
 
 /// Event streams in a SQLite database in WAL mode; the file may be the one that holds
 /// the saga log. One transaction per append: the expected-version check, every event of
@@ -25,7 +25,11 @@ use crate::saga::{Synchronous, now_ms};
 /// Calls run on the caller's thread behind a mutex, each for the duration of its
 /// statements and commit (tens of microseconds at `synchronous = NORMAL`).
 pub struct SqliteEventStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
+    /// Whether each append also writes outbox rows (on a [`SqliteDatabase`]).
+    ///
+    /// [`SqliteDatabase`]: crate::database::SqliteDatabase
+    outbox: bool,
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -82,50 +86,26 @@ impl SqliteEventStore {
     }
 
     fn init(conn: Connection, synchronous: Synchronous) -> Result<Self> {
-        let sync = match synchronous {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        };
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_error)?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {sync};
-             CREATE TABLE IF NOT EXISTS flext_events (
-                 position INTEGER PRIMARY KEY AUTOINCREMENT,
-                 event_id TEXT NOT NULL UNIQUE,
-                 aggregate_type TEXT NOT NULL,
-                 aggregate_id TEXT NOT NULL,
-                 sequence INTEGER NOT NULL,
-                 name TEXT NOT NULL,
-                 schema_version INTEGER NOT NULL,
-                 timestamp_ms INTEGER NOT NULL,
-                 correlation_id TEXT NOT NULL,
-                 causation_id TEXT,
-                 metadata TEXT NOT NULL,
-                 payload TEXT NOT NULL,
-                 UNIQUE (aggregate_type, aggregate_id, sequence)
-             );
-             CREATE TABLE IF NOT EXISTS flext_snapshots (
-                 aggregate_type TEXT NOT NULL,
-                 aggregate_id TEXT NOT NULL,
-                 version INTEGER NOT NULL,
-                 state TEXT NOT NULL,
-                 taken_ms INTEGER NOT NULL,
-                 PRIMARY KEY (aggregate_type, aggregate_id)
-             );"
-        ))
-        .map_err(db_error)?;
+        let conn = SharedConnection::setup(conn, synchronous)?;
+        migrate(&conn.lock())?;
         Ok(SqliteEventStore {
-            conn: Mutex::new(conn),
+            conn,
+            outbox: false,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The store on a connection shared with other stores, writing outbox rows with
+    /// each append when `outbox`.
+    pub(crate) fn on(conn: SharedConnection, outbox: bool) -> Result<Self> {
+        migrate(&conn.lock())?;
+        Ok(SqliteEventStore { conn, outbox })
     }
 
-    fn version_of(conn: &Connection, stream: &StreamId) -> Result<u64> {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        f(&mut self.conn.lock())
+    }
+
+    pub(crate) fn version_of(conn: &Connection, stream: &StreamId) -> Result<u64> {
         conn.prepare_cached(
             "SELECT COALESCE(MAX(sequence), 0) FROM flext_events WHERE aggregate_type = ?1 AND aggregate_id = ?2",
         )
@@ -164,6 +144,101 @@ impl SqliteEventStore {
         let rows = stmt.query_map(args, Self::row).map_err(db_error)?;
         rows.map(|row| row.map_err(db_error)?.decode()).collect()
     }
+}
+
+/// Creates the event store's tables.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS flext_events (
+             position INTEGER PRIMARY KEY AUTOINCREMENT,
+             event_id TEXT NOT NULL UNIQUE,
+             aggregate_type TEXT NOT NULL,
+             aggregate_id TEXT NOT NULL,
+             sequence INTEGER NOT NULL,
+             name TEXT NOT NULL,
+             schema_version INTEGER NOT NULL,
+             timestamp_ms INTEGER NOT NULL,
+             correlation_id TEXT NOT NULL,
+             causation_id TEXT,
+             metadata TEXT NOT NULL,
+             payload TEXT NOT NULL,
+             UNIQUE (aggregate_type, aggregate_id, sequence)
+         );
+         CREATE TABLE IF NOT EXISTS flext_snapshots (
+             aggregate_type TEXT NOT NULL,
+             aggregate_id TEXT NOT NULL,
+             version INTEGER NOT NULL,
+             state TEXT NOT NULL,
+             taken_ms INTEGER NOT NULL,
+             PRIMARY KEY (aggregate_type, aggregate_id)
+         );
+         CREATE TABLE IF NOT EXISTS flext_outbox (
+             position INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL,
+             delivered_ms INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS flext_outbox_pending ON flext_outbox (delivered_ms, position);",
+    )
+    .map_err(db_error)
+}
+
+/// Appends `events` to `stream` at `expected_version` inside the caller's transaction,
+/// with an outbox row per event when `outbox`; refuses, having written nothing, on a
+/// version conflict; a duplicate id fails the caller's transaction.
+pub(crate) fn append_in(
+    conn: &Connection,
+    stream: &StreamId,
+    expected_version: u64,
+    events: &[NewEvent],
+    outbox: bool,
+) -> Result<u64> {
+    let version = SqliteEventStore::version_of(conn, stream)?;
+    if version != expected_version {
+        return Err(conflict(stream, expected_version, version));
+    }
+    let now = int(now_ms());
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(db_error)?;
+    for (i, e) in events.iter().enumerate() {
+        let metadata =
+            serde_json::to_string(&e.metadata).map_err(|e| corrupt("the metadata", e))?;
+        let payload = serde_json::to_string(&e.payload).map_err(|e| corrupt("a payload", e))?;
+        let inserted = insert.execute(params![
+            e.event_id.to_string(),
+            stream.aggregate_type,
+            stream.aggregate_id,
+            int(version + i as u64 + 1),
+            e.name,
+            i64::from(e.schema_version),
+            now,
+            e.correlation_id.to_string(),
+            e.causation_id.map(|c| c.to_string()),
+            metadata,
+            payload,
+        ]);
+        match inserted {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(f, Some(msg)))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation
+                    && msg.contains("event_id") =>
+            {
+                return Err(duplicate_id(e.event_id));
+            }
+            Err(other) => return Err(db_error(other)),
+        }
+        if outbox {
+            conn.prepare_cached("INSERT INTO flext_outbox (position, event_id) VALUES (?1, ?2)")
+                .and_then(|mut stmt| {
+                    stmt.execute(params![conn.last_insert_rowid(), e.event_id.to_string()])
+                })
+                .map_err(db_error)?;
+        }
+    }
+    Ok(version + events.len() as u64)
 }
 
 /// A row as SQLite returns it.
@@ -214,52 +289,9 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: &'a [NewEvent],
     ) -> BoxFuture<'a, Result<u64>> {
-        let result = self.with(|conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(db_error)?;
-            let version = Self::version_of(&tx, stream)?;
-            if version != expected_version {
-                return Err(conflict(stream, expected_version, version));
-            }
-            let now = int(now_ms());
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )
-                    .map_err(db_error)?;
-                for (i, e) in events.iter().enumerate() {
-                    let metadata = serde_json::to_string(&e.metadata).map_err(|e| corrupt("the metadata", e))?;
-                    let payload = serde_json::to_string(&e.payload).map_err(|e| corrupt("a payload", e))?;
-                    let inserted = insert.execute(params![
-                        e.event_id.to_string(),
-                        stream.aggregate_type,
-                        stream.aggregate_id,
-                        int(version + i as u64 + 1),
-                        e.name,
-                        i64::from(e.schema_version),
-                        now,
-                        e.correlation_id.to_string(),
-                        e.causation_id.map(|c| c.to_string()),
-                        metadata,
-                        payload,
-                    ]);
-                    match inserted {
-                        Ok(_) => {}
-                        Err(rusqlite::Error::SqliteFailure(f, Some(msg)))
-                            if f.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("event_id") =>
-                        {
-                            return Err(duplicate_id(e.event_id));
-                        }
-                        Err(other) => return Err(db_error(other)),
-                    }
-                }
-            }
-            tx.commit().map_err(db_error)?;
-            Ok(version + events.len() as u64)
-        });
+        let result = self
+            .conn
+            .transaction(|conn| append_in(conn, stream, expected_version, events, self.outbox));
         Box::pin(std::future::ready(result))
     }
 

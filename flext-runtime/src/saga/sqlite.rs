@@ -15,18 +15,8 @@ use super::log::{
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 
-/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`), in WAL mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// `NORMAL`, the default: every committed transition survives a crash of the
-    /// process; the last commits before a power loss or an OS crash may be lost (the WAL
-    /// is synced at checkpoints, not at each commit). About 28 µs a commit here.
-    #[default]
-    Normal,
-    /// `FULL`: every committed transition also survives a power loss. About 5 times the
-    /// cost of `Normal` a commit here.
-    Full,
-}
+use crate::db::SharedConnection;
+pub use crate::db::Synchronous;
 
 /// The saga log in a SQLite database, in WAL mode. Every write checks the lease, so two
 /// processes sharing the file never drive the same saga at once; a process that dies
@@ -52,7 +42,7 @@ pub enum Synchronous {
 /// runs and commits on the caller's thread behind a mutex, blocking it for that long.
 pub struct SqliteLog {
     /// At [`Synchronous::Normal`]: the connection, used on the caller's thread.
-    inline: Option<std::sync::Mutex<Connection>>,
+    inline: Option<SharedConnection>,
     /// At [`Synchronous::Full`]: the writer thread's queue.
     jobs: Option<std::sync::mpsc::Sender<Box<dyn Job>>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -276,6 +266,20 @@ impl SqliteLog {
         Self::init(conn, synchronous)
     }
 
+    /// The log on a connection shared with other stores ([`SqliteDatabase`]): each
+    /// write commits on the caller's thread.
+    ///
+    /// [`SqliteDatabase`]: crate::database::SqliteDatabase
+    pub(crate) fn on(conn: SharedConnection) -> Result<Self> {
+        migrate(&conn.lock())?;
+        Ok(SqliteLog {
+            inline: Some(conn),
+            jobs: None,
+            writer: None,
+            stats: Arc::new(Counters::default()),
+        })
+    }
+
     /// A log in a private in-memory database (for tests).
     ///
     /// # Errors
@@ -289,16 +293,37 @@ impl SqliteLog {
     }
 
     fn init(conn: Connection, synchronous: Synchronous) -> Result<Self> {
-        let sync = match synchronous {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        };
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_error)?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {sync};
-             CREATE TABLE IF NOT EXISTS flext_sagas (
+        let shared = SharedConnection::setup(conn, synchronous)?;
+        migrate(&shared.lock())?;
+        let stats = Arc::new(Counters::default());
+        if synchronous == Synchronous::Normal {
+            return Ok(SqliteLog {
+                inline: Some(shared),
+                jobs: None,
+                writer: None,
+                stats,
+            });
+        }
+        // The writer thread owns the connection from here on.
+        let conn = std::sync::Arc::into_inner(shared.0)
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            })
+            .ok_or_else(|| {
+                Error::internal(
+                    crate::codes::SAGA_LOG_FAILED,
+                    "saga log: the connection is shared",
+                )
+            })?;
+        Self::start_writer(conn, stats)
+    }
+}
+
+/// Creates the saga log's tables, and adds the columns older logs lack, once.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS flext_sagas (
                  id TEXT PRIMARY KEY,
                  name TEXT NOT NULL,
                  input TEXT NOT NULL,
@@ -315,38 +340,34 @@ impl SqliteLog {
                  body TEXT NOT NULL,
                  PRIMARY KEY (saga_id, seq)
              );
-             CREATE INDEX IF NOT EXISTS flext_sagas_name ON flext_sagas (name, created_ms);"
-        ))
-        .map_err(db_error)?;
-        // Logs written by earlier versions gain the columns they lack, once.
-        for (table, column, decl) in [
-            ("flext_sagas", "definition", "TEXT NOT NULL DEFAULT ''"),
-            (
-                "flext_saga_transitions",
-                "at_ms",
-                "INTEGER NOT NULL DEFAULT 0",
-            ),
-        ] {
-            let present = conn
-                .prepare(&format!(
-                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
-                ))
-                .and_then(|mut stmt| stmt.exists([]))
+             CREATE INDEX IF NOT EXISTS flext_sagas_name ON flext_sagas (name, created_ms);",
+    )
+    .map_err(db_error)?;
+    // Logs written by earlier versions gain the columns they lack, once.
+    for (table, column, decl) in [
+        ("flext_sagas", "definition", "TEXT NOT NULL DEFAULT ''"),
+        (
+            "flext_saga_transitions",
+            "at_ms",
+            "INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        let present = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            ))
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(db_error)?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
                 .map_err(db_error)?;
-            if !present {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
-                    .map_err(db_error)?;
-            }
         }
-        let stats = Arc::new(Counters::default());
-        if synchronous == Synchronous::Normal {
-            return Ok(SqliteLog {
-                inline: Some(std::sync::Mutex::new(conn)),
-                jobs: None,
-                writer: None,
-                stats,
-            });
-        }
+    }
+    Ok(())
+}
+
+impl SqliteLog {
+    fn start_writer(conn: Connection, stats: Arc<Counters>) -> Result<Self> {
         let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
         let counters = stats.clone();
         let writer = std::thread::Builder::new()
@@ -402,9 +423,7 @@ impl SqliteLog {
             reply,
         });
         if let Some(conn) = &self.inline {
-            let mut conn = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut conn = conn.lock();
             if write {
                 commit_group(&mut conn, &mut vec![job], &self.stats);
             } else {
@@ -559,34 +578,7 @@ impl SagaLog for SqliteLog {
             input: serde_json::Value::Null,
             ..record.clone()
         };
-        self.submit(true, move |conn| {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        record.id.to_string(),
-                        record.name,
-                        input,
-                        record.correlation_id.to_string(),
-                        record.state.as_str(),
-                        record.owner,
-                        ms(record.lease_until_ms),
-                        ms(if record.created_ms == 0 { now_ms() } else { record.created_ms }),
-                        record.definition,
-                    ])
-                })
-                .map_err(db_error)?;
-            if inserted == 0 {
-                return Err(Error::conflict(
-                    crate::codes::SAGA_EXISTS,
-                    format!("saga {} is already in the log", record.id),
-                ));
-            }
-            Ok(())
-        })
+        self.submit(true, move |conn| create_row(conn, &record, &input))
     }
 
     fn append<'a>(
@@ -601,29 +593,7 @@ impl SagaLog for SqliteLog {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let lease = lease.clone();
-        self.submit(true, move |conn| {
-            let now = now_ms();
-            let key = id.to_string();
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
-                     WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        state.as_str(),
-                        lease.owner,
-                        ms(now.saturating_add(lease.duration_ms)),
-                        key,
-                        ms(now)
-                    ])
-                })
-                .map_err(db_error)?;
-            if updated == 0 {
-                return Err(refused(conn, id));
-            }
-            insert_transition(conn, &key, &body, now)
-        })
+        self.submit(true, move |conn| append_row(conn, id, &body, state, &lease))
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
@@ -825,4 +795,66 @@ impl SagaLog for SqliteLog {
             Ok(record)
         })
     }
+}
+
+/// Inserts a new saga; refuses (writing nothing) when the id exists.
+pub(crate) fn create_row(conn: &Connection, record: &SagaRecord, input: &str) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                record.id.to_string(),
+                record.name,
+                input,
+                record.correlation_id.to_string(),
+                record.state.as_str(),
+                record.owner,
+                ms(record.lease_until_ms),
+                ms(if record.created_ms == 0 { now_ms() } else { record.created_ms }),
+                record.definition,
+            ])
+        })
+        .map_err(db_error)?;
+    if inserted == 0 {
+        return Err(Error::conflict(
+            crate::codes::SAGA_EXISTS,
+            format!("saga {} is already in the log", record.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends a transition (already JSON) and sets the saga's state, when `lease` holds the
+/// lease or it expired; refuses (writing nothing) otherwise.
+pub(crate) fn append_row(
+    conn: &Connection,
+    id: Uuid,
+    body: &str,
+    state: SagaState,
+    lease: &Lease,
+) -> Result<()> {
+    let now = now_ms();
+    let key = id.to_string();
+    let updated = conn
+        .prepare_cached(
+            "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
+             WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                state.as_str(),
+                lease.owner,
+                ms(now.saturating_add(lease.duration_ms)),
+                key,
+                ms(now)
+            ])
+        })
+        .map_err(db_error)?;
+    if updated == 0 {
+        return Err(refused(conn, id));
+    }
+    insert_transition(conn, &key, body, now)
 }
