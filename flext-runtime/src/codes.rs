@@ -167,6 +167,12 @@ pub const EVENT_SNAPSHOT_DECODE: &str = "flext.event.snapshot_decode";
 /// A stream's id does not parse as the aggregate's `#[aggregate_id]` type. Validation.
 pub const AGGREGATE_BAD_ID: &str = "flext.aggregate.bad_id";
 
+/// A projection's handler failed at an event: it stopped there and applies it again on
+/// its next catch-up. Internal.
+pub const PROJECTION_STOPPED: &str = "flext.projection.stopped";
+/// The outbox relay could not deliver an event. Internal.
+pub const OUTBOX_FAILED: &str = "flext.outbox.failed";
+
 // ---- service -------------------------------------------------------------------------
 
 /// An undo (`#[step(undo = ..)]`) failed while rolling back after a failed step; the
@@ -229,6 +235,8 @@ pub const ALL: &[&str] = &[
     EVENT_DECODE,
     EVENT_SNAPSHOT_DECODE,
     AGGREGATE_BAD_ID,
+    PROJECTION_STOPPED,
+    OUTBOX_FAILED,
     SERVICE_UNDO_FAILED,
 ];
 

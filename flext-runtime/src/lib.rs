@@ -14,6 +14,8 @@ pub mod bus;
 pub mod codes;
 mod context;
 #[cfg(feature = "sqlite")]
+pub mod database;
+#[cfg(feature = "sqlite")]
 mod db;
 mod error;
 pub mod event_store;

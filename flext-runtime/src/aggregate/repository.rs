@@ -65,7 +65,37 @@ pub struct Repository<A> {
     upcasters: Upcasters,
     conflict_retries: u32,
     cache: Option<Arc<Cache<A>>>,
+    serial: Option<Arc<Serial>>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// One lock per aggregate id with commands waiting: [`Repository::one_command_at_a_time`].
+#[derive(Default)]
+struct Serial {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Serial {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets `id`'s lock when no command holds or awaits it.
+    fn release(&self, id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's handle and this one: nobody else is waiting.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(id);
+        }
+    }
 }
 
 /// Aggregates as the last command left them, by id: [`Repository::cache`].
@@ -111,6 +141,7 @@ impl<A> Clone for Repository<A> {
             upcasters: self.upcasters.clone(),
             conflict_retries: self.conflict_retries,
             cache: self.cache.clone(),
+            serial: self.serial.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -198,8 +229,19 @@ impl<A: Aggregate> Repository<A> {
             upcasters: Upcasters::new(),
             conflict_retries: 0,
             cache: None,
+            serial: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Runs the commands for one aggregate id one at a time in this process (they queue,
+    /// in arrival order), so that a hot aggregate does not thrash on conflicts; commands
+    /// for different ids still run at once. Beside [`retry_on_conflict`](Self::retry_on_conflict),
+    /// which still covers writers in other processes. Clones of the repository share the
+    /// queue.
+    pub fn one_command_at_a_time(mut self) -> Self {
+        self.serial = Some(Arc::default());
+        self
     }
 
     /// Keeps up to `capacity` aggregates in memory as the last command left them, so
@@ -322,6 +364,28 @@ impl<A: Aggregate> Repository<A> {
         A: Handles<C>,
     {
         let id = A::aggregate_id_of(command);
+        let Some(serial) = self.serial.clone() else {
+            return self.execute_unserialised(id, command, ctx).await;
+        };
+        let lock = serial.lock_for(&id);
+        let result = {
+            let _turn = lock.lock().await;
+            self.execute_unserialised(id.clone(), command, ctx).await
+        };
+        serial.release(&id, lock);
+        result
+    }
+
+    async fn execute_unserialised<C>(
+        &self,
+        id: String,
+        command: &C,
+        ctx: &Context,
+    ) -> Result<Executed<A>>
+    where
+        C: Command,
+        A: Handles<C>,
+    {
         let stream = Self::stream(&id);
         let mut attempts = 0;
         loop {

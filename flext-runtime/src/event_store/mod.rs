@@ -37,5 +37,9 @@ pub use self::envelope::{EventEnvelope, NewEvent, Snapshot, StreamId};
 pub use self::memory::MemoryEventStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteEventStore;
+#[cfg(feature = "sqlite")]
+pub(crate) use self::sqlite::{
+    append_in as append_sqlite, migrate as migrate_sqlite, read_after as read_after_sqlite,
+};
 pub use self::store::EventStore;
 pub use self::upcast::{Upcaster, Upcasters};

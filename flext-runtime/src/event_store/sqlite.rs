@@ -51,7 +51,7 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
+pub(crate) const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
 
 impl SqliteEventStore {
     /// Opens (creating if needed) the store at `path`, with [`Synchronous::Normal`].
@@ -135,7 +135,7 @@ impl SqliteEventStore {
         })
     }
 
-    fn query(
+    pub(crate) fn query(
         conn: &Connection,
         sql: &str,
         args: impl rusqlite::Params,
@@ -239,6 +239,21 @@ pub(crate) fn append_in(
         }
     }
     Ok(version + events.len() as u64)
+}
+
+/// Up to `limit` events after global `position`, in order.
+pub(crate) fn read_after(
+    conn: &Connection,
+    position: u64,
+    limit: usize,
+) -> Result<Vec<EventEnvelope>> {
+    SqliteEventStore::query(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} FROM flext_events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ),
+        params![int(position), i64::try_from(limit).unwrap_or(i64::MAX)],
+    )
 }
 
 /// A row as SQLite returns it.

@@ -65,6 +65,9 @@ pub use self::recovery::{SagaRegistration, resume};
 pub use self::runner::{SagaRunner, SagaRunnerBuilder};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
+#[cfg(feature = "sqlite")]
+pub(crate) use self::sqlite::{append_sqlite, create_sqlite, migrate as migrate_sqlite};
+pub use self::start::saga_id_for_event;
 pub use self::step::StepScope;
 
 use crate::error::Result;

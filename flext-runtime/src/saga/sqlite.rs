@@ -858,3 +858,21 @@ pub(crate) fn append_row(
     }
     insert_transition(conn, &key, body, now)
 }
+
+/// [`create_row`] for a record, its input encoded here.
+pub(crate) fn create_sqlite(conn: &Connection, record: &SagaRecord) -> Result<()> {
+    let input = serde_json::to_string(&record.input).map_err(json_error)?;
+    create_row(conn, record, &input)
+}
+
+/// [`append_row`] for a transition, encoded here.
+pub(crate) fn append_sqlite(
+    conn: &Connection,
+    id: Uuid,
+    transition: &Transition,
+    state: SagaState,
+    lease: &Lease,
+) -> Result<()> {
+    let body = serde_json::to_string(transition).map_err(json_error)?;
+    append_row(conn, id, &body, state, lease)
+}

@@ -7,6 +7,21 @@ use super::{Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
+/// The id of the saga of type `saga` that event `event_id` starts: the same for every
+/// delivery of the event (a UUID v5 of the two), so that starting it with
+/// [`SagaRunner::run_with_id`] on each delivery of an at-least-once outbox starts it
+/// once.
+///
+/// ```
+/// use flext::saga::saga_id_for_event;
+/// let event = flext::Uuid::new_v4();
+/// assert_eq!(saga_id_for_event("FulfilOrder", event), saga_id_for_event("FulfilOrder", event));
+/// assert_ne!(saga_id_for_event("FulfilOrder", event), saga_id_for_event("Refund", event));
+/// ```
+pub fn saga_id_for_event(saga: &str, event_id: Uuid) -> Uuid {
+    Uuid::new_v5(&event_id, saga.as_bytes())
+}
+
 impl SagaRunner {
     /// [`run`](Self::run) with the saga id given by the caller, so that starting the
     /// same saga twice (a retried request, a redelivered message) runs it once. The id

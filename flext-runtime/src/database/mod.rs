@@ -1,0 +1,33 @@
+//! One SQLite database for every durable part of flext: the saga log, the event store
+//! with its outbox, projection checkpoints and consumers' inboxes, written through one
+//! [`UnitOfWork`] so that what belongs together commits together.
+//!
+//! The transactional outbox is Chris Richardson's pattern ("Microservices Patterns",
+//! 2018): an appended event's outbox row is written in the append's transaction, and a
+//! relay publishes rows after they commit, at least once; consumers deduplicate on the
+//! event id with an inbox. Projections keep their checkpoint in the same transaction as
+//! the state change it covers, so a restart never applies an event twice.
+//!
+//! # No skipped events
+//!
+//! A reader that follows the global order ([`ProjectionRunner`], [`OutboxRelay`]) must
+//! never move past a position whose transaction may still commit. SQLite runs one write
+//! transaction at a time and assigns positions inside it, so positions become visible in
+//! order: once a reader sees position `p`, every position below `p` that will ever
+//! commit has committed. On PostgreSQL, where sequence values commit out of order, the
+//! same guarantee needs a horizon: readers only take positions written by transactions
+//! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
+//! against each row's `xid8`), which is the design the PostgreSQL backend follows.
+
+mod outbox;
+mod projection;
+mod uow;
+
+pub use self::outbox::{BusRelay, OutboxLoop, OutboxRelay, Relay, event_id_of};
+pub use self::projection::{
+    CatchUp, Projection, ProjectionLoop, ProjectionRunner, ProjectionStatus,
+};
+pub use self::uow::{SqliteDatabase, UnitOfWork};
+/// The SQLite binding flext uses, for a projection's own SQL through
+/// [`UnitOfWork::connection`].
+pub use rusqlite;

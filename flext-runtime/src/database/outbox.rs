@@ -1,0 +1,204 @@
+//! The outbox relay: publishes appended events after their append committed, at least
+//! once, in global order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::SqliteDatabase;
+use crate::bus::Bus;
+use crate::context::Context;
+use crate::db::db_error;
+use crate::error::Result;
+use crate::event_store::EventEnvelope;
+use crate::future::BoxFuture;
+
+/// Where the outbox delivers events: the bus in this process ([`BusRelay`]), or a broker
+/// added later without changing the store.
+pub trait Relay: Send + Sync + 'static {
+    /// Delivers one event. Called again for the same event after a crash or an error:
+    /// consumers deduplicate on `event.event_id`.
+    ///
+    /// # Errors
+    ///
+    /// When the event could not be delivered; the relay stops there and retries it on its
+    /// next pass.
+    fn deliver<'a>(&'a self, event: &'a EventEnvelope) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The context metadata key under which [`BusRelay`] passes the event id to subscribers.
+const EVENT_ID: &str = "flext.event_id";
+
+/// The id of the stored event a subscriber is handling, when it was delivered by
+/// [`BusRelay`]: what to deduplicate on ([`UnitOfWork::first_delivery`](super::UnitOfWork::first_delivery)),
+/// or to derive an event-started saga's id from
+/// ([`saga_id_for_event`](crate::saga::saga_id_for_event)).
+pub fn event_id_of(ctx: &Context) -> Option<uuid::Uuid> {
+    ctx.metadata(EVENT_ID).and_then(|id| id.parse().ok())
+}
+
+/// Delivers events to this process's bus by name (`Bus::publish_json`), under a context
+/// carrying the event's correlation id and, as metadata, its id ([`event_id_of`]).
+pub struct BusRelay {
+    bus: Bus,
+}
+
+impl BusRelay {
+    /// A relay publishing on `bus`.
+    pub fn new(bus: Bus) -> Self {
+        BusRelay { bus }
+    }
+}
+
+impl Relay for BusRelay {
+    fn deliver<'a>(&'a self, event: &'a EventEnvelope) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let ctx = Context::new()
+                .with_correlation_id(event.correlation_id)
+                .with_metadata(EVENT_ID, event.event_id.to_string());
+            let json = serde_json::to_string(&event.payload).map_err(|e| {
+                crate::Error::internal(
+                    crate::codes::OUTBOX_FAILED,
+                    format!("event {} does not encode: {e}", event.event_id),
+                )
+            })?;
+            match self.bus.publish_json(&event.name, &json, &ctx).await {
+                Ok(report) => {
+                    for o in &report.outcomes {
+                        if let Some(error) = &o.error {
+                            tracing::warn!(event = %event.name, subscriber = o.handler, %error, "a subscriber failed an outbox event");
+                        }
+                    }
+                    Ok(())
+                }
+                // An event no subscriber in this process knows is delivered to nobody.
+                Err(e) if e.code() == crate::codes::BUS_UNKNOWN_MESSAGE => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// Publishes the outbox's undelivered events through a [`Relay`], oldest first, marking
+/// each delivered after the relay accepted it: at least once, across crashes (a crash
+/// between delivery and mark delivers that event again).
+pub struct OutboxRelay {
+    db: SqliteDatabase,
+    relay: Arc<dyn Relay>,
+    batch: usize,
+}
+
+impl Clone for OutboxRelay {
+    fn clone(&self) -> Self {
+        OutboxRelay {
+            db: self.db.clone(),
+            relay: self.relay.clone(),
+            batch: self.batch,
+        }
+    }
+}
+
+impl OutboxRelay {
+    /// A relay of `db`'s outbox through `relay`, reading up to 256 rows at a time.
+    pub fn new(db: SqliteDatabase, relay: impl Relay) -> Self {
+        OutboxRelay {
+            db,
+            relay: Arc::new(relay),
+            batch: 256,
+        }
+    }
+
+    /// Delivers every undelivered event, in order; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The relay's error for the first event it could not deliver (it and the ones after
+    /// it stay undelivered for the next pass); `flext.store.failed` when the database
+    /// fails.
+    pub async fn deliver_pending(&self) -> Result<u64> {
+        let mut delivered = 0;
+        loop {
+            let pending = self.db.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT position FROM flext_outbox WHERE delivered_ms IS NULL ORDER BY position LIMIT ?1",
+                    )
+                    .map_err(db_error)?;
+                let positions: Vec<i64> = stmt
+                    .query_map(params![i64::try_from(self.batch).unwrap_or(i64::MAX)], |r| r.get(0))
+                    .map_err(db_error)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(db_error)?;
+                positions
+                    .into_iter()
+                    .map(|p| {
+                        let before = u64::try_from(p - 1).unwrap_or(0);
+                        crate::event_store::read_after_sqlite(conn, before, 1)
+                            .map(|mut e| e.pop())
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            if pending.is_empty() {
+                return Ok(delivered);
+            }
+            for event in pending.into_iter().flatten() {
+                self.relay.deliver(&event).await?;
+                self.db.transaction(|uow| {
+                    uow.connection()
+                        .execute(
+                            "UPDATE flext_outbox SET delivered_ms = ?1 WHERE position = ?2",
+                            params![
+                                i64::try_from(crate::saga::now_ms()).unwrap_or(0),
+                                i64::try_from(event.position).unwrap_or(i64::MAX)
+                            ],
+                        )
+                        .map_err(db_error)
+                })?;
+                delivered += 1;
+            }
+        }
+    }
+
+    /// Delivers now and then every `every` on the current tokio runtime, until
+    /// [`OutboxLoop::shutdown`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn(&self, every: Duration) -> OutboxLoop {
+        let relay = self.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(e) = relay.deliver_pending().await {
+                    tracing::warn!(error = %e, "outbox pass failed; retrying on the next");
+                }
+                let wait = std::pin::pin!(tokio::time::sleep(every));
+                let stop = std::pin::pin!(stopped.notified());
+                if let futures_util::future::Either::Right(_) =
+                    futures_util::future::select(wait, stop).await
+                {
+                    break;
+                }
+            }
+        });
+        OutboxLoop { stop, task }
+    }
+}
+
+/// The outbox relay's background loop; see [`OutboxRelay::spawn`].
+#[derive(Debug)]
+pub struct OutboxLoop {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OutboxLoop {
+    /// Stops the loop after its current pass; returns when it has.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,393 @@
+//! Projections: read models built from the events in global order, each event applied in
+//! the same transaction as the checkpoint that covers it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{SqliteDatabase, UnitOfWork};
+use crate::error::{Error, Result};
+use crate::event_store::EventEnvelope;
+
+/// A read model kept in the database's own tables. Implement it for a type whose
+/// [`apply`](Self::apply) writes through the unit of work; [`ProjectionRunner`] feeds it
+/// every event in global order, once.
+///
+/// ```
+/// use flext::database::{Projection, ProjectionRunner, SqliteDatabase, UnitOfWork};
+/// use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
+///
+/// /// How many events each stream has.
+/// struct Counts;
+///
+/// impl Projection for Counts {
+///     fn name(&self) -> &str { "counts" }
+///     fn tables(&self) -> &[&str] { &["counts"] }
+///     fn setup(&self, uow: &UnitOfWork<'_>) -> flext::Result<()> {
+///         uow.connection()
+///             .execute_batch(&format!("CREATE TABLE IF NOT EXISTS {} (stream TEXT PRIMARY KEY, n INTEGER NOT NULL)", uow.table("counts")))
+///             .map_err(|e| flext::Error::infrastructure("counts.sql", e.to_string()))
+///     }
+///     fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> flext::Result<()> {
+///         uow.connection()
+///             .execute(
+///                 &format!("INSERT INTO {} (stream, n) VALUES (?1, 1) ON CONFLICT (stream) DO UPDATE SET n = n + 1", uow.table("counts")),
+///                 [&event.aggregate_id],
+///             )
+///             .map(|_| ())
+///             .map_err(|e| flext::Error::infrastructure("counts.sql", e.to_string()))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let db = SqliteDatabase::in_memory().unwrap();
+/// let store = db.event_store().unwrap();
+/// let ctx = flext::Context::new();
+/// let e = |n: u64| NewEvent::new("noted", 1, serde_json::json!({ "n": n }), &ctx);
+/// store.append(&StreamId::new("Note", "a"), 0, &[e(1), e(2)]).await.unwrap();
+/// let counts = ProjectionRunner::new(db.clone(), Counts);
+/// assert_eq!(counts.catch_up().unwrap().applied, 2);
+/// assert_eq!(counts.catch_up().unwrap().applied, 0, "nothing is applied twice");
+/// assert_eq!(counts.status().unwrap().events_behind, 0);
+/// # }
+/// ```
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name: the key of its checkpoint.
+    fn name(&self) -> &str;
+
+    /// The tables it writes (through [`UnitOfWork::table`]), swapped as a whole when it
+    /// is rebuilt.
+    fn tables(&self) -> &[&str] {
+        &[]
+    }
+
+    /// Creates its tables when they do not exist (named through
+    /// [`UnitOfWork::table`]). Called before each catch-up.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the projection's SQL returns.
+    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+        let _ = uow;
+        Ok(())
+    }
+
+    /// Applies one event, writing through `uow`: in the transaction that also moves the
+    /// checkpoint past it.
+    ///
+    /// # Errors
+    ///
+    /// An error stops the projection at this event: nothing of it is written, the
+    /// checkpoint stays before it, and [`ProjectionRunner::status`] reports it.
+    fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> Result<()>;
+}
+
+/// Where a projection stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectionStatus {
+    /// The projection's name.
+    pub name: String,
+    /// The last global position it applied.
+    pub checkpoint: u64,
+    /// The store's last position.
+    pub head: u64,
+    /// How many events it has not applied yet.
+    pub events_behind: u64,
+    /// How old the oldest event it has not applied is, in milliseconds (0 when caught up).
+    pub ms_behind: u64,
+    /// The event it stopped at and why, when its handler failed.
+    pub stopped_at: Option<(u64, String)>,
+}
+
+/// What one [`ProjectionRunner::catch_up`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CatchUp {
+    /// Events applied.
+    pub applied: u64,
+    /// The checkpoint after them.
+    pub checkpoint: u64,
+}
+
+/// Feeds a [`Projection`] every event after its checkpoint, in global order, in batches,
+/// each batch in one transaction with the checkpoint after it; resumes after a restart
+/// where it stopped, so no event is applied twice and none is skipped.
+pub struct ProjectionRunner<P> {
+    db: SqliteDatabase,
+    projection: Arc<P>,
+    batch: usize,
+    stopped: Arc<std::sync::Mutex<Option<(u64, String)>>>,
+}
+
+impl<P> Clone for ProjectionRunner<P> {
+    fn clone(&self) -> Self {
+        ProjectionRunner {
+            db: self.db.clone(),
+            projection: self.projection.clone(),
+            batch: self.batch,
+            stopped: self.stopped.clone(),
+        }
+    }
+}
+
+const REBUILD: &str = "__rebuild";
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// A runner of `projection` over `db`, applying up to 256 events per transaction.
+    pub fn new(db: SqliteDatabase, projection: P) -> Self {
+        ProjectionRunner {
+            db,
+            projection: Arc::new(projection),
+            batch: 256,
+            stopped: Arc::default(),
+        }
+    }
+
+    /// At most `batch` events per transaction (at least 1).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Applies every event after the checkpoint, in batches; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The projection's error, with the event it failed at: the events before it are
+    /// committed with their checkpoint, the failing one is not, and the next catch-up
+    /// starts with it again. `flext.store.failed` when the database fails.
+    pub fn catch_up(&self) -> Result<CatchUp> {
+        self.catch_up_as("")
+    }
+
+    fn catch_up_as(&self, suffix: &str) -> Result<CatchUp> {
+        let name = self.projection.name();
+        let mut applied = 0;
+        loop {
+            // A failing event rolls its whole batch back; the events before it are then
+            // applied again, alone, and committed with their checkpoint.
+            let mut failure = None;
+            let outcome = self.db.transaction_as(suffix, |uow| {
+                self.projection.setup(uow)?;
+                let from = uow.checkpoint(name)?;
+                let events = uow.events_after(from, self.batch)?;
+                let mut last = from;
+                for event in &events {
+                    if let Err(e) = self.projection.apply(uow, event) {
+                        failure = Some((from, event.position, e));
+                        return Err(Error::internal(
+                            crate::codes::PROJECTION_STOPPED,
+                            "rolled back",
+                        ));
+                    }
+                    last = event.position;
+                }
+                if last != from {
+                    uow.save_checkpoint(name, last)?;
+                }
+                Ok((events.len() as u64, last))
+            });
+            match (outcome, failure) {
+                (_, Some((from, position, error))) => {
+                    self.apply_until(suffix, from, position)?;
+                    tracing::error!(projection = name, position, %error, "projection stopped at an event it cannot apply");
+                    *self
+                        .stopped
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((position, error.to_string()));
+                    return Err(Error::internal(
+                        crate::codes::PROJECTION_STOPPED,
+                        format!("projection `{name}` stopped at event {position}: {error}"),
+                    )
+                    .with_source(error));
+                }
+                (Err(e), None) => return Err(e),
+                (Ok((0, checkpoint)), None) => {
+                    *self
+                        .stopped
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    return Ok(CatchUp {
+                        applied,
+                        checkpoint,
+                    });
+                }
+                (Ok((n, _)), None) => applied += n,
+            }
+        }
+    }
+
+    /// Applies the events after `from` and before `stop`, committed with the checkpoint.
+    fn apply_until(&self, suffix: &str, from: u64, stop: u64) -> Result<u64> {
+        let name = self.projection.name();
+        self.db.transaction_as(suffix, |uow| {
+            self.projection.setup(uow)?;
+            let events = uow.events_after(from, self.batch)?;
+            let mut n = 0;
+            let mut last = from;
+            for event in events.iter().take_while(|e| e.position < stop) {
+                self.projection.apply(uow, event)?;
+                last = event.position;
+                n += 1;
+            }
+            if last != from {
+                uow.save_checkpoint(name, last)?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Where the projection stands: checkpoint, head, how far behind in events and
+    /// milliseconds, and the event it stopped at, if it did.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be read.
+    pub fn status(&self) -> Result<ProjectionStatus> {
+        let name = self.projection.name().to_owned();
+        let (checkpoint, head, oldest) = self.db.transaction(|uow| {
+            let checkpoint = uow.checkpoint(&name)?;
+            let head: i64 = uow
+                .connection()
+                .query_row(
+                    "SELECT COALESCE(MAX(position), 0) FROM flext_events",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(crate::db::db_error)?;
+            let oldest = uow
+                .events_after(checkpoint, 1)?
+                .first()
+                .map(|e| e.timestamp_ms);
+            Ok((checkpoint, u64::try_from(head).unwrap_or(0), oldest))
+        })?;
+        Ok(ProjectionStatus {
+            events_behind: head.saturating_sub(checkpoint),
+            ms_behind: oldest.map_or(0, |t| crate::saga::now_ms().saturating_sub(t)),
+            stopped_at: self
+                .stopped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            name,
+            checkpoint,
+            head,
+        })
+    }
+
+    /// Rebuilds the projection from the first event into fresh copies of its
+    /// [`tables`](Projection::tables), while the current ones keep serving (and this
+    /// runner keeps catching them up), then swaps the fresh ones in, with their
+    /// checkpoint, in one transaction. Returns how many events the rebuild applied.
+    ///
+    /// # Errors
+    ///
+    /// The projection's error (the current tables are left as they were);
+    /// `flext.store.failed` when the database fails.
+    pub fn rebuild(&self) -> Result<u64> {
+        let name = self.projection.name().to_owned();
+        // Start from nothing: fresh tables, no checkpoint.
+        self.db.transaction_as(REBUILD, |uow| {
+            for table in self.projection.tables() {
+                uow.connection()
+                    .execute_batch(&format!("DROP TABLE IF EXISTS {}", uow.table(table)))
+                    .map_err(crate::db::db_error)?;
+            }
+            uow.connection()
+                .execute(
+                    "DELETE FROM flext_checkpoints WHERE name = ?1",
+                    [format!("{name}{REBUILD}")],
+                )
+                .map_err(crate::db::db_error)?;
+            Ok(())
+        })?;
+        let mut applied = self.catch_up_as(REBUILD)?.applied;
+        // The swap: the last events, then the fresh tables take the current ones' names.
+        applied += self.db.transaction_as(REBUILD, |uow| {
+            let from = uow.checkpoint(&name)?;
+            let mut last = from;
+            let events = uow.events_after(from, usize::MAX)?;
+            for event in &events {
+                self.projection.apply(uow, event)?;
+                last = event.position;
+            }
+            for table in self.projection.tables() {
+                uow.connection()
+                    .execute_batch(&format!(
+                        "DROP TABLE IF EXISTS {table}; ALTER TABLE {} RENAME TO {table};",
+                        uow.table(table)
+                    ))
+                    .map_err(crate::db::db_error)?;
+            }
+            // The live checkpoint is where the fresh tables are, in the same transaction.
+            uow.connection()
+                .execute(
+                    "DELETE FROM flext_checkpoints WHERE name = ?1",
+                    [format!("{name}{REBUILD}")],
+                )
+                .map_err(crate::db::db_error)?;
+            uow.connection()
+                .execute(
+                    "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_ms = excluded.updated_ms",
+                    rusqlite::params![
+                        name,
+                        i64::try_from(last).unwrap_or(i64::MAX),
+                        i64::try_from(crate::saga::now_ms()).unwrap_or(0)
+                    ],
+                )
+                .map_err(crate::db::db_error)?;
+            Ok(events.len() as u64)
+        })?;
+        Ok(applied)
+    }
+
+    /// Catches up now and then every `every` on the current tokio runtime, until
+    /// [`ProjectionLoop::shutdown`]. A projection that stopped at an event is retried on
+    /// each pass (the failure is logged).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn(&self, every: Duration) -> ProjectionLoop {
+        let runner = self.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(e) = runner.catch_up() {
+                    tracing::warn!(projection = runner.projection.name(), error = %e, "projection pass failed");
+                }
+                let wait = std::pin::pin!(tokio::time::sleep(every));
+                let stop = std::pin::pin!(stopped.notified());
+                if let futures_util::future::Either::Right(_) =
+                    futures_util::future::select(wait, stop).await
+                {
+                    break;
+                }
+            }
+        });
+        ProjectionLoop { stop, task }
+    }
+}
+
+/// A projection's background loop; see [`ProjectionRunner::spawn`].
+#[derive(Debug)]
+pub struct ProjectionLoop {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProjectionLoop {
+    /// Stops the loop after its current pass; returns when it has.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}

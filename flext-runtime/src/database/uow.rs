@@ -1,0 +1,288 @@
+//! [`SqliteDatabase`] and its [`UnitOfWork`].
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::db::{SharedConnection, Synchronous, db_error};
+use crate::error::Result;
+use crate::event_store::{EventEnvelope, NewEvent, SqliteEventStore, StreamId};
+use crate::saga::{Lease, SagaRecord, SagaState, SqliteLog, Transition};
+
+/// A SQLite file holding every flext store. Cheap to clone: clones share the connection.
+///
+/// ```
+/// use flext::database::SqliteDatabase;
+/// use flext::event_store::{EventStore, NewEvent, StreamId};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let db = SqliteDatabase::in_memory().unwrap();
+/// let events = db.event_store().unwrap();
+/// let stream = StreamId::new("Account", "a-1");
+/// let opened = NewEvent::new("account.opened", 1, serde_json::json!({}), &flext::Context::new());
+/// events.append(&stream, 0, &[opened]).await.unwrap();
+/// // The append wrote its outbox row in the same transaction.
+/// assert_eq!(db.outbox_pending().unwrap(), 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteDatabase {
+    conn: SharedConnection,
+}
+
+impl SqliteDatabase {
+    /// Opens (creating if needed) the database at `path`, with [`Synchronous::Normal`],
+    /// and creates every flext table it lacks.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure), `flext.store.failed`,
+    /// when the file cannot be opened or the schema created.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Synchronous::Normal)
+    }
+
+    /// Opens the database at `path` with the given durability.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
+        Self::init(SharedConnection::open(path, synchronous)?)
+    }
+
+    /// A database in private memory (for tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn in_memory() -> Result<Self> {
+        Self::init(SharedConnection::in_memory()?)
+    }
+
+    fn init(conn: SharedConnection) -> Result<Self> {
+        {
+            let c = conn.lock();
+            crate::saga::migrate_sqlite(&c)?;
+            crate::event_store::migrate_sqlite(&c)?;
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS flext_checkpoints (
+                     name TEXT PRIMARY KEY,
+                     position INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS flext_inbox (
+                     consumer TEXT NOT NULL,
+                     event_id TEXT NOT NULL,
+                     PRIMARY KEY (consumer, event_id)
+                 );",
+            )
+            .map_err(db_error)?;
+        }
+        Ok(SqliteDatabase { conn })
+    }
+
+    /// The saga log in this database (each write commits on the caller's thread).
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be checked.
+    pub fn saga_log(&self) -> Result<SqliteLog> {
+        SqliteLog::on(self.conn.clone())
+    }
+
+    /// The event store in this database; every append also writes an outbox row per
+    /// event, in the same transaction, for [`OutboxRelay`](super::OutboxRelay).
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be checked.
+    pub fn event_store(&self) -> Result<SqliteEventStore> {
+        SqliteEventStore::on(self.conn.clone(), true)
+    }
+
+    /// Runs `work` in one transaction (`BEGIN IMMEDIATE`): everything it writes through
+    /// the [`UnitOfWork`] commits together when it returns `Ok`, and nothing does when
+    /// it returns `Err`.
+    ///
+    /// ```
+    /// use flext::database::SqliteDatabase;
+    /// use flext::event_store::{NewEvent, StreamId};
+    /// let db = SqliteDatabase::in_memory().unwrap();
+    /// let ctx = flext::Context::new();
+    /// let failed: flext::Result<()> = db.transaction(|uow| {
+    ///     uow.append_events(&StreamId::new("Account", "a-1"), 0, &[NewEvent::new("opened", 1, serde_json::json!({}), &ctx)])?;
+    ///     uow.save_checkpoint("balances", 1)?;
+    ///     Err(flext::Error::internal("test.later", "a later write failed"))
+    /// });
+    /// assert!(failed.is_err());
+    /// // Neither the event, its outbox row nor the checkpoint is there.
+    /// assert_eq!(db.outbox_pending().unwrap(), 0);
+    /// assert_eq!(db.transaction(|uow| uow.checkpoint("balances")).unwrap(), 0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `work`'s error (after rolling back); `flext.store.failed` when the transaction
+    /// cannot begin or commit.
+    pub fn transaction<T>(&self, work: impl FnOnce(&UnitOfWork<'_>) -> Result<T>) -> Result<T> {
+        self.conn
+            .transaction(|conn| work(&UnitOfWork { conn, suffix: "" }))
+    }
+
+    pub(crate) fn transaction_as<T>(
+        &self,
+        suffix: &str,
+        work: impl FnOnce(&UnitOfWork<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.conn
+            .transaction(|conn| work(&UnitOfWork { conn, suffix }))
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.conn.lock())
+    }
+
+    /// How many appended events the outbox has not delivered yet.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be read.
+    pub fn outbox_pending(&self) -> Result<u64> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM flext_outbox WHERE delivered_ms IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(db_error)
+        })
+    }
+}
+
+/// The writes of one transaction on a [`SqliteDatabase`]: events with their outbox rows,
+/// saga transitions, projection checkpoints, inbox entries, and the caller's own tables
+/// through [`connection`](Self::connection). Obtained from
+/// [`SqliteDatabase::transaction`]; a PostgreSQL unit of work offers the same writes on
+/// its own transaction.
+pub struct UnitOfWork<'c> {
+    conn: &'c Connection,
+    /// Appended to a projection's table names while it is rebuilt (`__rebuild`).
+    suffix: &'c str,
+}
+
+impl UnitOfWork<'_> {
+    /// Appends `events` to `stream` at `expected_version`, with their outbox rows.
+    /// Returns the stream's new version.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::append`](crate::event_store::EventStore::append).
+    pub fn append_events(
+        &self,
+        stream: &StreamId,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<u64> {
+        crate::event_store::append_sqlite(self.conn, stream, expected_version, events, true)
+    }
+
+    /// Records a new saga, as [`SagaLog::create`](crate::saga::SagaLog::create).
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.exists` when the id is taken.
+    pub fn create_saga(&self, record: &SagaRecord) -> Result<()> {
+        crate::saga::create_sqlite(self.conn, record)
+    }
+
+    /// Records a saga transition, as [`SagaLog::append`](crate::saga::SagaLog::append).
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.lease_lost` or `flext.saga.not_found`.
+    pub fn append_saga(
+        &self,
+        id: Uuid,
+        transition: &Transition,
+        state: SagaState,
+        lease: &Lease,
+    ) -> Result<()> {
+        crate::saga::append_sqlite(self.conn, id, transition, state, lease)
+    }
+
+    /// The global position projection `name` has applied up to (0 before its first
+    /// event).
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be read.
+    pub fn checkpoint(&self, name: &str) -> Result<u64> {
+        let name = format!("{name}{}", self.suffix);
+        self.conn
+            .prepare_cached("SELECT position FROM flext_checkpoints WHERE name = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![name], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|p| p.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+            .map_err(db_error)
+    }
+
+    /// Records that projection `name` has applied every event up to `position`.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be written.
+    pub fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
+        let name = format!("{name}{}", self.suffix);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_ms = excluded.updated_ms",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    name,
+                    i64::try_from(position).unwrap_or(i64::MAX),
+                    i64::try_from(crate::saga::now_ms()).unwrap_or(0)
+                ])
+            })
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// Records that `consumer` handles event `event_id` now: `true` the first time,
+    /// `false` when it already has (a redelivery to skip). The inbox half of the outbox
+    /// pattern; write the consumer's effect in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be written.
+    pub fn first_delivery(&self, consumer: &str, event_id: Uuid) -> Result<bool> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO flext_inbox (consumer, event_id) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![consumer, event_id.to_string()]))
+            .map(|n| n == 1)
+            .map_err(db_error)
+    }
+
+    /// The table a projection writes as `table`: `table` itself, or its fresh copy while
+    /// the projection is rebuilt. Use it in the projection's SQL.
+    pub fn table(&self, table: &str) -> String {
+        format!("{table}{}", self.suffix)
+    }
+
+    /// The connection, inside this transaction: for a projection's or a consumer's own
+    /// tables.
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+
+    pub(crate) fn events_after(&self, position: u64, limit: usize) -> Result<Vec<EventEnvelope>> {
+        crate::event_store::read_after_sqlite(self.conn, position, limit)
+    }
+}
