@@ -2,22 +2,39 @@
 //!
 //! Reads `examples/data/bank_commands.txt` (one command per line: its name, a space, its
 //! JSON; a few lines are invalid on purpose) and sends each through the bus, where the
-//! `Account` aggregate decides it and its events are appended to a SQLite event store.
+//! `Account` aggregate decides it. Everything lives in one SQLite database: the events
+//! with their outbox rows, a `balances` projection with its checkpoint, and the saga log.
+//! The outbox relay delivers each event to the bus after its append committed; a large
+//! withdrawal starts a `Review` saga whose id derives from the event's id, so a
+//! redelivered event never starts a second review.
+//!
 //! Two thirds of the way through, the program drops everything and starts again from
-//! the SQLite file, as a restarted process would: the balances it reloads are the ones
-//! it had, and it goes on. At the end it prints every balance, checked against a ledger
-//! kept beside the aggregate, and the events of one account.
+//! the file, as a restarted process would: the balances it reloads are the ones it had,
+//! and it goes on. At the end it prints every balance, checks the projection against the
+//! aggregates, rebuilds the projection from the first event, and prints the reviews and
+//! the events of one account.
 //!
 //! ```text
 //! cargo run --example bank_account [-- --db PATH]
 //! ```
+//!
+//! The crash test (`tests/test_bank_kill.rs`) runs it as a worker, `--db PATH --lines
+//! START COUNT` (those lines of the file, the outbox and the projection driven after each
+//! command), kills it with SIGKILL at random moments, and finishes with `--drain`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
 use flext::aggregate::{Events, Repository};
-use flext::event_store::{EventStore, SqliteEventStore, StreamId};
+use flext::database::rusqlite;
+use flext::database::{
+    BusRelay, OutboxRelay, Projection, ProjectionRunner, SqliteDatabase, UnitOfWork, event_id_of,
+};
+use flext::event_store::{EventEnvelope, EventStore, StreamId};
 use flext::prelude::*;
+use flext::saga::{SagaRunner, saga_id_for_event};
 use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ commands
@@ -76,6 +93,7 @@ struct Deposited {
 #[event(name = "account.withdrawn")]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Withdrawn {
+    account: String,
     cents: i64,
 }
 
@@ -153,7 +171,10 @@ impl Account {
                 ),
             ));
         }
-        Ok(Events::one(Withdrawn { cents: c.cents }))
+        Ok(Events::one(Withdrawn {
+            account: self.id.clone(),
+            cents: c.cents,
+        }))
     }
 
     #[command_handler]
@@ -220,93 +241,265 @@ fn cents(c: i64) -> String {
     )
 }
 
-// ------------------------------------------------------------------ a read model
+// ------------------------------------------------------------------ the projection
 
-/// A read model fed by the events the bus publishes after each append: the total
-/// deposited and withdrawn. The sum of the aggregates' balances must equal their
-/// difference. (It lives in this program's memory, across the simulated restart; a
-/// durable read model is a projection, which keeps its own checkpoint.)
-#[derive(Default)]
-struct Ledger(Mutex<BTreeMap<String, i64>>);
-
-#[event_handler]
-fn ledger_deposit(e: Deposited, ledger: State<Ledger>) -> Result<()> {
-    *ledger
-        .0
-        .lock()
-        .unwrap()
-        .entry("deposits".into())
-        .or_default() += e.cents;
-    Ok(())
+fn sql(e: rusqlite::Error) -> Error {
+    Error::infrastructure("bank.sql", e.to_string())
 }
 
-#[event_handler]
-fn ledger_withdrawal(e: Withdrawn, ledger: State<Ledger>) -> Result<()> {
-    *ledger
-        .0
-        .lock()
-        .unwrap()
-        .entry("withdrawals".into())
-        .or_default() += e.cents;
-    Ok(())
-}
+/// Balances by account, from the events in global order: a read model in its own table,
+/// updated in the transaction that moves its checkpoint.
+struct Balances;
 
-// ------------------------------------------------------------------ the run
-
-fn bus(path: &std::path::Path, ledger: &Arc<Ledger>) -> Result<(Bus, Arc<dyn EventStore>)> {
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(path)?);
-    let bus = Bus::builder()
-        .state(Repository::<Account>::new(store.clone()))
-        .shared_state(ledger.clone())
-        .build()?;
-    Ok((bus, store))
-}
-
-async fn balances(
-    store: &Arc<dyn EventStore>,
-    ids: &[String],
-) -> Result<BTreeMap<String, (Status, i64)>> {
-    let repo = Repository::<Account>::new(store.clone());
-    let mut out = BTreeMap::new();
-    for id in ids {
-        let loaded = repo.load(id).await?;
-        out.insert(id.clone(), (loaded.state.state, loaded.state.balance_cents));
+impl Projection for Balances {
+    fn name(&self) -> &str {
+        "balances"
     }
-    Ok(out)
+
+    fn tables(&self) -> &[&str] {
+        &["balances"]
+    }
+
+    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+        uow.connection()
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (account TEXT PRIMARY KEY, owner TEXT NOT NULL, balance_cents INTEGER NOT NULL, events INTEGER NOT NULL)",
+                uow.table("balances")
+            ))
+            .map_err(sql)
+    }
+
+    fn apply(&self, uow: &UnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
+        let table = uow.table("balances");
+        let amount = |key: &str| e.payload[key].as_i64().unwrap_or(0);
+        let (owner, delta) = match e.name.as_str() {
+            "account.opened" => (e.payload["owner"].as_str().unwrap_or_default(), 0),
+            "account.deposited" => ("", amount("cents")),
+            "account.withdrawn" => ("", -amount("cents")),
+            _ => ("", 0),
+        };
+        uow.connection()
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (account, owner, balance_cents, events) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT (account) DO UPDATE SET balance_cents = balance_cents + ?3, events = events + 1"
+                ),
+                rusqlite::params![e.aggregate_id, owner, delta],
+            )
+            .map(|_| ())
+            .map_err(sql)
+    }
+}
+
+// ------------------------------------------------------------------ an event-started saga
+
+/// Withdrawals from this amount up are reviewed.
+const REVIEW_FROM_CENTS: i64 = 40_000;
+
+/// A review of a large withdrawal, started by the `account.withdrawn` event itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct Review {
+    account: String,
+    cents: i64,
+}
+
+#[saga]
+impl Review {
+    #[saga_step]
+    async fn open_case(&self, ctx: &Context, db: State<SqliteDatabase>) -> Result<String> {
+        let key = ctx.idempotency_key().unwrap_or_default().to_owned();
+        db.transaction(|uow| {
+            uow.connection()
+                .execute_batch("CREATE TABLE IF NOT EXISTS reviews (key TEXT PRIMARY KEY, account TEXT NOT NULL, cents INTEGER NOT NULL)")
+                .map_err(sql)?;
+            uow.connection()
+                .execute(
+                    "INSERT OR IGNORE INTO reviews (key, account, cents) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![key, self.account, self.cents],
+                )
+                .map_err(sql)
+        })?;
+        Ok(key)
+    }
+}
+
+/// Starts a review for a large withdrawal, under an id derived from the event's: however
+/// often the outbox delivers the event, there is one review.
+#[event_handler]
+async fn review_large_withdrawal(
+    e: Withdrawn,
+    ctx: &Context,
+    runner: State<SagaRunner>,
+) -> Result<()> {
+    if e.cents < REVIEW_FROM_CENTS {
+        return Ok(());
+    }
+    let event = event_id_of(ctx)
+        .ok_or_else(|| Error::internal("bank.no_event_id", "delivered without an event id"))?;
+    let id = saga_id_for_event("Review", event);
+    runner
+        .run_with_id(
+            id,
+            Review {
+                account: e.account,
+                cents: e.cents,
+            },
+            ctx,
+        )
+        .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ the application
+
+/// The bank as one process has it: the database, the bus, the outbox relay, the
+/// projection and the saga runner.
+struct Bank {
+    db: SqliteDatabase,
+    bus: Bus,
+    relay: OutboxRelay,
+    balances: ProjectionRunner<Balances>,
+    runner: SagaRunner,
+}
+
+impl Bank {
+    fn open(path: &std::path::Path) -> Result<Self> {
+        let db = SqliteDatabase::open(path)?;
+        let store: Arc<dyn EventStore> = Arc::new(db.event_store()?);
+        let runner = SagaRunner::builder(db.saga_log()?)
+            .owner("bank")
+            .lease(Duration::from_millis(200))
+            .state(db.clone())
+            .build();
+        // Events reach subscribers through the outbox, after their append committed.
+        let bus = Bus::builder()
+            .state(Repository::<Account>::new(store).publish_on_bus(false))
+            .state(runner.clone())
+            .build()?;
+        Ok(Bank {
+            relay: OutboxRelay::new(db.clone(), BusRelay::new(bus.clone())),
+            balances: ProjectionRunner::new(db.clone(), Balances),
+            db,
+            bus,
+            runner,
+        })
+    }
+
+    /// What a restarted process does first: finish the sagas in flight, deliver what the
+    /// outbox holds, bring the projection up to date.
+    async fn settle(&self) -> Result<()> {
+        self.runner.recover().await?;
+        self.relay.deliver_pending().await?;
+        self.balances.catch_up()?;
+        Ok(())
+    }
+
+    /// Sends one command line; `Err` is the command's refusal.
+    async fn send(&self, line: &str) -> Result<()> {
+        let (name, json) = line.split_once(' ').unwrap_or((line, ""));
+        self.bus
+            .send_json(name, json, &Context::new())
+            .await
+            .map(|_| ())
+    }
+
+    fn query<T>(
+        &self,
+        sql_text: &str,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self.db.transaction(|uow| {
+            let mut stmt = uow.connection().prepare(sql_text).map_err(sql)?;
+            let rows = stmt.query_map([], row).map_err(sql)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)
+        })
+    }
+}
+
+fn command_lines() -> Vec<(usize, &'static str)> {
+    include_str!("data/bank_commands.txt")
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The crash test's worker: lines `start..start + count` (wrapping), with the outbox and
+/// the projection driven after each command.
+async fn worker(path: &std::path::Path, start: usize, count: usize, drain: bool) -> Result<()> {
+    let bank = Bank::open(path)?;
+    let lines = command_lines();
+    let say = |what: String| {
+        println!("{what}");
+        let _ = std::io::stdout().flush();
+    };
+    bank.settle().await?;
+    say("settled".into());
+    for i in start..start + count {
+        let (_, line) = lines[i % lines.len()];
+        let verdict = bank.send(line).await;
+        say(format!(
+            "line {i}: {}",
+            if verdict.is_ok() { "ok" } else { "refused" }
+        ));
+        bank.relay.deliver_pending().await?;
+        say(format!("line {i}: delivered"));
+        bank.balances.catch_up()?;
+        say(format!("line {i}: projected"));
+    }
+    let mut rounds = 0;
+    while drain && rounds < 100 {
+        // Sagas a killed worker left keep their leases for up to 200 ms.
+        bank.settle().await?;
+        let in_flight = bank.query(
+            "SELECT COUNT(*) FROM flext_sagas WHERE state IN ('running', 'compensating')",
+            |r| r.get::<_, i64>(0),
+        )?;
+        if in_flight[0] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rounds += 1;
+    }
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name);
     let temp = std::env::temp_dir().join(format!("flext-bank-{}.db", std::process::id()));
-    let path = args
-        .iter()
-        .position(|a| a == "--db")
+    let path = flag("--db")
         .and_then(|i| args.get(i + 1))
         .map_or(temp.clone(), std::path::PathBuf::from);
-    let data = include_str!("data/bank_commands.txt");
-    let lines: Vec<(usize, &str)> = data
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
-        .collect();
+    if let Some(i) = flag("--lines") {
+        let start = args.get(i + 1).ok_or("--lines START COUNT")?.parse()?;
+        let count = args.get(i + 2).ok_or("--lines START COUNT")?.parse()?;
+        worker(&path, start, count, false).await?;
+        return Ok(());
+    }
+    if flag("--drain").is_some() {
+        worker(&path, 0, 0, true).await?;
+        return Ok(());
+    }
+
+    let lines = command_lines();
     let restart_at = lines.len() * 2 / 3;
-    let ledger = Arc::new(Ledger::default());
     let mut accounts: Vec<String> = Vec::new();
     let (mut accepted, mut refused) = (0, 0);
-
-    let (mut bus, mut store) = bus(&path, &ledger)?;
+    let mut bank = Bank::open(&path)?;
     for (i, (line_no, line)) in lines.iter().enumerate() {
         if i == restart_at {
-            let before_restart = balances(&store, &accounts).await?;
-            drop((bus, store));
+            let before = balances(&bank, &accounts).await?;
+            drop(bank);
             println!(
                 "-- restart: the process stops; a new one opens {} --",
                 path.display()
             );
-            (bus, store) = self::bus(&path, &ledger)?;
-            let reloaded = balances(&store, &accounts).await?;
-            let same = reloaded == before_restart;
+            bank = Bank::open(&path)?;
+            bank.settle().await?;
+            let reloaded = balances(&bank, &accounts).await?;
+            let same = reloaded == before;
             println!(
                 "reloaded {} accounts from their events: {}",
                 reloaded.len(),
@@ -320,10 +513,10 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 return Err("the reloaded balances differ".into());
             }
         }
-        let (name, json) = line.split_once(' ').unwrap_or((line, ""));
-        match bus.send_json(name, json, &Context::new()).await {
-            Ok(_) => {
+        match bank.send(line).await {
+            Ok(()) => {
                 accepted += 1;
+                let (name, json) = line.split_once(' ').unwrap_or((line, ""));
                 if name == "Open" {
                     if let Ok(open) = serde_json::from_str::<Open>(json) {
                         accounts.push(open.account);
@@ -340,9 +533,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
+        // The outbox and the projection follow the commands, as their loops would.
+        bank.relay.deliver_pending().await?;
+        bank.balances.catch_up()?;
     }
 
-    let finals = balances(&store, &accounts).await?;
     println!(
         "\n{} commands: {accepted} accepted, {refused} refused",
         lines.len()
@@ -351,53 +546,99 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         "{:<10} {:<18} {:>12} {:>8}",
         "account", "owner", "balance", "state"
     );
-    let repo = Repository::<Account>::new(store.clone());
-    let mut total = 0;
-    for id in &accounts {
-        let a = repo.load(id).await?.state;
-        total += a.balance_cents;
+    let finals = balances(&bank, &accounts).await?;
+    for (id, (owner, status, balance)) in &finals {
         println!(
             "{:<10} {:<18} {:>12} {:>8}",
             id,
-            a.owner,
-            cents(a.balance_cents),
-            format!("{:?}", a.state)
+            owner,
+            cents(*balance),
+            format!("{status:?}")
         );
     }
-    let (deposits, withdrawals) = {
-        let l = ledger.0.lock().unwrap();
-        (
-            l.get("deposits").copied().unwrap_or(0),
-            l.get("withdrawals").copied().unwrap_or(0),
-        )
-    };
+
+    // The projection, fed from the outbox's global order, agrees with the aggregates.
+    let projected: BTreeMap<String, i64> = bank
+        .query("SELECT account, balance_cents FROM balances", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let agrees = finals
+        .iter()
+        .all(|(id, (_, _, b))| projected.get(id) == Some(b));
+    let status = bank.balances.status()?;
     println!(
-        "total {} = deposits {} - withdrawals {} (from the published events): {}",
-        cents(total),
-        cents(deposits),
-        cents(withdrawals),
-        if total == deposits - withdrawals {
-            "balanced"
+        "projection `balances`: checkpoint {} of {}, {} behind; agrees with every aggregate: {}",
+        status.checkpoint,
+        status.head,
+        status.events_behind,
+        if agrees { "yes" } else { "NO" }
+    );
+    let rebuilt = bank.balances.rebuild()?;
+    let again: BTreeMap<String, i64> = bank
+        .query("SELECT account, balance_cents FROM balances", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    println!(
+        "rebuilt `balances` from the first event ({rebuilt} events into fresh tables, swapped in): {}",
+        if again == projected {
+            "identical"
         } else {
-            "NOT BALANCED"
+            "DIFFERENT"
         }
     );
-    if total != deposits - withdrawals || finals.len() != accounts.len() {
-        return Err("the balances do not add up".into());
+    let large = bank.query(
+        &format!("SELECT COUNT(*) FROM flext_events WHERE name = 'account.withdrawn' AND json_extract(payload, '$.cents') >= {REVIEW_FROM_CENTS}"),
+        |r| r.get::<_, i64>(0),
+    )?[0];
+    let reviews = bank.query("SELECT account, cents FROM reviews ORDER BY account", |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    println!(
+        "event-started `Review` sagas: {} for {large} withdrawals of {} or more; outbox undelivered: {}",
+        reviews.len(),
+        cents(REVIEW_FROM_CENTS),
+        bank.db.outbox_pending()?
+    );
+    for (account, amount) in reviews.iter().take(3) {
+        println!("  review {account} {}", cents(*amount));
+    }
+    if !agrees
+        || again != projected
+        || reviews.len() as i64 != large
+        || bank.db.outbox_pending()? != 0
+    {
+        return Err("the read models do not add up".into());
     }
 
     let shown = StreamId::new("Account", "acc-003");
+    let store = bank.db.event_store()?;
     println!("\nthe events of {shown}:");
-    for e in store.load(&shown, 0).await? {
+    for e in store.load(&shown, 0).await?.iter().take(8) {
         println!(
             "  #{:<3} {:<18} v{} {}",
             e.sequence, e.name, e.schema_version, e.payload
         );
     }
+    drop(bank);
     if path == temp {
         for suffix in ["", "-wal", "-shm"] {
             std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
         }
     }
     Ok(())
+}
+
+/// Each account's owner, state and balance, loaded from its events.
+async fn balances(bank: &Bank, ids: &[String]) -> Result<BTreeMap<String, (String, Status, i64)>> {
+    let repo = Repository::<Account>::new(Arc::new(bank.db.event_store()?));
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let a = repo.load(id).await?.state;
+        out.insert(id.clone(), (a.owner, a.state, a.balance_cents));
+    }
+    Ok(out)
 }

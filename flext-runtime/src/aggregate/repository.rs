@@ -66,6 +66,7 @@ pub struct Repository<A> {
     conflict_retries: u32,
     cache: Option<Arc<Cache<A>>>,
     serial: Option<Arc<Serial>>,
+    publish: bool,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -142,6 +143,7 @@ impl<A> Clone for Repository<A> {
             conflict_retries: self.conflict_retries,
             cache: self.cache.clone(),
             serial: self.serial.clone(),
+            publish: self.publish,
             _aggregate: PhantomData,
         }
     }
@@ -230,8 +232,18 @@ impl<A: Aggregate> Repository<A> {
             conflict_retries: 0,
             cache: None,
             serial: None,
+            publish: true,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Whether a command sent on the bus publishes its events on the bus right after the
+    /// append (default `true`). Turn it off when the events reach subscribers through the
+    /// transactional outbox ([`OutboxRelay`](crate::database::OutboxRelay)) instead, so
+    /// that they are not delivered twice.
+    pub fn publish_on_bus(mut self, publish: bool) -> Self {
+        self.publish = publish;
+        self
     }
 
     /// Runs the commands for one aggregate id one at a time in this process (they queue,
@@ -500,7 +512,12 @@ where
             let repository = repository.clone();
             Box::pin(async move {
                 let executed = repository.execute(&command, ctx).await?;
-                Ok(A::answer(executed.publish(bus, ctx).await))
+                let appended = if repository.publish {
+                    executed.publish(bus, ctx).await
+                } else {
+                    executed.appended
+                };
+                Ok(A::answer(appended))
             })
         },
     ))
@@ -520,5 +537,10 @@ where
 {
     let repository = <State<Repository<A>> as FromState>::from_state(bus.__state(), handler)?;
     let executed = repository.execute(&command, ctx).await?;
-    Ok(A::answer(executed.publish(bus, ctx).await))
+    let appended = if repository.publish {
+        executed.publish(bus, ctx).await
+    } else {
+        executed.appended
+    };
+    Ok(A::answer(appended))
 }

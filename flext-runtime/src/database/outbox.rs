@@ -80,9 +80,10 @@ impl Relay for BusRelay {
     }
 }
 
-/// Publishes the outbox's undelivered events through a [`Relay`], oldest first, marking
-/// each delivered after the relay accepted it: at least once, across crashes (a crash
-/// between delivery and mark delivers that event again).
+/// Publishes the outbox's undelivered events through a [`Relay`], oldest first, and
+/// marks them delivered after the relay accepted them (a batch at a time, up to 256): at
+/// least once, across crashes (a crash between delivery and mark delivers those events
+/// again; consumers deduplicate on the event id).
 pub struct OutboxRelay {
     db: SqliteDatabase,
     relay: Arc<dyn Relay>,
@@ -120,44 +121,52 @@ impl OutboxRelay {
         let mut delivered = 0;
         loop {
             let pending = self.db.read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT position FROM flext_outbox WHERE delivered_ms IS NULL ORDER BY position LIMIT ?1",
-                    )
-                    .map_err(db_error)?;
-                let positions: Vec<i64> = stmt
-                    .query_map(params![i64::try_from(self.batch).unwrap_or(i64::MAX)], |r| r.get(0))
-                    .map_err(db_error)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(db_error)?;
-                positions
-                    .into_iter()
-                    .map(|p| {
-                        let before = u64::try_from(p - 1).unwrap_or(0);
-                        crate::event_store::read_after_sqlite(conn, before, 1)
-                            .map(|mut e| e.pop())
-                    })
-                    .collect::<Result<Vec<_>>>()
+                crate::event_store::query_sqlite(
+                    conn,
+                    "position IN (SELECT position FROM flext_outbox WHERE delivered_ms IS NULL ORDER BY position LIMIT ?1)",
+                    params![i64::try_from(self.batch).unwrap_or(i64::MAX)],
+                )
             })?;
             if pending.is_empty() {
                 return Ok(delivered);
             }
-            for event in pending.into_iter().flatten() {
-                self.relay.deliver(&event).await?;
-                self.db.transaction(|uow| {
-                    uow.connection()
-                        .execute(
-                            "UPDATE flext_outbox SET delivered_ms = ?1 WHERE position = ?2",
-                            params![
-                                i64::try_from(crate::saga::now_ms()).unwrap_or(0),
-                                i64::try_from(event.position).unwrap_or(i64::MAX)
-                            ],
-                        )
-                        .map_err(db_error)
-                })?;
-                delivered += 1;
+            // Delivered events are marked together after the batch, or up to the one the
+            // relay refused: a crash in between delivers the batch again (at least once).
+            let mut done = Vec::with_capacity(pending.len());
+            let mut failure = None;
+            for event in &pending {
+                match self.relay.deliver(event).await {
+                    Ok(()) => done.push(event.position),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.mark_delivered(&done)?;
+            delivered += done.len() as u64;
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
+    }
+
+    fn mark_delivered(&self, positions: &[u64]) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let now = i64::try_from(crate::saga::now_ms()).unwrap_or(0);
+        self.db.transaction(|uow| {
+            let mut stmt = uow
+                .connection()
+                .prepare_cached("UPDATE flext_outbox SET delivered_ms = ?1 WHERE position = ?2")
+                .map_err(db_error)?;
+            for p in positions {
+                stmt.execute(params![now, i64::try_from(*p).unwrap_or(i64::MAX)])
+                    .map_err(db_error)?;
+            }
+            Ok(())
+        })
     }
 
     /// Delivers now and then every `every` on the current tokio runtime, until

@@ -39,7 +39,8 @@ pub use self::memory::MemoryEventStore;
 pub use self::sqlite::SqliteEventStore;
 #[cfg(feature = "sqlite")]
 pub(crate) use self::sqlite::{
-    append_in as append_sqlite, migrate as migrate_sqlite, read_after as read_after_sqlite,
+    append_in as append_sqlite, migrate as migrate_sqlite, query_where as query_sqlite,
+    read_after as read_after_sqlite,
 };
 pub use self::store::EventStore;
 pub use self::upcast::{Upcaster, Upcasters};

@@ -241,6 +241,19 @@ pub(crate) fn append_in(
     Ok(version + events.len() as u64)
 }
 
+/// The events matching `condition` (SQL over `flext_events`), in global order.
+pub(crate) fn query_where(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<EventEnvelope>> {
+    SqliteEventStore::query(
+        conn,
+        &format!("SELECT {COLUMNS} FROM flext_events WHERE {condition} ORDER BY position"),
+        args,
+    )
+}
+
 /// Up to `limit` events after global `position`, in order.
 pub(crate) fn read_after(
     conn: &Connection,
