@@ -257,8 +257,11 @@ mod tests {
                     "rule",
                     "bus",
                     "saga",
+                    "store",
                     "event",
                     "aggregate",
+                    "projection",
+                    "outbox",
                     "service"
                 ]
                 .contains(&parts[1]),
