@@ -30,7 +30,7 @@ use std::time::Duration;
 use flext::aggregate::{Events, Repository};
 use flext::database::rusqlite;
 use flext::database::{
-    BusRelay, OutboxRelay, Projection, ProjectionRunner, SqliteDatabase, UnitOfWork, event_id_of,
+    BusRelay, OutboxRelay, ProjectionRunner, SqliteDatabase, UnitOfWork, event_id_of,
 };
 use flext::event_store::{EventEnvelope, EventStore, StreamId};
 use flext::prelude::*;
@@ -248,19 +248,29 @@ fn sql(e: rusqlite::Error) -> Error {
 }
 
 /// Balances by account, from the events in global order: a read model in its own table,
-/// updated in the transaction that moves its checkpoint.
+/// updated in the transaction that moves its checkpoint. Each `#[apply]` method gets its
+/// event decoded and the envelope (for the account, which is the stream).
 struct Balances;
 
-impl Projection for Balances {
-    fn name(&self) -> &str {
-        "balances"
+impl Balances {
+    fn add(&self, uow: &UnitOfWork, account: &str, owner: &str, delta: i64) -> Result<()> {
+        uow.connection()
+            .execute(
+                &format!(
+                    "INSERT INTO {} (account, owner, balance_cents, events) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT (account) DO UPDATE SET balance_cents = balance_cents + ?3, events = events + 1",
+                    uow.table("balances")
+                ),
+                rusqlite::params![account, owner, delta],
+            )
+            .map(|_| ())
+            .map_err(sql)
     }
+}
 
-    fn tables(&self) -> &[&str] {
-        &["balances"]
-    }
-
-    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+#[projection(name = "balances", tables = ["balances"])]
+impl Balances {
+    fn setup(&self, uow: &UnitOfWork) -> Result<()> {
         uow.connection()
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (account TEXT PRIMARY KEY, owner TEXT NOT NULL, balance_cents INTEGER NOT NULL, events INTEGER NOT NULL)",
@@ -269,25 +279,24 @@ impl Projection for Balances {
             .map_err(sql)
     }
 
-    fn apply(&self, uow: &UnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
-        let table = uow.table("balances");
-        let amount = |key: &str| e.payload[key].as_i64().unwrap_or(0);
-        let (owner, delta) = match e.name.as_str() {
-            "account.opened" => (e.payload["owner"].as_str().unwrap_or_default(), 0),
-            "account.deposited" => ("", amount("cents")),
-            "account.withdrawn" => ("", -amount("cents")),
-            _ => ("", 0),
-        };
-        uow.connection()
-            .execute(
-                &format!(
-                    "INSERT INTO {table} (account, owner, balance_cents, events) VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT (account) DO UPDATE SET balance_cents = balance_cents + ?3, events = events + 1"
-                ),
-                rusqlite::params![e.aggregate_id, owner, delta],
-            )
-            .map(|_| ())
-            .map_err(sql)
+    #[apply]
+    fn opened(&self, uow: &UnitOfWork, e: &Opened, envelope: &EventEnvelope) -> Result<()> {
+        self.add(uow, &envelope.aggregate_id, &e.owner, 0)
+    }
+
+    #[apply]
+    fn deposited(&self, uow: &UnitOfWork, e: &Deposited, envelope: &EventEnvelope) -> Result<()> {
+        self.add(uow, &envelope.aggregate_id, "", e.cents)
+    }
+
+    #[apply]
+    fn withdrawn(&self, uow: &UnitOfWork, e: &Withdrawn) -> Result<()> {
+        self.add(uow, &e.account, "", -e.cents)
+    }
+
+    #[apply]
+    fn closed(&self, uow: &UnitOfWork, _: &Closed, envelope: &EventEnvelope) -> Result<()> {
+        self.add(uow, &envelope.aggregate_id, "", 0)
     }
 }
 

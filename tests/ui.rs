@@ -9,4 +9,7 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*/fail/*.rs");
     t.pass("tests/ui/*/pass/*.rs");
+    // What needs the `sqlite` feature (projections).
+    #[cfg(feature = "sqlite")]
+    t.compile_fail("tests/ui_sqlite/*/fail/*.rs");
 }

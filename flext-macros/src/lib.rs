@@ -7,6 +7,7 @@ mod common;
 mod domain_service;
 mod handler;
 mod message;
+mod projection;
 mod saga;
 
 use proc_macro::TokenStream;
@@ -459,8 +460,34 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// Marks a method that applies an event inside an `#[aggregate]` impl block; see
-/// [`macro@aggregate`].
+/// A read model kept in the database's tables (the `sqlite` feature): on an `impl` block
+/// whose `#[apply]` methods each apply one event type, `fn on_x(&self, uow: &UnitOfWork,
+/// event: &X) -> Result<()>` (optionally also taking `&EventEnvelope`), and an optional
+/// `fn setup(&self, uow: &UnitOfWork) -> Result<()>` that creates its tables. Implements
+/// `flext::database::Projection`: each stored event it applies is decoded and handed to
+/// its method, the others are passed over; `ProjectionRunner` feeds it in global order,
+/// checkpoint and state in one transaction. Options: `name = ".."` (its checkpoint's key;
+/// the type's name by default) and `tables = [".."]` (swapped as a whole by a rebuild).
+///
+/// ```ignore
+/// #[projection(name = "totals", tables = ["totals"])]
+/// impl Totals {
+///     fn setup(&self, uow: &UnitOfWork) -> Result<()> { /* CREATE TABLE IF NOT EXISTS .. */ }
+///
+///     #[apply]
+///     fn deposited(&self, uow: &UnitOfWork, e: &Deposited) -> Result<()> { /* INSERT .. */ }
+/// }
+/// ```
+///
+/// The runnable version is on `flext::database::Projection` (it needs the `sqlite`
+/// feature, which this crate's own doc tests do not enable).
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, input: TokenStream) -> TokenStream {
+    run::<projection::ProjectionDef>((), args, input)
+}
+
+/// Marks a method that applies an event inside an `#[aggregate]` or `#[projection]` impl
+/// block; see [`macro@aggregate`] and [`macro@projection`].
 #[proc_macro_attribute]
 pub fn apply(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_service("apply", input)
@@ -506,7 +533,7 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
     let message = match name {
         "saga_step" => "`#[saga_step]` only works on a method inside a `#[saga]` impl block: add `#[saga]` to the enclosing `impl`".to_owned(),
-        "apply" => "`#[apply]` only works on a method inside an `#[aggregate]` impl block: add `#[aggregate]` to the enclosing `impl`".to_owned(),
+        "apply" => "`#[apply]` only works on a method inside an `#[aggregate]` or `#[projection]` impl block: add the one that fits to the enclosing `impl`".to_owned(),
         "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service), `#[business_rules]` (the rules of a command, query or event) or `#[aggregate]` (the rules of an aggregate's command): add the one that fits to the enclosing `impl`".to_owned(),
         _ => format!("`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"),
     };

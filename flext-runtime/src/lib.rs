@@ -53,6 +53,8 @@ pub mod __private {
         json_event, json_query, kind, query_async, query_sync,
     };
     pub use crate::context::Context;
+    #[cfg(feature = "sqlite")]
+    pub use crate::database;
     pub use crate::error::{Error, Result};
     pub use crate::saga::{
         EncodeDurable, EncodeNotDurable, LogSlot, RetryOn, Saga, SagaRegistration, StepScope,

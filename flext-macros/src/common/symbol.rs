@@ -24,6 +24,9 @@ pub const AGGREGATE_ID: &str = "aggregate_id";
 pub const APPLY: &str = "apply";
 pub const COMMAND_HANDLER: &str = "command_handler";
 
+// `#[projection]` on an impl block with `#[apply]` methods.
+pub const PROJECTION: &str = "projection";
+
 // Options.
 pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";
@@ -44,6 +47,7 @@ pub const PIVOT: &str = "pivot";
 pub const RETRIES: &str = "retries";
 pub const RETRY_ON: &str = "retry_on";
 pub const SNAPSHOT_EVERY: &str = "snapshot_every";
+pub const TABLES: &str = "tables";
 pub const TIMEOUT_MS: &str = "timeout_ms";
 pub const UNDO: &str = "undo";
 pub const VALIDATE: &str = "validate";

@@ -17,7 +17,7 @@
 //! commit has committed. On PostgreSQL, where sequence values commit out of order, the
 //! same guarantee needs a horizon: readers only take positions written by transactions
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
-//! against each row's `xid8`), which is the design the PostgreSQL backend follows.
+//! against each row's `xid8`), which is the design a PostgreSQL backend follows.
 
 mod outbox;
 mod projection;
@@ -27,7 +27,11 @@ pub use self::outbox::{BusRelay, OutboxLoop, OutboxRelay, Relay, event_id_of};
 pub use self::projection::{
     CatchUp, Projection, ProjectionLoop, ProjectionRunner, ProjectionStatus,
 };
+#[doc(hidden)]
+pub use self::projection::{decode_event, event_name};
 pub use self::uow::{SqliteDatabase, UnitOfWork};
+#[doc(hidden)]
+pub use crate::event_store::EventEnvelope;
 /// The SQLite binding flext uses, for a projection's own SQL through
 /// [`UnitOfWork::connection`].
 pub use rusqlite;

@@ -52,6 +52,51 @@ use crate::event_store::EventEnvelope;
 /// assert_eq!(counts.status().unwrap().events_behind, 0);
 /// # }
 /// ```
+///
+/// With `#[projection]`, each event type gets its own method, decoded for it:
+///
+/// ```rust,standalone_crate
+/// use flext::prelude::*;
+/// use flext::database::{ProjectionRunner, SqliteDatabase, UnitOfWork};
+/// use flext::event_store::{EventStore, NewEvent, StreamId};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Deposited { cents: i64 }
+///
+/// struct Totals;
+///
+/// #[projection(name = "totals", tables = ["totals"])]
+/// impl Totals {
+///     fn setup(&self, uow: &UnitOfWork) -> Result<()> {
+///         uow.connection()
+///             .execute_batch(&format!("CREATE TABLE IF NOT EXISTS {} (cents INTEGER)", uow.table("totals")))
+///             .map_err(|e| Error::infrastructure("totals.sql", e.to_string()))
+///     }
+///
+///     #[apply]
+///     fn deposited(&self, uow: &UnitOfWork, e: &Deposited) -> Result<()> {
+///         uow.connection()
+///             .execute(&format!("INSERT INTO {} (cents) VALUES (?1)", uow.table("totals")), [e.cents])
+///             .map(|_| ())
+///             .map_err(|e| Error::infrastructure("totals.sql", e.to_string()))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let db = SqliteDatabase::in_memory().unwrap();
+/// let ctx = Context::new();
+/// let events = [
+///     NewEvent::new("account.deposited", 1, serde_json::json!({ "cents": 5 }), &ctx),
+///     NewEvent::new("account.renamed", 1, serde_json::json!({ "name": "x" }), &ctx),
+/// ];
+/// db.event_store().unwrap().append(&StreamId::new("Account", "a"), 0, &events).await.unwrap();
+/// let totals = ProjectionRunner::new(db, Totals);
+/// // Both events pass the checkpoint; the one it does not apply is passed over.
+/// assert_eq!(totals.catch_up().unwrap().checkpoint, 2);
+/// # }
+/// ```
 pub trait Projection: Send + Sync + 'static {
     /// The projection's name: the key of its checkpoint.
     fn name(&self) -> &str;
@@ -81,6 +126,34 @@ pub trait Projection: Send + Sync + 'static {
     /// An error stops the projection at this event: nothing of it is written, the
     /// checkpoint stays before it, and [`ProjectionRunner::status`] reports it.
     fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> Result<()>;
+}
+
+/// Decodes a stored event's payload as `E`, for a projection's `#[apply]` method. Used
+/// by generated code.
+///
+/// # Errors
+///
+/// `flext.event.decode` when the payload does not decode as `E` (an event stored under
+/// another schema version).
+#[doc(hidden)]
+pub fn decode_event<E: crate::message::Event>(envelope: &EventEnvelope) -> Result<E> {
+    E::from_deserializer(&envelope.payload).map_err(|e| {
+        Error::internal(
+            crate::codes::EVENT_DECODE,
+            format!(
+                "stored event {} (`{}`, schema version {}) does not decode: {e}",
+                envelope.event_id,
+                E::NAME,
+                envelope.schema_version
+            ),
+        )
+    })
+}
+
+/// The name of event `E`, for a projection's `#[apply]` method. Used by generated code.
+#[doc(hidden)]
+pub fn event_name<E: crate::message::Event>() -> &'static str {
+    E::NAME
 }
 
 /// Where a projection stands.

@@ -1,0 +1,171 @@
+//! `#[projection]` input -> a model that keeps the user's spans.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+use crate::common::options::{self, Spec};
+use crate::common::symbol::*;
+use crate::common::util::{take_attrs, type_name};
+use crate::common::{Ctxt, Krate, error_at};
+
+pub struct Handler {
+    pub method: syn::Ident,
+    /// The event type (`E` of `&E`), when the signature has one.
+    pub event: Option<syn::Type>,
+    /// Whether it also takes the envelope (`&EventEnvelope`) last.
+    pub envelope: bool,
+}
+
+pub struct ProjectionDef {
+    pub item: syn::ItemImpl,
+    pub krate: Krate,
+    pub name: String,
+    pub tables: Vec<String>,
+    pub handlers: Vec<Handler>,
+    /// Whether the impl has a `fn setup(&self, uow: &UnitOfWork)`.
+    pub setup: bool,
+}
+
+const SPEC: Spec<'static> = Spec {
+    attr: PROJECTION,
+    allowed: &[NAME, TABLES, CRATE],
+    repeatable: &[],
+};
+
+fn referent(ty: &syn::Type) -> Option<&syn::Type> {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => Some(&r.elem),
+        syn::Type::Group(g) => referent(&g.elem),
+        syn::Type::Paren(p) => referent(&p.elem),
+        _ => None,
+    }
+}
+
+fn last_is(ty: &syn::Type, name: &str) -> bool {
+    match ty {
+        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == name),
+        _ => false,
+    }
+}
+
+impl ProjectionDef {
+    pub fn from_syn(cx: &Ctxt, args: TokenStream, mut item: syn::ItemImpl) -> ProjectionDef {
+        let mut name = None;
+        let mut tables = Vec::new();
+        let mut krate = None;
+        options::parse(cx, &SPEC, args, |key, meta| {
+            match key {
+                NAME => name = Some(options::string(meta)?.value()),
+                TABLES => {
+                    let value = meta.value()?;
+                    let list: syn::ExprArray = value.parse()?;
+                    for e in list.elems {
+                        match e {
+                            syn::Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Str(s),
+                                ..
+                            }) => tables.push(s.value()),
+                            other => {
+                                return Err(syn::Error::new_spanned(
+                                    other,
+                                    "write the tables as strings: `tables = [\"balances\"]`",
+                                ));
+                            }
+                        }
+                    }
+                }
+                _ => krate = Some(options::path(meta)?),
+            }
+            Ok(())
+        });
+        if let Some((_, path, _)) = &item.trait_ {
+            cx.push(error_at(path, "`#[projection]` goes on an inherent `impl MyProjection { ... }` block: it writes the `Projection` impl itself"));
+        }
+        let mut handlers = Vec::new();
+        let mut setup = false;
+        for impl_item in &mut item.items {
+            let syn::ImplItem::Fn(f) = impl_item else {
+                continue;
+            };
+            let ours = take_attrs(&mut f.attrs, &[APPLY]);
+            if f.sig.ident == "setup" && ours.is_empty() {
+                setup = true;
+                continue;
+            }
+            if ours.is_empty() {
+                continue;
+            }
+            handlers.push(read_handler(cx, &f.sig));
+        }
+        if handlers.is_empty() {
+            cx.push(error_at(&item.self_ty, "a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &UnitOfWork, event: &MyEvent) -> Result<()>`"));
+        }
+        ProjectionDef {
+            name: name.unwrap_or_else(|| type_name(&item.self_ty)),
+            krate: Krate::new(krate),
+            item,
+            tables,
+            handlers,
+            setup,
+        }
+    }
+}
+
+fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
+    let ident = &sig.ident;
+    let usage = format!("`fn {ident}(&self, uow: &UnitOfWork, event: &MyEvent) -> Result<()>`");
+    match sig.receiver() {
+        Some(r) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(r) => cx.push(error_at(r, format!("a projection's `#[apply]` method takes `&self` (its state is in its tables, written through the unit of work): {usage}"))),
+        None => cx.push(error_at(ident, format!("a projection's `#[apply]` method takes `&self`: {usage}"))),
+    }
+    if let Some(a) = &sig.asyncness {
+        cx.push(error_at(a, "a projection's `#[apply]` method cannot be `async`: it runs inside the database transaction that moves the checkpoint"));
+    }
+    if matches!(sig.output, syn::ReturnType::Default) {
+        cx.push(error_at(ident, format!("a projection's `#[apply]` method returns `Result<()>`: an error stops the projection at that event. {usage}")));
+    }
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            syn::FnArg::Typed(t) => Some(t),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let mut event = None;
+    let mut envelope = false;
+    match typed.as_slice() {
+        [uow, rest @ ..] if referent(&uow.ty).is_some_and(|t| last_is(t, "UnitOfWork")) => {
+            match rest {
+                [e] | [e, _] => match referent(&e.ty) {
+                    Some(t) => event = Some(t.clone()),
+                    None => cx.push(error_at(&e.ty, format!("take the event by reference: `event: &{}`", e.ty.to_token_stream()))),
+                },
+                _ => cx.push(error_at(ident, format!("a projection's `#[apply]` method takes the unit of work and one event: {usage}"))),
+            }
+            if let [_, env] = rest {
+                if referent(&env.ty).is_some_and(|t| last_is(t, "EventEnvelope")) {
+                    envelope = true;
+                } else {
+                    cx.push(error_at(&env.ty, "after the event, a projection's `#[apply]` method may take only `&EventEnvelope` (the event's id, stream, position, time)"));
+                }
+            }
+        }
+        [first, ..] => cx.push(error_at(
+            &first.ty,
+            format!("a projection's `#[apply]` method takes the unit of work first: {usage}"),
+        )),
+        [] => cx.push(error_at(
+            ident,
+            format!(
+                "a projection's `#[apply]` method takes the unit of work and the event: {usage}"
+            ),
+        )),
+    }
+    Handler {
+        method: ident.clone(),
+        event,
+        envelope,
+    }
+}
