@@ -308,6 +308,30 @@ async fn a_projection_stops_at_an_event_it_cannot_apply_and_resumes_after_a_rest
         "nothing skipped past it"
     );
 
+    // The bus's registry report shows it, stopped and behind.
+    let bus = Bus::builder()
+        .state(Repository::<Counter>::new(Arc::new(
+            dir.db().event_store().unwrap(),
+        )))
+        .state(dir.db())
+        .shared_state(Arc::new(Effects::default()))
+        .state(SagaRunner::builder(dir.db().saga_log().unwrap()).build())
+        .report(runner.clone())
+        .report(OutboxRelay::new(dir.db(), Nowhere))
+        .build()
+        .unwrap();
+    let report = serde_json::to_value(bus.report()).unwrap();
+    let components = report["components"].as_array().unwrap();
+    assert_eq!(components[0]["kind"], "projection");
+    assert_eq!(components[0]["healthy"], false);
+    assert_eq!(components[0]["status"]["events_behind"], 2);
+    assert_eq!(components[0]["status"]["stopped_at"][0], 3);
+    assert_eq!(components[1]["kind"], "outbox");
+    assert_eq!(
+        components[1]["status"]["undelivered"], 4,
+        "nothing delivered yet"
+    );
+
     // A restart (a new runner on a new connection) resumes at the same event.
     let restarted = ProjectionRunner::new(dir.db(), Applied);
     assert!(restarted.catch_up().is_err());
@@ -423,6 +447,15 @@ async fn start_invoice(e: OrderPlaced, ctx: &Context, runner: State<SagaRunner>)
         )
         .await?;
     Ok(())
+}
+
+/// Accepts every event and does nothing with it.
+struct Nowhere;
+
+impl Relay for Nowhere {
+    fn deliver<'a>(&'a self, _: &'a EventEnvelope) -> BoxFuture<'a, Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Delivers through the bus, but "crashes" once: after delivering the event at

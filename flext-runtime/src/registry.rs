@@ -132,6 +132,32 @@ pub struct RegistryReport {
     pub stats_enabled: bool,
     /// One entry per handler, sorted by source location.
     pub handlers: Vec<HandlerReport>,
+    /// The other parts registered with [`BusBuilder::report`](crate::BusBuilder::report)
+    /// (projections with their lag, the outbox with what it has not delivered), in
+    /// registration order.
+    pub components: Vec<ComponentReport>,
+}
+
+/// A part of the application that is not a handler but belongs in the registry report:
+/// a projection, an outbox relay. Register it with
+/// [`BusBuilder::report`](crate::BusBuilder::report).
+pub trait ReportSource: Send + Sync + 'static {
+    /// Where the part stands now.
+    fn report(&self) -> ComponentReport;
+}
+
+/// One component's entry in the [`RegistryReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentReport {
+    /// What it is: `projection`, `outbox`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Whether it is working: `false` for a projection stopped at an event, or when its
+    /// state could not be read.
+    pub healthy: bool,
+    /// Its details, as JSON (a projection's checkpoint and lag, an outbox's backlog).
+    pub status: serde_json::Value,
 }
 
 /// One handler's registration and health.
@@ -234,6 +260,7 @@ impl HandlerStats {
 pub(crate) fn report(
     registrations: &[&'static HandlerRegistration],
     stats: Option<&[HandlerStats]>,
+    sources: &[std::sync::Arc<dyn ReportSource>],
 ) -> RegistryReport {
     let handlers = registrations
         .iter()
@@ -270,5 +297,6 @@ pub(crate) fn report(
     RegistryReport {
         stats_enabled: stats.is_some(),
         handlers,
+        components: sources.iter().map(|s| s.report()).collect(),
     }
 }

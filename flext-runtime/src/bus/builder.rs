@@ -25,6 +25,7 @@ pub struct BusBuilder {
     middleware: Vec<Arc<dyn Middleware>>,
     stats: bool,
     max_json_bytes: usize,
+    sources: Vec<Arc<dyn crate::registry::ReportSource>>,
 }
 
 impl Default for BusBuilder {
@@ -35,6 +36,7 @@ impl Default for BusBuilder {
             middleware: Vec::new(),
             stats: true,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+            sources: Vec::new(),
         }
     }
 }
@@ -70,6 +72,14 @@ impl BusBuilder {
     /// and the result last.
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
         self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a component to [`Bus::report`](crate::Bus::report) beside the handlers: a
+    /// `ProjectionRunner` (its checkpoint, how many events and milliseconds it is behind,
+    /// where it stopped) or an `OutboxRelay` (what it has not delivered).
+    pub fn report(mut self, source: impl crate::registry::ReportSource) -> Self {
+        self.sources.push(Arc::new(source));
         self
     }
 
@@ -192,6 +202,7 @@ impl BusBuilder {
                 stats,
                 max_json_bytes: self.max_json_bytes,
                 state: self.state,
+                sources: self.sources,
             }),
         })
     }

@@ -64,6 +64,8 @@ struct Inner {
     max_json_bytes: usize,
     /// Kept for handlers called through `send_local`, which extract their state per call.
     state: StateMap,
+    /// Components reported beside the handlers.
+    sources: Vec<Arc<dyn crate::registry::ReportSource>>,
 }
 
 /// Dispatches commands, queries and events to the handlers registered with
@@ -133,6 +135,10 @@ impl Bus {
     /// Every handler of this bus with its message, kind, source location and, when
     /// statistics are on, its counts, failures, last error and latency percentiles.
     pub fn report(&self) -> RegistryReport {
-        crate::registry::report(&self.inner.registrations, self.inner.stats.as_deref())
+        crate::registry::report(
+            &self.inner.registrations,
+            self.inner.stats.as_deref(),
+            &self.inner.sources,
+        )
     }
 }

@@ -197,6 +197,26 @@ impl OutboxRelay {
     }
 }
 
+impl crate::registry::ReportSource for OutboxRelay {
+    /// How many appended events the outbox has not delivered yet.
+    fn report(&self) -> crate::registry::ComponentReport {
+        match self.db.outbox_pending() {
+            Ok(pending) => crate::registry::ComponentReport {
+                kind: "outbox",
+                name: "outbox".into(),
+                healthy: true,
+                status: serde_json::json!({ "undelivered": pending }),
+            },
+            Err(e) => crate::registry::ComponentReport {
+                kind: "outbox",
+                name: "outbox".into(),
+                healthy: false,
+                status: serde_json::json!({ "error": e.to_string() }),
+            },
+        }
+    }
+}
+
 /// The outbox relay's background loop; see [`OutboxRelay::spawn`].
 #[derive(Debug)]
 pub struct OutboxLoop {

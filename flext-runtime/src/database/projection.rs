@@ -450,6 +450,28 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
+impl<P: Projection> crate::registry::ReportSource for ProjectionRunner<P> {
+    /// The projection's [`status`](ProjectionRunner::status): healthy unless it stopped
+    /// at an event or its state cannot be read.
+    fn report(&self) -> crate::registry::ComponentReport {
+        let name = self.projection.name().to_owned();
+        match self.status() {
+            Ok(status) => crate::registry::ComponentReport {
+                kind: "projection",
+                healthy: status.stopped_at.is_none(),
+                status: serde_json::to_value(&status).unwrap_or_default(),
+                name,
+            },
+            Err(e) => crate::registry::ComponentReport {
+                kind: "projection",
+                name,
+                healthy: false,
+                status: serde_json::json!({ "error": e.to_string() }),
+            },
+        }
+    }
+}
+
 /// A projection's background loop; see [`ProjectionRunner::spawn`].
 #[derive(Debug)]
 pub struct ProjectionLoop {
