@@ -26,18 +26,19 @@ use serde::{Deserialize, Serialize};
 
 /// A store the suite runs against: each `connect` is another process's connection to
 /// the same store.
-trait Backend {
-    fn new() -> Self;
-    fn connect(&self) -> Arc<dyn SagaLog>;
+#[allow(async_fn_in_trait)]
+trait Backend: Sized {
+    async fn new() -> Self;
+    async fn connect(&self) -> Arc<dyn SagaLog>;
 }
 
 struct Memory(Arc<MemoryLog>);
 
 impl Backend for Memory {
-    fn new() -> Self {
+    async fn new() -> Self {
         Memory(Arc::new(MemoryLog::new()))
     }
-    fn connect(&self) -> Arc<dyn SagaLog> {
+    async fn connect(&self) -> Arc<dyn SagaLog> {
         self.0.clone()
     }
 }
@@ -50,12 +51,12 @@ struct Sqlite<const FULL: bool>(std::path::PathBuf);
 
 #[cfg(feature = "sqlite")]
 impl<const FULL: bool> Backend for Sqlite<FULL> {
-    fn new() -> Self {
+    async fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("flext-conformance-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Sqlite(dir)
     }
-    fn connect(&self) -> Arc<dyn SagaLog> {
+    async fn connect(&self) -> Arc<dyn SagaLog> {
         let sync = if FULL {
             flext::saga::Synchronous::Full
         } else {
@@ -72,89 +73,115 @@ impl<const FULL: bool> Drop for Sqlite<FULL> {
     }
 }
 
+/// A PostgreSQL server of its own (or a fresh database on `DATABASE_URL`'s), stopped
+/// when the test ends.
+#[cfg(feature = "postgres")]
+struct Postgres {
+    _cluster: flext::postgres::TestCluster,
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    async fn new() -> Self {
+        let cluster = flext::postgres::TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = cluster.fresh_database().await.unwrap();
+        Postgres {
+            _cluster: cluster,
+            url,
+        }
+    }
+    async fn connect(&self) -> Arc<dyn SagaLog> {
+        let db = flext::postgres::PgDatabase::connect(&self.url)
+            .await
+            .unwrap();
+        Arc::new(db.saga_log())
+    }
+}
+
 /// One test per contract for `$backend`.
 macro_rules! conformance {
     ($module:ident, $backend:ty) => {
         mod $module {
             use super::*;
 
-            fn backend() -> $backend {
-                <$backend as Backend>::new()
+            async fn backend() -> $backend {
+                <$backend as Backend>::new().await
             }
 
             #[tokio::test]
             async fn creation_and_transitions() {
-                creation_contract(backend().connect()).await;
+                creation_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn a_live_lease_keeps_others_out_and_an_expired_one_is_taken_over() {
-                lease_contract(&*backend().connect()).await;
+                lease_contract(&*backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn only_the_holder_renews_a_live_lease() {
-                renewal_contract(backend().connect()).await;
+                renewal_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn two_runners_with_one_name_never_drive_the_same_saga() {
-                same_name_contract(&backend()).await;
+                same_name_contract(&backend().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_long_step_keeps_its_lease_by_heartbeat() {
-                heartbeat_contract(backend().connect()).await;
+                heartbeat_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_saga_started_twice_runs_once() {
-                idempotent_start_contract(backend().connect()).await;
+                idempotent_start_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_recovery_loop_finishes_what_a_dead_runner_left() {
-                recovery_loop_contract(backend().connect()).await;
+                recovery_loop_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn a_step_and_a_compensation_follow_their_own_retry_settings() {
-                retry_policy_contract(backend().connect()).await;
+                retry_policy_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn a_saga_logged_by_another_definition_is_refused() {
-                definition_contract(backend().connect()).await;
+                definition_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn list_filters_by_state_name_and_age() {
-                filter_contract(backend().connect()).await;
+                filter_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn an_operator_resumes_a_stuck_saga() {
-                resume_contract(backend().connect()).await;
+                resume_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn an_operator_aborts_a_stuck_saga_and_what_can_be_compensated_is() {
-                abort_contract(backend().connect()).await;
+                abort_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn an_operator_resolves_a_stuck_saga_by_hand() {
-                resolve_contract(backend().connect()).await;
+                resolve_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn an_action_recorded_without_a_runner_is_carried_out_by_recovery() {
-                recorded_action_contract(&backend()).await;
+                recorded_action_contract(&backend().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn actions_that_do_not_apply_are_refused_and_write_nothing() {
-                refusal_contract(backend().connect()).await;
+                refusal_contract(backend().await.connect().await).await;
             }
         }
     };
@@ -165,6 +192,8 @@ conformance!(memory, Memory);
 conformance!(sqlite, Sqlite<false>);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite_group_commit, Sqlite<true>);
+#[cfg(feature = "postgres")]
+conformance!(postgres, Postgres);
 
 // ---------------------------------------------------------------- creation, leases
 
@@ -392,14 +421,17 @@ impl Paused {
 async fn same_name_contract(backend: &impl Backend) {
     let gate = Arc::new(Gate::default());
     // Two processes' runners: one store, one name, each its own connection.
-    let runner = |gate: &Arc<Gate>| {
-        SagaRunner::builder_shared(backend.connect())
+    let runner = |log: Arc<dyn SagaLog>, gate: &Arc<Gate>| {
+        SagaRunner::builder_shared(log)
             .owner("worker")
             .lease(Duration::from_secs(60))
             .shared_state(gate.clone())
             .build()
     };
-    let (a, b) = (runner(&gate), runner(&gate));
+    let (a, b) = (
+        runner(backend.connect().await, &gate),
+        runner(backend.connect().await, &gate),
+    );
 
     let task = tokio::spawn(async move { a.run(Paused { n: 3 }, &Context::new()).await });
     // `a` is inside the compensation now, its lease live.
@@ -420,7 +452,7 @@ async fn same_name_contract(backend: &impl Backend) {
     assert!(b.recover().await.unwrap().is_empty());
 
     // The log holds one record of the compensation.
-    let log = backend.connect();
+    let log = backend.connect().await;
     let id = outcome.saga_id();
     let record = log.load(id).await.unwrap();
     let compensations = record
@@ -1078,7 +1110,7 @@ async fn resolve_contract(log: Arc<dyn SagaLog>) {
 /// The `flext-saga` tool's path: the action is recorded with no runner to drive it; the
 /// next recovery pass of a runner that has the type carries it out.
 async fn recorded_action_contract(backend: &impl Backend) {
-    let log = backend.connect();
+    let log = backend.connect().await;
     let desk = Arc::new(Desk::default());
     desk.carrier_down.store(true, Ordering::SeqCst);
     let stuck = desk_runner(&log, &desk)
@@ -1086,7 +1118,7 @@ async fn recorded_action_contract(backend: &impl Backend) {
         .await
         .unwrap();
     let id = stuck.saga_id();
-    let tool = backend.connect();
+    let tool = backend.connect().await;
     let record = tool
         .act(
             id,

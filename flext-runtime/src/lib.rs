@@ -23,6 +23,8 @@ mod future;
 pub mod input;
 mod message;
 pub mod middleware;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod registry;
 pub mod saga;
 pub mod service;

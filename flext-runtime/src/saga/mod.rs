@@ -56,6 +56,8 @@ pub use self::log::{
     ErrorRecord, HistoryEntry, Lease, OperatorAction, SagaFilter, SagaLog, SagaRecord, SagaState,
     SagaSummary, Transition, now_ms,
 };
+#[cfg(feature = "postgres")]
+pub(crate) use self::log::{lease_lost as lease_lost_error, unknown_saga as unknown_saga_error};
 pub use self::memory::MemoryLog;
 pub use self::operator::{MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES, OperatorCommand};
 pub use self::outcome::SagaOutcome;

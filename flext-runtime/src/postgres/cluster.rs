@@ -1,0 +1,205 @@
+//! [`TestCluster`]: a throwaway PostgreSQL server for tests, or the user's own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+/// A PostgreSQL server for a test: the one `DATABASE_URL` names when it is set (the
+/// user's own; each test gets a fresh database on it), otherwise a throwaway cluster made
+/// with the machine's `initdb` and `pg_ctl` in a temporary directory, on a free local
+/// port, run as the `postgres` user when the tests run as root, and stopped and removed
+/// when this value is dropped.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cluster = flext::postgres::TestCluster::start().unwrap();
+/// let db = flext::postgres::PgDatabase::connect(cluster.url()).await.unwrap();
+/// # let _ = db;
+/// # }
+/// ```
+pub struct TestCluster {
+    url: String,
+    /// The data directory and how to stop it, when this value started the server.
+    owned: Option<Owned>,
+}
+
+struct Owned {
+    dir: PathBuf,
+    pg_ctl: PathBuf,
+    as_postgres: bool,
+}
+
+/// Where the server programs are: on the `PATH`, or in Debian's
+/// `/usr/lib/postgresql/<version>/bin`, the newest first.
+fn find(program: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(program)))
+            .filter(|p| p.is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
+}
+
+fn failed(what: impl std::fmt::Display) -> Error {
+    Error::infrastructure(crate::codes::STORE_FAILED, format!("test cluster: {what}"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(program: &Path, args: &[&str], as_postgres: bool) -> Result<()> {
+    let mut command = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    let out = command
+        .args(args)
+        .output()
+        .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "{} failed: {}",
+            program.display(),
+            crate::input::echo(String::from_utf8_lossy(&out.stderr).trim())
+        )))
+    }
+}
+
+impl TestCluster {
+    /// The server to test against; see the type's documentation.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure), `flext.store.failed`:
+    /// when neither `DATABASE_URL` is set nor `initdb` and `pg_ctl` are installed (the
+    /// message says how to install them), or when the cluster cannot be made or started.
+    pub fn start() -> Result<Self> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Ok(TestCluster { url, owned: None });
+        }
+        let (Some(initdb), Some(pg_ctl)) = (find("initdb"), find("pg_ctl")) else {
+            return Err(failed(
+                "PostgreSQL is not installed: install its server (Debian and Ubuntu: `apt-get install postgresql`), or set DATABASE_URL to a server you own",
+            ));
+        };
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!("flext-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| failed(format!("cannot make {}: {e}", dir.display())))?;
+        if as_postgres {
+            let owned = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| failed(format!("chown: {e}")))?;
+            if !owned.success() {
+                return Err(failed(
+                    "cannot give the cluster's directory to the postgres user (running as root needs that user: it comes with the postgresql package)",
+                ));
+            }
+        }
+        let data = dir.join("data");
+        let data_arg = data.to_string_lossy().into_owned();
+        run(
+            &initdb,
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "flext",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            as_postgres,
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| failed(format!("no free port: {e}")))?
+            .port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.display()
+        );
+        let log = dir.join("server.log").to_string_lossy().into_owned();
+        let cluster = TestCluster {
+            url: format!("postgres://flext@127.0.0.1:{port}/postgres"),
+            owned: Some(Owned {
+                dir,
+                pg_ctl: pg_ctl.clone(),
+                as_postgres,
+            }),
+        };
+        run(
+            &pg_ctl,
+            &["-D", &data_arg, "-o", &options, "-l", &log, "-w", "start"],
+            as_postgres,
+        )?;
+        Ok(cluster)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A fresh database on the server, for one test; returns its URL.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be created.
+    pub async fn fresh_database(&self) -> Result<String> {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .map_err(super::pg_error)?;
+        let task = tokio::spawn(connection);
+        let name = format!("flext_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(super::pg_error)?;
+        drop(client);
+        let _ = task.await;
+        // The same server, another database: the URL's last path segment.
+        let base = self
+            .url
+            .rsplit_once('/')
+            .map_or(self.url.as_str(), |(b, _)| b);
+        Ok(format!("{base}/{name}"))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if let Some(owned) = self.owned.take() {
+            let data = owned.dir.join("data").to_string_lossy().into_owned();
+            // Stopping is best effort: the directory goes either way.
+            let _ = run(
+                &owned.pg_ctl,
+                &["-D", &data, "-m", "immediate", "-w", "stop"],
+                owned.as_postgres,
+            );
+            let _ = std::fs::remove_dir_all(&owned.dir);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! PostgreSQL backends (the `postgres` feature), for several processes on several
+//! machines sharing one database: so far the saga log ([`PgSagaLog`]), with the event
+//! store, projections and the outbox to follow behind the same traits.
+//!
+//! The driver is `tokio-postgres` with a `deadpool-postgres` pool: runtime-checked
+//! queries, a small dependency tree, and no database needed at build time (sqlx's
+//! compile-time checking would need one, or an offline cache, on every build).
+//!
+//! Migrations run when [`PgDatabase::connect`] connects, in one transaction under an
+//! advisory lock, so that several processes starting at once create the schema once.
+
+mod cluster;
+mod saga;
+
+use deadpool_postgres::{Manager, Pool};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+pub use self::cluster::TestCluster;
+pub use self::saga::PgSagaLog;
+
+/// The advisory lock key under which migrations run ("flext" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0066_6c65_7874;
+
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+        None => format!("postgres: {e}"),
+    };
+    Error::infrastructure(crate::codes::STORE_FAILED, message).with_source(e)
+}
+
+fn pool_error(e: impl std::fmt::Display) -> Error {
+    Error::infrastructure(
+        crate::codes::STORE_FAILED,
+        format!("postgres: no connection from the pool: {e}"),
+    )
+}
+
+/// A PostgreSQL database holding flext's tables, behind a connection pool. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct PgDatabase {
+    pool: Pool,
+}
+
+impl PgDatabase {
+    /// Connects to `url` (`postgres://user@host:port/db`), with a pool of up to 16
+    /// connections, and creates or upgrades flext's tables.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.store.failed`, for a
+    /// URL that does not parse; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure),
+    /// `flext.store.failed`, when the server cannot be reached or the schema created.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            Error::validation(
+                crate::codes::STORE_FAILED,
+                format!("{} is not a PostgreSQL URL: {e}", crate::input::echo(url)),
+            )
+        })?;
+        let pool = Pool::builder(Manager::new(config, NoTls))
+            .max_size(16)
+            .build()
+            .map_err(pool_error)?;
+        let db = PgDatabase { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS flext_sagas (
+                 id UUID PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 input JSONB NOT NULL,
+                 correlation_id UUID NOT NULL,
+                 state TEXT NOT NULL,
+                 owner TEXT NOT NULL,
+                 lease_until_ms BIGINT NOT NULL,
+                 created_ms BIGINT NOT NULL,
+                 definition TEXT NOT NULL DEFAULT ''
+             );
+             CREATE INDEX IF NOT EXISTS flext_sagas_state ON flext_sagas (state, lease_until_ms);
+             CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);
+             CREATE TABLE IF NOT EXISTS flext_saga_transitions (
+                 saga_id UUID NOT NULL REFERENCES flext_sagas (id),
+                 seq INTEGER NOT NULL,
+                 body JSONB NOT NULL,
+                 at_ms BIGINT NOT NULL,
+                 PRIMARY KEY (saga_id, seq)
+             );",
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    /// The saga log in this database.
+    pub fn saga_log(&self) -> PgSagaLog {
+        PgSagaLog { db: self.clone() }
+    }
+}
