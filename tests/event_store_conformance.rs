@@ -15,19 +15,20 @@ use flext::event_store::SqliteEventStore;
 use flext::event_store::{EventStore, MemoryEventStore, NewEvent, Snapshot, StreamId};
 use flext::prelude::*;
 
-trait Backend {
-    fn new() -> Self;
+#[allow(async_fn_in_trait)]
+trait Backend: Sized {
+    async fn new() -> Self;
     /// Another connection to the same store.
-    fn connect(&self) -> Arc<dyn EventStore>;
+    async fn connect(&self) -> Arc<dyn EventStore>;
 }
 
 struct Memory(Arc<MemoryEventStore>);
 
 impl Backend for Memory {
-    fn new() -> Self {
+    async fn new() -> Self {
         Memory(Arc::new(MemoryEventStore::new()))
     }
-    fn connect(&self) -> Arc<dyn EventStore> {
+    async fn connect(&self) -> Arc<dyn EventStore> {
         self.0.clone()
     }
 }
@@ -37,12 +38,12 @@ struct Sqlite(std::path::PathBuf);
 
 #[cfg(feature = "sqlite")]
 impl Backend for Sqlite {
-    fn new() -> Self {
+    async fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("flext-events-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Sqlite(dir)
     }
-    fn connect(&self) -> Arc<dyn EventStore> {
+    async fn connect(&self) -> Arc<dyn EventStore> {
         Arc::new(SqliteEventStore::open(self.0.join("events.db")).unwrap())
     }
 }
@@ -54,43 +55,68 @@ impl Drop for Sqlite {
     }
 }
 
+/// A PostgreSQL server of its own (or a fresh database on `DATABASE_URL`'s).
+#[cfg(feature = "postgres")]
+struct Postgres {
+    _cluster: flext::postgres::TestCluster,
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    async fn new() -> Self {
+        let cluster = flext::postgres::TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = cluster.fresh_database().await.unwrap();
+        Postgres {
+            _cluster: cluster,
+            url,
+        }
+    }
+    async fn connect(&self) -> Arc<dyn EventStore> {
+        let db = flext::postgres::PgDatabase::connect(&self.url)
+            .await
+            .unwrap();
+        Arc::new(db.event_store())
+    }
+}
+
 macro_rules! conformance {
     ($module:ident, $backend:ty) => {
         mod $module {
             use super::*;
 
-            fn backend() -> $backend {
-                <$backend as Backend>::new()
+            async fn backend() -> $backend {
+                <$backend as Backend>::new().await
             }
 
             #[tokio::test]
             async fn appends_with_an_expected_version_and_loads_in_order() {
-                append_contract(backend().connect()).await;
+                append_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn a_lost_race_is_a_conflict_and_writes_nothing() {
-                conflict_contract(backend().connect()).await;
+                conflict_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn a_batch_is_appended_whole_or_not_at_all() {
-                batch_contract(backend().connect()).await;
+                batch_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn every_stream_reads_back_in_one_global_order() {
-                global_order_contract(backend().connect()).await;
+                global_order_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test]
             async fn the_newest_snapshot_is_kept() {
-                snapshot_contract(backend().connect()).await;
+                snapshot_contract(backend().await.connect().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn eight_writers_on_one_stream_leave_no_gap_and_lose_nothing() {
-                racing_writers_contract(&backend()).await;
+                racing_writers_contract(&backend().await).await;
             }
         }
     };
@@ -99,6 +125,8 @@ macro_rules! conformance {
 conformance!(memory, Memory);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, Sqlite);
+#[cfg(feature = "postgres")]
+conformance!(postgres, Postgres);
 
 fn event(name: &str, n: u64, ctx: &Context) -> NewEvent {
     let mut e = NewEvent::new(name, 2, serde_json::json!({ "n": n }), ctx);
@@ -279,7 +307,7 @@ async fn racing_writers_contract(backend: &impl Backend) {
     let stream = StreamId::new("Account", "hot");
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..8u64 {
-        let store = backend.connect();
+        let store = backend.connect().await;
         let stream = stream.clone();
         writers.spawn(async move {
             let ctx = Context::new();
@@ -313,7 +341,7 @@ async fn racing_writers_contract(backend: &impl Backend) {
         conflicts += c;
     }
     assert_eq!(appended.len() + conflicts, 200);
-    let store = backend.connect();
+    let store = backend.connect().await;
     let events = store.load(&stream, 0).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.sequence).collect::<Vec<_>>(),

@@ -43,4 +43,6 @@ pub(crate) use self::sqlite::{
     read_after as read_after_sqlite,
 };
 pub use self::store::EventStore;
+#[cfg(feature = "postgres")]
+pub(crate) use self::store::{conflict as conflict_error, duplicate_id as duplicate_id_error};
 pub use self::upcast::{Upcaster, Upcasters};

@@ -1,6 +1,7 @@
 //! PostgreSQL backends (the `postgres` feature), for several processes on several
-//! machines sharing one database: so far the saga log ([`PgSagaLog`]), with the event
-//! store, projections and the outbox to follow behind the same traits.
+//! machines sharing one database: the saga log ([`PgSagaLog`]) and the event store
+//! ([`PgEventStore`]), with projections, the outbox and the unit of work to follow
+//! behind the same traits.
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool: runtime-checked
 //! queries, a small dependency tree, and no database needed at build time (sqlx's
@@ -10,6 +11,7 @@
 //! advisory lock, so that several processes starting at once create the schema once.
 
 mod cluster;
+mod events;
 mod saga;
 
 use deadpool_postgres::{Manager, Pool};
@@ -18,7 +20,10 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub use self::cluster::TestCluster;
+pub use self::events::PgEventStore;
 pub use self::saga::PgSagaLog;
+/// The PostgreSQL client flext uses, for a caller's own SQL.
+pub use tokio_postgres;
 
 /// The advisory lock key under which migrations run ("flext" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6c65_7874;
@@ -94,6 +99,32 @@ impl PgDatabase {
              );
              CREATE INDEX IF NOT EXISTS flext_sagas_state ON flext_sagas (state, lease_until_ms);
              CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);
+             CREATE TABLE IF NOT EXISTS flext_events (
+                 id BIGSERIAL PRIMARY KEY,
+                 txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                 position BIGINT UNIQUE,
+                 event_id UUID NOT NULL UNIQUE,
+                 aggregate_type TEXT NOT NULL,
+                 aggregate_id TEXT NOT NULL,
+                 sequence BIGINT NOT NULL,
+                 name TEXT NOT NULL,
+                 schema_version INTEGER NOT NULL,
+                 timestamp_ms BIGINT NOT NULL,
+                 correlation_id UUID NOT NULL,
+                 causation_id UUID,
+                 metadata JSONB NOT NULL,
+                 payload JSONB NOT NULL,
+                 UNIQUE (aggregate_type, aggregate_id, sequence)
+             );
+             CREATE INDEX IF NOT EXISTS flext_events_unsequenced ON flext_events (txid, id) WHERE position IS NULL;
+             CREATE TABLE IF NOT EXISTS flext_snapshots (
+                 aggregate_type TEXT NOT NULL,
+                 aggregate_id TEXT NOT NULL,
+                 version BIGINT NOT NULL,
+                 state JSONB NOT NULL,
+                 taken_ms BIGINT NOT NULL,
+                 PRIMARY KEY (aggregate_type, aggregate_id)
+             );
              CREATE TABLE IF NOT EXISTS flext_saga_transitions (
                  saga_id UUID NOT NULL REFERENCES flext_sagas (id),
                  seq INTEGER NOT NULL,
@@ -110,5 +141,10 @@ impl PgDatabase {
     /// The saga log in this database.
     pub fn saga_log(&self) -> PgSagaLog {
         PgSagaLog { db: self.clone() }
+    }
+
+    /// The event store in this database.
+    pub fn event_store(&self) -> PgEventStore {
+        PgEventStore { db: self.clone() }
     }
 }

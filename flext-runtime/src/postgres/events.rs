@@ -1,0 +1,261 @@
+//! [`PgEventStore`]: event streams in PostgreSQL, with a global order no reader outruns.
+
+use super::{PgDatabase, pg_error};
+use crate::error::Result;
+use crate::event_store::{EventEnvelope, EventStore, NewEvent, Snapshot, StreamId};
+use crate::future::BoxFuture;
+
+/// The advisory lock key of the sequencer, which gives committed events their global
+/// positions ("flxseq").
+const SEQUENCER_LOCK: i64 = 0x0000_666c_7873_6571;
+
+/// Event streams in PostgreSQL, shared by processes on several machines.
+///
+/// Appends take no global lock: optimistic concurrency is the unique key on
+/// (aggregate type, aggregate id, sequence), so a lost race is a unique violation, turned
+/// into `flext.event.conflict`. The global order readers follow is assigned after the
+/// fact: an event's position is given by a sequencer (one at a time, under an advisory
+/// lock, at the start of each [`read_all`](EventStore::read_all)) only once every
+/// transaction that could still commit an earlier event has ended, that is, once its
+/// transaction id is below `pg_snapshot_xmin(pg_current_snapshot())`; events are numbered
+/// in (transaction id, insertion) order. Sequence values and transaction ids are both
+/// handed out before commit and commit out of order, so numbering by either at insert
+/// time would let a reader move past an event that commits later; numbering only what
+/// is below the horizon cannot. Readers lag the newest commits by the longest running
+/// transaction.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pub(super) db: PgDatabase,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const COLUMNS: &str = "COALESCE(position, 0), event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
+
+fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
+    EventEnvelope {
+        position: u(r.get(0)),
+        event_id: r.get(1),
+        aggregate_type: r.get(2),
+        aggregate_id: r.get(3),
+        sequence: u(r.get(4)),
+        name: r.get(5),
+        schema_version: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+        timestamp_ms: u(r.get(7)),
+        correlation_id: r.get(8),
+        causation_id: r.get(9),
+        metadata: match r.get::<_, serde_json::Value>(10) {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
+        payload: r.get(11),
+    }
+}
+
+impl PgEventStore {
+    async fn version_of(
+        client: &impl deadpool_postgres::GenericClient,
+        stream: &StreamId,
+    ) -> Result<u64> {
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(sequence), 0) FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2",
+                &[&stream.aggregate_type, &stream.aggregate_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(u(row.get(0)))
+    }
+
+    /// Numbers the events whose transactions are all behind the horizon; skipped when
+    /// another reader is doing it.
+    async fn sequence(&self) -> Result<()> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let got: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if !got {
+            return Ok(());
+        }
+        tx.execute(
+            "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM flext_events),
+                  numbered AS (
+                      SELECT id, (SELECT top FROM base) + row_number() OVER (ORDER BY txid, id) AS pos
+                      FROM flext_events
+                      WHERE position IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot()))
+             UPDATE flext_events e SET position = n.pos FROM numbered n WHERE e.id = n.id",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+}
+
+impl EventStore for PgEventStore {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected_version: u64,
+        events: &'a [NewEvent],
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let version = Self::version_of(&tx, stream).await?;
+            if version != expected_version {
+                return Err(crate::event_store::conflict_error(
+                    stream,
+                    expected_version,
+                    version,
+                ));
+            }
+            let now = i(crate::saga::now_ms());
+            let insert = tx
+                .prepare(
+                    "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .await
+                .map_err(pg_error)?;
+            for (n, e) in events.iter().enumerate() {
+                let metadata = serde_json::Value::Object(e.metadata.clone());
+                let schema = i32::try_from(e.schema_version).unwrap_or(i32::MAX);
+                let result = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &e.event_id,
+                            &stream.aggregate_type,
+                            &stream.aggregate_id,
+                            &i(version + n as u64 + 1),
+                            &e.name,
+                            &schema,
+                            &now,
+                            &e.correlation_id,
+                            &e.causation_id,
+                            &metadata,
+                            &e.payload,
+                        ],
+                    )
+                    .await;
+                if let Err(err) = result {
+                    let unique = err
+                        .as_db_error()
+                        .filter(|d| d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                        .and_then(|d| d.constraint().map(str::to_owned));
+                    return Err(match unique {
+                        Some(c) if c.contains("event_id") => {
+                            crate::event_store::duplicate_id_error(e.event_id)
+                        }
+                        // Another writer took this sequence number first.
+                        Some(_) => {
+                            drop(tx);
+                            let now = Self::version_of(&self.db.client().await?, stream).await?;
+                            crate::event_store::conflict_error(stream, expected_version, now)
+                        }
+                        None => pg_error(err),
+                    });
+                }
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(version + events.len() as u64)
+        })
+    }
+
+    fn load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: u64,
+    ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>> {
+        Box::pin(async move {
+            let client = self.db.client().await?;
+            let rows = client
+                .query(
+                    &format!("SELECT {COLUMNS} FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"),
+                    &[&stream.aggregate_type, &stream.aggregate_id, &i(after)],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows.iter().map(envelope).collect())
+        })
+    }
+
+    fn version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move { Self::version_of(&self.db.client().await?, stream).await })
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>> {
+        Box::pin(async move {
+            self.sequence().await?;
+            let client = self.db.client().await?;
+            let rows = client
+                .query(
+                    &format!("SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"),
+                    &[&i(after), &i64::try_from(limit).unwrap_or(i64::MAX)],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows.iter().map(envelope).collect())
+        })
+    }
+
+    fn save_snapshot<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let client = self.db.client().await?;
+            client
+                .execute(
+                    "INSERT INTO flext_snapshots (aggregate_type, aggregate_id, version, state, taken_ms)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                     SET version = excluded.version, state = excluded.state, taken_ms = excluded.taken_ms
+                     WHERE excluded.version > flext_snapshots.version",
+                    &[
+                        &snapshot.stream.aggregate_type,
+                        &snapshot.stream.aggregate_id,
+                        &i(snapshot.version),
+                        &snapshot.state,
+                        &i(snapshot.taken_ms),
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        Box::pin(async move {
+            let client = self.db.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT version, state, taken_ms FROM flext_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
+                    &[&stream.aggregate_type, &stream.aggregate_id],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| Snapshot {
+                stream: stream.clone(),
+                version: u(r.get(0)),
+                state: r.get(1),
+                taken_ms: u(r.get(2)),
+            }))
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! PostgreSQL's global order: an event whose transaction commits after a later one's is
+//! still read, and read first, because positions are given only below the horizon of
+//! running transactions.
+
+#![cfg(feature = "postgres")]
+
+use flext::event_store::{EventStore, NewEvent, StreamId};
+use flext::postgres::{PgDatabase, TestCluster, tokio_postgres};
+use flext::prelude::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_moves_past_an_event_whose_transaction_is_still_open() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    let db = PgDatabase::connect(&url).await.unwrap();
+    let store = db.event_store();
+    let ctx = Context::new();
+    let event = |n: u64| NewEvent::new("e", 1, serde_json::json!({ "n": n }), &ctx);
+
+    // A writer whose transaction started first, inserted an event, and has not committed.
+    let (mut slow, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let tx = slow.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, metadata, payload)
+         VALUES ($1, 'S', 'slow', 1, 'e', 1, 0, $2, '{}'::jsonb, '{\"n\": 1}'::jsonb)",
+        &[&Uuid::new_v4(), &Uuid::new_v4()],
+    )
+    .await
+    .unwrap();
+
+    // A later writer commits.
+    store
+        .append(&StreamId::new("S", "fast"), 0, &[event(2)])
+        .await
+        .unwrap();
+    // The reader sees nothing yet: numbering the fast event now could let the slow one
+    // land behind the reader's checkpoint.
+    assert!(
+        store.read_all(0, 10).await.unwrap().is_empty(),
+        "nothing is given a position while an older transaction may still commit"
+    );
+
+    tx.commit().await.unwrap();
+    drop(slow);
+    let _ = driver.await;
+    let all = store.read_all(0, 10).await.unwrap();
+    let order: Vec<(&str, u64)> = all
+        .iter()
+        .map(|e| (e.aggregate_id.as_str(), e.position))
+        .collect();
+    assert_eq!(order, [("slow", 1), ("fast", 2)], "in transaction order");
+}
