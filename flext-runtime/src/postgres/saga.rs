@@ -317,26 +317,20 @@ impl SagaLog for PgSagaLog {
                 .await
                 .map_err(pg_error)?;
             let mut record = read(&tx, id).await?;
-            let next = command.next_state(&record, now_ms)?;
-            let (owner, until) = match lease {
-                Some(lease) if next.is_in_flight() => (
-                    lease.owner.clone(),
-                    now_ms.saturating_add(lease.duration_ms),
-                ),
-                _ => (format!("operator/{}", command.principal), 0),
-            };
+            command.apply_to(&mut record, lease, now_ms)?;
             tx.execute(
                 "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3 WHERE id = $4",
-                &[&next.as_str(), &owner, &ms(until), &id],
+                &[
+                    &record.state.as_str(),
+                    &record.owner,
+                    &ms(record.lease_until_ms),
+                    &id,
+                ],
             )
             .await
             .map_err(pg_error)?;
             insert_transition(&tx, id, &body, now_ms).await?;
             tx.commit().await.map_err(pg_error)?;
-            record.state = next;
-            record.owner = owner;
-            record.lease_until_ms = until;
-            record.transitions.push(command.transition());
             Ok(record)
         })
     }

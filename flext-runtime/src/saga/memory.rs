@@ -187,20 +187,11 @@ impl SagaLog for MemoryLog {
     ) -> BoxFuture<'a, Result<SagaRecord>> {
         let result = self.with(|sagas| {
             command.check()?;
-            let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
-            let state = command.next_state(saga, now_ms)?;
-            let saga = sagas.push(id, &command.transition(), state, now_ms)?;
-            match lease {
-                Some(lease) if state.is_in_flight() => {
-                    saga.owner.clone_from(&lease.owner);
-                    saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
-                }
-                _ => {
-                    saga.owner = format!("operator/{}", command.principal);
-                    saga.lease_until_ms = 0;
-                }
-            }
-            Ok(saga.clone())
+            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+            command.apply_to(saga, lease, now_ms)?;
+            let saga = saga.clone();
+            sagas.times.entry(id).or_default().push(now_ms);
+            Ok(saga)
         });
         Box::pin(std::future::ready(result))
     }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::recovery::SagaRegistration;
-use super::{OperatorAction, SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition, now_ms};
+use super::{
+    Lease, OperatorAction, SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition, now_ms,
+};
 use crate::error::{Error, Result};
 
 /// The longest principal [`OperatorCommand::new`] takes, in bytes.
@@ -119,6 +121,38 @@ impl OperatorCommand {
     /// - `flext.saga.not_stuck` when resuming a saga that is in flight (recovery finishes it).
     pub fn next_state(&self, record: &SagaRecord, now_ms: u64) -> Result<SagaState> {
         next_state(record, self, now_ms)
+    }
+
+    /// Applies the command to `record` as a log stores it: the state
+    /// [`next_state`](Self::next_state) gives, the command's transition appended, and the
+    /// lease given to `lease` when the saga goes on under it (a runner that acts drives it
+    /// at once), or left expired under `operator/<principal>` otherwise (the next
+    /// recovery pass of any runner takes it). Every [`SagaLog`](super::SagaLog) calls it
+    /// inside its write, then stores the record's state, owner and lease and the new
+    /// transition.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`next_state`](Self::next_state); `record` is then unchanged.
+    pub fn apply_to(
+        &self,
+        record: &mut SagaRecord,
+        lease: Option<&Lease>,
+        now_ms: u64,
+    ) -> Result<()> {
+        record.state = self.next_state(record, now_ms)?;
+        match lease {
+            Some(lease) if record.state.is_in_flight() => {
+                record.owner.clone_from(&lease.owner);
+                record.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
+            }
+            _ => {
+                record.owner = format!("operator/{}", self.principal);
+                record.lease_until_ms = 0;
+            }
+        }
+        record.transitions.push(self.transition());
+        Ok(())
     }
 }
 

@@ -773,25 +773,21 @@ impl SagaLog for SqliteLog {
             // Read and write in the one transaction: the state checked is the state
             // changed. Everything that can refuse happens before the first write.
             let mut record = Self::read(conn, id)?;
-            let state = command.next_state(&record, now_ms)?;
-            let (owner, until) = match &lease {
-                Some(lease) if state.is_in_flight() => (
-                    lease.owner.clone(),
-                    now_ms.saturating_add(lease.duration_ms),
-                ),
-                _ => (format!("operator/{}", command.principal), 0),
-            };
+            command.apply_to(&mut record, lease.as_ref(), now_ms)?;
             let key = id.to_string();
             conn.prepare_cached(
                 "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3 WHERE id = ?4",
             )
-            .and_then(|mut stmt| stmt.execute(params![state.as_str(), owner, ms(until), key]))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    record.state.as_str(),
+                    record.owner,
+                    ms(record.lease_until_ms),
+                    key
+                ])
+            })
             .map_err(db_error)?;
             insert_transition(conn, &key, &body, now_ms)?;
-            record.state = state;
-            record.owner = owner;
-            record.lease_until_ms = until;
-            record.transitions.push(command.transition());
             Ok(record)
         })
     }
