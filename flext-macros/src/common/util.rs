@@ -133,6 +133,17 @@ pub fn result_ok_type(ty: &syn::Type) -> Option<&syn::Type> {
     }
 }
 
+/// `&T` -> `T` (through groups and parentheses); `None` for anything else, `&mut T`
+/// included.
+pub fn referent(ty: &syn::Type) -> Option<&syn::Type> {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => Some(&r.elem),
+        syn::Type::Group(g) => referent(&g.elem),
+        syn::Type::Paren(p) => referent(&p.elem),
+        _ => None,
+    }
+}
+
 /// Removes the method attributes whose last path segment is in `names` and returns them
 /// with the name they matched, in source order.
 pub fn take_attrs(

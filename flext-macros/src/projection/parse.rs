@@ -5,7 +5,7 @@ use quote::ToTokens;
 
 use crate::common::options::{self, Spec};
 use crate::common::symbol::*;
-use crate::common::util::{take_attrs, type_name};
+use crate::common::util::{referent, take_attrs, type_name};
 use crate::common::{Ctxt, Krate, error_at};
 
 pub struct Handler {
@@ -31,15 +31,6 @@ const SPEC: Spec<'static> = Spec {
     allowed: &[NAME, TABLES, CRATE],
     repeatable: &[],
 };
-
-fn referent(ty: &syn::Type) -> Option<&syn::Type> {
-    match ty {
-        syn::Type::Reference(r) if r.mutability.is_none() => Some(&r.elem),
-        syn::Type::Group(g) => referent(&g.elem),
-        syn::Type::Paren(p) => referent(&p.elem),
-        _ => None,
-    }
-}
 
 fn last_is(ty: &syn::Type, name: &str) -> bool {
     match ty {
