@@ -1,0 +1,197 @@
+//! The saga log's schema and the SQL of each write, as functions on a connection: the
+//! standalone `SqliteLog` and `SqliteDatabase`'s unit of work both call them.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::saga::log::{
+    Lease, SagaRecord, SagaState, Transition, lease_lost, now_ms, unknown_saga,
+};
+
+pub(super) fn db_error(e: rusqlite::Error) -> Error {
+    Error::infrastructure(crate::codes::SAGA_LOG_FAILED, format!("saga log: {e}")).with_source(e)
+}
+
+pub(super) fn json_error(e: serde_json::Error) -> Error {
+    Error::infrastructure(
+        crate::codes::SAGA_LOG_CORRUPT,
+        format!("saga log entry does not decode: {e}"),
+    )
+    .with_source(e)
+}
+
+/// Creates the saga log's tables, and adds the columns older logs lack, once.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS flext_sagas (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 input TEXT NOT NULL,
+                 correlation_id TEXT NOT NULL,
+                 state TEXT NOT NULL,
+                 owner TEXT NOT NULL,
+                 lease_until_ms INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS flext_sagas_state ON flext_sagas (state, created_ms);
+             CREATE TABLE IF NOT EXISTS flext_saga_transitions (
+                 saga_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 PRIMARY KEY (saga_id, seq)
+             );
+             CREATE INDEX IF NOT EXISTS flext_sagas_name ON flext_sagas (name, created_ms);",
+    )
+    .map_err(db_error)?;
+    // Logs written by earlier versions gain the columns they lack, once.
+    for (table, column, decl) in [
+        ("flext_sagas", "definition", "TEXT NOT NULL DEFAULT ''"),
+        (
+            "flext_saga_transitions",
+            "at_ms",
+            "INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        let present = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            ))
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(db_error)?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                .map_err(db_error)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn parse_state(s: &str) -> Result<SagaState> {
+    s.parse().map_err(|_| {
+        Error::infrastructure(
+            crate::codes::SAGA_LOG_CORRUPT,
+            format!("unknown saga state {} in the log", crate::input::echo(s)),
+        )
+    })
+}
+
+pub(super) fn parse_id(s: &str) -> Result<Uuid> {
+    s.parse().map_err(|e| {
+        Error::infrastructure(
+            crate::codes::SAGA_LOG_CORRUPT,
+            format!("bad saga id in the log: {e}"),
+        )
+    })
+}
+
+/// Appends `body` as the next transition of saga `id`, at `now`.
+pub(super) fn insert_transition(conn: &Connection, id: &str, body: &str, now: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = ?1), ?2, ?3)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, body, ms(now)]))
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The error for a write refused by the lease check: who holds the lease, or no such saga.
+pub(super) fn refused(conn: &Connection, id: Uuid) -> Error {
+    let owner = conn
+        .query_row(
+            "SELECT owner FROM flext_sagas WHERE id = ?1",
+            params![id.to_string()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional();
+    match owner {
+        Ok(Some(owner)) => lease_lost(id, &owner),
+        Ok(None) => unknown_saga(id),
+        Err(e) => db_error(e),
+    }
+}
+
+pub(super) fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Inserts a new saga; refuses (writing nothing) when the id exists.
+pub(crate) fn create_row(conn: &Connection, record: &SagaRecord, input: &str) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                record.id.to_string(),
+                record.name,
+                input,
+                record.correlation_id.to_string(),
+                record.state.as_str(),
+                record.owner,
+                ms(record.lease_until_ms),
+                ms(if record.created_ms == 0 { now_ms() } else { record.created_ms }),
+                record.definition,
+            ])
+        })
+        .map_err(db_error)?;
+    if inserted == 0 {
+        return Err(Error::conflict(
+            crate::codes::SAGA_EXISTS,
+            format!("saga {} is already in the log", record.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends a transition (already JSON) and sets the saga's state, when `lease` holds the
+/// lease or it expired; refuses (writing nothing) otherwise.
+pub(crate) fn append_row(
+    conn: &Connection,
+    id: Uuid,
+    body: &str,
+    state: SagaState,
+    lease: &Lease,
+) -> Result<()> {
+    let now = now_ms();
+    let key = id.to_string();
+    let updated = conn
+        .prepare_cached(
+            "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
+             WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                state.as_str(),
+                lease.owner,
+                ms(now.saturating_add(lease.duration_ms)),
+                key,
+                ms(now)
+            ])
+        })
+        .map_err(db_error)?;
+    if updated == 0 {
+        return Err(refused(conn, id));
+    }
+    insert_transition(conn, &key, body, now)
+}
+
+/// [`create_row`] for a record, its input encoded here.
+pub(crate) fn create_sqlite(conn: &Connection, record: &SagaRecord) -> Result<()> {
+    let input = serde_json::to_string(&record.input).map_err(json_error)?;
+    create_row(conn, record, &input)
+}
+
+/// [`append_row`] for a transition, encoded here.
+pub(crate) fn append_sqlite(
+    conn: &Connection,
+    id: Uuid,
+    transition: &Transition,
+    state: SagaState,
+    lease: &Lease,
+) -> Result<()> {
+    let body = serde_json::to_string(transition).map_err(json_error)?;
+    append_row(conn, id, &body, state, lease)
+}
