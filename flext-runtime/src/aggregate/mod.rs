@@ -12,15 +12,18 @@
 //! [`Fixture`] tests an aggregate's decisions in the given/when/then style of cqrs-es's
 //! `TestFramework` and Axon's `AggregateTestFixture`.
 
+mod bus;
+mod cache;
 mod events;
 mod fixture;
 mod repository;
 
+pub use self::bus::{Appended, FromAppended};
+#[doc(hidden)]
+pub use self::bus::{aggregate_command, aggregate_send_local};
 pub use self::events::{Events, RaisedEvent};
 pub use self::fixture::{Fixture, FixtureResult};
-pub use self::repository::{Appended, Executed, FromAppended, Loaded, Repository};
-#[doc(hidden)]
-pub use self::repository::{aggregate_command, aggregate_send_local};
+pub use self::repository::{Executed, Loaded, Repository};
 
 use crate::context::Context;
 use crate::error::Result;

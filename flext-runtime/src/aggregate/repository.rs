@@ -4,11 +4,10 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
+use super::bus::Appended;
+use super::cache::{Cache, Serial};
 use super::{Aggregate, Events, Handles, RaisedEvent};
-use crate::bus::{Bus, ErasedHandler, FromState, State, StateMap, command_async};
+use crate::bus::Bus;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::event_store::{EventStore, NewEvent, Snapshot, StreamId, Upcasters};
@@ -70,71 +69,6 @@ pub struct Repository<A> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
-/// One lock per aggregate id with commands waiting: [`Repository::one_command_at_a_time`].
-#[derive(Default)]
-struct Serial {
-    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Serial {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(id.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// Forgets `id`'s lock when no command holds or awaits it.
-    fn release(&self, id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = self
-            .locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The map's handle and this one: nobody else is waiting.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(id);
-        }
-    }
-}
-
-/// Aggregates as the last command left them, by id: [`Repository::cache`].
-struct Cache<A> {
-    entries: std::sync::Mutex<std::collections::HashMap<String, Loaded<A>>>,
-    capacity: usize,
-    clone: fn(&A) -> A,
-}
-
-impl<A> Cache<A> {
-    fn take(&self, id: &str) -> Option<Loaded<A>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id)
-    }
-
-    fn put(&self, id: String, state: &A, version: u64) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            // Full: forget one (the next command for it loads from the store).
-            if let Some(victim) = entries.keys().next().cloned() {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(
-            id,
-            Loaded {
-                state: (self.clone)(state),
-                version,
-            },
-        );
-    }
-}
-
 impl<A> Clone for Repository<A> {
     fn clone(&self) -> Self {
         Repository {
@@ -157,46 +91,6 @@ pub struct Loaded<A> {
     /// The stream's version: how many events the state includes (0 for an aggregate with
     /// no events yet).
     pub version: u64,
-}
-
-/// What a command appended: the answer a command handled by an aggregate gives on the
-/// bus (as itself, as `u64` its version, or as `()`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Appended {
-    /// The aggregate's stream.
-    pub stream: StreamId,
-    /// The stream's version after the append (unchanged when the command raised nothing).
-    pub version: u64,
-    /// The appended events' ids, in order.
-    pub event_ids: Vec<Uuid>,
-}
-
-/// What a command decided by an aggregate may answer on the bus: [`Appended`] itself,
-/// `u64` (the stream's version after the append), or `()`.
-#[diagnostic::on_unimplemented(
-    message = "a command decided by an aggregate answers with `Appended`, `u64` (the new version) or `()`, not `{Self}`",
-    label = "the command's `output`",
-    note = "write `#[command(output = u64)]` (or `()`, or `flext::aggregate::Appended`) on the command"
-)]
-pub trait FromAppended {
-    /// The answer for what was appended.
-    fn from_appended(appended: Appended) -> Self;
-}
-
-impl FromAppended for Appended {
-    fn from_appended(appended: Appended) -> Self {
-        appended
-    }
-}
-
-impl FromAppended for u64 {
-    fn from_appended(appended: Appended) -> u64 {
-        appended.version
-    }
-}
-
-impl FromAppended for () {
-    fn from_appended(_: Appended) {}
 }
 
 /// What [`Repository::execute`] did: what was appended, the aggregate's state after it,
@@ -244,6 +138,11 @@ impl<A: Aggregate> Repository<A> {
     pub fn publish_on_bus(mut self, publish: bool) -> Self {
         self.publish = publish;
         self
+    }
+
+    /// Whether commands on the bus publish their events right after the append.
+    pub(super) fn publishes(&self) -> bool {
+        self.publish
     }
 
     /// Runs the commands for one aggregate id one at a time in this process (they queue,
@@ -494,53 +393,4 @@ fn new_events<A: 'static>(events: &Events<A>, ctx: &Context) -> Result<Vec<NewEv
         .iter()
         .map(|e| Ok(NewEvent::new(e.name(), e.version(), e.to_json()?, ctx)))
         .collect()
-}
-
-/// The bus handler of command `C`, decided by aggregate `A`: built when the bus is
-/// built, with the `Repository<A>` from the bus's state. Used by generated code.
-#[doc(hidden)]
-pub fn aggregate_command<A, C>(handler: &'static str, state: &StateMap) -> Result<ErasedHandler>
-where
-    A: Handles<C>,
-    C: Command,
-{
-    let repository = <State<Repository<A>> as FromState>::from_state(state, handler)?;
-    Ok(command_async::<C, _>(
-        handler,
-        true,
-        move |command, ctx, bus| {
-            let repository = repository.clone();
-            Box::pin(async move {
-                let executed = repository.execute(&command, ctx).await?;
-                let appended = if repository.publish {
-                    executed.publish(bus, ctx).await
-                } else {
-                    executed.appended
-                };
-                Ok(A::answer(appended))
-            })
-        },
-    ))
-}
-
-/// `Bus::send_local` for command `C`, decided by aggregate `A`. Used by generated code.
-#[doc(hidden)]
-pub async fn aggregate_send_local<A, C>(
-    handler: &'static str,
-    command: C,
-    ctx: &Context,
-    bus: &Bus,
-) -> Result<C::Output>
-where
-    A: Handles<C>,
-    C: Command,
-{
-    let repository = <State<Repository<A>> as FromState>::from_state(bus.__state(), handler)?;
-    let executed = repository.execute(&command, ctx).await?;
-    let appended = if repository.publish {
-        executed.publish(bus, ctx).await
-    } else {
-        executed.appended
-    };
-    Ok(A::answer(appended))
 }
