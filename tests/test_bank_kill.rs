@@ -19,58 +19,19 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-struct Rng(u64);
+#[path = "common/kill.rs"]
+mod kill;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn example() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "bank_account"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the example builds");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-            PathBuf::from,
-        )
-        .join("debug")
-        .join("examples")
-        .join("bank_account")
-}
+use kill::{Rng, env_count, seed};
 
 #[test]
 fn sigkill_while_appending_delivering_and_projecting_loses_nothing_and_repeats_nothing() {
-    let runs: u64 = std::env::var("FLEXT_BANK_KILL_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let seed: u64 = std::env::var("FLEXT_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
+    let runs = env_count("FLEXT_BANK_KILL_RUNS", 200);
+    let seed = seed();
     let mut rng = Rng(seed);
-    let binary = example();
+    let binary = kill::example("bank_account");
     let dir = std::env::temp_dir().join(format!("flext-bank-kill-{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("bank.db");
