@@ -159,7 +159,9 @@ impl<A: Aggregate> FixtureResult<A> {
     ///
     /// # Panics
     ///
-    /// When it raised other events, or failed; the message shows both sides.
+    /// When it raised other events, or failed; the message shows both sides. Also when
+    /// an event does not serialise, which an `#[event]` type (serde by construction)
+    /// never does.
     #[track_caller]
     pub fn then_expect(self, expected: Events<A>) -> A {
         let expected = expected
