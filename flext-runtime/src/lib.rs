@@ -13,7 +13,6 @@ mod backoff;
 pub mod bus;
 pub mod codes;
 mod context;
-#[cfg(feature = "sqlite")]
 pub mod database;
 #[cfg(feature = "sqlite")]
 mod db;
@@ -55,7 +54,6 @@ pub mod __private {
         json_event, json_query, kind, query_async, query_sync,
     };
     pub use crate::context::Context;
-    #[cfg(feature = "sqlite")]
     pub use crate::database;
     pub use crate::error::{Error, Result};
     pub use crate::saga::{

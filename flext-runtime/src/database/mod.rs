@@ -1,6 +1,10 @@
-//! One SQLite database for every durable part of flext: the saga log, the event store
-//! with its outbox, projection checkpoints and consumers' inboxes, written through one
-//! [`UnitOfWork`] so that what belongs together commits together.
+//! One database for every durable part of flext: the saga log, the event store with its
+//! outbox, projection checkpoints and consumers' inboxes, written through one unit of
+//! work so that what belongs together commits together. This module holds the SQLite
+//! database (`SqliteDatabase`, `UnitOfWork`, `ProjectionRunner`, `OutboxRelay`, with the
+//! `sqlite` feature) and what every backend shares ([`Relay`], [`BusRelay`],
+//! [`ProjectionStatus`], [`CatchUp`]); the PostgreSQL equivalents are in
+//! `flext::postgres` (the `postgres` feature).
 //!
 //! The transactional outbox is Chris Richardson's pattern ("Microservices Patterns",
 //! 2018): an appended event's outbox row is written in the append's transaction, and a
@@ -10,28 +14,37 @@
 //!
 //! # No skipped events
 //!
-//! A reader that follows the global order ([`ProjectionRunner`], [`OutboxRelay`]) must
+//! A reader that follows the global order (a projection runner, an outbox relay) must
 //! never move past a position whose transaction may still commit. SQLite runs one write
 //! transaction at a time and assigns positions inside it, so positions become visible in
 //! order: once a reader sees position `p`, every position below `p` that will ever
 //! commit has committed. On PostgreSQL, where sequence values commit out of order, the
 //! same guarantee needs a horizon: readers only take positions written by transactions
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
-//! against each row's `xid8`), which is the design a PostgreSQL backend follows.
+//! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
+#[cfg(feature = "sqlite")]
 mod outbox;
+#[cfg(feature = "sqlite")]
 mod projection;
+mod relay;
+mod status;
+#[cfg(feature = "sqlite")]
 mod uow;
 
-pub use self::outbox::{BusRelay, OutboxLoop, OutboxRelay, Relay, event_id_of};
-pub use self::projection::{
-    CatchUp, Projection, ProjectionLoop, ProjectionRunner, ProjectionStatus,
-};
+#[cfg(feature = "sqlite")]
+pub use self::outbox::{OutboxLoop, OutboxRelay};
+#[cfg(feature = "sqlite")]
+pub use self::projection::{Projection, ProjectionLoop, ProjectionRunner};
+pub use self::relay::{BusRelay, Relay, event_id_of};
+pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]
-pub use self::projection::{decode_event, event_name};
+pub use self::status::{decode_event, event_name};
+#[cfg(feature = "sqlite")]
 pub use self::uow::{SqliteDatabase, UnitOfWork};
 #[doc(hidden)]
 pub use crate::event_store::EventEnvelope;
 /// The SQLite binding flext uses, for a projection's own SQL through
 /// [`UnitOfWork::connection`].
+#[cfg(feature = "sqlite")]
 pub use rusqlite;

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::{SqliteDatabase, UnitOfWork};
+use super::{CatchUp, ProjectionStatus, SqliteDatabase, UnitOfWork};
 use crate::error::{Error, Result};
 use crate::event_store::EventEnvelope;
 
@@ -126,60 +124,6 @@ pub trait Projection: Send + Sync + 'static {
     /// An error stops the projection at this event: nothing of it is written, the
     /// checkpoint stays before it, and [`ProjectionRunner::status`] reports it.
     fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> Result<()>;
-}
-
-/// Decodes a stored event's payload as `E`, for a projection's `#[apply]` method. Used
-/// by generated code.
-///
-/// # Errors
-///
-/// `flext.event.decode` when the payload does not decode as `E` (an event stored under
-/// another schema version).
-#[doc(hidden)]
-pub fn decode_event<E: crate::message::Event>(envelope: &EventEnvelope) -> Result<E> {
-    E::from_deserializer(&envelope.payload).map_err(|e| {
-        Error::internal(
-            crate::codes::EVENT_DECODE,
-            format!(
-                "stored event {} (`{}`, schema version {}) does not decode: {e}",
-                envelope.event_id,
-                E::NAME,
-                envelope.schema_version
-            ),
-        )
-    })
-}
-
-/// The name of event `E`, for a projection's `#[apply]` method. Used by generated code.
-#[doc(hidden)]
-pub fn event_name<E: crate::message::Event>() -> &'static str {
-    E::NAME
-}
-
-/// Where a projection stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProjectionStatus {
-    /// The projection's name.
-    pub name: String,
-    /// The last global position it applied.
-    pub checkpoint: u64,
-    /// The store's last position.
-    pub head: u64,
-    /// How many events it has not applied yet.
-    pub events_behind: u64,
-    /// How old the oldest event it has not applied is, in milliseconds (0 when caught up).
-    pub ms_behind: u64,
-    /// The event it stopped at and why, when its handler failed.
-    pub stopped_at: Option<(u64, String)>,
-}
-
-/// What one [`ProjectionRunner::catch_up`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CatchUp {
-    /// Events applied.
-    pub applied: u64,
-    /// The checkpoint after them.
-    pub checkpoint: u64,
 }
 
 /// Feeds a [`Projection`] every event after its checkpoint, in global order, in batches,
