@@ -23,6 +23,7 @@
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
 //! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
+mod background;
 #[cfg(feature = "sqlite")]
 mod outbox;
 #[cfg(feature = "sqlite")]
@@ -36,6 +37,8 @@ mod uow;
 pub use self::outbox::{OutboxLoop, OutboxRelay};
 #[cfg(feature = "sqlite")]
 pub use self::projection::{Projection, ProjectionLoop, ProjectionRunner};
+#[doc(hidden)]
+pub use self::background::Background;
 pub use self::relay::{BusRelay, Relay, event_id_of};
 pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]

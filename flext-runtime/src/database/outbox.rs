@@ -107,23 +107,14 @@ impl OutboxRelay {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> OutboxLoop {
         let relay = self.clone();
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            loop {
+        OutboxLoop(super::Background::spawn(every, move || {
+            let relay = relay.clone();
+            async move {
                 if let Err(e) = relay.deliver_pending().await {
                     tracing::warn!(error = %e, "outbox pass failed; retrying on the next");
                 }
-                let wait = std::pin::pin!(tokio::time::sleep(every));
-                let stop = std::pin::pin!(stopped.notified());
-                if let futures_util::future::Either::Right(_) =
-                    futures_util::future::select(wait, stop).await
-                {
-                    break;
-                }
             }
-        });
-        OutboxLoop { stop, task }
+        }))
     }
 }
 
@@ -149,15 +140,11 @@ impl crate::registry::ReportSource for OutboxRelay {
 
 /// The outbox relay's background loop; see [`OutboxRelay::spawn`].
 #[derive(Debug)]
-pub struct OutboxLoop {
-    stop: Arc<tokio::sync::Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct OutboxLoop(super::Background);
 
 impl OutboxLoop {
     /// Stops the loop after its current pass; returns when it has.
     pub async fn shutdown(self) {
-        self.stop.notify_one();
-        let _ = self.task.await;
+        self.0.shutdown().await;
     }
 }

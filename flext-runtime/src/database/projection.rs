@@ -374,23 +374,14 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> ProjectionLoop {
         let runner = self.clone();
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            loop {
+        ProjectionLoop(super::Background::spawn(every, move || {
+            let runner = runner.clone();
+            async move {
                 if let Err(e) = runner.catch_up() {
                     tracing::warn!(projection = runner.projection.name(), error = %e, "projection pass failed");
                 }
-                let wait = std::pin::pin!(tokio::time::sleep(every));
-                let stop = std::pin::pin!(stopped.notified());
-                if let futures_util::future::Either::Right(_) =
-                    futures_util::future::select(wait, stop).await
-                {
-                    break;
-                }
             }
-        });
-        ProjectionLoop { stop, task }
+        }))
     }
 }
 
@@ -418,15 +409,11 @@ impl<P: Projection> crate::registry::ReportSource for ProjectionRunner<P> {
 
 /// A projection's background loop; see [`ProjectionRunner::spawn`].
 #[derive(Debug)]
-pub struct ProjectionLoop {
-    stop: Arc<tokio::sync::Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct ProjectionLoop(super::Background);
 
 impl ProjectionLoop {
     /// Stops the loop after its current pass; returns when it has.
     pub async fn shutdown(self) {
-        self.stop.notify_one();
-        let _ = self.task.await;
+        self.0.shutdown().await;
     }
 }

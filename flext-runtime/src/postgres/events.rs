@@ -26,6 +26,8 @@ const SEQUENCER_LOCK: i64 = 0x0000_666c_7873_6571;
 #[derive(Clone)]
 pub struct PgEventStore {
     pub(super) db: PgDatabase,
+    /// Whether appends write outbox rows (the default from [`PgDatabase::event_store`]).
+    pub(super) outbox: bool,
 }
 
 fn i(v: u64) -> i64 {
@@ -36,9 +38,9 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-const COLUMNS: &str = "COALESCE(position, 0), event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
+pub(super) const COLUMNS: &str = "COALESCE(position, 0), event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
 
-fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
+pub(super) fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
     EventEnvelope {
         position: u(r.get(0)),
         event_id: r.get(1),
@@ -58,24 +60,114 @@ fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
     }
 }
 
-impl PgEventStore {
-    async fn version_of(
-        client: &impl deadpool_postgres::GenericClient,
-        stream: &StreamId,
-    ) -> Result<u64> {
-        let row = client
-            .query_one(
-                "SELECT COALESCE(MAX(sequence), 0) FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2",
-                &[&stream.aggregate_type, &stream.aggregate_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(u(row.get(0)))
-    }
+const INSERT: &str = "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
+/// The insert with its outbox row, in one statement.
+const INSERT_WITH_OUTBOX: &str = "WITH e AS (
+         INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id)
+     INSERT INTO flext_outbox (id) SELECT id FROM e";
+
+async fn version_of(
+    client: &impl deadpool_postgres::GenericClient,
+    stream: &StreamId,
+) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(sequence), 0) FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            &[&stream.aggregate_type, &stream.aggregate_id],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(u(row.get(0)))
+}
+
+/// Appends `events` inside the transaction `client` is in; returns the new version. On a
+/// lost race the transaction is aborted and the current version is read through `db`.
+pub(super) async fn append_in(
+    client: &impl deadpool_postgres::GenericClient,
+    db: &PgDatabase,
+    stream: &StreamId,
+    expected_version: u64,
+    events: &[NewEvent],
+    outbox: bool,
+) -> Result<u64> {
+    let version = version_of(client, stream).await?;
+    if version != expected_version {
+        return Err(crate::event_store::conflict_error(
+            stream,
+            expected_version,
+            version,
+        ));
+    }
+    let now = i(crate::saga::now_ms());
+    let insert = client
+        .prepare_cached(if outbox { INSERT_WITH_OUTBOX } else { INSERT })
+        .await
+        .map_err(pg_error)?;
+    for (n, e) in events.iter().enumerate() {
+        let metadata = serde_json::Value::Object(e.metadata.clone());
+        let schema = i32::try_from(e.schema_version).unwrap_or(i32::MAX);
+        let result = client
+            .execute(
+                &insert,
+                &[
+                    &e.event_id,
+                    &stream.aggregate_type,
+                    &stream.aggregate_id,
+                    &i(version + n as u64 + 1),
+                    &e.name,
+                    &schema,
+                    &now,
+                    &e.correlation_id,
+                    &e.causation_id,
+                    &metadata,
+                    &e.payload,
+                ],
+            )
+            .await;
+        if let Err(err) = result {
+            let unique = err
+                .as_db_error()
+                .filter(|d| d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                .and_then(|d| d.constraint().map(str::to_owned));
+            return Err(match unique {
+                Some(c) if c.contains("event_id") => {
+                    crate::event_store::duplicate_id_error(e.event_id)
+                }
+                // Another writer took this sequence number first.
+                Some(_) => {
+                    let now = version_of(&db.client().await?, stream).await?;
+                    crate::event_store::conflict_error(stream, expected_version, now)
+                }
+                None => pg_error(err),
+            });
+        }
+    }
+    Ok(version + events.len() as u64)
+}
+
+/// The numbered events after `position`, in global order.
+pub(super) async fn read_after(
+    client: &impl deadpool_postgres::GenericClient,
+    position: u64,
+    limit: usize,
+) -> Result<Vec<EventEnvelope>> {
+    let rows = client
+        .query(
+            &format!("SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"),
+            &[&i(position), &i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(rows.iter().map(envelope).collect())
+}
+
+impl PgEventStore {
     /// Numbers the events whose transactions are all behind the horizon; skipped when
     /// another reader is doing it.
-    async fn sequence(&self) -> Result<()> {
+    pub(super) async fn sequence(&self) -> Result<()> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let got: bool = tx
@@ -111,64 +203,10 @@ impl EventStore for PgEventStore {
         Box::pin(async move {
             let mut client = self.db.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
-            let version = Self::version_of(&tx, stream).await?;
-            if version != expected_version {
-                return Err(crate::event_store::conflict_error(
-                    stream,
-                    expected_version,
-                    version,
-                ));
-            }
-            let now = i(crate::saga::now_ms());
-            let insert = tx
-                .prepare(
-                    "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .await
-                .map_err(pg_error)?;
-            for (n, e) in events.iter().enumerate() {
-                let metadata = serde_json::Value::Object(e.metadata.clone());
-                let schema = i32::try_from(e.schema_version).unwrap_or(i32::MAX);
-                let result = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &e.event_id,
-                            &stream.aggregate_type,
-                            &stream.aggregate_id,
-                            &i(version + n as u64 + 1),
-                            &e.name,
-                            &schema,
-                            &now,
-                            &e.correlation_id,
-                            &e.causation_id,
-                            &metadata,
-                            &e.payload,
-                        ],
-                    )
-                    .await;
-                if let Err(err) = result {
-                    let unique = err
-                        .as_db_error()
-                        .filter(|d| d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                        .and_then(|d| d.constraint().map(str::to_owned));
-                    return Err(match unique {
-                        Some(c) if c.contains("event_id") => {
-                            crate::event_store::duplicate_id_error(e.event_id)
-                        }
-                        // Another writer took this sequence number first.
-                        Some(_) => {
-                            drop(tx);
-                            let now = Self::version_of(&self.db.client().await?, stream).await?;
-                            crate::event_store::conflict_error(stream, expected_version, now)
-                        }
-                        None => pg_error(err),
-                    });
-                }
-            }
+            let version =
+                append_in(&tx, &self.db, stream, expected_version, events, self.outbox).await?;
             tx.commit().await.map_err(pg_error)?;
-            Ok(version + events.len() as u64)
+            Ok(version)
         })
     }
 
@@ -191,7 +229,7 @@ impl EventStore for PgEventStore {
     }
 
     fn version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move { Self::version_of(&self.db.client().await?, stream).await })
+        Box::pin(async move { version_of(&self.db.client().await?, stream).await })
     }
 
     fn read_all<'a>(
@@ -201,15 +239,7 @@ impl EventStore for PgEventStore {
     ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>> {
         Box::pin(async move {
             self.sequence().await?;
-            let client = self.db.client().await?;
-            let rows = client
-                .query(
-                    &format!("SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"),
-                    &[&i(after), &i64::try_from(limit).unwrap_or(i64::MAX)],
-                )
-                .await
-                .map_err(pg_error)?;
-            Ok(rows.iter().map(envelope).collect())
+            read_after(&self.db.client().await?, after, limit).await
         })
     }
 

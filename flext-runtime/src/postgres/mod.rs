@@ -1,7 +1,22 @@
 //! PostgreSQL backends (the `postgres` feature), for several processes on several
-//! machines sharing one database: the saga log ([`PgSagaLog`]) and the event store
-//! ([`PgEventStore`]), with projections, the outbox and the unit of work to follow
-//! behind the same traits.
+//! machines sharing one database: the saga log ([`PgSagaLog`]), the event store with its
+//! snapshots and outbox ([`PgEventStore`]), projections ([`PgProjectionRunner`]), the
+//! outbox relay ([`PgOutboxRelay`]) and the unit of work ([`PgUnitOfWork`]) that commits
+//! events, outbox rows, saga transitions, checkpoints, inbox entries and the caller's own
+//! rows in one transaction.
+//!
+//! Point an application at PostgreSQL by connecting once and taking every store from the
+//! [`PgDatabase`]:
+//!
+//! ```no_run
+//! use flext::postgres::PgDatabase;
+//! # async fn run() -> flext::Result<()> {
+//! let db = PgDatabase::connect("postgres://app@db.internal:5432/orders").await?;
+//! let sagas = db.saga_log(); // for SagaRunner::new
+//! let events = db.event_store(); // for Repository::new, with outbox rows
+//! # let _ = (sagas, events);
+//! # Ok(()) }
+//! ```
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool: runtime-checked
 //! queries, a small dependency tree, and no database needed at build time (sqlx's
@@ -12,7 +27,10 @@
 
 mod cluster;
 mod events;
+mod outbox;
+mod projection;
 mod saga;
+mod uow;
 
 use deadpool_postgres::{Manager, Pool};
 use tokio_postgres::NoTls;
@@ -21,7 +39,10 @@ use crate::error::{Error, Result};
 
 pub use self::cluster::TestCluster;
 pub use self::events::PgEventStore;
+pub use self::outbox::{PgOutboxLoop, PgOutboxRelay};
+pub use self::projection::{PgProjection, PgProjectionLoop, PgProjectionRunner};
 pub use self::saga::PgSagaLog;
+pub use self::uow::PgUnitOfWork;
 /// The PostgreSQL client flext uses, for a caller's own SQL.
 pub use tokio_postgres;
 
@@ -131,6 +152,21 @@ impl PgDatabase {
                  body JSONB NOT NULL,
                  at_ms BIGINT NOT NULL,
                  PRIMARY KEY (saga_id, seq)
+             );
+             CREATE TABLE IF NOT EXISTS flext_outbox (
+                 id BIGINT PRIMARY KEY REFERENCES flext_events (id),
+                 delivered_ms BIGINT
+             );
+             CREATE INDEX IF NOT EXISTS flext_outbox_pending ON flext_outbox (id) WHERE delivered_ms IS NULL;
+             CREATE TABLE IF NOT EXISTS flext_checkpoints (
+                 name TEXT PRIMARY KEY,
+                 position BIGINT NOT NULL,
+                 updated_ms BIGINT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS flext_inbox (
+                 consumer TEXT NOT NULL,
+                 event_id UUID NOT NULL,
+                 PRIMARY KEY (consumer, event_id)
              );",
         )
         .await
@@ -143,8 +179,41 @@ impl PgDatabase {
         PgSagaLog { db: self.clone() }
     }
 
-    /// The event store in this database.
+    /// The event store in this database; every append also writes an outbox row per
+    /// event, in the same transaction, for [`PgOutboxRelay`].
     pub fn event_store(&self) -> PgEventStore {
-        PgEventStore { db: self.clone() }
+        PgEventStore {
+            db: self.clone(),
+            outbox: true,
+        }
+    }
+
+    /// Begins a transaction: everything written through the returned [`PgUnitOfWork`]
+    /// commits together on [`PgUnitOfWork::commit`], and nothing does when it is dropped
+    /// uncommitted (an error returned with `?`, a panic, a cancelled future).
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when no connection can be had or `BEGIN` fails.
+    pub async fn begin(&self) -> Result<PgUnitOfWork> {
+        PgUnitOfWork::begin(self, "").await
+    }
+
+    /// How many appended events the outbox has not delivered yet.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when the database cannot be read.
+    pub async fn outbox_pending(&self) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*) FROM flext_outbox WHERE delivered_ms IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 }

@@ -109,41 +109,77 @@ fn encode(t: &Transition) -> Result<serde_json::Value> {
     serde_json::to_value(t).map_err(|e| corrupt("a transition", e))
 }
 
+/// Inserts a new saga record through `client`.
+pub(super) async fn create_in(
+    client: &impl deadpool_postgres::GenericClient,
+    record: &SagaRecord,
+) -> Result<()> {
+    let created = if record.created_ms == 0 {
+        now_ms()
+    } else {
+        record.created_ms
+    };
+    let inserted = client
+        .execute(
+            "INSERT INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            &[
+                &record.id,
+                &record.name,
+                &record.input,
+                &record.correlation_id,
+                &record.state.as_str(),
+                &record.owner,
+                &ms(record.lease_until_ms),
+                &ms(created),
+                &record.definition,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if inserted == 0 {
+        return Err(Error::conflict(
+            crate::codes::SAGA_EXISTS,
+            format!("saga {} is already in the log", record.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a transition inside the transaction `client` is in, checking the lease.
+pub(super) async fn append_in(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    transition: &Transition,
+    state: SagaState,
+    lease: &Lease,
+) -> Result<()> {
+    let body = encode(transition)?;
+    let now = now_ms();
+    let updated = client
+        .execute(
+            "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
+             WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)",
+            &[
+                &state.as_str(),
+                &lease.owner,
+                &ms(now.saturating_add(lease.duration_ms)),
+                &id,
+                &ms(now),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if updated == 0 {
+        return Err(refused(client, id).await);
+    }
+    insert_transition(client, id, &body, now).await?;
+    Ok(())
+}
+
 impl SagaLog for PgSagaLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let client = self.db.client().await?;
-            let created = if record.created_ms == 0 {
-                now_ms()
-            } else {
-                record.created_ms
-            };
-            let inserted = client
-                .execute(
-                    "INSERT INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &record.id,
-                        &record.name,
-                        &record.input,
-                        &record.correlation_id,
-                        &record.state.as_str(),
-                        &record.owner,
-                        &ms(record.lease_until_ms),
-                        &ms(created),
-                        &record.definition,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
-            if inserted == 0 {
-                return Err(Error::conflict(
-                    crate::codes::SAGA_EXISTS,
-                    format!("saga {} is already in the log", record.id),
-                ));
-            }
-            Ok(())
-        })
+        Box::pin(async move { create_in(&self.db.client().await?, record).await })
     }
 
     fn append<'a>(
@@ -154,28 +190,9 @@ impl SagaLog for PgSagaLog {
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let body = encode(transition)?;
             let mut client = self.db.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
-            let now = now_ms();
-            let updated = tx
-                .execute(
-                    "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
-                     WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)",
-                    &[
-                        &state.as_str(),
-                        &lease.owner,
-                        &ms(now.saturating_add(lease.duration_ms)),
-                        &id,
-                        &ms(now),
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
-            if updated == 0 {
-                return Err(refused(&tx, id).await);
-            }
-            insert_transition(&tx, id, &body, now).await?;
+            append_in(&tx, id, transition, state, lease).await?;
             tx.commit().await.map_err(pg_error)
         })
     }
