@@ -40,7 +40,10 @@ impl OutboxRelay {
         }
     }
 
-    /// Delivers every undelivered event, in order; returns how many.
+    /// Delivers every undelivered event, in order; returns how many this call delivered
+    /// (0 when another relay on this database, or a clone of it, is delivering: one
+    /// publisher at a time; relays in other processes on the same file are not excluded,
+    /// and may deliver an event twice).
     ///
     /// # Errors
     ///
@@ -48,6 +51,9 @@ impl OutboxRelay {
     /// it stay undelivered for the next pass); `flext.store.failed` when the database
     /// fails.
     pub async fn deliver_pending(&self) -> Result<u64> {
+        let Ok(_claim) = self.db.outbox_claim.try_lock() else {
+            return Ok(0);
+        };
         let mut delivered = 0;
         loop {
             let pending = self.db.read(|conn| {

@@ -28,6 +28,9 @@ use crate::saga::{Lease, SagaRecord, SagaState, SqliteLog, Transition};
 #[derive(Clone)]
 pub struct SqliteDatabase {
     conn: SharedConnection,
+    /// Held by the [`OutboxRelay`](super::OutboxRelay) delivering a batch: one publisher
+    /// at a time among this database's clones.
+    pub(super) outbox_claim: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteDatabase {
@@ -79,7 +82,10 @@ impl SqliteDatabase {
             )
             .map_err(db_error)?;
         }
-        Ok(SqliteDatabase { conn })
+        Ok(SqliteDatabase {
+            conn,
+            outbox_claim: std::sync::Arc::default(),
+        })
     }
 
     /// The saga log in this database (each write commits on the caller's thread).

@@ -43,6 +43,8 @@ pub use self::outbox::{PgOutboxLoop, PgOutboxRelay};
 pub use self::projection::{PgProjection, PgProjectionLoop, PgProjectionRunner};
 pub use self::saga::PgSagaLog;
 pub use self::uow::PgUnitOfWork;
+/// The connection pool flext uses ([`PgDatabase::client`] hands out its connections).
+pub use deadpool_postgres;
 /// The PostgreSQL client flext uses, for a caller's own SQL.
 pub use tokio_postgres;
 
@@ -96,7 +98,13 @@ impl PgDatabase {
         Ok(db)
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+    /// A connection from the pool, for the caller's own SQL outside a unit of work (it
+    /// derefs to [`tokio_postgres::Client`]; returned to the pool on drop).
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when no connection can be had.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
 

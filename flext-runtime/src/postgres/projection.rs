@@ -17,7 +17,7 @@ use crate::future::BoxFuture;
 ///
 /// ```no_run
 /// use flext::event_store::EventEnvelope;
-/// use flext::future::BoxFuture;
+/// use flext::BoxFuture;
 /// use flext::postgres::{PgProjection, PgUnitOfWork};
 ///
 /// /// How many events each stream has.
