@@ -1,6 +1,7 @@
 //! PostgreSQL's global order: an event whose transaction commits after a later one's is
 //! still read, and read first, because positions are given only below the horizon of
-//! running transactions.
+//! running transactions. And migrations: several processes starting at once on an
+//! empty database create the schema once, and every one of them can use it.
 
 #![cfg(feature = "postgres")]
 
@@ -52,4 +53,47 @@ async fn a_reader_never_moves_past_an_event_whose_transaction_is_still_open() {
         .map(|e| (e.aggregate_id.as_str(), e.position))
         .collect();
     assert_eq!(order, [("slow", 1), ("fast", 2)], "in transaction order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_starting_at_once_create_the_schema_once() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    // Eight connects at once on an empty database (as eight processes starting together);
+    // without the migration lock, concurrent `CREATE TABLE IF NOT EXISTS` fails with a
+    // unique violation on PostgreSQL's catalogue.
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgDatabase::connect(&url).await })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for start in starts {
+        dbs.push(start.await.unwrap().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let ctx = Context::new();
+    for (n, db) in dbs.iter().enumerate() {
+        db.event_store()
+            .append(
+                &StreamId::new("Start", n.to_string()),
+                0,
+                &[NewEvent::new("started", 1, serde_json::json!({}), &ctx)],
+            )
+            .await
+            .unwrap();
+    }
+    let tables: i64 = dbs[0]
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE tablename LIKE 'flext_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 7, "each of flext's seven tables once");
+    assert_eq!(dbs[7].outbox_pending().await.unwrap(), 8);
 }
