@@ -19,11 +19,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use flext::BoxFuture;
 use flext::Uuid;
 use flext::codes;
 use flext::database::{CatchUp, ProjectionStatus, Relay};
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
-use flext::BoxFuture;
 use flext::saga::{SagaLog, SagaRecord, SagaState};
 
 /// What a contract needs of a backend: its stores, a test projection (`seen`: the
@@ -165,7 +165,12 @@ async fn projection_stops_at_a_failing_event_contract(b: impl Backend) {
         .append(
             &stream("a"),
             0,
-            &[event("opened"), event("deposited"), event("poison"), event("closed")],
+            &[
+                event("opened"),
+                event("deposited"),
+                event("poison"),
+                event("closed"),
+            ],
         )
         .await
         .unwrap();
@@ -174,7 +179,11 @@ async fn projection_stops_at_a_failing_event_contract(b: impl Backend) {
     let err = b.catch_up(poisoned.clone()).await.unwrap_err();
     assert_eq!(err.code(), codes::PROJECTION_STOPPED, "{err}");
     assert_eq!(b.seen().await, all[..2], "the events before it are applied");
-    assert_eq!(b.checkpoint("seen").await, all[1], "the checkpoint stays before it");
+    assert_eq!(
+        b.checkpoint("seen").await,
+        all[1],
+        "the checkpoint stays before it"
+    );
     // Fixed (here: the poison cured), the next catch-up starts at the failing event.
     poisoned.store(false, Ordering::SeqCst);
     assert_eq!(b.catch_up(poisoned).await.unwrap().applied, 2);
@@ -274,7 +283,11 @@ async fn outbox_keeps_what_was_refused_contract(b: impl Backend) {
     let err = b.deliver(relay.clone()).await.unwrap_err();
     assert_eq!(err.code(), "test.broker");
     assert_eq!(relay.delivered(), all[..1]);
-    assert_eq!(b.pending().await, 2, "the refused event and the one after it");
+    assert_eq!(
+        b.pending().await,
+        2,
+        "the refused event and the one after it"
+    );
     relay.refusing.store(false, Ordering::SeqCst);
     assert_eq!(b.deliver(relay.clone()).await.unwrap(), 2);
     assert_eq!(relay.delivered(), all, "in order, each once");
@@ -297,6 +310,9 @@ async fn outbox_one_publisher_at_a_time_contract(b: impl Backend) {
                 let mut n = 0;
                 while b.pending().await > 0 {
                     n += b.deliver(relay.clone()).await.unwrap();
+                    // Let the other publisher, holding the outbox, go on (a busy loop
+                    // would starve it on this worker thread).
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
                 n
             })
@@ -397,7 +413,11 @@ async fn unit_of_work_conflict_contract(b: impl Backend) {
         .unwrap_err();
     assert_eq!(err.code(), codes::EVENT_CONFLICT, "{err}");
     assert_eq!(b.events().version(&stream("a")).await.unwrap(), 1);
-    assert_eq!(b.checkpoint("uow").await, 0, "nothing of the unit committed");
+    assert_eq!(
+        b.checkpoint("uow").await,
+        0,
+        "nothing of the unit committed"
+    );
     assert!(b.sagas().load(id).await.is_err());
 }
 
@@ -468,9 +488,7 @@ macro_rules! conformance {
 #[cfg(feature = "sqlite")]
 mod sqlite_backend {
     use super::*;
-    use flext::database::{
-        OutboxRelay, Projection, ProjectionRunner, SqliteDatabase, UnitOfWork,
-    };
+    use flext::database::{OutboxRelay, Projection, ProjectionRunner, SqliteDatabase, UnitOfWork};
 
     pub struct Sqlite {
         db: SqliteDatabase,
@@ -657,13 +675,6 @@ mod postgres_backend {
             let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
             let url = cluster.fresh_database().await.unwrap();
             let db = PgDatabase::connect(&url).await.unwrap();
-            // The projection's table, before two runners race to create it.
-            db.client()
-                .await
-                .unwrap()
-                .batch_execute("CREATE TABLE IF NOT EXISTS seen (n BIGSERIAL PRIMARY KEY, position BIGINT NOT NULL)")
-                .await
-                .unwrap();
             Postgres {
                 _cluster: cluster,
                 db,

@@ -43,9 +43,20 @@ pub fn seed() -> u64 {
 }
 
 /// Builds example `name` (debug) and returns its path.
+#[allow(dead_code)] // each soak uses one of the two
 pub fn example(name: &str) -> PathBuf {
+    example_with(name, &[])
+}
+
+/// Builds example `name` (debug) with the cargo `features` it needs, and returns its path.
+pub fn example_with(name: &str, features: &[&str]) -> PathBuf {
+    let features = features.join(",");
+    let mut args = vec!["build", "--quiet", "--example", name];
+    if !features.is_empty() {
+        args.extend(["--features", features.as_str()]);
+    }
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
+        .args(&args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");

@@ -33,12 +33,12 @@ mod status;
 #[cfg(feature = "sqlite")]
 mod uow;
 
+#[doc(hidden)]
+pub use self::background::Background;
 #[cfg(feature = "sqlite")]
 pub use self::outbox::{OutboxLoop, OutboxRelay};
 #[cfg(feature = "sqlite")]
 pub use self::projection::{Projection, ProjectionLoop, ProjectionRunner};
-#[doc(hidden)]
-pub use self::background::Background;
 pub use self::relay::{BusRelay, Relay, event_id_of};
 pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]

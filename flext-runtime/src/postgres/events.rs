@@ -156,7 +156,9 @@ pub(super) async fn read_after(
 ) -> Result<Vec<EventEnvelope>> {
     let rows = client
         .query(
-            &format!("SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"),
+            &format!(
+                "SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"
+            ),
             &[&i(position), &i64::try_from(limit).unwrap_or(i64::MAX)],
         )
         .await

@@ -108,13 +108,33 @@ impl PgDatabase {
         self.pool.get().await.map_err(pool_error)
     }
 
-    async fn migrate(&self) -> Result<()> {
+    /// Runs the caller's schema statements (`CREATE TABLE IF NOT EXISTS ...`) in one
+    /// transaction under the lock flext's own migrations take, so that processes starting
+    /// at once run them one after another. (Concurrent `CREATE TABLE IF NOT EXISTS` of one
+    /// table can fail on PostgreSQL's catalogue with a unique violation.)
+    ///
+    /// ```no_run
+    /// # async fn run(db: flext::postgres::PgDatabase) -> flext::Result<()> {
+    /// db.apply_schema("CREATE TABLE IF NOT EXISTS notifications (event_id UUID PRIMARY KEY)").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` with PostgreSQL's message when a statement fails; then none
+    /// of them took effect.
+    pub async fn apply_schema(&self, sql: &str) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(pg_error)?;
-        tx.batch_execute(
+        tx.batch_execute(sql).await.map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.apply_schema(
             "CREATE TABLE IF NOT EXISTS flext_sagas (
                  id UUID PRIMARY KEY,
                  name TEXT NOT NULL,
@@ -178,8 +198,6 @@ impl PgDatabase {
              );",
         )
         .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)
     }
 
     /// The saga log in this database.

@@ -108,10 +108,7 @@ impl PgOutboxRelay {
             }
             tx.execute(
                 "UPDATE flext_outbox SET delivered_ms = $1 WHERE id = ANY($2)",
-                &[
-                    &i64::try_from(crate::saga::now_ms()).unwrap_or(0),
-                    &done,
-                ],
+                &[&i64::try_from(crate::saga::now_ms()).unwrap_or(0), &done],
             )
             .await
             .map_err(pg_error)?;

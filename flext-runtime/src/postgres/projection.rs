@@ -56,7 +56,8 @@ pub trait PgProjection: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Creates its tables when they do not exist (named through
-    /// [`PgUnitOfWork::table`]). Called in each catch-up's transaction.
+    /// [`PgUnitOfWork::table`]). Called in each catch-up's transaction, after the
+    /// checkpoint's row is locked, so never by two runners at once.
     ///
     /// # Errors
     ///
@@ -159,8 +160,7 @@ impl<P: PgProjection> PgProjectionRunner<P> {
                 Batch::Failed { from, at, error } => {
                     // The batch was rolled back; the events before the failing one are
                     // applied again, alone, and committed with their checkpoint.
-                    if let Batch::Failed { error, .. } = self.batch_from(Some((from, at))).await?
-                    {
+                    if let Batch::Failed { error, .. } = self.batch_from(Some((from, at))).await? {
                         return Err(error);
                     }
                     tracing::error!(projection = name, position = at, %error, "projection stopped at an event it cannot apply");
@@ -180,8 +180,10 @@ impl<P: PgProjection> PgProjectionRunner<P> {
     async fn batch_from(&self, until: Option<(u64, u64)>) -> Result<Batch> {
         let name = self.projection.name();
         let uow = PgUnitOfWork::begin(&self.db, "").await?;
-        self.projection.setup(&uow).await?;
+        // The checkpoint's row lock first: runners of this projection in other processes
+        // wait here, so its setup's `CREATE TABLE IF NOT EXISTS` never runs twice at once.
         let from = uow.checkpoint(name).await?;
+        self.projection.setup(&uow).await?;
         if until.is_some_and(|(expected, _)| expected != from) {
             // Another process moved the checkpoint meanwhile: it applied these events.
             return Ok(Batch::Applied { n: 0, last: from });
