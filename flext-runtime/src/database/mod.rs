@@ -23,6 +23,7 @@
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
 //! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod background;
 #[cfg(feature = "sqlite")]
 mod outbox;
@@ -33,6 +34,7 @@ mod status;
 #[cfg(feature = "sqlite")]
 mod uow;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[doc(hidden)]
 pub use self::background::Background;
 #[cfg(feature = "sqlite")]
