@@ -15,6 +15,8 @@
 //!   or not at all; the inbox answers "first delivery" once per consumer and event; a
 //!   conflicting append fails the whole unit.
 
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
