@@ -93,6 +93,21 @@ impl TestCluster {
     /// when neither `DATABASE_URL` is set nor `initdb` and `pg_ctl` are installed (the
     /// message says how to install them), or when the cluster cannot be made or started.
     pub fn start() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// As [`start`](Self::start), but a server that syncs its commits to disk (`fsync` on,
+    /// PostgreSQL's default), for benchmarks whose figures depend on the cost of a durable
+    /// commit and on PostgreSQL's group commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_durable() -> Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self> {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             return Ok(TestCluster { url, owned: None });
         }
@@ -138,8 +153,9 @@ impl TestCluster {
             .map_err(|e| failed(format!("no free port: {e}")))?
             .port();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+            dir.display(),
+            if durable { "on" } else { "off" }
         );
         let log = dir.join("server.log").to_string_lossy().into_owned();
         let cluster = TestCluster {

@@ -73,11 +73,14 @@ async fn version_of(
     client: &impl deadpool_postgres::GenericClient,
     stream: &StreamId,
 ) -> Result<u64> {
-    let row = client
-        .query_one(
+    let statement = client
+        .prepare_cached(
             "SELECT COALESCE(MAX(sequence), 0) FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2",
-            &[&stream.aggregate_type, &stream.aggregate_id],
         )
+        .await
+        .map_err(pg_error)?;
+    let row = client
+        .query_one(&statement, &[&stream.aggregate_type, &stream.aggregate_id])
         .await
         .map_err(pg_error)?;
     Ok(u(row.get(0)))

@@ -94,12 +94,15 @@ async fn insert_transition(
     body: &serde_json::Value,
     at: u64,
 ) -> Result<()> {
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = $1), $2, $3)",
-            &[&id, body, &ms(at)],
         )
+        .await
+        .map_err(pg_error)?;
+    client
+        .execute(&statement, &[&id, body, &ms(at)])
         .await
         .map_err(pg_error)?;
     Ok(())
@@ -156,10 +159,16 @@ pub(super) async fn append_in(
 ) -> Result<()> {
     let body = encode(transition)?;
     let now = now_ms();
-    let updated = client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
              WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let updated = client
+        .execute(
+            &statement,
             &[
                 &state.as_str(),
                 &lease.owner,
