@@ -9,12 +9,21 @@
 //! [`PgDatabase`]:
 //!
 //! ```no_run
+//! use flext::database::BusRelay;
+//! use flext::event_store::{NewEvent, StreamId};
 //! use flext::postgres::PgDatabase;
-//! # async fn run() -> flext::Result<()> {
-//! let db = PgDatabase::connect("postgres://app@db.internal:5432/orders").await?;
-//! let sagas = db.saga_log(); // for SagaRunner::new
-//! let events = db.event_store(); // for Repository::new, with outbox rows
-//! # let _ = (sagas, events);
+//! use flext::saga::SagaRunner;
+//! # async fn run(bus: flext::Bus) -> flext::Result<()> {
+//! let db = PgDatabase::connect("postgres://app@db.internal/payments").await?; // migrates once, under a lock
+//! let runner = SagaRunner::builder(db.saga_log()).owner("payments").build();
+//! let events = db.event_store(); // for Repository::new; every append writes its outbox rows
+//! let uow = db.begin().await?; // events, saga transitions, checkpoints, inbox entries, your rows
+//! let opened = NewEvent::new("account.opened", 1, serde_json::json!({}), &flext::Context::new());
+//! uow.append_events(&StreamId::new("Account", "a-1"), 0, &[opened]).await?;
+//! uow.commit().await?; // or drop it: nothing is written
+//! let outbox = flext::postgres::PgOutboxRelay::new(db.clone(), BusRelay::new(bus)); // one publisher at a time
+//! let delivering = outbox.spawn(std::time::Duration::from_millis(50));
+//! # let _ = (runner, events, delivering);
 //! # Ok(()) }
 //! ```
 //!
