@@ -46,7 +46,9 @@ where
             t.await.unwrap();
         }
         // Per operation done (writers × per may round `iters` up).
-        start.elapsed().mul_f64(iters as f64 / (per * writers) as f64)
+        start
+            .elapsed()
+            .mul_f64(iters as f64 / (per * writers) as f64)
     })
 }
 
@@ -305,7 +307,10 @@ fn catch_up(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str) {
                     db.client()
                         .await
                         .unwrap()
-                        .execute("DELETE FROM flext_checkpoints WHERE name = 'bench_sum'", &[])
+                        .execute(
+                            "DELETE FROM flext_checkpoints WHERE name = 'bench_sum'",
+                            &[],
+                        )
                         .await
                         .unwrap();
                     let runner = PgProjectionRunner::new(db.clone(), Sum(Arc::default()));

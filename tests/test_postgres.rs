@@ -94,6 +94,6 @@ async fn eight_processes_starting_at_once_create_the_schema_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tables, 7, "each of flext's seven tables once");
+    assert_eq!(tables, 8, "each of flext's eight tables once");
     assert_eq!(dbs[7].outbox_pending().await.unwrap(), 8);
 }

@@ -11,6 +11,13 @@ use crate::error::{Error, Result};
 /// port, run as the `postgres` user when the tests run as root, and stopped and removed
 /// when this value is dropped.
 ///
+/// On a shared `DATABASE_URL` server, run the tests one at a time
+/// (`-- --test-threads=1`): [`PgEventStore`](super::PgEventStore) numbers only events
+/// older than every transaction running on the server, in any database, so tests
+/// running beside each other delay each other's `read_all` (a reader lags by the longest
+/// running transaction; in production that is the intended behaviour, in a test that
+/// expects to read its event at once it is a failure).
+///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let cluster = flext::postgres::TestCluster::start().unwrap();

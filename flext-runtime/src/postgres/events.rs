@@ -60,13 +60,26 @@ pub(super) fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
     }
 }
 
-const INSERT: &str = "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// The version check and the insert in one statement: the row is written only when the
+/// stream's version is the one before it (`$4 - 1`), else nothing is (0 rows). A writer
+/// racing for the same sequence number waits on the unique key and fails when the
+/// other commits.
+const INSERT: &str = "WITH v AS (
+         SELECT COALESCE(MAX(sequence), 0) AS version FROM flext_events
+         WHERE aggregate_type = $2 AND aggregate_id = $3)
+     INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
+     SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::jsonb, $11::jsonb
+     FROM v WHERE v.version = $4::bigint - 1";
 
-/// The insert with its outbox row, in one statement.
-const INSERT_WITH_OUTBOX: &str = "WITH e AS (
+/// As [`INSERT`], with the event's outbox row, in the same statement.
+const INSERT_WITH_OUTBOX: &str = "WITH v AS (
+         SELECT COALESCE(MAX(sequence), 0) AS version FROM flext_events
+         WHERE aggregate_type = $2 AND aggregate_id = $3),
+     e AS (
          INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id)
+         SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::jsonb, $11::jsonb
+         FROM v WHERE v.version = $4::bigint - 1
+         RETURNING id)
      INSERT INTO flext_outbox (id) SELECT id FROM e";
 
 async fn version_of(
@@ -86,8 +99,9 @@ async fn version_of(
     Ok(u(row.get(0)))
 }
 
-/// Appends `events` inside the transaction `client` is in; returns the new version. On a
-/// lost race the transaction is aborted and the current version is read through `db`.
+/// Appends `events` through `client` (inside a transaction when there is more than one);
+/// returns the new version. On a lost race the transaction is aborted and the current
+/// version is read through `db`.
 pub(super) async fn append_in(
     client: &impl deadpool_postgres::GenericClient,
     db: &PgDatabase,
@@ -96,14 +110,6 @@ pub(super) async fn append_in(
     events: &[NewEvent],
     outbox: bool,
 ) -> Result<u64> {
-    let version = version_of(client, stream).await?;
-    if version != expected_version {
-        return Err(crate::event_store::conflict_error(
-            stream,
-            expected_version,
-            version,
-        ));
-    }
     let now = i(crate::saga::now_ms());
     let insert = client
         .prepare_cached(if outbox { INSERT_WITH_OUTBOX } else { INSERT })
@@ -119,7 +125,7 @@ pub(super) async fn append_in(
                     &e.event_id,
                     &stream.aggregate_type,
                     &stream.aggregate_id,
-                    &i(version + n as u64 + 1),
+                    &i(expected_version + n as u64 + 1),
                     &e.name,
                     &schema,
                     &now,
@@ -130,25 +136,34 @@ pub(super) async fn append_in(
                 ],
             )
             .await;
-        if let Err(err) = result {
-            let unique = err
-                .as_db_error()
-                .filter(|d| d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                .and_then(|d| d.constraint().map(str::to_owned));
-            return Err(match unique {
-                Some(c) if c.contains("event_id") => {
-                    crate::event_store::duplicate_id_error(e.event_id)
-                }
-                // Another writer took this sequence number first.
-                Some(_) => {
-                    let now = version_of(&db.client().await?, stream).await?;
-                    crate::event_store::conflict_error(stream, expected_version, now)
-                }
-                None => pg_error(err),
-            });
-        }
+        let err = match result {
+            Ok(1) => continue,
+            // The stream is not at the expected version.
+            Ok(_) => {
+                let now = version_of(&db.client().await?, stream).await?;
+                return Err(crate::event_store::conflict_error(
+                    stream,
+                    expected_version,
+                    now,
+                ));
+            }
+            Err(err) => err,
+        };
+        let unique = err
+            .as_db_error()
+            .filter(|d| d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            .and_then(|d| d.constraint().map(str::to_owned));
+        return Err(match unique {
+            Some(c) if c.contains("event_id") => crate::event_store::duplicate_id_error(e.event_id),
+            // Another writer took this sequence number first.
+            Some(_) => {
+                let now = version_of(&db.client().await?, stream).await?;
+                crate::event_store::conflict_error(stream, expected_version, now)
+            }
+            None => pg_error(err),
+        });
     }
-    Ok(version + events.len() as u64)
+    Ok(expected_version + events.len() as u64)
 }
 
 /// The numbered events after `position`, in global order.
@@ -157,11 +172,15 @@ pub(super) async fn read_after(
     position: u64,
     limit: usize,
 ) -> Result<Vec<EventEnvelope>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .await
+        .map_err(pg_error)?;
     let rows = client
         .query(
-            &format!(
-                "SELECT {COLUMNS} FROM flext_events WHERE position > $1 ORDER BY position LIMIT $2"
-            ),
+            &statement,
             &[&i(position), &i64::try_from(limit).unwrap_or(i64::MAX)],
         )
         .await
@@ -207,6 +226,18 @@ impl EventStore for PgEventStore {
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut client = self.db.client().await?;
+            if events.len() == 1 {
+                // One statement is its own transaction.
+                return append_in(
+                    &client,
+                    &self.db,
+                    stream,
+                    expected_version,
+                    events,
+                    self.outbox,
+                )
+                .await;
+            }
             let tx = client.transaction().await.map_err(pg_error)?;
             let version =
                 append_in(&tx, &self.db, stream, expected_version, events, self.outbox).await?;

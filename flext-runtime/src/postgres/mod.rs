@@ -142,9 +142,61 @@ impl PgDatabase {
         tx.commit().await.map_err(pg_error)
     }
 
+    /// The schema version in the database (0 before the first migration).
+    async fn schema_version(client: &impl deadpool_postgres::GenericClient) -> Result<i32> {
+        let exists: bool = client
+            .query_one("SELECT to_regclass('flext_schema') IS NOT NULL", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        Ok(client
+            .query_opt("SELECT version FROM flext_schema", &[])
+            .await
+            .map_err(pg_error)?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    /// Creates or upgrades the schema, once: a database already at [`SCHEMA_VERSION`] is
+    /// left alone without a lock or a DDL statement (a `CREATE INDEX IF NOT EXISTS` would
+    /// still lock its table against the appends of the processes already running, and
+    /// could deadlock with them); otherwise the DDL runs under the migration lock, after
+    /// checking the version again.
     async fn migrate(&self) -> Result<()> {
-        self.apply_schema(
-            "CREATE TABLE IF NOT EXISTS flext_sagas (
+        if Self::schema_version(&self.client().await?).await? >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        if Self::schema_version(&tx).await? >= SCHEMA_VERSION {
+            return tx.commit().await.map_err(pg_error);
+        }
+        tx.batch_execute(SCHEMA).await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO flext_schema (one, version) VALUES (1, $1)
+             ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+            &[&SCHEMA_VERSION],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+}
+
+/// The version of [`SCHEMA`]; raise it with every change to the schema.
+const SCHEMA_VERSION: i32 = 1;
+
+/// Every flext table, created when missing.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
+                 one INTEGER PRIMARY KEY CHECK (one = 1),
+                 version INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS flext_sagas (
                  id UUID PRIMARY KEY,
                  name TEXT NOT NULL,
                  input JSONB NOT NULL,
@@ -204,11 +256,9 @@ impl PgDatabase {
                  consumer TEXT NOT NULL,
                  event_id UUID NOT NULL,
                  PRIMARY KEY (consumer, event_id)
-             );",
-        )
-        .await
-    }
+             );";
 
+impl PgDatabase {
     /// The saga log in this database.
     pub fn saga_log(&self) -> PgSagaLog {
         PgSagaLog { db: self.clone() }

@@ -66,8 +66,8 @@ impl PgOutboxRelay {
     /// pass); `flext.store.failed` when the database fails.
     pub async fn deliver_pending(&self) -> Result<u64> {
         let mut delivered = 0;
+        self.store.sequence().await?;
         loop {
-            self.store.sequence().await?;
             let mut client = self.db.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
             let claimed: bool = tx
@@ -78,16 +78,17 @@ impl PgOutboxRelay {
             if !claimed {
                 return Ok(delivered);
             }
+            let pending = tx
+                .prepare_cached(&format!(
+                    "SELECT {}, e.id FROM flext_outbox o JOIN flext_events e ON e.id = o.id
+                     WHERE o.delivered_ms IS NULL AND e.position IS NOT NULL
+                     ORDER BY e.position LIMIT $1",
+                    super::events::COLUMNS
+                ))
+                .await
+                .map_err(pg_error)?;
             let rows = tx
-                .query(
-                    &format!(
-                        "SELECT {}, e.id FROM flext_outbox o JOIN flext_events e ON e.id = o.id
-                         WHERE o.delivered_ms IS NULL AND e.position IS NOT NULL
-                         ORDER BY e.position LIMIT $1",
-                        super::events::COLUMNS
-                    ),
-                    &[&i64::try_from(self.batch).unwrap_or(i64::MAX)],
-                )
+                .query(&pending, &[&i64::try_from(self.batch).unwrap_or(i64::MAX)])
                 .await
                 .map_err(pg_error)?;
             if rows.is_empty() {

@@ -146,8 +146,10 @@ impl<P: PgProjection> PgProjectionRunner<P> {
     pub async fn catch_up(&self) -> Result<CatchUp> {
         let name = self.projection.name();
         let mut applied = 0;
+        // Number what has committed once per pass; what commits during the pass is
+        // read by the next one.
+        self.store.sequence().await?;
         loop {
-            self.store.sequence().await?;
             match self.batch_from(None).await? {
                 Batch::Applied { n: 0, last } => {
                     *self.stopped_slot() = None;

@@ -149,7 +149,9 @@ pub(super) async fn create_in(
     Ok(())
 }
 
-/// Records a transition inside the transaction `client` is in, checking the lease.
+/// Records a transition through `client`, checking the lease: the lease check, the
+/// state, the renewed lease and the transition in one statement (its own transaction
+/// outside a unit of work). Nothing is written when the lease check refuses.
 pub(super) async fn append_in(
     client: &impl deadpool_postgres::GenericClient,
     id: Uuid,
@@ -161,12 +163,17 @@ pub(super) async fn append_in(
     let now = now_ms();
     let statement = client
         .prepare_cached(
-            "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
-             WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)",
+            "WITH u AS (
+                 UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
+                 WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)
+                 RETURNING id)
+             INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
+             SELECT u.id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = u.id), $6, $5
+             FROM u",
         )
         .await
         .map_err(pg_error)?;
-    let updated = client
+    let written = client
         .execute(
             &statement,
             &[
@@ -175,14 +182,14 @@ pub(super) async fn append_in(
                 &ms(now.saturating_add(lease.duration_ms)),
                 &id,
                 &ms(now),
+                &body,
             ],
         )
         .await
         .map_err(pg_error)?;
-    if updated == 0 {
+    if written == 0 {
         return Err(refused(client, id).await);
     }
-    insert_transition(client, id, &body, now).await?;
     Ok(())
 }
 
@@ -198,12 +205,9 @@ impl SagaLog for PgSagaLog {
         state: SagaState,
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await.map_err(pg_error)?;
-            append_in(&tx, id, transition, state, lease).await?;
-            tx.commit().await.map_err(pg_error)
-        })
+        Box::pin(
+            async move { append_in(&self.db.client().await?, id, transition, state, lease).await },
+        )
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {

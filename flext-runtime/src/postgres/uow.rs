@@ -185,22 +185,31 @@ impl PgUnitOfWork {
     pub async fn checkpoint(&self, name: &str) -> Result<u64> {
         let name = format!("{name}{}", self.suffix);
         let client = self.object();
-        client
-            .execute(
-                "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES ($1, 0, 0)
-                 ON CONFLICT (name) DO NOTHING",
-                &[&name],
-            )
+        let select = client
+            .prepare_cached("SELECT position FROM flext_checkpoints WHERE name = $1 FOR UPDATE")
             .await
             .map_err(|e| self.sql(e))?;
-        let row = client
-            .query_one(
-                "SELECT position FROM flext_checkpoints WHERE name = $1 FOR UPDATE",
-                &[&name],
-            )
+        let mut row = client
+            .query_opt(&select, &[&name])
             .await
             .map_err(|e| self.sql(e))?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        if row.is_none() {
+            // The projection's first run: make the row to lock (another runner may be
+            // making it too; then this waits for it).
+            client
+                .execute(
+                    "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES ($1, 0, 0)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| self.sql(e))?;
+            row = client
+                .query_opt(&select, &[&name])
+                .await
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
     }
 
     /// Records that projection `name` has applied every event up to `position`.
@@ -210,10 +219,17 @@ impl PgUnitOfWork {
     /// `flext.store.failed` when the database cannot be written.
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
         let name = format!("{name}{}", self.suffix);
-        self.object()
-            .execute(
+        let client = self.object();
+        let upsert = client
+            .prepare_cached(
                 "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_ms = excluded.updated_ms",
+            )
+            .await
+            .map_err(|e| self.sql(e))?;
+        client
+            .execute(
+                &upsert,
                 &[
                     &name,
                     &i64::try_from(position).unwrap_or(i64::MAX),
