@@ -51,7 +51,8 @@ pub struct ProjectionStatus {
     pub stopped_at: Option<(u64, String)>,
 }
 
-/// What one [`ProjectionRunner::catch_up`] did.
+/// What one catch-up did (`ProjectionRunner::catch_up` on SQLite,
+/// `PgProjectionRunner::catch_up` on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CatchUp {
     /// Events applied.
