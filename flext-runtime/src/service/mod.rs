@@ -9,11 +9,20 @@
 use std::future::Future;
 
 mod driver;
+mod metrics;
+mod processor;
 
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result, RuleViolation};
 #[doc(hidden)]
 pub use driver::{Rules, run_async, run_sync, service_span, step, undo};
+#[doc(hidden)]
+pub use metrics::ServiceStats;
+pub use metrics::{MetricsReport, ServiceReport};
+pub use processor::{
+    AsyncServiceProcessor, BatchOptions, BatchReport, CancellationToken, FailureGroup, Progress,
+    ServiceProcessor,
+};
 
 /// A domain service: validates its inputs with business rules, then runs its steps.
 ///
