@@ -178,6 +178,16 @@ pub const OUTBOX_FAILED: &str = "flext.outbox.failed";
 /// An undo (`#[step(undo = ..)]`) failed while rolling back after a failed step; the
 /// original error is the source. CompensationFailed.
 pub const SERVICE_UNDO_FAILED: &str = "flext.service.undo_failed";
+/// A circuit breaker is open: the call was refused without being made. Retry after the
+/// breaker's cool-down. Infrastructure.
+pub const SERVICE_CIRCUIT_OPEN: &str = "flext.service.circuit_open";
+/// No instance of a service in the registry is healthy. Infrastructure.
+pub const SERVICE_NO_HEALTHY_INSTANCE: &str = "flext.service.no_healthy_instance";
+/// A workflow step took longer than its `timeout_ms`. Timeout.
+pub const SERVICE_STEP_TIMED_OUT: &str = "flext.service.step_timed_out";
+/// A workflow step could not run because a step it depends on failed or was skipped.
+/// Internal.
+pub const SERVICE_DEPENDENCY_FAILED: &str = "flext.service.dependency_failed";
 
 /// Every code above, for tests and documentation generators.
 pub const ALL: &[&str] = &[
@@ -238,6 +248,10 @@ pub const ALL: &[&str] = &[
     PROJECTION_STOPPED,
     OUTBOX_FAILED,
     SERVICE_UNDO_FAILED,
+    SERVICE_CIRCUIT_OPEN,
+    SERVICE_NO_HEALTHY_INSTANCE,
+    SERVICE_STEP_TIMED_OUT,
+    SERVICE_DEPENDENCY_FAILED,
 ];
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! an in-process dispatch. This trait is object safe and sees every message the same way.
 
 mod authorize;
+mod breaker;
 mod metrics;
 mod retry;
 mod timeout;
@@ -28,6 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::authorize::Authorize;
+pub use self::breaker::{
+    BreakerState, BreakerTransition, CircuitBreaker, CircuitBreakerBuilder, Trip,
+};
 pub use self::metrics::Metrics;
 pub use self::retry::Retry;
 pub use self::timeout::Timeout;

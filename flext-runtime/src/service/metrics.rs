@@ -72,7 +72,9 @@ impl ServiceStats {
             self.failed.increment(1);
         }
         self.duration.record(elapsed.as_secs_f64());
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut h = self
             .latency_us
             .lock()

@@ -418,4 +418,3 @@ pub struct FailureGroup {
     /// The first few: input index and message.
     pub examples: Vec<(usize, String)>,
 }
-
