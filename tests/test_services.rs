@@ -9,6 +9,7 @@ use std::time::Duration;
 use flext::BoxFuture;
 use flext::middleware::{BreakerState, CircuitBreaker};
 use flext::prelude::*;
+use flext::registry::{Selection, ServiceRegistry};
 use flext::service::{
     AsyncServiceProcessor, BatchOptions, CancellationToken, MetricsReport, ServiceProcessor,
 };
@@ -412,4 +413,110 @@ async fn on_the_bus_it_counts_dependency_failures_not_refusals() {
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(bus.send(Charge { cents: 7 }, &ctx).await.unwrap(), 7);
     assert_eq!(breaker.state(), BreakerState::Closed);
+}
+
+// ---- service registry -----------------------------------------------------------------
+
+/// An instance whose health the test sets, and whose probe takes `delay` (tokio's clock).
+#[derive(Debug)]
+struct Replica {
+    id: &'static str,
+    up: std::sync::atomic::AtomicBool,
+    delay: Duration,
+}
+
+fn replicas() -> ServiceRegistry<Replica> {
+    ServiceRegistry::new("test.search", |r: Arc<Replica>| {
+        Box::pin(async move {
+            tokio::time::sleep(r.delay).await;
+            if r.up.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(Error::infrastructure(
+                    "search.down",
+                    format!("{} does not answer", r.id),
+                ))
+            }
+        })
+    })
+    .probe_timeout(Duration::from_secs(1))
+}
+
+fn replica(id: &'static str, delay_ms: u64) -> Replica {
+    Replica {
+        id,
+        up: std::sync::atomic::AtomicBool::new(true),
+        delay: Duration::from_millis(delay_ms),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_registry_skips_an_unhealthy_instance_and_takes_it_back_when_it_recovers() {
+    let registry = replicas();
+    registry.add("a", replica("a", 5));
+    registry.add("b", replica("b", 5));
+    registry.check_now().await;
+    let turns: Vec<&str> = (0..4)
+        .map(|_| registry.select(Selection::RoundRobin).unwrap().id)
+        .collect();
+    assert_eq!(turns, ["a", "b", "a", "b"], "round robin");
+
+    let a = registry.select(Selection::RoundRobin).unwrap();
+    assert_eq!(a.id, "a");
+    a.up.store(false, Ordering::SeqCst);
+    registry.check_now().await;
+    for _ in 0..3 {
+        assert_eq!(registry.select(Selection::RoundRobin).unwrap().id, "b");
+    }
+    let health = registry.health();
+    assert!(!health[0].healthy);
+    assert_eq!(health[0].uptime_ms, 0);
+    assert!(
+        health[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("a does not answer")
+    );
+
+    // Both down: a clear error.
+    registry
+        .select(Selection::RoundRobin)
+        .unwrap()
+        .up
+        .store(false, Ordering::SeqCst);
+    registry.check_now().await;
+    let e = registry.select(Selection::RoundRobin).unwrap_err();
+    assert_eq!(e.code(), flext::codes::SERVICE_NO_HEALTHY_INSTANCE);
+
+    // a recovers: back in rotation, with its uptime counted from then.
+    a.up.store(true, Ordering::SeqCst);
+    let checks = registry.spawn_health_checks(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(registry.select(Selection::RoundRobin).unwrap().id, "a");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let health = registry.health();
+    assert!(health[0].healthy);
+    assert!(health[0].uptime_ms >= 30_000);
+    assert!(
+        health[0].last_check_ms_ago.unwrap() <= 10_000,
+        "checked every 10 s"
+    );
+    checks.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn least_latency_picks_the_fastest_healthy_instance_and_a_slow_probe_fails() {
+    let registry = replicas();
+    registry.add("slow", replica("slow", 40));
+    registry.add("fast", replica("fast", 10));
+    registry.add("stuck", replica("stuck", 5_000));
+    registry.check_now().await;
+    assert_eq!(registry.select(Selection::LeastLatency).unwrap().id, "fast");
+    let health = registry.health();
+    assert_eq!(health[0].latency_ms, Some(40.0));
+    assert!(!health[2].healthy, "a probe over its timeout fails");
+    let report = flext::registry::ReportSource::report(&registry);
+    assert!(report.healthy);
+    assert_eq!(report.status["instances"][1]["id"], "fast");
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+mod background;
 mod backoff;
 pub mod bus;
 pub mod codes;

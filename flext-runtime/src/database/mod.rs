@@ -23,8 +23,6 @@
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
 //! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod background;
 #[cfg(feature = "sqlite")]
 mod outbox;
 #[cfg(feature = "sqlite")]
@@ -34,9 +32,6 @@ mod status;
 #[cfg(feature = "sqlite")]
 mod uow;
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[doc(hidden)]
-pub use self::background::Background;
 #[cfg(feature = "sqlite")]
 pub use self::outbox::{OutboxLoop, OutboxRelay};
 #[cfg(feature = "sqlite")]

@@ -113,7 +113,7 @@ impl OutboxRelay {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> OutboxLoop {
         let relay = self.clone();
-        OutboxLoop(super::Background::spawn(every, move || {
+        OutboxLoop(crate::background::Background::spawn(every, move || {
             let relay = relay.clone();
             async move {
                 if let Err(e) = relay.deliver_pending().await {
@@ -146,7 +146,7 @@ impl crate::registry::ReportSource for OutboxRelay {
 
 /// The outbox relay's background loop; see [`OutboxRelay::spawn`].
 #[derive(Debug)]
-pub struct OutboxLoop(super::Background);
+pub struct OutboxLoop(crate::background::Background);
 
 impl OutboxLoop {
     /// Stops the loop after its current pass; returns when it has.

@@ -374,7 +374,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> ProjectionLoop {
         let runner = self.clone();
-        ProjectionLoop(super::Background::spawn(every, move || {
+        ProjectionLoop(crate::background::Background::spawn(every, move || {
             let runner = runner.clone();
             async move {
                 if let Err(e) = runner.catch_up() {
@@ -409,7 +409,7 @@ impl<P: Projection> crate::registry::ReportSource for ProjectionRunner<P> {
 
 /// A projection's background loop; see [`ProjectionRunner::spawn`].
 #[derive(Debug)]
-pub struct ProjectionLoop(super::Background);
+pub struct ProjectionLoop(crate::background::Background);
 
 impl ProjectionLoop {
     /// Stops the loop after its current pass; returns when it has.

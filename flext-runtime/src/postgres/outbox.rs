@@ -129,7 +129,7 @@ impl PgOutboxRelay {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> PgOutboxLoop {
         let relay = self.clone();
-        PgOutboxLoop(crate::database::Background::spawn(every, move || {
+        PgOutboxLoop(crate::background::Background::spawn(every, move || {
             let relay = relay.clone();
             async move {
                 if let Err(e) = relay.deliver_pending().await {
@@ -142,7 +142,7 @@ impl PgOutboxRelay {
 
 /// The PostgreSQL outbox relay's background loop; see [`PgOutboxRelay::spawn`].
 #[derive(Debug)]
-pub struct PgOutboxLoop(crate::database::Background);
+pub struct PgOutboxLoop(crate::background::Background);
 
 impl PgOutboxLoop {
     /// Stops the loop after its current pass; returns when it has.

@@ -262,7 +262,7 @@ impl<P: PgProjection> PgProjectionRunner<P> {
     /// Outside a tokio runtime.
     pub fn spawn(&self, every: Duration) -> PgProjectionLoop {
         let runner = self.clone();
-        PgProjectionLoop(crate::database::Background::spawn(every, move || {
+        PgProjectionLoop(crate::background::Background::spawn(every, move || {
             let runner = runner.clone();
             async move {
                 if let Err(e) = runner.catch_up().await {
@@ -275,7 +275,7 @@ impl<P: PgProjection> PgProjectionRunner<P> {
 
 /// A PostgreSQL projection's background loop; see [`PgProjectionRunner::spawn`].
 #[derive(Debug)]
-pub struct PgProjectionLoop(crate::database::Background);
+pub struct PgProjectionLoop(crate::background::Background);
 
 impl PgProjectionLoop {
     /// Stops the loop after its current pass; returns when it has.

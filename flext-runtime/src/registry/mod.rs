@@ -2,6 +2,10 @@
 //! for a running [`Bus`](crate::Bus) (the source documents' `HandlerRegistry` health
 //! report, as a typed value that serialises to JSON).
 
+mod instances;
+
+pub use self::instances::{HealthLoop, InstanceHealth, Selection, ServiceRegistry};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 /// A task running `pass` now and then every `every`, until [`shutdown`](Self::shutdown).
 #[derive(Debug)]
-#[doc(hidden)]
-pub struct Background {
+pub(crate) struct Background {
     stop: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
