@@ -1,6 +1,6 @@
 //! [`PgEventStore`]: event streams in PostgreSQL, with a global order no reader outruns.
 
-use super::{PgDatabase, pg_error};
+use super::{PgDatabase, from_bigint, pg_error, to_bigint};
 use crate::error::Result;
 use crate::event_store::{EventEnvelope, EventStore, NewEvent, Snapshot, StreamId};
 use crate::future::BoxFuture;
@@ -30,26 +30,18 @@ pub struct PgEventStore {
     pub(super) outbox: bool,
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 pub(super) const COLUMNS: &str = "COALESCE(position, 0), event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload";
 
 pub(super) fn envelope(r: &tokio_postgres::Row) -> EventEnvelope {
     EventEnvelope {
-        position: u(r.get(0)),
+        position: from_bigint(r.get(0)),
         event_id: r.get(1),
         aggregate_type: r.get(2),
         aggregate_id: r.get(3),
-        sequence: u(r.get(4)),
+        sequence: from_bigint(r.get(4)),
         name: r.get(5),
         schema_version: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
-        timestamp_ms: u(r.get(7)),
+        timestamp_ms: from_bigint(r.get(7)),
         correlation_id: r.get(8),
         causation_id: r.get(9),
         metadata: match r.get::<_, serde_json::Value>(10) {
@@ -96,7 +88,7 @@ async fn version_of(
         .query_one(&statement, &[&stream.aggregate_type, &stream.aggregate_id])
         .await
         .map_err(pg_error)?;
-    Ok(u(row.get(0)))
+    Ok(from_bigint(row.get(0)))
 }
 
 /// Appends `events` through `client` (inside a transaction when there is more than one);
@@ -110,7 +102,7 @@ pub(super) async fn append_in(
     events: &[NewEvent],
     outbox: bool,
 ) -> Result<u64> {
-    let now = i(crate::saga::now_ms());
+    let now = to_bigint(crate::saga::now_ms());
     let insert = client
         .prepare_cached(if outbox { INSERT_WITH_OUTBOX } else { INSERT })
         .await
@@ -125,7 +117,7 @@ pub(super) async fn append_in(
                     &e.event_id,
                     &stream.aggregate_type,
                     &stream.aggregate_id,
-                    &i(expected_version + n as u64 + 1),
+                    &to_bigint(expected_version + n as u64 + 1),
                     &e.name,
                     &schema,
                     &now,
@@ -139,14 +131,7 @@ pub(super) async fn append_in(
         let err = match result {
             Ok(1) => continue,
             // The stream is not at the expected version.
-            Ok(_) => {
-                let now = version_of(&db.client().await?, stream).await?;
-                return Err(crate::event_store::conflict_error(
-                    stream,
-                    expected_version,
-                    now,
-                ));
-            }
+            Ok(_) => return Err(conflict(db, stream, expected_version).await),
             Err(err) => err,
         };
         let unique = err
@@ -156,14 +141,24 @@ pub(super) async fn append_in(
         return Err(match unique {
             Some(c) if c.contains("event_id") => crate::event_store::duplicate_id_error(e.event_id),
             // Another writer took this sequence number first.
-            Some(_) => {
-                let now = version_of(&db.client().await?, stream).await?;
-                crate::event_store::conflict_error(stream, expected_version, now)
-            }
+            Some(_) => conflict(db, stream, expected_version).await,
             None => pg_error(err),
         });
     }
     Ok(expected_version + events.len() as u64)
+}
+
+/// The conflict error for an append at `expected` to `stream`, with the version it is at
+/// (read on another connection: the append's transaction may be aborted).
+async fn conflict(db: &PgDatabase, stream: &StreamId, expected: u64) -> crate::Error {
+    let now = match db.client().await {
+        Ok(client) => version_of(&client, stream).await,
+        Err(e) => Err(e),
+    };
+    match now {
+        Ok(now) => crate::event_store::conflict_error(stream, expected, now),
+        Err(e) => e,
+    }
 }
 
 /// The numbered events after `position`, in global order.
@@ -179,10 +174,7 @@ pub(super) async fn read_after(
         .await
         .map_err(pg_error)?;
     let rows = client
-        .query(
-            &statement,
-            &[&i(position), &i64::try_from(limit).unwrap_or(i64::MAX)],
-        )
+        .query(&statement, &[&to_bigint(position), &to_bigint(limit)])
         .await
         .map_err(pg_error)?;
     Ok(rows.iter().map(envelope).collect())
@@ -256,7 +248,7 @@ impl EventStore for PgEventStore {
             let rows = client
                 .query(
                     &format!("SELECT {COLUMNS} FROM flext_events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"),
-                    &[&stream.aggregate_type, &stream.aggregate_id, &i(after)],
+                    &[&stream.aggregate_type, &stream.aggregate_id, &to_bigint(after)],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -292,9 +284,9 @@ impl EventStore for PgEventStore {
                     &[
                         &snapshot.stream.aggregate_type,
                         &snapshot.stream.aggregate_id,
-                        &i(snapshot.version),
+                        &to_bigint(snapshot.version),
                         &snapshot.state,
-                        &i(snapshot.taken_ms),
+                        &to_bigint(snapshot.taken_ms),
                     ],
                 )
                 .await
@@ -318,9 +310,9 @@ impl EventStore for PgEventStore {
                 .map_err(pg_error)?;
             Ok(row.map(|r| Snapshot {
                 stream: stream.clone(),
-                version: u(r.get(0)),
+                version: from_bigint(r.get(0)),
                 state: r.get(1),
-                taken_ms: u(r.get(2)),
+                taken_ms: from_bigint(r.get(2)),
             }))
         })
     }

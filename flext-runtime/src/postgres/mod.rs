@@ -68,6 +68,18 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> Error {
     Error::infrastructure(crate::codes::STORE_FAILED, message).with_source(e)
 }
 
+/// A count, position, version or time in milliseconds as PostgreSQL's `BIGINT`, clamped
+/// at `i64::MAX` (none of them reaches it).
+pub(crate) fn to_bigint(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+/// A `BIGINT` read back as a count, position, version or time; a negative value (never
+/// written by flext) reads as 0.
+pub(crate) fn from_bigint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 fn pool_error(e: impl std::fmt::Display) -> Error {
     Error::infrastructure(
         crate::codes::STORE_FAILED,
@@ -299,6 +311,6 @@ impl PgDatabase {
             )
             .await
             .map_err(pg_error)?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(from_bigint(row.get(0)))
     }
 }

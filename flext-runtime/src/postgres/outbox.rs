@@ -88,7 +88,7 @@ impl PgOutboxRelay {
                 .await
                 .map_err(pg_error)?;
             let rows = tx
-                .query(&pending, &[&i64::try_from(self.batch).unwrap_or(i64::MAX)])
+                .query(&pending, &[&super::to_bigint(self.batch)])
                 .await
                 .map_err(pg_error)?;
             if rows.is_empty() {
@@ -109,7 +109,7 @@ impl PgOutboxRelay {
             }
             tx.execute(
                 "UPDATE flext_outbox SET delivered_ms = $1 WHERE id = ANY($2)",
-                &[&i64::try_from(crate::saga::now_ms()).unwrap_or(0), &done],
+                &[&super::to_bigint(crate::saga::now_ms()), &done],
             )
             .await
             .map_err(pg_error)?;

@@ -237,8 +237,8 @@ impl<P: PgProjection> PgProjectionRunner<P> {
             )
             .await
             .map_err(pg_error)?;
-        let checkpoint = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        let head = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+        let checkpoint = super::from_bigint(row.get(0));
+        let head = super::from_bigint(row.get(1));
         let oldest = super::events::read_after(&client, checkpoint, 1)
             .await?
             .first()

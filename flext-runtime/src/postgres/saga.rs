@@ -3,7 +3,7 @@
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{PgDatabase, pg_error};
+use super::{PgDatabase, from_bigint, pg_error, to_bigint};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::saga::{
@@ -19,14 +19,6 @@ use crate::saga::{
 #[derive(Clone)]
 pub struct PgSagaLog {
     pub(super) db: PgDatabase,
-}
-
-fn ms(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn unms(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -70,9 +62,9 @@ async fn read(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Resul
         state: state(row.get(3))?,
         transitions,
         owner: row.get(4),
-        lease_until_ms: unms(row.get(5)),
+        lease_until_ms: from_bigint(row.get(5)),
         definition: row.get(6),
-        created_ms: unms(row.get(7)),
+        created_ms: from_bigint(row.get(7)),
     })
 }
 
@@ -102,7 +94,7 @@ async fn insert_transition(
         .await
         .map_err(pg_error)?;
     client
-        .execute(&statement, &[&id, body, &ms(at)])
+        .execute(&statement, &[&id, body, &to_bigint(at)])
         .await
         .map_err(pg_error)?;
     Ok(())
@@ -133,8 +125,8 @@ pub(super) async fn create_in(
                 &record.correlation_id,
                 &record.state.as_str(),
                 &record.owner,
-                &ms(record.lease_until_ms),
-                &ms(created),
+                &to_bigint(record.lease_until_ms),
+                &to_bigint(created),
                 &record.definition,
             ],
         )
@@ -179,9 +171,9 @@ pub(super) async fn append_in(
             &[
                 &state.as_str(),
                 &lease.owner,
-                &ms(now.saturating_add(lease.duration_ms)),
+                &to_bigint(now.saturating_add(lease.duration_ms)),
                 &id,
-                &ms(now),
+                &to_bigint(now),
                 &body,
             ],
         )
@@ -232,8 +224,8 @@ impl SagaLog for PgSagaLog {
                      RETURNING id, created_ms",
                     &[
                         &lease.owner,
-                        &ms(now_ms.saturating_add(lease.duration_ms)),
-                        &ms(now_ms),
+                        &to_bigint(now_ms.saturating_add(lease.duration_ms)),
+                        &to_bigint(now_ms),
                     ],
                 )
                 .await
@@ -255,7 +247,7 @@ impl SagaLog for PgSagaLog {
             let changed = client
                 .execute(
                     "UPDATE flext_sagas SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 AND lease_until_ms > $4",
-                    &[&ms(now.saturating_add(lease.duration_ms)), &id, &lease.owner, &ms(now)],
+                    &[&to_bigint(now.saturating_add(lease.duration_ms)), &id, &lease.owner, &to_bigint(now)],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -271,8 +263,8 @@ impl SagaLog for PgSagaLog {
         Box::pin(async move {
             let client = self.db.client().await?;
             let state_filter: Option<&str> = filter.state.map(SagaState::as_str);
-            let before: Option<i64> = filter.created_before_ms.map(ms);
-            let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+            let before: Option<i64> = filter.created_before_ms.map(to_bigint);
+            let limit: Option<i64> = filter.limit.map(to_bigint);
             let params: [&(dyn ToSql + Sync); 4] = [&state_filter, &filter.name, &before, &limit];
             let rows = client
                 .query(
@@ -295,8 +287,8 @@ impl SagaLog for PgSagaLog {
                         name: r.get(1),
                         state: state(r.get(2))?,
                         owner: r.get(3),
-                        created_ms: unms(r.get(4)),
-                        lease_until_ms: unms(r.get(5)),
+                        created_ms: from_bigint(r.get(4)),
+                        lease_until_ms: from_bigint(r.get(5)),
                         transitions: usize::try_from(r.get::<_, i64>(6)).unwrap_or(0),
                     })
                 })
@@ -322,7 +314,7 @@ impl SagaLog for PgSagaLog {
                 .map(|r| {
                     Ok(HistoryEntry {
                         seq: u64::try_from(r.get::<_, i32>(0)).unwrap_or(0),
-                        at_ms: unms(r.get(1)),
+                        at_ms: from_bigint(r.get(1)),
                         transition: serde_json::from_value(r.get(2)).map_err(|e| corrupt("a transition", e))?,
                     })
                 })
@@ -353,7 +345,7 @@ impl SagaLog for PgSagaLog {
                 &[
                     &record.state.as_str(),
                     &record.owner,
-                    &ms(record.lease_until_ms),
+                    &to_bigint(record.lease_until_ms),
                     &id,
                 ],
             )

@@ -209,7 +209,7 @@ impl PgUnitOfWork {
                 .await
                 .map_err(|e| self.sql(e))?;
         }
-        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+        Ok(row.map_or(0, |r| super::from_bigint(r.get(0))))
     }
 
     /// Records that projection `name` has applied every event up to `position`.
@@ -232,8 +232,8 @@ impl PgUnitOfWork {
                 &upsert,
                 &[
                     &name,
-                    &i64::try_from(position).unwrap_or(i64::MAX),
-                    &i64::try_from(crate::saga::now_ms()).unwrap_or(0),
+                    &super::to_bigint(position),
+                    &super::to_bigint(crate::saga::now_ms()),
                 ],
             )
             .await

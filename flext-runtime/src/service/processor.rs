@@ -387,17 +387,18 @@ impl<R> BatchReport<R> {
     pub fn failures_by_code(&self, examples: usize) -> Vec<FailureGroup> {
         let mut groups: Vec<FailureGroup> = Vec::new();
         for (index, error) in &self.failed {
-            let group = match groups.iter_mut().position(|g| g.code == error.code()) {
-                Some(i) => &mut groups[i],
-                None => {
+            let at = groups
+                .iter()
+                .position(|g| g.code == error.code())
+                .unwrap_or_else(|| {
                     groups.push(FailureGroup {
                         code: error.code().to_owned(),
                         count: 0,
                         examples: Vec::new(),
                     });
-                    groups.last_mut().expect("just pushed")
-                }
-            };
+                    groups.len() - 1
+                });
+            let group = &mut groups[at];
             group.count += 1;
             if group.examples.len() < examples {
                 group.examples.push((*index, error.message().to_owned()));
