@@ -9,6 +9,7 @@ mod handler;
 mod message;
 mod projection;
 mod saga;
+mod workflow;
 
 use proc_macro::TokenStream;
 
@@ -404,6 +405,60 @@ pub fn saga(args: TokenStream, input: TokenStream) -> TokenStream {
     run::<saga::Saga>((), args, input)
 }
 
+/// Turns an `impl` of a workflow's input struct into a workflow: its `#[workflow_step]`
+/// methods run as soon as the steps they depend on have settled, independent steps
+/// concurrently, and a required step's failure compensates the completed steps.
+///
+/// Options of `#[workflow]`: `name = ".."` (for spans and metrics; the type's name by
+/// default), `crate = path`. Options of `#[workflow_step]`:
+///
+/// | option | meaning |
+/// |---|---|
+/// | `depends_on = [a, b]` | waits until `a` and `b` have settled; may take their outputs (and their dependencies') by reference |
+/// | `optional` | its failure is recorded and the workflow goes on; steps taking its output are skipped |
+/// | `timeout_ms = N` | fails with `flext.service.step_timed_out` after `N` milliseconds |
+/// | `compensate = method` | `method(&self, output: &T) -> Result<()>` undoes it if a required step fails |
+/// | `breaker = field` | runs it through the `CircuitBreaker` in `self.field`: refused while the breaker is open |
+///
+/// A step takes `&self`, the outputs it needs as `&T` (or `&str` for a `String`, `&[T]`
+/// for a `Vec<T>`), `&Context`, and `State<T>` values from the runner
+/// (`SagaRunner::run_workflow`); it returns `Result<T>` with `T: Send + Sync + 'static`.
+///
+/// Compile-time checks (each in `tests/ui/workflow/fail/`): every name in `depends_on`
+/// is a step; the steps make no cycle; every `&T` a step takes is produced by a step it
+/// depends on, directly or through others; no required step takes an optional step's
+/// output; compensations exist and take their step's output.
+///
+/// ```
+/// use flext::prelude::*;
+/// use flext::workflow::Workflow;
+///
+/// struct Quote { sku: String }
+///
+/// #[workflow]
+/// impl Quote {
+///     #[workflow_step]
+///     async fn price(&self) -> Result<u64> { Ok(1200) }
+///
+///     #[workflow_step]
+///     async fn stock(&self) -> Result<u32> { Ok(7) }
+///
+///     #[workflow_step(depends_on = [price, stock], timeout_ms = 500)]
+///     async fn offer(&self, price: &u64, stock: &u32) -> Result<String> {
+///         Ok(format!("{} x{stock} at {price}", self.sku))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = Quote { sku: "A-1".into() }.run(&Context::new()).await;
+/// assert_eq!(run.output::<String>("offer").unwrap(), "A-1 x7 at 1200");
+/// # }
+/// ```
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, input: TokenStream) -> TokenStream {
+    run::<workflow::WorkflowDef>((), args, input)
+}
+
 /// An event-sourced aggregate: on the struct, with `#[aggregate_id]` on its id field
 /// (options: `snapshot_every = N`, `name = ".."`); on its `impl` block, with `#[apply]`
 /// methods that evolve the state from an event (`&mut self`, `&Event`, no result) and
@@ -499,6 +554,12 @@ pub fn saga_step(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_service("saga_step", input)
 }
 
+/// Marks a step inside a `#[workflow]` impl block; see [`macro@workflow`].
+#[proc_macro_attribute]
+pub fn workflow_step(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_service("workflow_step", input)
+}
+
 /// Marks a business rule inside a `#[domain_service]` impl block.
 #[proc_macro_attribute]
 pub fn business_rule(_args: TokenStream, input: TokenStream) -> TokenStream {
@@ -533,6 +594,7 @@ fn outside_service(name: &str, input: TokenStream) -> TokenStream {
         .unwrap_or_else(|_| proc_macro2::Span::call_site());
     let message = match name {
         "saga_step" => "`#[saga_step]` only works on a method inside a `#[saga]` impl block: add `#[saga]` to the enclosing `impl`".to_owned(),
+        "workflow_step" => "`#[workflow_step]` only works on a method inside a `#[workflow]` impl block: add `#[workflow]` to the enclosing `impl`".to_owned(),
         "apply" => "`#[apply]` only works on a method inside an `#[aggregate]` or `#[projection]` impl block: add the one that fits to the enclosing `impl`".to_owned(),
         "business_rule" => "`#[business_rule]` only works inside an impl block marked `#[domain_service]` (a service), `#[business_rules]` (the rules of a command, query or event) or `#[aggregate]` (the rules of an aggregate's command): add the one that fits to the enclosing `impl`".to_owned(),
         _ => format!("`#[{name}]` only works on a method inside a `#[domain_service]` impl block: add `#[domain_service]` to the enclosing `impl`"),

@@ -188,6 +188,8 @@ pub const SERVICE_STEP_TIMED_OUT: &str = "flext.service.step_timed_out";
 /// A workflow step could not run because a step it depends on failed or was skipped.
 /// Internal.
 pub const SERVICE_DEPENDENCY_FAILED: &str = "flext.service.dependency_failed";
+/// A workflow step panicked; the workflow treats it as the step's failure. Internal.
+pub const SERVICE_STEP_PANICKED: &str = "flext.service.step_panicked";
 
 /// Every code above, for tests and documentation generators.
 pub const ALL: &[&str] = &[
@@ -252,6 +254,7 @@ pub const ALL: &[&str] = &[
     SERVICE_NO_HEALTHY_INSTANCE,
     SERVICE_STEP_TIMED_OUT,
     SERVICE_DEPENDENCY_FAILED,
+    SERVICE_STEP_PANICKED,
 ];
 
 #[cfg(test)]

@@ -128,6 +128,20 @@ where
     Ok((lit.base10_parse()?, lit.span()))
 }
 
+/// `key = [a, b, c]` (or `key = a` for one): a list of identifiers.
+pub fn ident_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<syn::Ident>> {
+    let value = meta.value()?;
+    if value.peek(syn::token::Bracket) {
+        let content;
+        syn::bracketed!(content in value);
+        let list =
+            syn::punctuated::Punctuated::<syn::Ident, syn::Token![,]>::parse_terminated(&content)?;
+        Ok(list.into_iter().collect())
+    } else {
+        Ok(vec![value.parse()?])
+    }
+}
+
 /// A flag: `key` alone.
 pub fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<Span> {
     if meta.input.peek(syn::Token![=]) {

@@ -16,6 +16,10 @@ pub const SERVICE_ROLES: [&str; 4] = [BUSINESS_RULE, STEP, TAP, POSTCONDITION];
 // Method attribute inside `#[saga]`.
 pub const SAGA_STEP: &str = "saga_step";
 
+// `#[workflow]` on an impl block with `#[workflow_step]` methods.
+pub const WORKFLOW: &str = "workflow";
+pub const WORKFLOW_STEP: &str = "workflow_step";
+
 // `#[aggregate]`, on a struct (with an `#[aggregate_id]` field) and on its impl (with
 // `#[apply]` and `#[command_handler]` methods); `#[aggregate_id]` also marks a command's
 // id field.
@@ -31,16 +35,19 @@ pub const PROJECTION: &str = "projection";
 pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";
 pub const BACKOFF_MS: &str = "backoff_ms";
+pub const BREAKER: &str = "breaker";
 pub const CODE: &str = "code";
 pub const COMPENSATE: &str = "compensate";
 pub const COMPENSATE_BACKOFF_MS: &str = "compensate_backoff_ms";
 pub const COMPENSATE_RETRIES: &str = "compensate_retries";
 pub const CRATE: &str = "crate";
+pub const DEPENDS_ON: &str = "depends_on";
 pub const EXTERNAL: &str = "external";
 pub const FAIL_FAST: &str = "fail_fast";
 pub const IDEMPOTENT: &str = "idempotent";
 pub const NAME: &str = "name";
 pub const ON_ERROR: &str = "on_error";
+pub const OPTIONAL: &str = "optional";
 pub const ORDER: &str = "order";
 pub const OUTPUT: &str = "output";
 pub const PIVOT: &str = "pivot";

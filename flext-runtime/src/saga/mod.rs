@@ -71,6 +71,7 @@ pub use self::sqlite::{SqliteLog, Synchronous};
 pub(crate) use self::sqlite::{append_sqlite, create_sqlite, migrate as migrate_sqlite};
 pub use self::start::saga_id_for_event;
 pub use self::step::StepScope;
+pub(crate) use self::step::attempt;
 
 use crate::error::Result;
 use crate::future::BoxFuture;

@@ -100,7 +100,7 @@ pub(super) fn step_context(ctx: &Context, id: Uuid, step: &str, compensation: bo
 /// only, or every error when `retry_any` (steps after the pivot, compensations). A panic
 /// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error. Returns the last
 /// attempt's result and how many attempts were made.
-pub(super) async fn attempt<T, F, Fut>(
+pub(crate) async fn attempt<T, F, Fut>(
     spec: &StepSpec,
     backoff: Backoff,
     retries: u32,

@@ -1,0 +1,270 @@
+//! Rules of a workflow's graph: every name in `depends_on` is a step, there is no cycle,
+//! every `&T` a step takes is produced by a step it depends on (directly or through
+//! others), no required step takes an optional step's output, and compensations exist
+//! and fit.
+
+use quote::ToTokens;
+
+use super::parse::WorkflowDef;
+use crate::common::sig::Role;
+use crate::common::util::{produces, suggestion, type_key};
+use crate::common::{Ctxt, error_at};
+
+pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
+    if wf.steps.is_empty() {
+        cx.push(error_at(
+            &wf.item.self_ty,
+            format!("`#[workflow]` on `{}` has no `#[workflow_step]`: add at least one `#[workflow_step] async fn ...(&self) -> Result<T>`", wf.name),
+        ));
+        return;
+    }
+    resolve_names(wf, cx);
+    let Some(order) = topological(wf, cx) else {
+        return;
+    };
+    let ancestors = ancestors(wf, &order);
+    for i in 0..wf.steps.len() {
+        sources(wf, cx, i, &ancestors[i]);
+        if let Some(c) = wf.steps[i].compensate.clone() {
+            compensation(wf, cx, i, &c);
+        }
+    }
+}
+
+/// `depends_on` names -> indexes; unknown names and a step naming itself are errors.
+fn resolve_names(wf: &mut WorkflowDef, cx: &Ctxt) {
+    let names: Vec<String> = wf.steps.iter().map(|s| s.method.ident.to_string()).collect();
+    for (i, step) in wf.steps.iter_mut().enumerate() {
+        let mut deps = Vec::new();
+        for dep in &step.depends_on {
+            let wanted = dep.to_string();
+            match names.iter().position(|n| *n == wanted) {
+                Some(j) if j == i => cx.push(error_at(
+                    dep,
+                    format!("step `{wanted}` cannot depend on itself: remove it from `depends_on`"),
+                )),
+                Some(j) if deps.contains(&j) => cx.push(error_at(
+                    dep,
+                    format!("`{wanted}` is named twice in `depends_on`: remove this one"),
+                )),
+                Some(j) => deps.push(j),
+                None => {
+                    let not_a_step = wf.others.iter().any(|m| m.ident == wanted);
+                    let message = if not_a_step {
+                        format!("`{wanted}` is a method of this workflow but not a step: mark it `#[workflow_step]`, or remove it from `depends_on`")
+                    } else {
+                        format!(
+                            "`depends_on` names `{wanted}`, which is not a step of this workflow; the steps are {}{}",
+                            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                            suggestion(&wanted, names.iter().map(String::as_str))
+                        )
+                    };
+                    cx.push(error_at(dep, message));
+                }
+            }
+        }
+        step.deps = deps;
+    }
+}
+
+/// The steps in an order where each comes after its dependencies (Kahn's algorithm);
+/// `None`, with the cycle reported, when there is none.
+fn topological(wf: &WorkflowDef, cx: &Ctxt) -> Option<Vec<usize>> {
+    let n = wf.steps.len();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let next = (0..n).find(|&i| !done[i] && wf.steps[i].deps.iter().all(|&d| done[d]));
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            None => {
+                report_cycle(wf, &done, cx);
+                return None;
+            }
+        }
+    }
+    Some(order)
+}
+
+fn report_cycle(wf: &WorkflowDef, done: &[bool], cx: &Ctxt) {
+    // Every remaining step waits on another remaining one: walking dependencies from any
+    // of them revisits a step, and the walk from there on is the cycle.
+    let Some(start) = (0..done.len()).find(|&i| !done[i]) else {
+        return;
+    };
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let Some(&next) = wf.steps[current].deps.iter().find(|&&d| !done[d]) else {
+            return;
+        };
+        if let Some(pos) = path.iter().position(|&s| s == next) {
+            let cycle = &path[pos..];
+            // `a` depends on `b` depends on `a`: print in the direction of `depends_on`.
+            let names: Vec<String> = cycle
+                .iter()
+                .chain(std::iter::once(&cycle[0]))
+                .map(|&i| wf.steps[i].method.ident.to_string())
+                .collect();
+            let step = &wf.steps[cycle[cycle.len() - 1]];
+            let blame_name = wf.steps[cycle[0]].method.ident.to_string();
+            let blame = step
+                .depends_on
+                .iter()
+                .find(|d| **d == blame_name)
+                .unwrap_or(&step.method.ident);
+            cx.push(error_at(
+                blame,
+                format!(
+                    "`depends_on` makes a cycle among workflow steps: {} (each waits for the next), so none of them could start; remove one of these dependencies",
+                    names.join(" -> ")
+                ),
+            ));
+            return;
+        }
+        path.push(next);
+        current = next;
+    }
+}
+
+/// For each step, every step it waits for, directly or through others.
+fn ancestors(wf: &WorkflowDef, order: &[usize]) -> Vec<Vec<usize>> {
+    let mut all: Vec<Vec<usize>> = vec![Vec::new(); wf.steps.len()];
+    for &i in order {
+        let mut mine = Vec::new();
+        for &d in &wf.steps[i].deps {
+            for a in std::iter::once(d).chain(all[d].iter().copied()) {
+                if !mine.contains(&a) {
+                    mine.push(a);
+                }
+            }
+        }
+        all[i] = mine;
+    }
+    all
+}
+
+/// Which step each `&T` parameter of step `i` takes its value from.
+fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
+    let step = &wf.steps[i];
+    let mut sources = Vec::with_capacity(step.method.params.len());
+    for param in &step.method.params {
+        let Role::Ref(inner) = &param.role else {
+            sources.push(None);
+            continue;
+        };
+        let makes = |j: &usize| {
+            wf.steps[*j]
+                .method
+                .ok_type
+                .as_ref()
+                .is_some_and(|t| produces(t, inner))
+        };
+        let direct: Vec<usize> = step.deps.iter().copied().filter(makes).collect();
+        let found: Vec<usize> = if direct.is_empty() {
+            ancestors.iter().copied().filter(makes).collect()
+        } else {
+            direct
+        };
+        let name = &step.method.ident;
+        let wanted = type_key(inner);
+        match found.as_slice() {
+            [] => {
+                let elsewhere = (0..wf.steps.len()).find(|j| *j != i && makes(j));
+                let hint = match elsewhere {
+                    Some(j) => format!(
+                        ": `{}` returns one; add it to `depends_on = [..]` of `{name}`",
+                        wf.steps[j].method.ident
+                    ),
+                    None => format!(
+                        ": no step returns one; add a step that does, or take `{wanted}` from a field of the workflow"
+                    ),
+                };
+                let deps = if step.deps.is_empty() {
+                    format!("`{name}` depends on no step")
+                } else {
+                    format!("none of the steps `{name}` depends on produces a `{wanted}`")
+                };
+                cx.push(error_at(&param.ty, format!("{deps}, and it takes a `&{wanted}`{hint}")));
+                sources.push(None);
+            }
+            [j] => {
+                let source = &wf.steps[*j];
+                if source.optional.is_some() && step.optional.is_none() {
+                    let src = &source.method.ident;
+                    cx.push(error_at(
+                        &param.ty,
+                        format!("`{src}` is optional, so its `{wanted}` may be missing, and `{name}` is required: make `{name}` `optional` too (it is then skipped when `{src}` fails), or make `{src}` required"),
+                    ));
+                }
+                sources.push(Some(*j));
+            }
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|&j| format!("`{}`", wf.steps[j].method.ident))
+                    .collect();
+                cx.push(error_at(
+                    &param.ty,
+                    format!("{} all produce a `{wanted}`, so `{name}` cannot tell which it takes: depend directly on the one it needs", names.join(" and ")),
+                ));
+                sources.push(None);
+            }
+        }
+    }
+    wf.steps[i].sources = sources;
+}
+
+fn compensation(wf: &WorkflowDef, cx: &Ctxt, i: usize, c: &syn::Ident) {
+    let step = &wf.steps[i];
+    let name = c.to_string();
+    let output = step
+        .method
+        .ok_type
+        .as_ref()
+        .map_or_else(|| "T".to_owned(), |t| t.to_token_stream().to_string());
+    let Some(m) = wf.others.iter().find(|m| m.ident == name) else {
+        let candidates: Vec<String> = wf.others.iter().map(|m| m.ident.to_string()).collect();
+        cx.push(error_at(
+            c,
+            format!(
+                "`compensate = {name}` names no method of this impl block: define `async fn {name}(&self, output: &{output}) -> Result<()>` here{}",
+                suggestion(&name, candidates.iter().map(String::as_str))
+            ),
+        ));
+        return;
+    };
+    m.require_ref_self(cx, "compensation");
+    let mut refs = m.refs();
+    match refs.next() {
+        None => cx.push(error_at(
+            &m.ident,
+            format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &{output}`", step.method.ident),
+        )),
+        Some(first) => {
+            if let (Role::Ref(inner), Some(own)) = (&first.role, &step.method.ok_type) {
+                if !produces(own, inner) {
+                    cx.push(error_at(
+                        &first.ty,
+                        format!("the compensation `{name}` receives the output of `{}`, a `{output}`: take `&{output}`", step.method.ident),
+                    ));
+                }
+            }
+        }
+    }
+    for extra in refs {
+        cx.push(error_at(
+            &extra.ty,
+            format!("a compensation takes its own step's output only: take what else `{name}` needs from a field of the workflow or as `State<T>`"),
+        ));
+    }
+    if let Some(p) = m.params.iter().find(|p| matches!(p.role, Role::Bus)) {
+        cx.push(error_at(&p.ty, "a compensation cannot take the bus: give it to the runner as state and take it as `State<T>`"));
+    }
+    if m.output.is_none() {
+        cx.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
+    }
+}

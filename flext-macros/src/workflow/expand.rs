@@ -1,0 +1,222 @@
+//! Model -> tokens: the `Workflow` impl (step table, `run_step`, `compensate`, the
+//! statistics resolved once), and one spanned check per output type that concurrent
+//! steps can share it.
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+
+use super::parse::{Step, WorkflowDef};
+use crate::common::respan;
+use crate::common::sig::{Method, Role};
+use crate::common::util::type_key;
+
+pub fn workflow(wf: &WorkflowDef) -> TokenStream {
+    let p = wf.krate.private();
+    let item = &wf.item;
+    let self_ty = &item.self_ty;
+    let name = &wf.name;
+
+    let specs = wf.steps.iter().map(|s| {
+        let step = s.method.ident.to_string();
+        let deps = &s.deps;
+        let mut needs: Vec<usize> = s.sources.iter().flatten().copied().collect();
+        needs.sort_unstable();
+        needs.dedup();
+        let optional = s.optional.is_some();
+        let timeout = match s.timeout_ms {
+            Some(ms) => quote!(::core::option::Option::Some(#ms)),
+            None => quote!(::core::option::Option::None),
+        };
+        let compensation = match &s.compensate {
+            Some(c) => {
+                let c = c.to_string();
+                quote!(::core::option::Option::Some(#c))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote! {
+            #p::WorkflowStepSpec {
+                name: #step,
+                depends_on: &[#(#deps),*],
+                needs: &[#(#needs),*],
+                optional: #optional,
+                timeout_ms: #timeout,
+                compensation: #compensation,
+            }
+        }
+    });
+
+    let run_arms = wf.steps.iter().enumerate().map(|(i, s)| {
+        let (prelude, call) = call(&s.method, |n| {
+            let j = s.sources.get(n).copied().flatten()?;
+            Some((j, wf.steps[j].method.ok_type.as_ref()?))
+        });
+        let step = s.method.ident.to_string();
+        let call = quote!(#p::step(#step, #call));
+        let call = match &s.breaker {
+            Some(b) => quote!(self.#b.call(async { #call }).await),
+            None => call,
+        };
+        let call = match &s.method.output {
+            Some(ret) => respan(call, ret.span()),
+            None => call,
+        };
+        quote! {
+            #i => {
+                #prelude
+                let __flext_output = #call?;
+                ::core::result::Result::Ok(#p::workflow_output(__flext_output))
+            }
+        }
+    });
+
+    let compensate_arms = wf.steps.iter().enumerate().filter_map(|(i, s)| {
+        let c = s.compensate.as_ref()?;
+        let m = wf.others.iter().find(|m| m.ident == *c)?;
+        let own = s.method.ok_type.as_ref()?;
+        let first_ref = m.params.iter().position(|p| matches!(p.role, Role::Ref(_)));
+        let (prelude, call) = call(m, |n| (Some(n) == first_ref).then_some((i, own)));
+        let comp = m.ident.to_string();
+        let call = quote!(#p::step(#comp, #call));
+        let call = match &m.output {
+            Some(ret) => respan(call, ret.span()),
+            None => call,
+        };
+        Some(quote! {
+            #i => {
+                #prelude
+                #call
+            }
+        })
+    });
+
+    let mut seen = HashSet::new();
+    let shareable = wf
+        .steps
+        .iter()
+        .filter_map(|s: &Step| s.method.ok_type.as_ref())
+        .filter(|t| seen.insert(type_key(t)))
+        .map(|t| {
+            let check = respan(quote!(#p::assert_step_output::<#t>), t.span());
+            quote!(#check();)
+        });
+
+    let header = respan(quote!(impl #p::Workflow for #self_ty), self_ty.span());
+    quote! {
+        #item
+
+        const _: () = {
+            #[automatically_derived]
+            #header {
+                const NAME: &'static str = #name;
+                const STEPS: &'static [#p::WorkflowStepSpec] = &[#(#specs),*];
+
+                fn run_step<'__flext_a>(
+                    &'__flext_a self,
+                    __flext_index: usize,
+                    __flext_scope: &'__flext_a #p::WorkflowScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::StepOutput>> {
+                    ::std::boxed::Box::pin(async move {
+                        match __flext_index {
+                            #(#run_arms)*
+                            _ => ::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index)),
+                        }
+                    })
+                }
+
+                fn compensate<'__flext_a>(
+                    &'__flext_a self,
+                    __flext_index: usize,
+                    __flext_scope: &'__flext_a #p::WorkflowScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
+                    ::std::boxed::Box::pin(async move {
+                        match __flext_index {
+                            #(#compensate_arms)*
+                            _ => ::core::result::Result::Ok(()),
+                        }
+                    })
+                }
+
+                fn step_stats() -> &'static [::std::sync::Arc<#p::ServiceStats>] {
+                    static STATS: ::std::sync::OnceLock<::std::vec::Vec<::std::sync::Arc<#p::ServiceStats>>> =
+                        ::std::sync::OnceLock::new();
+                    STATS.get_or_init(#p::step_stats::<Self>)
+                }
+            }
+
+            #[allow(dead_code)]
+            fn __flext_shareable() {
+                #(#shareable)*
+            }
+        };
+    }
+}
+
+/// The impl block and a stand-in `Workflow` impl, so that `workflow.run(..)` adds no
+/// error.
+pub fn fallback(wf: &WorkflowDef) -> TokenStream {
+    let p = wf.krate.private();
+    let item = &wf.item;
+    let self_ty = &item.self_ty;
+    let name = &wf.name;
+    quote! {
+        #item
+        const _: () = {
+            #[automatically_derived]
+            impl #p::Workflow for #self_ty {
+                const NAME: &'static str = #name;
+                const STEPS: &'static [#p::WorkflowStepSpec] = &[];
+                fn run_step<'__flext_a>(
+                    &'__flext_a self,
+                    _: usize,
+                    _: &'__flext_a #p::WorkflowScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::StepOutput>> {
+                    ::core::unreachable!()
+                }
+                fn compensate<'__flext_a>(
+                    &'__flext_a self,
+                    _: usize,
+                    _: &'__flext_a #p::WorkflowScope<'__flext_a>,
+                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}
+
+/// The call of a step or compensation and the bindings it needs: the outputs it takes
+/// (`source(n)` gives parameter `n`'s step index and output type), state from the
+/// runner, the context.
+fn call<'t>(
+    m: &Method,
+    source: impl Fn(usize) -> Option<(usize, &'t syn::Type)>,
+) -> (TokenStream, TokenStream) {
+    let mut prelude = TokenStream::new();
+    let mut args = Vec::new();
+    for (n, param) in m.params.iter().enumerate() {
+        let ty = &param.ty;
+        match &param.role {
+            Role::Context => args.push(quote!(__flext_scope.ctx())),
+            Role::Value | Role::Bus => {
+                let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
+                args.push(quote!(#get?));
+            }
+            Role::Ref(_) => {
+                let Some((index, output)) = source(n) else {
+                    continue;
+                };
+                let bind = format_ident!("__flext_arg{}", n);
+                let get = quote!(__flext_scope.output::<#output>(#index)?);
+                prelude.extend(respan(quote!(let #bind: #ty = #get;), ty.span()));
+                args.push(quote!(#bind));
+            }
+        }
+    }
+    let ident = &m.ident;
+    let await_ = m.asyncness.map(|_| quote!(.await));
+    (prelude, quote!(self.#ident(#(#args),*) #await_))
+}
