@@ -753,7 +753,10 @@ async fn timeout_uses_the_context_deadline_when_it_is_earlier() {
         .and_then(|rest| rest.strip_suffix(" ms"))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected message: {}", err.message()));
-    assert!(ms <= 10, "the context's 10 ms deadline applies, got {ms} ms");
+    assert!(
+        ms <= 10,
+        "the context's 10 ms deadline applies, got {ms} ms"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -28,9 +28,9 @@ pub mod postgres;
 pub mod registry;
 pub mod saga;
 pub mod service;
-pub mod workflow;
 mod state;
 mod suggest;
+pub mod workflow;
 
 pub use backoff::Backoff;
 pub use bus::{
@@ -63,12 +63,12 @@ pub mod __private {
         StepSpec, assert_durable, no_such_step, resume,
     };
     pub use crate::service::{
-        DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async, run_sync,
-        service_span, step, undo,
+        DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,
+        run_sync, service_span, step, undo,
     };
     pub use crate::workflow::{
-        StepOutput, Workflow, WorkflowScope, WorkflowStepSpec, assert_step_output,
-        no_such_step as no_such_workflow_step, output as workflow_output, step_stats,
+        BoxNotShareable, BoxShareable, OutputSlot, StepOutput, Workflow, WorkflowScope,
+        WorkflowStepSpec, assert_step_output, no_such_step as no_such_workflow_step, step_stats,
     };
     pub use inventory;
     pub use serde_json;

@@ -33,7 +33,11 @@ pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
 
 /// `depends_on` names -> indexes; unknown names and a step naming itself are errors.
 fn resolve_names(wf: &mut WorkflowDef, cx: &Ctxt) {
-    let names: Vec<String> = wf.steps.iter().map(|s| s.method.ident.to_string()).collect();
+    let names: Vec<String> = wf
+        .steps
+        .iter()
+        .map(|s| s.method.ident.to_string())
+        .collect();
     for (i, step) in wf.steps.iter_mut().enumerate() {
         let mut deps = Vec::new();
         for dep in &step.depends_on {
@@ -49,13 +53,20 @@ fn resolve_names(wf: &mut WorkflowDef, cx: &Ctxt) {
                 )),
                 Some(j) => deps.push(j),
                 None => {
+                    step.unresolved = true;
                     let not_a_step = wf.others.iter().any(|m| m.ident == wanted);
                     let message = if not_a_step {
-                        format!("`{wanted}` is a method of this workflow but not a step: mark it `#[workflow_step]`, or remove it from `depends_on`")
+                        format!(
+                            "`{wanted}` is a method of this workflow but not a step: mark it `#[workflow_step]`, or remove it from `depends_on`"
+                        )
                     } else {
                         format!(
                             "`depends_on` names `{wanted}`, which is not a step of this workflow; the steps are {}{}",
-                            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                            names
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             suggestion(&wanted, names.iter().map(String::as_str))
                         )
                     };
@@ -151,6 +162,9 @@ fn ancestors(wf: &WorkflowDef, order: &[usize]) -> Vec<Vec<usize>> {
 fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
     let step = &wf.steps[i];
     let mut sources = Vec::with_capacity(step.method.params.len());
+    if step.unresolved {
+        return;
+    }
     for param in &step.method.params {
         let Role::Ref(inner) = &param.role else {
             sources.push(None);
@@ -188,13 +202,17 @@ fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
                 } else {
                     format!("none of the steps `{name}` depends on produces a `{wanted}`")
                 };
-                cx.push(error_at(&param.ty, format!("{deps}, and it takes a `&{wanted}`{hint}")));
+                cx.push(error_at(
+                    &param.ty,
+                    format!("{deps}, and it takes a `&{wanted}`{hint}"),
+                ));
                 sources.push(None);
             }
             [j] => {
                 let source = &wf.steps[*j];
                 if source.optional.is_some() && step.optional.is_none() {
                     let src = &source.method.ident;
+                    let wanted = source.method.ok_type.as_ref().map_or(wanted, type_key);
                     cx.push(error_at(
                         &param.ty,
                         format!("`{src}` is optional, so its `{wanted}` may be missing, and `{name}` is required: make `{name}` `optional` too (it is then skipped when `{src}` fails), or make `{src}` required"),

@@ -50,6 +50,11 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
     });
 
     let run_arms = wf.steps.iter().enumerate().map(|(i, s)| {
+        let ty = s
+            .method
+            .ok_type
+            .as_ref()
+            .map_or_else(|| quote!(_), |t| quote!(#t));
         let (prelude, call) = call(&s.method, |n| {
             let j = s.sources.get(n).copied().flatten()?;
             Some((j, wf.steps[j].method.ok_type.as_ref()?))
@@ -68,7 +73,7 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
             #i => {
                 #prelude
                 let __flext_output = #call?;
-                ::core::result::Result::Ok(#p::workflow_output(__flext_output))
+                (&&#p::OutputSlot::<#ty>::new()).boxed(__flext_output)
             }
         }
     });
@@ -109,6 +114,8 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
         #item
 
         const _: () = {
+            use #p::{BoxNotShareable as _, BoxShareable as _};
+
             #[automatically_derived]
             #header {
                 const NAME: &'static str = #name;

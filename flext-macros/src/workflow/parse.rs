@@ -19,6 +19,9 @@ pub struct Step {
     pub breaker: Option<syn::Ident>,
     /// Filled by the check: the indexes `depends_on` names.
     pub deps: Vec<usize>,
+    /// Set by the check when a name in `depends_on` is not a step (its other checks
+    /// would only repeat that mistake).
+    pub unresolved: bool,
     /// Filled by the check: for each parameter, the step whose output it takes.
     pub sources: Vec<Option<usize>>,
 }
@@ -102,6 +105,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         compensate: None,
         breaker: None,
         deps: Vec::new(),
+        unresolved: false,
         sources: Vec::new(),
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {

@@ -149,7 +149,12 @@ pub trait Workflow: Send + Sync {
         Self: Sized,
     {
         static EMPTY: OnceLock<StateMap> = OnceLock::new();
-        drive(self, ctx, EMPTY.get_or_init(StateMap::default), Policy::DEFAULT)
+        drive(
+            self,
+            ctx,
+            EMPTY.get_or_init(StateMap::default),
+            Policy::DEFAULT,
+        )
     }
 }
 
@@ -213,11 +218,50 @@ pub fn step_stats<W: Workflow>() -> Vec<Arc<ServiceStats>> {
         .collect()
 }
 
-/// Boxes a step's output. Used by generated code.
+/// A step's output as generated code keeps it. Through autoref specialisation (as the
+/// saga's `LogSlot`), [`BoxShareable`] applies when `T` is `Send + Sync + 'static` and
+/// [`BoxNotShareable`] otherwise, so a type that is not costs the one
+/// `assert_step_output` error, not one per use. Used by generated code.
 #[doc(hidden)]
-#[inline]
-pub fn output<T: Send + Sync + 'static>(value: T) -> StepOutput {
-    Box::new(value)
+pub struct OutputSlot<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> OutputSlot<T> {
+    #[doc(hidden)]
+    #[inline]
+    pub const fn new() -> Self {
+        OutputSlot(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait BoxShareable<T> {
+    /// Boxes the output for the steps that take it.
+    fn boxed(&self, value: T) -> Result<StepOutput>;
+}
+
+impl<T: Send + Sync + 'static> BoxShareable<T> for &OutputSlot<T> {
+    #[inline]
+    fn boxed(&self, value: T) -> Result<StepOutput> {
+        Ok(Box::new(value))
+    }
+}
+
+#[doc(hidden)]
+pub trait BoxNotShareable<T> {
+    /// Never runs: the crate does not compile while `T` is not shareable.
+    fn boxed(&self, value: T) -> Result<StepOutput>;
+}
+
+impl<T> BoxNotShareable<T> for OutputSlot<T> {
+    fn boxed(&self, _: T) -> Result<StepOutput> {
+        Err(Error::internal(
+            crate::codes::SERVICE_DEPENDENCY_FAILED,
+            format!(
+                "`{}` cannot be shared between workflow steps",
+                type_name::<T>()
+            ),
+        ))
+    }
 }
 
 /// What a step's output must be: kept while later steps borrow it, from concurrently

@@ -105,11 +105,17 @@ async fn drive_in_span<W: Workflow>(
                     if !ready {
                         continue;
                     }
-                    if let Some(&missing) = spec.needs.iter().find(|&&d| {
-                        outputs.get(d).and_then(OnceLock::get).is_none()
-                    }) {
+                    if let Some(&missing) = spec
+                        .needs
+                        .iter()
+                        .find(|&&d| outputs.get(d).and_then(OnceLock::get).is_none())
+                    {
                         let missing = steps.get(missing).map_or("?", |s| s.name);
-                        tracing::info!(step = spec.name, missing, "workflow step skipped: an output it takes is missing");
+                        tracing::info!(
+                            step = spec.name,
+                            missing,
+                            "workflow step skipped: an output it takes is missing"
+                        );
                         records[i].status = StepStatus::Skipped { missing };
                         slots[i] = Slot::Settled;
                         changed = true;

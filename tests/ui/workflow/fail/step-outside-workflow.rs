@@ -1,0 +1,16 @@
+use flext::prelude::*;
+
+struct Import;
+
+impl Import {
+    #[workflow_step]
+    async fn extract(&self) -> Result<Vec<String>> {
+        Ok(vec!["row".into()])
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let rows = Import.extract().await.unwrap();
+    assert_eq!(rows.len(), 1);
+}
