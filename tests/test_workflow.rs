@@ -145,7 +145,7 @@ impl Report {
     }
 
     #[workflow_step(depends_on = [chart])]
-    async fn publish(&self, rows: &Vec<u32>) -> Result<u32> {
+    async fn publish(&self, rows: &[u32]) -> Result<u32> {
         Ok(rows.iter().sum())
     }
 }

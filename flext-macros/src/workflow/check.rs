@@ -23,8 +23,8 @@ pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
         return;
     };
     let ancestors = ancestors(wf, &order);
-    for i in 0..wf.steps.len() {
-        sources(wf, cx, i, &ancestors[i]);
+    for (i, ancestors) in ancestors.iter().enumerate() {
+        sources(wf, cx, i, ancestors);
         if let Some(c) = wf.steps[i].compensate.clone() {
             compensation(wf, cx, i, &c);
         }
