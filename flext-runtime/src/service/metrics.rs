@@ -85,7 +85,11 @@ impl ServiceStats {
             h.auto(true);
             h
         });
-        h.saturating_record(us);
+        // `record` grows the histogram; `saturating_record` alone would clamp every
+        // value past the first bucket (about 2 ms) to the initial high of 2 µs.
+        if h.record(us).is_err() {
+            h.saturating_record(us);
+        }
     }
 
     fn report(&self) -> ServiceReport {
@@ -193,5 +197,23 @@ impl fmt::Display for MetricsReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_runs_are_recorded_at_their_length() {
+        let stats = ServiceStats::named("metrics.test.long_runs");
+        for ms in [1, 40, 40, 40, 900] {
+            let _ = stats.start();
+            stats.record_duration(Duration::from_millis(ms), false);
+        }
+        let report = stats.report();
+        assert_eq!(report.count, 5);
+        assert!((39.9..=40.1).contains(&report.p50_ms), "{report:?}");
+        assert!((899.0..=901.0).contains(&report.p99_ms), "{report:?}");
     }
 }
