@@ -83,7 +83,8 @@ pub struct Context {
     causation_id: Option<Uuid>,
     principal: Option<Arc<Principal>>,
     deadline: Option<Instant>,
-    metadata: Arc<BTreeMap<String, String>>,
+    /// `None` when empty: a root context allocates nothing.
+    metadata: Option<Arc<BTreeMap<String, String>>>,
     idempotency_key: Option<Arc<str>>,
 }
 
@@ -104,7 +105,7 @@ impl Context {
             causation_id: None,
             principal: None,
             deadline: None,
-            metadata: Arc::default(),
+            metadata: None,
             idempotency_key: None,
         }
     }
@@ -171,7 +172,8 @@ impl Context {
 
     /// Adds a metadata entry (replacing an earlier value for `key`).
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.metadata).insert(key.into(), value.into());
+        Arc::make_mut(self.metadata.get_or_insert_with(Arc::default))
+            .insert(key.into(), value.into());
         self
     }
 
@@ -209,12 +211,15 @@ impl Context {
 
     /// One metadata value.
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata.get(key).map(String::as_str)
+        self.metadata.as_ref()?.get(key).map(String::as_str)
     }
 
     /// All metadata, sorted by key.
     pub fn metadata_entries(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.metadata
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 

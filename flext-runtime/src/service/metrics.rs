@@ -79,16 +79,24 @@ impl ServiceStats {
             .latency_us
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // Three significant figures, auto-resizing: a few kilobytes per service.
-        let h = h.get_or_insert_with(|| {
-            let mut h = Histogram::new(3).expect("3 significant figures is a valid precision");
-            h.auto(true);
-            h
-        });
+        let h = h.get_or_insert_with(new_histogram);
         // `record` grows the histogram; `saturating_record` alone would clamp every
         // value past the first bucket (about 2 ms) to the initial high of 2 µs.
         if h.record(us).is_err() {
             h.saturating_record(us);
+        }
+    }
+
+    /// A recorder for one batch: it counts every item, times one item in
+    /// [`BatchRecorder::SAMPLE`] (a clock read costs about as much as a
+    /// small item's own work), and adds its counts and histogram to these statistics
+    /// once, when dropped. Until then a report does not show the batch's items.
+    pub fn batch(&self) -> BatchRecorder<'_> {
+        BatchRecorder {
+            stats: self,
+            latency_us: new_histogram(),
+            count: 0,
+            failures: 0,
         }
     }
 
@@ -117,6 +125,68 @@ impl ServiceStats {
             p95_ms: at(0.95),
             p99_ms: at(0.99),
         }
+    }
+}
+
+/// Three significant figures, auto-resizing: a few kilobytes per service.
+fn new_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new(3).expect("3 significant figures is a valid precision");
+    h.auto(true);
+    h
+}
+
+/// Records one batch's items; see [`ServiceStats::batch`].
+#[doc(hidden)]
+pub struct BatchRecorder<'a> {
+    stats: &'a ServiceStats,
+    latency_us: Histogram<u64>,
+    count: u64,
+    failures: u64,
+}
+
+impl BatchRecorder<'_> {
+    /// One item in this many is timed (the first of each batch included), as the bus
+    /// samples one dispatch in 16.
+    pub const SAMPLE: u64 = 8;
+
+    /// The start of the next item, when it is one of the timed ones.
+    #[inline]
+    pub fn start(&self) -> Option<Instant> {
+        (self.count % Self::SAMPLE == 0).then(Instant::now)
+    }
+
+    /// Counts an item, and records its latency when it was timed.
+    #[inline]
+    pub fn item(&mut self, started: Option<Instant>, failed: bool) {
+        self.count += 1;
+        self.failures += u64::from(failed);
+        let Some(started) = started else { return };
+        let elapsed = started.elapsed();
+        self.stats.duration.record(elapsed.as_secs_f64());
+        let us = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if self.latency_us.record(us).is_err() {
+            self.latency_us.saturating_record(us);
+        }
+    }
+}
+
+impl Drop for BatchRecorder<'_> {
+    fn drop(&mut self) {
+        let stats = self.stats;
+        stats.count.fetch_add(self.count, Ordering::Relaxed);
+        stats.failures.fetch_add(self.failures, Ordering::Relaxed);
+        stats.runs.increment(self.count);
+        stats.failed.increment(self.failures);
+        let mut h = stats
+            .latency_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let h = h.get_or_insert_with(new_histogram);
+        // Both auto-resize, so adding cannot run out of range; should it fail anyway,
+        // the counts above are kept and the latencies of this batch are lost.
+        let _ = h.add(&self.latency_us);
     }
 }
 

@@ -103,15 +103,28 @@ pub trait ServiceProcessor: Send + Sync {
         self.run(&request, ctx)
     }
 
-    /// Runs every request in order, each under its own correlation id, collecting
-    /// successes and failures with their input's index; calls the progress callback after
-    /// each and stops early when the cancellation token is cancelled (the rest are
-    /// counted in [`BatchReport::not_run`]).
+    /// Runs every request in order under the batch's context ([`BatchOptions::context`],
+    /// or one new root context: a batch is one operation, so its requests share one
+    /// correlation id, and each request's span carries its `index`), collecting successes
+    /// and failures with their input's index; calls the progress callback after each and
+    /// stops early when the cancellation token is cancelled (the rest are counted in
+    /// [`BatchReport::not_run`]). Every request is counted in the
+    /// [`MetricsReport`](super::MetricsReport) when the batch ends, and one in 8 is timed
+    /// for its latency percentiles.
     fn run_batch<I>(&self, requests: I, options: &BatchOptions) -> BatchReport<Self::Response>
     where
         I: IntoIterator<Item = Self::Request>,
     {
         let stats = ServiceStats::named(self.name());
+        let own;
+        let ctx = match &options.context {
+            Some(ctx) => ctx,
+            None => {
+                own = Context::new();
+                &own
+            }
+        };
+        let mut recorder = stats.batch();
         let requests = requests.into_iter();
         let mut report = BatchReport::with_total(requests.size_hint().1);
         let mut requests = requests.enumerate();
@@ -121,10 +134,16 @@ pub trait ServiceProcessor: Send + Sync {
                 report.not_run = 1;
                 break;
             }
-            let ctx = Context::new();
-            report.push(index, run_with(self, &stats, &request, &ctx));
+            let span = tracing::info_span!("service_processor", service = self.name(), correlation_id = %ctx.correlation_id(), index);
+            let entered = span.enter();
+            let started = recorder.start();
+            let domain = self.process(&request, ctx);
+            recorder.item(started, domain.is_err());
+            report.push(index, domain.map(|d| self.build(d, ctx.correlation_id())));
+            drop(entered);
             options.tick(&report);
         }
+        drop(recorder);
         report.not_run += requests.count();
         report
     }
@@ -232,9 +251,11 @@ pub trait AsyncServiceProcessor: Send + Sync {
         })
     }
 
-    /// Runs the requests, up to `options`' concurrency at once, collecting successes and
-    /// failures with their input's index (sorted by index); progress after each; no new
-    /// request starts once the cancellation token is cancelled (those in flight finish).
+    /// Runs the requests, up to `options`' concurrency at once, under the batch's context
+    /// ([`BatchOptions::context`], or one new root context: one correlation id for the
+    /// batch), collecting successes and failures with their input's index (sorted by
+    /// index); progress after each; no new request starts once the cancellation token is
+    /// cancelled (those in flight finish).
     fn run_batch<'a>(
         &'a self,
         requests: Vec<Self::Request>,
@@ -248,11 +269,12 @@ pub trait AsyncServiceProcessor: Send + Sync {
             let mut report = BatchReport::with_total(Some(requests.len()));
             let total = requests.len();
             let stats = &stats;
+            let batch_ctx = options.context.clone().unwrap_or_default();
+            let ctx = &batch_ctx;
             let mut results = futures_util::stream::iter(requests.into_iter().enumerate())
                 .take_while(|_| std::future::ready(!options.is_cancelled()))
                 .map(|(index, request)| async move {
-                    let ctx = Context::new();
-                    (index, run_async_with(self, stats, &request, &ctx).await)
+                    (index, run_async_with(self, stats, &request, ctx).await)
                 })
                 .buffer_unordered(options.concurrency);
             let mut ran = 0;
@@ -290,6 +312,7 @@ pub struct BatchOptions {
     concurrency: usize,
     progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
     cancel: Option<CancellationToken>,
+    context: Option<Context>,
 }
 
 impl Default for BatchOptions {
@@ -299,6 +322,7 @@ impl Default for BatchOptions {
             concurrency: 8,
             progress: None,
             cancel: None,
+            context: None,
         }
     }
 }
@@ -319,6 +343,14 @@ impl BatchOptions {
     /// Stops starting requests once `token` is cancelled.
     pub fn cancel_with(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Runs every request of the batch under `ctx` (by default a new root context per
+    /// batch): a batch is one operation, so its requests share one correlation id, and
+    /// each request's span carries its `index`.
+    pub fn context(mut self, ctx: Context) -> Self {
+        self.context = Some(ctx);
         self
     }
 

@@ -168,7 +168,8 @@ pub struct WorkflowScope<'a> {
 }
 
 impl WorkflowScope<'_> {
-    /// The step's context: a child of the workflow's.
+    /// The step's context: the run's, a child of the context the workflow was run under
+    /// (every step of one run shares it).
     pub fn ctx(&self) -> &Context {
         &self.ctx
     }

@@ -66,10 +66,12 @@ async fn drive_in_span<W: Workflow>(
     let stats = W::step_stats();
     let n = steps.len();
     let outputs: Vec<OnceLock<StepOutput>> = (0..n).map(|_| OnceLock::new()).collect();
+    // One child context for the run: its steps are parts of one operation.
+    let run_ctx = ctx.child();
     let scopes: Vec<WorkflowScope<'_>> = steps
         .iter()
         .map(|s| WorkflowScope {
-            ctx: ctx.child(),
+            ctx: run_ctx.clone(),
             outputs: &outputs,
             state,
             step: s.name,
