@@ -520,3 +520,107 @@ async fn least_latency_picks_the_fastest_healthy_instance_and_a_slow_probe_fails
     assert!(report.healthy);
     assert_eq!(report.status["instances"][1]["id"], "fast");
 }
+
+// ---- business rules on processors -------------------------------------------------------
+
+struct Enrol {
+    processed: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Student {
+    name: String,
+    age: u32,
+}
+
+#[business_rules]
+impl ServiceProcessor for Enrol {
+    type Request = Student;
+    type Domain = String;
+    type Response = String;
+
+    fn name(&self) -> &str {
+        "test.enrol"
+    }
+
+    #[business_rule(code = "enrol.name", order = 1)]
+    fn named(&self, s: &Student) -> RuleResult {
+        ensure!(!s.name.trim().is_empty(), "a student needs a name")
+    }
+
+    #[business_rule(code = "enrol.age", order = 2)]
+    fn old_enough(&self, s: &Student, ctx: &Context) -> RuleResult {
+        let _ = ctx.correlation_id();
+        ensure!(s.age >= 16, "students start at 16, not {}", s.age)
+    }
+
+    fn process(&self, s: &Student, _: &Context) -> Result<String> {
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(s.name.to_uppercase())
+    }
+
+    fn build(&self, name: String, _: Uuid) -> String {
+        name
+    }
+}
+
+#[test]
+fn a_processors_business_rules_run_in_order_before_process_and_report_every_violation() {
+    let enrol = Enrol {
+        processed: AtomicUsize::new(0),
+    };
+    let ctx = Context::new();
+    let err = enrol
+        .run(
+            &Student {
+                name: " ".into(),
+                age: 9,
+            },
+            &ctx,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RuleViolation);
+    let codes: Vec<&str> = err.violations().iter().map(|v| v.code.as_ref()).collect();
+    assert_eq!(codes, ["enrol.name", "enrol.age"]);
+    assert_eq!(
+        enrol.processed.load(Ordering::SeqCst),
+        0,
+        "process never ran"
+    );
+
+    let students = vec![
+        Student {
+            name: "ada".into(),
+            age: 36,
+        },
+        Student {
+            name: "tim".into(),
+            age: 12,
+        },
+        Student {
+            name: "bo".into(),
+            age: 16,
+        },
+    ];
+    let report = enrol.run_batch(students, &BatchOptions::default());
+    assert_eq!(
+        report.succeeded,
+        [(0, "ADA".to_owned()), (2, "BO".to_owned())]
+    );
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, 1);
+    assert_eq!(
+        report.failed[0].1.violations()[0].message,
+        "students start at 16, not 12"
+    );
+    assert_eq!(enrol.processed.load(Ordering::SeqCst), 2);
+    // The rule methods stay callable on the processor.
+    assert!(
+        enrol
+            .named(&Student {
+                name: "x".into(),
+                age: 1
+            })
+            .is_ok()
+    );
+}

@@ -165,6 +165,13 @@ pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// violation is collected. The `Validation` middleware runs them before the handler for
 /// messages marked `validate`.
 ///
+/// On `impl ServiceProcessor for X` (or `AsyncServiceProcessor`) it writes the
+/// processor's `rules` from the `#[business_rule]` methods inside that impl, each taking
+/// the request (`fn rule(&self, request: &Request) -> RuleResult`, optionally also
+/// `&Context`); `run` and `run_batch` run them, in order and collecting every violation,
+/// before `process`. The rule methods move to an inherent impl of `X`. The runnable
+/// example is on `flext::service::ServiceProcessor`.
+///
 /// ```
 /// use flext::prelude::*;
 ///
@@ -185,7 +192,13 @@ pub fn domain_service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
-    run::<domain_service::Service>(domain_service::Mode::MessageRules, args, input)
+    let on_trait = syn::parse::<syn::ItemImpl>(input.clone()).is_ok_and(|i| i.trait_.is_some());
+    let mode = if on_trait {
+        domain_service::Mode::ProcessorRules
+    } else {
+        domain_service::Mode::MessageRules
+    };
+    run::<domain_service::Service>(mode, args, input)
 }
 
 /// Makes a struct or enum a command: a request to change state with exactly one

@@ -20,6 +20,7 @@ pub fn service(svc: &mut Service, cx: &Ctxt) {
             bind(svc, cx);
         }
         Mode::MessageRules => rules_only(svc, cx),
+        Mode::ProcessorRules => processor_rules(svc, cx),
     }
     svc.rule_order = rule_order(svc, cx);
 }
@@ -50,6 +51,43 @@ fn rules_only(svc: &Service, cx: &Ctxt) {
         cx.push(error_at(
             &p.method.ident,
             "a message has no result to check: postconditions belong in a `#[domain_service]`",
+        ));
+    }
+}
+
+/// `#[business_rules]` on a processor's trait impl: rules only, synchronous, each taking
+/// the request.
+fn processor_rules(svc: &Service, cx: &Ctxt) {
+    let is_processor = svc.item.trait_.as_ref().is_some_and(|(_, path, _)| {
+        path.segments
+            .last()
+            .is_some_and(|s| s.ident == "ServiceProcessor" || s.ident == "AsyncServiceProcessor")
+    });
+    if !is_processor {
+        let path = svc.item.trait_.as_ref().map(|(_, p, _)| p);
+        cx.push(error_at(
+            &path,
+            "`#[business_rules]` on a trait impl works for `impl ServiceProcessor for X` and `impl AsyncServiceProcessor for X`; for a message, put it on the message's inherent `impl`",
+        ));
+    }
+    for link in &svc.links {
+        cx.push(error_at(
+            &link.method().ident,
+            "a processor's `#[business_rules]` holds only `#[business_rule]`s; its logic is `process`",
+        ));
+    }
+    for rule in svc.rules.iter().chain(&svc.postconditions) {
+        if let Some(a) = &rule.method.asyncness {
+            cx.push(error_at(
+                a,
+                "a processor's business rules are synchronous checks of the request: remove `async`, and do I/O in `process`",
+            ));
+        }
+    }
+    if let Some(p) = svc.postconditions.first() {
+        cx.push(error_at(
+            &p.method.ident,
+            "postconditions belong in a `#[domain_service]`; a processor's result is checked in `build`'s caller",
         ));
     }
 }

@@ -208,3 +208,57 @@ pub fn rules_fallback(svc: &Service) -> TokenStream {
         }
     }
 }
+
+/// `#[business_rules]` on a processor's trait impl: the impl without the rule methods,
+/// plus (when the checks passed, `with_rules`) a `rules` method that runs them in order
+/// on the request; the rule methods go to an inherent impl of the processor.
+pub fn processor_rules(svc: &Service, with_rules: bool) -> TokenStream {
+    let p = svc.krate.private();
+    let mut item = svc.item.clone();
+    let (impl_generics, _, where_clause) = svc.item.generics.split_for_impl();
+    let self_ty = &svc.item.self_ty;
+    let rule_names: Vec<String> = svc
+        .rules
+        .iter()
+        .chain(&svc.postconditions)
+        .map(|r| r.method.ident.to_string())
+        .collect();
+    let (rule_items, kept): (Vec<syn::ImplItem>, Vec<syn::ImplItem>) =
+        std::mem::take(&mut item.items).into_iter().partition(
+            |i| matches!(i, syn::ImplItem::Fn(f) if rule_names.contains(&f.sig.ident.to_string())),
+        );
+    item.items = kept;
+    if with_rules {
+        let body = Body {
+            svc,
+            p: p.clone(),
+            labeled: false,
+            last: 0,
+        };
+        let checks = svc.rule_order.iter().map(|&i| {
+            body.rule_check(
+                &svc.rules[i],
+                quote!(__flext_rules),
+                Some(quote!(__flext_request)),
+            )
+        });
+        item.items.push(syn::parse_quote! {
+            fn rules(
+                &self,
+                __flext_request: &Self::Request,
+                __flext_ctx: &#p::Context,
+            ) -> #p::Result<()> {
+                let mut __flext_rules = #p::Rules::new(#p::RuleMode::CollectAll);
+                #(#checks)*
+                __flext_rules.finish()
+            }
+        });
+    }
+    quote! {
+        #item
+
+        impl #impl_generics #self_ty #where_clause {
+            #(#rule_items)*
+        }
+    }
+}

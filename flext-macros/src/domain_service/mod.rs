@@ -20,7 +20,7 @@ impl Family for Service {
     fn goes_on(mode: Mode) -> String {
         match mode {
             Mode::Service => "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`".into(),
-            Mode::MessageRules => "`#[business_rules]` goes on an `impl` block of a message type, holding `#[business_rule]` methods".into(),
+            Mode::MessageRules | Mode::ProcessorRules => "`#[business_rules]` goes on an `impl` block of a message type, or on `impl ServiceProcessor for X`, holding `#[business_rule]` methods".into(),
         }
     }
 
@@ -36,6 +36,7 @@ impl Family for Service {
         match self.mode {
             Mode::Service => expand::service(self),
             Mode::MessageRules => expand::rules(self),
+            Mode::ProcessorRules => expand::processor_rules(self, true),
         }
     }
 
@@ -43,6 +44,7 @@ impl Family for Service {
         match self.mode {
             Mode::Service => expand::fallback(self),
             Mode::MessageRules => expand::rules_fallback(self),
+            Mode::ProcessorRules => expand::processor_rules(self, false),
         }
     }
 }

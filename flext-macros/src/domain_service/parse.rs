@@ -18,6 +18,9 @@ pub enum Mode {
     Service,
     /// `#[business_rules]` on a message: rules only, implementing `Validate`.
     MessageRules,
+    /// `#[business_rules]` on `impl ServiceProcessor for X` (or `AsyncServiceProcessor`):
+    /// rules that take the request, run before `process`.
+    ProcessorRules,
 }
 
 pub struct Rule {
@@ -105,7 +108,7 @@ impl Service {
         let mut on_error = None;
         let spec = match mode {
             Mode::Service => &SERVICE_SPEC,
-            Mode::MessageRules => &RULES_SPEC,
+            Mode::MessageRules | Mode::ProcessorRules => &RULES_SPEC,
         };
         options::parse(cx, spec, args, |key, meta| {
             match key {
@@ -118,9 +121,11 @@ impl Service {
         });
         let attr = match mode {
             Mode::Service => DOMAIN_SERVICE,
-            Mode::MessageRules => BUSINESS_RULES,
+            Mode::MessageRules | Mode::ProcessorRules => BUSINESS_RULES,
         };
-        if let Some((_, path, _)) = &item.trait_ {
+        if mode == Mode::ProcessorRules {
+            // The trait impl is what it goes on; `lib.rs` chose this mode from it.
+        } else if let Some((_, path, _)) = &item.trait_ {
             cx.push(error_at(
                 path,
                 format!("`#[{attr}]` goes on an inherent `impl MyType {{ ... }}` block, not on a trait impl: it writes the trait impl itself"),
@@ -179,7 +184,7 @@ impl Service {
         );
         match role {
             BUSINESS_RULE | POSTCONDITION => {
-                let rule = read_rule(cx, role, &attr, method);
+                let rule = read_rule(cx, self.mode, role, &attr, method);
                 if role == BUSINESS_RULE {
                     self.rules.push(rule);
                 } else {
@@ -206,7 +211,7 @@ impl Service {
     }
 }
 
-fn read_rule(cx: &Ctxt, role: &str, attr: &syn::Attribute, method: Method) -> Rule {
+fn read_rule(cx: &Ctxt, mode: Mode, role: &str, attr: &syn::Attribute, method: Method) -> Rule {
     let mut code = None;
     let mut order = None;
     let mut after = Vec::new();
@@ -223,7 +228,11 @@ fn read_rule(cx: &Ctxt, role: &str, attr: &syn::Attribute, method: Method) -> Ru
         }
         Ok(())
     });
-    check_rule_signature(cx, &method, role);
+    if mode == Mode::ProcessorRules && role == BUSINESS_RULE {
+        check_processor_rule_signature(cx, &method);
+    } else {
+        check_rule_signature(cx, &method, role);
+    }
     Rule {
         code: code.unwrap_or_else(|| method.ident.to_string()),
         method,
@@ -267,6 +276,33 @@ fn check_rule_signature(cx: &Ctxt, m: &Method, role: &str) {
             format!(
                 "a `#[{role}]` must say whether it holds: add `-> RuleResult` and return `Ok(())` or a `RuleViolation` (the `ensure!` macro does both)"
             ),
+        ));
+    }
+}
+
+/// A processor's rule: `fn rule(&self, request: &Request) -> RuleResult`, optionally
+/// also taking `&Context`.
+fn check_processor_rule_signature(cx: &Ctxt, m: &Method) {
+    for p in m.values() {
+        cx.push(error_at(
+            &p.ty,
+            "a processor's `#[business_rule]` checks the request by reference: take `request: &Request` (and optionally `ctx: &Context`)",
+        ));
+    }
+    let refs: Vec<_> = m.refs().collect();
+    match refs.as_slice() {
+        [_] => {}
+        [] if m.values().next().is_some() => {}
+        [] => cx.push(error_at(
+            &m.ident,
+            format!("a processor's `#[business_rule]` checks the request: `fn {}(&self, request: &Request) -> RuleResult`", m.ident),
+        )),
+        [_, extra, ..] => cx.push(error_at(&extra.ty, "a processor's `#[business_rule]` takes one value, the request by reference; remove this parameter")),
+    }
+    if m.output.is_none() {
+        cx.push(error_at(
+            &m.ident,
+            "a `#[business_rule]` must say whether it holds: add `-> RuleResult` and return `Ok(())` or a `RuleViolation` (the `ensure!` macro does both)",
         ));
     }
 }

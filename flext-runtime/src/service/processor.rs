@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 
 /// A synchronous service processor: `process` turns a request into a domain value or an
-/// error, `build` turns the domain value into the response. The provided methods run it.
+/// error, `build` turns the domain value into the response; `rules` (by default none,
+/// written by `#[business_rules]`) checks the request first. The provided methods run
+/// them.
 ///
 /// ```
 /// use flext::prelude::*;
@@ -28,15 +30,25 @@ use crate::future::BoxFuture;
 ///
 /// struct Signups;
 ///
+/// // `#[business_rules]` is optional: it writes `rules` from the `#[business_rule]`s.
+/// #[business_rules]
 /// impl ServiceProcessor for Signups {
 ///     type Request = Signup;
 ///     type Domain = (String, u32);
 ///     type Response = String;
 ///     fn name(&self) -> &str { "signups" }
+///
+///     #[business_rule(code = "signup.email")]
+///     fn email_has_an_at(&self, s: &Signup) -> RuleResult {
+///         ensure!(s.email.contains('@'), "an email needs an @")
+///     }
+///
+///     #[business_rule(code = "signup.age")]
+///     fn old_enough(&self, s: &Signup) -> RuleResult {
+///         ensure!(s.age >= 16, "signups start at 16")
+///     }
+///
 ///     fn process(&self, s: &Signup, _: &Context) -> Result<(String, u32)> {
-///         if !s.email.contains('@') {
-///             return Err(Error::validation("signup.email", "an email needs an @"));
-///         }
 ///         Ok((s.email.to_lowercase(), s.age))
 ///     }
 ///     fn build(&self, (email, age): (String, u32), correlation_id: Uuid) -> String {
@@ -49,8 +61,12 @@ use crate::future::BoxFuture;
 /// let bad = Signups.process_json(r#"{"email": "Ada@x.io", "age": "old"}"#, &ctx).unwrap_err();
 /// assert_eq!(bad.code(), flext::codes::INPUT_INVALID_FIELD);
 ///
+/// // Every rule runs, and every violation is reported.
+/// let err = Signups.run(&Signup { email: "nope".into(), age: 3 }, &ctx).unwrap_err();
+/// assert_eq!(err.violations().len(), 2);
+///
 /// let batch = Signups.run_batch(
-///     vec![Signup { email: "a@x".into(), age: 1 }, Signup { email: "nope".into(), age: 2 }],
+///     vec![Signup { email: "a@x".into(), age: 21 }, Signup { email: "nope".into(), age: 22 }],
 ///     &BatchOptions::default(),
 /// );
 /// assert_eq!(batch.succeeded.len(), 1);
@@ -76,6 +92,19 @@ pub trait ServiceProcessor: Send + Sync {
 
     /// Builds the response from the domain value; pure, given the correlation id.
     fn build(&self, domain: Self::Domain, correlation_id: Uuid) -> Self::Response;
+
+    /// The processor's business rules, run on each request before
+    /// [`process`](Self::process); by default none. Written by `#[business_rules]` on
+    /// the `impl` from its `#[business_rule]` methods.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::RuleViolation`](crate::ErrorKind::RuleViolation) with every
+    /// violation.
+    fn rules(&self, request: &Self::Request, ctx: &Context) -> Result<()> {
+        let _ = (request, ctx);
+        Ok(())
+    }
 
     /// Runs `process` then `build` in a `tracing` span carrying the name and correlation
     /// id, counting the run and its latency (see [`MetricsReport`](super::MetricsReport)
@@ -137,7 +166,9 @@ pub trait ServiceProcessor: Send + Sync {
             let span = tracing::info_span!("service_processor", service = self.name(), correlation_id = %ctx.correlation_id(), index);
             let entered = span.enter();
             let started = recorder.start();
-            let domain = self.process(&request, ctx);
+            let domain = self
+                .rules(&request, ctx)
+                .and_then(|()| self.process(&request, ctx));
             recorder.item(started, domain.is_err());
             report.push(index, domain.map(|d| self.build(d, ctx.correlation_id())));
             drop(entered);
@@ -159,7 +190,9 @@ fn run_with<P: ServiceProcessor + ?Sized>(
     let span = tracing::info_span!("service_processor", service = processor.name(), correlation_id = %ctx.correlation_id());
     let _entered = span.enter();
     let started = stats.start();
-    let domain = processor.process(request, ctx);
+    let domain = processor
+        .rules(request, ctx)
+        .and_then(|()| processor.process(request, ctx));
     stats.record(started, domain.as_ref().err());
     Ok(processor.build(domain?, ctx.correlation_id()))
 }
@@ -215,6 +248,19 @@ pub trait AsyncServiceProcessor: Send + Sync {
 
     /// Builds the response from the domain value; pure, given the correlation id.
     fn build(&self, domain: Self::Domain, correlation_id: Uuid) -> Self::Response;
+
+    /// The processor's business rules, run on each request before
+    /// [`process`](Self::process); by default none. Written by `#[business_rules]` on
+    /// the `impl` from its `#[business_rule]` methods.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::RuleViolation`](crate::ErrorKind::RuleViolation) with every
+    /// violation.
+    fn rules(&self, request: &Self::Request, ctx: &Context) -> Result<()> {
+        let _ = (request, ctx);
+        Ok(())
+    }
 
     /// Runs `process` then `build`, as [`ServiceProcessor::run`].
     ///
@@ -301,7 +347,10 @@ async fn run_async_with<P: AsyncServiceProcessor + ?Sized>(
     use tracing::Instrument;
     let span = tracing::info_span!("service_processor", service = processor.name(), correlation_id = %ctx.correlation_id());
     let started = stats.start();
-    let domain = processor.process(request, ctx).instrument(span).await;
+    let domain = match processor.rules(request, ctx) {
+        Ok(()) => processor.process(request, ctx).instrument(span).await,
+        Err(e) => Err(e),
+    };
     stats.record(started, domain.as_ref().err());
     Ok(processor.build(domain?, ctx.correlation_id()))
 }
