@@ -10,9 +10,10 @@
 //! ```
 //!
 //! - **extract** reads the CSV with the `csv` crate;
-//! - **validate** runs a `ServiceProcessor` over every row with `run_batch` (dates that
-//!   parse, costs that are non-negative integers and add up, known flight phases and
-//!   damage levels, plausible or blank speeds), with a progress bar (`indicatif`);
+//! - **validate** runs a `ServiceProcessor` over every row with `run_batch`: its
+//!   `#[business_rule]`s check known flight phases and damage levels and that an airborne
+//!   aircraft has a speed (or a blank one), then `process` parses dates and costs that
+//!   must be non-negative integers adding up; a progress bar (`indicatif`) follows it;
 //! - **transform** turns valid rows into records (year, species, dollars);
 //! - **load** writes them into SQLite in one transaction (compensated by dropping the
 //!   table should a later required step fail);
@@ -68,8 +69,8 @@ struct Strike {
     airport: String,
     year: u16,
     month: u8,
-    phase: &'static str,
-    damage: &'static str,
+    phase: String,
+    damaged: bool,
     species: String,
     cost_total: u64,
     /// `None` when the report left it blank.
@@ -139,6 +140,9 @@ impl ValidateStrike {
     }
 }
 
+/// The checks that need no parsing are business rules: they run first, in order, and a
+/// row breaking several is reported with every violation. `process` parses the rest.
+#[business_rules]
 impl ServiceProcessor for ValidateStrike {
     type Request = RawRow;
     type Domain = Strike;
@@ -146,6 +150,35 @@ impl ServiceProcessor for ValidateStrike {
 
     fn name(&self) -> &str {
         "etl.validate_strike"
+    }
+
+    #[business_rule(code = "strike.phase")]
+    fn known_phase(&self, row: &RawRow) -> RuleResult {
+        ensure!(
+            PHASES.contains(&row.phase.as_str()),
+            "unknown phase of flight {}",
+            quoted(&row.phase)
+        )
+    }
+
+    #[business_rule(code = "strike.damage")]
+    fn known_damage(&self, row: &RawRow) -> RuleResult {
+        ensure!(
+            DAMAGE.contains(&row.damage.as_str()),
+            "damage level {} is none of {}",
+            quoted(&row.damage),
+            DAMAGE.join(", ")
+        )
+    }
+
+    #[business_rule(code = "strike.speed_airborne")]
+    fn flying_speed(&self, row: &RawRow) -> RuleResult {
+        let airborne = AIRBORNE.contains(&row.phase.as_str());
+        ensure!(
+            !(airborne && row.speed.trim() == "0"),
+            "an aircraft in {} cannot fly at 0 knots (leave it blank when unknown)",
+            row.phase
+        )
     }
 
     fn process(&self, row: &RawRow, _: &Context) -> Result<Strike> {
@@ -159,22 +192,6 @@ impl ServiceProcessor for ValidateStrike {
                 format!("Cost Other {other} + Cost Repair {repair} is not Cost Total {total}"),
             ));
         }
-        let phase = PHASES.iter().find(|p| **p == row.phase).ok_or_else(|| {
-            Error::validation(
-                "strike.phase",
-                format!("unknown phase of flight {}", quoted(&row.phase)),
-            )
-        })?;
-        let damage = DAMAGE.iter().find(|d| **d == row.damage).ok_or_else(|| {
-            Error::validation(
-                "strike.damage",
-                format!(
-                    "damage level {} is none of {}",
-                    quoted(&row.damage),
-                    DAMAGE.join(", ")
-                ),
-            )
-        })?;
         let speed_knots = match row.speed.trim() {
             "" => None,
             text => Some(text.parse::<u16>().map_err(|_| {
@@ -184,20 +201,12 @@ impl ServiceProcessor for ValidateStrike {
                 )
             })?),
         };
-        if speed_knots == Some(0) && AIRBORNE.contains(phase) {
-            return Err(Error::validation(
-                "strike.speed_airborne",
-                format!(
-                    "an aircraft in {phase} cannot fly at 0 knots (leave it blank when unknown)"
-                ),
-            ));
-        }
         Ok(Strike {
             airport: row.airport.clone(),
             year,
             month,
-            phase,
-            damage,
+            phase: row.phase.clone(),
+            damaged: row.damage != "None",
             species: row.species.trim().to_owned(),
             cost_total: total,
             speed_knots,
@@ -222,7 +231,7 @@ struct Record {
     year: u16,
     month: u8,
     species: String,
-    phase: &'static str,
+    phase: String,
     damaged: bool,
     cost_dollars: u64,
     speed_knots: Option<u16>,
@@ -318,8 +327,8 @@ impl Etl {
                 year: s.year,
                 month: s.month,
                 species: s.species.clone(),
-                phase: s.phase,
-                damaged: s.damage != "None",
+                phase: s.phase.clone(),
+                damaged: s.damaged,
                 cost_dollars: s.cost_total,
                 speed_knots: s.speed_knots,
                 airport: s.airport.clone(),
