@@ -32,7 +32,7 @@
 //!
 //! A workflow runs in memory: unlike a saga it writes no log, so a process that crashes
 //! mid-workflow leaves nothing to recover. Work that must finish or be undone across a
-//! crash belongs in a [`#[saga]`](macro@crate::saga::Saga).
+//! crash belongs in a saga (`#[saga]`, see [`crate::saga`]).
 //!
 //! Each step's runs, failures and latency are recorded under `Workflow.step` in the
 //! [`MetricsReport`](crate::service::MetricsReport) and the `metrics` facade.
