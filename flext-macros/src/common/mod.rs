@@ -3,9 +3,11 @@
 //! dropped unchecked ([`ctxt`]), the table of attribute and option names ([`symbol`]),
 //! the option parser that rejects unknown and repeated options ([`options`]), the one
 //! method-signature model ([`sig`]), the message [`kind`], the crate path resolved once
-//! ([`krate`]), and span helpers ([`util`]).
+//! ([`krate`]), the by-index dispatch sagas and workflows generate ([`dispatch`]), and
+//! span helpers ([`util`]).
 
 pub mod ctxt;
+pub mod dispatch;
 pub mod driver;
 pub mod kind;
 pub mod krate;

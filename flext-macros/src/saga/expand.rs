@@ -12,6 +12,7 @@ use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 
 use super::parse::Saga;
+use crate::common::dispatch;
 use crate::common::respan;
 use crate::common::sig::{Method, Role};
 use crate::common::util::{produces, type_key};
@@ -132,6 +133,23 @@ pub fn saga(saga: &Saga) -> TokenStream {
 
     let definition = definition(saga);
     let accepts = &saga.accepts;
+    let scope = quote!(#p::StepScope);
+    let run_step = dispatch::by_index(
+        &p,
+        "run_step",
+        scope.clone(),
+        quote!(#p::serde_json::Value),
+        run_arms,
+        quote!(::core::result::Result::Err(#p::no_such_step(#name, __flext_index))),
+    );
+    let compensate = dispatch::by_index(
+        &p,
+        "compensate",
+        scope,
+        quote!(()),
+        compensate_arms,
+        quote!(::core::result::Result::Ok(())),
+    );
     let header = respan(quote!(impl #p::Saga for #self_ty), self_ty.span());
     let output = match last {
         Some(t) => respan(quote!(#t), t.span()),
@@ -151,31 +169,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 const ACCEPTS: &'static [&'static str] = &[#(#accepts),*];
                 type Output = #output;
 
-                fn run_step<'__flext_a>(
-                    &'__flext_a self,
-                    __flext_index: usize,
-                    __flext_scope: &'__flext_a #p::StepScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::serde_json::Value>> {
-                    ::std::boxed::Box::pin(async move {
-                        match __flext_index {
-                            #(#run_arms)*
-                            _ => ::core::result::Result::Err(#p::no_such_step(#name, __flext_index)),
-                        }
-                    })
-                }
-
-                fn compensate<'__flext_a>(
-                    &'__flext_a self,
-                    __flext_index: usize,
-                    __flext_scope: &'__flext_a #p::StepScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
-                    ::std::boxed::Box::pin(async move {
-                        match __flext_index {
-                            #(#compensate_arms)*
-                            _ => ::core::result::Result::Ok(()),
-                        }
-                    })
-                }
+                #run_step
+                #compensate
             }
 
             #p::inventory::submit! {

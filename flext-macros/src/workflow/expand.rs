@@ -9,6 +9,7 @@ use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 
 use super::parse::{Step, WorkflowDef};
+use crate::common::dispatch;
 use crate::common::respan;
 use crate::common::sig::{Method, Role};
 use crate::common::util::type_key;
@@ -109,6 +110,23 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
             quote!(#check();)
         });
 
+    let scope = quote!(#p::WorkflowScope);
+    let run_step = dispatch::by_index(
+        &p,
+        "run_step",
+        scope.clone(),
+        quote!(#p::StepOutput),
+        run_arms,
+        quote!(::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index))),
+    );
+    let compensate = dispatch::by_index(
+        &p,
+        "compensate",
+        scope,
+        quote!(()),
+        compensate_arms,
+        quote!(::core::result::Result::Ok(())),
+    );
     let header = respan(quote!(impl #p::Workflow for #self_ty), self_ty.span());
     quote! {
         #item
@@ -121,31 +139,8 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#p::WorkflowStepSpec] = &[#(#specs),*];
 
-                fn run_step<'__flext_a>(
-                    &'__flext_a self,
-                    __flext_index: usize,
-                    __flext_scope: &'__flext_a #p::WorkflowScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::StepOutput>> {
-                    ::std::boxed::Box::pin(async move {
-                        match __flext_index {
-                            #(#run_arms)*
-                            _ => ::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index)),
-                        }
-                    })
-                }
-
-                fn compensate<'__flext_a>(
-                    &'__flext_a self,
-                    __flext_index: usize,
-                    __flext_scope: &'__flext_a #p::WorkflowScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
-                    ::std::boxed::Box::pin(async move {
-                        match __flext_index {
-                            #(#compensate_arms)*
-                            _ => ::core::result::Result::Ok(()),
-                        }
-                    })
-                }
+                #run_step
+                #compensate
 
                 fn step_stats() -> &'static [::std::sync::Arc<#p::ServiceStats>] {
                     static STATS: ::std::sync::OnceLock<::std::vec::Vec<::std::sync::Arc<#p::ServiceStats>>> =

@@ -48,6 +48,7 @@ mod runner;
 mod sqlite;
 mod start;
 mod step;
+mod workflow;
 
 pub use self::durable::Durable;
 #[doc(hidden)]

@@ -175,61 +175,6 @@ impl SagaRunner {
         self.run_with_id(Uuid::new_v4(), saga, ctx).await
     }
 
-    /// Runs a [`Workflow`](crate::workflow::Workflow) with this runner's state (for its
-    /// steps' `State<T>` parameters) and its compensation settings
-    /// ([`compensation_attempts`](SagaRunnerBuilder::compensation_attempts), 100 ms first
-    /// backoff, [`backoff_cap`](SagaRunnerBuilder::backoff_cap)). Nothing is written to
-    /// the log: a workflow runs in memory (see [`crate::workflow`]).
-    ///
-    /// ```
-    /// use flext::prelude::*;
-    /// use flext::saga::{MemoryLog, SagaRunner};
-    /// use std::sync::{Arc, Mutex};
-    ///
-    /// struct Import;
-    ///
-    /// #[workflow]
-    /// impl Import {
-    ///     #[workflow_step(compensate = unload)]
-    ///     async fn load(&self, table: State<Arc<Mutex<Vec<u32>>>>) -> Result<usize> {
-    ///         table.lock().unwrap().extend([1, 2, 3]);
-    ///         Ok(3)
-    ///     }
-    ///     async fn unload(&self, loaded: &usize, table: State<Arc<Mutex<Vec<u32>>>>) -> Result<()> {
-    ///         let mut rows = table.lock().unwrap();
-    ///         let keep = rows.len() - loaded;
-    ///         rows.truncate(keep);
-    ///         Ok(())
-    ///     }
-    ///
-    ///     #[workflow_step(depends_on = [load])]
-    ///     async fn index(&self, loaded: &usize) -> Result<()> {
-    ///         Err(Error::infrastructure("index.full", format!("no room for {loaded} rows")))
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let table = Arc::new(Mutex::new(Vec::<u32>::new()));
-    /// let runner = SagaRunner::builder(MemoryLog::new()).state(table.clone()).build();
-    /// let run = runner.run_workflow(&Import, &Context::new()).await;
-    /// assert_eq!(run.failed_step().unwrap().name, "index");
-    /// assert_eq!(run.compensated(), ["load"]);
-    /// assert!(table.lock().unwrap().is_empty());
-    /// # }
-    /// ```
-    pub async fn run_workflow<W: crate::workflow::Workflow>(
-        &self,
-        workflow: &W,
-        ctx: &Context,
-    ) -> crate::workflow::WorkflowRun {
-        let policy = crate::workflow::Policy {
-            attempts: self.compensation_attempts.max(1),
-            first: Duration::from_millis(100),
-            cap: self.backoff_cap,
-        };
-        crate::workflow::drive(workflow, ctx, &self.state, policy).await
-    }
-
     /// The backoff of a step or compensation whose first wait is `first_ms`.
     fn backoff(&self, first_ms: u64) -> Backoff {
         Backoff::new(Duration::from_millis(first_ms), self.backoff_cap)

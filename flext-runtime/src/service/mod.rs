@@ -8,21 +8,20 @@
 
 use std::future::Future;
 
+mod batch;
 mod driver;
 mod metrics;
 mod processor;
 
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result, RuleViolation};
+pub use batch::{BatchOptions, BatchReport, FailureGroup, Progress};
 #[doc(hidden)]
 pub use driver::{Rules, run_async, run_sync, service_span, step, undo};
 #[doc(hidden)]
 pub use metrics::ServiceStats;
 pub use metrics::{MetricsReport, ServiceReport};
-pub use processor::{
-    AsyncServiceProcessor, BatchOptions, BatchReport, CancellationToken, FailureGroup, Progress,
-    ServiceProcessor,
-};
+pub use processor::{AsyncServiceProcessor, CancellationToken, ServiceProcessor};
 
 /// A domain service: validates its inputs with business rules, then runs its steps.
 ///
