@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use flext::BoxFuture;
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
 use flext::postgres::{PgDatabase, PgProjection, PgProjectionRunner, PgUnitOfWork, TestCluster};
-use flext::saga::{Lease, SagaLog, SagaRecord, SagaState, Transition};
+use flext::saga::{Fence, Lease, SagaLog, SagaRecord, SagaState, Transition};
 use flext::{Context, Uuid};
 
 /// Runs `iters` operations split across `writers` tasks; returns the wall time.
@@ -145,6 +145,7 @@ fn saga(id: Uuid) -> SagaRecord {
         lease_until_ms: u64::MAX / 2,
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     }
 }
 
@@ -204,9 +205,17 @@ fn transitions(c: &mut Criterion, rt: &tokio::runtime::Runtime, db: &PgDatabase)
                 concurrent(rt, writers, iters, move |w, i| {
                     let (log, lease, ids) = (log.clone(), lease.clone(), ids.clone());
                     async move {
-                        log.append(ids[w as usize], &transition(i), SagaState::Running, &lease)
-                            .await
-                            .unwrap();
+                        // Each writer's saga: its i-th write follows its i transitions.
+                        let fence = Fence { epoch: 1, seq: i };
+                        log.append(
+                            ids[w as usize],
+                            &transition(i),
+                            SagaState::Running,
+                            &lease,
+                            fence,
+                        )
+                        .await
+                        .unwrap();
                     }
                 })
             })

@@ -113,6 +113,7 @@ fn saga(id: Uuid) -> SagaRecord {
         lease_until_ms: 0,
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     }
 }
 

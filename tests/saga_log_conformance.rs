@@ -17,8 +17,8 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    Lease, MemoryLog, OperatorAction, OperatorCommand, SagaFilter, SagaLog, SagaOutcome,
-    SagaRecord, SagaRunner, SagaState, Transition,
+    ClaimRequest, Fence, Lease, MemoryLog, OperatorAction, OperatorCommand, SagaFilter, SagaLog,
+    SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -212,6 +212,7 @@ async fn creation_contract(log: Arc<dyn SagaLog>) {
         lease_until_ms: flext::saga::now_ms() + 60_000,
         definition: "reserve\tu32\tunreserve\t".into(),
         created_ms: 1_000,
+        epoch: 1,
     };
     log.create(&record).await.unwrap();
     assert_eq!(log.load(id).await.unwrap(), record);
@@ -248,10 +249,27 @@ async fn creation_contract(log: Arc<dyn SagaLog>) {
         ),
     ];
     let before = flext::saga::now_ms();
-    for (t, state) in &steps {
-        log.append(id, t, *state, &lease).await.unwrap();
+    for (seq, (t, state)) in steps.iter().enumerate() {
+        let fence = Fence {
+            epoch: 1,
+            seq: seq as u64,
+        };
+        log.append(id, t, *state, &lease, fence).await.unwrap();
         assert_eq!(log.load(id).await.unwrap().state, *state);
     }
+    // Nothing follows a final state, whoever writes.
+    let after_end = log
+        .append(
+            id,
+            &steps[0].0,
+            SagaState::Running,
+            &lease,
+            Fence { epoch: 1, seq: 3 },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(after_end.code(), codes::SAGA_LEASE_LOST);
+    assert!(after_end.message().contains("compensated"), "{after_end}");
     let loaded = log.load(id).await.unwrap();
     let written: Vec<Transition> = steps.iter().map(|(t, _)| t.clone()).collect();
     assert_eq!(loaded.transitions, written);
@@ -270,15 +288,23 @@ async fn creation_contract(log: Arc<dyn SagaLog>) {
     for err in [
         log.load(unknown).await.unwrap_err(),
         log.history(unknown).await.unwrap_err(),
-        log.append(unknown, &steps[0].0, SagaState::Running, &lease)
-            .await
-            .unwrap_err(),
+        log.append(
+            unknown,
+            &steps[0].0,
+            SagaState::Running,
+            &lease,
+            Fence { epoch: 1, seq: 0 },
+        )
+        .await
+        .unwrap_err(),
     ] {
         assert_eq!(err.code(), codes::SAGA_NOT_FOUND, "{err}");
     }
 }
 
-/// A live lease keeps other runners out; an expired one is taken over.
+/// A live lease keeps other runners out; an expired one is taken over under a new
+/// epoch, and from then on the old holder's writes are refused: a stale epoch, a stale
+/// predecessor, and anything after a final state.
 async fn lease_contract(log: &dyn SagaLog) {
     let id = Uuid::new_v4();
     let record = SagaRecord {
@@ -292,6 +318,7 @@ async fn lease_contract(log: &dyn SagaLog) {
         lease_until_ms: flext::saga::now_ms() + 60_000,
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     };
     log.create(&record).await.unwrap();
     let a = Lease {
@@ -302,36 +329,97 @@ async fn lease_contract(log: &dyn SagaLog) {
         owner: "process-b".into(),
         duration_ms: 60_000,
     };
-    let t = Transition::StepCompleted {
-        index: 0,
-        output: serde_json::json!({"step": "x", "key": "k"}),
+    let step = |index: usize| Transition::StepCompleted {
+        index,
+        output: serde_json::json!({"step": index, "key": "k"}),
         attempts: 1,
     };
-    let err = log
-        .append(id, &t, SagaState::Running, &b)
+    let t = step(0);
+    log.append(id, &t, SagaState::Running, &a, Fence { epoch: 1, seq: 0 })
+        .await
+        .unwrap();
+    // A second write following the same transition loses: another write came first.
+    let twice = log
+        .append(
+            id,
+            &step(1),
+            SagaState::Running,
+            &a,
+            Fence { epoch: 1, seq: 0 },
+        )
         .await
         .unwrap_err();
     assert_eq!(
-        (err.kind(), err.code()),
+        (twice.kind(), twice.code()),
         (ErrorKind::Conflict, codes::SAGA_LEASE_LOST)
     );
-    log.append(id, &t, SagaState::Running, &a).await.unwrap();
     assert!(
-        log.claim_expired(&b, flext::saga::now_ms())
+        twice.message().contains("another write came first"),
+        "{twice}"
+    );
+    assert!(
+        log.claim_expired(&ClaimRequest::any(&b, flext::saga::now_ms()))
             .await
             .unwrap()
+            .sagas
             .is_empty(),
         "a's lease is live"
     );
-    // Much later, a has stopped renewing: b takes over.
+    // Much later, a has stopped renewing: b takes over, under epoch 2.
     let later = flext::saga::now_ms() + 120_000;
-    let claimed = log.claim_expired(&b, later).await.unwrap();
+    let claimed = log
+        .claim_expired(&ClaimRequest::any(&b, later))
+        .await
+        .unwrap()
+        .sagas;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].owner, "process-b");
-    assert_eq!(claimed[0].transitions, [t]);
+    assert_eq!(claimed[0].epoch, 2);
+    assert_eq!(claimed[0].transitions, [t.clone()]);
+    assert_eq!(log.load(id).await.unwrap().epoch, 2);
+    // a wakes up and writes under its old epoch: refused, nothing written.
+    let stale = log
+        .append(
+            id,
+            &step(1),
+            SagaState::Completed,
+            &a,
+            Fence { epoch: 1, seq: 1 },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), codes::SAGA_LEASE_LOST);
+    assert!(stale.message().contains("claimed again"), "{stale}");
+    assert_eq!(log.load(id).await.unwrap().transitions, [t.clone()]);
+    log.append(
+        id,
+        &step(1),
+        SagaState::Completed,
+        &b,
+        Fence::of(&claimed[0]),
+    )
+    .await
+    .unwrap();
+    // A finished saga is never claimed again, however old its lease.
+    let much_later = flext::saga::now_ms() + 10_000_000;
+    assert!(
+        log.claim_expired(&ClaimRequest::any(&a, much_later))
+            .await
+            .unwrap()
+            .sagas
+            .is_empty()
+    );
+    let settled = log
+        .settle(id, SagaState::Compensated, Fence { epoch: 2, seq: 2 })
+        .await
+        .unwrap_err();
+    assert_eq!(settled.code(), codes::SAGA_LEASE_LOST);
+    assert_eq!(log.load(id).await.unwrap().state, SagaState::Completed);
 }
 
-/// Only the runner holding a live lease renews it; an expired lease is not renewed.
+/// Renewal is fenced by the epoch: the holder renews (an expired lease too, while
+/// nobody claimed the saga); once it is claimed again, the old holder cannot renew it
+/// back.
 async fn renewal_contract(log: Arc<dyn SagaLog>) {
     let id = Uuid::new_v4();
     let now = flext::saga::now_ms();
@@ -346,6 +434,7 @@ async fn renewal_contract(log: Arc<dyn SagaLog>) {
         lease_until_ms: now + 60_000,
         definition: String::new(),
         created_ms: now,
+        epoch: 1,
     })
     .await
     .unwrap();
@@ -353,24 +442,22 @@ async fn renewal_contract(log: Arc<dyn SagaLog>) {
         owner: owner.into(),
         duration_ms,
     };
-    log.renew(id, &lease("a/1", 120_000)).await.unwrap();
+    log.renew(id, &lease("a/1", 120_000), 1).await.unwrap();
     assert!(log.load(id).await.unwrap().lease_until_ms >= now + 120_000);
-    let theirs = log.renew(id, &lease("b/1", 60_000)).await.unwrap_err();
-    assert_eq!(theirs.code(), codes::SAGA_LEASE_LOST);
-    assert!(theirs.message().contains("a/1"), "{theirs}");
     // Once expired and taken over, the old holder cannot renew it back.
     let later = flext::saga::now_ms() + 200_000;
-    assert_eq!(
-        log.claim_expired(&lease("b/1", 60_000), later)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let lost = log.renew(id, &lease("a/1", 60_000)).await.unwrap_err();
+    let claimed = log
+        .claim_expired(&ClaimRequest::any(&lease("b/1", 60_000), later))
+        .await
+        .unwrap()
+        .sagas;
+    assert_eq!(claimed.len(), 1);
+    let lost = log.renew(id, &lease("a/1", 60_000), 1).await.unwrap_err();
     assert_eq!(lost.code(), codes::SAGA_LEASE_LOST);
+    assert!(lost.message().contains("b/1"), "{lost}");
+    log.renew(id, &lease("b/1", 60_000), 2).await.unwrap();
     let unknown = log
-        .renew(Uuid::new_v4(), &lease("a/1", 1))
+        .renew(Uuid::new_v4(), &lease("a/1", 1), 1)
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), codes::SAGA_NOT_FOUND);
@@ -487,10 +574,10 @@ async fn heartbeat_contract(log: Arc<dyn SagaLog>) {
         duration_ms: 600,
     };
     let claimable = log
-        .claim_expired(&other, flext::saga::now_ms())
+        .claim_expired(&ClaimRequest::any(&other, flext::saga::now_ms()))
         .await
         .unwrap();
-    assert!(claimable.is_empty(), "the heartbeat kept the lease");
+    assert!(claimable.sagas.is_empty(), "the heartbeat kept the lease");
     gate.release.notify_one();
     assert_eq!(task.await.unwrap().unwrap().state(), SagaState::Compensated);
     assert_eq!(gate.undone.load(Ordering::SeqCst), 1);
@@ -593,6 +680,7 @@ async fn recovery_loop_contract(log: Arc<dyn SagaLog>) {
         lease_until_ms: flext::saga::now_ms().saturating_sub(1),
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     })
     .await
     .unwrap();
@@ -708,6 +796,7 @@ async fn definition_contract(log: Arc<dyn SagaLog>) {
         lease_until_ms: flext::saga::now_ms().saturating_sub(1),
         definition: definition.into(),
         created_ms: 0,
+        epoch: 1,
     };
     // `Paused` once had a step `notify` between `reserve` and `charge`, and `charge`
     // returned a `u32`.
@@ -723,17 +812,39 @@ async fn definition_contract(log: Arc<dyn SagaLog>) {
         .shared_state(gate.clone())
         .build();
     let report = runner.recover().await.unwrap();
-    assert_eq!(report.len(), 2);
+    assert_eq!(report.len(), 1, "only the accepted saga is claimed");
+    assert_eq!(report.refused.len(), 1, "the changed one is reported");
     let result = |id| {
         &report
             .sagas
             .iter()
+            .chain(&report.refused)
             .find(|s| s.saga_id == id)
             .unwrap()
             .result
     };
     let err = result(changed.id).as_ref().unwrap_err();
     assert_eq!(err.code(), codes::SAGA_DEFINITION_CHANGED);
+    // Untouched: the refusal changed no owner, lease or epoch, and wrote nothing.
+    let left = log.load(changed.id).await.unwrap();
+    assert_eq!(
+        (
+            left.owner.as_str(),
+            left.lease_until_ms,
+            left.epoch,
+            left.state
+        ),
+        (
+            "old-version/0",
+            changed.lease_until_ms,
+            1,
+            SagaState::Running
+        )
+    );
+    // Every pass reports it again, and still touches nothing.
+    let again = runner.recover().await.unwrap();
+    assert_eq!((again.len(), again.refused.len()), (0, 1));
+    assert_eq!(log.load(changed.id).await.unwrap(), left);
     for change in [
         "step `notify` was removed or renamed",
         "the output of `charge` changed from `u32` to `u64`",
@@ -781,6 +892,7 @@ async fn filter_contract(log: Arc<dyn SagaLog>) {
             lease_until_ms: base + 200_000,
             definition: String::new(),
             created_ms: base + n as u64 * 10_000,
+            epoch: 1,
         })
         .await
         .unwrap();
@@ -790,7 +902,9 @@ async fn filter_contract(log: Arc<dyn SagaLog>) {
                 error: flext::saga::ErrorRecord::from(&Error::conflict("test.x", "x")),
                 attempts: 1,
             };
-            log.append(id, &t, state, &lease).await.unwrap();
+            log.append(id, &t, state, &lease, Fence { epoch: 1, seq: 0 })
+                .await
+                .unwrap();
         }
         ids.push(id);
     }

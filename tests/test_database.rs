@@ -18,7 +18,8 @@ use flext::database::{
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
 use flext::prelude::*;
 use flext::saga::{
-    Lease, SagaFilter, SagaLog, SagaRecord, SagaRunner, SagaState, Transition, saga_id_for_event,
+    Fence, Lease, SagaFilter, SagaLog, SagaRecord, SagaRunner, SagaState, Transition,
+    saga_id_for_event,
 };
 use flext::{BoxFuture, Uuid};
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,7 @@ async fn events_outbox_saga_log_and_checkpoint_commit_in_one_transaction() {
         lease_until_ms: flext::saga::now_ms() + 60_000,
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     };
     let lease = Lease {
         owner: "w/1".into(),
@@ -155,7 +157,7 @@ async fn events_outbox_saga_log_and_checkpoint_commit_in_one_transaction() {
         move |uow: &UnitOfWork<'_>| -> Result<()> {
             uow.append_events(stream, 0, &[event("placed", 1, ctx), event("paid", 2, ctx)])?;
             uow.create_saga(saga)?;
-            uow.append_saga(saga.id, step, SagaState::Running, lease)?;
+            uow.append_saga(saga.id, step, SagaState::Running, lease, Fence::of(saga))?;
             Applied.setup(uow)?;
             uow.connection()
                 .execute(

@@ -11,8 +11,8 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    HistoryEntry, Lease, MemoryLog, OperatorCommand, SagaFilter, SagaLog, SagaOutcome, SagaRecord,
-    SagaRunner, SagaState, SagaSummary, Transition,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, MemoryLog, OperatorCommand, SagaFilter,
+    SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};
 use serde::{Deserialize, Serialize};
@@ -488,13 +488,18 @@ struct CrashingLog {
 }
 
 impl CrashingLog {
-    fn crash(&self) -> Result<()> {
+    fn crash<T>(&self) -> Result<T> {
         Err(Error::infrastructure("test.crash", "the process died here"))
     }
 
     /// Whether this write is the one to crash at.
     fn is_crash_point(&self) -> bool {
         self.writes.fetch_add(1, Ordering::SeqCst) == self.crash_at
+    }
+
+    /// Whether the process is dead: nothing it does reaches the log any more.
+    fn dead(&self) -> bool {
+        self.writes.load(Ordering::SeqCst) > self.crash_at
     }
 }
 
@@ -517,32 +522,39 @@ impl SagaLog for CrashingLog {
         t: &'a Transition,
         state: SagaState,
         lease: &'a Lease,
+        fence: Fence,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if self.dead() {
+                return self.crash();
+            }
             if !self.is_crash_point() {
-                return self.inner.append(id, t, state, lease).await;
+                return self.inner.append(id, t, state, lease, fence).await;
             }
             if self.after_commit {
-                self.inner.append(id, t, state, lease).await?;
+                self.inner.append(id, t, state, lease, fence).await?;
             }
             self.crash()
         })
     }
 
+    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
+        self.inner.settle(id, state, fence)
+    }
+
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
+        if self.dead() {
+            return Box::pin(std::future::ready(self.crash()));
+        }
         self.inner.load(id)
     }
 
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
-        self.inner.claim_expired(lease, now_ms)
+    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
+        self.inner.claim_expired(request)
     }
 
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
-        self.inner.renew(id, lease)
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>> {
+        self.inner.renew(id, lease, epoch)
     }
 
     fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
@@ -777,7 +789,7 @@ async fn a_log_written_before_definitions_were_recorded_opens_and_reads() {
 }
 
 /// At `synchronous = FULL` writes waiting together share one commit, and a write the
-/// log refuses (here, a lease held by another runner) rolls back alone: the others in
+/// log refuses (here, a stale epoch: the saga was claimed by another runner) rolls back alone: the others in
 /// its group are committed.
 #[cfg(feature = "sqlite")]
 #[tokio::test]
@@ -801,6 +813,7 @@ async fn a_refused_write_in_a_group_commit_rolls_back_alone() {
         lease_until_ms: flext::saga::now_ms() + 60_000,
         definition: String::new(),
         created_ms: 0,
+        epoch: 1,
     };
     let (mine, theirs) = (saga("ours/1"), saga("theirs/1"));
     log.create(&mine).await.unwrap();
@@ -821,8 +834,19 @@ async fn a_refused_write_in_a_group_commit_rolls_back_alone() {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let id = if i % 2 == 0 { mine.id } else { theirs.id };
-            (id, log.append(id, t, SagaState::Running, &ours))
+            // Ours follow each other under our epoch; theirs state an epoch gone by.
+            let (id, fence) = if i % 2 == 0 {
+                (
+                    mine.id,
+                    Fence {
+                        epoch: 1,
+                        seq: i as u64 / 2,
+                    },
+                )
+            } else {
+                (theirs.id, Fence { epoch: 0, seq: 0 })
+            };
+            (id, log.append(id, t, SagaState::Running, &ours, fence))
         })
         .collect();
     blocker.execute_batch("COMMIT").unwrap();

@@ -86,6 +86,7 @@ pub struct Context {
     /// `None` when empty: a root context allocates nothing.
     metadata: Option<Arc<BTreeMap<String, String>>>,
     idempotency_key: Option<Arc<str>>,
+    fencing_token: Option<u64>,
 }
 
 impl Default for Context {
@@ -107,6 +108,7 @@ impl Context {
             deadline: None,
             metadata: None,
             idempotency_key: None,
+            fencing_token: None,
         }
     }
 
@@ -129,6 +131,7 @@ impl Context {
             metadata: self.metadata.clone(),
             // An idempotency key names one operation; a child is another one.
             idempotency_key: None,
+            fencing_token: None,
         }
     }
 
@@ -168,6 +171,34 @@ impl Context {
     /// crash; deduplicate side effects on it.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
+    }
+
+    /// Sets the fencing token this operation runs under (what [`fencing_token`]
+    /// returns); saga runners set it for every step. Not inherited by
+    /// [`child`](Self::child).
+    ///
+    /// [`fencing_token`]: Self::fencing_token
+    pub fn with_fencing_token(mut self, token: u64) -> Self {
+        self.fencing_token = Some(token);
+        self
+    }
+
+    /// The fencing token of the claim this operation runs under, when one is set: for a
+    /// saga step, the saga's epoch ([`SagaRecord::epoch`](crate::saga::SagaRecord::epoch)),
+    /// which grows by one each time another runner claims the saga. A step's body may
+    /// still overlap with the same step under a newer epoch (a runner that paused past
+    /// its lease); a step that fences its own side effects stores the highest token it
+    /// saw next to the [`idempotency_key`](Self::idempotency_key) and refuses a lower one
+    /// (Kleppmann, "How to do distributed locking", 2016).
+    ///
+    /// ```
+    /// use flext::Context;
+    /// let ctx = Context::new().with_fencing_token(3);
+    /// assert_eq!(ctx.fencing_token(), Some(3));
+    /// assert_eq!(ctx.child().fencing_token(), None);
+    /// ```
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 
     /// Adds a metadata entry (replacing an earlier value for `key`).

@@ -174,7 +174,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
             }
 
             #p::inventory::submit! {
-                #p::SagaRegistration::new(#name, #p::resume::<#self_ty>)
+                #p::SagaRegistration::of::<#self_ty>()
             }
 
             #[allow(dead_code)]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::db::{SharedConnection, Synchronous, db_error};
 use crate::error::Result;
 use crate::event_store::{EventEnvelope, NewEvent, SqliteEventStore, StreamId};
-use crate::saga::{Lease, SagaRecord, SagaState, SqliteLog, Transition};
+use crate::saga::{Fence, Lease, SagaRecord, SagaState, SqliteLog, Transition};
 
 /// A SQLite file holding every flext store. Cheap to clone: clones share the connection.
 ///
@@ -207,15 +207,16 @@ impl UnitOfWork<'_> {
     ///
     /// # Errors
     ///
-    /// `flext.saga.lease_lost` or `flext.saga.not_found`.
+    /// `flext.saga.lease_lost` (the fence is stale: see [`Fence`]) or `flext.saga.not_found`.
     pub fn append_saga(
         &self,
         id: Uuid,
         transition: &Transition,
         state: SagaState,
         lease: &Lease,
+        fence: Fence,
     ) -> Result<()> {
-        crate::saga::append_sqlite(self.conn, id, transition, state, lease)
+        crate::saga::append_sqlite(self.conn, id, transition, state, lease, fence)
     }
 
     /// The global position projection `name` has applied up to (0 before its first

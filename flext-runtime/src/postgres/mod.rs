@@ -201,7 +201,7 @@ impl PgDatabase {
 }
 
 /// The version of [`SCHEMA`]; raise it with every change to the schema.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// Every flext table, created when missing.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
@@ -268,7 +268,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
                  consumer TEXT NOT NULL,
                  event_id UUID NOT NULL,
                  PRIMARY KEY (consumer, event_id)
-             );";
+             );
+             -- version 2: fencing. The epoch moves on with every claim; seq counts the
+             -- transitions, so a write states the one it follows.
+             ALTER TABLE flext_sagas ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;
+             ALTER TABLE flext_sagas ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL DEFAULT 0;
+             UPDATE flext_sagas s SET seq = (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
+                 WHERE s.seq = 0;
+             CREATE INDEX IF NOT EXISTS flext_sagas_state_created ON flext_sagas (state, created_ms);
+             CREATE INDEX IF NOT EXISTS flext_sagas_name_created ON flext_sagas (name, created_ms);";
 
 impl PgDatabase {
     /// The saga log in this database.

@@ -7,13 +7,14 @@ use super::{PgDatabase, from_bigint, pg_error, to_bigint};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::saga::{
-    HistoryEntry, Lease, OperatorCommand, SagaFilter, SagaLog, SagaRecord, SagaState, SagaSummary,
-    Transition, now_ms,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, OperatorCommand, SagaFilter, SagaLog,
+    SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,
 };
 
-/// The saga log in PostgreSQL. Every write checks the lease in its `UPDATE ... WHERE`
-/// (the row lock serialises two runners' writes to one saga); takeover claims expired
-/// leases with `FOR UPDATE SKIP LOCKED`, so recovery loops in several processes never
+/// The saga log in PostgreSQL. Every write checks its fence (the saga's epoch and the
+/// transition it follows, [`Fence`]) in its `UPDATE ... WHERE` (the row lock serialises
+/// two runners' writes to one saga); takeover claims expired leases, moving the epoch on,
+/// with `FOR UPDATE SKIP LOCKED`, so recovery loops in several processes never
 /// claim the same saga; idempotent start is the primary key on the id. Commits come in
 /// groups from PostgreSQL itself (its WAL writer), with no writer thread of flext's.
 #[derive(Clone)]
@@ -36,7 +37,7 @@ fn state(s: &str) -> Result<SagaState> {
 async fn read(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Result<SagaRecord> {
     let row = client
         .query_opt(
-            "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms FROM flext_sagas WHERE id = $1",
+            "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms, epoch FROM flext_sagas WHERE id = $1",
             &[&id],
         )
         .await
@@ -65,16 +66,35 @@ async fn read(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Resul
         lease_until_ms: from_bigint(row.get(5)),
         definition: row.get(6),
         created_ms: from_bigint(row.get(7)),
+        epoch: from_bigint(row.get(8)),
     })
 }
 
-/// The error for a write the lease check refused: who holds the lease, or no such saga.
-async fn refused(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Error {
+/// The error for a write a fence check refused: why, from the row as it is now, or no
+/// such saga.
+async fn refused(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    fence: Option<Fence>,
+) -> Error {
     match client
-        .query_opt("SELECT owner FROM flext_sagas WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT owner, state, epoch, seq FROM flext_sagas WHERE id = $1",
+            &[&id],
+        )
         .await
     {
-        Ok(Some(row)) => crate::saga::lease_lost_error(id, row.get(0)),
+        Ok(Some(row)) => match (fence, state(row.get(1))) {
+            (Some(fence), Ok(now)) => crate::saga::fence_refused(
+                id,
+                now,
+                row.get(0),
+                from_bigint(row.get(2)),
+                from_bigint(row.get(3)),
+                fence,
+            ),
+            _ => crate::saga::lease_lost_error(id, row.get(0)),
+        },
         Ok(None) => crate::saga::unknown_saga_error(id),
         Err(e) => pg_error(e),
     }
@@ -83,18 +103,19 @@ async fn refused(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Er
 async fn insert_transition(
     client: &impl deadpool_postgres::GenericClient,
     id: Uuid,
+    seq: u64,
     body: &serde_json::Value,
     at: u64,
 ) -> Result<()> {
+    let seq = i32::try_from(seq).unwrap_or(i32::MAX);
     let statement = client
         .prepare_cached(
-            "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
-             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = $1), $2, $3)",
+            "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms) VALUES ($1, $2, $3, $4)",
         )
         .await
         .map_err(pg_error)?;
     client
-        .execute(&statement, &[&id, body, &to_bigint(at)])
+        .execute(&statement, &[&id, &seq, body, &to_bigint(at)])
         .await
         .map_err(pg_error)?;
     Ok(())
@@ -116,8 +137,8 @@ pub(super) async fn create_in(
     };
     let inserted = client
         .execute(
-            "INSERT INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition, epoch, seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0) ON CONFLICT (id) DO NOTHING",
             &[
                 &record.id,
                 &record.name,
@@ -128,6 +149,7 @@ pub(super) async fn create_in(
                 &to_bigint(record.lease_until_ms),
                 &to_bigint(created),
                 &record.definition,
+                &to_bigint(record.epoch),
             ],
         )
         .await
@@ -141,27 +163,28 @@ pub(super) async fn create_in(
     Ok(())
 }
 
-/// Records a transition through `client`, checking the lease: the lease check, the
-/// state, the renewed lease and the transition in one statement (its own transaction
-/// outside a unit of work). Nothing is written when the lease check refuses.
+/// Records a transition through `client` under `fence`: the fence check (in flight,
+/// the epoch, the transition it follows), the state, the renewed lease and the
+/// transition in one statement (its own transaction outside a unit of work). Nothing is
+/// written when the check refuses.
 pub(super) async fn append_in(
     client: &impl deadpool_postgres::GenericClient,
     id: Uuid,
     transition: &Transition,
     state: SagaState,
     lease: &Lease,
+    fence: Fence,
 ) -> Result<()> {
     let body = encode(transition)?;
     let now = now_ms();
     let statement = client
         .prepare_cached(
             "WITH u AS (
-                 UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3
-                 WHERE id = $4 AND (owner = $2 OR lease_until_ms <= $5)
-                 RETURNING id)
+                 UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3, seq = seq + 1
+                 WHERE id = $4 AND epoch = $7 AND seq = $8 AND state IN ('running', 'compensating')
+                 RETURNING id, seq)
              INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
-             SELECT u.id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = u.id), $6, $5
-             FROM u",
+             SELECT u.id, u.seq::integer, $6, $5 FROM u",
         )
         .await
         .map_err(pg_error)?;
@@ -175,12 +198,14 @@ pub(super) async fn append_in(
                 &id,
                 &to_bigint(now),
                 &body,
+                &to_bigint(fence.epoch),
+                &to_bigint(fence.seq),
             ],
         )
         .await
         .map_err(pg_error)?;
     if written == 0 {
-        return Err(refused(client, id).await);
+        return Err(refused(client, id, Some(fence)).await);
     }
     Ok(())
 }
@@ -196,65 +221,117 @@ impl SagaLog for PgSagaLog {
         transition: &'a Transition,
         state: SagaState,
         lease: &'a Lease,
+        fence: Fence,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(
-            async move { append_in(&self.db.client().await?, id, transition, state, lease).await },
-        )
+        Box::pin(async move {
+            append_in(
+                &self.db.client().await?,
+                id,
+                transition,
+                state,
+                lease,
+                fence,
+            )
+            .await
+        })
+    }
+
+    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let client = self.db.client().await?;
+            let changed = client
+                .execute(
+                    "UPDATE flext_sagas SET state = $1
+                     WHERE id = $2 AND epoch = $3 AND seq = $4 AND state IN ('running', 'compensating')",
+                    &[&state.as_str(), &id, &to_bigint(fence.epoch), &to_bigint(fence.seq)],
+                )
+                .await
+                .map_err(pg_error)?;
+            if changed == 0 {
+                return Err(refused(&client, id, Some(fence)).await);
+            }
+            Ok(())
+        })
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
         Box::pin(async move { read(&self.db.client().await?, id).await })
     }
 
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
         Box::pin(async move {
-            let client = self.db.client().await?;
-            // Rows another process is claiming at this moment are skipped, not waited for.
-            let claimed = client
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // Rows another process is claiming at this moment are skipped, not waited for;
+            // the rows locked here are checked and claimed before the commit.
+            let names: Vec<String> = request.names.iter().map(|n| (*n).to_owned()).collect();
+            let candidates = tx
                 .query(
-                    "UPDATE flext_sagas SET owner = $1, lease_until_ms = $2
-                     WHERE id IN (
-                         SELECT id FROM flext_sagas
-                         WHERE state IN ('running', 'compensating') AND lease_until_ms <= $3
-                         FOR UPDATE SKIP LOCKED)
-                     RETURNING id, created_ms",
-                    &[
-                        &lease.owner,
-                        &to_bigint(now_ms.saturating_add(lease.duration_ms)),
-                        &to_bigint(now_ms),
-                    ],
+                    "SELECT id FROM flext_sagas
+                     WHERE state IN ('running', 'compensating') AND lease_until_ms <= $1
+                       AND (cardinality($2::text[]) = 0 OR name = ANY($2))
+                       AND ($3::uuid IS NULL OR id = $3)
+                     ORDER BY created_ms, id
+                     FOR UPDATE SKIP LOCKED",
+                    &[&to_bigint(request.now_ms), &names, &request.only],
                 )
                 .await
                 .map_err(pg_error)?;
-            let mut ids: Vec<(i64, Uuid)> = claimed.iter().map(|r| (r.get(1), r.get(0))).collect();
-            ids.sort();
-            let mut records = Vec::with_capacity(ids.len());
-            for (_, id) in ids {
-                records.push(read(&client, id).await?);
+            let until = request.now_ms.saturating_add(request.lease.duration_ms);
+            let mut claimed = Claimed::default();
+            for row in candidates {
+                if claimed.sagas.len() >= request.limit {
+                    break;
+                }
+                let id: Uuid = row.get(0);
+                let mut record = match read(&tx, id).await {
+                    Ok(record) => record,
+                    Err(e) if e.code() == crate::codes::SAGA_LOG_CORRUPT => {
+                        claimed.refused.push((id, e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Err(e) = (request.accept)(&record) {
+                    claimed.refused.push((id, e));
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE flext_sagas SET owner = $1, lease_until_ms = $2, epoch = epoch + 1 WHERE id = $3",
+                    &[&request.lease.owner, &to_bigint(until), &id],
+                )
+                .await
+                .map_err(pg_error)?;
+                record.owner.clone_from(&request.lease.owner);
+                record.lease_until_ms = until;
+                record.epoch += 1;
+                claimed.sagas.push(record);
             }
-            Ok(records)
+            tx.commit().await.map_err(pg_error)?;
+            Ok(claimed)
         })
     }
 
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let client = self.db.client().await?;
             let now = now_ms();
             let changed = client
                 .execute(
-                    "UPDATE flext_sagas SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 AND lease_until_ms > $4",
-                    &[&to_bigint(now.saturating_add(lease.duration_ms)), &id, &lease.owner, &to_bigint(now)],
+                    "UPDATE flext_sagas SET lease_until_ms = $1
+                     WHERE id = $2 AND epoch = $3 AND state IN ('running', 'compensating')",
+                    &[
+                        &to_bigint(now.saturating_add(lease.duration_ms)),
+                        &id,
+                        &to_bigint(epoch),
+                    ],
                 )
                 .await
                 .map_err(pg_error)?;
             if changed == 1 {
                 Ok(())
             } else {
-                Err(refused(&client, id).await)
+                Err(refused(&client, id, None).await)
             }
         })
     }
@@ -268,8 +345,10 @@ impl SagaLog for PgSagaLog {
             let params: [&(dyn ToSql + Sync); 4] = [&state_filter, &filter.name, &before, &limit];
             let rows = client
                 .query(
-                    "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms,
-                            (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
+                    "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms, s.seq,
+                            CASE WHEN s.state = 'stuck' THEN
+                                (SELECT body FROM flext_saga_transitions t WHERE t.saga_id = s.id AND t.seq = s.seq)
+                            END
                      FROM flext_sagas s
                      WHERE ($1::text IS NULL OR s.state = $1)
                        AND ($2::text IS NULL OR s.name = $2)
@@ -282,14 +361,22 @@ impl SagaLog for PgSagaLog {
                 .map_err(pg_error)?;
             rows.into_iter()
                 .map(|r| {
+                    let now = state(r.get(2))?;
+                    let last: Vec<Transition> = match r.get::<_, Option<serde_json::Value>>(7) {
+                        Some(body) => vec![
+                            serde_json::from_value(body).map_err(|e| corrupt("a transition", e))?,
+                        ],
+                        None => Vec::new(),
+                    };
                     Ok(SagaSummary {
                         id: r.get(0),
                         name: r.get(1),
-                        state: state(r.get(2))?,
+                        state: now,
                         owner: r.get(3),
                         created_ms: from_bigint(r.get(4)),
                         lease_until_ms: from_bigint(r.get(5)),
                         transitions: usize::try_from(r.get::<_, i64>(6)).unwrap_or(0),
+                        stuck_at: StuckAt::of(now, &last),
                     })
                 })
                 .collect()
@@ -341,17 +428,19 @@ impl SagaLog for PgSagaLog {
             let mut record = read(&tx, id).await?;
             command.apply_to(&mut record, lease, now_ms)?;
             tx.execute(
-                "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3 WHERE id = $4",
+                "UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3, epoch = $4, seq = $5 WHERE id = $6",
                 &[
                     &record.state.as_str(),
                     &record.owner,
                     &to_bigint(record.lease_until_ms),
+                    &to_bigint(record.epoch),
+                    &to_bigint(record.transitions.len() as u64),
                     &id,
                 ],
             )
             .await
             .map_err(pg_error)?;
-            insert_transition(&tx, id, &body, now_ms).await?;
+            insert_transition(&tx, id, record.transitions.len() as u64, &body, now_ms).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(record)
         })

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{PgDatabase, pg_error};
 use crate::error::Result;
 use crate::event_store::{EventEnvelope, NewEvent, StreamId};
-use crate::saga::{Lease, SagaRecord, SagaState, Transition};
+use crate::saga::{Fence, Lease, SagaRecord, SagaState, Transition};
 
 /// One transaction on a [`PgDatabase`]: events with their outbox rows, saga records and
 /// transitions, projection checkpoints, inbox entries, and the caller's own tables through
@@ -163,15 +163,16 @@ impl PgUnitOfWork {
     ///
     /// # Errors
     ///
-    /// `flext.saga.lease_lost` or `flext.saga.not_found`.
+    /// `flext.saga.lease_lost` (the fence is stale: see [`Fence`]) or `flext.saga.not_found`.
     pub async fn append_saga(
         &self,
         id: Uuid,
         transition: &Transition,
         state: SagaState,
         lease: &Lease,
+        fence: Fence,
     ) -> Result<()> {
-        self.track(super::saga::append_in(self.object(), id, transition, state, lease).await)
+        self.track(super::saga::append_in(self.object(), id, transition, state, lease, fence).await)
     }
 
     /// The global position projection `name` has applied up to (0 before its first

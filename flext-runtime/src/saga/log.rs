@@ -8,6 +8,9 @@ use uuid::Uuid;
 use crate::error::{Error, ErrorKind, Result};
 use crate::future::BoxFuture;
 
+pub use super::fence::{ClaimRequest, Claimed, Fence};
+pub use super::listing::{SagaFilter, SagaSummary, StuckAt};
+
 /// Where a saga is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -221,65 +224,6 @@ pub struct HistoryEntry {
     pub transition: Transition,
 }
 
-/// Which sagas [`SagaLog::list`] returns: every field that is set must match. The
-/// default matches every saga.
-///
-/// ```
-/// use std::time::Duration;
-/// use flext::saga::{SagaFilter, SagaState};
-/// let stuck_for_an_hour = SagaFilter::default()
-///     .state(SagaState::Stuck)
-///     .older_than(Duration::from_secs(3600));
-/// assert_eq!(stuck_for_an_hour.state, Some(SagaState::Stuck));
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SagaFilter {
-    /// Only sagas in this state.
-    pub state: Option<SagaState>,
-    /// Only sagas of this type (`SagaRecord::name`).
-    pub name: Option<String>,
-    /// Only sagas created before this time, in milliseconds since the Unix epoch.
-    pub created_before_ms: Option<u64>,
-    /// At most this many, oldest first.
-    pub limit: Option<usize>,
-}
-
-impl SagaFilter {
-    /// Only sagas in `state`.
-    pub fn state(mut self, state: SagaState) -> Self {
-        self.state = Some(state);
-        self
-    }
-
-    /// Only sagas of the type named `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Only sagas created at least `age` ago (from now).
-    pub fn older_than(mut self, age: std::time::Duration) -> Self {
-        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-        self.created_before_ms = Some(now_ms().saturating_sub(age));
-        self
-    }
-
-    /// At most `limit` sagas.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Whether `summary` passes the filter (the limit aside).
-    pub fn matches(&self, summary: &SagaSummary) -> bool {
-        self.state.is_none_or(|s| s == summary.state)
-            && self.name.as_deref().is_none_or(|n| n == summary.name)
-            && self
-                .created_before_ms
-                .is_none_or(|before| summary.created_ms < before)
-    }
-}
-
 /// Everything the log knows about one saga: its input, its state, the transitions so far,
 /// and who runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,25 +253,12 @@ pub struct SagaRecord {
     /// When the saga was created, in milliseconds since the Unix epoch.
     #[serde(default)]
     pub created_ms: u64,
-}
-
-/// A saga as listed for operators.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SagaSummary {
-    /// The saga's id.
-    pub id: Uuid,
-    /// The saga type's name.
-    pub name: String,
-    /// The current state.
-    pub state: SagaState,
-    /// How many transitions are recorded.
-    pub transitions: usize,
-    /// The runner holding the lease (or the operator who acted last).
-    pub owner: String,
-    /// When the saga was created, in milliseconds since the Unix epoch.
-    pub created_ms: u64,
-    /// Until when the owner's lease runs, in milliseconds since the Unix epoch.
-    pub lease_until_ms: u64,
+    /// The fencing token of the current claim: 1 at creation, one more on every claim
+    /// (a takeover by [`SagaLog::claim_expired`], an operator's action). A write states
+    /// the epoch it was made under ([`Fence`]) and the log refuses it once the epoch has
+    /// moved on. 0 in logs written before epochs were recorded.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl SagaRecord {
@@ -341,6 +272,7 @@ impl SagaRecord {
             owner: self.owner.clone(),
             created_ms: self.created_ms,
             lease_until_ms: self.lease_until_ms,
+            stuck_at: StuckAt::of(self.state, &self.transitions),
         }
     }
 }
@@ -363,15 +295,27 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Storage for saga progress. Backends: [`MemoryLog`](super::MemoryLog) for tests and
-/// [`SqliteLog`](super::SqliteLog) as the embedded default; the contract (leases checked
-/// on every write, one atomic write per transition) is what a PostgreSQL backend for
-/// several processes on several machines implements with `SELECT ... FOR UPDATE` or a
-/// conditional `UPDATE ... WHERE owner = $1 OR lease_until < now()`.
+/// Storage for saga progress. Backends: [`MemoryLog`](super::MemoryLog) for tests,
+/// [`SqliteLog`](super::SqliteLog) as the embedded default and `PgSagaLog` (the
+/// `postgres` feature) for several processes on several machines.
+///
+/// The contract every backend keeps, each inside one atomic write (and checked by the
+/// conformance suite, `tests/saga_log_conformance.rs`):
+///
+/// - **Fencing.** Every saga carries an epoch ([`SagaRecord::epoch`]) that changes on
+///   every claim. [`append`](Self::append), [`settle`](Self::settle) and
+///   [`renew`](Self::renew) state the epoch they are made under ([`Fence`]) and are
+///   refused with `flext.saga.lease_lost` once it moved on; an append also states the
+///   transition it follows and is refused when another write came first.
+/// - **Nothing after the end.** A saga that is completed, compensated, resolved or stuck
+///   takes no runner's write; only an operator's [`act`](Self::act) moves a stuck one.
+/// - **Leases say when to take over.** [`claim_expired`](Self::claim_expired) takes only
+///   sagas whose lease expired, and moves their epoch on.
 ///
 /// Every method is async and object safe, so the runner holds an `Arc<dyn SagaLog>`.
 pub trait SagaLog: Send + Sync + 'static {
-    /// Records a new saga in state [`SagaState::Running`], leased to `lease.owner`.
+    /// Records a new saga in state [`SagaState::Running`], leased to `record.owner`
+    /// under `record.epoch` (the runner gives 1).
     ///
     /// # Errors
     ///
@@ -380,20 +324,33 @@ pub trait SagaLog: Send + Sync + 'static {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>>;
 
     /// Appends `transition` and sets the saga's state to `state`, atomically, renewing
-    /// the lease; refused unless `lease.owner` holds the lease or the lease expired.
+    /// the lease to `lease`; refused, writing nothing, unless the saga is in flight (running
+    /// or compensating), its epoch is `fence.epoch` and it has exactly `fence.seq`
+    /// transitions.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when another runner holds the
-    /// lease; [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`]
-    /// when the storage fails.
+    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when the fence is stale (the
+    /// saga was claimed again, or another write came first) or the saga is no longer in
+    /// flight; [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`]
+    /// when the storage fails (the write may or may not have committed: read it back).
     fn append<'a>(
         &'a self,
         id: Uuid,
         transition: &'a Transition,
         state: SagaState,
         lease: &'a Lease,
+        fence: Fence,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Writes the final `state` that a saga's transitions already reach but its record
+    /// does not show (a log written by an older version, or repaired by hand), without a
+    /// transition; fenced as [`append`](Self::append) is.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>>;
 
     /// One saga.
     ///
@@ -403,29 +360,31 @@ pub trait SagaLog: Send + Sync + 'static {
     /// storage fails.
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>>;
 
-    /// Takes over every in-flight saga whose lease expired (as of `now_ms`), leasing it to
-    /// `lease.owner`, and returns them. A live lease is never taken, whoever holds it:
-    /// not even by a runner of the same owner name (each runner's `owner` carries its
-    /// incarnation, so a restarted process is another owner).
+    /// Takes over in-flight sagas whose lease expired (as of `request.now_ms`), of the
+    /// types `request.names`, at most `request.limit`, oldest first: each accepted
+    /// candidate is leased to `request.lease.owner` and its epoch moves on by one, in one
+    /// atomic write per saga (two runners never claim one saga under one epoch). A live
+    /// lease is never taken, whoever holds it: not even by a runner of the same owner
+    /// name (each runner's `owner` carries its incarnation, so a restarted process is
+    /// another owner). A candidate that does not decode, or that `request.accept`
+    /// refuses, is left untouched and reported.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Infrastructure`] when the storage fails.
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>>;
+    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>>;
 
-    /// Extends the lease of saga `id` by `lease.duration_ms` from now, when `lease.owner`
-    /// still holds it: the heartbeat that keeps a long step's saga from being taken over.
+    /// Extends the lease of saga `id` by `lease.duration_ms` from now, when it is in
+    /// flight under `epoch`: the heartbeat that keeps a long step's saga from being taken
+    /// over. An expired lease is extended too while nobody claimed the saga meanwhile
+    /// (the epoch says so).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when another runner holds the
-    /// lease or it expired; [`ErrorKind::NotFound`] for an unknown id;
+    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when the saga was claimed again
+    /// or is no longer in flight; [`ErrorKind::NotFound`] for an unknown id;
     /// [`ErrorKind::Infrastructure`] when the storage fails.
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>>;
 
     /// The sagas `filter` matches, oldest first.
     ///
@@ -444,7 +403,8 @@ pub trait SagaLog: Send + Sync + 'static {
 
     /// Records an operator's `command` on saga `id` as a [`Transition::Operator`] and
     /// moves the saga to the state [`OperatorCommand::next_state`](super::OperatorCommand::next_state) gives, in
-    /// one atomic write. With `lease`, a resumed or aborted saga is leased to it (the
+    /// one atomic write that also moves the saga's epoch on (whatever runner held it can
+    /// no longer write). With `lease`, a resumed or aborted saga is leased to it (the
     /// runner that acted drives it at once); without, its lease is left expired, so the
     /// next recovery pass of any runner takes it. Returns the saga as it now is.
     ///

@@ -6,9 +6,10 @@ use std::sync::{Mutex, PoisonError};
 use uuid::Uuid;
 
 use super::OperatorCommand;
+use super::fence::fence_refused;
 use super::log::{
-    HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState, SagaSummary, Transition,
-    lease_lost, now_ms, unknown_saga,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
+    SagaSummary, Transition, lease_lost, now_ms, unknown_saga,
 };
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -50,6 +51,25 @@ impl Sagas {
     }
 }
 
+/// The fence check of every runner write: the saga is in flight, under `fence.epoch`,
+/// with `fence.seq` transitions.
+fn check_fence(sagas: &Sagas, id: Uuid, fence: Fence) -> Result<()> {
+    let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
+    let seq = saga.transitions.len() as u64;
+    if saga.state.is_in_flight() && saga.epoch == fence.epoch && seq == fence.seq {
+        Ok(())
+    } else {
+        Err(fence_refused(
+            id,
+            saga.state,
+            &saga.owner,
+            saga.epoch,
+            seq,
+            fence,
+        ))
+    }
+}
+
 impl MemoryLog {
     /// An empty log.
     pub fn new() -> Self {
@@ -86,16 +106,25 @@ impl SagaLog for MemoryLog {
         transition: &'a Transition,
         state: SagaState,
         lease: &'a Lease,
+        fence: Fence,
     ) -> BoxFuture<'a, Result<()>> {
         let now = now_ms();
         let result = self.with(|sagas| {
-            let saga = sagas.by_id.get(&id).ok_or_else(|| unknown_saga(id))?;
-            if saga.owner != lease.owner && saga.lease_until_ms > now {
-                return Err(lease_lost(id, &saga.owner));
-            }
+            check_fence(sagas, id, fence)?;
             let saga = sagas.push(id, transition, state, now)?;
             saga.owner.clone_from(&lease.owner);
             saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|sagas| {
+            check_fence(sagas, id, fence)?;
+            if let Some(saga) = sagas.by_id.get_mut(&id) {
+                saga.state = state;
+            }
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -112,37 +141,44 @@ impl SagaLog for MemoryLog {
         Box::pin(std::future::ready(result))
     }
 
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
+    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
         let result = self.with(|sagas| {
-            let mut claimed = Vec::new();
+            let mut claimed = Claimed::default();
             let Sagas { by_id, order, .. } = sagas;
             for id in order.iter() {
+                if claimed.sagas.len() >= request.limit {
+                    break;
+                }
                 let Some(saga) = by_id.get_mut(id) else {
                     continue;
                 };
-                if saga.state.is_in_flight() && saga.lease_until_ms <= now_ms {
-                    saga.owner.clone_from(&lease.owner);
-                    saga.lease_until_ms = now_ms.saturating_add(lease.duration_ms);
-                    claimed.push(saga.clone());
+                if !(saga.state.is_in_flight()
+                    && saga.lease_until_ms <= request.now_ms
+                    && request.wants(saga.id, &saga.name))
+                {
+                    continue;
                 }
+                if let Err(e) = (request.accept)(saga) {
+                    claimed.refused.push((saga.id, e));
+                    continue;
+                }
+                saga.owner.clone_from(&request.lease.owner);
+                saga.lease_until_ms = request.now_ms.saturating_add(request.lease.duration_ms);
+                saga.epoch += 1;
+                claimed.sagas.push(saga.clone());
             }
             Ok(claimed)
         });
         Box::pin(std::future::ready(result))
     }
 
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>> {
         let result = self.with(|sagas| {
             let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
-            let now = now_ms();
-            if saga.owner != lease.owner || saga.lease_until_ms <= now {
+            if !saga.state.is_in_flight() || saga.epoch != epoch {
                 return Err(lease_lost(id, &saga.owner));
             }
-            saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            saga.lease_until_ms = now_ms().saturating_add(lease.duration_ms);
             Ok(())
         });
         Box::pin(std::future::ready(result))

@@ -36,13 +36,16 @@
 
 mod definition;
 mod durable;
+mod fence;
 mod lease;
+mod listing;
 mod log;
 mod memory;
 mod operator;
 mod outcome;
 mod progress;
 mod recovery;
+mod recovery_loop;
 mod runner;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -53,18 +56,20 @@ mod workflow;
 pub use self::durable::Durable;
 #[doc(hidden)]
 pub use self::durable::{EncodeDurable, EncodeNotDurable, LogSlot, assert_durable, no_such_step};
+#[cfg(feature = "postgres")]
+pub(crate) use self::fence::fence_refused;
 pub use self::log::{
-    ErrorRecord, HistoryEntry, Lease, OperatorAction, SagaFilter, SagaLog, SagaRecord, SagaState,
-    SagaSummary, Transition, now_ms,
+    ClaimRequest, Claimed, ErrorRecord, Fence, HistoryEntry, Lease, OperatorAction, SagaFilter,
+    SagaLog, SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,
 };
 #[cfg(feature = "postgres")]
 pub(crate) use self::log::{lease_lost as lease_lost_error, unknown_saga as unknown_saga_error};
 pub use self::memory::MemoryLog;
 pub use self::operator::{MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES, OperatorCommand};
 pub use self::outcome::SagaOutcome;
-pub use self::recovery::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 #[doc(hidden)]
 pub use self::recovery::{SagaRegistration, resume};
+pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 pub use self::runner::{SagaRunner, SagaRunnerBuilder};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};

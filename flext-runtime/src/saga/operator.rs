@@ -127,9 +127,9 @@ impl OperatorCommand {
     /// [`next_state`](Self::next_state) gives, the command's transition appended, and the
     /// lease given to `lease` when the saga goes on under it (a runner that acts drives it
     /// at once), or left expired under `operator/<principal>` otherwise (the next
-    /// recovery pass of any runner takes it). Every [`SagaLog`](super::SagaLog) calls it
-    /// inside its write, then stores the record's state, owner and lease and the new
-    /// transition.
+    /// recovery pass of any runner takes it). The saga's epoch moves on, fencing out the
+    /// runner that held it. Every [`SagaLog`](super::SagaLog) calls it inside its write,
+    /// then stores the record's state, owner, lease and epoch and the new transition.
     ///
     /// # Errors
     ///
@@ -152,6 +152,8 @@ impl OperatorCommand {
             }
         }
         record.transitions.push(self.transition());
+        // Whatever runner held the saga can no longer write to it.
+        record.epoch += 1;
         Ok(())
     }
 }
@@ -284,19 +286,18 @@ impl SagaRunner {
                 reason: command.reason.clone(),
             });
         }
-        // Know the type before taking the lease, so a saga this program cannot drive is
-        // left for one that can.
+        // Know the type, and that this code can drive the saga, before taking the lease,
+        // so a saga this program cannot drive is left for one that can.
         let record = self.log.load(id).await?;
-        let registration = inventory::iter::<SagaRegistration>
-            .into_iter()
-            .find(|r| r.name == record.name);
-        match registration {
+        match SagaRegistration::find(&record.name) {
             Some(r) => {
+                (r.check)(&record)?;
+                let since = tokio::time::Instant::now();
                 let record = self
                     .log
                     .act(id, command, Some(&self.lease), now_ms())
                     .await?;
-                (r.resume)(self, record).await
+                (r.resume)(self, record, since).await
             }
             None => {
                 self.log.act(id, command, None, now_ms()).await?;

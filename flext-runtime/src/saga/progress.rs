@@ -1,7 +1,7 @@
 //! A saga's progress rebuilt from its logged transitions: what the runner replays after
 //! a crash to decide what runs next.
 
-use super::{ErrorRecord, OperatorAction, StepSpec, Transition};
+use super::{ErrorRecord, OperatorAction, SagaState, StepSpec, Transition};
 use crate::error::ErrorKind;
 
 #[derive(Debug, Clone)]
@@ -100,6 +100,20 @@ impl Progress {
                 reason: reason.to_owned(),
             },
         };
+    }
+
+    /// The state the transitions end in when no work is left (completed, compensated,
+    /// stuck or resolved); `None` while a step or compensation remains.
+    pub(super) fn final_state(&self, steps: &[StepSpec]) -> Option<SagaState> {
+        match &self.phase {
+            Phase::Forward { next } => (*next >= steps.len()).then_some(SagaState::Completed),
+            Phase::Compensating { .. } => self
+                .to_undo(steps)
+                .is_empty()
+                .then_some(SagaState::Compensated),
+            Phase::Stuck { .. } => Some(SagaState::Stuck),
+            Phase::Resolved { .. } => Some(SagaState::Resolved),
+        }
     }
 
     /// Completed compensatable steps not yet undone, last first.

@@ -1,79 +1,105 @@
 //! Recovery: the link-time registry of saga types, and resuming the sagas a crash left
 //! in flight.
 
-use uuid::Uuid;
-
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::Serialize;
+use tokio::time::Instant;
 
+use super::lease::Claim;
 use super::progress::Progress;
-use super::{Durable, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
+use super::{ClaimRequest, Durable, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, now_ms};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
+
+use super::recovery_loop::{RecoveredSaga, RecoveryReport};
+
+/// The resume function a registration holds: drives a claimed saga of one type.
+type ResumeFn = for<'a> fn(
+    &'a SagaRunner,
+    SagaRecord,
+    Instant,
+) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>;
 
 /// Registers a saga type for [`SagaRunner::recover`]. Submitted by `#[saga]`.
 #[doc(hidden)]
 pub struct SagaRegistration {
     pub name: &'static str,
-    pub resume: for<'a> fn(
-        &'a SagaRunner,
-        SagaRecord,
-    ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
+    pub resume: ResumeFn,
+    /// Whether this code can drive a logged saga of the type: its definition is
+    /// accepted and its input decodes. Runs before any claim or write.
+    pub check: fn(&SagaRecord) -> Result<()>,
 }
 
 impl SagaRegistration {
-    /// A registration; used by generated code.
+    /// The registration of saga type `S`; used by generated code.
     #[doc(hidden)]
-    pub const fn new(
-        name: &'static str,
-        resume: for<'a> fn(
-            &'a SagaRunner,
-            SagaRecord,
-        ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>>,
-    ) -> Self {
-        SagaRegistration { name, resume }
+    pub const fn of<S: Saga>() -> Self {
+        SagaRegistration {
+            name: S::NAME,
+            resume: resume::<S>,
+            check: check::<S>,
+        }
+    }
+
+    /// The registration of the type named `name`, when linked into this program.
+    pub(super) fn find(name: &str) -> Option<&'static SagaRegistration> {
+        inventory::iter::<SagaRegistration>
+            .into_iter()
+            .find(|r| r.name == name)
     }
 }
 
 inventory::collect!(SagaRegistration);
 
-/// Resumes a logged saga of type `S`. Registered by `#[saga]`.
+/// Whether the linked `S` can drive the logged `record`: the definition it started under
+/// is `S`'s or one `S` accepts, and its input decodes as `S`.
+///
+/// # Errors
+///
+/// `flext.saga.definition_changed` or `flext.saga.input_mismatch`, naming the saga and
+/// what to do.
+pub(super) fn check<S: Saga>(record: &SagaRecord) -> Result<()> {
+    decode::<S>(record).map(drop)
+}
+
+fn decode<S: Saga>(record: &SagaRecord) -> Result<S> {
+    let accepted = record.definition.is_empty()
+        || S::DEFINITION.is_empty()
+        || record.definition == S::DEFINITION
+        || S::ACCEPTS.contains(&record.definition.as_str());
+    if !accepted {
+        return Err(super::definition::changed(
+            S::NAME,
+            record.id,
+            &record.definition,
+            S::DEFINITION,
+        ));
+    }
+    S::from_log(record.input.clone()).map_err(|e| {
+        Error::internal(
+            crate::codes::SAGA_INPUT_MISMATCH,
+            format!(
+                "the logged input of saga {} does not decode as `{}`: {e}; it is left as it is",
+                record.id,
+                S::NAME
+            ),
+        )
+    })
+}
+
+/// Resumes a claimed saga of type `S` (the claim acknowledged by a log call that started
+/// at `since`). Registered by `#[saga]`.
 #[doc(hidden)]
 pub fn resume<'a, S: Saga>(
     runner: &'a SagaRunner,
     record: SagaRecord,
+    since: Instant,
 ) -> BoxFuture<'a, Result<SagaOutcome<serde_json::Value>>> {
     Box::pin(async move {
-        // A saga started under another definition is left as the log has it.
-        let accepted = record.definition.is_empty()
-            || S::DEFINITION.is_empty()
-            || record.definition == S::DEFINITION
-            || S::ACCEPTS.contains(&record.definition.as_str());
-        if !accepted {
-            return Err(super::definition::changed(
-                S::NAME,
-                record.id,
-                &record.definition,
-                S::DEFINITION,
-            ));
-        }
-        let saga: S = S::from_log(record.input.clone()).map_err(|e| {
-            Error::internal(
-                crate::codes::SAGA_INPUT_MISMATCH,
-                format!(
-                    "the logged input of saga {} does not decode as `{}`: {e}",
-                    record.id,
-                    S::NAME
-                ),
-            )
-        })?;
-        let progress = Progress::replay(S::STEPS.len(), &record.transitions);
+        let saga: S = decode::<S>(&record)?;
         let ctx = Context::new().with_correlation_id(record.correlation_id);
-        let outcome = runner.drive(&saga, record.id, progress, &ctx).await?;
-        // The output was decoded from the log a moment ago; it encodes again.
+        let outcome = runner.continue_claimed(&saga, record, since, &ctx).await?;
         let mut encode_error = None;
         let outcome = outcome.map(|o| {
             o.to_log().unwrap_or_else(|e| {
@@ -85,215 +111,110 @@ pub fn resume<'a, S: Saga>(
             None => Ok(outcome),
             Some(e) => Err(Error::internal(
                 crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
-                format!("the output of saga {} does not serialise: {e}", record.id),
+                format!("the output of a recovered saga does not serialise: {e}"),
             )),
         }
     })
 }
 
 impl SagaRunner {
-    /// Takes over every in-flight saga whose lease expired (the runner that held it
-    /// crashed or stopped) and finishes it: forward when it was running (the step that
-    /// was in flight runs again under its idempotency key), backward when it was
-    /// compensating. Sagas of a type not linked into this program are left alone and
-    /// reported as errors.
+    /// Drives a saga this runner holds a claim on (`record` as claimed, the claim
+    /// acknowledged by a log call that started at `since`) from where its transitions
+    /// leave it. A saga whose transitions already end it while its record still shows it
+    /// in flight gets its final state written, once.
+    pub(super) async fn continue_claimed<S: Saga>(
+        &self,
+        saga: &S,
+        record: SagaRecord,
+        since: Instant,
+        ctx: &Context,
+    ) -> Result<SagaOutcome<S::Output>> {
+        let claim = Claim::new(self, record.id, Fence::of(&record), since);
+        let progress = Progress::replay(S::STEPS.len(), &record.transitions);
+        if let Some(done) = progress.final_state(S::STEPS)
+            && record.state.is_in_flight()
+            && done != record.state
+        {
+            tracing::info!(saga_id = %record.id, state = %done, "saga's transitions end it; writing its final state");
+            self.log.settle(record.id, done, claim.fence()).await?;
+        }
+        self.drive(saga, &claim, progress, ctx).await
+    }
+
+    /// Takes over in-flight sagas whose lease expired (the runner that held it crashed,
+    /// stopped, or lost the database) and finishes them: forward when one was running
+    /// (the step that was in flight runs again under its idempotency key, with the new
+    /// epoch as its [fencing token](crate::Context::fencing_token)), backward when it was
+    /// compensating. A pass claims at most
+    /// [`recovery_batch`](super::SagaRunnerBuilder::recovery_batch) sagas (default 32),
+    /// and drives them concurrently, so that each is driven within its lease.
     ///
-    /// Returns a [`RecoveryReport`]: every saga claimed, with its outcome (the output
-    /// as JSON) or the error that stopped its recovery, and the counts.
+    /// Only types linked into this program are claimed: sagas of other types are left to
+    /// the processes that have them (a rolling upgrade, two services on one database).
+    /// A saga this program cannot drive (started under another definition, an input
+    /// that no longer decodes, a log record that does not decode) is left untouched (no
+    /// owner, lease or epoch change) and reported in [`RecoveryReport::refused`].
     ///
     /// # Errors
     ///
     /// When the log cannot be read. Per-saga failures are in the report.
     pub async fn recover(&self) -> Result<RecoveryReport> {
-        let claimed = self.log.claim_expired(&self.lease, now_ms()).await?;
-        let mut results = Vec::with_capacity(claimed.len());
-        for record in claimed {
-            let id = record.id;
-            let registration = inventory::iter::<SagaRegistration>
-                .into_iter()
-                .find(|r| r.name == record.name);
-            let result = match registration {
-                Some(r) => (r.resume)(self, record).await,
-                None => Err(Error::not_found(
-                    crate::codes::SAGA_UNKNOWN_TYPE,
-                    format!(
-                        "saga {id} is a `{}`, which is not linked into this program",
-                        record.name
-                    ),
-                )),
-            };
-            results.push(RecoveredSaga {
-                saga_id: id,
-                result,
-            });
+        let names: Vec<&'static str> = inventory::iter::<SagaRegistration>
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        if names.is_empty() {
+            return Ok(RecoveryReport::default());
         }
-        Ok(RecoveryReport { sagas: results })
-    }
-}
-
-/// A recovery loop started by [`SagaRunner::spawn_recovery`]; stop it with
-/// [`shutdown`](Self::shutdown). Dropping it leaves the loop running until the runtime
-/// stops.
-#[derive(Debug)]
-pub struct RecoveryLoop {
-    stop: Arc<tokio::sync::Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RecoveryLoop {
-    /// Stops the loop: a pass in progress finishes the sagas it claimed, then the loop
-    /// ends; returns when it has.
-    pub async fn shutdown(self) {
-        self.stop.notify_one();
-        // A loop that panicked has nothing left to stop.
-        let _ = self.task.await;
-    }
-}
-
-impl SagaRunner {
-    /// Runs [`recover`](Self::recover) now and then every `every` on the current tokio
-    /// runtime, so that sagas a crashed or stopped runner left in flight are finished
-    /// once their leases expire, without the caller writing a loop. Each pass is logged
-    /// (`tracing`, INFO when it recovered something, WARN when the log failed).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use std::time::Duration;
-    /// use flext::saga::{MemoryLog, SagaRunner};
-    /// let runner = SagaRunner::builder(MemoryLog::new()).build();
-    /// let recovery = runner.spawn_recovery(Duration::from_secs(10));
-    /// // ... serve ...
-    /// recovery.shutdown().await;
-    /// # }
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime (it spawns a task).
-    pub fn spawn_recovery(&self, every: Duration) -> RecoveryLoop {
-        let runner = self.clone();
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match runner.recover().await {
-                    Ok(report) if !report.is_empty() => tracing::info!(
-                        claimed = report.len(),
-                        completed = report.completed(),
-                        compensated = report.compensated(),
-                        stuck = report.stuck(),
-                        failed = report.failed(),
-                        "saga recovery pass"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "saga recovery pass failed"),
+        let request = ClaimRequest {
+            lease: self.lease.clone(),
+            now_ms: now_ms(),
+            names,
+            limit: self.recovery_batch,
+            only: None,
+            accept: Arc::new(
+                |record: &SagaRecord| match SagaRegistration::find(&record.name) {
+                    Some(r) => (r.check)(record),
+                    None => Err(unknown_type(record)),
+                },
+            ),
+        };
+        let since = Instant::now();
+        let claimed = self.log.claim_expired(&request).await?;
+        let refused = claimed
+            .refused
+            .into_iter()
+            .map(|(saga_id, error)| {
+                tracing::warn!(saga_id = %saga_id, code = error.code(), error = %error, "saga left as it is: this program cannot drive it");
+                RecoveredSaga {
+                    saga_id,
+                    result: Err(error),
                 }
-                let wait = std::pin::pin!(tokio::time::sleep(every));
-                let stop = std::pin::pin!(stopped.notified());
-                if let futures_util::future::Either::Right(_) =
-                    futures_util::future::select(wait, stop).await
-                {
-                    break;
-                }
-            }
-        });
-        RecoveryLoop { stop, task }
-    }
-}
-
-/// What [`SagaRunner::recover`] did: every saga it claimed, in the order the log gave
-/// them, with how each ended. Serialises to JSON with the counts, for an operator's
-/// endpoint.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use flext::saga::{MemoryLog, SagaRunner};
-/// let report = SagaRunner::builder(MemoryLog::new()).build().recover().await.unwrap();
-/// assert!(report.is_empty());
-/// assert_eq!((report.completed(), report.compensated(), report.stuck(), report.failed()), (0, 0, 0, 0));
-/// # }
-/// ```
-#[derive(Debug, Default)]
-pub struct RecoveryReport {
-    /// One entry per claimed saga.
-    pub sagas: Vec<RecoveredSaga>,
-}
-
-/// One saga [`SagaRunner::recover`] claimed.
-#[derive(Debug)]
-pub struct RecoveredSaga {
-    /// The saga's id.
-    pub saga_id: Uuid,
-    /// How it ended, its output as JSON; or why it could not be recovered (its type is
-    /// not linked into this program, its logged input no longer decodes, the log failed).
-    pub result: Result<SagaOutcome<serde_json::Value>>,
-}
-
-impl RecoveryReport {
-    /// How many sagas were claimed.
-    pub fn len(&self) -> usize {
-        self.sagas.len()
-    }
-
-    /// Whether no saga was in flight with an expired lease.
-    pub fn is_empty(&self) -> bool {
-        self.sagas.is_empty()
-    }
-
-    fn count(&self, state: SagaState) -> usize {
-        self.sagas
-            .iter()
-            .filter(|s| s.result.as_ref().is_ok_and(|o| o.state() == state))
-            .count()
-    }
-
-    /// Sagas recovery drove to completion.
-    pub fn completed(&self) -> usize {
-        self.count(SagaState::Completed)
-    }
-
-    /// Sagas recovery compensated.
-    pub fn compensated(&self) -> usize {
-        self.count(SagaState::Compensated)
-    }
-
-    /// Sagas that ended stuck, waiting for an operator.
-    pub fn stuck(&self) -> usize {
-        self.count(SagaState::Stuck)
-    }
-
-    /// Sagas whose recovery returned an error.
-    pub fn failed(&self) -> usize {
-        self.sagas.iter().filter(|s| s.result.is_err()).count()
-    }
-}
-
-impl Serialize for RecoveryReport {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        #[derive(Serialize)]
-        struct Entry<'a> {
-            saga_id: Uuid,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            outcome: Option<&'a SagaOutcome<serde_json::Value>>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a Error>,
-        }
-        let entries: Vec<Entry<'_>> = self
-            .sagas
-            .iter()
-            .map(|r| Entry {
-                saga_id: r.saga_id,
-                outcome: r.result.as_ref().ok(),
-                error: r.result.as_ref().err(),
             })
             .collect();
-        let mut st = s.serialize_struct("RecoveryReport", 5)?;
-        st.serialize_field("completed", &self.completed())?;
-        st.serialize_field("compensated", &self.compensated())?;
-        st.serialize_field("stuck", &self.stuck())?;
-        st.serialize_field("failed", &self.failed())?;
-        st.serialize_field("sagas", &entries)?;
-        st.end()
+        let sagas = futures_util::future::join_all(claimed.sagas.into_iter().map(|record| async move {
+            let saga_id = record.id;
+            let result = match SagaRegistration::find(&record.name) {
+                Some(r) => (r.resume)(self, record, since).await,
+                None => Err(unknown_type(&record)),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(saga_id = %saga_id, code = e.code(), error = %e, "saga recovery stopped");
+            }
+            RecoveredSaga { saga_id, result }
+        }))
+        .await;
+        Ok(RecoveryReport { sagas, refused })
     }
+}
+
+fn unknown_type(record: &SagaRecord) -> Error {
+    Error::not_found(
+        crate::codes::SAGA_UNKNOWN_TYPE,
+        format!(
+            "saga {} is a `{}`, which is not linked into this program",
+            record.id,
+            crate::input::echo(&record.name)
+        ),
+    )
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use uuid::Uuid;
 
+use super::lease::Claim;
 use super::progress::{Phase, Progress};
 use super::step::{attempt, step_context};
 use super::{
@@ -58,6 +59,8 @@ pub struct SagaRunner {
     pub(super) lease: Lease,
     pub(super) compensation_attempts: u32,
     pub(super) backoff_cap: Duration,
+    /// At most this many sagas claimed per recovery pass.
+    pub(super) recovery_batch: usize,
     /// The sagas this runner (and its clones) is driving, for a second start to wait on.
     pub(super) running: Arc<std::sync::Mutex<HashMap<Uuid, tokio::sync::watch::Sender<bool>>>>,
 }
@@ -70,6 +73,7 @@ pub struct SagaRunnerBuilder {
     lease: Duration,
     compensation_attempts: u32,
     backoff_cap: Duration,
+    recovery_batch: usize,
 }
 
 impl SagaRunnerBuilder {
@@ -95,10 +99,32 @@ impl SagaRunnerBuilder {
         self
     }
 
-    /// How long a lease lasts after each transition (default 30 s): how long another
-    /// runner waits before taking over a saga whose runner stopped writing.
+    /// How long a lease lasts after each transition or renewal (default 30 s): how long
+    /// another runner waits before taking over a saga whose runner stopped writing (it
+    /// crashed, paused, or lost the database).
+    ///
+    /// While a step runs, a heartbeat renews the lease every third of it, retrying a
+    /// failed renewal with backoff; a runner that has not had a renewal or a write
+    /// acknowledged for four fifths of the lease (by its own clock) drops the step's
+    /// attempt and stops driving the saga, before anyone may take it over. A step's
+    /// timeout, retries and backoff may add up to more than the lease: the heartbeat
+    /// keeps it. What the lease bounds is how long the log may be unreachable: a blip
+    /// shorter than four fifths of the lease costs nothing; a longer one hands the saga
+    /// to the next recovery pass of any runner, where the new owner's writes are fenced
+    /// by a new epoch and the old owner's are refused. A step that blocks its thread
+    /// starves the heartbeat (a WARN names the step when a heartbeat runs more than a
+    /// third of the lease late). Under 3 ms no heartbeat runs and only the fence guards
+    /// writes (tests).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// At most how many sagas one recovery pass claims (default 32, at least 1): they
+    /// are driven concurrently, so a pass claims no more than it can drive within the
+    /// lease; the rest wait for the next pass or another runner.
+    pub fn recovery_batch(mut self, sagas: usize) -> Self {
+        self.recovery_batch = sagas.max(1);
         self
     }
 
@@ -134,6 +160,7 @@ impl SagaRunnerBuilder {
             },
             compensation_attempts: self.compensation_attempts,
             backoff_cap: self.backoff_cap,
+            recovery_batch: self.recovery_batch,
             running: Arc::default(),
         }
     }
@@ -154,6 +181,7 @@ impl SagaRunner {
             lease: Duration::from_secs(30),
             compensation_attempts: 5,
             backoff_cap: Backoff::SAGA_CAP,
+            recovery_batch: 32,
         }
     }
 
@@ -176,7 +204,7 @@ impl SagaRunner {
     }
 
     /// The backoff of a step or compensation whose first wait is `first_ms`.
-    fn backoff(&self, first_ms: u64) -> Backoff {
+    pub(super) fn backoff(&self, first_ms: u64) -> Backoff {
         Backoff::new(Duration::from_millis(first_ms), self.backoff_cap)
     }
 
@@ -211,29 +239,28 @@ impl SagaRunner {
         self.log.history(id).await
     }
 
-    async fn append(&self, id: Uuid, transition: Transition, state: SagaState) -> Result<()> {
-        self.log.append(id, &transition, state, &self.lease).await
-    }
-
     pub(super) async fn drive<S: Saga>(
         &self,
         saga: &S,
-        id: Uuid,
+        claim: &Claim,
         p: Progress,
         ctx: &Context,
     ) -> Result<SagaOutcome<S::Output>> {
         use tracing::Instrument;
-        let span = tracing::info_span!("flext.saga", saga = S::NAME, saga_id = %id, correlation_id = %ctx.correlation_id());
-        self.drive_in_span(saga, id, p, ctx).instrument(span).await
+        let span = tracing::info_span!("flext.saga", saga = S::NAME, saga_id = %claim.id, epoch = claim.epoch, correlation_id = %ctx.correlation_id());
+        self.drive_in_span(saga, claim, p, ctx)
+            .instrument(span)
+            .await
     }
 
     async fn drive_in_span<S: Saga>(
         &self,
         saga: &S,
-        id: Uuid,
+        claim: &Claim,
         mut p: Progress,
         ctx: &Context,
     ) -> Result<SagaOutcome<S::Output>> {
+        let id = claim.id;
         let steps = S::STEPS;
         let pivot = steps.iter().position(|s| s.pivot);
 
@@ -248,15 +275,17 @@ impl SagaRunner {
                 Some(RetryOn::Transient) => false,
                 None => after_pivot,
             };
+            claim.check()?;
             let (result, attempts) = {
                 let scope = StepScope {
-                    ctx: step_context(ctx, id, spec.name, false),
+                    ctx: step_context(ctx, claim, spec.name, false),
                     outputs: &p.outputs,
                     state: &self.state,
                     step: spec.name,
                 };
                 self.with_heartbeat(
-                    id,
+                    claim,
+                    spec.name,
                     attempt(
                         spec,
                         self.backoff(spec.backoff_ms),
@@ -265,8 +294,9 @@ impl SagaRunner {
                         || AssertUnwindSafe(saga.run_step(next, &scope)).catch_unwind(),
                     ),
                 )
-                .await
+                .await?
             };
+            let result = refuse_changed_output(id, result)?;
             match result {
                 Ok(output) => {
                     let last = next + 1 == steps.len();
@@ -275,9 +305,9 @@ impl SagaRunner {
                     } else {
                         SagaState::Running
                     };
-                    self.append(
-                        id,
-                        Transition::StepCompleted {
+                    self.write(
+                        claim,
+                        &Transition::StepCompleted {
                             index: next,
                             output: output.clone(),
                             attempts,
@@ -290,9 +320,9 @@ impl SagaRunner {
                 }
                 Err(error) if after_pivot => {
                     let record = ErrorRecord::from(&error);
-                    self.append(
-                        id,
-                        Transition::Stuck {
+                    self.write(
+                        claim,
+                        &Transition::Stuck {
                             step: spec.name.to_owned(),
                             error: record,
                             attempts,
@@ -320,9 +350,9 @@ impl SagaRunner {
                     } else {
                         SagaState::Compensating
                     };
-                    self.append(
-                        id,
-                        Transition::StepFailed {
+                    self.write(
+                        claim,
+                        &Transition::StepFailed {
                             index: next,
                             error: record,
                             attempts,
@@ -363,7 +393,7 @@ impl SagaRunner {
                     .collect(),
             }),
             Phase::Compensating { failed, error } => {
-                self.compensate(saga, id, p, failed, error, ctx).await
+                self.compensate(saga, claim, p, failed, error, ctx).await
             }
             Phase::Resolved { principal, reason } => Ok(SagaOutcome::Resolved {
                 saga_id: id,
@@ -376,25 +406,28 @@ impl SagaRunner {
     async fn compensate<S: Saga>(
         &self,
         saga: &S,
-        id: Uuid,
+        claim: &Claim,
         mut p: Progress,
         failed: usize,
         error: ErrorRecord,
         ctx: &Context,
     ) -> Result<SagaOutcome<S::Output>> {
+        let id = claim.id;
         let steps = S::STEPS;
         let pending = p.to_undo(steps);
         for (n, &i) in pending.iter().enumerate() {
             let spec = &steps[i];
+            claim.check()?;
             let (result, attempts) = {
                 let scope = StepScope {
-                    ctx: step_context(ctx, id, spec.name, true),
+                    ctx: step_context(ctx, claim, spec.name, true),
                     outputs: &p.outputs,
                     state: &self.state,
                     step: spec.compensation.unwrap_or(spec.name),
                 };
                 self.with_heartbeat(
-                    id,
+                    claim,
+                    spec.compensation.unwrap_or(spec.name),
                     attempt(
                         spec,
                         self.backoff(spec.compensate_backoff_ms.unwrap_or(spec.backoff_ms)),
@@ -404,8 +437,9 @@ impl SagaRunner {
                         || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
                     ),
                 )
-                .await
+                .await?
             };
+            let result = refuse_changed_output(id, result)?;
             match result {
                 Ok(()) => {
                     let state = if n + 1 == pending.len() {
@@ -413,9 +447,9 @@ impl SagaRunner {
                     } else {
                         SagaState::Compensating
                     };
-                    self.append(
-                        id,
-                        Transition::CompensationCompleted { index: i, attempts },
+                    self.write(
+                        claim,
+                        &Transition::CompensationCompleted { index: i, attempts },
                         state,
                     )
                     .await?;
@@ -423,9 +457,9 @@ impl SagaRunner {
                 }
                 Err(e) => {
                     let step = format!("compensate {}", spec.name);
-                    self.append(
-                        id,
-                        Transition::Stuck {
+                    self.write(
+                        claim,
+                        &Transition::Stuck {
                             step: step.clone(),
                             error: ErrorRecord::from(&e),
                             attempts,
@@ -457,4 +491,25 @@ impl SagaRunner {
                 .collect(),
         })
     }
+}
+
+/// A logged output that no longer decodes (a changed type under the same name) is not
+/// the step failing: the saga is refused as it stands, as a changed definition is, and
+/// nothing is written.
+fn refuse_changed_output<T>(id: Uuid, result: Result<T>) -> Result<Result<T>> {
+    match result {
+        Err(e) if is_changed_output(&e) => Err(Error::internal(
+            e.code().to_owned(),
+            format!(
+                "saga {id} is left as it is: {}; restore the type the log was written with, or give the new field a serde default",
+                e.message()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Whether `e` says a logged output does not decode into the linked code's type.
+pub(super) fn is_changed_output(e: &Error) -> bool {
+    e.code() == crate::codes::SAGA_OUTPUT_MISMATCH || e.code() == crate::codes::SAGA_MISSING_OUTPUT
 }

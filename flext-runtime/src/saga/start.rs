@@ -2,8 +2,15 @@
 
 use uuid::Uuid;
 
-use super::progress::Progress;
-use super::{Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::lease::Claim;
+use super::progress::{Phase, Progress};
+use super::{
+    ClaimRequest, Durable, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms,
+};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -27,10 +34,12 @@ impl SagaRunner {
     /// same saga twice (a retried request, a redelivered message) runs it once. The id
     /// goes into the log's creation write under a unique key: no extra commit.
     ///
-    /// A second start of an existing id runs nothing. It returns the first start's
-    /// outcome when that saga has finished (read back from the log); waits for it and
-    /// returns its outcome when it is running in this process; and otherwise reports
-    /// that it is in flight elsewhere.
+    /// A second start of an existing id never runs a finished saga again. It returns
+    /// the first start's outcome when that saga has finished (read back from the log,
+    /// nothing written); waits for it and returns its outcome when it is running in this
+    /// process; claims and drives it when its runner's lease expired (that runner
+    /// crashed or lost the database); and otherwise reports that it is in flight
+    /// elsewhere.
     ///
     /// # Errors
     ///
@@ -39,8 +48,11 @@ impl SagaRunner {
     ///   id belongs to another saga type or another input;
     /// - [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.in_flight`: the
     ///   saga is running under another runner (another process); the message names its
-    ///   state and owner, and [`recover`](Self::recover) finishes it once that runner's
-    ///   lease expires.
+    ///   state, owner and how long its lease runs; [`recover`](Self::recover) or a new
+    ///   start finishes it once that lease expires;
+    /// - `flext.saga.definition_changed`, `flext.saga.input_mismatch` or
+    ///   `flext.saga.output_mismatch`: the logged saga was started by code this program
+    ///   cannot resume or decode; it is left as it is (nothing written).
     ///
     /// ```
     /// use flext::prelude::*;
@@ -88,6 +100,7 @@ impl SagaRunner {
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
             definition: S::DEFINITION.to_owned(),
             created_ms: now_ms(),
+            epoch: 1,
         };
         // Whoever registers the id first in this process starts it; a second start here
         // waits for that one to end, without touching the log meanwhile.
@@ -118,9 +131,11 @@ impl SagaRunner {
                 return self.started_before(&saga, record, ctx).await;
             }
         };
+        let since = Instant::now();
         match self.log.create(&record).await {
             Ok(()) => {
-                self.drive(&saga, id, Progress::new(S::STEPS.len()), ctx)
+                let claim = Claim::new(self, id, Fence::of(&record), since);
+                self.drive(&saga, &claim, Progress::new(S::STEPS.len()), ctx)
                     .await
             }
             Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
@@ -131,7 +146,8 @@ impl SagaRunner {
     }
 
     /// A second start of the saga `wanted` describes, not driven in this process: its
-    /// recorded outcome when it has finished.
+    /// recorded outcome when it has finished (nothing is written); the saga driven here
+    /// when its lease expired (claimed under a new epoch, once this code can drive it).
     async fn started_before<S: Saga>(
         &self,
         saga: &S,
@@ -145,24 +161,103 @@ impl SagaRunner {
                 crate::codes::SAGA_ID_REUSED,
                 format!(
                     "saga {id} was started as another `{}` (or another saga type): a second start must give the same input",
-                    existing.name
+                    crate::input::echo(&existing.name)
                 ),
             ));
         }
-        if existing.state.is_in_flight() {
-            return Err(Error::conflict(
+        if !existing.state.is_in_flight() {
+            return recorded::<S>(&existing);
+        }
+        let request = ClaimRequest {
+            only: Some(id),
+            names: vec![S::NAME],
+            limit: 1,
+            accept: Arc::new(super::recovery::check::<S>),
+            ..ClaimRequest::any(&self.lease, now_ms())
+        };
+        let since = Instant::now();
+        let mut claimed = self.log.claim_expired(&request).await?;
+        if let Some((_, refused)) = claimed.refused.pop() {
+            return Err(refused);
+        }
+        match claimed.sagas.pop() {
+            Some(record) => self.continue_claimed(saga, record, since, ctx).await,
+            None => Err(Error::conflict(
                 crate::codes::SAGA_IN_FLIGHT,
                 format!(
-                    "saga {id} is {}, held by `{}`: it is finished by its runner, or by `recover()` once that runner's lease expires",
+                    "saga {id} is {}, held by `{}` for {} ms more: it is finished by its runner, or by `recover()` or a new start once that lease expires",
                     existing.state.as_str(),
-                    existing.owner
+                    existing.owner,
+                    existing.lease_until_ms.saturating_sub(now_ms())
                 ),
-            ));
+            )),
         }
-        // Finished: replaying its transitions writes nothing and rebuilds its outcome.
-        let progress = Progress::replay(S::STEPS.len(), &existing.transitions);
-        self.drive(saga, id, progress, ctx).await
     }
+}
+
+/// The outcome a finished (or stuck) saga recorded, rebuilt from its transitions without
+/// running or writing anything.
+fn recorded<S: Saga>(record: &SagaRecord) -> Result<SagaOutcome<S::Output>> {
+    let id = record.id;
+    let p = Progress::replay(S::STEPS.len(), &record.transitions);
+    if p.final_state(S::STEPS).is_none() {
+        // The linked code has steps the finished saga never ran: another definition.
+        return Err(super::definition::changed(
+            S::NAME,
+            id,
+            &record.definition,
+            S::DEFINITION,
+        ));
+    }
+    let steps = S::STEPS;
+    Ok(match p.phase.clone() {
+        Phase::Forward { .. } => {
+            let last = steps
+                .len()
+                .checked_sub(1)
+                .and_then(|i| p.outputs[i].clone())
+                .unwrap_or(serde_json::Value::Null);
+            let output = S::Output::from_log(last).map_err(|e| {
+                Error::internal(
+                    crate::codes::SAGA_OUTPUT_MISMATCH,
+                    format!(
+                        "saga {id} completed; its last output does not decode as the output of `{}`: {e}",
+                        S::NAME
+                    ),
+                )
+            })?;
+            SagaOutcome::Completed {
+                saga_id: id,
+                output,
+            }
+        }
+        Phase::Compensating { failed, error } => SagaOutcome::Compensated {
+            saga_id: id,
+            failed_step: steps.get(failed).map_or("", |s| s.name).to_owned(),
+            error: Error::from(&error),
+            compensated: p
+                .compensated
+                .iter()
+                .filter_map(|&i| steps.get(i))
+                .map(|s| s.name.to_owned())
+                .collect(),
+        },
+        Phase::Stuck { step, error } => SagaOutcome::Stuck {
+            saga_id: id,
+            step,
+            error: Error::from(&error),
+            remaining: p
+                .to_undo(steps)
+                .iter()
+                .map(|&i| format!("compensate {}", steps[i].name))
+                .collect(),
+        },
+        Phase::Resolved { principal, reason } => SagaOutcome::Resolved {
+            saga_id: id,
+            principal,
+            reason,
+        },
+    })
 }
 
 /// This process's start of a saga: while it lives, a second start here waits for it.

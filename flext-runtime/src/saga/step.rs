@@ -4,8 +4,6 @@
 use std::any::type_name;
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use super::{Durable, StepSpec};
 use crate::backoff::Backoff;
 use crate::context::Context;
@@ -84,13 +82,21 @@ impl StepScope<'_> {
     }
 }
 
-pub(super) fn step_context(ctx: &Context, id: Uuid, step: &str, compensation: bool) -> Context {
+pub(super) fn step_context(
+    ctx: &Context,
+    claim: &super::lease::Claim,
+    step: &str,
+    compensation: bool,
+) -> Context {
+    let id = claim.id;
     let key = if compensation {
         format!("{id}:{step}:compensate")
     } else {
         format!("{id}:{step}")
     };
-    ctx.child().with_idempotency_key(key)
+    ctx.child()
+        .with_idempotency_key(key)
+        .with_fencing_token(claim.epoch)
 }
 
 /// Runs `f` up to `retries + 1` times with `backoff` between attempts (it starts at the
@@ -134,7 +140,11 @@ where
             None => run.await,
         };
         match result {
-            Err(e) if tried < retries && (retry_any || e.kind().is_transient()) => {
+            Err(e)
+                if tried < retries
+                    && (retry_any || e.kind().is_transient())
+                    && !super::runner::is_changed_output(&e) =>
+            {
                 let wait = backoff.delay(tried + 1);
                 tracing::info!(step = spec.name, attempt = tried + 1, wait_ms = wait.as_millis() as u64, error = %e, "retrying saga step");
                 if !wait.is_zero() {

@@ -6,14 +6,14 @@ use uuid::Uuid;
 use super::SqliteLog;
 use super::rows::{
     append_row, create_row, db_error, insert_transition, json_error, ms, parse_id, parse_state,
-    refused,
+    refused, settle_row,
 };
 use crate::error::Result;
 use crate::future::BoxFuture;
 use crate::saga::OperatorCommand;
 use crate::saga::log::{
-    HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState, SagaSummary, Transition,
-    now_ms, unknown_saga,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
+    SagaSummary, StuckAt, Transition, now_ms, unknown_saga,
 };
 
 impl SagaLog for SqliteLog {
@@ -36,81 +36,101 @@ impl SagaLog for SqliteLog {
         transition: &'a Transition,
         state: SagaState,
         lease: &'a Lease,
+        fence: Fence,
     ) -> BoxFuture<'a, Result<()>> {
         let body = match serde_json::to_string(transition).map_err(json_error) {
             Ok(body) => body,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let lease = lease.clone();
-        self.submit(true, move |conn| append_row(conn, id, &body, state, &lease))
+        self.submit(true, move |conn| {
+            append_row(conn, id, &body, state, &lease, fence)
+        })
+    }
+
+    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
+        self.submit(true, move |conn| settle_row(conn, id, state, fence))
     }
 
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
         self.submit(false, move |conn| Self::read(conn, id))
     }
 
-    fn claim_expired<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<SagaRecord>>> {
-        let lease = lease.clone();
+    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
+        let request = request.clone();
         self.submit(true, move |conn| {
-            let ids: Vec<String> = {
+            let candidates: Vec<(String, String)> = {
                 let mut stmt = conn
                     .prepare_cached(
-                        "SELECT id FROM flext_sagas
+                        "SELECT id, name FROM flext_sagas
                          WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?1
                          ORDER BY created_ms",
                     )
                     .map_err(db_error)?;
-                stmt.query_map(params![ms(now_ms)], |r| r.get(0))
+                stmt.query_map(params![ms(request.now_ms)], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(db_error)?
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db_error)?
             };
-            // Read first: a record that does not decode refuses the claim before any write.
-            let mut records = ids
-                .iter()
-                .map(|id| Self::read(conn, parse_id(id)?))
-                .collect::<Result<Vec<_>>>()?;
-            let until = now_ms.saturating_add(lease.duration_ms);
-            conn.execute(
-                "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2
-                 WHERE state IN ('running', 'compensating') AND lease_until_ms <= ?3",
-                params![lease.owner, ms(until), ms(now_ms)],
-            )
-            .map_err(db_error)?;
-            for record in &mut records {
-                record.owner.clone_from(&lease.owner);
+            let until = request.now_ms.saturating_add(request.lease.duration_ms);
+            let mut claimed = Claimed::default();
+            for (key, name) in candidates {
+                if claimed.sagas.len() >= request.limit {
+                    break;
+                }
+                let Ok(id) = parse_id(&key) else { continue };
+                if !request.wants(id, &name) {
+                    continue;
+                }
+                // A record that does not decode, or that the runner cannot drive, is set
+                // aside untouched; everything that refuses happens before a write.
+                let mut record = match Self::read(conn, id) {
+                    Ok(record) => record,
+                    Err(e) if e.code() == crate::codes::SAGA_LOG_CORRUPT => {
+                        claimed.refused.push((id, e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Err(e) = (request.accept)(&record) {
+                    claimed.refused.push((id, e));
+                    continue;
+                }
+                conn.prepare_cached(
+                    "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2, epoch = epoch + 1 WHERE id = ?3",
+                )
+                .and_then(|mut stmt| stmt.execute(params![request.lease.owner, ms(until), key]))
+                .map_err(db_error)?;
+                record.owner.clone_from(&request.lease.owner);
                 record.lease_until_ms = until;
+                record.epoch += 1;
+                claimed.sagas.push(record);
             }
-            Ok(records)
+            Ok(claimed)
         })
     }
 
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>> {
         let lease = lease.clone();
         self.submit(true, move |conn| {
             let now = now_ms();
             let changed = conn
                 .prepare_cached(
                     "UPDATE flext_sagas SET lease_until_ms = ?1
-                     WHERE id = ?2 AND owner = ?3 AND lease_until_ms > ?4",
+                     WHERE id = ?2 AND epoch = ?3 AND state IN ('running', 'compensating')",
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
                         ms(now.saturating_add(lease.duration_ms)),
                         id.to_string(),
-                        lease.owner,
-                        ms(now)
+                        ms(epoch)
                     ])
                 })
                 .map_err(db_error)?;
             if changed == 1 {
                 Ok(())
             } else {
-                Err(refused(conn, id))
+                Err(refused(conn, id, None))
             }
         })
     }
@@ -118,52 +138,66 @@ impl SagaLog for SqliteLog {
     fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
         let filter = filter.clone();
         self.submit(false, move |conn| {
-            let limit = filter
-                .limit
-                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms,
-                            (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
-                     FROM flext_sagas s
-                     WHERE (?1 IS NULL OR s.state = ?1)
-                       AND (?2 IS NULL OR s.name = ?2)
-                       AND (?3 IS NULL OR s.created_ms < ?3)
-                     ORDER BY s.created_ms, s.rowid
-                     LIMIT ?4",
-                )
-                .map_err(db_error)?;
+            // Only the conditions that are set, so that SQLite reads the (state,
+            // created_ms) or (name, created_ms) index in order and stops at the limit.
+            let mut sql = String::from(
+                "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms, s.seq,
+                        CASE WHEN s.state = 'stuck' THEN
+                            (SELECT body FROM flext_saga_transitions t WHERE t.saga_id = s.id AND t.seq = s.seq)
+                        END
+                 FROM flext_sagas s WHERE 1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(state) = filter.state {
+                args.push(state.as_str().to_owned().into());
+                sql.push_str(&format!(" AND s.state = ?{}", args.len()));
+            }
+            if let Some(name) = &filter.name {
+                args.push(name.clone().into());
+                sql.push_str(&format!(" AND s.name = ?{}", args.len()));
+            }
+            if let Some(before) = filter.created_before_ms {
+                args.push(ms(before).into());
+                sql.push_str(&format!(" AND s.created_ms < ?{}", args.len()));
+            }
+            args.push(
+                filter
+                    .limit
+                    .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+                    .into(),
+            );
+            sql.push_str(&format!(" ORDER BY s.created_ms, s.rowid LIMIT ?{}", args.len()));
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_error)?;
             let rows = stmt
-                .query_map(
-                    params![
-                        filter.state.map(SagaState::as_str),
-                        filter.name,
-                        filter.created_before_ms.map(ms),
-                        limit
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                            r.get::<_, i64>(6)?,
-                        ))
-                    },
-                )
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                })
                 .map_err(db_error)?;
             rows.map(|row| {
-                let (id, name, state, owner, created, lease, n) = row.map_err(db_error)?;
+                let (id, name, state, owner, created, lease, n, last) = row.map_err(db_error)?;
+                let state = parse_state(&state)?;
+                let last: Vec<Transition> = match last {
+                    Some(body) => vec![serde_json::from_str(&body).map_err(json_error)?],
+                    None => Vec::new(),
+                };
                 Ok(SagaSummary {
                     id: parse_id(&id)?,
                     name,
-                    state: parse_state(&state)?,
+                    state,
                     transitions: usize::try_from(n).unwrap_or(0),
                     owner,
                     created_ms: u64::try_from(created).unwrap_or(0),
                     lease_until_ms: u64::try_from(lease).unwrap_or(0),
+                    stuck_at: StuckAt::of(state, &last),
                 })
             })
             .collect()
@@ -225,18 +259,20 @@ impl SagaLog for SqliteLog {
             command.apply_to(&mut record, lease.as_ref(), now_ms)?;
             let key = id.to_string();
             conn.prepare_cached(
-                "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3 WHERE id = ?4",
+                "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3, epoch = ?4, seq = ?5 WHERE id = ?6",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
                     record.state.as_str(),
                     record.owner,
                     ms(record.lease_until_ms),
+                    ms(record.epoch),
+                    ms(record.transitions.len() as u64),
                     key
                 ])
             })
             .map_err(db_error)?;
-            insert_transition(conn, &key, &body, now_ms)?;
+            insert_transition(conn, &key, record.transitions.len() as u64, &body, now_ms)?;
             Ok(record)
         })
     }

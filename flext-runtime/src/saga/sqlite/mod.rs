@@ -212,7 +212,7 @@ impl SqliteLog {
     fn read(conn: &Connection, id: Uuid) -> Result<SagaRecord> {
         let row = conn
             .query_row(
-                "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms FROM flext_sagas WHERE id = ?1",
+                "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms, epoch FROM flext_sagas WHERE id = ?1",
                 params![id.to_string()],
                 |r| {
                     Ok((
@@ -224,6 +224,7 @@ impl SqliteLog {
                         r.get::<_, i64>(5)?,
                         r.get::<_, String>(6)?,
                         r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
                     ))
                 },
             )
@@ -259,6 +260,7 @@ impl SqliteLog {
             lease_until_ms: u64::try_from(row.5).unwrap_or(0),
             definition: row.6,
             created_ms: u64::try_from(row.7).unwrap_or(0),
+            epoch: u64::try_from(row.8).unwrap_or(0),
         })
     }
 }

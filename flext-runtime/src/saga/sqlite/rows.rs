@@ -5,8 +5,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::saga::fence::fence_refused;
 use crate::saga::log::{
-    Lease, SagaRecord, SagaState, Transition, lease_lost, now_ms, unknown_saga,
+    Fence, Lease, SagaRecord, SagaState, Transition, lease_lost, now_ms, unknown_saga,
 };
 
 pub(super) fn db_error(e: rusqlite::Error) -> Error {
@@ -52,6 +53,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             "at_ms",
             "INTEGER NOT NULL DEFAULT 0",
         ),
+        ("flext_sagas", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+        ("flext_sagas", "seq", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         let present = conn
             .prepare(&format!(
@@ -62,8 +65,20 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         if !present {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
                 .map_err(db_error)?;
+            if column == "seq" {
+                // The fence compares a write's predecessor with this count.
+                conn.execute_batch(
+                    "UPDATE flext_sagas SET seq = (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = flext_sagas.id)",
+                )
+                .map_err(db_error)?;
+            }
         }
     }
+    // Listing stuck or recent sagas oldest first reads an index, not the table.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);",
+    )
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -85,28 +100,51 @@ pub(super) fn parse_id(s: &str) -> Result<Uuid> {
     })
 }
 
-/// Appends `body` as the next transition of saga `id`, at `now`.
-pub(super) fn insert_transition(conn: &Connection, id: &str, body: &str, now: u64) -> Result<()> {
+/// Appends `body` as transition `seq` of saga `id`, at `now`.
+pub(super) fn insert_transition(
+    conn: &Connection,
+    id: &str,
+    seq: u64,
+    body: &str,
+    now: u64,
+) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM flext_saga_transitions WHERE saga_id = ?1), ?2, ?3)",
+        "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms) VALUES (?1, ?2, ?3, ?4)",
     )
-    .and_then(|mut stmt| stmt.execute(params![id, body, ms(now)]))
+    .and_then(|mut stmt| stmt.execute(params![id, ms(seq), body, ms(now)]))
     .map_err(db_error)?;
     Ok(())
 }
 
-/// The error for a write refused by the lease check: who holds the lease, or no such saga.
-pub(super) fn refused(conn: &Connection, id: Uuid) -> Error {
-    let owner = conn
+/// The error for a write refused by a fence check: why, from the row as it is now, or
+/// no such saga.
+pub(super) fn refused(conn: &Connection, id: Uuid, fence: Option<Fence>) -> Error {
+    let row = conn
         .query_row(
-            "SELECT owner FROM flext_sagas WHERE id = ?1",
+            "SELECT owner, state, epoch, seq FROM flext_sagas WHERE id = ?1",
             params![id.to_string()],
-            |r| r.get::<_, String>(0),
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
         )
         .optional();
-    match owner {
-        Ok(Some(owner)) => lease_lost(id, &owner),
+    match row {
+        Ok(Some((owner, state, epoch, seq))) => match (fence, parse_state(&state)) {
+            (Some(fence), Ok(state)) => fence_refused(
+                id,
+                state,
+                &owner,
+                u64::try_from(epoch).unwrap_or(0),
+                u64::try_from(seq).unwrap_or(0),
+                fence,
+            ),
+            _ => lease_lost(id, &owner),
+        },
         Ok(None) => unknown_saga(id),
         Err(e) => db_error(e),
     }
@@ -120,8 +158,8 @@ pub(super) fn ms(v: u64) -> i64 {
 pub(crate) fn create_row(conn: &Connection, record: &SagaRecord, input: &str) -> Result<()> {
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR IGNORE INTO flext_sagas (id, name, input, correlation_id, state, owner, lease_until_ms, created_ms, definition, epoch, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -134,6 +172,7 @@ pub(crate) fn create_row(conn: &Connection, record: &SagaRecord, input: &str) ->
                 ms(record.lease_until_ms),
                 ms(if record.created_ms == 0 { now_ms() } else { record.created_ms }),
                 record.definition,
+                ms(record.epoch),
             ])
         })
         .map_err(db_error)?;
@@ -146,21 +185,23 @@ pub(crate) fn create_row(conn: &Connection, record: &SagaRecord, input: &str) ->
     Ok(())
 }
 
-/// Appends a transition (already JSON) and sets the saga's state, when `lease` holds the
-/// lease or it expired; refuses (writing nothing) otherwise.
+/// Appends a transition (already JSON) and sets the saga's state, when the saga is in
+/// flight under `fence` (its epoch, and `fence.seq` transitions before this one), in the
+/// one `UPDATE` that checks it; refuses (writing nothing) otherwise.
 pub(crate) fn append_row(
     conn: &Connection,
     id: Uuid,
     body: &str,
     state: SagaState,
     lease: &Lease,
+    fence: Fence,
 ) -> Result<()> {
     let now = now_ms();
     let key = id.to_string();
     let updated = conn
         .prepare_cached(
-            "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3
-             WHERE id = ?4 AND (owner = ?2 OR lease_until_ms <= ?5)",
+            "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3, seq = seq + 1
+             WHERE id = ?4 AND epoch = ?5 AND seq = ?6 AND state IN ('running', 'compensating')",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -168,14 +209,43 @@ pub(crate) fn append_row(
                 lease.owner,
                 ms(now.saturating_add(lease.duration_ms)),
                 key,
-                ms(now)
+                ms(fence.epoch),
+                ms(fence.seq),
             ])
         })
         .map_err(db_error)?;
     if updated == 0 {
-        return Err(refused(conn, id));
+        return Err(refused(conn, id, Some(fence)));
     }
-    insert_transition(conn, &key, body, now)
+    insert_transition(conn, &key, fence.seq + 1, body, now)
+}
+
+/// Sets a final state the transitions already reach, under `fence`; refuses (writing
+/// nothing) as [`append_row`] does.
+pub(super) fn settle_row(
+    conn: &Connection,
+    id: Uuid,
+    state: SagaState,
+    fence: Fence,
+) -> Result<()> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE flext_sagas SET state = ?1
+             WHERE id = ?2 AND epoch = ?3 AND seq = ?4 AND state IN ('running', 'compensating')",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                state.as_str(),
+                id.to_string(),
+                ms(fence.epoch),
+                ms(fence.seq)
+            ])
+        })
+        .map_err(db_error)?;
+    if updated == 0 {
+        return Err(refused(conn, id, Some(fence)));
+    }
+    Ok(())
 }
 
 /// [`create_row`] for a record, its input encoded here.
@@ -191,7 +261,8 @@ pub(crate) fn append_sqlite(
     transition: &Transition,
     state: SagaState,
     lease: &Lease,
+    fence: Fence,
 ) -> Result<()> {
     let body = serde_json::to_string(transition).map_err(json_error)?;
-    append_row(conn, id, &body, state, lease)
+    append_row(conn, id, &body, state, lease, fence)
 }

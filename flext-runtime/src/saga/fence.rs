@@ -1,0 +1,138 @@
+//! Fencing: what a write states about the claim it is made under, and what a claim
+//! takes over.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::log::{Lease, SagaRecord, SagaState};
+use crate::error::{Error, Result};
+
+/// What a write to a saga states about the claim it is made under: the fencing token
+/// (Kleppmann, "How to do distributed locking", 2016) and the transition it follows.
+/// The log refuses a write whose `epoch` is not the saga's current one or whose `seq`
+/// is not the saga's last transition, so that a runner that lost its claim (paused,
+/// partitioned, or slow past its lease) never writes again, and two writes never both
+/// follow one transition.
+///
+/// ```
+/// use flext::saga::{Fence, SagaRecord};
+/// # fn f(record: &SagaRecord) {
+/// let fence = Fence::of(record);
+/// assert_eq!(fence.seq, record.transitions.len() as u64);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fence {
+    /// The epoch of the claim the write is made under ([`SagaRecord::epoch`]).
+    pub epoch: u64,
+    /// How many transitions the saga has before this write: the position (from 1) of
+    /// the last transition the write follows, 0 for none.
+    pub seq: u64,
+}
+
+impl Fence {
+    /// The fence for the next write to `record` as it was read.
+    pub fn of(record: &SagaRecord) -> Fence {
+        Fence {
+            epoch: record.epoch,
+            seq: record.transitions.len() as u64,
+        }
+    }
+}
+
+/// What [`SagaLog::claim_expired`] takes over. Owned, so that a backend can hand it to
+/// another thread.
+#[derive(Clone)]
+pub struct ClaimRequest {
+    /// The runner claiming: the saga's new owner and lease.
+    pub lease: Lease,
+    /// The time a lease is expired by, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// Only sagas of these types (the ones linked into the claiming program); every
+    /// type when empty.
+    pub names: Vec<&'static str>,
+    /// At most this many sagas are claimed.
+    pub limit: usize,
+    /// Only this saga, when set (a start of an id whose lease expired).
+    pub only: Option<Uuid>,
+    /// Called with each candidate as read, before it is claimed: an error leaves the
+    /// saga untouched (owner, lease and epoch as they were) and reports it in
+    /// [`Claimed::refused`]. The runner checks the definition and the input here.
+    pub accept: Arc<dyn Fn(&SagaRecord) -> Result<()> + Send + Sync>,
+}
+
+impl ClaimRequest {
+    /// Every expired in-flight saga, of any type, for `lease`, as of `now_ms`; no limit,
+    /// nothing refused.
+    pub fn any(lease: &Lease, now_ms: u64) -> ClaimRequest {
+        ClaimRequest {
+            lease: lease.clone(),
+            now_ms,
+            names: Vec::new(),
+            limit: usize::MAX,
+            only: None,
+            accept: Arc::new(|_| Ok(())),
+        }
+    }
+
+    /// Whether a saga of type `name` (and id `id`) is a candidate, its lease and state
+    /// aside.
+    pub fn wants(&self, id: Uuid, name: &str) -> bool {
+        self.only.is_none_or(|only| only == id)
+            && (self.names.is_empty() || self.names.contains(&name))
+    }
+}
+
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("lease", &self.lease)
+            .field("now_ms", &self.now_ms)
+            .field("names", &self.names)
+            .field("limit", &self.limit)
+            .field("only", &self.only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SagaLog::claim_expired`] took over, and what it set aside.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The sagas now leased to the claiming runner, each with its new epoch, oldest
+    /// first.
+    pub sagas: Vec<SagaRecord>,
+    /// Candidates left untouched: a record that does not decode, or one the request's
+    /// `accept` refused, with why.
+    pub refused: Vec<(Uuid, Error)>,
+}
+
+/// Why a backend refused a fenced write to saga `id`, from the row as it is now: its
+/// state, epoch and transition count against the `fence` the write stated.
+pub(crate) fn fence_refused(
+    id: Uuid,
+    state: SagaState,
+    owner: &str,
+    epoch: u64,
+    seq: u64,
+    fence: Fence,
+) -> Error {
+    let why = if !state.is_in_flight() {
+        format!("it is {state}: nothing more is written to it")
+    } else if epoch != fence.epoch {
+        format!(
+            "it was claimed again (epoch {epoch}, this runner's is {}) and is leased to `{owner}`",
+            fence.epoch
+        )
+    } else {
+        format!(
+            "another write came first (it has {seq} transitions, this write follows {})",
+            fence.seq
+        )
+    };
+    Error::conflict(
+        crate::codes::SAGA_LEASE_LOST,
+        format!("saga {id} refused a write: {why}; this runner stops driving it"),
+    )
+}
