@@ -185,6 +185,26 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_failed_renewal_is_retried_and_a_runner_that_cannot_renew_stops_in_time() {
+                found::renewal_faults_contract(backend().await.connect().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_saga_whose_transitions_end_it_gets_its_final_state_once() {
+                found::finished_in_flight_contract(backend().await.connect().await).await;
+            }
+
+            #[tokio::test]
+            async fn changed_code_is_refused_on_every_path_without_writing() {
+                found::changed_code_contract(backend().await.connect().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_start_claims_an_expired_saga_and_recovery_reports_every_pass() {
+                found::restart_and_report_contract(backend().await.connect().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
             }
@@ -204,6 +224,8 @@ conformance!(postgres, Postgres);
 
 #[path = "common/faults.rs"]
 mod faults;
+#[path = "common/found.rs"]
+mod found;
 
 /// How many seeded schedules each backend runs (`FLEXT_FAULT_SCHEDULES`, default 1000).
 fn fault_schedules() -> usize {

@@ -131,6 +131,17 @@ pub fn saga(saga: &Saga) -> TokenStream {
             quote!(#check();)
         });
 
+    let checks = saga.steps.iter().enumerate().filter_map(|(i, s)| {
+        let ty = s.method.ok_type.as_ref()?;
+        let step = s.method.ident.to_string();
+        Some(quote! {
+            if let ::core::option::Option::Some(__flext_v) =
+                __flext_outputs.get(#i).and_then(::core::option::Option::as_ref)
+            {
+                (&&#p::LogSlot::<#ty>::new()).check(#step, __flext_v)?;
+            }
+        })
+    });
     let definition = definition(saga);
     let accepts = &saga.accepts;
     let scope = quote!(#p::StepScope);
@@ -168,6 +179,13 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 const DEFINITION: &'static str = #definition;
                 const ACCEPTS: &'static [&'static str] = &[#(#accepts),*];
                 type Output = #output;
+
+                fn check_outputs(
+                    __flext_outputs: &[::core::option::Option<#p::serde_json::Value>],
+                ) -> #p::Result<()> {
+                    #(#checks)*
+                    ::core::result::Result::Ok(())
+                }
 
                 #run_step
                 #compensate

@@ -64,9 +64,22 @@ pub trait EncodeDurable<T> {
     fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
     /// Reads step `index`'s output back.
     fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+    /// Whether step `step`'s logged `value` decodes as `T`.
+    fn check(&self, step: &str, value: &serde_json::Value) -> Result<()>;
 }
 
 impl<T: Durable> EncodeDurable<T> for &LogSlot<T> {
+    fn check(&self, step: &str, value: &serde_json::Value) -> Result<()> {
+        T::from_log(value.clone()).map(drop).map_err(|e| {
+            Error::internal(
+                crate::codes::SAGA_OUTPUT_MISMATCH,
+                format!(
+                    "the logged output of step `{step}` does not decode as `{}`: {e}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
     #[inline]
     fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value> {
         scope.encode(value)
@@ -83,9 +96,14 @@ pub trait EncodeNotDurable<T> {
     fn encode(&self, scope: &StepScope<'_>, value: &T) -> Result<serde_json::Value>;
     /// Never runs: the crate does not compile while `T` is not durable.
     fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn check(&self, step: &str, value: &serde_json::Value) -> Result<()>;
 }
 
 impl<T> EncodeNotDurable<T> for LogSlot<T> {
+    fn check(&self, _: &str, _: &serde_json::Value) -> Result<()> {
+        Err(not_durable::<T>())
+    }
     fn encode(&self, _: &StepScope<'_>, _: &T) -> Result<serde_json::Value> {
         Err(not_durable::<T>())
     }

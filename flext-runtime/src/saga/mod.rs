@@ -137,6 +137,20 @@ pub trait Saga: Durable + Send + Sync + 'static {
     /// The last step's output.
     type Output: Durable + Send + 'static;
 
+    /// Whether every logged output in `outputs` (by step index) decodes as its step's
+    /// output type: checked before a runner claims a logged saga, so that a type changed
+    /// under the same name (a field added without a serde default) leaves the saga as it
+    /// is instead of failing its next step. `#[saga]` writes it; a hand-written impl
+    /// checks nothing.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.output_mismatch`, naming the step, the type and serde's reason.
+    fn check_outputs(outputs: &[Option<serde_json::Value>]) -> Result<()> {
+        let _ = outputs;
+        Ok(())
+    }
+
     /// Runs step `index` and returns its output as JSON. Used by the runner.
     fn run_step<'a>(
         &'a self,

@@ -76,7 +76,7 @@ fn decode<S: Saga>(record: &SagaRecord) -> Result<S> {
             S::DEFINITION,
         ));
     }
-    S::from_log(record.input.clone()).map_err(|e| {
+    let saga = S::from_log(record.input.clone()).map_err(|e| {
         Error::internal(
             crate::codes::SAGA_INPUT_MISMATCH,
             format!(
@@ -85,7 +85,20 @@ fn decode<S: Saga>(record: &SagaRecord) -> Result<S> {
                 S::NAME
             ),
         )
-    })
+    })?;
+    let progress = Progress::replay(S::STEPS.len(), &record.transitions);
+    S::check_outputs(&progress.outputs).map_err(|e| {
+        Error::internal(
+            e.code().to_owned(),
+            format!(
+                "saga {} of `{}` is left as it is: {}; restore the type the log was written with, or give the new field a serde default",
+                record.id,
+                S::NAME,
+                e.message()
+            ),
+        )
+    })?;
+    Ok(saga)
 }
 
 /// Resumes a claimed saga of type `S` (the claim acknowledged by a log call that started
