@@ -29,7 +29,7 @@ use flext::database::Relay;
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
 use flext::postgres::{PgDatabase, PgOutboxRelay, PgProjection, PgProjectionRunner, PgUnitOfWork};
 use flext::prelude::*;
-use flext::saga::{SagaFilter, SagaRunner};
+use flext::saga::{SagaFilter, SagaLog, SagaRunner};
 use serde::{Deserialize, Serialize};
 
 /// The account every transfer to fails (and is refunded).
@@ -234,18 +234,46 @@ struct Worker {
     start: u64,
     count: u64,
     drain: bool,
+    /// The database may go away and come back (`--outages`): a transfer whose saga the
+    /// worker lost to an outage is left to recovery, and every loop waits the outage
+    /// out instead of failing.
+    outages: bool,
+}
+
+/// Retries `f` while the database is away (up to a minute), when `outages` is set.
+async fn patiently<T, F, Fut>(
+    outages: bool,
+    mut f: F,
+) -> std::result::Result<T, Box<dyn std::error::Error>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if outages && e.kind().is_transient() && tries < 600 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Runs the worker's transfers, four at a time, beside a projection loop, an outbox loop
 /// and a recovery loop; with `drain`, then waits until no saga is in flight, no event is
 /// undelivered and the projection is caught up. Prints how many sagas it took over.
 async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let db = PgDatabase::connect(&w.url).await?;
+    let db = patiently(w.outages, || PgDatabase::connect(&w.url)).await?;
     // Under flext's migration lock: three workers start at once.
-    db.apply_schema(
-        "CREATE TABLE IF NOT EXISTS notifications (event_id UUID PRIMARY KEY, name TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS deliveries (event_id UUID NOT NULL);",
-    )
+    patiently(w.outages, || {
+        db.apply_schema(
+            "CREATE TABLE IF NOT EXISTS notifications (event_id UUID PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS deliveries (event_id UUID NOT NULL);",
+        )
+    })
     .await?;
     let runner = SagaRunner::builder(db.saga_log())
         .owner(w.owner.as_str())
@@ -280,10 +308,23 @@ async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> 
             }
         }
         let runner = runner.clone();
+        let outages = w.outages;
         running.spawn(async move {
             let n = t.n;
-            let outcome = runner.run_with_id(saga_id(n), t, &Context::new()).await?;
-            println!("transfer {n} {:?}", outcome.state());
+            match runner.run_with_id(saga_id(n), t, &Context::new()).await {
+                Ok(outcome) => println!("transfer {n} {:?}", outcome.state()),
+                // The database went away mid-saga: the saga is in flight in the log,
+                // or not there at all; recovery, or the start below, finishes it.
+                Err(e)
+                    if outages
+                        && (e.kind().is_transient()
+                            || e.code() == flext::codes::SAGA_LEASE_LOST
+                            || e.code() == flext::codes::SAGA_IN_FLIGHT) =>
+                {
+                    println!("transfer {n} deferred: {}", e.code());
+                }
+                Err(e) => return Err(e),
+            }
             Ok::<_, Error>(())
         });
     }
@@ -293,21 +334,40 @@ async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> 
 
     if w.drain {
         let mut rounds = 0;
+        let limit = if w.outages { 1200 } else { 400 };
         loop {
-            let in_flight = runner
-                .list(&SagaFilter::default())
-                .await?
-                .iter()
-                .filter(|s| s.state.is_in_flight())
-                .count();
-            let delivered = outbox.deliver_pending().await?;
-            let behind =
-                projection.catch_up().await?.applied + projection.status().await?.events_behind;
-            if in_flight == 0 && delivered == 0 && behind == 0 && db.outbox_pending().await? == 0 {
-                break;
+            // A transfer whose start never reached the database is started again.
+            if w.outages {
+                for t in transfers(w.start, w.count) {
+                    let n = t.n;
+                    if let Err(e) = db.saga_log().load(saga_id(n)).await
+                        && e.code() == flext::codes::SAGA_NOT_FOUND
+                    {
+                        let _ = runner.run_with_id(saga_id(n), t, &Context::new()).await;
+                    }
+                }
             }
+            let pass = async {
+                let in_flight = runner
+                    .list(&SagaFilter::default())
+                    .await?
+                    .iter()
+                    .filter(|s| s.state.is_in_flight())
+                    .count();
+                let delivered = outbox.deliver_pending().await?;
+                let behind =
+                    projection.catch_up().await?.applied + projection.status().await?.events_behind;
+                let pending = db.outbox_pending().await?;
+                Ok::<_, Error>((in_flight, delivered + behind + pending))
+            };
+            let in_flight = match pass.await {
+                Ok((0, 0)) => break,
+                Ok((in_flight, _)) => in_flight,
+                Err(e) if w.outages && e.kind().is_transient() => usize::MAX,
+                Err(e) => return Err(e.into()),
+            };
             rounds += 1;
-            if rounds > 400 {
+            if rounds > limit {
                 return Err(format!(
                     "not drained after {rounds} rounds: {in_flight} sagas in flight"
                 )
@@ -344,6 +404,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             start: number(1)?,
             count: number(2)?,
             drain: args.iter().any(|a| a == "--drain"),
+            outages: args.iter().any(|a| a == "--outages"),
         })
         .await;
     }
@@ -357,6 +418,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         start: 0,
         count: 30,
         drain: true,
+        outages: false,
     })
     .await?;
     let db = PgDatabase::connect(&url).await?;

@@ -35,6 +35,10 @@ struct Owned {
     dir: PathBuf,
     pg_ctl: PathBuf,
     as_postgres: bool,
+    /// The server's options (port, socket directory, fsync) and log file, to start it
+    /// again after [`TestCluster::kill`].
+    options: String,
+    log: String,
 }
 
 /// Where the server programs are: on the `PATH`, or in Debian's
@@ -171,14 +175,95 @@ impl TestCluster {
                 dir,
                 pg_ctl: pg_ctl.clone(),
                 as_postgres,
+                options,
+                log,
             }),
         };
-        run(
-            &pg_ctl,
-            &["-D", &data_arg, "-o", &options, "-l", &log, "-w", "start"],
-            as_postgres,
-        )?;
+        cluster.restart()?;
         Ok(cluster)
+    }
+
+    /// Kills the server as a crash would: `SIGKILL` to the postmaster and to every
+    /// server process it started, with no shutdown checkpoint. Every connection fails
+    /// at once; [`restart`](Self::restart) brings the server back on the same port with
+    /// the same data (crash recovery replays its WAL).
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when this value did not start the server (`DATABASE_URL`)
+    /// or the server's process id cannot be read.
+    pub fn kill(&self) -> Result<()> {
+        let owned = self
+            .owned
+            .as_ref()
+            .ok_or_else(|| failed("the server on DATABASE_URL is not this test's to kill"))?;
+        let pid_file = owned.dir.join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::trim).map(str::to_owned))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| failed(format!("no server process id in {}", pid_file.display())))?;
+        // The children first (they would outlive their parent), then the postmaster.
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        // Wait until the processes are gone, so that a restart finds the port free.
+        for _ in 0..100 {
+            let alive = Command::new("kill")
+                .args(["-0", &pid])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        Ok(())
+    }
+
+    /// Starts the server this value made (again, after [`kill`](Self::kill)), and
+    /// waits until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when this value did not start the server, or `pg_ctl`
+    /// fails.
+    pub fn restart(&self) -> Result<()> {
+        let owned = self
+            .owned
+            .as_ref()
+            .ok_or_else(|| failed("the server on DATABASE_URL is not this test's to start"))?;
+        let data = owned.dir.join("data").to_string_lossy().into_owned();
+        let start = || {
+            run(
+                &owned.pg_ctl,
+                &[
+                    "-D",
+                    &data,
+                    "-o",
+                    &owned.options,
+                    "-l",
+                    &owned.log,
+                    "-w",
+                    "start",
+                ],
+                owned.as_postgres,
+            )
+        };
+        // Right after a kill the old processes may still hold the port or the shared
+        // memory for a moment: try again for a few seconds.
+        let mut tries = 0;
+        loop {
+            match start() {
+                Err(e) if tries < 25 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "test cluster: start failed; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The server's URL.
