@@ -205,6 +205,13 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_restarted_process_takes_back_its_sagas_at_its_first_recovery_pass() {
+                let backend = backend().await;
+                let provable = stringify!($module) != "memory";
+                found::restart_contract(|| backend.connect(), provable).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
             }

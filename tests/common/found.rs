@@ -457,3 +457,78 @@ pub async fn restart_and_report_contract(log: Arc<dyn SagaLog>) {
         "{json}"
     );
 }
+
+/// Whether the parcel step waits (the first incarnation's run) or goes through.
+#[derive(Default)]
+pub struct Hold {
+    pub blocking: AtomicBool,
+    pub entered: tokio::sync::Notify,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ShopOrder {
+    pub id: u32,
+}
+
+#[saga]
+impl ShopOrder {
+    #[saga_step]
+    async fn pack(&self, hold: State<Hold>) -> Result<u32> {
+        if hold.blocking.load(Ordering::SeqCst) {
+            hold.entered.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(self.id)
+    }
+}
+
+fn shop(log: Arc<dyn SagaLog>, hold: &Arc<Hold>) -> SagaRunner {
+    SagaRunner::builder_shared(log)
+        .owner("shop")
+        .lease(Duration::from_secs(60))
+        .shared_state(hold.clone())
+        .build()
+}
+
+/// Finding 5: a restarted process takes back its dead incarnation's sagas at its first
+/// recovery pass, without waiting out the lease, where the store can prove the old
+/// incarnation gone (`provable`: SQLite's lock file, PostgreSQL's advisory lock); while
+/// the old incarnation lives, a runner of the same name leaves its sagas alone.
+/// `connect` opens another process's connection to the same store.
+pub async fn restart_contract<F, Fut>(connect: F, provable: bool)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn SagaLog>>,
+{
+    let hold = Arc::new(Hold::default());
+    hold.blocking.store(true, Ordering::SeqCst);
+    let first = shop(connect().await, &hold);
+    let running = {
+        let first = first.clone();
+        tokio::spawn(async move { first.run(ShopOrder { id: 4 }, &Context::new()).await })
+    };
+    hold.entered.notified().await;
+
+    // The first incarnation lives: another of the same name takes nothing.
+    let neighbour = shop(connect().await, &hold);
+    let report = neighbour.recover().await.unwrap();
+    assert!(
+        report.is_empty(),
+        "a live incarnation's saga was taken: {report:?}"
+    );
+    drop(neighbour);
+
+    // It dies (its task and its connection with it), 60 s of lease left.
+    running.abort();
+    let _ = running.await;
+    drop(first);
+    hold.blocking.store(false, Ordering::SeqCst);
+
+    let restarted = shop(connect().await, &hold);
+    let report = restarted.recover().await.unwrap();
+    if provable {
+        assert_eq!(report.completed(), 1, "taken back at once: {report:?}");
+    } else {
+        assert!(report.is_empty(), "nothing proves the old incarnation gone");
+    }
+}

@@ -281,7 +281,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
 impl PgDatabase {
     /// The saga log in this database.
     pub fn saga_log(&self) -> PgSagaLog {
-        PgSagaLog { db: self.clone() }
+        PgSagaLog {
+            db: self.clone(),
+            liveness: std::sync::Arc::default(),
+        }
     }
 
     /// The event store in this database; every append also writes an outbox row per

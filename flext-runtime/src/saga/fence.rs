@@ -57,6 +57,13 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Only this saga, when set (a start of an id whose lease expired).
     pub only: Option<Uuid>,
+    /// The owner prefix (`name/`) of the claiming runner's other incarnations, when the
+    /// claiming runner holds its own liveness lock ([`SagaLog::hold_liveness`]): their
+    /// in-flight sagas are claimed at once, live lease or not, when the store can prove
+    /// the incarnation gone (its liveness lock is free). `None`: leases only.
+    ///
+    /// [`SagaLog::hold_liveness`]: super::SagaLog::hold_liveness
+    pub takeover_gone: Option<String>,
     /// Called with each candidate as read, before it is claimed: an error leaves the
     /// saga untouched (owner, lease and epoch as they were) and reports it in
     /// [`Claimed::refused`]. The runner checks the definition and the input here.
@@ -73,6 +80,7 @@ impl ClaimRequest {
             names: Vec::new(),
             limit: usize::MAX,
             only: None,
+            takeover_gone: None,
             accept: Arc::new(|_| Ok(())),
         }
     }
@@ -93,6 +101,7 @@ impl std::fmt::Debug for ClaimRequest {
             .field("names", &self.names)
             .field("limit", &self.limit)
             .field("only", &self.only)
+            .field("takeover_gone", &self.takeover_gone)
             .finish_non_exhaustive()
     }
 }

@@ -386,6 +386,28 @@ pub trait SagaLog: Send + Sync + 'static {
     /// [`ErrorKind::Infrastructure`] when the storage fails.
     fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>>;
 
+    /// Takes the liveness lock of runner incarnation `owner` (`name/incarnation`), held
+    /// until this log value is dropped or the process ends (SQLite: an `flock` on a file
+    /// beside the database; PostgreSQL: a session advisory lock on a connection of its
+    /// own). While it is held, the incarnation's sagas wait for their lease; once its
+    /// process is gone, a restarted runner of the same name takes them back at once
+    /// ([`ClaimRequest::takeover_gone`]) instead of waiting out the lease. Returns
+    /// whether the lock is held; the runner calls it before its first write and at every
+    /// recovery pass (taking it again after, say, a database restart dropped it).
+    ///
+    /// The default holds nothing and returns `false`: takeovers wait for the lease
+    /// ([`MemoryLog`](super::MemoryLog) lives in one process, where a restart loses it
+    /// anyway).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`] when the lock cannot be taken (the runner then
+    /// goes on without it: takeovers wait for the lease).
+    fn hold_liveness<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let _ = owner;
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// The sagas `filter` matches, oldest first.
     ///
     /// # Errors

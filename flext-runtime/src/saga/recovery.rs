@@ -179,12 +179,14 @@ impl SagaRunner {
         if names.is_empty() {
             return Ok(RecoveryReport::default());
         }
+        let alive = self.hold_liveness().await;
         let request = ClaimRequest {
             lease: self.lease.clone(),
             now_ms: now_ms(),
             names,
             limit: self.recovery_batch,
             only: None,
+            takeover_gone: alive.then(|| self.owner_prefix()),
             accept: Arc::new(
                 |record: &SagaRecord| match SagaRegistration::find(&record.name) {
                     Some(r) => (r.check)(record),

@@ -61,6 +61,8 @@ pub struct SagaRunner {
     pub(super) backoff_cap: Duration,
     /// At most this many sagas claimed per recovery pass.
     pub(super) recovery_batch: usize,
+    /// Whether this runner has asked the log for its liveness lock yet.
+    pub(super) liveness_asked: Arc<std::sync::atomic::AtomicBool>,
     /// The sagas this runner (and its clones) is driving, for a second start to wait on.
     pub(super) running: Arc<std::sync::Mutex<HashMap<Uuid, tokio::sync::watch::Sender<bool>>>>,
 }
@@ -91,9 +93,14 @@ impl SagaRunnerBuilder {
 
     /// The runner's name in the log's leases (default `runner`). The lease owner is this
     /// name and an incarnation id made when the runner is built (`name/incarnation`), so
-    /// two runners never share a saga even under one name, and a restarted process takes
-    /// its old in-flight sagas over only once their leases expire. A stable name makes
-    /// the log readable; it does not need to be unique.
+    /// two runners never share a saga even under one name. A restarted process takes its
+    /// old incarnation's in-flight sagas back at its first recovery pass when the log can
+    /// prove that incarnation gone (SQLite: its lock file beside the database is free;
+    /// PostgreSQL: its session advisory lock is free), and otherwise once their leases
+    /// expire. Give each process a stable name of its own (a host name, a pod name) so
+    /// that a restart is recognised; two processes sharing a name still never drive one
+    /// saga at once (the fence sees to it), but may take each other's sagas early after
+    /// a database restart.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
@@ -161,6 +168,7 @@ impl SagaRunnerBuilder {
             compensation_attempts: self.compensation_attempts,
             backoff_cap: self.backoff_cap,
             recovery_batch: self.recovery_batch,
+            liveness_asked: Arc::default(),
             running: Arc::default(),
         }
     }
@@ -206,6 +214,29 @@ impl SagaRunner {
     /// The backoff of a step or compensation whose first wait is `first_ms`.
     pub(super) fn backoff(&self, first_ms: u64) -> Backoff {
         Backoff::new(Duration::from_millis(first_ms), self.backoff_cap)
+    }
+
+    /// Takes this runner's liveness lock in the log ([`SagaLog::hold_liveness`]), or
+    /// checks it is still held; whether it is. A log that cannot take it is logged at
+    /// WARN and the runner goes on: takeovers of its sagas then wait for the lease.
+    pub(super) async fn hold_liveness(&self) -> bool {
+        self.liveness_asked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.log.hold_liveness(&self.lease.owner).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(owner = %self.lease.owner, error = %e, "cannot take the runner's liveness lock; a restart will wait for its sagas' leases");
+                false
+            }
+        }
+    }
+
+    /// The owner prefix of this runner's incarnations: `name/`.
+    pub(super) fn owner_prefix(&self) -> String {
+        match self.lease.owner.rsplit_once('/') {
+            Some((name, _)) => format!("{name}/"),
+            None => format!("{}/", self.lease.owner),
+        }
     }
 
     /// The sagas `filter` matches, oldest first, for operators.

@@ -131,6 +131,12 @@ impl SagaRunner {
                 return self.started_before(&saga, record, ctx).await;
             }
         };
+        if !self
+            .liveness_asked
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.hold_liveness().await;
+        }
         let since = Instant::now();
         match self.log.create(&record).await {
             Ok(()) => {

@@ -3,11 +3,12 @@
 use rusqlite::params;
 use uuid::Uuid;
 
-use super::SqliteLog;
+use super::liveness::Liveness;
 use super::rows::{
     append_row, create_row, db_error, insert_transition, json_error, ms, parse_id, parse_state,
     refused, settle_row,
 };
+use super::{SqliteLog, database_file};
 use crate::error::Result;
 use crate::future::BoxFuture;
 use crate::saga::OperatorCommand;
@@ -15,6 +16,42 @@ use crate::saga::log::{
     ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
     SagaSummary, StuckAt, Transition, now_ms, unknown_saga,
 };
+
+/// In-flight sagas under a live lease of another incarnation of the claiming runner's
+/// name (`prefix`) whose process is provably gone: its liveness lock is free.
+fn gone_candidates(
+    conn: &rusqlite::Connection,
+    request: &ClaimRequest,
+    prefix: &str,
+    liveness: &Liveness,
+) -> Result<Vec<(String, String)>> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT id, name, owner FROM flext_sagas
+             WHERE state IN ('running', 'compensating') AND lease_until_ms > ?1
+               AND owner <> ?2 AND substr(owner, 1, length(?3)) = ?3
+             ORDER BY created_ms",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![ms(request.now_ms), request.lease.owner, prefix],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?
+            .collect()
+        })
+        .map_err(db_error)?;
+    let db = database_file(conn);
+    let mut verdicts = std::collections::HashMap::new();
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, owner)| {
+            *verdicts
+                .entry(owner.clone())
+                .or_insert_with(|| liveness.gone(db.as_deref(), owner))
+        })
+        .map(|(id, name, _)| (id, name))
+        .collect())
+}
 
 impl SagaLog for SqliteLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
@@ -58,6 +95,7 @@ impl SagaLog for SqliteLog {
 
     fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
         let request = request.clone();
+        let liveness = self.liveness.clone();
         self.submit(true, move |conn| {
             let candidates: Vec<(String, String)> = {
                 let mut stmt = conn
@@ -72,6 +110,10 @@ impl SagaLog for SqliteLog {
                     .collect::<rusqlite::Result<_>>()
                     .map_err(db_error)?
             };
+            let mut candidates = candidates;
+            if let Some(prefix) = &request.takeover_gone {
+                candidates.extend(gone_candidates(conn, &request, prefix, &liveness)?);
+            }
             let until = request.now_ms.saturating_add(request.lease.duration_ms);
             let mut claimed = Claimed::default();
             for (key, name) in candidates {
@@ -132,6 +174,14 @@ impl SagaLog for SqliteLog {
             } else {
                 Err(refused(conn, id, None))
             }
+        })
+    }
+
+    fn hold_liveness<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let liveness = self.liveness.clone();
+        let owner = owner.to_owned();
+        self.submit(false, move |conn| {
+            liveness.hold(database_file(conn).as_deref(), &owner)
         })
     }
 

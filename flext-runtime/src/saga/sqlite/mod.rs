@@ -3,6 +3,7 @@
 //! the SQL of each write (shared with `SqliteDatabase`'s unit of work), `log.rs` the
 //! `SagaLog` impl.
 
+mod liveness;
 mod log;
 mod rows;
 mod writer;
@@ -53,6 +54,8 @@ pub struct SqliteLog {
     jobs: Option<std::sync::mpsc::Sender<Box<dyn Job>>>,
     writer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Counters>,
+    /// The liveness lock files this log holds.
+    liveness: Arc<liveness::Liveness>,
 }
 
 impl SqliteLog {
@@ -87,6 +90,7 @@ impl SqliteLog {
             jobs: None,
             writer: None,
             stats: Arc::new(Counters::default()),
+            liveness: Arc::default(),
         })
     }
 
@@ -112,6 +116,7 @@ impl SqliteLog {
                 jobs: None,
                 writer: None,
                 stats,
+                liveness: Arc::default(),
             });
         }
         // The writer thread owns the connection from here on.
@@ -149,6 +154,7 @@ impl SqliteLog {
             jobs: Some(jobs),
             writer: Some(writer),
             stats,
+            liveness: Arc::default(),
         })
     }
 
@@ -263,6 +269,13 @@ impl SqliteLog {
             epoch: u64::try_from(row.8).unwrap_or(0),
         })
     }
+}
+
+/// The file of `conn`'s main database; `None` in memory.
+pub(super) fn database_file(conn: &Connection) -> Option<std::path::PathBuf> {
+    conn.path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 impl Drop for SqliteLog {
