@@ -1027,6 +1027,14 @@ async fn filter_contract(log: Arc<dyn SagaLog>) {
         ids_of(SagaFilter::default().state(SagaState::Stuck)).await,
         [ids[1], ids[2]]
     );
+    // A stuck saga lists where it stuck and why; the others list nothing there.
+    let listed = log.list(&SagaFilter::default()).await.unwrap();
+    let at = listed[1].stuck_at.as_ref().expect("stuck at");
+    assert_eq!(
+        (at.step.as_str(), at.code.as_str(), at.message.as_str()),
+        ("x", "test.x", "x")
+    );
+    assert!(listed[0].stuck_at.is_none() && listed[3].stuck_at.is_none());
     assert_eq!(
         ids_of(SagaFilter::default().state(SagaState::Stuck).name("Paused")).await,
         [ids[2]]
@@ -1037,6 +1045,17 @@ async fn filter_contract(log: Arc<dyn SagaLog>) {
     };
     assert_eq!(ids_of(older).await, [ids[0], ids[1]]);
     assert_eq!(ids_of(SagaFilter::default().limit(3)).await, ids[..3]);
+    // A shortened id, as an operator types it.
+    let short = ids[2].to_string()[..8].to_owned();
+    assert_eq!(
+        ids_of(SagaFilter::default().id_prefix(short)).await,
+        [ids[2]]
+    );
+    assert!(
+        ids_of(SagaFilter::default().id_prefix("zz"))
+            .await
+            .is_empty()
+    );
     assert!(
         ids_of(SagaFilter::default().older_than(Duration::from_secs(3600)))
             .await
@@ -1256,8 +1275,19 @@ async fn abort_contract(log: Arc<dyn SagaLog>) {
     let runner = desk_runner(&log, &desk);
     let stuck = runner.run(Parcel { n: 4 }, &Context::new()).await.unwrap();
     let id = stuck.saga_id();
-    match runner
+    // Past the pivot: refused, naming what would stay done, and nothing written.
+    let before = log.load(id).await.unwrap();
+    let refused = runner
         .act(id, &command(OperatorAction::Abort))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), codes::SAGA_PAST_PIVOT);
+    assert!(refused.message().contains("`pay`"), "{refused}");
+    assert!(refused.message().contains("--past-pivot"), "{refused}");
+    assert_eq!(log.load(id).await.unwrap(), before);
+    // Said so: the steps before the pivot are compensated, the payment stays.
+    match runner
+        .act(id, &command(OperatorAction::Abort).past_pivot())
         .await
         .unwrap()
     {
@@ -1426,6 +1456,7 @@ async fn refusal_contract(log: Arc<dyn SagaLog>) {
         action: OperatorAction::Resolve,
         principal: " ".into(),
         reason: "because".into(),
+        past_pivot: false,
     };
     let err = log
         .act(done.saga_id(), &anonymous, None, flext::saga::now_ms())

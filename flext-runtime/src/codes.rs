@@ -132,6 +132,9 @@ pub const SAGA_FINISHED: &str = "flext.saga.finished";
 pub const SAGA_ABORTED: &str = "flext.saga.aborted";
 /// An operator's principal or reason is empty or too long. Validation.
 pub const SAGA_OPERATOR_INPUT: &str = "flext.saga.operator_input";
+/// An abort of a saga past its pivot, without saying so: the pivot and the steps after
+/// it cannot be undone.
+pub const SAGA_PAST_PIVOT: &str = "flext.saga.past_pivot";
 
 // ---- store ---------------------------------------------------------------------------
 
@@ -236,6 +239,7 @@ pub const ALL: &[&str] = &[
     SAGA_FINISHED,
     SAGA_ABORTED,
     SAGA_OPERATOR_INPUT,
+    SAGA_PAST_PIVOT,
     STORE_FAILED,
     EVENT_CONFLICT,
     EVENT_DUPLICATE_ID,

@@ -403,7 +403,13 @@ impl SagaLog for PgSagaLog {
             let state_filter: Option<&str> = filter.state.map(SagaState::as_str);
             let before: Option<i64> = filter.created_before_ms.map(to_bigint);
             let limit: Option<i64> = filter.limit.map(to_bigint);
-            let params: [&(dyn ToSql + Sync); 4] = [&state_filter, &filter.name, &before, &limit];
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &state_filter,
+                &filter.name,
+                &before,
+                &limit,
+                &filter.id_prefix,
+            ];
             let rows = client
                 .query(
                     "SELECT s.id, s.name, s.state, s.owner, s.created_ms, s.lease_until_ms, s.seq,
@@ -414,6 +420,7 @@ impl SagaLog for PgSagaLog {
                      WHERE ($1::text IS NULL OR s.state = $1)
                        AND ($2::text IS NULL OR s.name = $2)
                        AND ($3::bigint IS NULL OR s.created_ms < $3)
+                       AND ($5::text IS NULL OR left(s.id::text, length($5)) = $5)
                      ORDER BY s.created_ms, s.id
                      LIMIT $4",
                     &params,

@@ -27,6 +27,10 @@ pub struct SagaFilter {
     pub created_before_ms: Option<u64>,
     /// At most this many, oldest first.
     pub limit: Option<usize>,
+    /// Only sagas whose id, written as lower-case hyphenated hex, starts with this (an
+    /// operator's shortened id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<String>,
 }
 
 impl SagaFilter {
@@ -55,6 +59,13 @@ impl SagaFilter {
         self
     }
 
+    /// Only sagas whose id starts with `prefix` (lower-case hyphenated hex: `3f2a`,
+    /// `3f2a91c0-`).
+    pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.id_prefix = Some(prefix.into());
+        self
+    }
+
     /// Whether `summary` passes the filter (the limit aside).
     pub fn matches(&self, summary: &SagaSummary) -> bool {
         self.state.is_none_or(|s| s == summary.state)
@@ -62,6 +73,10 @@ impl SagaFilter {
             && self
                 .created_before_ms
                 .is_none_or(|before| summary.created_ms < before)
+            && self
+                .id_prefix
+                .as_deref()
+                .is_none_or(|p| summary.id.to_string().starts_with(p))
     }
 }
 

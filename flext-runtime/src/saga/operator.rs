@@ -34,9 +34,30 @@ pub struct OperatorCommand {
     pub principal: String,
     /// Why, for whoever reads the saga's history later.
     pub reason: String,
+    /// For an abort: go ahead although the saga is past its pivot, so that the steps
+    /// from the pivot on stay done (set with [`past_pivot`](Self::past_pivot)). Without
+    /// it such an abort is refused, naming those steps.
+    #[serde(default)]
+    pub past_pivot: bool,
 }
 
 impl OperatorCommand {
+    /// The command, allowed to abort a saga past its pivot: only the steps before the
+    /// pivot are compensated, and the pivot and the steps after it stay done (the
+    /// payment stays taken). `flext-saga abort --past-pivot`.
+    ///
+    /// ```
+    /// use flext::saga::{OperatorAction, OperatorCommand};
+    /// let abort = OperatorCommand::new(OperatorAction::Abort, "alice", "refunded by hand, ticket 7")
+    ///     .unwrap()
+    ///     .past_pivot();
+    /// assert!(abort.past_pivot);
+    /// ```
+    pub fn past_pivot(mut self) -> Self {
+        self.past_pivot = true;
+        self
+    }
+
     /// A command, checked.
     ///
     /// # Errors
@@ -53,6 +74,7 @@ impl OperatorCommand {
             action,
             principal: principal.into(),
             reason: reason.into(),
+            past_pivot: false,
         };
         command.check()?;
         Ok(command)
@@ -118,7 +140,11 @@ impl OperatorCommand {
     /// its state and what to do instead:
     /// - `flext.saga.finished` when the saga completed, was compensated or was resolved;
     /// - `flext.saga.lease_live` when it is in flight and its owner's lease is live;
-    /// - `flext.saga.not_stuck` when resuming a saga that is in flight (recovery finishes it).
+    /// - `flext.saga.not_stuck` when resuming a saga that is in flight (recovery finishes it);
+    /// - `flext.saga.past_pivot` when aborting a saga whose pivot completed, without
+    ///   [`past_pivot`](Self::past_pivot): the message names the steps that cannot be
+    ///   undone (read from the definition the saga was logged with; a saga logged
+    ///   without one is not checked).
     pub fn next_state(&self, record: &SagaRecord, now_ms: u64) -> Result<SagaState> {
         next_state(record, self, now_ms)
     }
@@ -194,6 +220,21 @@ fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Re
             ));
         }
     }
+    if command.action == OperatorAction::Abort && !command.past_pivot {
+        let done = done_for_good(record);
+        if !done.is_empty() {
+            return Err(Error::conflict(
+                crate::codes::SAGA_PAST_PIVOT,
+                format!(
+                    "saga {id} is past its pivot: {} cannot be undone and would stay done while the steps before the pivot are compensated; resolve it by hand, or abort it with --past-pivot (OperatorCommand::past_pivot) knowing that",
+                    done.iter()
+                        .map(|s| format!("`{}`", crate::input::echo(s)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
     Ok(match command.action {
         OperatorAction::Resume => {
             if stuck_compensating(&record.transitions) {
@@ -205,6 +246,43 @@ fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Re
         OperatorAction::Abort => SagaState::Compensating,
         OperatorAction::Resolve => SagaState::Resolved,
     })
+}
+
+/// The completed steps of `record` from its pivot on (steps with no compensation), read
+/// from the definition it was logged with; empty when the pivot has not completed or
+/// the definition is unknown.
+fn done_for_good(record: &SagaRecord) -> Vec<String> {
+    let steps: Vec<(&str, bool, bool)> = record
+        .definition
+        .lines()
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let name = fields.next().unwrap_or_default();
+            let _output = fields.next();
+            let compensated = fields.next().is_some_and(|c| c != "-");
+            (name, compensated, fields.next() == Some("pivot"))
+        })
+        .collect();
+    let Some(pivot) = steps.iter().position(|s| s.2) else {
+        return Vec::new();
+    };
+    let mut completed = vec![false; steps.len()];
+    for t in &record.transitions {
+        if let Transition::StepCompleted { index, .. } = t
+            && let Some(c) = completed.get_mut(*index)
+        {
+            *c = true;
+        }
+    }
+    if !completed[pivot] {
+        return Vec::new();
+    }
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i >= pivot && completed[*i] && !s.1)
+        .map(|(_, s)| s.0.to_owned())
+        .collect()
 }
 
 /// Whether the last stuck point of `transitions` was a compensation (the saga was

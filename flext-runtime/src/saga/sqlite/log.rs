@@ -206,6 +206,11 @@ impl SagaLog for SqliteLog {
                 args.push(name.clone().into());
                 sql.push_str(&format!(" AND s.name = ?{}", args.len()));
             }
+            if let Some(prefix) = &filter.id_prefix {
+                args.push(prefix.clone().into());
+                let n = args.len();
+                sql.push_str(&format!(" AND substr(s.id, 1, length(?{n})) = ?{n}"));
+            }
             if let Some(before) = filter.created_before_ms {
                 args.push(ms(before).into());
                 sql.push_str(&format!(" AND s.created_ms < ?{}", args.len()));
