@@ -97,3 +97,124 @@ async fn eight_processes_starting_at_once_create_the_schema_once() {
     assert_eq!(tables, 8, "each of flext's eight tables once");
     assert_eq!(dbs[7].outbox_pending().await.unwrap(), 8);
 }
+
+/// A saga whose step after the pivot keeps failing: stuck, for the operator's tool.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Refund {
+    order: u32,
+}
+
+#[saga]
+impl Refund {
+    #[saga_step(pivot)]
+    async fn pay_out(&self) -> Result<u32> {
+        Ok(self.order)
+    }
+
+    #[saga_step(retries = 0)]
+    async fn notify(&self, paid: &u32) -> Result<String> {
+        Err(Error::infrastructure(
+            "mail.down",
+            format!("cannot mail about {paid}"),
+        ))
+    }
+}
+
+/// `flext-saga` on a PostgreSQL log, given its URL: the same commands as on SQLite,
+/// a database without flext's tables refused (and left without them), the password
+/// never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_tool_works_on_a_postgres_log() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    let empty = cluster.fresh_database().await.unwrap();
+    let db = PgDatabase::connect(&url).await.unwrap();
+    let runner = flext::saga::SagaRunner::builder(db.saga_log()).build();
+    let stuck = runner
+        .run(Refund { order: 9 }, &Context::new())
+        .await
+        .unwrap();
+    let id = stuck.saga_id().to_string();
+
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "flext-saga"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exe = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+            std::path::PathBuf::from,
+        )
+        .join("debug")
+        .join("flext-saga");
+    let tool = |db: &str, args: &[&str]| {
+        let out = std::process::Command::new(&exe)
+            .args(["--db", db])
+            .args(args)
+            .env_remove("FLEXT_SAGA_DB")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = tool(&url, &["list", "--state", "stuck"]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = out.lines().find(|l| l.contains(&id)).expect("listed");
+    assert!(
+        line.contains("notify: mail.down cannot mail about 9"),
+        "{line}"
+    );
+    let (code, out, err) = tool(&url, &["show", &id[..8]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("STUCK at `notify`"), "{out}");
+    let abort = [
+        "abort",
+        &id[..8],
+        "--principal",
+        "ops",
+        "--reason",
+        "cancel",
+    ];
+    let (code, _, err) = tool(&url, &abort);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`pay_out`") && err.contains("--past-pivot"),
+        "{err}"
+    );
+    let (code, out, err) = tool(
+        &url,
+        &[
+            "resolve",
+            &id,
+            "--principal",
+            "ops",
+            "--reason",
+            "mailed by hand",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("the saga is resolved"), "{out}");
+
+    // A database without flext's tables, reached with a password in the URL.
+    let with_password = empty.replacen("flext@", "flext:hunter2@", 1);
+    let (code, _, err) = tool(&with_password, &["list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("holds no flext saga log"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is printed: {err}");
+    let (client, connection) = tokio_postgres::connect(&empty, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let created: bool = client
+        .query_one("SELECT to_regclass('flext_sagas') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!created, "no table was created");
+}

@@ -132,6 +132,9 @@ pub const SAGA_FINISHED: &str = "flext.saga.finished";
 pub const SAGA_ABORTED: &str = "flext.saga.aborted";
 /// An operator's principal or reason is empty or too long. Validation.
 pub const SAGA_OPERATOR_INPUT: &str = "flext.saga.operator_input";
+/// A file given as a saga log holds none (no `flext_sagas` table), or is missing.
+/// Not found.
+pub const SAGA_NO_LOG: &str = "flext.saga.no_log";
 /// An abort of a saga past its pivot, without saying so: the pivot and the steps after
 /// it cannot be undone.
 pub const SAGA_PAST_PIVOT: &str = "flext.saga.past_pivot";
@@ -240,6 +243,7 @@ pub const ALL: &[&str] = &[
     SAGA_ABORTED,
     SAGA_OPERATOR_INPUT,
     SAGA_PAST_PIVOT,
+    SAGA_NO_LOG,
     STORE_FAILED,
     EVENT_CONFLICT,
     EVENT_DUPLICATE_ID,

@@ -1,12 +1,19 @@
-//! `flext-saga`: the operator's tool over a flext saga log in a SQLite file.
+//! `flext-saga`: the operator's tool over a flext saga log, in a SQLite file or a
+//! PostgreSQL database.
 //!
 //! ```text
 //! flext-saga --db sagas.db list [--state stuck] [--name FulfilOrder] [--older-than 1h] [--limit 20]
-//! flext-saga --db sagas.db show ID
+//! flext-saga --db postgres://ops@db/orders show 3f2a91c0
 //! flext-saga --db sagas.db resume ID --reason "the carrier is back"
-//! flext-saga --db sagas.db abort ID --reason "customer cancelled"
+//! flext-saga --db sagas.db abort ID --reason "customer cancelled" [--past-pivot]
 //! flext-saga --db sagas.db resolve ID --reason "refunded by hand, ticket 4411"
 //! ```
+//!
+//! `list` and `show` open a SQLite log read-only; no command creates flext's tables in a
+//! file or database that has none (the wrong file is refused, named). An id may be
+//! shortened to any unique prefix. `list` shows where each stuck saga stuck and why.
+//! `abort` of a saga past its pivot is refused, naming the steps that would stay done,
+//! unless `--past-pivot` says the operator knows.
 //!
 //! Every command prints for people by default and JSON with `--json`. `resume`, `abort`
 //! and `resolve` are recorded in the log as transitions with the acting principal
@@ -15,11 +22,13 @@
 //! the next recovery pass of one of your workers (`SagaRunner::spawn_recovery`) carries
 //! it out. `resolve` finishes the saga at once.
 //!
-//! Exit status: 0 on success; 1 when the log refuses the command (the saga is finished,
-//! or a runner holds it under a live lease, ...), with the reason on stderr; 2 for a
-//! bad command line.
+//! Exit status: 0 on success (also when the reader of the output went away, as with
+//! `| head`); 1 when the log refuses the command (the saga is finished, or a runner
+//! holds it under a live lease, ...), with the reason on stderr; 2 for a bad command
+//! line or a file or database that holds no saga log.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -34,12 +43,13 @@ use flext_runtime::saga::{
 #[command(
     name = "flext-saga",
     version,
-    about = "List, show, resume, abort and resolve flext sagas in a SQLite saga log."
+    about = "List, show, resume, abort and resolve flext sagas in a SQLite or PostgreSQL saga log."
 )]
 struct Cli {
-    /// The saga log: the SQLite file your workers open with `SqliteLog::open`.
+    /// The saga log: the SQLite file your workers open with `SqliteLog::open`, or the
+    /// `postgres://` URL of the database your workers' `PgDatabase` connects to.
     #[arg(long, env = "FLEXT_SAGA_DB", global = true)]
-    db: Option<std::path::PathBuf>,
+    db: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -66,8 +76,8 @@ enum Command {
     },
     /// Show one saga: its input, state, owner and every transition.
     Show {
-        /// The saga's id.
-        id: Uuid,
+        /// The saga's id, or a unique prefix of it.
+        id: String,
     },
     /// Send a stuck saga back to the step or compensation that stuck; a worker's next
     /// recovery pass runs it.
@@ -81,8 +91,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Action {
-    /// The saga's id.
-    id: Uuid,
+    /// The saga's id, or a unique prefix of it.
+    id: String,
+    /// For `abort` of a saga past its pivot: go ahead, knowing that the pivot and the
+    /// steps after it stay done.
+    #[arg(long)]
+    past_pivot: bool,
     /// Why, for whoever reads the saga's history later.
     #[arg(long)]
     reason: String,
@@ -140,20 +154,33 @@ fn parse_age(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(seconds)))
 }
 
+/// Prints `text` and a newline; a reader that went away (`| head`) ends the tool
+/// quietly, with success.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flext-saga: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(db) = cli.db.clone() else {
-        eprintln!("flext-saga: no saga log given: pass --db PATH or set FLEXT_SAGA_DB");
-        return ExitCode::from(2);
-    };
-    if !db.exists() {
         eprintln!(
-            "flext-saga: {} does not exist: give the file your workers' SqliteLog opens",
-            db.display()
+            "flext-saga: no saga log given: pass --db PATH (SQLite) or --db postgres://... , or set FLEXT_SAGA_DB"
         );
         return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("flext-saga: cannot start: {e}");
@@ -161,25 +188,87 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(&cli, &db)) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(text) => emit(&text),
         Err(e) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": { "code": e.code(), "message": e.message() } })
+                let _ = emit(
+                    &serde_json::json!({ "error": { "code": e.code(), "message": e.message() } })
+                        .to_string(),
                 );
             }
             eprintln!("flext-saga: {e}");
-            ExitCode::FAILURE
+            if e.code() == flext_runtime::codes::SAGA_NO_LOG {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn run(cli: &Cli, db: &std::path::Path) -> flext_runtime::Result<String> {
-    let log = SqliteLog::open(db)?;
+/// The log `db` names: a PostgreSQL URL, or a SQLite file (read-only for `list` and
+/// `show`). Neither is created, nor given flext's tables.
+async fn open(db: &str, read_only: bool) -> flext_runtime::Result<Arc<dyn SagaLog>> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let pg = flext_runtime::postgres::PgDatabase::connect_existing(db).await?;
+        return Ok(Arc::new(pg.saga_log()));
+    }
+    let path = std::path::Path::new(db);
+    let log = if read_only {
+        SqliteLog::open_read_only(path)?
+    } else {
+        SqliteLog::open_existing(path)?
+    };
+    Ok(Arc::new(log))
+}
+
+/// The saga `id` names: a whole id, or a prefix only one saga's id starts with.
+async fn resolve_id(log: &dyn SagaLog, id: &str) -> flext_runtime::Result<Uuid> {
+    if let Ok(full) = id.parse::<Uuid>() {
+        return Ok(full);
+    }
+    let prefix = id.trim().to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(flext_runtime::Error::validation(
+            flext_runtime::codes::SAGA_NOT_FOUND,
+            format!(
+                "`{}` is not a saga id: give the id `list` shows, or its first characters",
+                echo(id)
+            ),
+        ));
+    }
+    let found = log
+        .list(&SagaFilter::default().id_prefix(prefix.clone()).limit(6))
+        .await?;
+    match found.as_slice() {
+        [one] => Ok(one.id),
+        [] => Err(flext_runtime::Error::not_found(
+            flext_runtime::codes::SAGA_NOT_FOUND,
+            format!("no saga id starts with `{prefix}`"),
+        )),
+        many => Err(flext_runtime::Error::validation(
+            flext_runtime::codes::SAGA_NOT_FOUND,
+            format!(
+                "`{prefix}` starts {} saga ids ({}{}): give more of the id",
+                if many.len() > 5 {
+                    "more than 5".to_owned()
+                } else {
+                    many.len().to_string()
+                },
+                many.iter()
+                    .take(5)
+                    .map(|s| s.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if many.len() > 5 { ", ..." } else { "" }
+            ),
+        )),
+    }
+}
+
+async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
+    let read_only = matches!(cli.command, Command::List { .. } | Command::Show { .. });
+    let log = open(db, read_only).await?;
     let json = |value: serde_json::Value| {
         serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     };
@@ -207,8 +296,9 @@ async fn run(cli: &Cli, db: &std::path::Path) -> flext_runtime::Result<String> {
             })
         }
         Command::Show { id } => {
-            let record = log.load(*id).await?;
-            let history = log.history(*id).await?;
+            let id = resolve_id(&*log, id).await?;
+            let record = log.load(id).await?;
+            let history = log.history(id).await?;
             Ok(if cli.json {
                 json(serde_json::json!({ "saga": record, "history": history }))
             } else {
@@ -227,8 +317,12 @@ async fn run(cli: &Cli, db: &std::path::Path) -> flext_runtime::Result<String> {
                     "say who acts: pass --principal NAME (it defaults to $USER, which is not set)",
                 ));
             };
-            let command = OperatorCommand::new(action, principal, a.reason.clone())?;
-            let record = log.act(a.id, &command, None, now_ms()).await?;
+            let id = resolve_id(&*log, &a.id).await?;
+            let mut command = OperatorCommand::new(action, principal, a.reason.clone())?;
+            if a.past_pivot {
+                command = command.past_pivot();
+            }
+            let record = log.act(id, &command, None, now_ms()).await?;
             Ok(if cli.json {
                 json(serde_json::json!({ "saga": record.summary(), "action": command }))
             } else {
@@ -267,12 +361,20 @@ fn list_text(sagas: &[SagaSummary]) -> String {
         return "no sagas match".to_owned();
     }
     let mut out = format!(
-        "{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {}",
-        "ID", "NAME", "STATE", "TRANS", "CREATED", "OWNER"
+        "{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {:<32}  {}",
+        "ID", "NAME", "STATE", "TRANS", "CREATED", "OWNER", "STUCK AT"
     );
     for s in sagas {
+        let stuck = s.stuck_at.as_ref().map_or_else(String::new, |at| {
+            format!(
+                "{}: {} {}",
+                echo(&at.step),
+                echo(&at.code),
+                echo(&at.message)
+            )
+        });
         out.push_str(&format!(
-            "\n{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {}",
+            "\n{:<36}  {:<20}  {:<12}  {:>5}  {:<24}  {:<32}  {stuck}",
             s.id,
             echo(&s.name),
             s.state,

@@ -109,6 +109,16 @@ async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
         "{text}"
     );
     assert!(text.contains("2 saga(s)"), "{text}");
+    // Where the stuck one stuck, and why, on its line.
+    let line = text.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(
+        line.contains("label: carrier.down the carrier's API answers 503"),
+        "{line}"
+    );
+    // Listing writes nothing to the file.
+    let before = std::fs::read(&db).unwrap();
+    tool(&db, &["list", "--state", "stuck"]);
+    assert_eq!(std::fs::read(&db).unwrap(), before);
 
     let stuck_only = tool(&db, &["list", "--state", "stuck", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&stuck_only.stdout).unwrap();
@@ -120,7 +130,8 @@ async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
     let old = tool(&db, &["list", "--older-than", "1d"]);
     assert_eq!(stdout(&old).trim(), "no sagas match");
 
-    let show = tool(&db, &["show", &id]);
+    // Any unique prefix of the id will do.
+    let show = tool(&db, &["show", &id[..8]]);
     assert!(show.status.success(), "{}", stderr(&show));
     let text = stdout(&show);
     for expected in [
@@ -225,18 +236,111 @@ async fn resolve_finishes_a_stuck_saga_at_once() {
     assert!(runner(&db, &carrier).recover().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn abort_past_the_pivot_needs_the_flag_and_names_what_stays_done() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let carrier = Arc::new(Carrier::default());
+    carrier.down.store(true, Ordering::SeqCst);
+    let stuck = runner(&db, &carrier)
+        .run(Ship { parcel: 5 }, &Context::new())
+        .await
+        .unwrap();
+    let id = stuck.saga_id().to_string();
+    let args = ["abort", &id, "--principal", "dave", "--reason", "cancelled"];
+    let refused = tool(&db, &args);
+    assert_eq!(refused.status.code(), Some(1));
+    let why = stderr(&refused);
+    assert!(
+        why.contains("past its pivot") && why.contains("`pay`") && why.contains("--past-pivot"),
+        "{why}"
+    );
+    let history = tool(&db, &["show", &id, "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(
+        history["history"].as_array().unwrap().len(),
+        2,
+        "nothing written"
+    );
+
+    let forced = tool(&db, &[&args[..], &["--past-pivot"]].concat());
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(
+        stdout(&forced).contains("the saga is compensating"),
+        "{}",
+        stdout(&forced)
+    );
+}
+
+#[test]
+fn the_wrong_file_is_refused_and_left_as_it_was() {
+    let dir = Dir::new();
+    let app = dir.0.join("app.db");
+    let conn = rusqlite::Connection::open(&app).unwrap();
+    conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&app).unwrap();
+    for args in [
+        &["list"][..],
+        &[
+            "resolve",
+            &Uuid::new_v4().to_string(),
+            "--principal",
+            "e",
+            "--reason",
+            "x",
+        ],
+    ] {
+        let out = tool(&app, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let why = stderr(&out);
+        assert!(
+            why.contains("app.db") && why.contains("holds no flext saga log"),
+            "{why}"
+        );
+    }
+    assert_eq!(std::fs::read(&app).unwrap(), before, "no table was created");
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_tool_quietly() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let carrier = Arc::new(Carrier::default());
+    let runner = runner(&db, &carrier);
+    for parcel in 0..300 {
+        runner.run(Ship { parcel }, &Context::new()).await.unwrap();
+    }
+    // `flext-saga --json list | head -c 0`: the reader is gone before the first write.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flext-saga"))
+        .arg("--db")
+        .arg(&db)
+        .args(["--json", "list"])
+        .env_remove("FLEXT_SAGA_DB")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
 #[test]
 fn a_bad_command_line_says_what_to_give() {
     let dir = Dir::new();
     let missing = tool(&dir.db(), &["list"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
-        stderr(&missing).contains("does not exist"),
+        stderr(&missing).contains("holds no flext saga log"),
         "{}",
         stderr(&missing)
     );
+    assert!(!dir.db().exists(), "nothing created");
 
-    std::fs::write(dir.db(), b"").unwrap();
+    drop(SqliteLog::open(dir.db()).unwrap());
     let age = tool(&dir.db(), &["list", "--older-than", "3 weeks"]);
     assert_eq!(age.status.code(), Some(2));
     assert!(
@@ -245,7 +349,8 @@ fn a_bad_command_line_says_what_to_give() {
         stderr(&age)
     );
     let id = tool(&dir.db(), &["show", "not-a-uuid"]);
-    assert_eq!(id.status.code(), Some(2));
+    assert_eq!(id.status.code(), Some(1));
+    assert!(stderr(&id).contains("is not a saga id"), "{}", stderr(&id));
     let unknown = tool(&dir.db(), &["show", &Uuid::new_v4().to_string()]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(stderr(&unknown).contains("no saga"), "{}", stderr(&unknown));

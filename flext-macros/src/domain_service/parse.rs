@@ -348,13 +348,13 @@ fn check_tap_signature(cx: &Ctxt, m: &Method) {
         )),
         [_, extra, ..] => cx.push(error_at(&extra.ty, "a `#[tap]` takes one value, the previous step's output by reference; remove this parameter")),
     }
-    if let Some(ty) = &m.output {
-        if !is_unit(ty) {
-            cx.push(error_at(
-                ty,
-                "a `#[tap]` cannot change the flow, so it returns nothing: remove the return type, or make it a `#[step]` if it can fail",
-            ));
-        }
+    if let Some(ty) = &m.output
+        && !is_unit(ty)
+    {
+        cx.push(error_at(
+            ty,
+            "a `#[tap]` cannot change the flow, so it returns nothing: remove the return type, or make it a `#[step]` if it can fail",
+        ));
     }
 }
 

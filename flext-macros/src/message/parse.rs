@@ -109,13 +109,13 @@ fn take_aggregate_id(cx: &Ctxt, kind: Kind, item: &mut syn::DeriveInput) -> Opti
 }
 
 pub fn check(def: &MessageDef, cx: &Ctxt) {
-    if let Some((version, span)) = def.version {
-        if version == 0 {
-            cx.push(error_at_span(
-                span,
-                "`version` counts from 1: write `version = 1` for the first schema",
-            ));
-        }
+    if let Some((version, span)) = def.version
+        && version == 0
+    {
+        cx.push(error_at_span(
+            span,
+            "`version` counts from 1: write `version = 1` for the first schema",
+        ));
     }
     if let syn::Data::Union(u) = &def.item.data {
         cx.push(error_at(

@@ -263,13 +263,13 @@ fn compensation(wf: &WorkflowDef, cx: &Ctxt, i: usize, c: &syn::Ident) {
             format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &{output}`", step.method.ident),
         )),
         Some(first) => {
-            if let (Role::Ref(inner), Some(own)) = (&first.role, &step.method.ok_type) {
-                if !produces(own, inner) {
-                    cx.push(error_at(
-                        &first.ty,
-                        format!("the compensation `{name}` receives the output of `{}`, a `{output}`: take `&{output}`", step.method.ident),
-                    ));
-                }
+            if let (Role::Ref(inner), Some(own)) = (&first.role, &step.method.ok_type)
+                && !produces(own, inner)
+            {
+                cx.push(error_at(
+                    &first.ty,
+                    format!("the compensation `{name}` receives the output of `{}`, a `{output}`: take `&{output}`", step.method.ident),
+                ));
             }
         }
     }

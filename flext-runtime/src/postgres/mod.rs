@@ -107,7 +107,10 @@ impl PgDatabase {
         let config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::validation(
                 crate::codes::STORE_FAILED,
-                format!("{} is not a PostgreSQL URL: {e}", crate::input::echo(url)),
+                format!(
+                    "{} is not a PostgreSQL URL: {e}",
+                    crate::input::echo(&crate::input::redact_url(url))
+                ),
             )
         })?;
         let pool = Pool::builder(Manager::new(config, NoTls))
@@ -117,6 +120,46 @@ impl PgDatabase {
         let db = PgDatabase { pool };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// [`connect`](Self::connect) for an operator's tool: refuses a database that holds
+    /// no flext saga log, creating nothing in it; otherwise connects (upgrading an older
+    /// schema).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.saga.no_log`, when the
+    /// database has no `flext_sagas` table (the message names the database, its password
+    /// hidden); otherwise as [`connect`](Self::connect).
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            Error::validation(
+                crate::codes::STORE_FAILED,
+                format!(
+                    "{} is not a PostgreSQL URL: {e}",
+                    crate::input::echo(&crate::input::redact_url(url))
+                ),
+            )
+        })?;
+        let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+        let task = tokio::spawn(connection);
+        let present: bool = client
+            .query_one("SELECT to_regclass('flext_sagas') IS NOT NULL", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        drop(client);
+        let _ = task.await;
+        if !present {
+            return Err(Error::not_found(
+                crate::codes::SAGA_NO_LOG,
+                format!(
+                    "{} holds no flext saga log (it has no flext_sagas table): give the database your workers' PgDatabase connects to",
+                    crate::input::echo(&crate::input::redact_url(url))
+                ),
+            ));
+        }
+        Self::connect(url).await
     }
 
     /// A connection from the pool, for the caller's own SQL outside a unit of work (it

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use uuid::Uuid;
 
 pub(crate) use self::rows::{append_sqlite, create_sqlite, migrate};
@@ -77,6 +77,49 @@ impl SqliteLog {
     pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
         let conn = Connection::open(path).map_err(db_error)?;
         Self::init(conn, synchronous)
+    }
+
+    /// Opens the existing log at `path` for an operator's tool: refuses a file that is
+    /// not there or holds no flext saga log (creating nothing in it), then upgrades the
+    /// log's schema if an older flext wrote it. Writes commit at
+    /// [`Synchronous::Normal`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.saga.no_log`, naming
+    /// the file, when it is missing or has no `flext_sagas` table;
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when it cannot be
+    /// opened.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| no_log(path, &e.to_string()))?;
+        require_log(&conn, path)?;
+        Self::init(conn, Synchronous::Normal)
+    }
+
+    /// Opens the existing log at `path` read-only, for listing and showing: nothing is
+    /// written to the file, not even a schema upgrade.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_existing`](Self::open_existing); reads fail with
+    /// `flext.saga.log_failed` when an older flext wrote the log (open it once with
+    /// [`open_existing`](Self::open_existing) or a worker to upgrade it).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| no_log(path, &e.to_string()))?;
+        require_log(&conn, path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_error)?;
+        Ok(SqliteLog {
+            inline: Some(SharedConnection(Arc::new(std::sync::Mutex::new(conn)))),
+            jobs: None,
+            writer: None,
+            stats: Arc::new(Counters::default()),
+            liveness: Arc::default(),
+        })
     }
 
     /// The log on a connection shared with other stores ([`SqliteDatabase`]): each
@@ -268,6 +311,30 @@ impl SqliteLog {
             created_ms: u64::try_from(row.7).unwrap_or(0),
             epoch: u64::try_from(row.8).unwrap_or(0),
         })
+    }
+}
+
+fn no_log(path: &Path, why: &str) -> Error {
+    Error::not_found(
+        crate::codes::SAGA_NO_LOG,
+        format!(
+            "{} holds no flext saga log ({}): give the file your workers' SqliteLog opens",
+            crate::input::echo(&path.display().to_string()),
+            crate::input::echo(why)
+        ),
+    )
+}
+
+/// Refuses a database without flext's saga tables.
+fn require_log(conn: &Connection, path: &Path) -> Result<()> {
+    let present = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'flext_sagas'")
+        .and_then(|mut stmt| stmt.exists([]))
+        .map_err(|e| no_log(path, &e.to_string()))?;
+    if present {
+        Ok(())
+    } else {
+        Err(no_log(path, "it has no flext_sagas table"))
     }
 }
 
