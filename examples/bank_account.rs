@@ -526,10 +526,10 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             Ok(()) => {
                 accepted += 1;
                 let (name, json) = line.split_once(' ').unwrap_or((line, ""));
-                if name == "Open" {
-                    if let Ok(open) = serde_json::from_str::<Open>(json) {
-                        accounts.push(open.account);
-                    }
+                if name == "Open"
+                    && let Ok(open) = serde_json::from_str::<Open>(json)
+                {
+                    accounts.push(open.account);
                 }
             }
             Err(e) => {

@@ -478,7 +478,7 @@ async fn lease_contract(log: &dyn SagaLog) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].owner, "process-b");
     assert_eq!(claimed[0].epoch, 2);
-    assert_eq!(claimed[0].transitions, [t.clone()]);
+    assert_eq!(claimed[0].transitions, std::slice::from_ref(&t));
     assert_eq!(log.load(id).await.unwrap().epoch, 2);
     // a wakes up and writes under its old epoch: refused, nothing written.
     let stale = log
@@ -493,7 +493,10 @@ async fn lease_contract(log: &dyn SagaLog) {
         .unwrap_err();
     assert_eq!(stale.code(), codes::SAGA_LEASE_LOST);
     assert!(stale.message().contains("claimed again"), "{stale}");
-    assert_eq!(log.load(id).await.unwrap().transitions, [t.clone()]);
+    assert_eq!(
+        log.load(id).await.unwrap().transitions,
+        std::slice::from_ref(&t)
+    );
     log.append(
         id,
         &step(1),

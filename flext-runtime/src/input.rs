@@ -298,6 +298,30 @@ fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     Error::validation(code, message).with_violations(vec![violation])
 }
 
+/// `url` with its password replaced by `***` (`postgres://app:***@db/orders`), for
+/// messages and logs: a connection string is often quoted in an error, and its password
+/// must not be.
+///
+/// ```
+/// use flext::input::redact_url;
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/orders"), "postgres://app:***@db:5432/orders");
+/// assert_eq!(redact_url("postgres://db/orders"), "postgres://db/orders");
+/// ```
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Cow::Borrowed(url);
+    };
+    // The authority ends at the first '/', '?' or '#'; its last '@' ends the user info.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return Cow::Borrowed(url);
+    };
+    let Some((user, _password)) = rest[..at].split_once(':') else {
+        return Cow::Borrowed(url);
+    };
+    Cow::Owned(format!("{scheme}://{user}:***{}", &rest[at..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,28 +392,4 @@ mod tests {
         );
         assert_eq!(err("").code(), crate::codes::INPUT_MALFORMED_JSON);
     }
-}
-
-/// `url` with its password replaced by `***` (`postgres://app:***@db/orders`), for
-/// messages and logs: a connection string is often quoted in an error, and its password
-/// must not be.
-///
-/// ```
-/// use flext::input::redact_url;
-/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/orders"), "postgres://app:***@db:5432/orders");
-/// assert_eq!(redact_url("postgres://db/orders"), "postgres://db/orders");
-/// ```
-pub fn redact_url(url: &str) -> Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Cow::Borrowed(url);
-    };
-    // The authority ends at the first '/', '?' or '#'; its last '@' ends the user info.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
-        return Cow::Borrowed(url);
-    };
-    let Some((user, _password)) = rest[..at].split_once(':') else {
-        return Cow::Borrowed(url);
-    };
-    Cow::Owned(format!("{scheme}://{user}:***{}", &rest[at..]))
 }

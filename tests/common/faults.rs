@@ -409,7 +409,7 @@ impl Booking {
     fn sleep_ms(&self, step: u64) -> u64 {
         // Mostly short; some longer than the lease, so the heartbeat must keep them.
         let r = mix(self.seed ^ mix(step + 100));
-        if r % 10 == 0 {
+        if r.is_multiple_of(10) {
             LEASE_MS + r % LEASE_MS
         } else {
             r % (LEASE_MS / 2)
@@ -517,7 +517,7 @@ async fn round(
             let log = FaultyLog::new(wrap(store.clone()), journal.clone(), r);
             // Half the runners lose the store for up to two and a half leases.
             let x = mix(round_seed ^ r);
-            if x % 2 == 0 {
+            if x.is_multiple_of(2) {
                 let from = Instant::now() + Duration::from_millis((x >> 8) % 400);
                 let lasts = Duration::from_millis(LEASE_MS / 2 + (x >> 20) % (LEASE_MS * 2));
                 *log.outage.lock().unwrap() = Some((from, from + lasts));
@@ -607,11 +607,17 @@ async fn round(
 }
 
 async fn check(store: &Arc<dyn SagaLog>, ids: &[Uuid], journal: &Journal, findings: &mut Findings) {
+    let mut logged = Vec::with_capacity(ids.len());
+    for &id in ids {
+        logged.push((
+            id,
+            store.load(id).await.unwrap(),
+            store.history(id).await.unwrap(),
+        ));
+    }
     let entries = journal.inner.lock().unwrap();
     let lease = Duration::from_millis(LEASE_MS);
-    for &id in ids {
-        let record = store.load(id).await.unwrap();
-        let history = store.history(id).await.unwrap();
+    for (id, record, history) in logged {
         let mut found = Vec::new();
         let mut bad = |what: String| found.push(format!("saga {id}: {what}"));
         findings.takeovers += record.epoch.saturating_sub(1) as usize;

@@ -213,20 +213,20 @@ impl<A: Aggregate> Repository<A> {
     pub async fn load(&self, id: &str) -> Result<Loaded<A>> {
         let stream = Self::stream(id);
         let mut loaded = None;
-        if A::SNAPSHOT_EVERY.is_some() {
-            if let Some(snapshot) = self.store.load_snapshot(&stream).await? {
-                match A::restore(snapshot.state) {
-                    Some(Ok(state)) => {
-                        loaded = Some(Loaded {
-                            state,
-                            version: snapshot.version,
-                        })
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(stream = %stream, %error, "snapshot does not decode; replaying the stream")
-                    }
-                    None => {}
+        if A::SNAPSHOT_EVERY.is_some()
+            && let Some(snapshot) = self.store.load_snapshot(&stream).await?
+        {
+            match A::restore(snapshot.state) {
+                Some(Ok(state)) => {
+                    loaded = Some(Loaded {
+                        state,
+                        version: snapshot.version,
+                    })
                 }
+                Some(Err(error)) => {
+                    tracing::warn!(stream = %stream, %error, "snapshot does not decode; replaying the stream")
+                }
+                None => {}
             }
         }
         let mut loaded = match loaded {

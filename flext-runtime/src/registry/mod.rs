@@ -223,7 +223,7 @@ impl HandlerStats {
     #[inline]
     pub(crate) fn start(&self) -> Option<Instant> {
         let n = self.count.fetch_add(1, Ordering::Relaxed);
-        (n % SAMPLE_EVERY == 0).then(Instant::now)
+        n.is_multiple_of(SAMPLE_EVERY).then(Instant::now)
     }
 
     /// Records how the dispatch `start` counted ended.

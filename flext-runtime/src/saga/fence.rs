@@ -42,6 +42,9 @@ impl Fence {
     }
 }
 
+/// The check [`ClaimRequest::accept`] runs on each candidate before it is claimed.
+pub type Accept = Arc<dyn Fn(&SagaRecord) -> Result<()> + Send + Sync>;
+
 /// What [`SagaLog::claim_expired`] takes over. Owned, so that a backend can hand it to
 /// another thread.
 #[derive(Clone)]
@@ -67,7 +70,7 @@ pub struct ClaimRequest {
     /// Called with each candidate as read, before it is claimed: an error leaves the
     /// saga untouched (owner, lease and epoch as they were) and reports it in
     /// [`Claimed::refused`]. The runner checks the definition and the input here.
-    pub accept: Arc<dyn Fn(&SagaRecord) -> Result<()> + Send + Sync>,
+    pub accept: Accept,
 }
 
 impl ClaimRequest {

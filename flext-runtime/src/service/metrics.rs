@@ -152,7 +152,7 @@ impl BatchRecorder<'_> {
     /// The start of the next item, when it is one of the timed ones.
     #[inline]
     pub fn start(&self) -> Option<Instant> {
-        (self.count % Self::SAMPLE == 0).then(Instant::now)
+        self.count.is_multiple_of(Self::SAMPLE).then(Instant::now)
     }
 
     /// Counts an item, and records its latency when it was timed.
