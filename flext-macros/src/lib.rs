@@ -370,6 +370,27 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 /// `flext.saga.step_timed_out` error of kind `Timeout` (so it is retried like any
 /// transient error). A panic is an `Internal` error.
 ///
+/// # Definitions, changed code and `accepts`
+///
+/// `#[saga]` writes the type's *definition*: one line per step with its name, its output
+/// type, its compensation (`-` for none) and `pivot`, tab-separated
+/// (`Saga::DEFINITION`). The log keeps the definition each saga started under. A saga
+/// in flight when you deploy changed code is resumed by that code only if its
+/// definition is the linked one or one the type lists in
+/// `#[saga(accepts = "...")]`; otherwise recovery, a second `run_with_id` and an
+/// operator's resume leave it exactly as it is (no claim, no owner or lease change, no
+/// write) and report `flext.saga.definition_changed`, naming what changed (a step added,
+/// removed, reordered, an output type, a compensation, the pivot) and the `accepts`
+/// string to add once the new code can resume the old sagas. Add it when the change is
+/// one the logged outputs survive, for instance a step renamed but not retyped, or a
+/// step appended after the last one.
+///
+/// The definition names types, not their fields: a field added to a step's output
+/// without `#[serde(default)]` keeps the definition and breaks the logged outputs. Those
+/// are checked too before a saga is claimed (`Saga::check_outputs`): such a saga is left
+/// as it is with `flext.saga.output_mismatch`, naming the step, the type and serde's
+/// reason. Give new fields a serde default, and older sagas resume.
+///
 /// Compile-time checks (each in `tests/ui/saga/fail/`): the compensation exists and
 /// accepts the step's output; no compensation on or after the pivot; at most one pivot;
 /// every `&T` a step takes is produced by an earlier step; logged types are serde types.
