@@ -657,27 +657,28 @@ async fn same_name_contract(backend: &impl Backend) {
     assert!(record.owner.starts_with("worker/"), "{}", record.owner);
 }
 
-/// Leases are wall-clock times in the log, so this test waits in real time: four
-/// leases' worth, with a heartbeat every third of one.
+/// Leases are wall-clock times in the log, so this test waits in real time: two and a
+/// half leases' worth, with a heartbeat every third of one. (The lease is long enough
+/// that a renewal slowed by the other tests' commits still lands in time.)
 async fn heartbeat_contract(log: Arc<dyn SagaLog>) {
     let gate = Arc::new(Gate::default());
     let runner = |log: &Arc<dyn SagaLog>| {
         SagaRunner::builder_shared(log.clone())
             .owner("worker")
-            .lease(Duration::from_millis(600))
+            .lease(Duration::from_millis(1500))
             .shared_state(gate.clone())
             .build()
     };
     let a = runner(&log);
     let task = tokio::spawn(async move { a.run(Paused { n: 1 }, &Context::new()).await });
     gate.entered.notified().await;
-    // Four leases' worth of time inside the compensation.
-    tokio::time::sleep(Duration::from_millis(2400)).await;
+    // Two and a half leases' worth of time inside the compensation.
+    tokio::time::sleep(Duration::from_millis(3750)).await;
     // Another runner would find nothing to take over (asked of the log directly, so
     // that a failure shows here instead of hanging in a second compensation).
     let other = Lease {
         owner: "worker/other".into(),
-        duration_ms: 600,
+        duration_ms: 1500,
     };
     let claimable = log
         .claim_expired(&ClaimRequest::any(&other, flext::saga::now_ms()))

@@ -154,7 +154,7 @@ impl SlowUndo {
 fn slow_runner(log: Arc<dyn SagaLog>, attempts: &Arc<Attempts>, owner: &str) -> SagaRunner {
     SagaRunner::builder_shared(log)
         .owner(owner)
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_millis(1000))
         .compensation_attempts(1)
         .shared_state(attempts.clone())
         .build()
@@ -163,7 +163,8 @@ fn slow_runner(log: Arc<dyn SagaLog>, attempts: &Arc<Attempts>, owner: &str) -> 
 /// Finding 1 and 2: a renewal that fails once no longer stops the heartbeat (runner A
 /// keeps its saga; B, recovering at 400 ms, finds nothing); and a runner that cannot
 /// renew at all drops its attempt before its lease ends, so that B's takeover never
-/// overlaps it and the compensation is recorded once.
+/// overlaps it and the compensation is recorded once. (The reproduction had a
+/// 300 ms lease; a one-second one keeps the test steady beside the other tests' load.)
 pub async fn renewal_faults_contract(log: Arc<dyn SagaLog>) {
     // A renewal fails once.
     let attempts = Arc::new(Attempts::default());
@@ -184,8 +185,9 @@ pub async fn renewal_faults_contract(log: Arc<dyn SagaLog>) {
     let a = slow_runner(down.clone(), &attempts, "a");
     let b = slow_runner(log.clone(), &attempts, "b");
     let task = tokio::spawn(async move { a.run(SlowUndo { n: 2 }, &Context::new()).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
     let lost = task.await.unwrap().unwrap_err();
+    // Past the lease a gave up on: b takes the saga over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(lost.code(), codes::SAGA_LEASE_LOST, "{lost}");
     let report = b.recover().await.unwrap();
     assert_eq!(report.compensated(), 1, "{report:?}");

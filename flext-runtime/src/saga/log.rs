@@ -10,6 +10,7 @@ use crate::future::BoxFuture;
 
 pub use super::fence::{ClaimRequest, Claimed, Fence};
 pub use super::listing::{SagaFilter, SagaSummary, StuckAt};
+pub use super::operator::OperatorAction;
 
 /// Where a saga is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -172,42 +173,6 @@ pub enum Transition {
         /// Why, as they gave it.
         reason: String,
     },
-}
-
-/// What an operator may do to a saga. Each is recorded in the log as a
-/// [`Transition::Operator`] with the acting principal and a reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperatorAction {
-    /// A [stuck](SagaState::Stuck) saga goes back to where it stuck: the step after the
-    /// pivot, or the compensation, that kept failing runs again, with its attempts
-    /// counted afresh.
-    Resume,
-    /// A stuck saga, or an in-flight one whose lease expired, compensates what can be
-    /// compensated: every completed step that has a compensation, last first. Steps
-    /// after the pivot have none and stay done.
-    Abort,
-    /// A stuck saga, or an in-flight one whose lease expired, is marked
-    /// [resolved](SagaState::Resolved): an operator has put things right by hand and
-    /// nothing more runs.
-    Resolve,
-}
-
-impl OperatorAction {
-    /// `resume`, `abort` or `resolve`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperatorAction::Resume => "resume",
-            OperatorAction::Abort => "abort",
-            OperatorAction::Resolve => "resolve",
-        }
-    }
-}
-
-impl std::fmt::Display for OperatorAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
 }
 
 /// One recorded transition with when it was written: an entry of a saga's history

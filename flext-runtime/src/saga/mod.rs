@@ -34,6 +34,7 @@
 //! step name), so a step that deduplicates on that key takes effect once. Recording the
 //! start would add a write per step and buy nothing the key does not already give.
 
+mod builder;
 mod definition;
 mod durable;
 mod fence;
@@ -53,6 +54,7 @@ mod start;
 mod step;
 mod workflow;
 
+pub use self::builder::SagaRunnerBuilder;
 pub use self::durable::Durable;
 #[doc(hidden)]
 pub use self::durable::{EncodeDurable, EncodeNotDurable, LogSlot, assert_durable, no_such_step};
@@ -70,7 +72,7 @@ pub use self::outcome::SagaOutcome;
 #[doc(hidden)]
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};
-pub use self::runner::{SagaRunner, SagaRunnerBuilder};
+pub use self::runner::SagaRunner;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
 #[cfg(feature = "sqlite")]

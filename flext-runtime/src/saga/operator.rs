@@ -6,10 +6,44 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::recovery::SagaRegistration;
-use super::{
-    Lease, OperatorAction, SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition, now_ms,
-};
+use super::{Lease, SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition, now_ms};
 use crate::error::{Error, Result};
+
+/// What an operator may do to a saga. Each is recorded in the log as a
+/// [`Transition::Operator`] with the acting principal and a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorAction {
+    /// A [stuck](SagaState::Stuck) saga goes back to where it stuck: the step after the
+    /// pivot, or the compensation, that kept failing runs again, with its attempts
+    /// counted afresh.
+    Resume,
+    /// A stuck saga, or an in-flight one whose lease expired, compensates what can be
+    /// compensated: every completed step that has a compensation, last first. Steps
+    /// after the pivot have none and stay done.
+    Abort,
+    /// A stuck saga, or an in-flight one whose lease expired, is marked
+    /// [resolved](SagaState::Resolved): an operator has put things right by hand and
+    /// nothing more runs.
+    Resolve,
+}
+
+impl OperatorAction {
+    /// `resume`, `abort` or `resolve`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Resume => "resume",
+            OperatorAction::Abort => "abort",
+            OperatorAction::Resolve => "resolve",
+        }
+    }
+}
+
+impl std::fmt::Display for OperatorAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// The longest principal [`OperatorCommand::new`] takes, in bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 256;
