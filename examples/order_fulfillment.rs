@@ -377,9 +377,10 @@ async fn demo() -> std::result::Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// How long this worker's leases last. Short, so that a worker restarted after a crash
-/// (another incarnation: it cannot take over a live lease, not even its own name's)
-/// finishes the crashed worker's sagas soon; a long step keeps its lease by heartbeat.
+/// How long this worker's leases last. Short, so that another worker finishes a crashed
+/// worker's sagas soon (a worker restarted under the crashed one's name takes them back
+/// at once: the log's lock file proves the old process gone); a long step keeps its
+/// lease by heartbeat.
 const LEASE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What one durable worker process does (its command-line flags).
@@ -427,8 +428,16 @@ async fn durable(
         .map(|ms| runner.spawn_recovery(std::time::Duration::from_millis(ms)));
     for order in orders(worker.start, worker.orders) {
         let id = order.order_id.clone();
-        let outcome = runner.run(order, &Context::new()).await?;
-        println!("saga {id} {:?}", outcome.state());
+        match runner.run(order, &Context::new()).await {
+            Ok(outcome) => println!("saga {id} {:?}", outcome.state()),
+            // This worker lost the saga (it could not renew its lease in time, or
+            // another worker took it over): it is in flight in the log, and a recovery
+            // pass finishes it.
+            Err(e) if e.code() == flext::codes::SAGA_LEASE_LOST => {
+                println!("saga {id} deferred: {}", e.code());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     // Sagas a killed worker left hold live leases for up to `LEASE`: wait them out.
     let mut rounds = 0;

@@ -313,13 +313,15 @@ async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> 
             let n = t.n;
             match runner.run_with_id(saga_id(n), t, &Context::new()).await {
                 Ok(outcome) => println!("transfer {n} {:?}", outcome.state()),
-                // The database went away mid-saga: the saga is in flight in the log,
-                // or not there at all; recovery, or the start below, finishes it.
+                // This worker lost the saga (it could not renew its lease in time, or
+                // another worker took it over): the saga is in flight in the log, and a
+                // recovery pass finishes it. With `--outages`, the database may also have
+                // gone away mid-saga: the saga is in flight, or not there at all, and
+                // recovery or the start below finishes it.
                 Err(e)
-                    if outages
-                        && (e.kind().is_transient()
-                            || e.code() == flext::codes::SAGA_LEASE_LOST
-                            || e.code() == flext::codes::SAGA_IN_FLIGHT) =>
+                    if e.code() == flext::codes::SAGA_LEASE_LOST
+                        || e.code() == flext::codes::SAGA_IN_FLIGHT
+                        || (outages && e.kind().is_transient()) =>
                 {
                     println!("transfer {n} deferred: {}", e.code());
                 }

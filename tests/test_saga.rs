@@ -873,3 +873,70 @@ async fn a_refused_write_in_a_group_commit_rolls_back_alone() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A record that no longer decodes (here a transition body mangled by hand) is set aside
+/// with its reason, untouched, and the rest of the log is recovered: before, one such
+/// record made every recovery pass fail.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_record_that_does_not_decode_is_set_aside_and_the_rest_recovered() {
+    let dir = std::env::temp_dir().join(format!("flext-corrupt-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sagas.db");
+    let ledger = Arc::new(Ledger::default());
+    let log: Arc<dyn SagaLog> = Arc::new(SqliteLog::open(&path).unwrap());
+    let expired = |id| SagaRecord {
+        id,
+        name: "Fulfil".into(),
+        input: serde_json::to_value(order(None)).unwrap(),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: "dead/0".into(),
+        lease_until_ms: 0,
+        definition: String::new(),
+        created_ms: 0,
+        epoch: 1,
+    };
+    let (bad, good) = (Uuid::new_v4(), Uuid::new_v4());
+    log.create(&expired(bad)).await.unwrap();
+    log.create(&expired(good)).await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms) VALUES (?1, 1, '{\"kind\": \"teleported\"}', 0)",
+        [bad.to_string()],
+    )
+    .unwrap();
+    raw.execute(
+        "UPDATE flext_sagas SET seq = 1 WHERE id = ?1",
+        [bad.to_string()],
+    )
+    .unwrap();
+    let before: (String, i64, i64) = raw
+        .query_row(
+            "SELECT owner, lease_until_ms, epoch FROM flext_sagas WHERE id = ?1",
+            [bad.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+
+    let report = runner(log.clone(), &ledger).recover().await.unwrap();
+    assert_eq!(report.completed(), 1, "{report:?}");
+    assert_eq!(report.sagas[0].saga_id, good);
+    assert_eq!(report.refused.len(), 1);
+    let (id, why) = (
+        &report.refused[0].saga_id,
+        report.refused[0].result.as_ref().unwrap_err(),
+    );
+    assert_eq!((*id, why.code()), (bad, flext::codes::SAGA_LOG_CORRUPT));
+    assert!(why.message().contains("teleported"), "{why}");
+    let after: (String, i64, i64) = raw
+        .query_row(
+            "SELECT owner, lease_until_ms, epoch FROM flext_sagas WHERE id = ?1",
+            [bad.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(after, before, "the undecodable saga is left untouched");
+    std::fs::remove_dir_all(&dir).ok();
+}

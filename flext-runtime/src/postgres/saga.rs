@@ -318,32 +318,20 @@ impl SagaLog for PgSagaLog {
             let until = request.now_ms.saturating_add(request.lease.duration_ms);
             let mut claimed = Claimed::default();
             for row in candidates {
-                if claimed.sagas.len() >= request.limit {
+                if !claimed.wants_more(request) {
                     break;
                 }
                 let id: Uuid = row.get(0);
-                let mut record = match read(&tx, id).await {
-                    Ok(record) => record,
-                    Err(e) if e.code() == crate::codes::SAGA_LOG_CORRUPT => {
-                        claimed.refused.push((id, e));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if let Err(e) = (request.accept)(&record) {
-                    claimed.refused.push((id, e));
+                let Some(record) = claimed.screen(request, id, read(&tx, id).await)? else {
                     continue;
-                }
+                };
                 tx.execute(
                     "UPDATE flext_sagas SET owner = $1, lease_until_ms = $2, epoch = epoch + 1 WHERE id = $3",
                     &[&request.lease.owner, &to_bigint(until), &id],
                 )
                 .await
                 .map_err(pg_error)?;
-                record.owner.clone_from(&request.lease.owner);
-                record.lease_until_ms = until;
-                record.epoch += 1;
-                claimed.sagas.push(record);
+                claimed.take(request, record, until);
             }
             tx.commit().await.map_err(pg_error)?;
             Ok(claimed)

@@ -148,3 +148,50 @@ pub(crate) fn fence_refused(
         format!("saga {id} refused a write: {why}; this runner stops driving it"),
     )
 }
+
+impl Claimed {
+    /// Whether another candidate may be claimed under `request`'s limit.
+    pub(crate) fn wants_more(&self, request: &ClaimRequest) -> bool {
+        self.sagas.len() < request.limit
+    }
+
+    /// Screens candidate `id` as a backend read it: the record to claim, or `None` when
+    /// it is set aside (it does not decode, or `request.accept` refused it: recorded in
+    /// [`refused`](Self::refused)).
+    ///
+    /// # Errors
+    ///
+    /// The read's error when the storage failed (the whole claim fails).
+    pub(crate) fn screen(
+        &mut self,
+        request: &ClaimRequest,
+        id: Uuid,
+        read: Result<SagaRecord>,
+    ) -> Result<Option<SagaRecord>> {
+        let record = match read {
+            Ok(record) => record,
+            Err(e) if e.code() == crate::codes::SAGA_LOG_CORRUPT => {
+                self.refused.push((id, e));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        match (request.accept)(&record) {
+            Ok(()) => Ok(Some(record)),
+            Err(e) => {
+                self.refused.push((id, e));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Adds `record`, as a backend has just claimed it for `request`: leased to the
+    /// claiming runner until `until` (milliseconds since the Unix epoch), its epoch one
+    /// more.
+    pub(crate) fn take(&mut self, request: &ClaimRequest, mut record: SagaRecord, until: u64) {
+        record.owner.clone_from(&request.lease.owner);
+        record.lease_until_ms = until;
+        record.epoch += 1;
+        self.sagas.push(record);
+    }
+}

@@ -145,8 +145,9 @@ impl SagaLog for MemoryLog {
         let result = self.with(|sagas| {
             let mut claimed = Claimed::default();
             let Sagas { by_id, order, .. } = sagas;
+            let until = request.now_ms.saturating_add(request.lease.duration_ms);
             for id in order.iter() {
-                if claimed.sagas.len() >= request.limit {
+                if !claimed.wants_more(request) {
                     break;
                 }
                 let Some(saga) = by_id.get_mut(id) else {
@@ -158,14 +159,16 @@ impl SagaLog for MemoryLog {
                 {
                     continue;
                 }
-                if let Err(e) = (request.accept)(saga) {
-                    claimed.refused.push((saga.id, e));
+                if claimed
+                    .screen(request, saga.id, Ok(saga.clone()))?
+                    .is_none()
+                {
                     continue;
                 }
+                claimed.take(request, saga.clone(), until);
                 saga.owner.clone_from(&request.lease.owner);
-                saga.lease_until_ms = request.now_ms.saturating_add(request.lease.duration_ms);
+                saga.lease_until_ms = until;
                 saga.epoch += 1;
-                claimed.sagas.push(saga.clone());
             }
             Ok(claimed)
         });

@@ -160,36 +160,23 @@ impl SagaLog for SqliteLog {
             let until = request.now_ms.saturating_add(request.lease.duration_ms);
             let mut claimed = Claimed::default();
             for (key, name) in candidates {
-                if claimed.sagas.len() >= request.limit {
+                if !claimed.wants_more(&request) {
                     break;
                 }
                 let Ok(id) = parse_id(&key) else { continue };
                 if !request.wants(id, &name) {
                     continue;
                 }
-                // A record that does not decode, or that the runner cannot drive, is set
-                // aside untouched; everything that refuses happens before a write.
-                let mut record = match Self::read(conn, id) {
-                    Ok(record) => record,
-                    Err(e) if e.code() == crate::codes::SAGA_LOG_CORRUPT => {
-                        claimed.refused.push((id, e));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if let Err(e) = (request.accept)(&record) {
-                    claimed.refused.push((id, e));
+                // Everything that refuses happens before a write.
+                let Some(record) = claimed.screen(&request, id, Self::read(conn, id))? else {
                     continue;
-                }
+                };
                 conn.prepare_cached(
                     "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2, epoch = epoch + 1 WHERE id = ?3",
                 )
                 .and_then(|mut stmt| stmt.execute(params![request.lease.owner, ms(until), key]))
                 .map_err(db_error)?;
-                record.owner.clone_from(&request.lease.owner);
-                record.lease_until_ms = until;
-                record.epoch += 1;
-                claimed.sagas.push(record);
+                claimed.take(&request, record, until);
             }
             Ok(claimed)
         })
