@@ -45,7 +45,7 @@ impl Fence {
 /// The check [`ClaimRequest::accept`] runs on each candidate before it is claimed.
 pub type Accept = Arc<dyn Fn(&SagaRecord) -> Result<()> + Send + Sync>;
 
-/// What [`SagaLog::claim_expired`] takes over. Owned, so that a backend can hand it to
+/// What [`SagaLog::claim_expired`](super::SagaLog::claim_expired) takes over. Owned, so that a backend can hand it to
 /// another thread.
 #[derive(Clone)]
 pub struct ClaimRequest {
@@ -109,7 +109,7 @@ impl std::fmt::Debug for ClaimRequest {
     }
 }
 
-/// What [`SagaLog::claim_expired`] took over, and what it set aside.
+/// What [`SagaLog::claim_expired`](super::SagaLog::claim_expired) took over, and what it set aside.
 #[derive(Debug, Default)]
 pub struct Claimed {
     /// The sagas now leased to the claiming runner, each with its new epoch, oldest

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::log::{SagaState, Transition, now_ms};
 
-/// Which sagas [`SagaLog::list`] returns: every field that is set must match. The
+/// Which sagas [`SagaLog::list`](super::SagaLog::list) returns: every field that is set must match. The
 /// default matches every saga.
 ///
 /// ```
