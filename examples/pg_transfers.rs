@@ -338,14 +338,19 @@ async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> 
         let mut rounds = 0;
         let limit = if w.outages { 1200 } else { 400 };
         loop {
-            // A transfer whose start never reached the database is started again.
+            // A transfer whose start never reached the database is started again; the
+            // worker drains only once every one of its transfers is in the log.
+            let mut missing = 0;
             if w.outages {
                 for t in transfers(w.start, w.count) {
                     let n = t.n;
-                    if let Err(e) = db.saga_log().load(saga_id(n)).await
-                        && e.code() == flext::codes::SAGA_NOT_FOUND
-                    {
-                        let _ = runner.run_with_id(saga_id(n), t, &Context::new()).await;
+                    match db.saga_log().load(saga_id(n)).await {
+                        Ok(_) => {}
+                        Err(e) if e.code() == flext::codes::SAGA_NOT_FOUND => {
+                            missing += 1;
+                            let _ = runner.run_with_id(saga_id(n), t, &Context::new()).await;
+                        }
+                        Err(_) => missing += 1,
                     }
                 }
             }
@@ -363,7 +368,7 @@ async fn work(w: Worker) -> std::result::Result<(), Box<dyn std::error::Error>> 
                 Ok::<_, Error>((in_flight, delivered + behind + pending))
             };
             let in_flight = match pass.await {
-                Ok((0, 0)) => break,
+                Ok((0, 0)) if missing == 0 => break,
                 Ok((in_flight, _)) => in_flight,
                 Err(e) if w.outages && e.kind().is_transient() => usize::MAX,
                 Err(e) => return Err(e.into()),

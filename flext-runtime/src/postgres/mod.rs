@@ -36,6 +36,7 @@
 
 mod cluster;
 mod events;
+mod liveness;
 mod outbox;
 mod projection;
 mod saga;
@@ -87,6 +88,19 @@ fn pool_error(e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// `url` as a connection configuration; its password never appears in the error.
+fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    url.parse().map_err(|e| {
+        Error::validation(
+            crate::codes::STORE_FAILED,
+            format!(
+                "{} is not a PostgreSQL URL: {e}",
+                crate::input::echo(&crate::input::redact_url(url))
+            ),
+        )
+    })
+}
+
 /// A PostgreSQL database holding flext's tables, behind a connection pool. Cheap to
 /// clone.
 #[derive(Clone)]
@@ -104,15 +118,7 @@ impl PgDatabase {
     /// URL that does not parse; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure),
     /// `flext.store.failed`, when the server cannot be reached or the schema created.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::validation(
-                crate::codes::STORE_FAILED,
-                format!(
-                    "{} is not a PostgreSQL URL: {e}",
-                    crate::input::echo(&crate::input::redact_url(url))
-                ),
-            )
-        })?;
+        let config = parse_url(url)?;
         let pool = Pool::builder(Manager::new(config, NoTls))
             .max_size(16)
             .build()
@@ -132,15 +138,7 @@ impl PgDatabase {
     /// database has no `flext_sagas` table (the message names the database, its password
     /// hidden); otherwise as [`connect`](Self::connect).
     pub async fn connect_existing(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::validation(
-                crate::codes::STORE_FAILED,
-                format!(
-                    "{} is not a PostgreSQL URL: {e}",
-                    crate::input::echo(&crate::input::redact_url(url))
-                ),
-            )
-        })?;
+        let config = parse_url(url)?;
         let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
         let task = tokio::spawn(connection);
         let present: bool = client
@@ -326,7 +324,7 @@ impl PgDatabase {
     pub fn saga_log(&self) -> PgSagaLog {
         PgSagaLog {
             db: self.clone(),
-            liveness: std::sync::Arc::default(),
+            liveness: liveness::Liveness::default(),
         }
     }
 

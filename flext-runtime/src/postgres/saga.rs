@@ -21,39 +21,7 @@ use crate::saga::{
 pub struct PgSagaLog {
     pub(super) db: PgDatabase,
     /// Connections of their own holding runner incarnations' liveness locks, by owner.
-    pub(super) liveness: std::sync::Arc<
-        tokio::sync::Mutex<std::collections::HashMap<String, deadpool_postgres::ClientWrapper>>,
-    >,
-}
-
-/// In-flight sagas under a live lease of another incarnation of the claiming runner's
-/// name (`prefix`) whose process is provably gone: no session holds its liveness lock
-/// (the transaction takes it for itself, so a second claimer skips it).
-async fn gone_candidates(
-    tx: &tokio_postgres::Transaction<'_>,
-    request: &ClaimRequest,
-    prefix: &str,
-    names: &[String],
-) -> Result<Vec<tokio_postgres::Row>> {
-    tx.query(
-        "SELECT id FROM flext_sagas
-         WHERE state IN ('running', 'compensating') AND lease_until_ms > $1
-           AND owner <> $2 AND left(owner, length($3)) = $3
-           AND (cardinality($4::text[]) = 0 OR name = ANY($4))
-           AND ($5::uuid IS NULL OR id = $5)
-           AND pg_try_advisory_xact_lock(hashtextextended(owner, 0))
-         ORDER BY created_ms, id
-         FOR UPDATE SKIP LOCKED",
-        &[
-            &to_bigint(request.now_ms),
-            &request.lease.owner,
-            &prefix,
-            &names,
-            &request.only,
-        ],
-    )
-    .await
-    .map_err(pg_error)
+    pub(super) liveness: super::liveness::Liveness,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -313,7 +281,8 @@ impl SagaLog for PgSagaLog {
                 .map_err(pg_error)?;
             let mut candidates = candidates;
             if let Some(prefix) = &request.takeover_gone {
-                candidates.extend(gone_candidates(&tx, request, prefix, &names).await?);
+                candidates
+                    .extend(super::liveness::gone_candidates(&tx, request, prefix, &names).await?);
             }
             let until = request.now_ms.saturating_add(request.lease.duration_ms);
             let mut claimed = Claimed::default();
@@ -363,26 +332,7 @@ impl SagaLog for PgSagaLog {
     }
 
     fn hold_liveness<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let mut held = self.liveness.lock().await;
-            if held.get(owner).is_some_and(|c| !c.is_closed()) {
-                return Ok(true);
-            }
-            // A connection of its own, out of the pool: the lock lives as long as it.
-            let client = deadpool_postgres::Object::take(self.db.client().await?);
-            let row = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                    &[&owner],
-                )
-                .await
-                .map_err(pg_error)?;
-            let locked: bool = row.get(0);
-            if locked {
-                held.insert(owner.to_owned(), client);
-            }
-            Ok(locked)
-        })
+        Box::pin(self.liveness.hold(&self.db, owner))
     }
 
     fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
