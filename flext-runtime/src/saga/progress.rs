@@ -1,8 +1,13 @@
 //! A saga's progress rebuilt from its logged transitions: what the runner replays after
 //! a crash to decide what runs next.
 
-use super::{ErrorRecord, OperatorAction, SagaState, StepSpec, Transition};
+use uuid::Uuid;
+
+use super::{
+    Durable, ErrorRecord, OperatorAction, Saga, SagaOutcome, SagaState, StepSpec, Transition,
+};
 use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub(super) enum Phase {
@@ -114,6 +119,64 @@ impl Progress {
             Phase::Stuck { .. } => Some(SagaState::Stuck),
             Phase::Resolved { .. } => Some(SagaState::Resolved),
         }
+    }
+
+    /// The outcome of a saga of type `S` whose progress is this and that has nothing
+    /// left to run: completed (its last output decoded), compensated, stuck (with what
+    /// remains to compensate) or resolved. A saga still forward (steps left) is reported
+    /// as completed only when its last step ran; callers ask once no work is left.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.output_mismatch` when the last step's logged output does not decode as
+    /// `S::Output`.
+    pub(super) fn outcome<S: Saga>(&self, saga_id: Uuid) -> Result<SagaOutcome<S::Output>> {
+        let steps = S::STEPS;
+        Ok(match self.phase.clone() {
+            Phase::Forward { .. } => {
+                let last = steps
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| self.outputs[i].clone())
+                    .unwrap_or(serde_json::Value::Null);
+                let output = S::Output::from_log(last).map_err(|e| {
+                    Error::internal(
+                        crate::codes::SAGA_OUTPUT_MISMATCH,
+                        format!(
+                            "saga {saga_id}: the last output of `{}` does not decode: {e}",
+                            S::NAME
+                        ),
+                    )
+                })?;
+                SagaOutcome::Completed { saga_id, output }
+            }
+            Phase::Compensating { failed, error } => SagaOutcome::Compensated {
+                saga_id,
+                failed_step: steps.get(failed).map_or("", |s| s.name).to_owned(),
+                error: Error::from(&error),
+                compensated: self
+                    .compensated
+                    .iter()
+                    .filter_map(|&i| steps.get(i))
+                    .map(|s| s.name.to_owned())
+                    .collect(),
+            },
+            Phase::Stuck { step, error } => SagaOutcome::Stuck {
+                saga_id,
+                step,
+                error: Error::from(&error),
+                remaining: self
+                    .to_undo(steps)
+                    .iter()
+                    .map(|&i| format!("compensate {}", steps[i].name))
+                    .collect(),
+            },
+            Phase::Resolved { principal, reason } => SagaOutcome::Resolved {
+                saga_id,
+                principal,
+                reason,
+            },
+        })
     }
 
     /// Completed compensatable steps not yet undone, last first.

@@ -12,8 +12,8 @@ use super::lease::Claim;
 use super::progress::{Phase, Progress};
 use super::step::{attempt, step_context};
 use super::{
-    Durable, ErrorRecord, HistoryEntry, Lease, RetryOn, Saga, SagaFilter, SagaLog, SagaOutcome,
-    SagaState, SagaSummary, StepScope, Transition,
+    ErrorRecord, HistoryEntry, Lease, RetryOn, Saga, SagaFilter, SagaLog, SagaOutcome, SagaState,
+    SagaSummary, StepScope, Transition,
 };
 use crate::backoff::Backoff;
 use crate::context::Context;
@@ -271,41 +271,10 @@ impl SagaRunner {
         }
 
         match p.phase.clone() {
-            Phase::Forward { .. } => {
-                let last = steps
-                    .len()
-                    .checked_sub(1)
-                    .and_then(|i| p.outputs[i].clone());
-                let output = last.unwrap_or(serde_json::Value::Null);
-                let output = S::Output::from_log(output).map_err(|e| {
-                    Error::internal(
-                        crate::codes::SAGA_OUTPUT_MISMATCH,
-                        format!("the last output of `{}` does not decode: {e}", S::NAME),
-                    )
-                })?;
-                Ok(SagaOutcome::Completed {
-                    saga_id: id,
-                    output,
-                })
+            Phase::Compensating { .. } if !p.to_undo(steps).is_empty() => {
+                self.compensate(saga, claim, p, ctx).await
             }
-            Phase::Stuck { step, error } => Ok(SagaOutcome::Stuck {
-                saga_id: id,
-                step,
-                error: Error::from(&error),
-                remaining: p
-                    .to_undo(steps)
-                    .iter()
-                    .map(|&i| format!("compensate {}", steps[i].name))
-                    .collect(),
-            }),
-            Phase::Compensating { failed, error } => {
-                self.compensate(saga, claim, p, failed, error, ctx).await
-            }
-            Phase::Resolved { principal, reason } => Ok(SagaOutcome::Resolved {
-                saga_id: id,
-                principal,
-                reason,
-            }),
+            _ => p.outcome::<S>(id),
         }
     }
 
@@ -314,8 +283,6 @@ impl SagaRunner {
         saga: &S,
         claim: &Claim,
         mut p: Progress,
-        failed: usize,
-        error: ErrorRecord,
         ctx: &Context,
     ) -> Result<SagaOutcome<S::Output>> {
         let id = claim.id;
@@ -386,16 +353,7 @@ impl SagaRunner {
                 }
             }
         }
-        Ok(SagaOutcome::Compensated {
-            saga_id: id,
-            failed_step: steps[failed].name.to_owned(),
-            error: Error::from(&error),
-            compensated: p
-                .compensated
-                .iter()
-                .map(|&i| steps[i].name.to_owned())
-                .collect(),
-        })
+        p.outcome::<S>(id)
     }
 }
 

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::lease::Claim;
-use super::progress::{Phase, Progress};
-use super::{
-    ClaimRequest, Durable, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms,
-};
+use super::progress::Progress;
+use super::{ClaimRequest, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -204,66 +202,17 @@ impl SagaRunner {
 /// The outcome a finished (or stuck) saga recorded, rebuilt from its transitions without
 /// running or writing anything.
 fn recorded<S: Saga>(record: &SagaRecord) -> Result<SagaOutcome<S::Output>> {
-    let id = record.id;
     let p = Progress::replay(S::STEPS.len(), &record.transitions);
     if p.final_state(S::STEPS).is_none() {
         // The linked code has steps the finished saga never ran: another definition.
         return Err(super::definition::changed(
             S::NAME,
-            id,
+            record.id,
             &record.definition,
             S::DEFINITION,
         ));
     }
-    let steps = S::STEPS;
-    Ok(match p.phase.clone() {
-        Phase::Forward { .. } => {
-            let last = steps
-                .len()
-                .checked_sub(1)
-                .and_then(|i| p.outputs[i].clone())
-                .unwrap_or(serde_json::Value::Null);
-            let output = S::Output::from_log(last).map_err(|e| {
-                Error::internal(
-                    crate::codes::SAGA_OUTPUT_MISMATCH,
-                    format!(
-                        "saga {id} completed; its last output does not decode as the output of `{}`: {e}",
-                        S::NAME
-                    ),
-                )
-            })?;
-            SagaOutcome::Completed {
-                saga_id: id,
-                output,
-            }
-        }
-        Phase::Compensating { failed, error } => SagaOutcome::Compensated {
-            saga_id: id,
-            failed_step: steps.get(failed).map_or("", |s| s.name).to_owned(),
-            error: Error::from(&error),
-            compensated: p
-                .compensated
-                .iter()
-                .filter_map(|&i| steps.get(i))
-                .map(|s| s.name.to_owned())
-                .collect(),
-        },
-        Phase::Stuck { step, error } => SagaOutcome::Stuck {
-            saga_id: id,
-            step,
-            error: Error::from(&error),
-            remaining: p
-                .to_undo(steps)
-                .iter()
-                .map(|&i| format!("compensate {}", steps[i].name))
-                .collect(),
-        },
-        Phase::Resolved { principal, reason } => SagaOutcome::Resolved {
-            saga_id: id,
-            principal,
-            reason,
-        },
-    })
+    p.outcome::<S>(record.id)
 }
 
 /// This process's start of a saga: while it lives, a second start here waits for it.
