@@ -746,8 +746,7 @@ async fn a_cached_aggregate_made_stale_by_another_writer_is_reloaded() {
             &ctx,
         )
         .await
-        .err()
-        .expect("decided again on the real balance");
+        .expect_err("decided again on the real balance");
     assert_eq!(refused.code(), "account.overdraft");
     let done = cached.execute(&deposit(50), &ctx).await.unwrap();
     assert_eq!(done.state.balance_cents, -850);

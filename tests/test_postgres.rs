@@ -26,7 +26,7 @@ async fn a_reader_never_moves_past_an_event_whose_transaction_is_still_open() {
     let tx = slow.transaction().await.unwrap();
     tx.execute(
         "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, metadata, payload)
-         VALUES ($1, 'S', 'slow', 1, 'e', 1, 0, $2, '{}'::jsonb, '{\"n\": 1}'::jsonb)",
+         VALUES ($1, 'S', 'slow', 1, 'e', 1, 0, $2, '{}'::json, '{\"n\": 1}'::json)",
         &[&Uuid::new_v4(), &Uuid::new_v4()],
     )
     .await
@@ -217,4 +217,61 @@ async fn the_operator_tool_works_on_a_postgres_log() {
         .unwrap()
         .get(0);
     assert!(!created, "no table was created");
+}
+
+/// After a bulk load, the first read numbers one batch of events (not the whole
+/// backlog, in one long transaction), and reading on numbers the rest, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_bulk_load_events_are_numbered_a_batch_at_a_time() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    let db = PgDatabase::connect(&url).await.unwrap();
+    let store = db.event_store();
+    let loaded: i64 = 100_000;
+    let client = db.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, metadata, payload)
+             SELECT gen_random_uuid(), 'Bulk', 'b-' || (n / 100), n % 100 + 1, 'e', 1, 0, gen_random_uuid(), '{}', json_build_object('n', n)
+             FROM generate_series(0::bigint, $1::bigint - 1) AS n",
+            &[&loaded],
+        )
+        .await
+        .unwrap();
+    let numbered = || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM flext_events WHERE position IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let first = store.read_all(0, 10).await.unwrap();
+    assert_eq!(first.len(), 10);
+    assert_eq!(first[0].payload["n"], 0);
+    assert_eq!(
+        numbered().await,
+        flext::postgres::SEQUENCE_BATCH,
+        "the first read numbered one batch"
+    );
+    // Reading on numbers the rest, in the order they were written.
+    let mut position = 0;
+    let mut seen = 0i64;
+    loop {
+        let page = store.read_all(position, 2_000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            assert_eq!(e.payload["n"], seen, "in the order written");
+            assert_eq!(e.position, position + 1, "without a gap");
+            position = e.position;
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, loaded);
+    assert_eq!(numbered().await, loaded);
 }

@@ -195,14 +195,16 @@ pub fn from_json_limited<T: DeserializeOwned>(
 /// `flext.input.too_large` when `json` is longer than `max_bytes`.
 pub(crate) fn check_size(record: &str, json: &str, max_bytes: usize) -> Result<()> {
     if json.len() > max_bytes {
+        let detail = format!(
+            "the document is {} bytes, over the limit of {max_bytes} bytes",
+            json.len()
+        );
+        let violation = RuleViolation::new(detail.clone()).with_code(crate::codes::INPUT_TOO_LARGE);
         return Err(Error::validation(
             crate::codes::INPUT_TOO_LARGE,
-            format!(
-                "{}: the document is {} bytes, over the limit of {max_bytes} bytes",
-                echo(record),
-                json.len()
-            ),
-        ));
+            format!("{}: {detail}", echo(record)),
+        )
+        .with_violations(vec![violation]));
     }
     Ok(())
 }
@@ -223,10 +225,10 @@ fn decode<T>(
     >,
 ) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let value =
-        read(&mut de).map_err(|e| input_error(record, e.path().to_string(), e.into_inner()))?;
+    let value = read(&mut de)
+        .map_err(|e| input_error(record, json, e.path().to_string(), e.into_inner()))?;
     de.end()
-        .map_err(|e| input_error(record, String::new(), e))?;
+        .map_err(|e| input_error(record, json, String::new(), e))?;
     Ok(value)
 }
 
@@ -270,13 +272,28 @@ pub fn json_lines_limited<T: DeserializeOwned>(
         })
 }
 
-fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
+fn input_error(record: &str, json: &str, path: String, inner: serde_json::Error) -> Error {
     use serde_json::error::Category;
     // serde_path_to_error writes `.` for the root and `?` for a position it could not
     // name (inside a truncated document, say); neither helps a reader.
     // Both quote the input (a field name, a wrong value): bounded and escaped.
-    let path = echo(path.trim_end_matches('?').trim_end_matches('.')).into_owned();
-    let detail = echo_display(&inner);
+    let mut path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
+    let mut detail = echo_display(&inner);
+    // A missing field is reported at its parent: the subject is the field itself.
+    if let Some(field) = detail
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        path = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+    }
+    if let Some(overflow) = integer_overflow(json, &inner, &detail) {
+        detail = overflow;
+    }
+    let path = echo(&path).into_owned();
     let code = match inner.classify() {
         Category::Syntax | Category::Eof | Category::Io => crate::codes::INPUT_MALFORMED_JSON,
         Category::Data if detail.starts_with("unknown field") => crate::codes::INPUT_UNKNOWN_FIELD,
@@ -296,6 +313,45 @@ fn input_error(record: &str, path: String, inner: serde_json::Error) -> Error {
     // serde's error is not kept as the source: its message quotes the input unbounded.
     drop(inner);
     Error::validation(code, message).with_violations(vec![violation])
+}
+
+/// An integer literal too large for the field's type reads as a float to serde_json
+/// (`invalid type: floating point ...`) or as an invalid value: say it is out of range.
+fn integer_overflow(json: &str, inner: &serde_json::Error, detail: &str) -> Option<String> {
+    let expected = detail.rsplit_once(", expected ")?.1;
+    let expected = expected.split(" at line ").next().unwrap_or(expected);
+    let is_integer_type = [
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+    ]
+    .iter()
+    .any(|t| expected.starts_with(t) || expected.contains(&format!("{t} integer")));
+    if !is_integer_type && !expected.contains("integer") {
+        return None;
+    }
+    if !(detail.starts_with("invalid type: floating point")
+        || detail.starts_with("invalid value: integer"))
+    {
+        return None;
+    }
+    // The literal ends just before the error's column on its line.
+    let line = json.lines().nth(inner.line().checked_sub(1)?)?;
+    let end = line
+        .char_indices()
+        .nth(inner.column())
+        .map_or(line.len(), |(i, _)| i);
+    let end = (0..=end.min(line.len()))
+        .rev()
+        .find(|&i| line.is_char_boundary(i))?;
+    let literal: &str = line[..end]
+        .rsplit(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
+        .next()?;
+    if literal.is_empty() || literal == "-" || literal.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    Some(format!(
+        "the integer {} is out of range for {expected}",
+        echo(literal)
+    ))
 }
 
 /// `url` with its password replaced by `***` (`postgres://app:***@db/orders`), for
@@ -378,7 +434,49 @@ mod tests {
         let e = err(r#"{"profile":{"first_name":"A","date_of_birth":"1990-01-01"}}"#);
         assert_eq!(e.code(), crate::codes::INPUT_MISSING_FIELD);
         assert!(e.message().contains("missing field `email`"), "{e}");
+        assert_eq!(e.violations()[0].subject.as_deref(), Some("email"));
+        let e = err(r#"{"email":"a","profile":{"first_name":"A"}}"#);
+        assert_eq!(
+            e.violations()[0].subject.as_deref(),
+            Some("profile.date_of_birth")
+        );
     }
+
+    #[test]
+    fn an_integer_too_large_is_out_of_range_not_a_float() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Count {
+            n: u32,
+        }
+        for (json, literal) in [
+            (r#"{"n": 18446744073709551616}"#, "18446744073709551616"),
+            (r#"{"n": 4294967296}"#, "4294967296"),
+            (r#"{"n": -1}"#, "-1"),
+        ] {
+            let e = from_json::<Count>("body", json).unwrap_err();
+            assert_eq!(e.code(), crate::codes::INPUT_INVALID_FIELD);
+            assert!(
+                e.message()
+                    .contains(&format!("the integer {literal} is out of range for u32")),
+                "{e}"
+            );
+        }
+        // A float stays a float.
+        let e = from_json::<Count>("body", r#"{"n": 1.5}"#).unwrap_err();
+        assert!(e.message().contains("floating point"), "{e}");
+    }
+
+    #[test]
+    fn too_large_has_its_violation() {
+        let e = from_json_limited::<Count2>("body", "[1,2,3]", 3).unwrap_err();
+        assert_eq!(e.code(), crate::codes::INPUT_TOO_LARGE);
+        assert_eq!(e.violations()[0].code, crate::codes::INPUT_TOO_LARGE);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Count2(Vec<u8>);
 
     #[test]
     fn truncated_and_trailing_garbage() {

@@ -19,6 +19,7 @@ pub mod database;
 mod db;
 mod error;
 pub mod event_store;
+mod exact;
 mod future;
 pub mod input;
 mod message;

@@ -59,7 +59,9 @@ pub trait Wire: Sized {
     ///
     /// # Errors
     ///
-    /// serde_json's, when the message's `Serialize` impl fails.
+    /// serde_json's, when the message's `Serialize` impl fails, or when its JSON would
+    /// not read back as the same value (a NaN or infinite float; `Some` of a value that
+    /// serialises as `null`).
     fn to_json_value(&self) -> serde_json::Result<serde_json::Value>;
 }
 
@@ -75,7 +77,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Wire for T {
         serde_path_to_error::deserialize(de)
     }
     fn to_json_value(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
+        crate::exact::to_exact_value(self)
     }
 }
 

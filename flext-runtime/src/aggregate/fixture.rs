@@ -11,9 +11,10 @@ type Given<A> = Box<dyn FnOnce(&mut A, &Context) -> Result<()>>;
 /// when it receives a command, then it raises these events, or refuses with that error.
 /// In the style of cqrs-es's `TestFramework` and Axon's `AggregateTestFixture`.
 ///
-/// Given events are applied the way a load applies them, through their JSON, so that a
-/// test also catches an event that does not survive the store. The aggregate's id is
-/// the `when` command's.
+/// Given events are applied the way a load applies them, through the same JSON text the
+/// stores keep, so that a test also catches an event that does not survive the store;
+/// when the aggregate takes snapshots, the given state is also restored from its
+/// snapshot's text before the command. The aggregate's id is the `when` command's.
 ///
 /// ```rust,standalone_crate
 /// use flext::prelude::*;
@@ -87,7 +88,7 @@ impl<A: Aggregate> Fixture<A> {
     pub fn and_events(mut self, events: Events<A>) -> Self {
         self.given.push(Box::new(move |state: &mut A, _: &Context| {
             for (name, payload) in events.to_json()? {
-                state.apply_stored(name, payload)?;
+                state.apply_stored(name, through_text(&payload)?)?;
             }
             Ok(())
         }));
@@ -139,6 +140,18 @@ impl<A: Aggregate> Fixture<A> {
                 panic!("fixture: given #{} of `{}` failed: {e}", i + 1, A::TYPE);
             }
         }
+        if let Some(snapshot) = state.snapshot() {
+            let restored = snapshot
+                .and_then(|s| through_text(&s))
+                .and_then(|s| A::restore(s).unwrap_or_else(|| Ok(A::default())));
+            match restored {
+                Ok(restored) => state = restored,
+                Err(e) => panic!(
+                    "fixture: the given state of `{}` does not survive its snapshot: {e}",
+                    A::TYPE
+                ),
+            }
+        }
         let result = state.handle(&command, &self.ctx);
         if let Ok(events) = &result {
             events.apply_to(&mut state);
@@ -159,25 +172,22 @@ impl<A: Aggregate> FixtureResult<A> {
     ///
     /// # Panics
     ///
-    /// When it raised other events, or failed; the message shows both sides. Also when
-    /// an event does not serialise, which an `#[event]` type (serde by construction)
-    /// never does.
+    /// When it raised other events, or failed; the message shows both sides as the
+    /// events' JSON text, line by line, marking the lines that differ. Also when an
+    /// event has no JSON form (a NaN float, for one).
     #[track_caller]
     pub fn then_expect(self, expected: Events<A>) -> A {
-        let expected = expected
-            .to_json()
-            .expect("fixture: the expected events serialise");
+        let expected = lines(&expected, "expected");
         match &self.result {
             Ok(events) => {
-                let actual = events
-                    .to_json()
-                    .expect("fixture: the raised events serialise");
-                assert_eq!(
-                    actual,
-                    expected,
-                    "fixture: `{}` raised other events than expected",
-                    A::TYPE
-                );
+                let actual = lines(events, "raised");
+                if actual != expected {
+                    panic!(
+                        "fixture: `{}` raised other events than expected\n{}",
+                        A::TYPE,
+                        side_by_side(&expected, &actual)
+                    );
+                }
             }
             Err(e) => panic!(
                 "fixture: expected {} event(s), but the command failed: {e}",
@@ -222,8 +232,73 @@ impl<A: Aggregate> FixtureResult<A> {
         }
     }
 
+    /// Asserts that the command was refused with the message `message` (the error's
+    /// [`message`](crate::Error::message), without its code), as cqrs-es's
+    /// `then_expect_error_message`. Returns the error.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded, or failed with another message; the message shows both.
+    #[track_caller]
+    pub fn then_expect_error_message(self, message: &str) -> crate::Error {
+        match self.result {
+            Ok(events) => panic!(
+                "fixture: expected an error saying `{message}`, but `{}` raised {:?}",
+                A::TYPE,
+                events
+            ),
+            Err(e) => {
+                assert_eq!(
+                    e.message(),
+                    message,
+                    "fixture: `{}` failed with another message (code `{}`)",
+                    A::TYPE,
+                    e.code()
+                );
+                e
+            }
+        }
+    }
+
     /// The aggregate's state after the command's events (unchanged when it failed).
     pub fn state(&self) -> &A {
         &self.state
     }
+}
+
+/// `value` written as the stores write it and read back, as a load reads it.
+fn through_text(value: &serde_json::Value) -> Result<serde_json::Value> {
+    serde_json::to_string(value)
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(|e| {
+            crate::Error::internal(
+                crate::codes::EVENT_DECODE,
+                format!("not stored exactly: {e}"),
+            )
+        })
+}
+
+/// One line per event: its name and its JSON text.
+#[track_caller]
+fn lines<A: 'static>(events: &Events<A>, side: &str) -> Vec<String> {
+    match events.to_json() {
+        Ok(events) => events
+            .iter()
+            .map(|(name, payload)| format!("{name} {payload}"))
+            .collect(),
+        Err(e) => panic!("fixture: the {side} events have no JSON form: {e}"),
+    }
+}
+
+/// The two sides, line by line, with `!=` on the lines that differ.
+fn side_by_side(expected: &[String], actual: &[String]) -> String {
+    let width = expected.iter().map(String::len).max().unwrap_or(0).max(8);
+    let mut out = format!("   {:<width$}    raised\n", "expected");
+    for i in 0..expected.len().max(actual.len()) {
+        let left = expected.get(i).map_or("(none)", String::as_str);
+        let right = actual.get(i).map_or("(none)", String::as_str);
+        let mark = if left == right { "  " } else { "!=" };
+        out.push_str(&format!("{} {left:<width$} {mark} {right}\n", i + 1));
+    }
+    out
 }

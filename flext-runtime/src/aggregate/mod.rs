@@ -179,7 +179,7 @@ pub fn unknown_event(aggregate: &'static str, name: &str) -> crate::Error {
 /// A snapshot of `state`. Used by generated code.
 #[doc(hidden)]
 pub fn snapshot_of<A: serde::Serialize>(state: &A) -> Result<serde_json::Value> {
-    serde_json::to_value(state).map_err(|e| {
+    crate::exact::to_exact_value(state).map_err(|e| {
         crate::Error::internal(
             crate::codes::EVENT_SNAPSHOT_DECODE,
             format!("the state does not serialise: {e}"),

@@ -106,6 +106,18 @@ pub struct Executed<A> {
     pub attempts: u32,
 }
 
+impl<A: std::fmt::Debug> std::fmt::Debug for Executed<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let events: Vec<&str> = self.events.iter().map(|e| e.name()).collect();
+        f.debug_struct("Executed")
+            .field("appended", &self.appended)
+            .field("state", &self.state)
+            .field("events", &events)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
 impl<A: Aggregate> Executed<A> {
     /// Publishes the events on `bus`, in order (subscribers' failures are logged: the
     /// events are stored whatever they do).

@@ -76,7 +76,7 @@ pub fn json_event<'a, E: Event>(
 }
 
 fn to_json<T: serde::Serialize>(name: &str, value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|e| {
+    crate::exact::to_exact_value(value).map_err(|e| {
         Error::internal(
             crate::codes::BUS_OUTPUT_NOT_SERIALISABLE,
             format!("the output of `{name}` could not be serialised to JSON: {e}"),

@@ -60,7 +60,7 @@ const INSERT: &str = "WITH v AS (
          SELECT COALESCE(MAX(sequence), 0) AS version FROM flext_events
          WHERE aggregate_type = $2 AND aggregate_id = $3)
      INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-     SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::jsonb, $11::jsonb
+     SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::json, $11::json
      FROM v WHERE v.version = $4::bigint - 1";
 
 /// As [`INSERT`], with the event's outbox row, in the same statement.
@@ -69,7 +69,7 @@ const INSERT_WITH_OUTBOX: &str = "WITH v AS (
          WHERE aggregate_type = $2 AND aggregate_id = $3),
      e AS (
          INSERT INTO flext_events (event_id, aggregate_type, aggregate_id, sequence, name, schema_version, timestamp_ms, correlation_id, causation_id, metadata, payload)
-         SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::jsonb, $11::jsonb
+         SELECT $1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, $8::uuid, $9::uuid, $10::json, $11::json
          FROM v WHERE v.version = $4::bigint - 1
          RETURNING id)
      INSERT INTO flext_outbox (id) SELECT id FROM e";
@@ -180,10 +180,16 @@ pub(super) async fn read_after(
     Ok(rows.iter().map(envelope).collect())
 }
 
+/// How many events one sequencing transaction numbers at most: a reader after a bulk
+/// load waits for one batch, never for the whole backlog, and no transaction holds its
+/// row locks for long. The next read numbers the next batch.
+pub const SEQUENCE_BATCH: i64 = 5_000;
+
 impl PgEventStore {
-    /// Numbers the events whose transactions are all behind the horizon; skipped when
-    /// another reader is doing it.
-    pub(super) async fn sequence(&self) -> Result<()> {
+    /// Numbers up to [`SEQUENCE_BATCH`] of the events whose transactions are all behind
+    /// the horizon, oldest transaction first, in one transaction; skipped when another
+    /// reader is doing it. Returns how many it numbered.
+    pub(super) async fn sequence(&self) -> Result<u64> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let got: bool = tx
@@ -192,20 +198,25 @@ impl PgEventStore {
             .map_err(pg_error)?
             .get(0);
         if !got {
-            return Ok(());
+            return Ok(0);
         }
-        tx.execute(
-            "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM flext_events),
-                  numbered AS (
-                      SELECT id, (SELECT top FROM base) + row_number() OVER (ORDER BY txid, id) AS pos
-                      FROM flext_events
-                      WHERE position IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot()))
-             UPDATE flext_events e SET position = n.pos FROM numbered n WHERE e.id = n.id",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)
+        let numbered = tx
+            .execute(
+                "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM flext_events),
+                      oldest AS (
+                          SELECT id, txid FROM flext_events
+                          WHERE position IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+                          ORDER BY txid, id LIMIT $1),
+                      numbered AS (
+                          SELECT id, (SELECT top FROM base) + row_number() OVER (ORDER BY txid, id) AS pos
+                          FROM oldest)
+                 UPDATE flext_events e SET position = n.pos FROM numbered n WHERE e.id = n.id",
+                &[&SEQUENCE_BATCH],
+            )
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(numbered)
     }
 }
 

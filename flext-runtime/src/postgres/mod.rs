@@ -48,7 +48,7 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub use self::cluster::TestCluster;
-pub use self::events::PgEventStore;
+pub use self::events::{PgEventStore, SEQUENCE_BATCH};
 pub use self::outbox::{PgOutboxLoop, PgOutboxRelay};
 pub use self::projection::{PgProjection, PgProjectionLoop, PgProjectionRunner};
 pub use self::saga::PgSagaLog;
@@ -242,7 +242,7 @@ impl PgDatabase {
 }
 
 /// The version of [`SCHEMA`]; raise it with every change to the schema.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// Every flext table, created when missing.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
@@ -252,7 +252,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
              CREATE TABLE IF NOT EXISTS flext_sagas (
                  id UUID PRIMARY KEY,
                  name TEXT NOT NULL,
-                 input JSONB NOT NULL,
+                 input JSON NOT NULL,
                  correlation_id UUID NOT NULL,
                  state TEXT NOT NULL,
                  owner TEXT NOT NULL,
@@ -275,8 +275,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
                  timestamp_ms BIGINT NOT NULL,
                  correlation_id UUID NOT NULL,
                  causation_id UUID,
-                 metadata JSONB NOT NULL,
-                 payload JSONB NOT NULL,
+                 metadata JSON NOT NULL,
+                 payload JSON NOT NULL,
                  UNIQUE (aggregate_type, aggregate_id, sequence)
              );
              CREATE INDEX IF NOT EXISTS flext_events_unsequenced ON flext_events (txid, id) WHERE position IS NULL;
@@ -284,14 +284,14 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
                  aggregate_type TEXT NOT NULL,
                  aggregate_id TEXT NOT NULL,
                  version BIGINT NOT NULL,
-                 state JSONB NOT NULL,
+                 state JSON NOT NULL,
                  taken_ms BIGINT NOT NULL,
                  PRIMARY KEY (aggregate_type, aggregate_id)
              );
              CREATE TABLE IF NOT EXISTS flext_saga_transitions (
                  saga_id UUID NOT NULL REFERENCES flext_sagas (id),
                  seq INTEGER NOT NULL,
-                 body JSONB NOT NULL,
+                 body JSON NOT NULL,
                  at_ms BIGINT NOT NULL,
                  PRIMARY KEY (saga_id, seq)
              );
@@ -317,7 +317,14 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
              UPDATE flext_sagas s SET seq = (SELECT COUNT(*) FROM flext_saga_transitions t WHERE t.saga_id = s.id)
                  WHERE s.seq = 0;
              CREATE INDEX IF NOT EXISTS flext_sagas_state_created ON flext_sagas (state, created_ms);
-             CREATE INDEX IF NOT EXISTS flext_sagas_name_created ON flext_sagas (name, created_ms);";
+             CREATE INDEX IF NOT EXISTS flext_sagas_name_created ON flext_sagas (name, created_ms);
+             -- version 3: stored values as `json`, which keeps the text as written
+             -- (`jsonb` turns -0.0 into 0 and refuses a NUL character).
+             ALTER TABLE flext_sagas ALTER COLUMN input TYPE JSON USING input::json;
+             ALTER TABLE flext_events ALTER COLUMN metadata TYPE JSON USING metadata::json,
+                                      ALTER COLUMN payload TYPE JSON USING payload::json;
+             ALTER TABLE flext_snapshots ALTER COLUMN state TYPE JSON USING state::json;
+             ALTER TABLE flext_saga_transitions ALTER COLUMN body TYPE JSON USING body::json;";
 
 impl PgDatabase {
     /// The saga log in this database.

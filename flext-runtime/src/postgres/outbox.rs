@@ -93,7 +93,11 @@ impl PgOutboxRelay {
                 .map_err(pg_error)?;
             if rows.is_empty() {
                 tx.commit().await.map_err(pg_error)?;
-                return Ok(delivered);
+                // Sequencing numbers a batch at a time: go on while it finds more.
+                if self.store.sequence().await? == 0 {
+                    return Ok(delivered);
+                }
+                continue;
             }
             let mut done: Vec<i64> = Vec::with_capacity(rows.len());
             let mut failure = None;

@@ -23,7 +23,9 @@ pub trait Durable: Sized {
     ///
     /// # Errors
     ///
-    /// serde's error when the value does not serialise.
+    /// serde's error when the value does not serialise, or when its JSON would not read
+    /// back as the same value (a NaN or infinite float; `Some` of a value that
+    /// serialises as `null`).
     fn to_log(&self) -> serde_json::Result<serde_json::Value>;
     /// The value read back from the log.
     ///
@@ -36,7 +38,7 @@ pub trait Durable: Sized {
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> Durable for T {
     fn to_log(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
+        crate::exact::to_exact_value(self)
     }
     fn from_log(value: serde_json::Value) -> serde_json::Result<Self> {
         serde_json::from_value(value)
