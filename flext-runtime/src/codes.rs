@@ -144,6 +144,29 @@ pub const SAGA_PAST_PIVOT: &str = "flext.saga.past_pivot";
 /// A SQLite database shared by several stores could not be opened, read or written
 /// (SQLite's error is the source). Infrastructure.
 pub const STORE_FAILED: &str = "flext.store.failed";
+/// The database is locked beyond the busy timeout (SQLite's `SQLITE_BUSY` and
+/// `SQLITE_LOCKED`), or no read connection came free in time. Infrastructure, and
+/// transient: retried by the saga runner's step policy and `retry_on_conflict`.
+pub const STORE_BUSY: &str = "flext.store.busy";
+/// The file or its directory is read-only for this process, or the database was opened
+/// read-only and a write was tried. Infrastructure.
+pub const STORE_READ_ONLY: &str = "flext.store.read_only";
+/// The disk (or the database's quota) is full. Infrastructure.
+pub const STORE_DISK_FULL: &str = "flext.store.disk_full";
+/// The file is not a SQLite database. Infrastructure.
+pub const STORE_NOT_A_DATABASE: &str = "flext.store.not_a_database";
+/// The database cannot be reached: the file cannot be opened, or the server refused
+/// the connection or did not answer (host and port named). Infrastructure.
+pub const STORE_UNAVAILABLE: &str = "flext.store.unavailable";
+/// The server is starting up, shutting down or recovering. Infrastructure.
+pub const STORE_STARTING_UP: &str = "flext.store.starting_up";
+/// The server refused the credentials (the user named, never the password).
+/// Infrastructure.
+pub const STORE_AUTH_FAILED: &str = "flext.store.auth_failed";
+/// The database named in the URL does not exist on the server. Infrastructure.
+pub const STORE_NO_DATABASE: &str = "flext.store.no_database";
+/// The connection settings (a URL, TLS) are malformed. Validation.
+pub const STORE_BAD_CONFIG: &str = "flext.store.bad_config";
 
 // ---- event store ---------------------------------------------------------------------
 
@@ -245,6 +268,15 @@ pub const ALL: &[&str] = &[
     SAGA_PAST_PIVOT,
     SAGA_NO_LOG,
     STORE_FAILED,
+    STORE_BUSY,
+    STORE_READ_ONLY,
+    STORE_DISK_FULL,
+    STORE_NOT_A_DATABASE,
+    STORE_UNAVAILABLE,
+    STORE_STARTING_UP,
+    STORE_AUTH_FAILED,
+    STORE_NO_DATABASE,
+    STORE_BAD_CONFIG,
     EVENT_CONFLICT,
     EVENT_DUPLICATE_ID,
     EVENT_STORE_FAILED,

@@ -193,9 +193,10 @@ impl<A: Aggregate> Repository<A> {
         self
     }
 
-    /// When another writer appends to the stream between this load and this append,
-    /// reload and decide again, up to `retries` more times, before returning the
-    /// conflict. Default 0: the conflict goes to the caller.
+    /// When another writer appends to the stream between this load and this append
+    /// (`flext.event.conflict`), or the database stays locked past its busy timeout
+    /// (`flext.store.busy`, transient), reload and decide again, up to `retries` more
+    /// times, before returning the error. Default 0: the error goes to the caller.
     pub fn retry_on_conflict(mut self, retries: u32) -> Self {
         self.conflict_retries = retries;
         self
@@ -363,10 +364,11 @@ impl<A: Aggregate> Repository<A> {
                     });
                 }
                 Err(e)
-                    if e.code() == crate::codes::EVENT_CONFLICT
+                    if (e.code() == crate::codes::EVENT_CONFLICT
+                        || e.code() == crate::codes::STORE_BUSY)
                         && attempts <= self.conflict_retries =>
                 {
-                    tracing::debug!(stream = %stream, attempts, "conflict; deciding again");
+                    tracing::debug!(stream = %stream, attempts, code = e.code(), "conflict; deciding again");
                 }
                 Err(e) => return Err(e),
             }

@@ -41,7 +41,9 @@ pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]
 pub use self::status::{decode_event, event_name};
 #[cfg(feature = "sqlite")]
-pub use self::uow::{SqliteDatabase, UnitOfWork};
+pub use self::uow::{ReadUnitOfWork, SqliteDatabase, UnitOfWork};
+#[cfg(feature = "sqlite")]
+pub use crate::db::{SqliteOptions, Synchronous};
 #[doc(hidden)]
 pub use crate::event_store::EventEnvelope;
 /// The SQLite binding flext uses, for a projection's own SQL through

@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::db::{SharedConnection, Synchronous, db_error};
+use crate::db::{SharedConnection, SqliteOptions, Synchronous, db_error};
 use crate::error::Result;
 use crate::event_store::{EventEnvelope, NewEvent, SqliteEventStore, StreamId};
 use crate::saga::{Fence, Lease, SagaRecord, SagaState, SqliteLog, Transition};
@@ -39,10 +39,14 @@ impl SqliteDatabase {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure), `flext.store.failed`,
-    /// when the file cannot be opened or the schema created.
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure), naming the file,
+    /// with one code per cause: `flext.store.read_only` (the file or its directory is
+    /// not writable by this process), `flext.store.not_a_database`,
+    /// `flext.store.unavailable` (the file cannot be opened: a missing directory),
+    /// `flext.store.disk_full`, `flext.store.busy` (another process holds the lock past
+    /// the busy timeout), or `flext.store.failed`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path, Synchronous::Normal)
+        Self::open_with_options(path, SqliteOptions::default())
     }
 
     /// Opens the database at `path` with the given durability.
@@ -51,7 +55,27 @@ impl SqliteDatabase {
     ///
     /// As [`open`](Self::open).
     pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
-        Self::init(SharedConnection::open(path, synchronous)?)
+        Self::open_with_options(path, SqliteOptions::default().synchronous(synchronous))
+    }
+
+    /// Opens the database at `path` as `options` say: durability, busy timeout, how many
+    /// read connections serve [`read_transaction`](Self::read_transaction) and the
+    /// stores' reads, and whether to open it read-only (then nothing is created in it,
+    /// and the file must already hold flext's tables).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); opened read-only, `flext.store.failed` naming the file
+    /// when it holds no flext tables.
+    pub fn open_with_options(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let conn = SharedConnection::open_with(path, &options)?;
+        if options.read_only {
+            return Ok(SqliteDatabase {
+                conn,
+                outbox_claim: std::sync::Arc::default(),
+            });
+        }
+        Self::init(conn)
     }
 
     /// A database in private memory (for tests).
@@ -146,7 +170,43 @@ impl SqliteDatabase {
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&self.conn.lock())
+        self.conn.read(f)
+    }
+
+    /// Runs `work` in one read-only transaction on a read connection: one consistent
+    /// snapshot of the database, taken without the write lock, so it never waits for a
+    /// [`transaction`](Self::transaction) in progress (WAL mode) and never blocks one.
+    /// For queries of a projection's tables, of checkpoints and of the outbox. A
+    /// database in private memory, or opened with `readers(0)`, reads through the
+    /// writer instead.
+    ///
+    /// ```
+    /// use flext::database::SqliteDatabase;
+    /// let db = SqliteDatabase::in_memory().unwrap();
+    /// db.transaction(|uow| {
+    ///     uow.connection().execute_batch("CREATE TABLE balances (id TEXT, cents INTEGER)")?;
+    ///     uow.connection().execute("INSERT INTO balances VALUES ('a-1', 250)", [])?;
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// let cents: i64 = db
+    ///     .read_transaction(|read| {
+    ///         Ok(read.connection().query_row("SELECT cents FROM balances", [], |r| r.get(0))?)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(cents, 250);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `work`'s error; `flext.store.busy` when no read connection comes free within the
+    /// busy timeout; a `flext.store.*` code when the database cannot be read. A write
+    /// attempted through the connection fails with `flext.store.read_only`.
+    pub fn read_transaction<T>(
+        &self,
+        work: impl FnOnce(&ReadUnitOfWork<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.conn.read(|conn| work(&ReadUnitOfWork { conn }))
     }
 
     /// How many appended events the outbox has not delivered yet.
@@ -165,6 +225,41 @@ impl SqliteDatabase {
             .map_err(db_error)
         })
     }
+}
+
+/// One read-only transaction on a [`SqliteDatabase`], from
+/// [`SqliteDatabase::read_transaction`]: a consistent snapshot, read without the write
+/// lock.
+pub struct ReadUnitOfWork<'c> {
+    conn: &'c Connection,
+}
+
+impl ReadUnitOfWork<'_> {
+    /// The global position projection `name` has applied up to (0 before its first
+    /// event), as of this snapshot.
+    ///
+    /// # Errors
+    ///
+    /// A `flext.store.*` code when the database cannot be read.
+    pub fn checkpoint(&self, name: &str) -> Result<u64> {
+        checkpoint_of(self.conn, name)
+    }
+
+    /// The read connection, inside this transaction: for queries of a projection's or
+    /// a consumer's tables.
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+}
+
+fn checkpoint_of(conn: &Connection, name: &str) -> Result<u64> {
+    conn.prepare_cached("SELECT position FROM flext_checkpoints WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![name], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(|p| p.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+        .map_err(db_error)
 }
 
 /// The writes of one transaction on a [`SqliteDatabase`]: events with their outbox rows,
@@ -226,15 +321,7 @@ impl UnitOfWork<'_> {
     ///
     /// `flext.store.failed` when the database cannot be read.
     pub fn checkpoint(&self, name: &str) -> Result<u64> {
-        let name = format!("{name}{}", self.suffix);
-        self.conn
-            .prepare_cached("SELECT position FROM flext_checkpoints WHERE name = ?1")
-            .and_then(|mut s| {
-                s.query_row(params![name], |r| r.get::<_, i64>(0))
-                    .optional()
-            })
-            .map(|p| p.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
-            .map_err(db_error)
+        checkpoint_of(self.conn, &format!("{name}{}", self.suffix))
     }
 
     /// Records that projection `name` has applied every event up to `position`.

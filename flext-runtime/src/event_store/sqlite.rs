@@ -32,13 +32,7 @@ pub struct SqliteEventStore {
     outbox: bool,
 }
 
-fn db_error(e: rusqlite::Error) -> Error {
-    Error::infrastructure(
-        crate::codes::EVENT_STORE_FAILED,
-        format!("event store: {e}"),
-    )
-    .with_source(e)
-}
+use crate::db::db_error;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::infrastructure(
@@ -59,7 +53,9 @@ impl SqliteEventStore {
     /// # Errors
     ///
     /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure),
-    /// `flext.event.store_failed`, when the file cannot be opened or the schema created.
+    /// a `flext.store.*` code naming the cause (`flext.store.read_only`,
+    /// `flext.store.not_a_database`, ...) and the file, when it cannot be opened, written
+    /// or its schema created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, Synchronous::Normal)
     }
@@ -70,7 +66,7 @@ impl SqliteEventStore {
     ///
     /// As [`open`](Self::open).
     pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
-        Self::init(Connection::open(path).map_err(db_error)?, synchronous)
+        Self::init(SharedConnection::open(path, synchronous)?)
     }
 
     /// A store in a private in-memory database (for tests).
@@ -79,14 +75,10 @@ impl SqliteEventStore {
     ///
     /// As [`open`](Self::open).
     pub fn in_memory() -> Result<Self> {
-        Self::init(
-            Connection::open_in_memory().map_err(db_error)?,
-            Synchronous::Normal,
-        )
+        Self::init(SharedConnection::in_memory()?)
     }
 
-    fn init(conn: Connection, synchronous: Synchronous) -> Result<Self> {
-        let conn = SharedConnection::setup(conn, synchronous)?;
+    fn init(conn: SharedConnection) -> Result<Self> {
         migrate(&conn.lock())?;
         Ok(SqliteEventStore {
             conn,
@@ -328,7 +320,7 @@ impl EventStore for SqliteEventStore {
         stream: &'a StreamId,
         after: u64,
     ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>> {
-        let result = self.with(|conn| {
+        let result = self.conn.read(|conn| {
             Self::query(
                 conn,
                 &format!("SELECT {COLUMNS} FROM flext_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND sequence > ?3 ORDER BY sequence"),
@@ -339,7 +331,7 @@ impl EventStore for SqliteEventStore {
     }
 
     fn version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<u64>> {
-        let result = self.with(|conn| Self::version_of(conn, stream));
+        let result = self.conn.read(|conn| Self::version_of(conn, stream));
         Box::pin(std::future::ready(result))
     }
 
@@ -348,7 +340,7 @@ impl EventStore for SqliteEventStore {
         after: u64,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>> {
-        let result = self.with(|conn| {
+        let result = self.conn.read(|conn| {
             Self::query(
                 conn,
                 &format!("SELECT {COLUMNS} FROM flext_events WHERE position > ?1 ORDER BY position LIMIT ?2"),
@@ -387,7 +379,7 @@ impl EventStore for SqliteEventStore {
         &'a self,
         stream: &'a StreamId,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        let result = self.with(|conn| {
+        let result = self.conn.read(|conn| {
             let row = conn
                 .prepare_cached(
                     "SELECT version, state, taken_ms FROM flext_snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2",

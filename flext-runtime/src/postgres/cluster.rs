@@ -266,6 +266,49 @@ impl TestCluster {
         }
     }
 
+    /// Turns TLS on with the certificate and key given in PEM (the key readable by the
+    /// server alone), and reloads the configuration: clients may then connect with
+    /// `sslmode=require`.
+    ///
+    /// # Errors
+    ///
+    /// `flext.store.failed` when this value did not start the server, or a file cannot
+    /// be written or the server reloaded.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let owned = self.owned()?;
+        let data = owned.dir.join("data");
+        owned.write(&data.join("server.crt"), cert_pem, 0o644)?;
+        owned.write(&data.join("server.key"), key_pem, 0o600)?;
+        owned.append(
+            &data.join("postgresql.conf"),
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )?;
+        owned.reload()
+    }
+
+    /// Requires a password (SCRAM) of every user connecting over TCP but the cluster's
+    /// own `flext` user, and reloads: for tests of refused credentials. Create users
+    /// with `CREATE ROLE name LOGIN PASSWORD '...'`.
+    ///
+    /// # Errors
+    ///
+    /// As [`enable_tls`](Self::enable_tls).
+    pub fn require_passwords(&self) -> Result<()> {
+        let owned = self.owned()?;
+        owned.write(
+            &owned.dir.join("data").join("pg_hba.conf"),
+            "local all all trust\nhost all flext 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            0o600,
+        )?;
+        owned.reload()
+    }
+
+    fn owned(&self) -> Result<&Owned> {
+        self.owned
+            .as_ref()
+            .ok_or_else(|| failed("the server on DATABASE_URL is not this test's to configure"))
+    }
+
     /// The server's URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -294,6 +337,44 @@ impl TestCluster {
             .rsplit_once('/')
             .map_or(self.url.as_str(), |(b, _)| b);
         Ok(format!("{base}/{name}"))
+    }
+}
+
+impl Owned {
+    /// Writes `contents` to `path` in the data directory, owned by the server's user.
+    fn write(&self, path: &Path, contents: &str, mode: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, contents)
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+        if self.as_postgres {
+            let owned = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(path)
+                .status()
+                .map_err(|e| failed(format!("chown: {e}")))?;
+            if !owned.success() {
+                return Err(failed(format!("cannot chown {}", path.display())));
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&self, path: &Path, text: &str) -> Result<()> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| failed(format!("cannot append to {}: {e}", path.display())))
+    }
+
+    fn reload(&self) -> Result<()> {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        run(&self.pg_ctl, &["-D", &data, "reload"], self.as_postgres)?;
+        // pg_ctl reload signals the server and returns; give it a moment to reread.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
     }
 }
 

@@ -35,6 +35,7 @@
 //! advisory lock, so that several processes starting at once create the schema once.
 
 mod cluster;
+mod connect;
 mod events;
 mod liveness;
 mod outbox;
@@ -42,12 +43,13 @@ mod projection;
 mod saga;
 mod uow;
 
-use deadpool_postgres::{Manager, Pool};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
+use self::connect::{Target, connect_one, pool_error};
 use crate::error::{Error, Result};
 
 pub use self::cluster::TestCluster;
+pub use self::connect::PgDatabaseBuilder;
 pub use self::events::{PgEventStore, SEQUENCE_BATCH};
 pub use self::outbox::{PgOutboxLoop, PgOutboxRelay};
 pub use self::projection::{PgProjection, PgProjectionLoop, PgProjectionRunner};
@@ -62,11 +64,16 @@ pub use tokio_postgres;
 const MIGRATION_LOCK: i64 = 0x0066_6c65_7874;
 
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> Error {
-    let message = match e.as_db_error() {
-        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
-        None => format!("postgres: {e}"),
-    };
-    Error::infrastructure(crate::codes::STORE_FAILED, message).with_source(e)
+    connect::classify(e, None)
+}
+
+/// A PostgreSQL error as a flext error, classified as the stores classify theirs (one
+/// `flext.store.*` code per cause; the driver's error is the source), so that `?` works
+/// on a caller's own queries.
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        pg_error(e)
+    }
 }
 
 /// A count, position, version or time in milliseconds as PostgreSQL's `BIGINT`, clamped
@@ -81,51 +88,39 @@ pub(crate) fn from_bigint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn pool_error(e: impl std::fmt::Display) -> Error {
-    Error::infrastructure(
-        crate::codes::STORE_FAILED,
-        format!("postgres: no connection from the pool: {e}"),
-    )
-}
-
-/// `url` as a connection configuration; its password never appears in the error.
-fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    url.parse().map_err(|e| {
-        Error::validation(
-            crate::codes::STORE_FAILED,
-            format!(
-                "{} is not a PostgreSQL URL: {e}",
-                crate::input::echo(&crate::input::redact_url(url))
-            ),
-        )
-    })
-}
-
 /// A PostgreSQL database holding flext's tables, behind a connection pool. Cheap to
 /// clone.
 #[derive(Clone)]
 pub struct PgDatabase {
     pool: Pool,
+    /// Host, port, database and user, for messages (never the password).
+    target: Target,
+    wait_timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for PgDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDatabase")
+            .field("target", &self.target.to_string())
+            .field("max_connections", &self.pool.status().max_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgDatabase {
-    /// Connects to `url` (`postgres://user@host:port/db`), with a pool of up to 16
-    /// connections, and creates or upgrades flext's tables.
+    /// Connects to `url` (`postgres://user@host:port/db`) with the
+    /// [`builder`](Self::builder)'s defaults (16 connections, TLS when the URL says
+    /// `sslmode=require`), and creates or upgrades flext's tables.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.store.failed`, for a
-    /// URL that does not parse; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure),
-    /// `flext.store.failed`, when the server cannot be reached or the schema created.
+    /// As [`PgDatabaseBuilder::connect`]: `flext.store.bad_config` for a URL that does
+    /// not parse (its password hidden); `flext.store.unavailable`,
+    /// `flext.store.starting_up`, `flext.store.auth_failed`, `flext.store.no_database`
+    /// naming host, port, database and user; `flext.store.failed` when the schema
+    /// cannot be created.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config = parse_url(url)?;
-        let pool = Pool::builder(Manager::new(config, NoTls))
-            .max_size(16)
-            .build()
-            .map_err(pool_error)?;
-        let db = PgDatabase { pool };
-        db.migrate().await?;
-        Ok(db)
+        Self::builder(url).connect().await
     }
 
     /// [`connect`](Self::connect) for an operator's tool: refuses a database that holds
@@ -138,9 +133,7 @@ impl PgDatabase {
     /// database has no `flext_sagas` table (the message names the database, its password
     /// hidden); otherwise as [`connect`](Self::connect).
     pub async fn connect_existing(url: &str) -> Result<Self> {
-        let config = parse_url(url)?;
-        let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
-        let task = tokio::spawn(connection);
+        let (client, task, _) = connect_one(url).await?;
         let present: bool = client
             .query_one("SELECT to_regclass('flext_sagas') IS NOT NULL", &[])
             .await
@@ -167,7 +160,10 @@ impl PgDatabase {
     ///
     /// `flext.store.failed` when no connection can be had.
     pub async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(pool_error)
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(e, &self.target, self.wait_timeout))
     }
 
     /// Runs the caller's schema statements (`CREATE TABLE IF NOT EXISTS ...`) in one

@@ -75,8 +75,10 @@ impl SqliteLog {
     ///
     /// As [`open`](Self::open).
     pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
-        let conn = Connection::open(path).map_err(db_error)?;
-        Self::init(conn, synchronous)
+        let options = crate::db::SqliteOptions::default()
+            .synchronous(synchronous)
+            .readers(0);
+        Self::init(SharedConnection::open_with(path, &options)?, synchronous)
     }
 
     /// Opens the existing log at `path` for an operator's tool: refuses a file that is
@@ -95,7 +97,11 @@ impl SqliteLog {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| no_log(path, &e.to_string()))?;
         require_log(&conn, path)?;
-        Self::init(conn, Synchronous::Normal)
+        let options = crate::db::SqliteOptions::default().readers(0);
+        Self::init(
+            SharedConnection::setup(conn, &options, Some(path))?,
+            Synchronous::Normal,
+        )
     }
 
     /// Opens the existing log at `path` read-only, for listing and showing: nothing is
@@ -111,10 +117,11 @@ impl SqliteLog {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| no_log(path, &e.to_string()))?;
         require_log(&conn, path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_error)?;
+        let options = crate::db::SqliteOptions::default()
+            .read_only(true)
+            .readers(0);
         Ok(SqliteLog {
-            inline: Some(SharedConnection(Arc::new(std::sync::Mutex::new(conn)))),
+            inline: Some(SharedConnection::setup(conn, &options, Some(path))?),
             jobs: None,
             writer: None,
             stats: Arc::new(Counters::default()),
@@ -143,14 +150,10 @@ impl SqliteLog {
     ///
     /// As [`open`](Self::open).
     pub fn in_memory() -> Result<Self> {
-        Self::init(
-            Connection::open_in_memory().map_err(db_error)?,
-            Synchronous::Normal,
-        )
+        Self::init(SharedConnection::in_memory()?, Synchronous::Normal)
     }
 
-    fn init(conn: Connection, synchronous: Synchronous) -> Result<Self> {
-        let shared = SharedConnection::setup(conn, synchronous)?;
+    fn init(shared: SharedConnection, synchronous: Synchronous) -> Result<Self> {
         migrate(&shared.lock())?;
         let stats = Arc::new(Counters::default());
         if synchronous == Synchronous::Normal {
@@ -163,17 +166,12 @@ impl SqliteLog {
             });
         }
         // The writer thread owns the connection from here on.
-        let conn = std::sync::Arc::into_inner(shared.0)
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-            })
-            .ok_or_else(|| {
-                Error::internal(
-                    crate::codes::SAGA_LOG_FAILED,
-                    "saga log: the connection is shared",
-                )
-            })?;
+        let conn = shared.into_writer().ok_or_else(|| {
+            Error::internal(
+                crate::codes::SAGA_LOG_FAILED,
+                "saga log: the connection is shared",
+            )
+        })?;
         Self::start_writer(conn, stats)
     }
 }

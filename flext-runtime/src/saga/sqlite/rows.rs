@@ -10,9 +10,7 @@ use crate::saga::log::{
     Fence, Lease, SagaRecord, SagaState, Transition, lease_lost, now_ms, unknown_saga,
 };
 
-pub(super) fn db_error(e: rusqlite::Error) -> Error {
-    Error::infrastructure(crate::codes::SAGA_LOG_FAILED, format!("saga log: {e}")).with_source(e)
-}
+pub(super) use crate::db::db_error;
 
 pub(super) fn json_error(e: serde_json::Error) -> Error {
     Error::infrastructure(

@@ -82,7 +82,7 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for Pending<T, F> 
         };
         let ran = match &result {
             Ok(_) => Ran::Done,
-            Err(e) if e.code() == crate::codes::SAGA_LOG_FAILED => Ran::Broken,
+            Err(e) if crate::db::is_database_failure(e) => Ran::Broken,
             Err(_) => Ran::Refused,
         };
         self.result = Some(result);

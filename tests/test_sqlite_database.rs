@@ -1,0 +1,266 @@
+//! The SQLite database beside its users: readers that never wait for a unit of work in
+//! progress, a busy timeout that is a setting and an error that is retried, and errors
+//! that name the file and the cause (read-only file or directory, not a database,
+//! missing directory, read-only on request).
+
+#![cfg(feature = "sqlite")]
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use flext::codes;
+use flext::database::{SqliteDatabase, SqliteOptions};
+use flext::prelude::*;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("flext-sqlite-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        writable(&self.0);
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            writable(&entry.path());
+        }
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Makes `path` unwritable for this process: immutable when running as root (whom
+/// permissions do not stop), read-only permissions otherwise.
+fn read_only(path: &Path) {
+    if is_root() {
+        let done = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(done.success(), "chattr +i {}", path.display());
+    } else {
+        let mode = if path.is_dir() { 0o555 } else { 0o444 };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn writable(path: &Path) {
+    if is_root() {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(path)
+            .status();
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+}
+
+fn balances(db: &SqliteDatabase) {
+    db.transaction(|uow| {
+        uow.connection()
+            .execute_batch("CREATE TABLE balances (id TEXT PRIMARY KEY, cents INTEGER NOT NULL)")?;
+        uow.connection()
+            .execute("INSERT INTO balances VALUES ('a-1', 100)", [])?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// A unit of work stays open, with a write of its own, until 8 readers have queried
+/// the projection table: each reader finishes while it is open (one shared connection
+/// would make them wait for it, and it for them), and sees the state before it.
+#[test]
+fn readers_query_a_projection_while_a_unit_of_work_is_open() {
+    let dir = TempDir::new();
+    let db = SqliteDatabase::open(dir.0.join("app.db")).unwrap();
+    balances(&db);
+    let (done_tx, done) = mpsc::channel::<i64>();
+    let (open_tx, open) = mpsc::channel::<()>();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            db.transaction(|uow| {
+                uow.connection()
+                    .execute("UPDATE balances SET cents = 999 WHERE id = 'a-1'", [])?;
+                open_tx.send(()).unwrap();
+                // Held open until every reader has answered (or long past any wait).
+                let answered: Vec<i64> = (0..8)
+                    .map_while(|_| done.recv_timeout(Duration::from_secs(60)).ok())
+                    .collect();
+                Ok(answered)
+            })
+        })
+    };
+    open.recv().unwrap();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                let cents: i64 = db
+                    .read_transaction(|read| {
+                        Ok(read.connection().query_row(
+                            "SELECT cents FROM balances WHERE id = 'a-1'",
+                            [],
+                            |r| r.get(0),
+                        )?)
+                    })
+                    .unwrap();
+                done.send(cents).unwrap();
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let answered = writer.join().unwrap().unwrap();
+    assert_eq!(
+        answered,
+        vec![100; 8],
+        "every reader answered while the unit of work was open, from the committed state"
+    );
+    let after: i64 = db
+        .read_transaction(|r| {
+            Ok(r.connection()
+                .query_row("SELECT cents FROM balances", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(after, 999, "the unit of work committed");
+}
+
+/// Another process holds the write lock: a write waits the busy timeout it was given,
+/// then fails with `flext.store.busy` (transient, naming the file); a repository set to
+/// retry decides again and succeeds once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_database_is_a_transient_error_that_retries_take() {
+    let dir = TempDir::new();
+    let path = dir.0.join("busy.db");
+    let holder = SqliteDatabase::open(&path).unwrap();
+    let other = SqliteDatabase::open_with_options(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (held_tx, held) = mpsc::channel::<()>();
+    let hold = std::thread::spawn(move || {
+        holder.transaction(|_| {
+            held_tx.send(()).unwrap();
+            release.recv().ok();
+            Ok(())
+        })
+    });
+    held.recv().unwrap();
+
+    let err = other.transaction(|_| Ok(())).unwrap_err();
+    assert_eq!(err.code(), codes::STORE_BUSY, "{err}");
+    assert!(err.kind().is_transient());
+    assert!(err.message().contains("busy.db"), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the driver's error is kept"
+    );
+
+    // A repository retrying busy errors gets through once the holder lets go.
+    let store: std::sync::Arc<dyn flext::event_store::EventStore> =
+        std::sync::Arc::new(other.event_store().unwrap());
+    let stream = flext::event_store::StreamId::new("Busy", "b-1");
+    let event =
+        || flext::event_store::NewEvent::new("e", 1, serde_json::json!({}), &Context::new());
+    let refused = store.append(&stream, 0, &[event()]).await.unwrap_err();
+    assert_eq!(refused.code(), codes::STORE_BUSY);
+    release_tx.send(()).unwrap();
+    hold.join().unwrap().unwrap();
+    store.append(&stream, 0, &[event()]).await.unwrap();
+}
+
+#[test]
+fn a_read_only_file_is_refused_at_open_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.0.join("frozen.db");
+    drop(SqliteDatabase::open(&path).unwrap());
+    for side in ["frozen.db-wal", "frozen.db-shm"] {
+        std::fs::remove_file(dir.0.join(side)).ok();
+    }
+    read_only(&path);
+    let err = SqliteDatabase::open(&path)
+        .err()
+        .expect("a read-only file is refused");
+    assert_eq!(err.code(), codes::STORE_READ_ONLY, "{err}");
+    assert!(err.message().contains("frozen.db"), "{err}");
+    // Asked for, read-only is fine, and a write says why it fails.
+    let db =
+        SqliteDatabase::open_with_options(&path, SqliteOptions::default().read_only(true)).unwrap();
+    assert_eq!(db.outbox_pending().unwrap(), 0);
+    let err = db
+        .transaction(|uow| uow.save_checkpoint("p", 1))
+        .unwrap_err();
+    assert_eq!(err.code(), codes::STORE_READ_ONLY, "{err}");
+}
+
+#[test]
+fn a_read_only_directory_is_refused_at_open_naming_the_file() {
+    let dir = TempDir::new();
+    let path = dir.0.join("in-frozen-dir.db");
+    drop(SqliteDatabase::open(&path).unwrap());
+    for side in ["in-frozen-dir.db-wal", "in-frozen-dir.db-shm"] {
+        std::fs::remove_file(dir.0.join(side)).ok();
+    }
+    read_only(&dir.0);
+    let err = SqliteDatabase::open(&path).err().expect("refused");
+    assert_eq!(err.code(), codes::STORE_READ_ONLY, "{err}");
+    assert!(err.message().contains("in-frozen-dir.db"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_and_a_missing_directory_are_named() {
+    let dir = TempDir::new();
+    let text = dir.0.join("passwd");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n".repeat(200)).unwrap();
+    let err = SqliteDatabase::open(&text).err().expect("refused");
+    assert_eq!(err.code(), codes::STORE_NOT_A_DATABASE, "{err}");
+    assert!(err.message().contains("passwd"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap().len(),
+        200 * 32,
+        "nothing was written to it"
+    );
+
+    let missing = dir.0.join("no-such-dir").join("app.db");
+    let err = SqliteDatabase::open(&missing).err().expect("refused");
+    assert_eq!(err.code(), codes::STORE_UNAVAILABLE, "{err}");
+    assert!(err.message().contains("no-such-dir"), "{err}");
+}
+
+/// The saga log and the event store report one cause under one code.
+#[tokio::test]
+async fn every_store_reports_one_cause_under_one_code() {
+    let dir = TempDir::new();
+    let text = dir.0.join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database at all, just some words\n".repeat(100),
+    )
+    .unwrap();
+    let saga = flext::saga::SqliteLog::open(&text).err().expect("refused");
+    let events = flext::event_store::SqliteEventStore::open(&text)
+        .err()
+        .expect("refused");
+    assert_eq!(saga.code(), codes::STORE_NOT_A_DATABASE, "{saga}");
+    assert_eq!(events.code(), codes::STORE_NOT_A_DATABASE, "{events}");
+}
