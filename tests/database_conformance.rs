@@ -14,6 +14,9 @@
 //! - unit of work: events, outbox rows, checkpoint, inbox entry and saga commit together
 //!   or not at all; the inbox answers "first delivery" once per consumer and event; a
 //!   conflicting append fails the whole unit.
+//!
+//! The projection is one `#[projection]` type writing portable SQL (`Seen`), which both
+//! backends' runners run.
 
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
@@ -24,9 +27,11 @@ use std::sync::{Arc, Mutex};
 use flext::BoxFuture;
 use flext::Uuid;
 use flext::codes;
-use flext::database::{CatchUp, ProjectionStatus, Relay};
+use flext::database::{CatchUp, ProjectionStatus, ProjectionWrites, Relay, SqlValue};
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
+use flext::prelude::*;
 use flext::saga::{SagaLog, SagaRecord, SagaState};
+use serde::{Deserialize, Serialize};
 
 /// What a contract needs of a backend: its stores, a test projection (`seen`: the
 /// positions it applied, in the order it applied them; it fails at events named
@@ -129,6 +134,104 @@ async fn positions(b: &impl Backend) -> Vec<u64> {
 
 fn calm() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+// ---- the projection every backend runs ------------------------------------------------
+
+/// The events the contracts append, each `{"n": 1}`.
+macro_rules! events {
+    ($($ty:ident = $name:literal),* $(,)?) => {$(
+        #[event(name = $name)]
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        struct $ty {
+            n: i64,
+        }
+    )*};
+}
+
+events!(
+    Opened = "opened",
+    Deposited = "deposited",
+    Withdrawn = "withdrawn",
+    Closed = "closed",
+    Noted = "noted",
+    Poison = "poison",
+    Refuse = "refuse",
+);
+
+/// One `#[projection]` type, run by the SQLite and the PostgreSQL runners alike: it
+/// records each event's position with the order it was applied in, and fails at
+/// `poison` while its flag is set.
+struct Seen(Arc<AtomicBool>);
+
+impl Seen {
+    fn record(&self, writes: &mut ProjectionWrites, event: &EventEnvelope) -> flext::Result<()> {
+        writes.execute(
+            "INSERT INTO seen (applied, position) VALUES ((SELECT COALESCE(MAX(applied), 0) + 1 FROM seen), $1)",
+            [SqlValue::from(event.position)],
+        );
+        Ok(())
+    }
+}
+
+#[projection(name = "seen", tables = ["seen"])]
+impl Seen {
+    fn setup(&self, writes: &mut ProjectionWrites) -> flext::Result<()> {
+        writes.execute(
+            "CREATE TABLE IF NOT EXISTS seen (applied BIGINT NOT NULL, position BIGINT NOT NULL)",
+            [],
+        );
+        Ok(())
+    }
+    #[apply]
+    fn opened(&self, w: &mut ProjectionWrites, _: &Opened, e: &EventEnvelope) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn deposited(
+        &self,
+        w: &mut ProjectionWrites,
+        _: &Deposited,
+        e: &EventEnvelope,
+    ) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn withdrawn(
+        &self,
+        w: &mut ProjectionWrites,
+        _: &Withdrawn,
+        e: &EventEnvelope,
+    ) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn closed(&self, w: &mut ProjectionWrites, _: &Closed, e: &EventEnvelope) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn noted(&self, w: &mut ProjectionWrites, _: &Noted, e: &EventEnvelope) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn refused(
+        &self,
+        w: &mut ProjectionWrites,
+        _: &Refuse,
+        e: &EventEnvelope,
+    ) -> flext::Result<()> {
+        self.record(w, e)
+    }
+    #[apply]
+    fn poison(&self, w: &mut ProjectionWrites, p: &Poison, e: &EventEnvelope) -> flext::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(flext::Error::validation(
+                "test.poison",
+                format!("poisoned ({})", p.n),
+            ));
+        }
+        self.record(w, e)
+    }
 }
 
 // ---- projections ----------------------------------------------------------------------
@@ -491,40 +594,15 @@ macro_rules! conformance {
 #[cfg(feature = "sqlite")]
 mod sqlite_backend {
     use super::*;
-    use flext::database::{OutboxRelay, Projection, ProjectionRunner, SqliteDatabase, UnitOfWork};
+    use flext::database::{OutboxRelay, Projection, ProjectionRunner, SqliteDatabase};
 
     pub struct Sqlite {
         db: SqliteDatabase,
         dir: std::path::PathBuf,
     }
 
-    struct Seen(Arc<AtomicBool>);
-
     fn sql(e: flext::database::rusqlite::Error) -> flext::Error {
         flext::Error::infrastructure("test.sql", e.to_string())
-    }
-
-    impl Projection for Seen {
-        fn name(&self) -> &str {
-            "seen"
-        }
-        fn setup(&self, uow: &UnitOfWork<'_>) -> flext::Result<()> {
-            uow.connection()
-                .execute_batch("CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, position INTEGER NOT NULL)")
-                .map_err(sql)
-        }
-        fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> flext::Result<()> {
-            if event.name == "poison" && self.0.load(Ordering::SeqCst) {
-                return Err(flext::Error::validation("test.poison", "poisoned"));
-            }
-            uow.connection()
-                .execute(
-                    "INSERT INTO seen (position) VALUES (?1)",
-                    [event.position as i64],
-                )
-                .map(|_| ())
-                .map_err(sql)
-        }
     }
 
     impl Backend for Sqlite {
@@ -555,10 +633,10 @@ mod sqlite_backend {
         async fn seen(&self) -> Vec<u64> {
             self.db
                 .transaction(|uow| {
-                    Seen(calm()).setup(uow)?;
+                    Projection::setup(&Seen(calm()), uow)?;
                     let mut stmt = uow
                         .connection()
-                        .prepare("SELECT position FROM seen ORDER BY n")
+                        .prepare("SELECT position FROM seen ORDER BY applied")
                         .map_err(sql)?;
                     let rows = stmt
                         .query_map([], |r| r.get::<_, i64>(0))
@@ -624,53 +702,12 @@ conformance!(sqlite, super::sqlite_backend::Sqlite);
 #[cfg(feature = "postgres")]
 mod postgres_backend {
     use super::*;
-    use flext::postgres::{
-        PgDatabase, PgOutboxRelay, PgProjection, PgProjectionRunner, PgUnitOfWork, TestCluster,
-    };
+    use flext::postgres::{PgDatabase, PgOutboxRelay, PgProjectionRunner, TestCluster};
 
     /// A PostgreSQL server of its own (or a fresh database on `DATABASE_URL`'s).
     pub struct Postgres {
         _cluster: TestCluster,
         db: PgDatabase,
-    }
-
-    struct Seen(Arc<AtomicBool>);
-
-    fn sql(e: flext::postgres::tokio_postgres::Error) -> flext::Error {
-        flext::Error::infrastructure("test.sql", e.to_string())
-    }
-
-    impl PgProjection for Seen {
-        fn name(&self) -> &str {
-            "seen"
-        }
-        fn setup<'a>(&'a self, uow: &'a PgUnitOfWork) -> BoxFuture<'a, flext::Result<()>> {
-            Box::pin(async move {
-                uow.client()
-                    .batch_execute("CREATE TABLE IF NOT EXISTS seen (n BIGSERIAL PRIMARY KEY, position BIGINT NOT NULL)")
-                    .await
-                    .map_err(sql)
-            })
-        }
-        fn apply<'a>(
-            &'a self,
-            uow: &'a PgUnitOfWork,
-            event: &'a EventEnvelope,
-        ) -> BoxFuture<'a, flext::Result<()>> {
-            Box::pin(async move {
-                if event.name == "poison" && self.0.load(Ordering::SeqCst) {
-                    return Err(flext::Error::validation("test.poison", "poisoned"));
-                }
-                uow.client()
-                    .execute(
-                        "INSERT INTO seen (position) VALUES ($1)",
-                        &[&(event.position as i64)],
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(sql)
-            })
-        }
     }
 
     impl Backend for Postgres {
@@ -706,7 +743,7 @@ mod postgres_backend {
                 .client()
                 .await
                 .unwrap()
-                .query("SELECT position FROM seen ORDER BY n", &[])
+                .query("SELECT position FROM seen ORDER BY applied", &[])
                 .await
                 .unwrap()
                 .iter()

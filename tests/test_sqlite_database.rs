@@ -264,3 +264,91 @@ async fn every_store_reports_one_cause_under_one_code() {
     assert_eq!(saga.code(), codes::STORE_NOT_A_DATABASE, "{saga}");
     assert_eq!(events.code(), codes::STORE_NOT_A_DATABASE, "{events}");
 }
+
+// ------------------------------------------------------------ projection table names
+
+#[event(name = "tally.counted")]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Counted {
+    n: i64,
+}
+
+struct Tally(&'static str);
+
+#[projection(name = "tally", tables = ["tally"])]
+impl Tally {
+    fn setup(&self, writes: &mut flext::database::ProjectionWrites) -> Result<()> {
+        let table = writes.table(self.0);
+        writes.execute(
+            format!("CREATE TABLE IF NOT EXISTS \"{table}\" (total BIGINT NOT NULL)"),
+            [],
+        );
+        Ok(())
+    }
+    #[apply]
+    fn counted(&self, writes: &mut flext::database::ProjectionWrites, e: &Counted) -> Result<()> {
+        let table = writes.table(self.0);
+        writes.execute(
+            format!("INSERT INTO \"{table}\" (total) VALUES ($1)"),
+            [e.n.into()],
+        );
+        Ok(())
+    }
+}
+
+/// A portable projection rebuilds into fresh tables on SQLite; a table name that is
+/// not a plain identifier is refused before any DDL runs.
+#[tokio::test]
+async fn a_rebuild_quotes_its_tables_and_refuses_a_name_that_is_not_an_identifier() {
+    use flext::event_store::{EventStore, NewEvent, StreamId};
+    let db = SqliteDatabase::in_memory().unwrap();
+    let store = db.event_store().unwrap();
+    let e = |n: i64| {
+        NewEvent::new(
+            "tally.counted",
+            1,
+            serde_json::json!({ "n": n }),
+            &Context::new(),
+        )
+    };
+    store
+        .append(&StreamId::new("Tally", "t"), 0, &[e(2), e(5)])
+        .await
+        .unwrap();
+    let runner = flext::database::ProjectionRunner::new(db.clone(), Tally("tally"));
+    assert_eq!(runner.catch_up().unwrap().applied, 2);
+    assert_eq!(runner.rebuild().unwrap(), 2);
+    let total: i64 = db
+        .read_transaction(|r| {
+            Ok(r.connection()
+                .query_row("SELECT SUM(total) FROM tally", [], |row| row.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(total, 7, "rebuilt once, not added to the old rows");
+
+    struct Hostile;
+    impl flext::database::Projection for Hostile {
+        fn name(&self) -> &str {
+            "hostile"
+        }
+        fn tables(&self) -> &[&str] {
+            &["x; DROP TABLE flext_events"]
+        }
+        fn apply(
+            &self,
+            _: &flext::database::UnitOfWork<'_>,
+            _: &flext::event_store::EventEnvelope,
+        ) -> Result<()> {
+            Ok(())
+        }
+    }
+    let err = flext::database::ProjectionRunner::new(db.clone(), Hostile)
+        .rebuild()
+        .unwrap_err();
+    assert_eq!(err.code(), codes::PROJECTION_BAD_TABLE, "{err}");
+    assert_eq!(
+        store.read_all(0, 10).await.unwrap().len(),
+        2,
+        "the events are still there"
+    );
+}

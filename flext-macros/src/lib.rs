@@ -549,24 +549,43 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// A read model kept in the database's tables (the `sqlite` feature): on an `impl` block
-/// whose `#[apply]` methods each apply one event type, `fn on_x(&self, uow: &UnitOfWork,
-/// event: &X) -> Result<()>` (optionally also taking `&EventEnvelope`), and an optional
-/// `fn setup(&self, uow: &UnitOfWork) -> Result<()>` that creates its tables. Implements
-/// `flext::database::Projection`: each stored event it applies is decoded and handed to
-/// its method, the others are passed over; `ProjectionRunner` feeds it in global order,
-/// checkpoint and state in one transaction. Options: `name = ".."` (its checkpoint's key;
-/// the type's name by default) and `tables = [".."]` (swapped as a whole by a rebuild).
+/// A read model kept in the database's tables: on an `impl` block whose `#[apply]`
+/// methods each apply one event type (optionally also taking `&EventEnvelope`), with an
+/// optional `fn setup` that creates its tables. Each stored event it applies is decoded
+/// and handed to its method, the others are passed over; the runner feeds it in global
+/// order, checkpoint and state in one transaction. Options: `name = ".."` (its
+/// checkpoint's key; the type's name by default) and `tables = [".."]` (swapped as a
+/// whole by a rebuild).
+///
+/// Methods that take `writes: &mut ProjectionWrites` write portable SQL (`$1`
+/// placeholders, SQL both backends read) and implement
+/// `flext::database::PortableProjection`: the same type runs under the SQLite
+/// `ProjectionRunner` and the PostgreSQL `PgProjectionRunner`. Methods that take the
+/// SQLite `uow: &UnitOfWork` implement `flext::database::Projection` (SQLite only, with
+/// rusqlite's whole API). All methods of one projection take the same kind.
 ///
 /// ```ignore
 /// #[projection(name = "totals", tables = ["totals"])]
 /// impl Totals {
-///     fn setup(&self, uow: &UnitOfWork) -> Result<()> { /* CREATE TABLE IF NOT EXISTS .. */ }
+///     fn setup(&self, writes: &mut ProjectionWrites) -> Result<()> {
+///         writes.execute("CREATE TABLE IF NOT EXISTS totals (id TEXT PRIMARY KEY, cents BIGINT NOT NULL)", []);
+///         Ok(())
+///     }
 ///
 ///     #[apply]
-///     fn deposited(&self, uow: &UnitOfWork, e: &Deposited) -> Result<()> { /* INSERT .. */ }
+///     fn deposited(&self, writes: &mut ProjectionWrites, e: &Deposited) -> Result<()> {
+///         writes.execute(
+///             "INSERT INTO totals (id, cents) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET cents = totals.cents + $2",
+///             [e.account.as_str().into(), e.cents.into()],
+///         );
+///         Ok(())
+///     }
 /// }
 /// ```
+///
+/// Delivery: what a projection writes through its unit of work takes effect exactly once
+/// per event; any other effect of its code runs at least once (key it on
+/// `event.event_id` to make it idempotent).
 ///
 /// The runnable version is on `flext::database::Projection` (it needs the `sqlite`
 /// feature, which this crate's own doc tests do not enable).

@@ -199,6 +199,8 @@ pub const AGGREGATE_BAD_ID: &str = "flext.aggregate.bad_id";
 /// A projection's handler failed at an event: it stopped there and applies it again on
 /// its next catch-up. Internal.
 pub const PROJECTION_STOPPED: &str = "flext.projection.stopped";
+/// A projection names a table that is not a plain SQL identifier. Validation.
+pub const PROJECTION_BAD_TABLE: &str = "flext.projection.bad_table";
 /// The outbox relay could not deliver an event. Internal.
 pub const OUTBOX_FAILED: &str = "flext.outbox.failed";
 
@@ -288,6 +290,7 @@ pub const ALL: &[&str] = &[
     EVENT_SNAPSHOT_DECODE,
     AGGREGATE_BAD_ID,
     PROJECTION_STOPPED,
+    PROJECTION_BAD_TABLE,
     OUTBOX_FAILED,
     SERVICE_UNDO_FAILED,
     SERVICE_CIRCUIT_OPEN,

@@ -15,8 +15,20 @@ pub fn expand(p: &ProjectionDef, complete: bool) -> TokenStream {
     let name = &p.name;
     let tables = &p.tables;
     let db = quote!(#krate::database);
-    let setup = p.setup.then(|| quote! {
-        fn setup(&self, uow: &#db::UnitOfWork<'_>) -> #krate::Result<()> { <#ty>::setup(self, uow) }
+    // The unit of work the methods take, and the trait the impl is: SQLite's
+    // `Projection`, or the portable one every backend runs.
+    let (uow_ty, trait_) = if p.portable {
+        (
+            quote!(&mut #db::ProjectionWrites),
+            quote!(PortableProjection),
+        )
+    } else {
+        (quote!(&#db::UnitOfWork<'_>), quote!(Projection))
+    };
+    let setup = p.setup.then(|| {
+        quote! {
+            fn setup(&self, uow: #uow_ty) -> #krate::Result<()> { <#ty>::setup(self, uow) }
+        }
     });
     let arms = p.handlers.iter().filter_map(|h| {
         let event = h.event.as_ref()?;
@@ -44,7 +56,7 @@ pub fn expand(p: &ProjectionDef, complete: bool) -> TokenStream {
     };
     let impl_ = quote_spanned! {ty.span()=>
         #[automatically_derived]
-        impl #db::Projection for #ty
+        impl #db::#trait_ for #ty
     };
     quote! {
         #item
@@ -53,7 +65,7 @@ pub fn expand(p: &ProjectionDef, complete: bool) -> TokenStream {
             fn tables(&self) -> &[&str] { &[#(#tables),*] }
             #setup
             #[allow(unused_variables)]
-            fn apply(&self, uow: &#db::UnitOfWork<'_>, envelope: &#db::EventEnvelope) -> #krate::Result<()> {
+            fn apply(&self, uow: #uow_ty, envelope: &#db::EventEnvelope) -> #krate::Result<()> {
                 #body
             }
         }

@@ -14,6 +14,11 @@ pub struct Handler {
     pub event: Option<syn::Type>,
     /// Whether it also takes the envelope (`&EventEnvelope`) last.
     pub envelope: bool,
+    /// Whether it writes through `&mut ProjectionWrites` (portable) rather than a
+    /// SQLite `&UnitOfWork`; `None` when the signature has neither.
+    pub portable: Option<bool>,
+    /// The unit of work's type as written, for errors.
+    pub uow_ty: Option<Box<syn::Type>>,
 }
 
 pub struct ProjectionDef {
@@ -24,6 +29,9 @@ pub struct ProjectionDef {
     pub handlers: Vec<Handler>,
     /// Whether the impl has a `fn setup(&self, uow: &UnitOfWork)`.
     pub setup: bool,
+    /// Whether the methods write through `&mut ProjectionWrites`: the impl is then the
+    /// backend-neutral `PortableProjection`.
+    pub portable: bool,
 }
 
 const SPEC: Spec<'static> = Spec {
@@ -74,6 +82,7 @@ impl ProjectionDef {
         }
         let mut handlers = Vec::new();
         let mut setup = false;
+        let mut setup_portable: Option<(Option<bool>, Box<syn::Type>)> = None;
         for impl_item in &mut item.items {
             let syn::ImplItem::Fn(f) = impl_item else {
                 continue;
@@ -81,12 +90,30 @@ impl ProjectionDef {
             let ours = take_attrs(&mut f.attrs, &[APPLY]);
             if f.sig.ident == "setup" && ours.is_empty() {
                 setup = true;
+                setup_portable = f.sig.inputs.iter().find_map(|a| match a {
+                    syn::FnArg::Typed(t) => Some((uow_kind(&t.ty), t.ty.clone())),
+                    syn::FnArg::Receiver(_) => None,
+                });
                 continue;
             }
             if ours.is_empty() {
                 continue;
             }
             handlers.push(read_handler(cx, &f.sig));
+        }
+        let portable = handlers.iter().find_map(|h| h.portable).unwrap_or(false);
+        for h in &handlers {
+            if let (Some(p), Some(ty)) = (h.portable, &h.uow_ty)
+                && p != portable
+            {
+                cx.push(error_at(ty, mixed(portable)));
+            }
+        }
+        if let Some((Some(p), ty)) = &setup_portable
+            && *p != portable
+            && !handlers.is_empty()
+        {
+            cx.push(error_at(ty, mixed(portable)));
         }
         if handlers.is_empty() {
             cx.push(error_at(&item.self_ty, "a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &UnitOfWork, event: &MyEvent) -> Result<()>`"));
@@ -98,7 +125,33 @@ impl ProjectionDef {
             tables,
             handlers,
             setup,
+            portable,
         }
+    }
+}
+
+fn mixed(portable: bool) -> &'static str {
+    if portable {
+        "this projection's `#[apply]` methods write through `&mut ProjectionWrites` (on every backend): take `writes: &mut ProjectionWrites` here too"
+    } else {
+        "this projection's `#[apply]` methods write through the SQLite `&UnitOfWork`: take `uow: &UnitOfWork` here too, or move them all to `&mut ProjectionWrites` to run on every backend"
+    }
+}
+
+/// `Some(false)` for `&UnitOfWork`, `Some(true)` for `&mut ProjectionWrites`.
+fn uow_kind(ty: &syn::Type) -> Option<bool> {
+    match ty {
+        syn::Type::Reference(r)
+            if r.mutability.is_some() && last_is(&r.elem, "ProjectionWrites") =>
+        {
+            Some(true)
+        }
+        syn::Type::Reference(r) if r.mutability.is_none() && last_is(&r.elem, "UnitOfWork") => {
+            Some(false)
+        }
+        syn::Type::Group(g) => uow_kind(&g.elem),
+        syn::Type::Paren(p) => uow_kind(&p.elem),
+        _ => None,
     }
 }
 
@@ -126,8 +179,12 @@ fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
         .collect();
     let mut event = None;
     let mut envelope = false;
+    let mut portable = None;
+    let mut uow_ty = None;
     match typed.as_slice() {
-        [uow, rest @ ..] if referent(&uow.ty).is_some_and(|t| last_is(t, "UnitOfWork")) => {
+        [uow, rest @ ..] if uow_kind(&uow.ty).is_some() => {
+            portable = uow_kind(&uow.ty);
+            uow_ty = Some(uow.ty.clone());
             match rest {
                 [e] | [e, _] => match referent(&e.ty) {
                     Some(t) => event = Some(t.clone()),
@@ -158,5 +215,7 @@ fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
         method: ident.clone(),
         event,
         envelope,
+        portable,
+        uow_ty,
     }
 }

@@ -10,7 +10,10 @@
 //! 2018): an appended event's outbox row is written in the append's transaction, and a
 //! relay publishes rows after they commit, at least once; consumers deduplicate on the
 //! event id with an inbox. Projections keep their checkpoint in the same transaction as
-//! the state change it covers, so a restart never applies an event twice.
+//! the state change it covers, so a restart never writes an event's changes twice:
+//! exactly once for what a projection writes through the unit of work, at least once
+//! for any other effect of its code (see [`PortableProjection`] for the pattern that
+//! makes such an effect idempotent).
 //!
 //! # No skipped events
 //!
@@ -25,6 +28,7 @@
 
 #[cfg(feature = "sqlite")]
 mod outbox;
+mod portable;
 #[cfg(feature = "sqlite")]
 mod projection;
 mod relay;
@@ -34,6 +38,7 @@ mod uow;
 
 #[cfg(feature = "sqlite")]
 pub use self::outbox::{OutboxLoop, OutboxRelay};
+pub use self::portable::{PortableProjection, ProjectionWrites, SqlValue, Statement};
 #[cfg(feature = "sqlite")]
 pub use self::projection::{Projection, ProjectionLoop, ProjectionRunner};
 pub use self::relay::{BusRelay, Relay, event_id_of};

@@ -10,7 +10,17 @@ use crate::event_store::EventEnvelope;
 
 /// A read model kept in the database's own tables. Implement it for a type whose
 /// [`apply`](Self::apply) writes through the unit of work; [`ProjectionRunner`] feeds it
-/// every event in global order, once.
+/// every event in global order. A type whose methods write portable SQL through
+/// [`ProjectionWrites`](super::ProjectionWrites) implements
+/// [`PortableProjection`](super::PortableProjection) instead and runs on every backend.
+///
+/// Delivery: what `apply` writes through the unit of work commits in the transaction
+/// that moves the checkpoint, so it takes effect exactly once per event; anything else
+/// it does (a call to another service, a message, a log line) runs at least once: again
+/// after a crash mid-batch, and again when a later event of its batch fails (the batch
+/// is rolled back and replayed up to that event). Make such an effect idempotent by
+/// keying it on `event.event_id` (record it in an inbox table through the unit of work,
+/// or let the receiver deduplicate on it).
 ///
 /// ```
 /// use flext::database::{Projection, ProjectionRunner, SqliteDatabase, UnitOfWork};
@@ -128,7 +138,15 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Feeds a [`Projection`] every event after its checkpoint, in global order, in batches,
 /// each batch in one transaction with the checkpoint after it; resumes after a restart
-/// where it stopped, so no event is applied twice and none is skipped.
+/// where it stopped, so none is skipped and none is written twice.
+///
+/// Delivery: what `apply` writes through the unit of work commits in the transaction
+/// that moves the checkpoint, so it takes effect exactly once per event; anything else
+/// it does (a call to another service, a message, a log line) runs at least once: again
+/// after a crash mid-batch, and again when a later event of its batch fails (the batch
+/// is rolled back and replayed up to that event). Make such an effect idempotent by
+/// keying it on `event.event_id` (record it in an inbox table through the unit of work,
+/// or let the receiver deduplicate on it).
 pub struct ProjectionRunner<P> {
     db: SqliteDatabase,
     projection: Arc<P>,
@@ -305,15 +323,20 @@ impl<P: Projection> ProjectionRunner<P> {
     ///
     /// # Errors
     ///
-    /// The projection's error (the current tables are left as they were);
-    /// `flext.store.failed` when the database fails.
+    /// `flext.projection.bad_table` when a table name is not a plain SQL identifier
+    /// (letters, digits, `_`; names are quoted in the DDL); the projection's error (the
+    /// current tables are left as they were); a `flext.store.*` code when the database
+    /// fails.
     pub fn rebuild(&self) -> Result<u64> {
         let name = self.projection.name().to_owned();
+        for table in self.projection.tables() {
+            super::portable::check_table_name(table)?;
+        }
         // Start from nothing: fresh tables, no checkpoint.
         self.db.transaction_as(REBUILD, |uow| {
             for table in self.projection.tables() {
                 uow.connection()
-                    .execute_batch(&format!("DROP TABLE IF EXISTS {}", uow.table(table)))
+                    .execute_batch(&format!("DROP TABLE IF EXISTS \"{}\"", uow.table(table)))
                     .map_err(crate::db::db_error)?;
             }
             uow.connection()
@@ -337,7 +360,7 @@ impl<P: Projection> ProjectionRunner<P> {
             for table in self.projection.tables() {
                 uow.connection()
                     .execute_batch(&format!(
-                        "DROP TABLE IF EXISTS {table}; ALTER TABLE {} RENAME TO {table};",
+                        "DROP TABLE IF EXISTS \"{table}\"; ALTER TABLE \"{}\" RENAME TO \"{table}\";",
                         uow.table(table)
                     ))
                     .map_err(crate::db::db_error)?;

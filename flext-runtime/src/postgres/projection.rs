@@ -12,8 +12,17 @@ use crate::future::BoxFuture;
 
 /// A read model kept in the database's own tables, written through the unit of work:
 /// the PostgreSQL counterpart of `flext::database::Projection`, with async methods.
-/// [`PgProjectionRunner`] feeds it every event in global order, once, from any number
-/// of processes.
+/// [`PgProjectionRunner`] feeds it every event in global order from any number of
+/// processes. Every [`PortableProjection`](crate::database::PortableProjection) (a
+/// `#[projection]` writing through `&mut ProjectionWrites`) is one.
+///
+/// Delivery: what `apply` writes through the unit of work commits in the transaction
+/// that moves the checkpoint, so it takes effect exactly once per event; anything else
+/// it does (a call to another service, a message, a log line) runs at least once: again
+/// after a crash mid-batch, and again when a later event of its batch fails (the batch
+/// is rolled back and replayed up to that event). Make such an effect idempotent by
+/// keying it on `event.event_id` (record it in an inbox table through the unit of work,
+/// or let the receiver deduplicate on it).
 ///
 /// ```no_run
 /// use flext::event_store::EventEnvelope;
@@ -281,5 +290,112 @@ impl PgProjectionLoop {
     /// Stops the loop after its current pass; returns when it has.
     pub async fn shutdown(self) {
         self.0.shutdown().await;
+    }
+}
+
+mod portable {
+    use std::error::Error as StdError;
+
+    use bytes::BytesMut;
+    use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+    use super::PgProjection;
+    use crate::database::{PortableProjection, ProjectionWrites, SqlValue};
+    use crate::error::{Error, Result};
+    use crate::event_store::EventEnvelope;
+    use crate::future::BoxFuture;
+    use crate::postgres::PgUnitOfWork;
+
+    type Boxed = Box<dyn StdError + Sync + Send>;
+
+    /// A portable parameter, converted to the type the statement's parameter has.
+    #[derive(Debug)]
+    struct Param(SqlValue);
+
+    fn wrong(value: &SqlValue, ty: &Type) -> Boxed {
+        format!("a portable projection's {value:?} cannot be given as {ty}: use BIGINT, DOUBLE PRECISION, TEXT, BOOLEAN, BYTEA, JSON or UUID").into()
+    }
+
+    impl ToSql for Param {
+        fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Boxed> {
+            match &self.0 {
+                SqlValue::Null => Ok(IsNull::Yes),
+                SqlValue::Integer(i) => match *ty {
+                    Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                    Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                    Type::INT8 => i.to_sql(ty, out),
+                    // A float column given an integer: exact up to 2^53, as SQLite stores it.
+                    #[allow(clippy::cast_precision_loss)]
+                    Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                    Type::BOOL => (*i != 0).to_sql(ty, out),
+                    Type::TEXT | Type::VARCHAR | Type::BPCHAR => i.to_string().to_sql(ty, out),
+                    _ => Err(wrong(&self.0, ty)),
+                },
+                SqlValue::Real(f) => match *ty {
+                    Type::FLOAT8 => f.to_sql(ty, out),
+                    #[allow(clippy::cast_possible_truncation)]
+                    Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                    _ => Err(wrong(&self.0, ty)),
+                },
+                SqlValue::Text(s) => match *ty {
+                    Type::JSON | Type::JSONB => {
+                        serde_json::from_str::<serde_json::Value>(s)?.to_sql(ty, out)
+                    }
+                    Type::UUID => uuid::Uuid::parse_str(s)?.to_sql(ty, out),
+                    _ => s.as_str().to_sql(ty, out),
+                },
+                SqlValue::Blob(b) => b.as_slice().to_sql(ty, out),
+                SqlValue::Bool(b) => match *ty {
+                    Type::BOOL => b.to_sql(ty, out),
+                    Type::INT2 => i16::from(*b).to_sql(ty, out),
+                    Type::INT4 => i32::from(*b).to_sql(ty, out),
+                    Type::INT8 => i64::from(*b).to_sql(ty, out),
+                    _ => Err(wrong(&self.0, ty)),
+                },
+            }
+        }
+
+        fn accepts(_: &Type) -> bool {
+            true
+        }
+
+        to_sql_checked!();
+    }
+
+    async fn run(uow: &PgUnitOfWork, writes: ProjectionWrites) -> Result<()> {
+        for statement in writes.into_statements() {
+            let params: Vec<Param> = statement.params.into_iter().map(Param).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            uow.client()
+                .execute(statement.sql.as_str(), &refs)
+                .await
+                .map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    impl<P: PortableProjection> PgProjection for P {
+        fn name(&self) -> &str {
+            PortableProjection::name(self)
+        }
+        fn setup<'a>(&'a self, uow: &'a PgUnitOfWork) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                let mut writes = ProjectionWrites::new(&uow.table(""));
+                PortableProjection::setup(self, &mut writes)?;
+                run(uow, writes).await
+            })
+        }
+        fn apply<'a>(
+            &'a self,
+            uow: &'a PgUnitOfWork,
+            event: &'a EventEnvelope,
+        ) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                let mut writes = ProjectionWrites::new(&uow.table(""));
+                PortableProjection::apply(self, &mut writes, event)?;
+                run(uow, writes).await
+            })
+        }
     }
 }
