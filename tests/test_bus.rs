@@ -952,8 +952,13 @@ async fn json_entry_bad_inputs_are_clear_errors() {
     let e = send("Deposit", r#"{"account": "j"}"#).await;
     assert_eq!(e.code(), codes::INPUT_MISSING_FIELD);
 
-    let e = send("Deposit", r#"[1, 2]"#).await;
-    assert_eq!(e.kind(), ErrorKind::Validation);
+    let e = send("Deposit", r#"{"account": "j"}"#).await;
+    assert_eq!(e.violations()[0].subject.as_deref(), Some("cents"));
+
+    // A positional array would bind fields by order: refused unless the type opts in.
+    let e = send("Deposit", r#"["j", 4]"#).await;
+    assert_eq!(e.code(), codes::INPUT_POSITIONAL, "{e}");
+    assert!(e.message().contains("`#[command(positional)]`"), "{e}");
 
     let e = send(
         "Deposit",

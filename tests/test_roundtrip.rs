@@ -490,3 +490,26 @@ fn a_fixture_matches_an_errors_message() {
         "{message}"
     );
 }
+
+// ------------------------------------------------------------------ JSON input by name
+
+/// A command whose JSON form is naturally an array opts in to positional input.
+#[command(output = u64, positional)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Add(u64, u64);
+
+#[command_handler]
+async fn add(c: Add) -> Result<u64> {
+    Ok(c.0 + c.1)
+}
+
+#[tokio::test]
+async fn a_command_that_opts_in_takes_a_positional_array() {
+    let meters = Repository::<Meter>::new(Arc::new(MemoryEventStore::new()));
+    let bus = Bus::builder().state(meters).build().unwrap();
+    let sum = bus
+        .send_json("Add", "[2, 3]", &Context::new())
+        .await
+        .unwrap();
+    assert_eq!(sum, serde_json::json!(5));
+}

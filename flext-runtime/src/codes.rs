@@ -23,6 +23,9 @@
 ///
 /// [`ErrorKind::Validation`]: crate::ErrorKind::Validation
 pub const INPUT_MALFORMED_JSON: &str = "flext.input.malformed_json";
+/// A command or query was given as a positional array, which its type does not accept
+/// (`#[command(positional)]`). Validation.
+pub const INPUT_POSITIONAL: &str = "flext.input.positional";
 /// A field has the wrong type or value; the violation's subject names it. Validation.
 pub const INPUT_INVALID_FIELD: &str = "flext.input.invalid_field";
 /// A required field is absent. Validation.
@@ -225,6 +228,7 @@ pub const SERVICE_STEP_PANICKED: &str = "flext.service.step_panicked";
 /// Every code above, for tests and documentation generators.
 pub const ALL: &[&str] = &[
     INPUT_MALFORMED_JSON,
+    INPUT_POSITIONAL,
     INPUT_INVALID_FIELD,
     INPUT_MISSING_FIELD,
     INPUT_UNKNOWN_FIELD,

@@ -114,6 +114,11 @@ pub trait Message: Wire + Send + Sync + 'static {
     /// Whether a failed dispatch may be retried (the `Retry` middleware retries only
     /// these). Set with `#[command(idempotent)]`.
     const IDEMPOTENT: bool = false;
+    /// Whether JSON input (`send_json`, `query_json`) may give a command or query as a
+    /// positional array of its fields (`["ada", 36]`); refused by default, as a client
+    /// that reorders fields would silently swap them. Set with
+    /// `#[command(positional)]` or `#[query(positional)]`.
+    const POSITIONAL: bool = false;
     /// A per-message timeout in milliseconds, applied by the `Timeout` middleware. Set
     /// with `#[command(timeout_ms = N)]`.
     const TIMEOUT_MS: Option<u64> = None;

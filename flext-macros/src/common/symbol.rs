@@ -45,6 +45,7 @@ pub const DEPENDS_ON: &str = "depends_on";
 pub const EXTERNAL: &str = "external";
 pub const FAIL_FAST: &str = "fail_fast";
 pub const IDEMPOTENT: &str = "idempotent";
+pub const POSITIONAL: &str = "positional";
 pub const NAME: &str = "name";
 pub const ON_ERROR: &str = "on_error";
 pub const OPTIONAL: &str = "optional";

@@ -29,6 +29,7 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
     let name = &def.name;
     let variant = def.kind.variant();
     let idempotent = def.idempotent;
+    let positional = def.positional;
     let timeout = match &def.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
@@ -85,6 +86,7 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
                 const NAME: &'static str = #name;
                 const KIND: #p::MessageKind = #p::MessageKind::#variant;
                 const IDEMPOTENT: bool = #idempotent;
+                const POSITIONAL: bool = #positional;
                 const TIMEOUT_MS: ::core::option::Option<u64> = #timeout;
                 const VERSION: u32 = #version;
                 type Kind = #p::kind::#variant;

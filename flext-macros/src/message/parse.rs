@@ -16,6 +16,8 @@ pub struct MessageDef {
     pub output: Option<syn::Type>,
     pub name: String,
     pub idempotent: bool,
+    /// `positional`: JSON input may give it as an array of its fields in order.
+    pub positional: bool,
     pub timeout_ms: Option<u64>,
     pub validate: bool,
     pub version: Option<(u32, Span)>,
@@ -23,7 +25,9 @@ pub struct MessageDef {
     pub aggregate_id: Option<syn::Ident>,
 }
 
-const REQUEST_OPTIONS: &[&str] = &[OUTPUT, NAME, IDEMPOTENT, TIMEOUT_MS, VALIDATE, CRATE];
+const REQUEST_OPTIONS: &[&str] = &[
+    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, CRATE,
+];
 const EVENT_OPTIONS: &[&str] = &[NAME, VERSION, VALIDATE, CRATE];
 
 impl MessageDef {
@@ -49,6 +53,7 @@ impl MessageDef {
             krate: Krate::new(None),
             output: None,
             idempotent: false,
+            positional: false,
             timeout_ms: None,
             validate: false,
             version: None,
@@ -61,6 +66,7 @@ impl MessageDef {
                 OUTPUT => def.output = Some(options::ty(meta)?),
                 NAME => def.name = options::string(meta)?.value(),
                 IDEMPOTENT => def.idempotent = options::flag(meta).map(|_| true)?,
+                POSITIONAL => def.positional = options::flag(meta).map(|_| true)?,
                 VALIDATE => def.validate = options::flag(meta).map(|_| true)?,
                 TIMEOUT_MS => def.timeout_ms = Some(options::int(meta)?.0),
                 VERSION => def.version = Some(options::int(meta)?),

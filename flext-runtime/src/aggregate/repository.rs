@@ -291,13 +291,10 @@ impl<A: Aggregate> Repository<A> {
         let Some(serial) = self.serial.clone() else {
             return self.execute_unserialised(id, command, ctx).await;
         };
-        let lock = serial.lock_for(&id);
-        let result = {
-            let _turn = lock.lock().await;
-            self.execute_unserialised(id.clone(), command, ctx).await
-        };
-        serial.release(&id, lock);
-        result
+        // Released when this future ends or is dropped (a cancelled command).
+        let turn = serial.enter(&id);
+        let _held = turn.wait().await;
+        self.execute_unserialised(id.clone(), command, ctx).await
     }
 
     async fn execute_unserialised<C>(

@@ -42,6 +42,7 @@ pub fn json_command<'a, C: Command>(
     ctx: &'a Context,
 ) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
+        crate::input::refuse_positional(C::NAME, C::POSITIONAL, json)?;
         let command: C = crate::input::message_from_json(C::NAME, json)?;
         let output = bus.send(command, ctx).await?;
         to_json(C::NAME, &output)
@@ -56,6 +57,7 @@ pub fn json_query<'a, Q: Query>(
     ctx: &'a Context,
 ) -> BoxFuture<'a, Result<serde_json::Value>> {
     Box::pin(async move {
+        crate::input::refuse_positional(Q::NAME, Q::POSITIONAL, json)?;
         let query: Q = crate::input::message_from_json(Q::NAME, json)?;
         let output = bus.query(query, ctx).await?;
         to_json(Q::NAME, &output)

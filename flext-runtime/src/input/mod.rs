@@ -11,6 +11,8 @@ use std::fmt::{self, Write as _};
 
 use serde::de::DeserializeOwned;
 
+mod missing;
+
 use crate::error::{Error, Result, RuleViolation};
 
 /// The limit [`from_json`] and [`json_lines`] apply to one document: 1 MiB, the same as
@@ -145,14 +147,20 @@ impl fmt::Write for Bounded {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Validation`](crate::ErrorKind::Validation) with one [`RuleViolation`] whose `subject` is the field path
-/// (`profile.date_of_birth`, `items[2].sku`; empty for the whole document) and code:
+/// [`ErrorKind::Validation`](crate::ErrorKind::Validation), always with at least one
+/// [`RuleViolation`] carrying the same code, whose `subject` is the field path
+/// (`profile.date_of_birth`, `items[2].sku`; none for the whole document):
 ///
-/// - `flext.input.malformed_json`: the text is not JSON, or is truncated;
+/// - `flext.input.too_large`: the text is longer than [`DEFAULT_MAX_BYTES`] (checked
+///   before parsing);
+/// - `flext.input.malformed_json`: the text is not JSON, is truncated, or has text after
+///   the document;
 /// - `flext.input.unknown_field`: a field `T` does not have (when `T` uses
 ///   `#[serde(deny_unknown_fields)]`);
-/// - `flext.input.missing_field`: a required field is absent;
-/// - `flext.input.invalid_field`: a field has the wrong type or value.
+/// - `flext.input.missing_field`: required fields are absent: one violation for each,
+///   its path the subject (a missing object is reported once, not with its fields);
+/// - `flext.input.invalid_field`: a field has the wrong type or value (an integer too
+///   large for its type is reported as out of range).
 ///
 /// # Example
 ///
@@ -189,7 +197,45 @@ pub fn from_json_limited<T: DeserializeOwned>(
     max_bytes: usize,
 ) -> Result<T> {
     check_size(record, json, max_bytes)?;
-    decode(record, json, |de| serde_path_to_error::deserialize(de))
+    decode(record, json, |de| serde_path_to_error::deserialize(de)).map_err(|e| {
+        every_missing_field(record, json, e, |doc| {
+            serde_path_to_error::deserialize::<_, T>(doc).map(drop)
+        })
+    })
+}
+
+/// `e` when it is not a missing field; otherwise the error naming every missing field,
+/// each a violation with its path as subject.
+fn every_missing_field(
+    record: &str,
+    json: &str,
+    e: Error,
+    decode: impl Fn(
+        &serde_json::Value,
+    ) -> std::result::Result<(), serde_path_to_error::Error<serde_json::Error>>,
+) -> Error {
+    if e.code() != crate::codes::INPUT_MISSING_FIELD {
+        return e;
+    }
+    let fields = missing::every_missing(json, decode);
+    if fields.len() < 2 {
+        return e;
+    }
+    let violations = fields
+        .iter()
+        .map(|f| {
+            let name = f.rsplit('.').next().unwrap_or(f);
+            RuleViolation::new(format!("missing field `{}`", echo(name)))
+                .with_code(crate::codes::INPUT_MISSING_FIELD)
+                .on(echo(f).into_owned())
+        })
+        .collect();
+    let list: Vec<String> = fields.iter().map(|f| format!("`{}`", echo(f))).collect();
+    Error::validation(
+        crate::codes::INPUT_MISSING_FIELD,
+        format!("{}: missing fields {}", echo(record), list.join(", ")),
+    )
+    .with_violations(violations)
 }
 
 /// `flext.input.too_large` when `json` is longer than `max_bytes`.
@@ -209,9 +255,27 @@ pub(crate) fn check_size(record: &str, json: &str, max_bytes: usize) -> Result<(
     Ok(())
 }
 
+/// `flext.input.positional` when `json` is an array and the message `name` does not
+/// accept one (`positional`).
+pub(crate) fn refuse_positional(name: &str, positional: bool, json: &str) -> Result<()> {
+    if positional || !json.trim_start().starts_with('[') {
+        return Ok(());
+    }
+    let detail = "given as a positional array: give its fields by name in an object, or accept arrays with `#[command(positional)]`";
+    Err(Error::validation(
+        crate::codes::INPUT_POSITIONAL,
+        format!("`{}` {detail}", echo(name)),
+    )
+    .with_violations(vec![
+        RuleViolation::new(detail).with_code(crate::codes::INPUT_POSITIONAL),
+    ]))
+}
+
 /// [`from_json`] for a message, through its [`Wire`](crate::Wire) form.
 pub(crate) fn message_from_json<M: crate::Wire>(record: &str, json: &str) -> Result<M> {
-    decode(record, json, |de| M::from_deserializer(de))
+    decode(record, json, |de| M::from_deserializer(de)).map_err(|e| {
+        every_missing_field(record, json, e, |doc| M::from_deserializer(doc).map(drop))
+    })
 }
 
 fn decode<T>(
@@ -280,10 +344,7 @@ fn input_error(record: &str, json: &str, path: String, inner: serde_json::Error)
     let mut path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
     let mut detail = echo_display(&inner);
     // A missing field is reported at its parent: the subject is the field itself.
-    if let Some(field) = detail
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-    {
+    if let Some(field) = missing::field_of(&detail) {
         path = if path.is_empty() {
             field.to_owned()
         } else {
@@ -440,6 +501,29 @@ mod tests {
             e.violations()[0].subject.as_deref(),
             Some("profile.date_of_birth")
         );
+    }
+
+    #[test]
+    fn every_missing_field_is_reported_with_its_path() {
+        let subjects = |e: &Error| -> Vec<String> {
+            e.violations()
+                .iter()
+                .filter_map(|v| v.subject.clone())
+                .collect()
+        };
+        let e = err(r#"{"profile":{}}"#);
+        assert_eq!(e.code(), crate::codes::INPUT_MISSING_FIELD);
+        assert_eq!(
+            subjects(&e),
+            ["profile.first_name", "profile.date_of_birth", "email"]
+        );
+        assert!(
+            e.message()
+                .contains("missing fields `profile.first_name`, `profile.date_of_birth`, `email`"),
+            "{e}"
+        );
+        // A missing struct is reported once, not with each of its fields.
+        assert_eq!(subjects(&err("{}")), ["email", "profile"]);
     }
 
     #[test]
