@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use flext::aggregate::{Events, Fixture, Repository};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use flext::database::Relay;
 use flext::event_store::{
     EventEnvelope, EventStore, MemoryEventStore, NewEvent, Snapshot, StreamId,
@@ -164,8 +165,10 @@ struct Stores {
 }
 
 /// Collects what an outbox delivers.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 struct Capture(Arc<Mutex<Vec<EventEnvelope>>>);
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl Relay for Capture {
     fn deliver<'a>(&'a self, event: &'a EventEnvelope) -> flext::BoxFuture<'a, flext::Result<()>> {
         self.0.lock().unwrap().push(event.clone());

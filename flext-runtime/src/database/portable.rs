@@ -118,6 +118,7 @@ pub struct ProjectionWrites {
 
 impl ProjectionWrites {
     /// Writes for a unit of work whose tables carry `suffix` (empty, or the rebuild's).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn new(suffix: &str) -> Self {
         ProjectionWrites {
             suffix: suffix.to_owned(),
@@ -160,6 +161,7 @@ impl ProjectionWrites {
         &self.statements
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn into_statements(self) -> Vec<Statement> {
         self.statements
     }
@@ -210,6 +212,7 @@ pub trait PortableProjection: Send + Sync + 'static {
 /// # Errors
 ///
 /// `flext.projection.bad_table` naming it.
+#[cfg(feature = "sqlite")]
 pub(crate) fn check_table_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
