@@ -15,12 +15,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flext::database::rusqlite;
-use flext::database::{
-    OutboxRelay, Projection, ProjectionRunner, Relay, SqliteDatabase, UnitOfWork,
-};
+use flext::database::Relay;
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, SqliteEventStore, StreamId};
 use flext::prelude::*;
+use flext::sqlite::rusqlite;
+use flext::sqlite::{
+    SqliteDatabase, SqliteOutboxRelay, SqliteProjection, SqliteProjectionRunner, SqliteUnitOfWork,
+};
 use flext::{BoxFuture, Uuid};
 
 const EVENTS: u64 = 10_000;
@@ -42,18 +43,18 @@ fn sql(e: rusqlite::Error) -> Error {
 /// Counts events per stream.
 struct Counts;
 
-impl Projection for Counts {
+impl SqliteProjection for Counts {
     fn name(&self) -> &str {
         "counts"
     }
-    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+    fn setup(&self, uow: &SqliteUnitOfWork<'_>) -> Result<()> {
         uow.connection()
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS counts (stream TEXT PRIMARY KEY, n INTEGER NOT NULL)",
             )
             .map_err(sql)
     }
-    fn apply(&self, uow: &UnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
+    fn apply(&self, uow: &SqliteUnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
         uow.connection()
             .prepare_cached("INSERT INTO counts (stream, n) VALUES (?1, 1) ON CONFLICT (stream) DO UPDATE SET n = n + 1")
             .and_then(|mut s| s.execute([&e.aggregate_id]))
@@ -165,7 +166,7 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let (db, _) = filled(&rt);
-                let runner = ProjectionRunner::new(db, Counts);
+                let runner = SqliteProjectionRunner::new(db, Counts);
                 let started = Instant::now();
                 assert_eq!(runner.catch_up().unwrap().applied, EVENTS);
                 total += started.elapsed();
@@ -178,7 +179,7 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let (db, _) = filled(&rt);
-                let relay = OutboxRelay::new(db, Accept);
+                let relay = SqliteOutboxRelay::new(db, Accept);
                 let started = Instant::now();
                 assert_eq!(rt.block_on(relay.deliver_pending()).unwrap(), EVENTS);
                 total += started.elapsed();

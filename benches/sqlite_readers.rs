@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flext::Uuid;
-use flext::database::{SqliteDatabase, SqliteOptions};
+use flext::sqlite::{SqliteDatabase, SqliteOptions};
 
 const READERS: u64 = 8;
 

@@ -28,13 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flext::aggregate::{Events, Repository};
-use flext::database::rusqlite;
-use flext::database::{
-    BusRelay, OutboxRelay, ProjectionRunner, SqliteDatabase, UnitOfWork, event_id_of,
-};
+use flext::database::{BusRelay, event_id_of};
 use flext::event_store::{EventEnvelope, EventStore, StreamId};
 use flext::prelude::*;
 use flext::saga::{SagaRunner, saga_id_for_event};
+use flext::sqlite::rusqlite;
+use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, SqliteProjectionRunner, SqliteUnitOfWork};
 use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ commands
@@ -253,7 +252,7 @@ fn sql(e: rusqlite::Error) -> Error {
 struct Balances;
 
 impl Balances {
-    fn add(&self, uow: &UnitOfWork, account: &str, owner: &str, delta: i64) -> Result<()> {
+    fn add(&self, uow: &SqliteUnitOfWork, account: &str, owner: &str, delta: i64) -> Result<()> {
         uow.connection()
             .execute(
                 &format!(
@@ -270,7 +269,7 @@ impl Balances {
 
 #[projection(name = "balances", tables = ["balances"])]
 impl Balances {
-    fn setup(&self, uow: &UnitOfWork) -> Result<()> {
+    fn setup(&self, uow: &SqliteUnitOfWork) -> Result<()> {
         uow.connection()
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (account TEXT PRIMARY KEY, owner TEXT NOT NULL, balance_cents INTEGER NOT NULL, events INTEGER NOT NULL)",
@@ -280,22 +279,27 @@ impl Balances {
     }
 
     #[apply]
-    fn opened(&self, uow: &UnitOfWork, e: &Opened, envelope: &EventEnvelope) -> Result<()> {
+    fn opened(&self, uow: &SqliteUnitOfWork, e: &Opened, envelope: &EventEnvelope) -> Result<()> {
         self.add(uow, &envelope.aggregate_id, &e.owner, 0)
     }
 
     #[apply]
-    fn deposited(&self, uow: &UnitOfWork, e: &Deposited, envelope: &EventEnvelope) -> Result<()> {
+    fn deposited(
+        &self,
+        uow: &SqliteUnitOfWork,
+        e: &Deposited,
+        envelope: &EventEnvelope,
+    ) -> Result<()> {
         self.add(uow, &envelope.aggregate_id, "", e.cents)
     }
 
     #[apply]
-    fn withdrawn(&self, uow: &UnitOfWork, e: &Withdrawn) -> Result<()> {
+    fn withdrawn(&self, uow: &SqliteUnitOfWork, e: &Withdrawn) -> Result<()> {
         self.add(uow, &e.account, "", -e.cents)
     }
 
     #[apply]
-    fn closed(&self, uow: &UnitOfWork, _: &Closed, envelope: &EventEnvelope) -> Result<()> {
+    fn closed(&self, uow: &SqliteUnitOfWork, _: &Closed, envelope: &EventEnvelope) -> Result<()> {
         self.add(uow, &envelope.aggregate_id, "", 0)
     }
 }
@@ -366,8 +370,8 @@ async fn review_large_withdrawal(
 struct Bank {
     db: SqliteDatabase,
     bus: Bus,
-    relay: OutboxRelay,
-    balances: ProjectionRunner<Balances>,
+    relay: SqliteOutboxRelay,
+    balances: SqliteProjectionRunner<Balances>,
     runner: SagaRunner,
 }
 
@@ -386,8 +390,8 @@ impl Bank {
             .state(runner.clone())
             .build()?;
         Ok(Bank {
-            relay: OutboxRelay::new(db.clone(), BusRelay::new(bus.clone())),
-            balances: ProjectionRunner::new(db.clone(), Balances),
+            relay: SqliteOutboxRelay::new(db.clone(), BusRelay::new(bus.clone())),
+            balances: SqliteProjectionRunner::new(db.clone(), Balances),
             db,
             bus,
             runner,

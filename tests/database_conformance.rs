@@ -594,14 +594,16 @@ macro_rules! conformance {
 #[cfg(feature = "sqlite")]
 mod sqlite_backend {
     use super::*;
-    use flext::database::{OutboxRelay, Projection, ProjectionRunner, SqliteDatabase};
+    use flext::sqlite::{
+        SqliteDatabase, SqliteOutboxRelay, SqliteProjection, SqliteProjectionRunner,
+    };
 
     pub struct Sqlite {
         db: SqliteDatabase,
         dir: std::path::PathBuf,
     }
 
-    fn sql(e: flext::database::rusqlite::Error) -> flext::Error {
+    fn sql(e: flext::sqlite::rusqlite::Error) -> flext::Error {
         flext::Error::infrastructure("test.sql", e.to_string())
     }
 
@@ -621,19 +623,19 @@ mod sqlite_backend {
             Arc::new(self.db.saga_log().unwrap())
         }
         async fn catch_up(&self, poisoned: Arc<AtomicBool>) -> flext::Result<CatchUp> {
-            ProjectionRunner::new(self.db.clone(), Seen(poisoned))
+            SqliteProjectionRunner::new(self.db.clone(), Seen(poisoned))
                 .batch(16)
                 .catch_up()
         }
         async fn status(&self) -> ProjectionStatus {
-            ProjectionRunner::new(self.db.clone(), Seen(calm()))
+            SqliteProjectionRunner::new(self.db.clone(), Seen(calm()))
                 .status()
                 .unwrap()
         }
         async fn seen(&self) -> Vec<u64> {
             self.db
                 .transaction(|uow| {
-                    Projection::setup(&Seen(calm()), uow)?;
+                    SqliteProjection::setup(&Seen(calm()), uow)?;
                     let mut stmt = uow
                         .connection()
                         .prepare("SELECT position FROM seen ORDER BY applied")
@@ -648,7 +650,7 @@ mod sqlite_backend {
                 .unwrap()
         }
         async fn deliver(&self, relay: Recorder) -> flext::Result<u64> {
-            OutboxRelay::new(self.db.clone(), relay)
+            SqliteOutboxRelay::new(self.db.clone(), relay)
                 .deliver_pending()
                 .await
         }

@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flext::aggregate::{Events, Repository};
-use flext::database::rusqlite;
-use flext::database::{
-    BusRelay, OutboxRelay, Projection, ProjectionRunner, Relay, SqliteDatabase, UnitOfWork,
-    event_id_of,
-};
+use flext::database::{BusRelay, Relay, event_id_of};
 use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
 use flext::prelude::*;
 use flext::saga::{
     Fence, Lease, SagaFilter, SagaLog, SagaRecord, SagaRunner, SagaState, Transition,
     saga_id_for_event,
+};
+use flext::sqlite::rusqlite;
+use flext::sqlite::{
+    SqliteDatabase, SqliteOutboxRelay, SqliteProjection, SqliteProjectionRunner, SqliteUnitOfWork,
 };
 use flext::{BoxFuture, Uuid};
 use serde::{Deserialize, Serialize};
@@ -55,14 +55,14 @@ fn event(name: &str, n: u64, ctx: &Context) -> NewEvent {
 /// one twice, and checking each stream's order; it fails on `poison` events.
 struct Applied;
 
-impl Projection for Applied {
+impl SqliteProjection for Applied {
     fn name(&self) -> &str {
         "applied"
     }
     fn tables(&self) -> &[&str] {
         &["applied"]
     }
-    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+    fn setup(&self, uow: &SqliteUnitOfWork<'_>) -> Result<()> {
         uow.connection()
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (stream TEXT NOT NULL, sequence INTEGER NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (stream, sequence))",
@@ -70,7 +70,7 @@ impl Projection for Applied {
             ))
             .map_err(sql)
     }
-    fn apply(&self, uow: &UnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
+    fn apply(&self, uow: &SqliteUnitOfWork<'_>, e: &EventEnvelope) -> Result<()> {
         if e.name == "poison" {
             return Err(Error::validation(
                 "test.poison",
@@ -154,7 +154,7 @@ async fn events_outbox_saga_log_and_checkpoint_commit_in_one_transaction() {
     };
     let work = |fail: bool| {
         let (stream, saga, lease, step, ctx) = (&stream, &saga, &lease, &step, &ctx);
-        move |uow: &UnitOfWork<'_>| -> Result<()> {
+        move |uow: &SqliteUnitOfWork<'_>| -> Result<()> {
             uow.append_events(stream, 0, &[event("placed", 1, ctx), event("paid", 2, ctx)])?;
             uow.create_saga(saga)?;
             uow.append_saga(saga.id, step, SagaState::Running, lease, Fence::of(saga))?;
@@ -223,7 +223,7 @@ use flext::codes;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_running_beside_eight_writers_applies_every_event_once_in_order() {
     let dir = Dir::new();
-    let runner = ProjectionRunner::new(dir.db(), Applied).batch(7);
+    let runner = SqliteProjectionRunner::new(dir.db(), Applied).batch(7);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let projection = {
         let (runner, done) = (runner.clone(), done.clone());
@@ -297,7 +297,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply_and_resumes_after_a_rest
         )
         .await
         .unwrap();
-    let runner = ProjectionRunner::new(dir.db(), Applied);
+    let runner = SqliteProjectionRunner::new(dir.db(), Applied);
     let err = runner.catch_up().unwrap_err();
     assert_eq!(err.code(), codes::PROJECTION_STOPPED);
     assert!(err.message().contains("stopped at event 3"), "{err}");
@@ -319,7 +319,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply_and_resumes_after_a_rest
         .shared_state(Arc::new(Effects::default()))
         .state(SagaRunner::builder(dir.db().saga_log().unwrap()).build())
         .report(runner.clone())
-        .report(OutboxRelay::new(dir.db(), Nowhere))
+        .report(SqliteOutboxRelay::new(dir.db(), Nowhere))
         .build()
         .unwrap();
     let report = serde_json::to_value(bus.report()).unwrap();
@@ -335,7 +335,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply_and_resumes_after_a_rest
     );
 
     // A restart (a new runner on a new connection) resumes at the same event.
-    let restarted = ProjectionRunner::new(dir.db(), Applied);
+    let restarted = SqliteProjectionRunner::new(dir.db(), Applied);
     assert!(restarted.catch_up().is_err());
     assert_eq!(applied_rows(&dir.db(), "applied").len(), 2);
 }
@@ -353,7 +353,7 @@ async fn a_rebuild_fills_fresh_tables_and_swaps_them_in_with_their_checkpoint() 
             .await
             .unwrap();
     }
-    let runner = ProjectionRunner::new(db.clone(), Applied);
+    let runner = SqliteProjectionRunner::new(db.clone(), Applied);
     runner.catch_up().unwrap();
     // The live table is damaged by hand: a rebuild restores it from the events.
     db.transaction(|uow| {
@@ -515,7 +515,7 @@ async fn the_outbox_delivers_every_event_after_a_crash_and_consumers_and_sagas_a
             .unwrap();
     }
     assert_eq!(db.outbox_pending().unwrap(), 3);
-    let relay = OutboxRelay::new(
+    let relay = SqliteOutboxRelay::new(
         db.clone(),
         CrashOnce {
             inner: BusRelay::new(bus.clone()),
@@ -527,7 +527,7 @@ async fn the_outbox_delivers_every_event_after_a_crash_and_consumers_and_sagas_a
     assert!(relay.deliver_pending().await.is_err());
     assert_eq!(db.outbox_pending().unwrap(), 2);
     // After the restart, everything left is delivered: o-2 a second time.
-    let restarted = OutboxRelay::new(dir.db(), BusRelay::new(bus.clone()));
+    let restarted = SqliteOutboxRelay::new(dir.db(), BusRelay::new(bus.clone()));
     assert_eq!(restarted.deliver_pending().await.unwrap(), 2);
     assert_eq!(db.outbox_pending().unwrap(), 0);
     assert_eq!(effects.deliveries.load(Ordering::SeqCst), 4, "o-2 twice");

@@ -300,9 +300,9 @@ fn every_value_comes_back_bit_for_bit_in_memory() {
 fn every_value_comes_back_bit_for_bit_from_sqlite() {
     let dir = std::env::temp_dir().join(format!("flext-roundtrip-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let db = flext::database::SqliteDatabase::open(dir.join("kept.db")).unwrap();
+    let db = flext::sqlite::SqliteDatabase::open(dir.join("kept.db")).unwrap();
     let delivered: Arc<Mutex<Vec<EventEnvelope>>> = Arc::default();
-    let relay = Arc::new(flext::database::OutboxRelay::new(
+    let relay = Arc::new(flext::sqlite::SqliteOutboxRelay::new(
         db.clone(),
         Capture(delivered.clone()),
     ));

@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flext::codes;
-use flext::database::{SqliteDatabase, SqliteOptions};
 use flext::prelude::*;
+use flext::sqlite::{SqliteDatabase, SqliteOptions};
 
 struct TempDir(PathBuf);
 
@@ -315,7 +315,7 @@ async fn a_rebuild_quotes_its_tables_and_refuses_a_name_that_is_not_an_identifie
         .append(&StreamId::new("Tally", "t"), 0, &[e(2), e(5)])
         .await
         .unwrap();
-    let runner = flext::database::ProjectionRunner::new(db.clone(), Tally("tally"));
+    let runner = flext::sqlite::SqliteProjectionRunner::new(db.clone(), Tally("tally"));
     assert_eq!(runner.catch_up().unwrap().applied, 2);
     assert_eq!(runner.rebuild().unwrap(), 2);
     let total: i64 = db
@@ -327,7 +327,7 @@ async fn a_rebuild_quotes_its_tables_and_refuses_a_name_that_is_not_an_identifie
     assert_eq!(total, 7, "rebuilt once, not added to the old rows");
 
     struct Hostile;
-    impl flext::database::Projection for Hostile {
+    impl flext::sqlite::SqliteProjection for Hostile {
         fn name(&self) -> &str {
             "hostile"
         }
@@ -336,13 +336,13 @@ async fn a_rebuild_quotes_its_tables_and_refuses_a_name_that_is_not_an_identifie
         }
         fn apply(
             &self,
-            _: &flext::database::UnitOfWork<'_>,
+            _: &flext::sqlite::SqliteUnitOfWork<'_>,
             _: &flext::event_store::EventEnvelope,
         ) -> Result<()> {
             Ok(())
         }
     }
-    let err = flext::database::ProjectionRunner::new(db.clone(), Hostile)
+    let err = flext::sqlite::SqliteProjectionRunner::new(db.clone(), Hostile)
         .rebuild()
         .unwrap_err();
     assert_eq!(err.code(), codes::PROJECTION_BAD_TABLE, "{err}");

@@ -560,8 +560,8 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Methods that take `writes: &mut ProjectionWrites` write portable SQL (`$1`
 /// placeholders, SQL both backends read) and implement
 /// `flext::database::PortableProjection`: the same type runs under the SQLite
-/// `ProjectionRunner` and the PostgreSQL `PgProjectionRunner`. Methods that take the
-/// SQLite `uow: &UnitOfWork` implement `flext::database::Projection` (SQLite only, with
+/// `SqliteProjectionRunner` and the PostgreSQL `PgProjectionRunner`. Methods that take the
+/// SQLite `uow: &SqliteUnitOfWork` implement `flext::sqlite::SqliteProjection` (SQLite only, with
 /// rusqlite's whole API). All methods of one projection take the same kind.
 ///
 /// ```ignore
@@ -587,7 +587,7 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 /// per event; any other effect of its code runs at least once (key it on
 /// `event.event_id` to make it idempotent).
 ///
-/// The runnable version is on `flext::database::Projection` (it needs the `sqlite`
+/// The runnable version is on `flext::sqlite::SqliteProjection` (it needs the `sqlite`
 /// feature, which this crate's own doc tests do not enable).
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, input: TokenStream) -> TokenStream {

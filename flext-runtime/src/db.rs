@@ -2,7 +2,7 @@
 //! writer behind a mutex, and a pool of read connections that never take the write lock
 //! (layer 1: it knows connections, not what the stores keep in them).
 //!
-//! [`SqliteDatabase`]: crate::database::SqliteDatabase
+//! [`SqliteDatabase`]: crate::sqlite::SqliteDatabase
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,7 +32,7 @@ pub enum Synchronous {
 ///
 /// ```
 /// use std::time::Duration;
-/// use flext::database::{SqliteDatabase, SqliteOptions};
+/// use flext::sqlite::{SqliteDatabase, SqliteOptions};
 /// # let dir = std::env::temp_dir().join(format!("flext-doc-{}", flext::Uuid::new_v4()));
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// let db = SqliteDatabase::open_with_options(

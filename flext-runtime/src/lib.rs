@@ -29,6 +29,8 @@ pub mod postgres;
 pub mod registry;
 pub mod saga;
 pub mod service;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod state;
 mod suggest;
 pub mod workflow;
@@ -67,6 +69,8 @@ pub mod __private {
         DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,
         run_sync, service_span, step, undo,
     };
+    #[cfg(feature = "sqlite")]
+    pub use crate::sqlite;
     pub use crate::workflow::{
         BoxNotShareable, BoxShareable, OutputSlot, StepOutput, Workflow, WorkflowScope,
         WorkflowStepSpec, assert_step_output, no_such_step as no_such_workflow_step, step_stats,

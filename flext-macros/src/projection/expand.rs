@@ -1,4 +1,4 @@
-//! `#[projection]` model -> the `Projection` impl, which decodes each event it applies
+//! `#[projection]` model -> the `SqliteProjection` impl, which decodes each event it applies
 //! and passes over the others.
 
 use proc_macro2::TokenStream;
@@ -16,14 +16,17 @@ pub fn expand(p: &ProjectionDef, complete: bool) -> TokenStream {
     let tables = &p.tables;
     let db = quote!(#krate::database);
     // The unit of work the methods take, and the trait the impl is: SQLite's
-    // `Projection`, or the portable one every backend runs.
-    let (uow_ty, trait_) = if p.portable {
+    // `SqliteProjection`, or the portable one every backend runs.
+    let (uow_ty, trait_path) = if p.portable {
         (
             quote!(&mut #db::ProjectionWrites),
-            quote!(PortableProjection),
+            quote!(#db::PortableProjection),
         )
     } else {
-        (quote!(&#db::UnitOfWork<'_>), quote!(Projection))
+        (
+            quote!(&#krate::sqlite::SqliteUnitOfWork<'_>),
+            quote!(#krate::sqlite::SqliteProjection),
+        )
     };
     let setup = p.setup.then(|| {
         quote! {
@@ -56,7 +59,7 @@ pub fn expand(p: &ProjectionDef, complete: bool) -> TokenStream {
     };
     let impl_ = quote_spanned! {ty.span()=>
         #[automatically_derived]
-        impl #db::#trait_ for #ty
+        impl #trait_path for #ty
     };
     quote! {
         #item

@@ -1,5 +1,5 @@
 //! `#[projection]` on an impl block: its `#[apply]` methods, one per event type, become a
-//! `Projection` that decodes each stored event it applies and hands it to its method,
+//! `SqliteProjection` that decodes each stored event it applies and hands it to its method,
 //! and passes over the rest.
 
 mod check;

@@ -15,7 +15,7 @@ pub struct Handler {
     /// Whether it also takes the envelope (`&EventEnvelope`) last.
     pub envelope: bool,
     /// Whether it writes through `&mut ProjectionWrites` (portable) rather than a
-    /// SQLite `&UnitOfWork`; `None` when the signature has neither.
+    /// SQLite `&SqliteUnitOfWork`; `None` when the signature has neither.
     pub portable: Option<bool>,
     /// The unit of work's type as written, for errors.
     pub uow_ty: Option<Box<syn::Type>>,
@@ -27,7 +27,7 @@ pub struct ProjectionDef {
     pub name: String,
     pub tables: Vec<String>,
     pub handlers: Vec<Handler>,
-    /// Whether the impl has a `fn setup(&self, uow: &UnitOfWork)`.
+    /// Whether the impl has a `fn setup(&self, uow: &SqliteUnitOfWork)`.
     pub setup: bool,
     /// Whether the methods write through `&mut ProjectionWrites`: the impl is then the
     /// backend-neutral `PortableProjection`.
@@ -78,7 +78,7 @@ impl ProjectionDef {
             Ok(())
         });
         if let Some((_, path, _)) = &item.trait_ {
-            cx.push(error_at(path, "`#[projection]` goes on an inherent `impl MyProjection { ... }` block: it writes the `Projection` impl itself"));
+            cx.push(error_at(path, "`#[projection]` goes on an inherent `impl MyProjection { ... }` block: it writes the `SqliteProjection` impl itself"));
         }
         let mut handlers = Vec::new();
         let mut setup = false;
@@ -116,7 +116,7 @@ impl ProjectionDef {
             cx.push(error_at(ty, mixed(portable)));
         }
         if handlers.is_empty() {
-            cx.push(error_at(&item.self_ty, "a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &UnitOfWork, event: &MyEvent) -> Result<()>`"));
+            cx.push(error_at(&item.self_ty, "a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &SqliteUnitOfWork, event: &MyEvent) -> Result<()>`"));
         }
         ProjectionDef {
             name: name.unwrap_or_else(|| type_name(&item.self_ty)),
@@ -134,11 +134,11 @@ fn mixed(portable: bool) -> &'static str {
     if portable {
         "this projection's `#[apply]` methods write through `&mut ProjectionWrites` (on every backend): take `writes: &mut ProjectionWrites` here too"
     } else {
-        "this projection's `#[apply]` methods write through the SQLite `&UnitOfWork`: take `uow: &UnitOfWork` here too, or move them all to `&mut ProjectionWrites` to run on every backend"
+        "this projection's `#[apply]` methods write through the SQLite `&SqliteUnitOfWork`: take `uow: &SqliteUnitOfWork` here too, or move them all to `&mut ProjectionWrites` to run on every backend"
     }
 }
 
-/// `Some(false)` for `&UnitOfWork`, `Some(true)` for `&mut ProjectionWrites`.
+/// `Some(false)` for `&SqliteUnitOfWork`, `Some(true)` for `&mut ProjectionWrites`.
 fn uow_kind(ty: &syn::Type) -> Option<bool> {
     match ty {
         syn::Type::Reference(r)
@@ -146,7 +146,9 @@ fn uow_kind(ty: &syn::Type) -> Option<bool> {
         {
             Some(true)
         }
-        syn::Type::Reference(r) if r.mutability.is_none() && last_is(&r.elem, "UnitOfWork") => {
+        syn::Type::Reference(r)
+            if r.mutability.is_none() && last_is(&r.elem, "SqliteUnitOfWork") =>
+        {
             Some(false)
         }
         syn::Type::Group(g) => uow_kind(&g.elem),
@@ -157,7 +159,8 @@ fn uow_kind(ty: &syn::Type) -> Option<bool> {
 
 fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
     let ident = &sig.ident;
-    let usage = format!("`fn {ident}(&self, uow: &UnitOfWork, event: &MyEvent) -> Result<()>`");
+    let usage =
+        format!("`fn {ident}(&self, uow: &SqliteUnitOfWork, event: &MyEvent) -> Result<()>`");
     match sig.receiver() {
         Some(r) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
         Some(r) => cx.push(error_at(r, format!("a projection's `#[apply]` method takes `&self` (its state is in its tables, written through the unit of work): {usage}"))),

@@ -145,7 +145,7 @@ impl<A: Aggregate> Repository<A> {
 
     /// Whether a command sent on the bus publishes its events on the bus right after the
     /// append (default `true`). Turn it off when the events reach subscribers through the
-    /// transactional outbox ([`OutboxRelay`](crate::database::OutboxRelay)) instead, so
+    /// transactional outbox ([`SqliteOutboxRelay`](crate::sqlite::SqliteOutboxRelay)) instead, so
     /// that they are not delivered twice.
     pub fn publish_on_bus(mut self, publish: bool) -> Self {
         self.publish = publish;

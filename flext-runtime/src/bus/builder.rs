@@ -76,8 +76,8 @@ impl BusBuilder {
     }
 
     /// Adds a component to [`Bus::report`](crate::Bus::report) beside the handlers: a
-    /// `ProjectionRunner` (its checkpoint, how many events and milliseconds it is behind,
-    /// where it stopped) or an `OutboxRelay` (what it has not delivered).
+    /// `SqliteProjectionRunner` (its checkpoint, how many events and milliseconds it is behind,
+    /// where it stopped) or an `SqliteOutboxRelay` (what it has not delivered).
     pub fn report(mut self, source: impl crate::registry::ReportSource) -> Self {
         self.sources.push(Arc::new(source));
         self

@@ -1,10 +1,12 @@
 //! One database for every durable part of flext: the saga log, the event store with its
 //! outbox, projection checkpoints and consumers' inboxes, written through one unit of
-//! work so that what belongs together commits together. This module holds the SQLite
-//! database (`SqliteDatabase`, `UnitOfWork`, `ProjectionRunner`, `OutboxRelay`, with the
-//! `sqlite` feature) and what every backend shares ([`Relay`], [`BusRelay`],
-//! [`ProjectionStatus`], [`CatchUp`]); the PostgreSQL equivalents are in
-//! `flext::postgres` (the `postgres` feature).
+//! work so that what belongs together commits together. This module holds what every
+//! backend shares ([`Relay`], [`BusRelay`], [`ProjectionStatus`], [`CatchUp`], and the
+//! portable projection: [`PortableProjection`], [`ProjectionWrites`], [`SqlValue`]); the
+//! backends are `flext::sqlite` (the `sqlite` feature: `SqliteDatabase`,
+//! `SqliteUnitOfWork`, `SqliteProjectionRunner`, `SqliteOutboxRelay`) and
+//! `flext::postgres` (the `postgres` feature: `PgDatabase`, `PgUnitOfWork`,
+//! `PgProjectionRunner`, `PgOutboxRelay`), one shape with one prefix each.
 //!
 //! The transactional outbox is Chris Richardson's pattern ("Microservices Patterns",
 //! 2018): an appended event's outbox row is written in the append's transaction, and a
@@ -26,32 +28,16 @@
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
 //! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
-#[cfg(feature = "sqlite")]
-mod outbox;
 mod portable;
-#[cfg(feature = "sqlite")]
-mod projection;
 mod relay;
 mod status;
-#[cfg(feature = "sqlite")]
-mod uow;
 
 #[cfg(feature = "sqlite")]
-pub use self::outbox::{OutboxLoop, OutboxRelay};
+pub(crate) use self::portable::check_table_name;
 pub use self::portable::{PortableProjection, ProjectionWrites, SqlValue, Statement};
-#[cfg(feature = "sqlite")]
-pub use self::projection::{Projection, ProjectionLoop, ProjectionRunner};
 pub use self::relay::{BusRelay, Relay, event_id_of};
 pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]
 pub use self::status::{decode_event, event_name};
-#[cfg(feature = "sqlite")]
-pub use self::uow::{ReadUnitOfWork, SqliteDatabase, UnitOfWork};
-#[cfg(feature = "sqlite")]
-pub use crate::db::{SqliteOptions, Synchronous};
 #[doc(hidden)]
 pub use crate::event_store::EventEnvelope;
-/// The SQLite binding flext uses, for a projection's own SQL through
-/// [`UnitOfWork::connection`].
-#[cfg(feature = "sqlite")]
-pub use rusqlite;

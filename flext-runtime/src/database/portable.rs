@@ -1,7 +1,7 @@
 //! Projections that run on every backend: [`PortableProjection`] writes through
 //! [`ProjectionWrites`], statements in the SQL SQLite and PostgreSQL share, with `$1`,
 //! `$2`, ... placeholders and [`SqlValue`] parameters. Its statements run in the unit of
-//! work that moves the checkpoint, on SQLite (`ProjectionRunner`) or PostgreSQL
+//! work that moves the checkpoint, on SQLite (`SqliteProjectionRunner`) or PostgreSQL
 //! (`PgProjectionRunner`) alike; `#[projection]` writes the impl when the `#[apply]`
 //! methods take `&mut ProjectionWrites`.
 
@@ -168,7 +168,7 @@ impl ProjectionWrites {
 }
 
 /// A read model written in SQL both backends read, so that one type runs under the
-/// SQLite `ProjectionRunner` and the PostgreSQL `PgProjectionRunner` (it implements
+/// SQLite `SqliteProjectionRunner` and the PostgreSQL `PgProjectionRunner` (it implements
 /// both backends' projection traits). Written by `#[projection]` when its `#[apply]`
 /// methods take `&mut ProjectionWrites`.
 ///
@@ -228,61 +228,5 @@ pub(crate) fn check_table_name(name: &str) -> Result<()> {
                 crate::input::echo(name)
             ),
         ))
-    }
-}
-
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use rusqlite::types::Value;
-
-    use super::{PortableProjection, ProjectionWrites, SqlValue, Statement};
-    use crate::database::{Projection, UnitOfWork};
-    use crate::error::Result;
-    use crate::event_store::EventEnvelope;
-
-    fn value(v: SqlValue) -> Value {
-        match v {
-            SqlValue::Null => Value::Null,
-            SqlValue::Integer(i) => Value::Integer(i),
-            SqlValue::Real(f) => Value::Real(f),
-            SqlValue::Text(s) => Value::Text(s),
-            SqlValue::Blob(b) => Value::Blob(b),
-            SqlValue::Bool(b) => Value::Integer(i64::from(b)),
-        }
-    }
-
-    fn run(uow: &UnitOfWork<'_>, writes: ProjectionWrites) -> Result<()> {
-        for Statement { sql, params } in writes.into_statements() {
-            let conn = uow.connection();
-            let mut stmt = conn.prepare_cached(&sql)?;
-            for (i, p) in params.into_iter().enumerate() {
-                // `$n` is a named parameter to SQLite, numbered by first appearance:
-                // bind each by its name, wherever it first appears.
-                if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
-                    stmt.raw_bind_parameter(index, value(p))?;
-                }
-            }
-            stmt.raw_execute()?;
-        }
-        Ok(())
-    }
-
-    impl<P: PortableProjection> Projection for P {
-        fn name(&self) -> &str {
-            PortableProjection::name(self)
-        }
-        fn tables(&self) -> &[&str] {
-            PortableProjection::tables(self)
-        }
-        fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
-            let mut writes = ProjectionWrites::new(&uow.table(""));
-            PortableProjection::setup(self, &mut writes)?;
-            run(uow, writes)
-        }
-        fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> Result<()> {
-            let mut writes = ProjectionWrites::new(&uow.table(""));
-            PortableProjection::apply(self, &mut writes, event)?;
-            run(uow, writes)
-        }
     }
 }

@@ -24,7 +24,7 @@ pub trait Relay: Send + Sync + 'static {
 const EVENT_ID: &str = "flext.event_id";
 
 /// The id of the stored event a subscriber is handling, when it was delivered by
-/// [`BusRelay`]: what to deduplicate on (`UnitOfWork::first_delivery`,
+/// [`BusRelay`]: what to deduplicate on (`SqliteUnitOfWork::first_delivery`,
 /// `PgUnitOfWork::first_delivery`),
 /// or to derive an event-started saga's id from
 /// ([`saga_id_for_event`](crate::saga::saga_id_for_event)).

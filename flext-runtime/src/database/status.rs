@@ -51,7 +51,7 @@ pub struct ProjectionStatus {
     pub stopped_at: Option<(u64, String)>,
 }
 
-/// What one catch-up did (`ProjectionRunner::catch_up` on SQLite,
+/// What one catch-up did (`SqliteProjectionRunner::catch_up` on SQLite,
 /// `PgProjectionRunner::catch_up` on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CatchUp {

@@ -28,7 +28,7 @@ pub struct SqliteEventStore {
     conn: SharedConnection,
     /// Whether each append also writes outbox rows (on a [`SqliteDatabase`]).
     ///
-    /// [`SqliteDatabase`]: crate::database::SqliteDatabase
+    /// [`SqliteDatabase`]: crate::sqlite::SqliteDatabase
     outbox: bool,
 }
 

@@ -341,16 +341,16 @@ fn input_error(record: &str, json: &str, path: String, inner: serde_json::Error)
     // serde_path_to_error writes `.` for the root and `?` for a position it could not
     // name (inside a truncated document, say); neither helps a reader.
     // Both quote the input (a field name, a wrong value): bounded and escaped.
-    let mut path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
+    let path = path.trim_end_matches('?').trim_end_matches('.').to_owned();
     let mut detail = echo_display(&inner);
-    // A missing field is reported at its parent: the subject is the field itself.
-    if let Some(field) = missing::field_of(&detail) {
-        path = if path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        };
-    }
+    // A missing field is reported at its parent (the message says "field `parent`:
+    // missing field `x`"); its violation's subject is the field itself.
+    let subject = match missing::field_of(&detail) {
+        Some(field) if path.is_empty() => field.to_owned(),
+        Some(field) => format!("{path}.{field}"),
+        None => path.clone(),
+    };
+    let subject = echo(&subject).into_owned();
     if let Some(overflow) = integer_overflow(json, &inner, &detail) {
         detail = overflow;
     }
@@ -368,8 +368,8 @@ fn input_error(record: &str, json: &str, path: String, inner: serde_json::Error)
         (_, false) => format!("{record}: field `{path}`: {detail}"),
     };
     let mut violation = RuleViolation::new(detail).with_code(code);
-    if !path.is_empty() {
-        violation = violation.on(path);
+    if !subject.is_empty() {
+        violation = violation.on(subject);
     }
     // serde's error is not kept as the source: its message quotes the input unbounded.
     drop(inner);

@@ -12,7 +12,7 @@ const OUTBOX_LOCK: i64 = 0x0000_666c_786f_6278;
 
 /// Publishes the outbox's undelivered events through a [`Relay`], in global order, and
 /// marks them delivered in the transaction that claimed them: the PostgreSQL counterpart
-/// of `flext::database::OutboxRelay`.
+/// of `flext::sqlite::SqliteOutboxRelay`.
 ///
 /// Relays in several processes take turns: a batch is claimed under a transaction-level
 /// advisory lock, so one publisher at a time delivers, in order, and a relay that finds

@@ -11,7 +11,7 @@ use crate::event_store::EventEnvelope;
 use crate::future::BoxFuture;
 
 /// A read model kept in the database's own tables, written through the unit of work:
-/// the PostgreSQL counterpart of `flext::database::Projection`, with async methods.
+/// the PostgreSQL counterpart of `flext::sqlite::SqliteProjection`, with async methods.
 /// [`PgProjectionRunner`] feeds it every event in global order from any number of
 /// processes. Every [`PortableProjection`](crate::database::PortableProjection) (a
 /// `#[projection]` writing through `&mut ProjectionWrites`) is one.

@@ -10,7 +10,7 @@ use crate::saga::{Fence, Lease, SagaRecord, SagaState, Transition};
 /// One transaction on a [`PgDatabase`]: events with their outbox rows, saga records and
 /// transitions, projection checkpoints, inbox entries, and the caller's own tables through
 /// [`client`](Self::client), committed together by [`commit`](Self::commit). The
-/// PostgreSQL counterpart of `flext::database::UnitOfWork`, with the same writes.
+/// PostgreSQL counterpart of `flext::sqlite::SqliteUnitOfWork`, with the same writes.
 ///
 /// Dropping it uncommitted rolls everything back: the connection is closed rather than
 /// returned to the pool, so the server aborts the transaction, and no later user of the

@@ -132,7 +132,7 @@ impl SqliteLog {
     /// The log on a connection shared with other stores ([`SqliteDatabase`]): each
     /// write commits on the caller's thread.
     ///
-    /// [`SqliteDatabase`]: crate::database::SqliteDatabase
+    /// [`SqliteDatabase`]: crate::sqlite::SqliteDatabase
     pub(crate) fn on(conn: SharedConnection) -> Result<Self> {
         migrate(&conn.lock())?;
         Ok(SqliteLog {

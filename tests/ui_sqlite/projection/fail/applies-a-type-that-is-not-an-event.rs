@@ -1,4 +1,4 @@
-use flext::database::{ProjectionRunner, SqliteDatabase, UnitOfWork};
+use flext::sqlite::{SqliteProjectionRunner, SqliteDatabase, SqliteUnitOfWork};
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -13,19 +13,19 @@ struct Totals;
 #[projection]
 impl Totals {
     #[apply]
-    fn deposited(&self, uow: &UnitOfWork, e: &Deposited) -> Result<()> {
+    fn deposited(&self, uow: &SqliteUnitOfWork, e: &Deposited) -> Result<()> {
         let _ = (uow, e);
         Ok(())
     }
 
     #[apply]
-    fn noted(&self, uow: &UnitOfWork, note: &String) -> Result<()> {
+    fn noted(&self, uow: &SqliteUnitOfWork, note: &String) -> Result<()> {
         let _ = (uow, note);
         Ok(())
     }
 }
 
 fn main() {
-    let runner = ProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
+    let runner = SqliteProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
     let _ = runner.catch_up();
 }

@@ -1,4 +1,4 @@
-use flext::database::{ProjectionRunner, SqliteDatabase};
+use flext::sqlite::{SqliteProjectionRunner, SqliteDatabase};
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,6 @@ impl Totals {
 }
 
 fn main() {
-    let runner = ProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
+    let runner = SqliteProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
     let _ = runner.catch_up();
 }

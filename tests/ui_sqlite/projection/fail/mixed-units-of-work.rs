@@ -1,4 +1,5 @@
-use flext::database::{ProjectionRunner, ProjectionWrites, SqliteDatabase, UnitOfWork};
+use flext::database::ProjectionWrites;
+use flext::sqlite::{SqliteProjectionRunner, SqliteDatabase, SqliteUnitOfWork};
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +26,13 @@ impl Totals {
     }
 
     #[apply]
-    fn withdrawn(&self, uow: &UnitOfWork, e: &Withdrawn) -> Result<()> {
+    fn withdrawn(&self, uow: &SqliteUnitOfWork, e: &Withdrawn) -> Result<()> {
         let _ = (uow, e);
         Ok(())
     }
 }
 
 fn main() {
-    let runner = ProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
+    let runner = SqliteProjectionRunner::new(SqliteDatabase::in_memory().unwrap(), Totals);
     let _ = runner.catch_up();
 }

@@ -1,4 +1,4 @@
-//! [`SqliteDatabase`] and its [`UnitOfWork`].
+//! [`SqliteDatabase`] and its [`SqliteUnitOfWork`].
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ use crate::saga::{Fence, Lease, SagaRecord, SagaState, SqliteLog, Transition};
 /// A SQLite file holding every flext store. Cheap to clone: clones share the connection.
 ///
 /// ```
-/// use flext::database::SqliteDatabase;
+/// use flext::sqlite::SqliteDatabase;
 /// use flext::event_store::{EventStore, NewEvent, StreamId};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let db = SqliteDatabase::in_memory().unwrap();
@@ -28,7 +28,7 @@ use crate::saga::{Fence, Lease, SagaRecord, SagaState, SqliteLog, Transition};
 #[derive(Clone)]
 pub struct SqliteDatabase {
     conn: SharedConnection,
-    /// Held by the [`OutboxRelay`](super::OutboxRelay) delivering a batch: one publisher
+    /// Held by the [`SqliteOutboxRelay`](super::SqliteOutboxRelay) delivering a batch: one publisher
     /// at a time among this database's clones.
     pub(super) outbox_claim: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -122,7 +122,7 @@ impl SqliteDatabase {
     }
 
     /// The event store in this database; every append also writes an outbox row per
-    /// event, in the same transaction, for [`OutboxRelay`](super::OutboxRelay).
+    /// event, in the same transaction, for [`SqliteOutboxRelay`](super::SqliteOutboxRelay).
     ///
     /// # Errors
     ///
@@ -132,11 +132,11 @@ impl SqliteDatabase {
     }
 
     /// Runs `work` in one transaction (`BEGIN IMMEDIATE`): everything it writes through
-    /// the [`UnitOfWork`] commits together when it returns `Ok`, and nothing does when
+    /// the [`SqliteUnitOfWork`] commits together when it returns `Ok`, and nothing does when
     /// it returns `Err`.
     ///
     /// ```
-    /// use flext::database::SqliteDatabase;
+    /// use flext::sqlite::SqliteDatabase;
     /// use flext::event_store::{NewEvent, StreamId};
     /// let db = SqliteDatabase::in_memory().unwrap();
     /// let ctx = flext::Context::new();
@@ -155,18 +155,21 @@ impl SqliteDatabase {
     ///
     /// `work`'s error (after rolling back); `flext.store.failed` when the transaction
     /// cannot begin or commit.
-    pub fn transaction<T>(&self, work: impl FnOnce(&UnitOfWork<'_>) -> Result<T>) -> Result<T> {
+    pub fn transaction<T>(
+        &self,
+        work: impl FnOnce(&SqliteUnitOfWork<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.conn
-            .transaction(|conn| work(&UnitOfWork { conn, suffix: "" }))
+            .transaction(|conn| work(&SqliteUnitOfWork { conn, suffix: "" }))
     }
 
     pub(crate) fn transaction_as<T>(
         &self,
         suffix: &str,
-        work: impl FnOnce(&UnitOfWork<'_>) -> Result<T>,
+        work: impl FnOnce(&SqliteUnitOfWork<'_>) -> Result<T>,
     ) -> Result<T> {
         self.conn
-            .transaction(|conn| work(&UnitOfWork { conn, suffix }))
+            .transaction(|conn| work(&SqliteUnitOfWork { conn, suffix }))
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -181,7 +184,7 @@ impl SqliteDatabase {
     /// writer instead.
     ///
     /// ```
-    /// use flext::database::SqliteDatabase;
+    /// use flext::sqlite::SqliteDatabase;
     /// let db = SqliteDatabase::in_memory().unwrap();
     /// db.transaction(|uow| {
     ///     uow.connection().execute_batch("CREATE TABLE balances (id TEXT, cents INTEGER)")?;
@@ -204,9 +207,9 @@ impl SqliteDatabase {
     /// attempted through the connection fails with `flext.store.read_only`.
     pub fn read_transaction<T>(
         &self,
-        work: impl FnOnce(&ReadUnitOfWork<'_>) -> Result<T>,
+        work: impl FnOnce(&SqliteReadUnitOfWork<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.conn.read(|conn| work(&ReadUnitOfWork { conn }))
+        self.conn.read(|conn| work(&SqliteReadUnitOfWork { conn }))
     }
 
     /// How many appended events the outbox has not delivered yet.
@@ -230,11 +233,11 @@ impl SqliteDatabase {
 /// One read-only transaction on a [`SqliteDatabase`], from
 /// [`SqliteDatabase::read_transaction`]: a consistent snapshot, read without the write
 /// lock.
-pub struct ReadUnitOfWork<'c> {
+pub struct SqliteReadUnitOfWork<'c> {
     conn: &'c Connection,
 }
 
-impl ReadUnitOfWork<'_> {
+impl SqliteReadUnitOfWork<'_> {
     /// The global position projection `name` has applied up to (0 before its first
     /// event), as of this snapshot.
     ///
@@ -267,13 +270,13 @@ fn checkpoint_of(conn: &Connection, name: &str) -> Result<u64> {
 /// through [`connection`](Self::connection). Obtained from
 /// [`SqliteDatabase::transaction`]; a PostgreSQL unit of work offers the same writes on
 /// its own transaction.
-pub struct UnitOfWork<'c> {
+pub struct SqliteUnitOfWork<'c> {
     conn: &'c Connection,
     /// Appended to a projection's table names while it is rebuilt (`__rebuild`).
     suffix: &'c str,
 }
 
-impl UnitOfWork<'_> {
+impl SqliteUnitOfWork<'_> {
     /// Appends `events` to `stream` at `expected_version`, with their outbox rows.
     /// Returns the stream's new version.
     ///

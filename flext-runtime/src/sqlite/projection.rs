@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CatchUp, ProjectionStatus, SqliteDatabase, UnitOfWork};
+use super::{SqliteDatabase, SqliteUnitOfWork};
+use crate::database::{CatchUp, ProjectionStatus};
 use crate::error::{Error, Result};
 use crate::event_store::EventEnvelope;
 
 /// A read model kept in the database's own tables. Implement it for a type whose
-/// [`apply`](Self::apply) writes through the unit of work; [`ProjectionRunner`] feeds it
+/// [`apply`](Self::apply) writes through the unit of work; [`SqliteProjectionRunner`] feeds it
 /// every event in global order. A type whose methods write portable SQL through
-/// [`ProjectionWrites`](super::ProjectionWrites) implements
-/// [`PortableProjection`](super::PortableProjection) instead and runs on every backend.
+/// [`ProjectionWrites`](crate::database::ProjectionWrites) implements
+/// [`PortableProjection`](crate::database::PortableProjection) instead and runs on every backend.
 ///
 /// Delivery: what `apply` writes through the unit of work commits in the transaction
 /// that moves the checkpoint, so it takes effect exactly once per event; anything else
@@ -23,21 +24,21 @@ use crate::event_store::EventEnvelope;
 /// or let the receiver deduplicate on it).
 ///
 /// ```
-/// use flext::database::{Projection, ProjectionRunner, SqliteDatabase, UnitOfWork};
+/// use flext::sqlite::{SqliteProjection, SqliteProjectionRunner, SqliteDatabase, SqliteUnitOfWork};
 /// use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
 ///
 /// /// How many events each stream has.
 /// struct Counts;
 ///
-/// impl Projection for Counts {
+/// impl SqliteProjection for Counts {
 ///     fn name(&self) -> &str { "counts" }
 ///     fn tables(&self) -> &[&str] { &["counts"] }
-///     fn setup(&self, uow: &UnitOfWork<'_>) -> flext::Result<()> {
+///     fn setup(&self, uow: &SqliteUnitOfWork<'_>) -> flext::Result<()> {
 ///         uow.connection()
 ///             .execute_batch(&format!("CREATE TABLE IF NOT EXISTS {} (stream TEXT PRIMARY KEY, n INTEGER NOT NULL)", uow.table("counts")))
 ///             .map_err(|e| flext::Error::infrastructure("counts.sql", e.to_string()))
 ///     }
-///     fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> flext::Result<()> {
+///     fn apply(&self, uow: &SqliteUnitOfWork<'_>, event: &EventEnvelope) -> flext::Result<()> {
 ///         uow.connection()
 ///             .execute(
 ///                 &format!("INSERT INTO {} (stream, n) VALUES (?1, 1) ON CONFLICT (stream) DO UPDATE SET n = n + 1", uow.table("counts")),
@@ -54,7 +55,7 @@ use crate::event_store::EventEnvelope;
 /// let ctx = flext::Context::new();
 /// let e = |n: u64| NewEvent::new("noted", 1, serde_json::json!({ "n": n }), &ctx);
 /// store.append(&StreamId::new("Note", "a"), 0, &[e(1), e(2)]).await.unwrap();
-/// let counts = ProjectionRunner::new(db.clone(), Counts);
+/// let counts = SqliteProjectionRunner::new(db.clone(), Counts);
 /// assert_eq!(counts.catch_up().unwrap().applied, 2);
 /// assert_eq!(counts.catch_up().unwrap().applied, 0, "nothing is applied twice");
 /// assert_eq!(counts.status().unwrap().events_behind, 0);
@@ -65,7 +66,7 @@ use crate::event_store::EventEnvelope;
 ///
 /// ```rust,standalone_crate
 /// use flext::prelude::*;
-/// use flext::database::{ProjectionRunner, SqliteDatabase, UnitOfWork};
+/// use flext::sqlite::{SqliteProjectionRunner, SqliteDatabase, SqliteUnitOfWork};
 /// use flext::event_store::{EventStore, NewEvent, StreamId};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -77,14 +78,14 @@ use crate::event_store::EventEnvelope;
 ///
 /// #[projection(name = "totals", tables = ["totals"])]
 /// impl Totals {
-///     fn setup(&self, uow: &UnitOfWork) -> Result<()> {
+///     fn setup(&self, uow: &SqliteUnitOfWork) -> Result<()> {
 ///         uow.connection()
 ///             .execute_batch(&format!("CREATE TABLE IF NOT EXISTS {} (cents INTEGER)", uow.table("totals")))
 ///             .map_err(|e| Error::infrastructure("totals.sql", e.to_string()))
 ///     }
 ///
 ///     #[apply]
-///     fn deposited(&self, uow: &UnitOfWork, e: &Deposited) -> Result<()> {
+///     fn deposited(&self, uow: &SqliteUnitOfWork, e: &Deposited) -> Result<()> {
 ///         uow.connection()
 ///             .execute(&format!("INSERT INTO {} (cents) VALUES (?1)", uow.table("totals")), [e.cents])
 ///             .map(|_| ())
@@ -100,28 +101,28 @@ use crate::event_store::EventEnvelope;
 ///     NewEvent::new("account.renamed", 1, serde_json::json!({ "name": "x" }), &ctx),
 /// ];
 /// db.event_store().unwrap().append(&StreamId::new("Account", "a"), 0, &events).await.unwrap();
-/// let totals = ProjectionRunner::new(db, Totals);
+/// let totals = SqliteProjectionRunner::new(db, Totals);
 /// // Both events pass the checkpoint; the one it does not apply is passed over.
 /// assert_eq!(totals.catch_up().unwrap().checkpoint, 2);
 /// # }
 /// ```
-pub trait Projection: Send + Sync + 'static {
+pub trait SqliteProjection: Send + Sync + 'static {
     /// The projection's name: the key of its checkpoint.
     fn name(&self) -> &str;
 
-    /// The tables it writes (through [`UnitOfWork::table`]), swapped as a whole when it
+    /// The tables it writes (through [`SqliteUnitOfWork::table`]), swapped as a whole when it
     /// is rebuilt.
     fn tables(&self) -> &[&str] {
         &[]
     }
 
     /// Creates its tables when they do not exist (named through
-    /// [`UnitOfWork::table`]). Called before each catch-up.
+    /// [`SqliteUnitOfWork::table`]). Called before each catch-up.
     ///
     /// # Errors
     ///
     /// Whatever the projection's SQL returns.
-    fn setup(&self, uow: &UnitOfWork<'_>) -> Result<()> {
+    fn setup(&self, uow: &SqliteUnitOfWork<'_>) -> Result<()> {
         let _ = uow;
         Ok(())
     }
@@ -132,11 +133,11 @@ pub trait Projection: Send + Sync + 'static {
     /// # Errors
     ///
     /// An error stops the projection at this event: nothing of it is written, the
-    /// checkpoint stays before it, and [`ProjectionRunner::status`] reports it.
-    fn apply(&self, uow: &UnitOfWork<'_>, event: &EventEnvelope) -> Result<()>;
+    /// checkpoint stays before it, and [`SqliteProjectionRunner::status`] reports it.
+    fn apply(&self, uow: &SqliteUnitOfWork<'_>, event: &EventEnvelope) -> Result<()>;
 }
 
-/// Feeds a [`Projection`] every event after its checkpoint, in global order, in batches,
+/// Feeds a [`SqliteProjection`] every event after its checkpoint, in global order, in batches,
 /// each batch in one transaction with the checkpoint after it; resumes after a restart
 /// where it stopped, so none is skipped and none is written twice.
 ///
@@ -147,16 +148,16 @@ pub trait Projection: Send + Sync + 'static {
 /// is rolled back and replayed up to that event). Make such an effect idempotent by
 /// keying it on `event.event_id` (record it in an inbox table through the unit of work,
 /// or let the receiver deduplicate on it).
-pub struct ProjectionRunner<P> {
+pub struct SqliteProjectionRunner<P> {
     db: SqliteDatabase,
     projection: Arc<P>,
     batch: usize,
     stopped: Arc<std::sync::Mutex<Option<(u64, String)>>>,
 }
 
-impl<P> Clone for ProjectionRunner<P> {
+impl<P> Clone for SqliteProjectionRunner<P> {
     fn clone(&self) -> Self {
-        ProjectionRunner {
+        SqliteProjectionRunner {
             db: self.db.clone(),
             projection: self.projection.clone(),
             batch: self.batch,
@@ -167,10 +168,10 @@ impl<P> Clone for ProjectionRunner<P> {
 
 const REBUILD: &str = "__rebuild";
 
-impl<P: Projection> ProjectionRunner<P> {
+impl<P: SqliteProjection> SqliteProjectionRunner<P> {
     /// A runner of `projection` over `db`, applying up to 256 events per transaction.
     pub fn new(db: SqliteDatabase, projection: P) -> Self {
-        ProjectionRunner {
+        SqliteProjectionRunner {
             db,
             projection: Arc::new(projection),
             batch: 256,
@@ -317,7 +318,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Rebuilds the projection from the first event into fresh copies of its
-    /// [`tables`](Projection::tables), while the current ones keep serving (and this
+    /// [`tables`](SqliteProjection::tables), while the current ones keep serving (and this
     /// runner keeps catching them up), then swaps the fresh ones in, with their
     /// checkpoint, in one transaction. Returns how many events the rebuild applied.
     ///
@@ -330,7 +331,7 @@ impl<P: Projection> ProjectionRunner<P> {
     pub fn rebuild(&self) -> Result<u64> {
         let name = self.projection.name().to_owned();
         for table in self.projection.tables() {
-            super::portable::check_table_name(table)?;
+            crate::database::check_table_name(table)?;
         }
         // Start from nothing: fresh tables, no checkpoint.
         self.db.transaction_as(REBUILD, |uow| {
@@ -389,15 +390,15 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Catches up now and then every `every` on the current tokio runtime, until
-    /// [`ProjectionLoop::shutdown`]. A projection that stopped at an event is retried on
+    /// [`SqliteProjectionLoop::shutdown`]. A projection that stopped at an event is retried on
     /// each pass (the failure is logged).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn spawn(&self, every: Duration) -> ProjectionLoop {
+    pub fn spawn(&self, every: Duration) -> SqliteProjectionLoop {
         let runner = self.clone();
-        ProjectionLoop(crate::background::Background::spawn(every, move || {
+        SqliteProjectionLoop(crate::background::Background::spawn(every, move || {
             let runner = runner.clone();
             async move {
                 if let Err(e) = runner.catch_up() {
@@ -408,8 +409,8 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 }
 
-impl<P: Projection> crate::registry::ReportSource for ProjectionRunner<P> {
-    /// The projection's [`status`](ProjectionRunner::status): healthy unless it stopped
+impl<P: SqliteProjection> crate::registry::ReportSource for SqliteProjectionRunner<P> {
+    /// The projection's [`status`](SqliteProjectionRunner::status): healthy unless it stopped
     /// at an event or its state cannot be read.
     fn report(&self) -> crate::registry::ComponentReport {
         let name = self.projection.name().to_owned();
@@ -430,13 +431,68 @@ impl<P: Projection> crate::registry::ReportSource for ProjectionRunner<P> {
     }
 }
 
-/// A projection's background loop; see [`ProjectionRunner::spawn`].
+/// A projection's background loop; see [`SqliteProjectionRunner::spawn`].
 #[derive(Debug)]
-pub struct ProjectionLoop(crate::background::Background);
+pub struct SqliteProjectionLoop(crate::background::Background);
 
-impl ProjectionLoop {
+impl SqliteProjectionLoop {
     /// Stops the loop after its current pass; returns when it has.
     pub async fn shutdown(self) {
         self.0.shutdown().await;
+    }
+}
+
+mod portable {
+    use rusqlite::types::Value;
+
+    use super::{SqliteProjection, SqliteUnitOfWork};
+    use crate::database::{PortableProjection, ProjectionWrites, SqlValue, Statement};
+    use crate::error::Result;
+    use crate::event_store::EventEnvelope;
+
+    fn value(v: SqlValue) -> Value {
+        match v {
+            SqlValue::Null => Value::Null,
+            SqlValue::Integer(i) => Value::Integer(i),
+            SqlValue::Real(f) => Value::Real(f),
+            SqlValue::Text(s) => Value::Text(s),
+            SqlValue::Blob(b) => Value::Blob(b),
+            SqlValue::Bool(b) => Value::Integer(i64::from(b)),
+        }
+    }
+
+    fn run(uow: &SqliteUnitOfWork<'_>, writes: ProjectionWrites) -> Result<()> {
+        for Statement { sql, params } in writes.into_statements() {
+            let conn = uow.connection();
+            let mut stmt = conn.prepare_cached(&sql)?;
+            for (i, p) in params.into_iter().enumerate() {
+                // `$n` is a named parameter to SQLite, numbered by first appearance:
+                // bind each by its name, wherever it first appears.
+                if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
+                    stmt.raw_bind_parameter(index, value(p))?;
+                }
+            }
+            stmt.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    impl<P: PortableProjection> SqliteProjection for P {
+        fn name(&self) -> &str {
+            PortableProjection::name(self)
+        }
+        fn tables(&self) -> &[&str] {
+            PortableProjection::tables(self)
+        }
+        fn setup(&self, uow: &SqliteUnitOfWork<'_>) -> Result<()> {
+            let mut writes = ProjectionWrites::new(&uow.table(""));
+            PortableProjection::setup(self, &mut writes)?;
+            run(uow, writes)
+        }
+        fn apply(&self, uow: &SqliteUnitOfWork<'_>, event: &EventEnvelope) -> Result<()> {
+            let mut writes = ProjectionWrites::new(&uow.table(""));
+            PortableProjection::apply(self, &mut writes, event)?;
+            run(uow, writes)
+        }
     }
 }

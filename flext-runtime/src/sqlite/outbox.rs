@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rusqlite::params;
 
-use super::{Relay, SqliteDatabase};
+use super::SqliteDatabase;
+use crate::database::Relay;
 use crate::db::db_error;
 use crate::error::Result;
 
@@ -14,15 +15,15 @@ use crate::error::Result;
 /// marks them delivered after the relay accepted them (a batch at a time, up to 256): at
 /// least once, across crashes (a crash between delivery and mark delivers those events
 /// again; consumers deduplicate on the event id).
-pub struct OutboxRelay {
+pub struct SqliteOutboxRelay {
     db: SqliteDatabase,
     relay: Arc<dyn Relay>,
     batch: usize,
 }
 
-impl Clone for OutboxRelay {
+impl Clone for SqliteOutboxRelay {
     fn clone(&self) -> Self {
-        OutboxRelay {
+        SqliteOutboxRelay {
             db: self.db.clone(),
             relay: self.relay.clone(),
             batch: self.batch,
@@ -30,10 +31,10 @@ impl Clone for OutboxRelay {
     }
 }
 
-impl OutboxRelay {
+impl SqliteOutboxRelay {
     /// A relay of `db`'s outbox through `relay`, reading up to 256 rows at a time.
     pub fn new(db: SqliteDatabase, relay: impl Relay) -> Self {
-        OutboxRelay {
+        SqliteOutboxRelay {
             db,
             relay: Arc::new(relay),
             batch: 256,
@@ -106,14 +107,14 @@ impl OutboxRelay {
     }
 
     /// Delivers now and then every `every` on the current tokio runtime, until
-    /// [`OutboxLoop::shutdown`].
+    /// [`SqliteOutboxLoop::shutdown`].
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn spawn(&self, every: Duration) -> OutboxLoop {
+    pub fn spawn(&self, every: Duration) -> SqliteOutboxLoop {
         let relay = self.clone();
-        OutboxLoop(crate::background::Background::spawn(every, move || {
+        SqliteOutboxLoop(crate::background::Background::spawn(every, move || {
             let relay = relay.clone();
             async move {
                 if let Err(e) = relay.deliver_pending().await {
@@ -124,7 +125,7 @@ impl OutboxRelay {
     }
 }
 
-impl crate::registry::ReportSource for OutboxRelay {
+impl crate::registry::ReportSource for SqliteOutboxRelay {
     /// How many appended events the outbox has not delivered yet.
     fn report(&self) -> crate::registry::ComponentReport {
         match self.db.outbox_pending() {
@@ -144,11 +145,11 @@ impl crate::registry::ReportSource for OutboxRelay {
     }
 }
 
-/// The outbox relay's background loop; see [`OutboxRelay::spawn`].
+/// The outbox relay's background loop; see [`SqliteOutboxRelay::spawn`].
 #[derive(Debug)]
-pub struct OutboxLoop(crate::background::Background);
+pub struct SqliteOutboxLoop(crate::background::Background);
 
-impl OutboxLoop {
+impl SqliteOutboxLoop {
     /// Stops the loop after its current pass; returns when it has.
     pub async fn shutdown(self) {
         self.0.shutdown().await;
