@@ -201,3 +201,25 @@ async fn connects_over_tls_with_sslmode_require_to_a_self_signed_server() {
     assert_eq!(err.kind(), ErrorKind::Infrastructure, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A server in recovery refuses connections with SQLSTATE 57P03 ("the database system is
+/// not accepting connections", as while it starts up): reported as starting up (a cause
+/// `retry_connect_for` retries), naming the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_starting_up_is_reported_as_such() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let port = port_of(cluster.url());
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart_in_recovery().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let err = PgDatabase::connect(cluster.url()).await.unwrap_err();
+    assert_eq!(err.code(), codes::STORE_STARTING_UP, "{err}");
+    assert!(
+        err.message().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.message().contains("57P03"), "{err}");
+}

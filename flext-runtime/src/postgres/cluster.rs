@@ -303,6 +303,28 @@ impl TestCluster {
         owned.reload()
     }
 
+    /// Stops the server and starts it again as a standby with no primary and
+    /// `hot_standby = off`: it stays in recovery, and refuses every connection with
+    /// SQLSTATE 57P03, as a server does while it starts up or recovers. For tests of
+    /// that refusal; [`restart`](Self::restart) does not undo it.
+    ///
+    /// # Errors
+    ///
+    /// As [`enable_tls`](Self::enable_tls), or when `pg_ctl` fails.
+    pub fn restart_in_recovery(&self) -> Result<()> {
+        let owned = self.owned()?;
+        let data = owned.dir.join("data");
+        let data_arg = data.to_string_lossy().into_owned();
+        run(
+            &owned.pg_ctl,
+            &["-D", &data_arg, "-m", "fast", "-w", "stop"],
+            owned.as_postgres,
+        )?;
+        owned.write(&data.join("standby.signal"), "", 0o600)?;
+        owned.append(&data.join("postgresql.conf"), "\nhot_standby = off\n")?;
+        self.restart()
+    }
+
     fn owned(&self) -> Result<&Owned> {
         self.owned
             .as_ref()
