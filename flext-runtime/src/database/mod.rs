@@ -34,6 +34,7 @@ mod status;
 
 #[cfg(feature = "sqlite")]
 pub(crate) use self::portable::check_table_name;
+pub mod conformance;
 pub use self::portable::{PortableProjection, ProjectionWrites, SqlValue, Statement};
 pub use self::relay::{BusRelay, Relay, event_id_of};
 pub use self::status::{CatchUp, ProjectionStatus};

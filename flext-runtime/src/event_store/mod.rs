@@ -26,6 +26,7 @@
 //! after a later position was read: on SQLite, positions are assigned inside the one
 //! write transaction SQLite allows at a time, so they commit in order.
 
+pub mod conformance;
 mod envelope;
 mod memory;
 #[cfg(feature = "sqlite")]
