@@ -15,6 +15,7 @@
 //! What both backends share is in `flext::database`.
 
 mod outbox;
+mod portable;
 mod projection;
 mod uow;
 
