@@ -219,35 +219,26 @@ impl ser::SerializeMap for Check {
     }
 }
 
-impl ser::SerializeStruct for Check {
-    type Ok = ();
-    type Error = Inexact;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Inexact> {
-        value.serialize(Check::INNER)
-    }
-    fn end(self) -> Result<(), Inexact> {
-        Ok(())
-    }
+macro_rules! named_fields {
+    ($($tr:ident),*) => {
+        $(impl ser::$tr for Check {
+            type Ok = ();
+            type Error = Inexact;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<(), Inexact> {
+                value.serialize(Check::INNER)
+            }
+            fn end(self) -> Result<(), Inexact> {
+                Ok(())
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for Check {
-    type Ok = ();
-    type Error = Inexact;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Inexact> {
-        value.serialize(Check::INNER)
-    }
-    fn end(self) -> Result<(), Inexact> {
-        Ok(())
-    }
-}
+named_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
