@@ -9,8 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flext::prelude::*;
 use flext::Wire;
+use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[event(name = "order.placed")]

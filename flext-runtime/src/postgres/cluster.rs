@@ -267,13 +267,13 @@ impl TestCluster {
     }
 
     /// Turns TLS on with the certificate and key given in PEM (the key readable by the
-    /// server alone), and reloads the configuration: clients may then connect with
+    /// server alone), and restarts the server: clients may then connect with
     /// `sslmode=require`.
     ///
     /// # Errors
     ///
     /// `flext.store.failed` when this value did not start the server, or a file cannot
-    /// be written or the server reloaded.
+    /// be written or the server restarted.
     pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
         let owned = self.owned()?;
         let data = owned.dir.join("data");
@@ -287,7 +287,7 @@ impl TestCluster {
     }
 
     /// Requires a password (SCRAM) of every user connecting over TCP but the cluster's
-    /// own `flext` user, and reloads: for tests of refused credentials. Create users
+    /// own `flext` user, and restarts the server: for tests of refused credentials. Create users
     /// with `CREATE ROLE name LOGIN PASSWORD '...'`.
     ///
     /// # Errors
@@ -391,12 +391,26 @@ impl Owned {
             .map_err(|e| failed(format!("cannot append to {}: {e}", path.display())))
     }
 
+    /// Restarts the server and waits until it accepts connections, so that a changed
+    /// configuration is in force when this returns (a `reload` only signals it).
     fn reload(&self) -> Result<()> {
         let data = self.dir.join("data").to_string_lossy().into_owned();
-        run(&self.pg_ctl, &["-D", &data, "reload"], self.as_postgres)?;
-        // pg_ctl reload signals the server and returns; give it a moment to reread.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        Ok(())
+        run(
+            &self.pg_ctl,
+            &[
+                "-D",
+                &data,
+                "-m",
+                "fast",
+                "-o",
+                &self.options,
+                "-l",
+                &self.log,
+                "-w",
+                "restart",
+            ],
+            self.as_postgres,
+        )
     }
 }
 
