@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flext::codes;
+use flext::event_store::EventStore as _;
 use flext::prelude::*;
 use flext::sqlite::{SqliteDatabase, SqliteOptions};
 
@@ -144,8 +145,8 @@ fn readers_query_a_projection_while_a_unit_of_work_is_open() {
 }
 
 /// Another process holds the write lock: a write waits the busy timeout it was given,
-/// then fails with `flext.store.busy` (transient, naming the file); a repository set to
-/// retry decides again and succeeds once the lock is free.
+/// then fails with `flext.store.busy` (transient, naming the file, the driver's error
+/// kept); once the lock is free, the same append goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_database_is_a_transient_error_that_retries_take() {
     let dir = TempDir::new();
@@ -350,5 +351,139 @@ async fn a_rebuild_quotes_its_tables_and_refuses_a_name_that_is_not_an_identifie
         store.read_all(0, 10).await.unwrap().len(),
         2,
         "the events are still there"
+    );
+}
+
+// ------------------------------------------------------------- busy is retried
+
+/// An event store whose first `busy` appends fail with `flext.store.busy`, as SQLite's
+/// do while another process holds the lock past the busy timeout (a fault injected in
+/// front of a real store).
+struct BusyFirst {
+    store: flext::event_store::MemoryEventStore,
+    busy: std::sync::atomic::AtomicU32,
+}
+
+impl flext::event_store::EventStore for BusyFirst {
+    fn append<'a>(
+        &'a self,
+        stream: &'a flext::event_store::StreamId,
+        expected: u64,
+        events: &'a [flext::event_store::NewEvent],
+    ) -> flext::BoxFuture<'a, Result<u64>> {
+        use std::sync::atomic::Ordering;
+        if self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Box::pin(async {
+                Err(Error::infrastructure(
+                    codes::STORE_BUSY,
+                    "the database is locked",
+                ))
+            });
+        }
+        self.store.append(stream, expected, events)
+    }
+    fn load<'a>(
+        &'a self,
+        stream: &'a flext::event_store::StreamId,
+        after: u64,
+    ) -> flext::BoxFuture<'a, Result<Vec<flext::event_store::EventEnvelope>>> {
+        self.store.load(stream, after)
+    }
+    fn version<'a>(
+        &'a self,
+        stream: &'a flext::event_store::StreamId,
+    ) -> flext::BoxFuture<'a, Result<u64>> {
+        self.store.version(stream)
+    }
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+    ) -> flext::BoxFuture<'a, Result<Vec<flext::event_store::EventEnvelope>>> {
+        self.store.read_all(after, limit)
+    }
+    fn save_snapshot<'a>(
+        &'a self,
+        snapshot: &'a flext::event_store::Snapshot,
+    ) -> flext::BoxFuture<'a, Result<()>> {
+        self.store.save_snapshot(snapshot)
+    }
+    fn load_snapshot<'a>(
+        &'a self,
+        stream: &'a flext::event_store::StreamId,
+    ) -> flext::BoxFuture<'a, Result<Option<flext::event_store::Snapshot>>> {
+        self.store.load_snapshot(stream)
+    }
+}
+
+#[command(output = u64)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Count {
+    #[aggregate_id]
+    counter: String,
+    n: i64,
+}
+
+#[aggregate]
+#[derive(Debug, Default)]
+struct Counter {
+    #[aggregate_id]
+    id: String,
+    total: i64,
+}
+
+#[aggregate]
+impl Counter {
+    #[command_handler]
+    fn count(&self, c: &Count) -> Result<flext::aggregate::Events<Self>> {
+        Ok(flext::aggregate::Events::one(Counted { n: c.n }))
+    }
+    #[apply]
+    fn counted(&mut self, e: &Counted) {
+        self.total += e.n;
+    }
+}
+
+/// `retry_on_conflict` retries `flext.store.busy` as it retries a conflict: decided
+/// again, appended once.
+#[tokio::test]
+async fn a_repository_retries_a_busy_store() {
+    use flext::aggregate::Repository;
+    let busy = |n| {
+        std::sync::Arc::new(BusyFirst {
+            store: flext::event_store::MemoryEventStore::new(),
+            busy: std::sync::atomic::AtomicU32::new(n),
+        })
+    };
+    let count = Count {
+        counter: "c-1".into(),
+        n: 3,
+    };
+    let refused = Repository::<Counter>::new(busy(1))
+        .execute(&count, &Context::new())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), codes::STORE_BUSY);
+
+    let store = busy(2);
+    let done = Repository::<Counter>::new(store.clone())
+        .retry_on_conflict(3)
+        .execute(&count, &Context::new())
+        .await
+        .unwrap();
+    assert_eq!((done.attempts, done.state.total), (3, 3));
+    assert_eq!(
+        store
+            .store
+            .load(&flext::event_store::StreamId::new("Counter", "c-1"), 0)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "appended once"
     );
 }
