@@ -275,3 +275,56 @@ async fn after_a_bulk_load_events_are_numbered_a_batch_at_a_time() {
     assert_eq!(seen, loaded);
     assert_eq!(numbered().await, loaded);
 }
+
+/// A unit of work whose task is dropped while its `BEGIN` is on the wire (a cancelled
+/// task, an attempt dropped at the end of a lease) must not hand its connection back to
+/// the pool inside that transaction: the next user's writes would run in it, unseen, and
+/// vanish with it (a saga created and then "not found").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_of_work_dropped_mid_begin_leaves_no_open_transaction_in_the_pool() {
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    // One connection, so the next user gets the same one if it went back to the pool.
+    let db = PgDatabase::builder(&url)
+        .max_connections(1)
+        .connect()
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE marks (n INT)")
+        .await
+        .unwrap();
+    // Polled once: the pooled connection is taken and `BEGIN` is sent; then dropped.
+    let mut begin = Box::pin(db.begin());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        std::future::Future::poll(begin.as_mut(), &mut cx).is_pending(),
+        "still waiting for the server's answer to BEGIN"
+    );
+    drop(begin);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    db.client()
+        .await
+        .unwrap()
+        .execute("INSERT INTO marks VALUES (1)", &[])
+        .await
+        .unwrap();
+    // Seen from another connection: the insert committed on its own.
+    let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let n: i64 = other
+        .query_one("SELECT COUNT(*) FROM marks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 1,
+        "the write after the dropped unit of work is committed"
+    );
+    drop(other);
+    let _ = driver.await;
+}

@@ -40,14 +40,33 @@ pub struct PgUnitOfWork {
 
 impl PgUnitOfWork {
     pub(super) async fn begin(db: &PgDatabase, suffix: &str) -> Result<Self> {
-        let client = db.client().await?;
-        client.batch_execute("BEGIN").await.map_err(pg_error)?;
-        Ok(PgUnitOfWork {
-            client: Some(client),
+        // The unit of work owns the connection before `BEGIN` is sent: when this future
+        // is dropped mid-way (a cancelled task, a lost lease), its `Drop` closes the
+        // connection instead of returning it to the pool inside an open transaction,
+        // where the next user's writes would run and could be rolled back with it.
+        let uow = PgUnitOfWork {
+            client: Some(db.client().await?),
             db: db.clone(),
             suffix: suffix.to_owned(),
             failed: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        uow.object()
+            .batch_execute("BEGIN")
+            .await
+            .map_err(pg_error)?;
+        Ok(uow)
+    }
+
+    /// Ends the transaction with `statement`, then returns the connection to the pool;
+    /// when this future is dropped before the end is confirmed, `Drop` closes the
+    /// connection instead.
+    async fn end(&mut self, statement: &str) -> Result<()> {
+        self.object()
+            .batch_execute(statement)
+            .await
+            .map_err(pg_error)?;
+        drop(self.client.take());
+        Ok(())
     }
 
     fn object(&self) -> &deadpool_postgres::Object {
@@ -67,19 +86,15 @@ impl PgUnitOfWork {
     /// was written. A failed statement of the caller's own, through
     /// [`client`](Self::client), is the caller's to act on: drop the unit of work.
     pub async fn commit(mut self) -> Result<()> {
-        let client = self
-            .client
-            .take()
-            .expect("a unit of work holds its connection until it ends");
         if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
-            client.batch_execute("ROLLBACK").await.map_err(pg_error)?;
+            self.end("ROLLBACK").await?;
             return Err(crate::Error::infrastructure(
                 crate::codes::STORE_FAILED,
                 "a write of this unit of work failed, so PostgreSQL aborted its transaction: \
                  nothing was committed; begin a new one",
             ));
         }
-        client.batch_execute("COMMIT").await.map_err(pg_error)
+        self.end("COMMIT").await
     }
 
     /// A failed statement: the transaction cannot commit now.
@@ -105,11 +120,7 @@ impl PgUnitOfWork {
     ///
     /// `flext.store.failed` when `ROLLBACK` fails; nothing is written either way.
     pub async fn rollback(mut self) -> Result<()> {
-        let client = self
-            .client
-            .take()
-            .expect("a unit of work holds its connection until it ends");
-        client.batch_execute("ROLLBACK").await.map_err(pg_error)
+        self.end("ROLLBACK").await
     }
 
     /// The connection, inside this transaction: for a projection's or a consumer's own
