@@ -212,6 +212,15 @@ fn a_read_only_file_is_refused_at_open_naming_it() {
         .transaction(|uow| uow.save_checkpoint("p", 1))
         .unwrap_err();
     assert_eq!(err.code(), codes::STORE_READ_ONLY, "{err}");
+
+    // Read-only on a file without flext's tables: refused, nothing created in it.
+    let empty = dir.0.join("empty.db");
+    drop(flext::sqlite::rusqlite::Connection::open(&empty).unwrap());
+    let err = SqliteDatabase::open_with_options(&empty, SqliteOptions::default().read_only(true))
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), codes::STORE_FAILED, "{err}");
+    assert!(err.message().contains("empty.db"), "{err}");
 }
 
 #[test]

@@ -70,6 +70,24 @@ impl SqliteDatabase {
     pub fn open_with_options(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let conn = SharedConnection::open_with(path, &options)?;
         if options.read_only {
+            let tables: i64 = conn
+                .lock()
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('flext_sagas', 'flext_events', 'flext_checkpoints')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| conn.error(e))?;
+            if tables < 3 {
+                return Err(crate::Error::infrastructure(
+                    crate::codes::STORE_FAILED,
+                    format!(
+                        "sqlite ({}): the file holds no flext database (opened read-only, nothing was created in it): open it once read-write, or check the path",
+                        conn.path()
+                            .map_or_else(String::new, |p| p.display().to_string())
+                    ),
+                ));
+            }
             return Ok(SqliteDatabase {
                 conn,
                 outbox_claim: std::sync::Arc::default(),
