@@ -328,3 +328,95 @@ async fn a_unit_of_work_dropped_mid_begin_leaves_no_open_transaction_in_the_pool
     drop(other);
     let _ = driver.await;
 }
+
+/// A portable projection's parameters take the type of the column they go to:
+/// `SMALLINT`, `INTEGER`, `BIGINT`, `DOUBLE PRECISION`, `BOOLEAN`, `TEXT`, `UUID`,
+/// `JSON`, `BYTEA`, and `NULL`; a value a column cannot take stops the projection with
+/// an error naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portable_projection_converts_its_parameters_to_each_columns_type() {
+    use flext::database::{PortableProjection, ProjectionWrites, SqlValue};
+    use flext::event_store::EventEnvelope;
+    use flext::postgres::PgProjectionRunner;
+
+    struct Typed;
+    impl PortableProjection for Typed {
+        fn name(&self) -> &str {
+            "typed"
+        }
+        fn setup(&self, w: &mut ProjectionWrites) -> flext::Result<()> {
+            w.execute(
+                "CREATE TABLE IF NOT EXISTS typed (s SMALLINT, i INTEGER, b BIGINT, f DOUBLE PRECISION, ok BOOLEAN, t TEXT, u UUID, j JSON, bytes BYTEA, nothing TEXT)",
+                [],
+            );
+            Ok(())
+        }
+        fn apply(&self, w: &mut ProjectionWrites, e: &EventEnvelope) -> flext::Result<()> {
+            if e.name == "bad" {
+                w.execute(
+                    "INSERT INTO typed (b) VALUES ($1)",
+                    [SqlValue::from("not a number")],
+                );
+                return Ok(());
+            }
+            w.execute(
+                "INSERT INTO typed VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                [
+                    SqlValue::from(7i16),
+                    SqlValue::from(70_000i32),
+                    SqlValue::from(e.position),
+                    SqlValue::from(0.5f64),
+                    SqlValue::from(true),
+                    SqlValue::from("text"),
+                    SqlValue::from(e.event_id),
+                    SqlValue::from(e.payload.to_string()),
+                    SqlValue::from(vec![1u8, 2, 3]),
+                    SqlValue::from(None::<String>),
+                ],
+            );
+            Ok(())
+        }
+    }
+
+    let cluster = TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.fresh_database().await.unwrap();
+    let db = PgDatabase::connect(&url).await.unwrap();
+    let ctx = Context::new();
+    let store = db.event_store();
+    let good = NewEvent::new("good", 1, serde_json::json!({ "n": 1 }), &ctx);
+    let id = good.event_id;
+    store
+        .append(&StreamId::new("T", "t"), 0, &[good])
+        .await
+        .unwrap();
+    let runner = PgProjectionRunner::new(db.clone(), Typed);
+    assert_eq!(runner.catch_up().await.unwrap().applied, 1);
+    let row = db
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT s, i, b, f, ok, t, u, j::text, bytes, nothing FROM typed",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i16>(0), 7);
+    assert_eq!(row.get::<_, i32>(1), 70_000);
+    assert_eq!(row.get::<_, i64>(2), 1);
+    assert_eq!(row.get::<_, f64>(3), 0.5);
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, String>(5), "text");
+    assert_eq!(row.get::<_, Uuid>(6), id);
+    assert_eq!(row.get::<_, String>(7), r#"{"n":1}"#);
+    assert_eq!(row.get::<_, Vec<u8>>(8), [1, 2, 3]);
+    assert_eq!(row.get::<_, Option<String>>(9), None);
+
+    let bad = NewEvent::new("bad", 1, serde_json::json!({}), &ctx);
+    store
+        .append(&StreamId::new("T", "t"), 1, &[bad])
+        .await
+        .unwrap();
+    let err = runner.catch_up().await.unwrap_err();
+    assert!(err.to_string().contains("cannot be given as int8"), "{err}");
+}

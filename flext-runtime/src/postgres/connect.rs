@@ -96,7 +96,17 @@ pub(crate) fn classify(e: tokio_postgres::Error, target: Option<&Target>) -> Err
     };
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The driver's message, then its causes ("error serializing parameter 0:
+            // ..."), which say what went wrong.
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            detail
+        }
     };
     let message = format!("postgres{at}: {what}: {}", crate::input::echo(&detail));
     Error::infrastructure(code, message).with_source(e)

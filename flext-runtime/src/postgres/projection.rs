@@ -342,9 +342,15 @@ mod portable {
                         serde_json::from_str::<serde_json::Value>(s)?.to_sql(ty, out)
                     }
                     Type::UUID => uuid::Uuid::parse_str(s)?.to_sql(ty, out),
-                    _ => s.as_str().to_sql(ty, out),
+                    Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                        s.as_str().to_sql(ty, out)
+                    }
+                    _ => Err(wrong(&self.0, ty)),
                 },
-                SqlValue::Blob(b) => b.as_slice().to_sql(ty, out),
+                SqlValue::Blob(b) => match *ty {
+                    Type::BYTEA => b.as_slice().to_sql(ty, out),
+                    _ => Err(wrong(&self.0, ty)),
+                },
                 SqlValue::Bool(b) => match *ty {
                     Type::BOOL => b.to_sql(ty, out),
                     Type::INT2 => i16::from(*b).to_sql(ty, out),
