@@ -557,8 +557,11 @@ async fn round(
             let runner = runners[(mix(seed) % 3) as usize].clone();
             let store = store.clone();
             tokio::spawn(async move {
-                // A start the store never saw is started again, as a caller would.
-                for _ in 0..20 {
+                // A start the store never saw is started again, as a caller would, for as
+                // long as an outage of this runner may last (it ends within 700 ms of
+                // the schedule's start; random faults may fail a few tries after it).
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
                     let _ = runner
                         .run_with_id(id, Booking { seed }, &Context::new())
                         .await;
