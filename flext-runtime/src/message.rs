@@ -217,3 +217,11 @@ pub fn assert_command<M: Command>() {}
 pub fn assert_query<M: Query>() {}
 #[doc(hidden)]
 pub fn assert_event<M: Event>() {}
+
+/// `M::NAME` for generated code. Written as `<M as Message>::NAME` at a concrete type,
+/// the path would re-check `Message`'s supertraits there, and a message without its serde
+/// derives would get one error per path instead of one at its `#[command]`.
+#[doc(hidden)]
+pub const fn message_name<M: Message>() -> &'static str {
+    M::NAME
+}

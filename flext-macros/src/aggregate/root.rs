@@ -117,8 +117,12 @@ pub fn expand(root: &Root, complete: bool) -> TokenStream {
             let show = quote_spanned! {ty_span=>
                 ::std::string::ToString::to_string(&self.#field)
             };
+            let initial = quote_spanned! {ident.span()=>
+                <Self as ::core::default::Default>::default()
+            };
             quote! {
                 const TYPE: &'static str = #name;
+                fn initial() -> Self { #initial }
                 #snapshots
                 fn aggregate_id(&self) -> ::std::string::String { #show }
                 fn set_aggregate_id(&mut self, id: &str) -> #p::Result<()> {
@@ -129,6 +133,7 @@ pub fn expand(root: &Root, complete: bool) -> TokenStream {
         }
         _ => quote! {
             const TYPE: &'static str = #name;
+            fn initial() -> Self { ::core::unreachable!() }
             fn aggregate_id(&self) -> ::std::string::String { ::core::unreachable!() }
             fn set_aggregate_id(&mut self, _: &str) -> #p::Result<()> { ::core::unreachable!() }
         },

@@ -201,11 +201,18 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
         (Kind::Event, false) => quote!(event_sync),
         (Kind::Event, true) => quote!(event_async),
     };
+    // The same annotation as `send_local`'s: a wrong output is one E0308 at the user's
+    // return type (rustc drops the identical second one), not also an E0271 about the
+    // boxed future.
+    let annotated_erased = respan_shallow(
+        quote!({ let __flext_out: #p::Result<#output> = #call; __flext_out }),
+        out_span,
+    );
     let erased_body = if h.method.is_async() {
         let clones = deps.iter().map(|d| quote!(let #d = #d.clone();));
         quote! {
             #(#clones)*
-            ::std::boxed::Box::pin(async move { #call })
+            ::std::boxed::Box::pin(async move { #annotated_erased })
         }
     } else {
         call.clone()
@@ -237,7 +244,7 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
             #p::inventory::submit! {
                 #p::HandlerRegistration::__new(
                     #p::MessageKind::#variant,
-                    <#message as #p::Message>::NAME,
+                    #p::message_name::<#message>(),
                     ::core::any::TypeId::of::<#message>,
                     #name,
                     ::core::module_path!(),

@@ -1,6 +1,7 @@
 //! [`Events`]: what a command method raises.
 
 use super::Apply;
+use crate::message::Event;
 use crate::bus::Bus;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -64,13 +65,13 @@ impl<A: 'static> Events<A> {
     }
 
     /// One event.
-    pub fn one<E: Apply<A>>(event: E) -> Self {
+    pub fn one<E: Apply<A> + Event>(event: E) -> Self {
         Self::none().and(event)
     }
 
     /// These events and then `event`.
     #[allow(clippy::should_implement_trait)]
-    pub fn and<E: Apply<A>>(mut self, event: E) -> Self {
+    pub fn and<E: Apply<A> + Event>(mut self, event: E) -> Self {
         self.raised.push(Box::new(event));
         self
     }
@@ -132,7 +133,7 @@ pub trait RaisedEvent<A>: Send + Sync {
     fn publish<'a>(self: Box<Self>, bus: &'a Bus, ctx: &'a Context) -> BoxFuture<'a, ()>;
 }
 
-impl<A, E: Apply<A>> RaisedEvent<A> for E {
+impl<A, E: Apply<A> + Event> RaisedEvent<A> for E {
     fn name(&self) -> &'static str {
         E::NAME
     }

@@ -127,7 +127,7 @@ impl<A: Aggregate> Fixture<A> {
         C: Command,
         A: Handles<C>,
     {
-        let mut state = A::default();
+        let mut state = A::initial();
         let id = A::aggregate_id_of(&command);
         if let Err(e) = state.set_aggregate_id(&id) {
             panic!(
@@ -143,7 +143,7 @@ impl<A: Aggregate> Fixture<A> {
         if let Some(snapshot) = state.snapshot() {
             let restored = snapshot
                 .and_then(|s| through_text(&s))
-                .and_then(|s| A::restore(s).unwrap_or_else(|| Ok(A::default())));
+                .and_then(|s| A::restore(s).unwrap_or_else(|| Ok(A::initial())));
             match restored {
                 Ok(restored) => state = restored,
                 Err(e) => panic!(

@@ -36,13 +36,17 @@ use crate::message::Command;
     label = "not an aggregate",
     note = "add `#[aggregate]` to `struct {Self}`, with `#[aggregate_id]` on its id field"
 )]
-pub trait AggregateRoot: Default + Send + Sync + 'static {
+pub trait AggregateRoot: Sized + Send + Sync + 'static {
     /// The aggregate type's name, the `aggregate_type` of its streams (the struct's name
     /// unless `#[aggregate(name = "..")]`).
     const TYPE: &'static str;
     /// Take a snapshot whenever the stream's version reaches a multiple of this
     /// (`#[aggregate(snapshot_every = N)]`); `None` for never.
     const SNAPSHOT_EVERY: Option<u64> = None;
+
+    /// The state before any event: `Default::default()`, which `#[aggregate]` calls (one
+    /// error at the struct's name when it does not derive `Default`, none elsewhere).
+    fn initial() -> Self;
 
     /// The aggregate's id (its `#[aggregate_id]` field), as its stream names it.
     fn aggregate_id(&self) -> String;
@@ -99,7 +103,7 @@ pub trait Aggregate: AggregateRoot {
     label = "decided by an aggregate",
     note = "mark the command's field that holds the aggregate's id `#[aggregate_id]`: `#[command(output = ..)] struct {Self} {{ #[aggregate_id] account_id: String, .. }}`"
 )]
-pub trait AggregateCommand: Command {
+pub trait AggregateCommand {
     /// The id of the aggregate the command is for.
     fn aggregate_id(&self) -> String;
 }
@@ -124,7 +128,7 @@ where
 
 /// Decodes a stored event's payload as `E` and applies it. Used by generated code.
 #[doc(hidden)]
-pub fn apply_payload<A, E: Apply<A>>(aggregate: &mut A, payload: serde_json::Value) -> Result<()> {
+pub fn apply_payload<A, E: Apply<A> + crate::message::Event>(aggregate: &mut A, payload: serde_json::Value) -> Result<()> {
     let event = E::from_deserializer(payload).map_err(|e| {
         crate::Error::internal(
             crate::codes::EVENT_DECODE,
@@ -137,13 +141,13 @@ pub fn apply_payload<A, E: Apply<A>>(aggregate: &mut A, payload: serde_json::Val
 
 /// The name of event `E`, which `A` applies. Used by generated code.
 #[doc(hidden)]
-pub fn event_name<A, E: Apply<A>>() -> &'static str {
+pub fn event_name<A, E: Apply<A> + crate::message::Event>() -> &'static str {
     E::NAME
 }
 
 /// The schema version of event `E`, which `A` applies. Used by generated code.
 #[doc(hidden)]
-pub fn event_version_of<A, E: Apply<A>>() -> u32 {
+pub fn event_version_of<A, E: Apply<A> + crate::message::Event>() -> u32 {
     E::VERSION
 }
 
@@ -206,7 +210,7 @@ pub fn restore_from<A: serde::de::DeserializeOwned>(snapshot: serde_json::Value)
     label = "raised here",
     note = "add `#[apply] fn on_event(&mut self, event: &{Self}) {{ .. }}` to `#[aggregate] impl {A}`: every event an aggregate raises must evolve its state"
 )]
-pub trait Apply<A>: crate::message::Event {
+pub trait Apply<A> {
     /// Evolves `aggregate` by this event. Cannot fail: the decision was made when the
     /// event was raised.
     fn apply_to(&self, aggregate: &mut A);

@@ -214,7 +214,7 @@ impl<A: Aggregate> Repository<A> {
 
     /// Loads aggregate `id`: its latest snapshot, when `A` takes snapshots and one
     /// decodes, then every event after it, each upcast to the version `A` reads and
-    /// applied in order. An aggregate with no events is `A::default()` with its id set,
+    /// applied in order. An aggregate with no events is `A::initial()` with its id set,
     /// at version 0.
     ///
     /// # Errors
@@ -245,7 +245,7 @@ impl<A: Aggregate> Repository<A> {
         let mut loaded = match loaded {
             Some(l) => l,
             None => {
-                let mut state = A::default();
+                let mut state = A::initial();
                 state.set_aggregate_id(id)?;
                 Loaded { state, version: 0 }
             }

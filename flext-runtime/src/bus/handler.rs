@@ -165,7 +165,7 @@ pub trait LocalHandler: crate::message::Message {
 /// message's crate is E0119, "conflicting implementations of trait
 /// `OneHandlerPerCommandOrQuery`", with both handlers named. Used by generated code.
 #[doc(hidden)]
-pub trait OneHandlerPerCommandOrQuery: crate::message::Message {
+pub trait OneHandlerPerCommandOrQuery: Sized {
     /// The generated type that calls the handler.
     type Handler: HandlerFor<Self>;
 }
@@ -188,7 +188,7 @@ pub trait HandlerFor<M>: 'static {
 }
 
 #[diagnostic::do_not_recommend]
-impl<M: OneHandlerPerCommandOrQuery> LocalHandler for M {
+impl<M: OneHandlerPerCommandOrQuery + crate::message::Message> LocalHandler for M {
     type Output = <M::Handler as HandlerFor<M>>::Output;
     const TAKES_CONTEXT: bool = <M::Handler as HandlerFor<M>>::TAKES_CONTEXT;
     const HANDLER: &'static str = <M::Handler as HandlerFor<M>>::HANDLER;

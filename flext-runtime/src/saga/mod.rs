@@ -124,6 +124,11 @@ pub enum RetryOn {
 
 /// A saga type: its input is the struct, its steps the `#[saga_step]` methods.
 /// Implemented by `#[saga]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a saga",
+    label = "not a `#[saga]`",
+    note = "add `#[saga]` to the `impl {Self}` block that holds its `#[saga_step]` methods"
+)]
 pub trait Saga: Durable + Send + Sync + 'static {
     /// The name recorded in the log and used by recovery to find the type again.
     const NAME: &'static str;

@@ -19,6 +19,7 @@ use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::state::StateMap;
+use crate::future::BoxFuture;
 
 /// Runs sagas and recovers the ones a crash left in flight. Cheap to clone.
 ///
@@ -82,8 +83,16 @@ impl SagaRunner {
     /// in flight in the log, and [`recover`](Self::recover) finishes it. A failing step
     /// is not an error: it is a [`SagaOutcome::Compensated`] or
     /// [`SagaOutcome::Stuck`].
-    pub async fn run<S: Saga>(&self, saga: S, ctx: &Context) -> Result<SagaOutcome<S::Output>> {
-        self.run_with_id(Uuid::new_v4(), saga, ctx).await
+    ///
+    /// The future is boxed (one allocation beside the log's writes), so that a type
+    /// without `#[saga]` is one error, at the argument, not one more at each use of the
+    /// future.
+    pub fn run<'a, S: Saga>(
+        &'a self,
+        saga: S,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<SagaOutcome<S::Output>>> {
+        self.run_with_id(Uuid::new_v4(), saga, ctx)
     }
 
     /// The backoff of a step or compensation whose first wait is `first_ms`.

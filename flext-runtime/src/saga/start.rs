@@ -11,6 +11,7 @@ use super::progress::Progress;
 use super::{ClaimRequest, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 
 /// The id of the saga of type `saga` that event `event_id` starts: the same for every
 /// delivery of the event (a UUID v5 of the two), so that starting it with
@@ -75,7 +76,19 @@ impl SagaRunner {
     /// assert_eq!(other.code(), flext::codes::SAGA_ID_REUSED);
     /// # }
     /// ```
-    pub async fn run_with_id<S: Saga>(
+    ///
+    /// The future is boxed (one allocation beside the log's writes), so that a type
+    /// without `#[saga]` is one error, at the argument.
+    pub fn run_with_id<'a, S: Saga>(
+        &'a self,
+        id: Uuid,
+        saga: S,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<SagaOutcome<S::Output>>> {
+        Box::pin(self.start(id, saga, ctx))
+    }
+
+    async fn start<S: Saga>(
         &self,
         id: Uuid,
         saga: S,

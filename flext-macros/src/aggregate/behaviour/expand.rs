@@ -181,7 +181,7 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
                 #p::inventory::submit! {
                     #p::HandlerRegistration::__new(
                         #p::MessageKind::Command,
-                        <#command as #p::Message>::NAME,
+                        #p::message_name::<#command>(),
                         ::core::any::TypeId::of::<#command>,
                         #handler,
                         ::core::module_path!(),

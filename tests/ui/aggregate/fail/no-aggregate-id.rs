@@ -17,7 +17,6 @@ struct Deposited {
 }
 
 #[aggregate]
-#[derive(Default)]
 struct Account {
     id: String,
     balance: u64,
@@ -40,7 +39,7 @@ fn main() {
     let account = Fixture::<Account>::given_no_events()
         .when(Deposit { account: "a-1".into(), cents: 5 })
         .then_expect(Events::one(Deposited { cents: 5 }));
-    let _ = account.balance;
+    let _ = (&account.id, account.balance);
     let store = std::sync::Arc::new(flext::event_store::MemoryEventStore::new());
     let _ = Bus::builder().state(Repository::<Account>::new(store)).build();
 }

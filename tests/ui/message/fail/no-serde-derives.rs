@@ -6,6 +6,11 @@ struct CreateUser {
     email: String,
 }
 
+#[command_handler]
+async fn create_user(command: CreateUser) -> Result<u64> {
+    Ok(command.email.len() as u64)
+}
+
 fn main() {
     let bus = Bus::builder().build().unwrap();
     let _ = bus.send(CreateUser { email: "a@b.io".into() }, &Context::new());

@@ -1,23 +1,26 @@
 use flext::prelude::*;
+use flext::saga::{MemoryLog, SagaRunner};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
-struct Order {
-    sku: String,
+struct Trip {
+    city: String,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Reservation {
+struct Booking {
     id: u64,
 }
 
-impl Order {
+impl Trip {
     #[saga_step]
-    fn reserve(&self) -> Result<Reservation> {
-        Ok(Reservation { id: 1 })
+    fn book(&self) -> Result<Booking> {
+        Ok(Booking { id: 1 })
     }
 }
 
 fn main() {
-    let _ = Order { sku: "A-1".into() }.reserve();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let runner = SagaRunner::builder(MemoryLog::new()).build();
+    let _ = rt.block_on(runner.run(Trip { city: "Oslo".into() }, &Context::new()));
 }
