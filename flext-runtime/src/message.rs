@@ -149,7 +149,7 @@ pub trait Message: Wire + Send + Sync + 'static {
 /// for every [`Message`] whose `Kind` is [`kind::Command`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a command",
-    note = "mark the type with `#[command(output = T)]`"
+    note = "mark the type with `#[command(output = T)]`; a `#[query]` is taken by a `#[query_handler]`, an `#[event]` by an `#[event_handler]`"
 )]
 pub trait Command: Message {
     /// What the handler returns on success.
@@ -165,7 +165,7 @@ impl<M: Message<Kind = kind::Command>> Command for M {
 /// every [`Message`] whose `Kind` is [`kind::Query`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a query",
-    note = "mark the type with `#[query(output = T)]`"
+    note = "mark the type with `#[query(output = T)]`; a `#[command]` is taken by a `#[command_handler]`, an `#[event]` by an `#[event_handler]`"
 )]
 pub trait Query: Message {
     /// What the handler returns on success.
@@ -224,4 +224,18 @@ pub fn assert_event<M: Event>() {}
 #[doc(hidden)]
 pub const fn message_name<M: Message>() -> &'static str {
     M::NAME
+}
+
+/// `M::Reply` for generated code, through a trait with no supertraits: the handler
+/// attributes name a handler's output as `<M as ReplyOf>::Reply`, so that the message's
+/// kind is checked in one place (`assert_command` and its kin) and a wrong kind is one
+/// error.
+#[doc(hidden)]
+pub trait ReplyOf {
+    /// [`Message::Reply`].
+    type Reply: Serialize + Send + 'static;
+}
+
+impl<M: Message> ReplyOf for M {
+    type Reply = M::Reply;
 }

@@ -130,7 +130,7 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
     // handlers.
     let output = match h.kind {
         Kind::Event => quote!(()),
-        _ => respan(quote!(<#message as #p::#variant>::Output), message.span()),
+        _ => respan(quote!(<#message as #p::ReplyOf>::Reply), message.span()),
     };
     let annotated = respan_shallow(
         quote!({ let __flext_out: #p::Result<Self::Output> = #call; __flext_out }),
@@ -182,15 +182,16 @@ pub fn handler(h: &HandlerDef, complete: bool) -> TokenStream {
         };
     }
 
-    // The kind check at the message type, where no `OneHandler...` impl names it.
-    let kind_check = (!local).then(|| {
+    // The kind check, once, at the message type: nothing else the handler generates
+    // requires the kind, so a query taken by a `#[command_handler]` is one error.
+    let kind_check = {
         let assert = format_ident!("assert_{}", variant.to_string().to_lowercase());
         let check = respan(quote!(#p::#assert::<#message>), message.span());
         quote! {
             #[allow(dead_code)]
             fn __flext_kind_check() { let _ = #check; }
         }
-    });
+    };
     // The erased handler the bus dispatches through: state extracted once, when the bus
     // is built (a missing state is a construction error), then shared with every call.
     let ctor = match (h.kind, h.method.is_async()) {

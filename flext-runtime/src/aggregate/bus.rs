@@ -57,7 +57,7 @@ impl FromAppended for () {
 pub fn aggregate_command<A, C>(handler: &'static str, state: &StateMap) -> Result<ErasedHandler>
 where
     A: Handles<C>,
-    C: Command,
+    C: Command<Output = <C as crate::message::Message>::Reply>,
 {
     let repository = <State<Repository<A>> as FromState>::from_state(state, handler)?;
     Ok(command_async::<C, _>(
@@ -80,7 +80,7 @@ pub async fn aggregate_send_local<A, C>(
 ) -> Result<C::Output>
 where
     A: Handles<C>,
-    C: Command,
+    C: Command<Output = <C as crate::message::Message>::Reply>,
 {
     let repository = <State<Repository<A>> as FromState>::from_state(bus.__state(), handler)?;
     run(&repository, &command, ctx, bus).await

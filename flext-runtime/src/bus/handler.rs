@@ -12,7 +12,7 @@ use super::Bus;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
-use crate::message::{Command, Event, MessageKind, Query};
+use crate::message::{Message, MessageKind};
 use crate::registry::ErasedHandler;
 
 type SyncFn<M, O> = dyn Fn(M, &Context, &Bus) -> Result<O> + Send + Sync;
@@ -118,10 +118,12 @@ macro_rules! constructors {
     )*};
 }
 
+// Bounded by `Message`, not by the kind: generated code checks the kind once, at the
+// message type (`assert_command` and its kin), and a wrong kind is one error there.
 constructors! {
-    command_sync, command_async, Command, Command, M::Output;
-    query_sync, query_async, Query, Query, M::Output;
-    event_sync, event_async, Event, Event, ();
+    command_sync, command_async, Message, Command, M::Reply;
+    query_sync, query_async, Message, Query, M::Reply;
+    event_sync, event_async, Message, Event, ();
 }
 
 /// The handler of a command or query, known to the compiler: implemented by

@@ -35,7 +35,9 @@ pub use publish::{PublishReport, SubscriberOutcome};
 pub use crate::future::BoxFuture;
 pub use crate::message::{Command, Event, Message, MessageKind, Query, Validate, Wire, kind};
 #[doc(hidden)]
-pub use crate::message::{OutputBounds, assert_command, assert_event, assert_query, message_name};
+pub use crate::message::{
+    OutputBounds, ReplyOf, assert_command, assert_event, assert_query, message_name,
+};
 #[doc(hidden)]
 pub use crate::registry::ErasedHandler;
 pub use crate::registry::HandlerRegistration;
