@@ -7,6 +7,9 @@ pub use flext_runtime::*;
 /// Everything a service definition needs: `use flext::prelude::*;`.
 pub mod prelude {
     pub use flext_macros::*;
+    /// `Workflow::run`, callable on a `#[workflow]` type with the prelude alone (the
+    /// trait itself is `flext::workflow::Workflow`, for `STEPS` and bounds).
+    pub use flext_runtime::workflow::Workflow as _;
     pub use flext_runtime::{
         Bus, Command, Context, DomainService, Error, ErrorKind, Event, Message, Principal,
         PublishReport, Query, Result, RuleResult, RuleViolation, State, SyncDomainService, Uuid,

@@ -54,9 +54,9 @@ pub mod __private {
     pub use crate::bus::{
         BoxFuture, Bus, Command, ErasedHandler, Event, FromState, HandlerFor, HandlerRegistration,
         JsonEntry, Message, MessageKind, MessageRegistration, OneHandlerPerCommandOrQuery,
-        OutputBounds, Query, State, StateMap, Validate, Wire, assert_command, assert_event,
-        assert_query, message_name, ReplyOf, command_async, command_sync, event_async, event_sync, json_command,
-        json_event, json_query, kind, query_async, query_sync,
+        OutputBounds, Query, ReplyOf, State, StateMap, Validate, Wire, assert_command,
+        assert_event, assert_query, command_async, command_sync, event_async, event_sync,
+        json_command, json_event, json_query, kind, message_name, query_async, query_sync,
     };
     pub use crate::context::Context;
     pub use crate::database;

@@ -21,8 +21,20 @@ pub struct Spec<'a> {
 }
 
 /// Parses `tokens` (what is inside the attribute's parentheses) against `spec`, calling
-/// `each` with every known option once. Errors, `each`'s included, go to `cx`.
+/// `each` with every known option once. Errors, `each`'s included, go to `cx` as one
+/// error for the attribute, at its first mistake, naming every fix.
 pub fn parse(
+    outer: &Ctxt,
+    spec: &Spec<'_>,
+    tokens: TokenStream,
+    each: impl FnMut(&str, &ParseNestedMeta<'_>) -> syn::Result<()>,
+) {
+    let cx = Ctxt::new();
+    parse_each(&cx, spec, tokens, each);
+    outer.push_as_one(cx);
+}
+
+fn parse_each(
     cx: &Ctxt,
     spec: &Spec<'_>,
     tokens: TokenStream,

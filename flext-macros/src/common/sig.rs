@@ -33,6 +33,8 @@ pub enum Role {
 }
 
 pub struct Param {
+    /// The parameter's name, when its pattern is a plain identifier.
+    pub name: Option<syn::Ident>,
     /// The declared type, spanned at the user's tokens.
     pub ty: Box<syn::Type>,
     pub role: Role,
@@ -68,6 +70,10 @@ impl Method {
             .filter_map(|arg| match arg {
                 syn::FnArg::Receiver(_) => None,
                 syn::FnArg::Typed(pt) => Some(Param {
+                    name: match &*pt.pat {
+                        syn::Pat::Ident(p) => Some(p.ident.clone()),
+                        _ => None,
+                    },
                     ty: pt.ty.clone(),
                     role: role_of(&pt.ty),
                 }),

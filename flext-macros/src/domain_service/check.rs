@@ -339,6 +339,8 @@ pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
         .map(|(i, r)| (r.method.ident.to_string(), i))
         .collect();
 
+    // What is wrong with one rule's `order` and `after` is one error.
+    let per_rule: Vec<Ctxt> = rules.iter().map(|_| Ctxt::new()).collect();
     let mut seen_order: HashMap<i64, usize> = HashMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let Some((order, span)) = rule.order else {
@@ -346,7 +348,7 @@ pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
         };
         if let Some(&first) = seen_order.get(&order) {
             let first = &rules[first].method.ident;
-            cx.push(error_at_span(
+            per_rule[i].push(error_at_span(
                 span,
                 format!(
                     "`order = {order}` is already used by business rule `{first}`: give each rule its own order, or use `after = {first}` to run this one after it",
@@ -373,7 +375,7 @@ pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
                 Some(&j) => predecessors[i].push(j),
                 None => {
                     unknown = true;
-                    cx.push(error_at(
+                    per_rule[i].push(error_at(
                         after,
                         format!(
                             "`after = {name}` names no business rule of this service{}",
@@ -383,6 +385,10 @@ pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
                 }
             }
         }
+    }
+
+    for rule in per_rule {
+        cx.push_as_one(rule);
     }
 
     let mut done = vec![false; rules.len()];

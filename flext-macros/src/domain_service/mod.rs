@@ -19,7 +19,7 @@ impl Family for Service {
 
     fn goes_on(mode: Mode) -> String {
         match mode {
-            Mode::Service => "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl MyService { #[step] fn ...(&self) -> Result<T> { ... } }`".into(),
+            Mode::Service => "`#[domain_service]` goes on an `impl` block: put the inputs in a struct's fields and write `#[domain_service] impl Service { #[step] fn ...(&self) -> Result<T> { ... } }` for your `struct Service`".into(),
             Mode::MessageRules | Mode::ProcessorRules => "`#[business_rules]` goes on an `impl` block of a message type, or on `impl ServiceProcessor for X`, holding `#[business_rule]` methods".into(),
         }
     }

@@ -128,7 +128,7 @@ impl Service {
         } else if let Some((_, path, _)) = &item.trait_ {
             cx.push(error_at(
                 path,
-                format!("`#[{attr}]` goes on an inherent `impl MyType {{ ... }}` block, not on a trait impl: it writes the trait impl itself"),
+                format!("`#[{attr}]` goes on an inherent `impl {} {{ ... }}` block, not on a trait impl: it writes the trait impl itself", crate::common::util::type_name(&item.self_ty)),
             ));
         }
 
@@ -176,15 +176,17 @@ impl Service {
             return;
         };
         let label = format!("`#[{role}]` method");
-        method.require_ref_self(cx, &label);
+        // The mistakes in this method's signature, reported as one error.
+        let signature = Ctxt::new();
+        method.require_ref_self(&signature, &label);
         method.reject_generics(
-            cx,
+            &signature,
             &label,
             "the service calls it with types it must know; move the parameter to the `impl`",
         );
         match role {
             BUSINESS_RULE | POSTCONDITION => {
-                let rule = read_rule(cx, self.mode, role, &attr, method);
+                let rule = read_rule(cx, &signature, self.mode, role, &attr, method);
                 if role == BUSINESS_RULE {
                     self.rules.push(rule);
                 } else {
@@ -197,21 +199,29 @@ impl Service {
                     undo = Some(options::ident(meta)?);
                     Ok(())
                 });
-                check_step_signature(cx, &method);
+                check_step_signature(&signature, &method);
                 self.links.push(Link::Step(method, undo));
             }
             _ => {
                 options::parse_attr(cx, &TAP_SPEC, &attr, |_, meta| {
                     Err(meta.error("a `#[tap]` changes nothing, so it has nothing to undo: remove `undo`, or put it on the `#[step]` whose effect it reverts"))
                 });
-                check_tap_signature(cx, &method);
+                check_tap_signature(&signature, &method);
                 self.links.push(Link::Tap(method));
             }
         }
+        cx.push_as_one(signature);
     }
 }
 
-fn read_rule(cx: &Ctxt, mode: Mode, role: &str, attr: &syn::Attribute, method: Method) -> Rule {
+fn read_rule(
+    cx: &Ctxt,
+    signature: &Ctxt,
+    mode: Mode,
+    role: &str,
+    attr: &syn::Attribute,
+    method: Method,
+) -> Rule {
     let mut code = None;
     let mut order = None;
     let mut after = Vec::new();
@@ -229,9 +239,9 @@ fn read_rule(cx: &Ctxt, mode: Mode, role: &str, attr: &syn::Attribute, method: M
         Ok(())
     });
     if mode == Mode::ProcessorRules && role == BUSINESS_RULE {
-        check_processor_rule_signature(cx, &method);
+        check_processor_rule_signature(signature, &method);
     } else {
-        check_rule_signature(cx, &method, role);
+        check_rule_signature(signature, &method, role);
     }
     Rule {
         code: code.unwrap_or_else(|| method.ident.to_string()),

@@ -161,7 +161,7 @@ impl HandlerDef {
             cx.push(error_at(
                 &method.ident,
                 format!(
-                    "a {role} takes the message as its first parameter: `fn {}(message: MyMessage, ...)`",
+                    "a {role} takes the message as its first parameter: `fn {}(message: M, ...)`, with `M` the message type",
                     method.ident
                 ),
             ));

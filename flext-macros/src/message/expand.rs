@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::MessageDef;
+use super::parse::{AggregateId, MessageDef};
 use crate::common::kind::Kind;
 
 /// The item and its impls; `complete` is false for the fallback, which leaves out the
@@ -67,9 +67,26 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             }
         }
     });
-    let aggregate_id = def.aggregate_id.as_ref().map(|field| {
-        let show = quote_spanned! {field.span()=>
-            ::std::string::ToString::to_string(&self.#field)
+    let aggregate_id = def.aggregate_id.as_ref().map(|id| {
+        let show = match id {
+            AggregateId::Field(field) => quote_spanned! {field.span()=>
+                ::std::string::ToString::to_string(&self.#field)
+            },
+            AggregateId::Variants(variants) => {
+                let arms = variants.iter().map(|(variant, field)| {
+                    let show = quote_spanned! {field.span()=>
+                        ::std::string::ToString::to_string(#field)
+                    };
+                    quote!(Self::#variant { #field, .. } => #show,)
+                });
+                // The wildcard is for an enum with a variant the parser refused (an
+                // error already), so that the match adds no error of its own.
+                quote!(match self {
+                    #(#arms)*
+                    #[allow(unreachable_patterns)]
+                    _ => ::core::unreachable!(),
+                })
+            }
         };
         quote! {
             #[automatically_derived]

@@ -22,7 +22,16 @@ pub struct MessageDef {
     pub validate: bool,
     pub version: Option<(u32, Span)>,
     /// The `#[aggregate_id]` field of a command decided by an aggregate.
-    pub aggregate_id: Option<syn::Ident>,
+    pub aggregate_id: Option<AggregateId>,
+}
+
+/// Where a command decided by an aggregate holds the aggregate's id.
+pub enum AggregateId {
+    /// A struct's `#[aggregate_id]` field.
+    Field(syn::Ident),
+    /// A command enum's variants, each with its `#[aggregate_id]` field (a cqrs-es
+    /// user's `enum AccountCommand { Open { #[aggregate_id] id: String, .. }, .. }`).
+    Variants(Vec<(syn::Ident, syn::Ident)>),
 }
 
 const REQUEST_OPTIONS: &[&str] = &[
@@ -87,13 +96,37 @@ impl MessageDef {
     }
 }
 
-/// Removes `#[aggregate_id]` from the fields and returns the one field it marked.
-fn take_aggregate_id(cx: &Ctxt, kind: Kind, item: &mut syn::DeriveInput) -> Option<syn::Ident> {
-    let syn::Data::Struct(data) = &mut item.data else {
-        return None;
-    };
+/// Removes `#[aggregate_id]` from the fields (of the struct, or of each variant of an
+/// enum) and returns where it marked.
+fn take_aggregate_id(cx: &Ctxt, kind: Kind, item: &mut syn::DeriveInput) -> Option<AggregateId> {
+    match &mut item.data {
+        syn::Data::Struct(data) => marked_field(cx, kind, &mut data.fields).map(AggregateId::Field),
+        syn::Data::Enum(data) => {
+            let marked: Vec<(syn::Ident, Option<syn::Ident>)> = data
+                .variants
+                .iter_mut()
+                .map(|v| (v.ident.clone(), marked_field(cx, kind, &mut v.fields)))
+                .collect();
+            if marked.iter().all(|(_, f)| f.is_none()) {
+                return None;
+            }
+            let mut variants = Vec::new();
+            for (variant, field) in marked {
+                match field {
+                    Some(field) => variants.push((variant, field)),
+                    None => cx.push(error_at(&variant, format!("every variant of a command enum decided by an aggregate names the aggregate: add an `#[aggregate_id]` field to `{variant}`, such as `{variant} {{ #[aggregate_id] account_id: String, .. }}`"))),
+                }
+            }
+            Some(AggregateId::Variants(variants))
+        }
+        syn::Data::Union(_) => None,
+    }
+}
+
+/// The one field of `fields` marked `#[aggregate_id]`, the mark removed.
+fn marked_field(cx: &Ctxt, kind: Kind, fields: &mut syn::Fields) -> Option<syn::Ident> {
     let mut found: Option<syn::Ident> = None;
-    for field in data.fields.iter_mut() {
+    for field in fields.iter_mut() {
         let marks = crate::common::util::take_attrs(&mut field.attrs, &[AGGREGATE_ID]);
         let Some((_, mark)) = marks.into_iter().next() else {
             continue;
@@ -108,7 +141,7 @@ fn take_aggregate_id(cx: &Ctxt, kind: Kind, item: &mut syn::DeriveInput) -> Opti
         } else if let Some(ident) = &field.ident {
             found = Some(ident.clone());
         } else {
-            cx.push(error_at(&mark, "`#[aggregate_id]` goes on a named field"));
+            cx.push(error_at(&mark, "`#[aggregate_id]` goes on a named field: write the variant with braces, `Deposit { #[aggregate_id] account_id: String, .. }`"));
         }
     }
     found

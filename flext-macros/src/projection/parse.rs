@@ -78,7 +78,7 @@ impl ProjectionDef {
             Ok(())
         });
         if let Some((_, path, _)) = &item.trait_ {
-            cx.push(error_at(path, "`#[projection]` goes on an inherent `impl MyProjection { ... }` block: it writes the `SqliteProjection` impl itself"));
+            cx.push(error_at(path, format!("`#[projection]` goes on an inherent `impl {} {{ ... }}` block: it writes the `SqliteProjection` impl itself", type_name(&item.self_ty))));
         }
         let mut handlers = Vec::new();
         let mut setup = false;
@@ -99,7 +99,9 @@ impl ProjectionDef {
             if ours.is_empty() {
                 continue;
             }
-            handlers.push(read_handler(cx, &f.sig));
+            let signature = Ctxt::new();
+            handlers.push(read_handler(&signature, &f.sig));
+            cx.push_as_one(signature);
         }
         let portable = handlers.iter().find_map(|h| h.portable).unwrap_or(false);
         for h in &handlers {
@@ -116,7 +118,7 @@ impl ProjectionDef {
             cx.push(error_at(ty, mixed(portable)));
         }
         if handlers.is_empty() {
-            cx.push(error_at(&item.self_ty, "a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &SqliteUnitOfWork, event: &MyEvent) -> Result<()>`"));
+            cx.push(error_at(&item.self_ty, format!("a projection applies at least one event: add `#[apply] fn on_event(&self, uow: &SqliteUnitOfWork, event: &E) -> Result<()>` to `impl {}`, with `E` an `#[event]` type", type_name(&item.self_ty))));
         }
         ProjectionDef {
             name: name.unwrap_or_else(|| type_name(&item.self_ty)),
@@ -159,8 +161,31 @@ fn uow_kind(ty: &syn::Type) -> Option<bool> {
 
 fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
     let ident = &sig.ident;
-    let usage =
-        format!("`fn {ident}(&self, uow: &SqliteUnitOfWork, event: &MyEvent) -> Result<()>`");
+    // The signature that works, with the user's own unit of work and event types where
+    // the method names them.
+    let mut uow_name = "&SqliteUnitOfWork".to_owned();
+    let mut event_name = None;
+    for arg in &sig.inputs {
+        let syn::FnArg::Typed(t) = arg else { continue };
+        if uow_kind(&t.ty).is_some() {
+            uow_name =
+                t.ty.to_token_stream()
+                    .to_string()
+                    .replace("& ", "&")
+                    .replace("mut ", "mut ");
+        } else if event_name.is_none() {
+            let ty = referent(&t.ty).unwrap_or(&t.ty);
+            if !last_is(ty, "EventEnvelope") {
+                event_name = Some(type_name(ty));
+            }
+        }
+    }
+    let usage = match &event_name {
+        Some(e) => format!("`fn {ident}(&self, uow: {uow_name}, event: &{e}) -> Result<()>`"),
+        None => format!(
+            "`fn {ident}(&self, uow: {uow_name}, event: &E) -> Result<()>`, with `E` the `#[event]` type it applies"
+        ),
+    };
     match sig.receiver() {
         Some(r) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
         Some(r) => cx.push(error_at(r, format!("a projection's `#[apply]` method takes `&self` (its state is in its tables, written through the unit of work): {usage}"))),

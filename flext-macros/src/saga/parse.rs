@@ -74,7 +74,7 @@ impl Saga {
         });
         let mut item = item;
         if let Some((_, path, _)) = &item.trait_ {
-            cx.push(error_at(path, "`#[saga]` goes on an inherent `impl MySaga { ... }` block: it writes the `Saga` impl itself"));
+            cx.push(error_at(path, format!("`#[saga]` goes on an inherent `impl {} {{ ... }}` block: it writes the `Saga` impl itself", crate::common::util::type_name(&item.self_ty))));
         }
         if let Some(g) = item.generics.params.first() {
             cx.push(error_at(

@@ -24,7 +24,10 @@ pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
     };
     let ancestors = ancestors(wf, &order);
     for (i, ancestors) in ancestors.iter().enumerate() {
-        sources(wf, cx, i, ancestors);
+        // What is wrong with one step's parameters is one error.
+        let params = Ctxt::new();
+        sources(wf, &params, i, ancestors);
+        cx.push_as_one(params);
         if let Some(c) = wf.steps[i].compensate.clone() {
             compensation(wf, cx, i, &c);
         }
@@ -177,14 +180,31 @@ fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
                 .as_ref()
                 .is_some_and(|t| produces(t, inner))
         };
+        // By name first: `b: &u32` takes the output of the step `b` it waits for.
+        let by_name = param.name.as_ref().and_then(|n| {
+            step.deps
+                .iter()
+                .chain(ancestors)
+                .copied()
+                .find(|j| wf.steps[*j].method.ident == *n && makes(j))
+        });
         let direct: Vec<usize> = step.deps.iter().copied().filter(makes).collect();
-        let found: Vec<usize> = if direct.is_empty() {
+        let found: Vec<usize> = if let Some(j) = by_name {
+            vec![j]
+        } else if direct.is_empty() {
             ancestors.iter().copied().filter(makes).collect()
         } else {
             direct
         };
         let name = &step.method.ident;
         let wanted = type_key(inner);
+        // What a step must return for this parameter: `&str` takes a `String`, `&[T]` a
+        // `Vec<T>`.
+        let produced = match &**inner {
+            syn::Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+            syn::Type::Slice(s) => format!("Vec<{}>", type_key(&s.elem)),
+            _ => wanted.clone(),
+        };
         match found.as_slice() {
             [] => {
                 let elsewhere = (0..wf.steps.len()).find(|j| *j != i && makes(j));
@@ -194,13 +214,13 @@ fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
                         wf.steps[j].method.ident
                     ),
                     None => format!(
-                        ": no step returns one; add a step that does, or take `{wanted}` from a field of the workflow"
+                        ": no step returns one; add a step that does, or take `{produced}` from a field of the workflow"
                     ),
                 };
                 let deps = if step.deps.is_empty() {
                     format!("`{name}` depends on no step")
                 } else {
-                    format!("none of the steps `{name}` depends on produces a `{wanted}`")
+                    format!("none of the steps `{name}` depends on produces a `{produced}`")
                 };
                 cx.push(error_at(
                     &param.ty,
@@ -225,9 +245,11 @@ fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
                     .iter()
                     .map(|&j| format!("`{}`", wf.steps[j].method.ident))
                     .collect();
+                let first = &wf.steps[many[0]].method.ident;
+                let all = if many.len() == 2 { "both" } else { "all" };
                 cx.push(error_at(
                     &param.ty,
-                    format!("{} all produce a `{wanted}`, so `{name}` cannot tell which it takes: depend directly on the one it needs", names.join(" and ")),
+                    format!("{} {all} produce a `{produced}`, so `{name}` cannot tell which it takes: name the parameter after the step whose output it takes (`{first}: &{wanted}`), or give each step an output type of its own (a newtype such as `struct {}Output({produced})`)", names.join(" and "), upper_first(&first.to_string())),
                 ));
                 sources.push(None);
             }
@@ -285,4 +307,16 @@ fn compensation(wf: &WorkflowDef, cx: &Ctxt, i: usize, c: &syn::Ident) {
     if m.output.is_none() {
         cx.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
     }
+}
+
+/// `load_rows` -> `LoadRows`, for a newtype's name in a suggestion.
+fn upper_first(name: &str) -> String {
+    name.split('_')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
 }

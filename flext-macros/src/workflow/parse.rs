@@ -59,7 +59,7 @@ impl WorkflowDef {
         });
         let mut item = item;
         if let Some((_, path, _)) = &item.trait_ {
-            cx.push(error_at(path, "`#[workflow]` goes on an inherent `impl MyWorkflow { ... }` block: it writes the `Workflow` impl itself"));
+            cx.push(error_at(path, format!("`#[workflow]` goes on an inherent `impl {} {{ ... }}` block: it writes the `Workflow` impl itself", crate::common::util::type_name(&item.self_ty))));
         }
         if let Some(g) = item.generics.params.first() {
             cx.push(error_at(

@@ -1,11 +1,11 @@
 //! [`Events`]: what a command method raises.
 
 use super::Apply;
-use crate::message::Event;
 use crate::bus::Bus;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
+use crate::message::Event;
 
 /// The events a command method raises, in order, for aggregate `A`. Only events `A`
 /// has an `#[apply]` method for can be added (the [`Apply`] bound), so every raised event

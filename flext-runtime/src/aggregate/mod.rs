@@ -128,7 +128,10 @@ where
 
 /// Decodes a stored event's payload as `E` and applies it. Used by generated code.
 #[doc(hidden)]
-pub fn apply_payload<A, E: Apply<A> + crate::message::Event>(aggregate: &mut A, payload: serde_json::Value) -> Result<()> {
+pub fn apply_payload<A, E: Apply<A> + crate::message::Event>(
+    aggregate: &mut A,
+    payload: serde_json::Value,
+) -> Result<()> {
     let event = E::from_deserializer(payload).map_err(|e| {
         crate::Error::internal(
             crate::codes::EVENT_DECODE,
@@ -206,9 +209,9 @@ pub fn restore_from<A: serde::de::DeserializeOwned>(snapshot: serde_json::Value)
 /// each `#[apply]` method, so that raising an event the aggregate cannot apply does not
 /// compile.
 #[diagnostic::on_unimplemented(
-    message = "`{A}` raises `{Self}` but has no `#[apply]` method for it",
+    message = "`{Self}` is raised, but the aggregate has no `#[apply]` method for it",
     label = "raised here",
-    note = "add `#[apply] fn on_event(&mut self, event: &{Self}) {{ .. }}` to `#[aggregate] impl {A}`: every event an aggregate raises must evolve its state"
+    note = "add `#[apply] fn on_event(&mut self, event: &{Self}) {{ .. }}` to the aggregate's `#[aggregate] impl`: every event an aggregate raises must evolve its state"
 )]
 pub trait Apply<A> {
     /// Evolves `aggregate` by this event. Cannot fail: the decision was made when the

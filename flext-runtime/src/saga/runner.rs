@@ -18,8 +18,8 @@ use super::{
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::state::StateMap;
 use crate::future::BoxFuture;
+use crate::state::StateMap;
 
 /// Runs sagas and recovers the ones a crash left in flight. Cheap to clone.
 ///

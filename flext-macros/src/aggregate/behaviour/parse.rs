@@ -7,7 +7,7 @@ use quote::ToTokens;
 use crate::common::options::{self, Spec};
 use crate::common::sig::{Method, Receiver, Role};
 use crate::common::symbol::*;
-use crate::common::util::{referent, take_attrs};
+use crate::common::util::{referent, take_attrs, type_name};
 use crate::common::{Ctxt, Krate, error_at};
 
 pub struct Apply {
@@ -81,7 +81,9 @@ impl Behaviour {
             match ours.into_iter().next() {
                 Some((APPLY, attr)) => {
                     reject_args(cx, &attr);
-                    applies.push(read_apply(cx, &f.sig));
+                    let signature = Ctxt::new();
+                    applies.push(read_apply(&signature, &f.sig));
+                    cx.push_as_one(signature);
                 }
                 Some((BUSINESS_RULE, attr)) => rules.push(read_rule(cx, &attr, &f.sig)),
                 Some((_, attr)) => {
@@ -112,6 +114,22 @@ fn reject_args(cx: &Ctxt, attr: &syn::Attribute) {
 
 fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
     let ident = &sig.ident;
+    // The signature that works, with the user's event type when the method names one.
+    let usage = sig
+        .inputs
+        .iter()
+        .find_map(|a| match a {
+            syn::FnArg::Typed(t) => Some(type_name(referent(&t.ty).unwrap_or(&t.ty))),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .map_or_else(
+            || {
+                format!(
+                    "`fn {ident}(&mut self, event: &E)`, with `E` the `#[event]` type it applies"
+                )
+            },
+            |e| format!("`fn {ident}(&mut self, event: &{e})`"),
+        );
     match sig.receiver() {
         Some(r) if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() => {}
         Some(r) => cx.push(error_at(
@@ -123,9 +141,7 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
         )),
         None => cx.push(error_at(
             ident,
-            format!(
-                "an `#[apply]` method evolves the state: `fn {ident}(&mut self, event: &MyEvent)`"
-            ),
+            format!("an `#[apply]` method evolves the state: {usage}"),
         )),
     }
     if let Some(a) = &sig.asyncness {
@@ -158,7 +174,10 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
             }
         },
         [] => {
-            cx.push(error_at(ident, format!("an `#[apply]` method takes the event it applies: `fn {ident}(&mut self, event: &MyEvent)`")));
+            cx.push(error_at(
+                ident,
+                format!("an `#[apply]` method takes the event it applies: {usage}"),
+            ));
             None
         }
         [_, extra, ..] => {
@@ -178,7 +197,7 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
         Receiver::Ref => {}
         Receiver::Other(r) if r.mutability.is_some() => cx.push(error_at(r, "a command method decides and does not change the state: take `&self`, and change the state in the `#[apply]` methods of the events it raises")),
         Receiver::Other(r) => cx.push(error_at(r, format!("a command method takes `&self`, not `{}`", r.to_token_stream().to_string().replace("& ", "&")))),
-        Receiver::Missing => cx.push(error_at(&method.ident, format!("a command method takes `&self` and the command: `fn {}(&self, command: &MyCommand) -> Result<Events<Self>>`", method.ident))),
+        Receiver::Missing => cx.push(error_at(&method.ident, format!("a command method takes `&self` and the command: `fn {}(&self, command: &C) -> Result<Events<Self>>`, with `C` the `#[command]` type", method.ident))),
     }
     if let Some(a) = &method.asyncness {
         cx.push(error_at(a, "a command method decides from the state alone and cannot be `async`: do the I/O before sending the command, or in a saga"));
@@ -207,7 +226,7 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
             .iter()
             .all(|p| matches!(p.role, Role::Context))
     {
-        cx.push(error_at(&method.ident, format!("a command method takes the command it decides: `fn {}(&self, command: &MyCommand)`", method.ident)));
+        cx.push(error_at(&method.ident, format!("a command method takes the command it decides: `fn {}(&self, command: &C)`, with `C` the `#[command]` type", method.ident)));
     }
     Decide { method, command }
 }
@@ -236,11 +255,11 @@ fn read_rule(cx: &Ctxt, attr: &syn::Attribute, sig: &syn::Signature) -> Rule {
     for p in &method.params {
         match &p.role {
             Role::Ref(ty) if command.is_none() => command = Some((**ty).clone()),
-            _ => cx.push(error_at(&p.ty, format!("a business rule of an aggregate takes `&self` and the command it checks: `fn {}(&self, command: &MyCommand) -> RuleResult`", method.ident))),
+            _ => cx.push(error_at(&p.ty, format!("a business rule of an aggregate takes `&self` and the command it checks: `fn {}(&self, command: &{}) -> RuleResult`", method.ident, crate::common::util::type_name(&p.ty)))),
         }
     }
     if command.is_none() && method.params.is_empty() {
-        cx.push(error_at(&method.ident, format!("a business rule of an aggregate takes the command it checks: `fn {}(&self, command: &MyCommand) -> RuleResult`", method.ident)));
+        cx.push(error_at(&method.ident, format!("a business rule of an aggregate takes the command it checks: `fn {}(&self, command: &C) -> RuleResult`, with `C` the `#[command]` type", method.ident)));
     }
     Rule {
         code: code.unwrap_or_else(|| method.ident.to_string()),

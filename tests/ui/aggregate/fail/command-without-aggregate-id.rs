@@ -42,5 +42,6 @@ fn main() {
         .then_expect(Events::one(Deposited { cents: 5 }));
     let _ = account.balance;
     let store = std::sync::Arc::new(flext::event_store::MemoryEventStore::new());
-    let _ = Bus::builder().state(Repository::<Account>::new(store)).build();
+    let bus = Bus::builder().state(Repository::<Account>::new(store)).build().unwrap();
+    let _ = bus.send(Deposit { account: "a-1".into(), cents: 5 }, &Context::new());
 }

@@ -1,4 +1,4 @@
-use flext::aggregate::{Events, Fixture};
+use flext::aggregate::{Events, Fixture, Repository};
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -55,4 +55,7 @@ fn main() {
         .when(Deposit { account: "a-1".into(), cents: 5 })
         .then_expect(Events::one(Deposited { cents: 5 }));
     let _ = account.balance;
+    let store = std::sync::Arc::new(flext::event_store::MemoryEventStore::new());
+    let bus = Bus::builder().state(Repository::<Account>::new(store)).build().unwrap();
+    let _ = bus.send(Deposit { account: "a-1".into(), cents: 5 }, &Context::new());
 }

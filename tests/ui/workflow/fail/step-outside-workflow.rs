@@ -13,4 +13,6 @@ impl Import {
 async fn main() {
     let rows = Import.extract().await.unwrap();
     assert_eq!(rows.len(), 1);
+    let run = Import.run(&Context::new()).await;
+    assert!(run.is_success());
 }
