@@ -11,6 +11,9 @@ mod projection;
 mod saga;
 mod workflow;
 
+#[cfg(test)]
+mod placeholders;
+
 use proc_macro::TokenStream;
 
 use common::driver::{Family, drive};

@@ -78,9 +78,16 @@ impl Ctxt {
 /// `#[apply]` method ") said once, then "it": "an `#[apply]` method evolves the state:
 /// ...; it cannot fail ...; and it takes its event by reference: ...".
 fn join_fixes(messages: &[String]) -> String {
-    let first = messages.first().map_or("", String::as_str);
+    // The same fix for a second parameter is said once.
+    let mut distinct: Vec<&str> = Vec::new();
+    for m in messages {
+        if !distinct.contains(&m.as_str()) {
+            distinct.push(m);
+        }
+    }
+    let first = distinct.first().copied().unwrap_or("");
     let mut shared = first.len();
-    for m in &messages[1..] {
+    for m in &distinct[1..] {
         shared = shared.min(
             first
                 .chars()
@@ -96,11 +103,11 @@ fn join_fixes(messages: &[String]) -> String {
         .rfind(" method ")
         .map_or(0, |i| i + " method ".len());
     let mut out = first.to_owned();
-    for (i, m) in messages.iter().enumerate().skip(1) {
+    for (i, m) in distinct.iter().enumerate().skip(1) {
         let mut rest = if shared > 0 {
             format!("it {}", &m[shared..])
         } else {
-            m.clone()
+            (*m).to_owned()
         };
         // A signature already spelled out is not spelled out again.
         if let Some(at) = rest.find(": `fn ")
@@ -108,7 +115,7 @@ fn join_fixes(messages: &[String]) -> String {
         {
             rest.truncate(at);
         }
-        out.push_str(if i + 1 == messages.len() {
+        out.push_str(if i + 1 == distinct.len() {
             "; and "
         } else {
             "; "

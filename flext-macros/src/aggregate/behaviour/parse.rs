@@ -85,10 +85,16 @@ impl Behaviour {
                     applies.push(read_apply(&signature, &f.sig));
                     cx.push_as_one(signature);
                 }
-                Some((BUSINESS_RULE, attr)) => rules.push(read_rule(cx, &attr, &f.sig)),
+                Some((BUSINESS_RULE, attr)) => {
+                    let signature = Ctxt::new();
+                    rules.push(read_rule(cx, &signature, &attr, &f.sig));
+                    cx.push_as_one(signature);
+                }
                 Some((_, attr)) => {
                     reject_args(cx, &attr);
-                    commands.push(read_command(cx, &f.sig));
+                    let signature = Ctxt::new();
+                    commands.push(read_command(&signature, &f.sig));
+                    cx.push_as_one(signature);
                 }
                 None => {}
             }
@@ -135,7 +141,7 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
         Some(r) => cx.push(error_at(
             r,
             format!(
-                "an `#[apply]` method evolves the state: take `&mut self`, not `{}`",
+                "an `#[apply]` method evolves the state: take `&mut self`, not `{}`, as in {usage}",
                 r.to_token_stream().to_string().replace("& ", "&")
             ),
         )),
@@ -231,13 +237,21 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
     Decide { method, command }
 }
 
-fn read_rule(cx: &Ctxt, attr: &syn::Attribute, sig: &syn::Signature) -> Rule {
+fn read_rule(outer: &Ctxt, cx: &Ctxt, attr: &syn::Attribute, sig: &syn::Signature) -> Rule {
     let mut code = None;
-    options::parse_attr(cx, &RULE_SPEC, attr, |_, meta| {
+    options::parse_attr(outer, &RULE_SPEC, attr, |_, meta| {
         code = Some(options::string(meta)?.value());
         Ok(())
     });
     let method = Method::from_sig(sig);
+    // The command a rule checks: its first parameter's type, however it is taken.
+    let checked = method.params.first().map_or_else(
+        || "C".to_owned(),
+        |p| match &p.role {
+            Role::Ref(ty) => type_name(ty),
+            _ => type_name(&p.ty),
+        },
+    );
     method.require_ref_self(cx, "business rule of an aggregate");
     if let Some(a) = &method.asyncness {
         cx.push(error_at(a, "a business rule of an aggregate cannot be `async`: it checks the state and the command"));
@@ -255,7 +269,7 @@ fn read_rule(cx: &Ctxt, attr: &syn::Attribute, sig: &syn::Signature) -> Rule {
     for p in &method.params {
         match &p.role {
             Role::Ref(ty) if command.is_none() => command = Some((**ty).clone()),
-            _ => cx.push(error_at(&p.ty, format!("a business rule of an aggregate takes `&self` and the command it checks: `fn {}(&self, command: &{}) -> RuleResult`", method.ident, crate::common::util::type_name(&p.ty)))),
+            _ => cx.push(error_at(&p.ty, format!("a business rule of an aggregate takes `&self` and the command it checks, by reference: `fn {}(&self, command: &{checked}) -> RuleResult`", method.ident))),
         }
     }
     if command.is_none() && method.params.is_empty() {
