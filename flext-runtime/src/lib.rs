@@ -72,8 +72,9 @@ pub mod __private {
     #[cfg(feature = "sqlite")]
     pub use crate::sqlite;
     pub use crate::workflow::{
-        BoxNotShareable, BoxShareable, OutputSlot, StepOutput, Workflow, WorkflowScope,
-        WorkflowStepSpec, assert_step_output, no_such_step as no_such_workflow_step, step_stats,
+        BoxNotShareable, BoxShareable, OutputSlot, SendCheck, SendOfNotSync, SendOfSync,
+        StepOutput, Workflow, WorkflowScope, WorkflowStepSpec, assert_step_output,
+        assert_step_output_send, no_such_step as no_such_workflow_step, step_stats,
     };
     pub use inventory;
     pub use serde_json;

@@ -5,7 +5,7 @@
 
 use quote::ToTokens;
 
-use super::parse::WorkflowDef;
+use super::parse::{Step, WorkflowDef};
 use crate::common::sig::Role;
 use crate::common::util::{produces, suggestion, type_key};
 use crate::common::{Ctxt, error_at};
@@ -20,18 +20,31 @@ pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
     }
     resolve_names(wf, cx);
     let Some(order) = topological(wf, cx) else {
+        // No parameter check without an order: each step's own mistakes, as they are.
+        for step in &mut wf.steps {
+            cx.push_as_one(own_errors(step));
+        }
         return;
     };
     let ancestors = ancestors(wf, &order);
     for (i, ancestors) in ancestors.iter().enumerate() {
-        // What is wrong with one step's parameters is one error.
-        let params = Ctxt::new();
-        sources(wf, &params, i, ancestors);
-        cx.push_as_one(params);
+        // What is wrong with one step's signature and parameters is one error.
+        let signature = own_errors(&mut wf.steps[i]);
+        sources(wf, &signature, i, ancestors);
+        cx.push_as_one(signature);
         if let Some(c) = wf.steps[i].compensate.clone() {
             compensation(wf, cx, i, &c);
         }
     }
+}
+
+/// A context holding the mistakes `step`'s parse found in its signature.
+fn own_errors(step: &mut Step) -> Ctxt {
+    let signature = Ctxt::new();
+    for e in std::mem::take(&mut step.signature_errors) {
+        signature.push(e);
+    }
+    signature
 }
 
 /// `depends_on` names -> indexes; unknown names and a step naming itself are errors.

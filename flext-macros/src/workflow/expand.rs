@@ -106,8 +106,18 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
         .filter_map(|s: &Step| s.method.ok_type.as_ref())
         .filter(|t| seen.insert(type_key(t)))
         .map(|t| {
-            let check = respan(quote!(#p::assert_step_output::<#t>), t.span());
-            quote!(#check();)
+            let check = respan(
+                quote! {
+                    #p::assert_step_output::<#t>();
+                    {
+                        #[allow(unused_imports)]
+                        use #p::{SendOfNotSync as _, SendOfSync as _};
+                        #p::assert_step_output_send((&&#p::SendCheck::<#t>::new()).of());
+                    }
+                },
+                t.span(),
+            );
+            quote!(#check)
         });
 
     let scope = quote!(#p::WorkflowScope);

@@ -24,6 +24,9 @@ pub struct Step {
     pub unresolved: bool,
     /// Filled by the check: for each parameter, the step whose output it takes.
     pub sources: Vec<Option<usize>>,
+    /// What is wrong with the method's own signature, held until the check adds what is
+    /// wrong with its parameters, so that the step's signature is one error.
+    pub signature_errors: Vec<syn::Error>,
 }
 
 pub struct WorkflowDef {
@@ -107,6 +110,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         deps: Vec::new(),
         unresolved: false,
         sources: Vec::new(),
+        signature_errors: Vec::new(),
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -118,6 +122,8 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         }
         Ok(())
     });
+    let signature = Ctxt::new();
+    let cx = &signature;
     let m = &step.method;
     m.require_ref_self(cx, "`#[workflow_step]`");
     m.reject_generics(
@@ -138,6 +144,9 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             "write the step's return type as `Result<T>` (or `Result<T, E>`): the workflow keeps `T` for the steps that depend on it",
         )),
         _ => {}
+    }
+    if let Err(errors) = signature.check() {
+        step.signature_errors = errors.into_iter().collect();
     }
     step
 }

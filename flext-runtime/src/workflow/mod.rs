@@ -272,12 +272,64 @@ impl<T> BoxNotShareable<T> for OutputSlot<T> {
     message = "the output of a workflow step must be `Send + Sync + 'static`: `{Self}` is not",
     note = "later steps borrow it while others run concurrently: return an owned, thread-safe value (an `Arc<Mutex<T>>` instead of an `Rc<RefCell<T>>`)"
 )]
-pub trait StepOutputBounds: Send + Sync + 'static {}
-impl<T: Send + Sync + 'static> StepOutputBounds for T {}
+pub trait StepOutputBounds: Sync + 'static {}
+impl<T: Sync + 'static> StepOutputBounds for T {}
 
-/// See [`StepOutputBounds`].
+/// See [`StepOutputBounds`]: `Sync` and `'static` here, `Send` through
+/// [`assert_step_output_send`], which asks it only of a `Sync` type, so that an `Rc`
+/// (neither) is one error, not one per missing auto trait.
 #[doc(hidden)]
 pub fn assert_step_output<T: StepOutputBounds>() {}
+
+/// The `Send` half of a step output's bounds, for a type that is `Sync`.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the output of a workflow step must be `Send + Sync + 'static`: `{Self}` is not `Send`",
+    note = "later steps borrow it while others run concurrently: return an owned, thread-safe value"
+)]
+pub trait StepOutputSend: Send {}
+impl<T: Send> StepOutputSend for T {}
+
+/// Autoref specialisation (as [`OutputSlot`]): `(&&SendCheck::<T>::new()).of()` is
+/// `PhantomData<T>` when `T` is `Sync` and `PhantomData<()>` otherwise, so that
+/// [`assert_step_output_send`] checks `Send` only where `Sync` already holds.
+#[doc(hidden)]
+pub struct SendCheck<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> SendCheck<T> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        SendCheck(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait SendOfSync<T> {
+    /// `T`, to be checked.
+    fn of(&self) -> std::marker::PhantomData<T>;
+}
+
+impl<T: Sync> SendOfSync<T> for &SendCheck<T> {
+    fn of(&self) -> std::marker::PhantomData<T> {
+        std::marker::PhantomData
+    }
+}
+
+#[doc(hidden)]
+pub trait SendOfNotSync {
+    /// Nothing to check: the `Sync` error is reported already.
+    fn of(&self) -> std::marker::PhantomData<()>;
+}
+
+impl<T> SendOfNotSync for SendCheck<T> {
+    fn of(&self) -> std::marker::PhantomData<()> {
+        std::marker::PhantomData
+    }
+}
+
+/// See [`SendCheck`].
+#[doc(hidden)]
+pub fn assert_step_output_send<T: StepOutputSend>(_: std::marker::PhantomData<T>) {}
 
 /// The error for a step index no step has. Used by generated code.
 #[doc(hidden)]
