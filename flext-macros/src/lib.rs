@@ -84,9 +84,11 @@ fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> T
 /// ```
 /// use flext::prelude::*;
 ///
-/// struct PlaceOrder { sku: String, quantity: u32, in_stock: u32 }
+/// use std::sync::atomic::{AtomicU32, Ordering};
 ///
-/// #[domain_service(on_error = release)]
+/// struct PlaceOrder { sku: String, quantity: u32, in_stock: u32, released: AtomicU32 }
+///
+/// #[domain_service(on_error = log)]
 /// impl PlaceOrder {
 ///     #[business_rule(code = "order.quantity.positive")]
 ///     fn quantity_positive(&self) -> RuleResult {
@@ -98,31 +100,49 @@ fn run<F: Family>(config: F::Config, args: TokenStream, input: TokenStream) -> T
 ///         ensure!(self.quantity <= self.in_stock, "only {} of {} in stock", self.in_stock, self.sku)
 ///     }
 ///
-///     #[step]
+///     // A step whose effect a later failure must revert names its undo: the undo gets
+///     // this run's output, so one service value may run many times at once.
+///     #[step(undo = release)]
 ///     fn reserve(&self) -> Result<u32> {
 ///         Ok(self.quantity)
 ///     }
 ///
-///     #[step]
-///     async fn price(&self, reserved: u32, ctx: &Context) -> Result<u64> {
-///         let _ = ctx.correlation_id();
-///         Ok(u64::from(reserved) * 250)
+///     fn release(&self, reserved: &u32) -> Result<()> {
+///         self.released.fetch_add(*reserved, Ordering::SeqCst); // give the units back
+///         Ok(())
 ///     }
 ///
-///     fn release(&self, error: Error) -> Error {
-///         error // undo the reservation here
+///     #[step]
+///     async fn price(&self, reserved: &u32, ctx: &Context) -> Result<u64> {
+///         let _ = ctx.correlation_id();
+///         if self.sku.starts_with("X-") {
+///             return Err(Error::validation("order.sku", "discontinued"));
+///         }
+///         Ok(u64::from(*reserved) * 250)
+///     }
+///
+///     // Maps or logs the error on its way out; reverting effects is `undo`'s job.
+///     fn log(&self, error: Error) -> Error {
+///         eprintln!("order {} refused: {}", self.sku, error.code());
+///         error
 ///     }
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let ctx = Context::new();
-/// let order = PlaceOrder { sku: "A-1".into(), quantity: 2, in_stock: 5 };
-/// assert_eq!(order.execute(&ctx).await.unwrap(), 500);
+/// let order = |sku: &str, quantity| PlaceOrder {
+///     sku: sku.into(), quantity, in_stock: 5, released: AtomicU32::new(0),
+/// };
+/// assert_eq!(order("A-1", 2).execute(&ctx).await.unwrap(), 500);
 ///
-/// let order = PlaceOrder { sku: "A-1".into(), quantity: 9, in_stock: 5 };
-/// let err = order.execute(&ctx).await.unwrap_err();
+/// let err = order("A-1", 9).execute(&ctx).await.unwrap_err();
 /// assert_eq!(err.code(), "order.stock");
 /// assert_eq!(err.violations()[0].message, "only 5 of A-1 in stock");
+///
+/// // `price` fails after `reserve`: `release` gets this run's 2 units back.
+/// let discontinued = order("X-9", 2);
+/// assert_eq!(discontinued.execute(&ctx).await.unwrap_err().code(), "order.sku");
+/// assert_eq!(discontinued.released.load(Ordering::SeqCst), 2);
 /// # }
 /// ```
 ///
@@ -394,6 +414,27 @@ pub fn handlers(args: TokenStream, input: TokenStream) -> TokenStream {
 /// as it is with `flext.saga.output_mismatch`, naming the step, the type and serde's
 /// reason. Give new fields a serde default, and older sagas resume.
 ///
+/// ```
+/// use flext::prelude::*;
+/// use flext::saga::Saga;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Refund { cents: u64 }
+///
+/// // Version 2 dropped a `notify` step that ran after `credit`; sagas that version 1
+/// // started (and logged under its definition) are still resumed by this code.
+/// #[saga(name = "payments.refund", accepts = "credit\tu64\t-\t\nnotify\t()\t-\t")]
+/// impl Refund {
+///     #[saga_step]
+///     async fn credit(&self) -> Result<u64> {
+///         Ok(self.cents)
+///     }
+/// }
+///
+/// assert_eq!(<Refund as Saga>::DEFINITION, "credit\tu64\t-\t");
+/// assert_eq!(<Refund as Saga>::ACCEPTS, ["credit\tu64\t-\t\nnotify\t()\t-\t"]);
+/// ```
+///
 /// Compile-time checks (each in `tests/ui/saga/fail/`): the compensation exists and
 /// accepts the step's output; no compensation on or after the pivot; at most one pivot;
 /// every `&T` a step takes is produced by an earlier step; logged types are serde types.
@@ -567,7 +608,16 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 /// SQLite `uow: &SqliteUnitOfWork` implement `flext::sqlite::SqliteProjection` (SQLite only, with
 /// rusqlite's whole API). All methods of one projection take the same kind.
 ///
-/// ```ignore
+/// ```
+/// use flext::database::{PortableProjection, ProjectionWrites};
+/// use flext::prelude::*;
+///
+/// #[event(name = "account.deposited")]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Deposited { account: String, cents: i64 }
+///
+/// struct Totals;
+///
 /// #[projection(name = "totals", tables = ["totals"])]
 /// impl Totals {
 ///     fn setup(&self, writes: &mut ProjectionWrites) -> Result<()> {
@@ -584,6 +634,10 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 ///         Ok(())
 ///     }
 /// }
+///
+/// // The same type runs under the SQLite and the PostgreSQL runner.
+/// fn portable<P: PortableProjection>(_: &P) {}
+/// portable(&Totals);
 /// ```
 ///
 /// Delivery: what a projection writes through its unit of work takes effect exactly once
