@@ -2,18 +2,20 @@
 //! driver every attribute goes through ([`driver`]), the error context that cannot be
 //! dropped unchecked ([`ctxt`]), the table of attribute and option names ([`symbol`]),
 //! the option parser that rejects unknown and repeated options ([`options`]), the one
-//! method-signature model ([`sig`]), the message [`kind`], the crate path resolved once
+//! method-signature model ([`sig`]), the message [`kind`], the topological order and cycle reports ([`graph`]), the one validator of undos and compensations ([`undo`]), the crate path resolved once
 //! ([`krate`]), the by-index dispatch sagas and workflows generate ([`dispatch`]), and
 //! span helpers ([`util`]).
 
 pub mod ctxt;
 pub mod dispatch;
 pub mod driver;
+pub mod graph;
 pub mod kind;
 pub mod krate;
 pub mod options;
 pub mod sig;
 pub mod symbol;
+pub mod undo;
 pub mod util;
 
 pub use ctxt::Ctxt;

@@ -10,7 +10,7 @@ use quote::ToTokens;
 use super::parse::{Arg, Link, Mode, Service};
 use crate::common::sig::{Method, Role};
 use crate::common::util::{produces, suggestion, type_key};
-use crate::common::{Ctxt, error_at, error_at_span};
+use crate::common::{Ctxt, error_at, error_at_span, graph, undo};
 
 pub fn service(svc: &mut Service, cx: &Ctxt) {
     match svc.mode {
@@ -265,23 +265,11 @@ fn bind_undo(
     step: &Method,
     undo: &syn::Ident,
 ) -> Vec<Arg> {
-    let name = undo.to_string();
-    let Some(m) = svc.other(undo) else {
-        let candidates: Vec<String> = svc.others.iter().map(|m| m.ident.to_string()).collect();
-        cx.push(error_at(
-            undo,
-            format!(
-                "`undo = {name}` names no method of this impl block: define `fn {name}(&self, output: &{}) -> Result<()>` here{}",
-                ok_name(step),
-                suggestion(&name, candidates.iter().map(String::as_str))
-            ),
-        ));
+    let Some(m) = undo::check(cx, &undo::UNDO, &svc.others, step, undo) else {
         return Vec::new();
     };
-    m.require_ref_self(cx, "undo");
     let mut has_output = false;
-    let args = m
-        .params
+    m.params
         .iter()
         .map(|p| match &p.role {
             Role::Context => Arg::Context,
@@ -293,31 +281,14 @@ fn bind_undo(
                 cx.push(error_at(
                     &p.ty,
                     format!(
-                        "the undo `{name}` receives only the output of `{}` by reference (and `ctx: &Context`): remove this parameter",
+                        "the undo `{undo}` receives only the output of `{}` by reference (and `ctx: &Context`): remove this parameter",
                         step.ident
                     ),
                 ));
                 Arg::Unbound
             }
         })
-        .collect();
-    if !has_output {
-        cx.push(error_at(
-            &m.ident,
-            format!(
-                "the undo `{name}` receives the output of `{}`: add a parameter `output: &{}`",
-                step.ident,
-                ok_name(step)
-            ),
-        ));
-    }
-    if m.output.is_none() {
-        cx.push(error_at(
-            &m.ident,
-            format!("the undo `{name}` returns `flext::Result<()>`, so that a failed undo is reported: add `-> Result<()>`"),
-        ));
-    }
-    args
+        .collect()
 }
 
 fn ok_name(m: &Method) -> String {
@@ -391,72 +362,50 @@ pub fn rule_order(svc: &Service, cx: &Ctxt) -> Vec<usize> {
         cx.push_as_one(rule);
     }
 
-    let mut done = vec![false; rules.len()];
-    let mut order = Vec::with_capacity(rules.len());
-    while order.len() < rules.len() {
-        let ready = base
-            .iter()
-            .copied()
-            .find(|&i| !done[i] && predecessors[i].iter().all(|&p| done[p]));
-        match ready {
-            Some(i) => {
-                done[i] = true;
-                order.push(i);
+    match graph::topological(&base, &predecessors) {
+        Ok(order) => order,
+        Err(cycle) => {
+            if !unknown {
+                report_cycle(svc, &cycle.path, cx);
             }
-            None => {
-                if !unknown {
-                    report_cycle(svc, &predecessors, &done, cx);
-                }
-                // Keep going with the base order so expansion still has every rule.
-                order.extend(base.iter().copied().filter(|&i| !done[i]));
-                break;
-            }
+            // Keep going with the base order so expansion still has every rule.
+            let rest: Vec<usize> = base
+                .iter()
+                .copied()
+                .filter(|i| !cycle.ordered.contains(i))
+                .collect();
+            let mut order = cycle.ordered;
+            order.extend(rest);
+            order
         }
     }
-    order
 }
 
-fn report_cycle(svc: &Service, predecessors: &[Vec<usize>], done: &[bool], cx: &Ctxt) {
-    // Every remaining rule waits on another remaining one; walking predecessors from any
-    // of them must revisit a rule, and the walk from that rule on is the cycle.
-    let Some(start) = (0..done.len()).find(|&i| !done[i]) else {
-        return;
+/// `cycle`: each rule runs after the next, the last after the first.
+fn report_cycle(svc: &Service, cycle: &[usize], cx: &Ctxt) {
+    let Some(&last) = cycle.last() else { return };
+    let names: Vec<String> = cycle
+        .iter()
+        .rev()
+        .chain(std::iter::once(&last))
+        .map(|&i| svc.rules[i].method.ident.to_string())
+        .collect();
+    let rule = &svc.rules[cycle[0]];
+    let blame = rule
+        .after
+        .iter()
+        .find(|a| names.iter().any(|n| a == &n.as_str()))
+        .unwrap_or(&rule.method.ident);
+    let message = if cycle.len() == 1 {
+        format!(
+            "business rule `{}` cannot run after itself: remove this `after`",
+            rule.method.ident
+        )
+    } else {
+        format!(
+            "`after` makes a cycle among business rules: {}; remove one of these `after =` options",
+            names.join(" -> ")
+        )
     };
-    let mut path = vec![start];
-    let mut current = start;
-    loop {
-        let Some(&next) = predecessors[current].iter().find(|&&p| !done[p]) else {
-            return;
-        };
-        if let Some(pos) = path.iter().position(|&r| r == next) {
-            let cycle = &path[pos..];
-            let names: Vec<String> = cycle
-                .iter()
-                .rev()
-                .chain(std::iter::once(&cycle[cycle.len() - 1]))
-                .map(|&i| svc.rules[i].method.ident.to_string())
-                .collect();
-            let rule = &svc.rules[cycle[0]];
-            let blame = rule
-                .after
-                .iter()
-                .find(|a| names.iter().any(|n| a == &n.as_str()))
-                .unwrap_or(&rule.method.ident);
-            let message = if cycle.len() == 1 {
-                format!(
-                    "business rule `{}` cannot run after itself: remove this `after`",
-                    rule.method.ident
-                )
-            } else {
-                format!(
-                    "`after` makes a cycle among business rules: {}; remove one of these `after =` options",
-                    names.join(" -> ")
-                )
-            };
-            cx.push(error_at(blame, message));
-            return;
-        }
-        path.push(next);
-        current = next;
-    }
+    cx.push(error_at(blame, message));
 }

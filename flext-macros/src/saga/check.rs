@@ -1,12 +1,10 @@
 //! Cross-item rules of a saga: compensations exist, fit and come before the pivot, at
 //! most one pivot, every `&T` a step takes is produced by an earlier step.
 
-use quote::ToTokens;
-
 use super::parse::Saga;
 use crate::common::sig::Role;
-use crate::common::util::{produces, suggestion, type_key};
-use crate::common::{Ctxt, error_at, error_at_span};
+use crate::common::util::{produces, type_key};
+use crate::common::{Ctxt, error_at, error_at_span, undo};
 
 pub fn saga(saga: &Saga, cx: &Ctxt) {
     if saga.steps.is_empty() {
@@ -77,28 +75,11 @@ pub fn saga(saga: &Saga, cx: &Ctxt) {
 }
 
 fn compensation(saga: &Saga, cx: &Ctxt, i: usize, c: &syn::Ident) {
-    let step = &saga.steps[i];
-    let name = c.to_string();
-    let Some(m) = saga.others.iter().find(|m| m.ident == name) else {
-        let candidates: Vec<String> = saga.others.iter().map(|m| m.ident.to_string()).collect();
-        cx.push(error_at(
-            c,
-            format!(
-                "`compensate = {name}` names no method of this impl block: define `fn {name}(&self, output: &{}) -> Result<()>` here{}",
-                step.method.ok_type.as_ref().map_or_else(|| "T".to_owned(), |t| t.to_token_stream().to_string()),
-                suggestion(&name, candidates.iter().map(String::as_str))
-            ),
-        ));
-        return;
-    };
-    m.require_ref_self(cx, "compensation");
-    if m.refs().next().is_none() {
-        cx.push(error_at(
-            &m.ident,
-            format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &T`", step.method.ident),
-        ));
-    }
-    if m.output.is_none() {
-        cx.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
-    }
+    undo::check(
+        cx,
+        &undo::SAGA_COMPENSATION,
+        &saga.others,
+        &saga.steps[i].method,
+        c,
+    );
 }

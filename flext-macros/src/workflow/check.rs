@@ -3,12 +3,10 @@
 //! others), no required step takes an optional step's output, and compensations exist
 //! and fit.
 
-use quote::ToTokens;
-
 use super::parse::{Step, WorkflowDef};
 use crate::common::sig::Role;
 use crate::common::util::{produces, suggestion, type_key};
-use crate::common::{Ctxt, error_at};
+use crate::common::{Ctxt, error_at, graph, undo};
 
 pub fn workflow(wf: &mut WorkflowDef, cx: &Ctxt) {
     if wf.steps.is_empty() {
@@ -97,64 +95,42 @@ fn resolve_names(wf: &mut WorkflowDef, cx: &Ctxt) {
 /// The steps in an order where each comes after its dependencies (Kahn's algorithm);
 /// `None`, with the cycle reported, when there is none.
 fn topological(wf: &WorkflowDef, cx: &Ctxt) -> Option<Vec<usize>> {
-    let n = wf.steps.len();
-    let mut done = vec![false; n];
-    let mut order = Vec::with_capacity(n);
-    while order.len() < n {
-        let next = (0..n).find(|&i| !done[i] && wf.steps[i].deps.iter().all(|&d| done[d]));
-        match next {
-            Some(i) => {
-                done[i] = true;
-                order.push(i);
-            }
-            None => {
-                report_cycle(wf, &done, cx);
-                return None;
-            }
+    let base: Vec<usize> = (0..wf.steps.len()).collect();
+    let waits_for: Vec<Vec<usize>> = wf.steps.iter().map(|s| s.deps.clone()).collect();
+    match graph::topological(&base, &waits_for) {
+        Ok(order) => Some(order),
+        Err(cycle) => {
+            report_cycle(wf, &cycle.path, cx);
+            None
         }
     }
-    Some(order)
 }
 
-fn report_cycle(wf: &WorkflowDef, done: &[bool], cx: &Ctxt) {
-    // Every remaining step waits on another remaining one: walking dependencies from any
-    // of them revisits a step, and the walk from there on is the cycle.
-    let Some(start) = (0..done.len()).find(|&i| !done[i]) else {
+/// `cycle`: each step waits for the next, the last for the first.
+fn report_cycle(wf: &WorkflowDef, cycle: &[usize], cx: &Ctxt) {
+    let (Some(&first), Some(&last)) = (cycle.first(), cycle.last()) else {
         return;
     };
-    let mut path = vec![start];
-    let mut current = start;
-    loop {
-        let Some(&next) = wf.steps[current].deps.iter().find(|&&d| !done[d]) else {
-            return;
-        };
-        if let Some(pos) = path.iter().position(|&s| s == next) {
-            let cycle = &path[pos..];
-            // `a` depends on `b` depends on `a`: print in the direction of `depends_on`.
-            let names: Vec<String> = cycle
-                .iter()
-                .chain(std::iter::once(&cycle[0]))
-                .map(|&i| wf.steps[i].method.ident.to_string())
-                .collect();
-            let step = &wf.steps[cycle[cycle.len() - 1]];
-            let blame_name = wf.steps[cycle[0]].method.ident.to_string();
-            let blame = step
-                .depends_on
-                .iter()
-                .find(|d| **d == blame_name)
-                .unwrap_or(&step.method.ident);
-            cx.push(error_at(
-                blame,
-                format!(
-                    "`depends_on` makes a cycle among workflow steps: {} (each waits for the next), so none of them could start; remove one of these dependencies",
-                    names.join(" -> ")
-                ),
-            ));
-            return;
-        }
-        path.push(next);
-        current = next;
-    }
+    // `a` depends on `b` depends on `a`: print in the direction of `depends_on`.
+    let names: Vec<String> = cycle
+        .iter()
+        .chain(std::iter::once(&first))
+        .map(|&i| wf.steps[i].method.ident.to_string())
+        .collect();
+    let step = &wf.steps[last];
+    let blame_name = wf.steps[first].method.ident.to_string();
+    let blame = step
+        .depends_on
+        .iter()
+        .find(|d| **d == blame_name)
+        .unwrap_or(&step.method.ident);
+    cx.push(error_at(
+        blame,
+        format!(
+            "`depends_on` makes a cycle among workflow steps: {} (each waits for the next), so none of them could start; remove one of these dependencies",
+            names.join(" -> ")
+        ),
+    ));
 }
 
 /// For each step, every step it waits for, directly or through others.
@@ -273,40 +249,27 @@ fn sources(wf: &mut WorkflowDef, cx: &Ctxt, i: usize, ancestors: &[usize]) {
 
 fn compensation(wf: &WorkflowDef, cx: &Ctxt, i: usize, c: &syn::Ident) {
     let step = &wf.steps[i];
-    let name = c.to_string();
-    let output = step
-        .method
-        .ok_type
-        .as_ref()
-        .map_or_else(|| "T".to_owned(), |t| t.to_token_stream().to_string());
-    let Some(m) = wf.others.iter().find(|m| m.ident == name) else {
-        let candidates: Vec<String> = wf.others.iter().map(|m| m.ident.to_string()).collect();
-        cx.push(error_at(
-            c,
-            format!(
-                "`compensate = {name}` names no method of this impl block: define `async fn {name}(&self, output: &{output}) -> Result<()>` here{}",
-                suggestion(&name, candidates.iter().map(String::as_str))
-            ),
-        ));
+    let Some(m) = undo::check(
+        cx,
+        &undo::WORKFLOW_COMPENSATION,
+        &wf.others,
+        &step.method,
+        c,
+    ) else {
         return;
     };
-    m.require_ref_self(cx, "compensation");
+    let name = &m.ident;
+    let output = undo::output_name(&step.method);
     let mut refs = m.refs();
-    match refs.next() {
-        None => cx.push(error_at(
-            &m.ident,
-            format!("the compensation `{name}` receives the output of `{}`: add a parameter `output: &{output}`", step.method.ident),
-        )),
-        Some(first) => {
-            if let (Role::Ref(inner), Some(own)) = (&first.role, &step.method.ok_type)
-                && !produces(own, inner)
-            {
-                cx.push(error_at(
-                    &first.ty,
-                    format!("the compensation `{name}` receives the output of `{}`, a `{output}`: take `&{output}`", step.method.ident),
-                ));
-            }
-        }
+    // The output is bound by type here, as the steps' are: it must be the step's own.
+    if let Some(first) = refs.next()
+        && let (Role::Ref(inner), Some(own)) = (&first.role, &step.method.ok_type)
+        && !produces(own, inner)
+    {
+        cx.push(error_at(
+            &first.ty,
+            format!("the compensation `{name}` receives the output of `{}`, a `{output}`: take `&{output}`", step.method.ident),
+        ));
     }
     for extra in refs {
         cx.push(error_at(
@@ -316,9 +279,6 @@ fn compensation(wf: &WorkflowDef, cx: &Ctxt, i: usize, c: &syn::Ident) {
     }
     if let Some(p) = m.params.iter().find(|p| matches!(p.role, Role::Bus)) {
         cx.push(error_at(&p.ty, "a compensation cannot take the bus: give it to the runner as state and take it as `State<T>`"));
-    }
-    if m.output.is_none() {
-        cx.push(error_at(&m.ident, format!("the compensation `{name}` returns `flext::Result<()>`: a failed compensation is retried")));
     }
 }
 
