@@ -144,22 +144,13 @@ pub fn saga(saga: &Saga) -> TokenStream {
     });
     let definition = definition(saga);
     let accepts = &saga.accepts;
-    let scope = quote!(#p::StepScope);
-    let run_step = dispatch::by_index(
+    let steps = dispatch::step_methods(
         &p,
-        "run_step",
-        scope.clone(),
-        quote!(#p::serde_json::Value),
+        &quote!(#p::StepScope),
+        &quote!(#p::serde_json::Value),
         run_arms,
-        quote!(::core::result::Result::Err(#p::no_such_step(#name, __flext_index))),
-    );
-    let compensate = dispatch::by_index(
-        &p,
-        "compensate",
-        scope,
-        quote!(()),
         compensate_arms,
-        quote!(::core::result::Result::Ok(())),
+        quote!(::core::result::Result::Err(#p::no_such_step(#name, __flext_index))),
     );
     let header = respan(quote!(impl #p::Saga for #self_ty), self_ty.span());
     let output = match last {
@@ -187,8 +178,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
                     ::core::result::Result::Ok(())
                 }
 
-                #run_step
-                #compensate
+                #steps
             }
 
             #p::inventory::submit! {
@@ -236,6 +226,7 @@ pub fn fallback(saga: &Saga) -> TokenStream {
         .last()
         .and_then(|s| s.method.ok_type.as_ref())
         .map_or_else(|| quote!(()), |t| quote!(#t));
+    let stand_ins = dispatch::stand_ins(&p, &quote!(#p::StepScope), &quote!(#p::serde_json::Value));
     quote! {
         #item
         const _: () = {
@@ -244,71 +235,40 @@ pub fn fallback(saga: &Saga) -> TokenStream {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#p::StepSpec] = &[];
                 type Output = #output;
-                fn run_step<'__flext_a>(
-                    &'__flext_a self,
-                    _: usize,
-                    _: &'__flext_a #p::StepScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::serde_json::Value>> {
-                    ::core::unreachable!()
-                }
-                fn compensate<'__flext_a>(
-                    &'__flext_a self,
-                    _: usize,
-                    _: &'__flext_a #p::StepScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
-                    ::core::unreachable!()
-                }
+                #stand_ins
             }
         };
     }
 }
 
-/// The call of a step or compensation and the bindings it needs: earlier outputs read
-/// back from the log, state from the runner, the context. For a compensation, `own` is
-/// the index and output type of the step it undoes; its first `&T` parameter receives
-/// that output, bound with a `let` spanned at the parameter's type.
+/// The call of a step or compensation: earlier outputs read back from the log. For a
+/// compensation, `own` is the index and output type of the step it undoes; its first
+/// `&T` parameter receives that output, bound with a `let` spanned at the parameter's
+/// type.
 fn call(
     p: &TokenStream,
     m: &Method,
     outputs: &[Option<&syn::Type>],
     own: Option<(usize, &syn::Type)>,
 ) -> (TokenStream, TokenStream) {
-    let mut prelude = TokenStream::new();
-    let mut args = Vec::new();
     let mut own = own;
-    for (n, param) in m.params.iter().enumerate() {
+    dispatch::call(m, |n, param, bind| {
+        let Role::Ref(inner) = &param.role else {
+            return None;
+        };
+        let (index, source) = own.take().or_else(|| {
+            outputs
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(i, t)| t.filter(|t| produces(t, inner)).map(|t| (i, t)))
+        })?;
         let ty = &param.ty;
-        match &param.role {
-            Role::Context => args.push(quote!(__flext_scope.ctx())),
-            Role::Value | Role::Bus => {
-                let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
-                args.push(quote!(#get?));
-            }
-            Role::Ref(inner) => {
-                let value = format_ident!("__flext_value{}", n);
-                let bind = format_ident!("__flext_arg{}", n);
-                let (index, source) = match own.take() {
-                    Some(found) => found,
-                    None => {
-                        let found =
-                            outputs.iter().enumerate().rev().find_map(|(i, t)| {
-                                t.filter(|t| produces(t, inner)).map(|t| (i, t))
-                            });
-                        match found {
-                            Some(f) => f,
-                            None => continue,
-                        }
-                    }
-                };
-                prelude.extend(quote! {
-                    let #value: #source = (&&#p::LogSlot::<#source>::new()).decode(__flext_scope, #index)?;
-                });
-                prelude.extend(respan(quote!(let #bind: #ty = &#value;), ty.span()));
-                args.push(quote!(#bind));
-            }
-        }
-    }
-    let ident = &m.ident;
-    let await_ = m.asyncness.map(|_| quote!(.await));
-    (prelude, quote!(self.#ident(#(#args),*) #await_))
+        let value = format_ident!("__flext_value{}", n);
+        let mut binding = quote! {
+            let #value: #source = (&&#p::LogSlot::<#source>::new()).decode(__flext_scope, #index)?;
+        };
+        binding.extend(respan(quote!(let #bind: #ty = &#value;), ty.span()));
+        Some(binding)
+    })
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 use syn::spanned::Spanned;
 
 use super::parse::{Step, WorkflowDef};
@@ -120,22 +120,13 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
             quote!(#check)
         });
 
-    let scope = quote!(#p::WorkflowScope);
-    let run_step = dispatch::by_index(
+    let steps = dispatch::step_methods(
         &p,
-        "run_step",
-        scope.clone(),
-        quote!(#p::StepOutput),
+        &quote!(#p::WorkflowScope),
+        &quote!(#p::StepOutput),
         run_arms,
-        quote!(::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index))),
-    );
-    let compensate = dispatch::by_index(
-        &p,
-        "compensate",
-        scope,
-        quote!(()),
         compensate_arms,
-        quote!(::core::result::Result::Ok(())),
+        quote!(::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index))),
     );
     let header = respan(quote!(impl #p::Workflow for #self_ty), self_ty.span());
     quote! {
@@ -149,8 +140,7 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#p::WorkflowStepSpec] = &[#(#specs),*];
 
-                #run_step
-                #compensate
+                #steps
 
                 fn step_stats() -> &'static [::std::sync::Arc<#p::ServiceStats>] {
                     static STATS: ::std::sync::OnceLock<::std::vec::Vec<::std::sync::Arc<#p::ServiceStats>>> =
@@ -174,6 +164,7 @@ pub fn fallback(wf: &WorkflowDef) -> TokenStream {
     let item = &wf.item;
     let self_ty = &item.self_ty;
     let name = &wf.name;
+    let stand_ins = dispatch::stand_ins(&p, &quote!(#p::WorkflowScope), &quote!(#p::StepOutput));
     quote! {
         #item
         const _: () = {
@@ -181,54 +172,22 @@ pub fn fallback(wf: &WorkflowDef) -> TokenStream {
             impl #p::Workflow for #self_ty {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [#p::WorkflowStepSpec] = &[];
-                fn run_step<'__flext_a>(
-                    &'__flext_a self,
-                    _: usize,
-                    _: &'__flext_a #p::WorkflowScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<#p::StepOutput>> {
-                    ::core::unreachable!()
-                }
-                fn compensate<'__flext_a>(
-                    &'__flext_a self,
-                    _: usize,
-                    _: &'__flext_a #p::WorkflowScope<'__flext_a>,
-                ) -> #p::BoxFuture<'__flext_a, #p::Result<()>> {
-                    ::core::unreachable!()
-                }
+                #stand_ins
             }
         };
     }
 }
 
-/// The call of a step or compensation and the bindings it needs: the outputs it takes
-/// (`source(n)` gives parameter `n`'s step index and output type), state from the
-/// runner, the context.
+/// The call of a step or compensation: `source(n)` gives parameter `n`'s step index and
+/// output type, read from the run's outputs.
 fn call<'t>(
     m: &Method,
     source: impl Fn(usize) -> Option<(usize, &'t syn::Type)>,
 ) -> (TokenStream, TokenStream) {
-    let mut prelude = TokenStream::new();
-    let mut args = Vec::new();
-    for (n, param) in m.params.iter().enumerate() {
+    dispatch::call(m, |n, param, bind| {
+        let (index, output) = source(n)?;
         let ty = &param.ty;
-        match &param.role {
-            Role::Context => args.push(quote!(__flext_scope.ctx())),
-            Role::Value | Role::Bus => {
-                let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
-                args.push(quote!(#get?));
-            }
-            Role::Ref(_) => {
-                let Some((index, output)) = source(n) else {
-                    continue;
-                };
-                let bind = format_ident!("__flext_arg{}", n);
-                let get = quote!(__flext_scope.output::<#output>(#index)?);
-                prelude.extend(respan(quote!(let #bind: #ty = #get;), ty.span()));
-                args.push(quote!(#bind));
-            }
-        }
-    }
-    let ident = &m.ident;
-    let await_ = m.asyncness.map(|_| quote!(.await));
-    (prelude, quote!(self.#ident(#(#args),*) #await_))
+        let get = quote!(__flext_scope.output::<#output>(#index)?);
+        Some(respan(quote!(let #bind: #ty = #get;), ty.span()))
+    })
 }
