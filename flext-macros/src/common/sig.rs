@@ -14,7 +14,9 @@ use super::util::{error_at, result_ok_type};
 pub enum Receiver {
     /// `&self`.
     Ref,
-    /// `self`, `&mut self`, `self: Box<Self>`, ...
+    /// `&mut self` (what an aggregate's `#[apply]` takes).
+    RefMut(syn::Receiver),
+    /// `self`, `self: Box<Self>`, ...
     Other(syn::Receiver),
     /// No receiver: an associated function.
     Missing,
@@ -60,6 +62,11 @@ impl Method {
                 if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() =>
             {
                 Receiver::Ref
+            }
+            Some(r)
+                if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() =>
+            {
+                Receiver::RefMut(r.clone())
             }
             Some(r) => Receiver::Other(r.clone()),
             None => Receiver::Missing,
@@ -131,7 +138,7 @@ impl Method {
     pub fn require_ref_self(&self, cx: &Ctxt, role: &str) {
         match &self.receiver {
             Receiver::Ref => {}
-            Receiver::Other(r) => cx.push(error_at(
+            Receiver::RefMut(r) | Receiver::Other(r) => cx.push(error_at(
                 r,
                 format!("a {role} takes `&self`, not `{}`", r.to_token_stream()),
             )),
@@ -212,6 +219,8 @@ mod tests {
     #[test]
     fn receivers_other_than_ref_self_are_told_apart() {
         let m = Method::from_sig(&parse_quote!(fn f(&mut self)));
+        assert!(matches!(m.receiver, Receiver::RefMut(_)));
+        let m = Method::from_sig(&parse_quote!(fn f(self)));
         assert!(matches!(m.receiver, Receiver::Other(_)));
         let m = Method::from_sig(&parse_quote!(fn f(x: u8)));
         assert!(matches!(m.receiver, Receiver::Missing));

@@ -134,11 +134,11 @@ impl HandlerDef {
                 &method.ident,
                 format!("a {role} method takes `&self`: `fn {}(&self, message: M, ...)`", method.ident),
             )),
-            (Receiver::Ref | Receiver::Other(_), None) => {
+            (Receiver::Ref | Receiver::RefMut(_) | Receiver::Other(_), None) => {
                 let span = sig.inputs.first().map(|a| quote!(#a)).unwrap_or_default();
                 cx.push(error_at(&span, format!("a {role} on a method needs `#[handlers]` on the enclosing `impl`, which tells the bus where the handler value comes from")));
             }
-            (Receiver::Other(r), Some(_)) => cx.push(error_at(
+            (Receiver::RefMut(r) | Receiver::Other(r), Some(_)) => cx.push(error_at(
                 r,
                 format!("a {role} method takes `&self`; the bus shares one handler value between concurrent dispatches"),
             )),

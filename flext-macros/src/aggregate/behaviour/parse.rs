@@ -7,7 +7,7 @@ use quote::ToTokens;
 use crate::common::options::{self, Spec};
 use crate::common::sig::{Method, Receiver, Role};
 use crate::common::symbol::*;
-use crate::common::util::{referent, take_attrs, type_name};
+use crate::common::util::{take_attrs, type_name};
 use crate::common::{Ctxt, Krate, error_at};
 
 pub struct Apply {
@@ -119,14 +119,15 @@ fn reject_args(cx: &Ctxt, attr: &syn::Attribute) {
 }
 
 fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
-    let ident = &sig.ident;
+    let m = Method::from_sig(sig);
+    let ident = &m.ident;
     // The signature that works, with the user's event type when the method names one.
-    let usage = sig
-        .inputs
-        .iter()
-        .find_map(|a| match a {
-            syn::FnArg::Typed(t) => Some(type_name(referent(&t.ty).unwrap_or(&t.ty))),
-            syn::FnArg::Receiver(_) => None,
+    let usage = m
+        .params
+        .first()
+        .map(|p| match &p.role {
+            Role::Ref(ty) => type_name(ty),
+            _ => type_name(&p.ty),
         })
         .map_or_else(
             || {
@@ -136,38 +137,39 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
             },
             |e| format!("`fn {ident}(&mut self, event: &{e})`"),
         );
-    match sig.receiver() {
-        Some(r) if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() => {}
-        Some(r) => cx.push(error_at(
-            r,
-            format!(
-                "an `#[apply]` method evolves the state: take `&mut self`, not `{}`, as in {usage}",
-                r.to_token_stream().to_string().replace("& ", "&")
-            ),
-        )),
-        None => cx.push(error_at(
+    match &m.receiver {
+        Receiver::RefMut(_) => {}
+        Receiver::Ref | Receiver::Other(_) => {
+            let written = sig
+                .receiver()
+                .map(|r| r.to_token_stream().to_string().replace("& ", "&"));
+            let at: &dyn ToTokens = match sig.receiver() {
+                Some(r) => r,
+                None => ident,
+            };
+            cx.push(error_at(
+                at,
+                format!(
+                    "an `#[apply]` method evolves the state: take `&mut self`, not `{}`, as in {usage}",
+                    written.unwrap_or_default()
+                ),
+            ));
+        }
+        Receiver::Missing => cx.push(error_at(
             ident,
             format!("an `#[apply]` method evolves the state: {usage}"),
         )),
     }
-    if let Some(a) = &sig.asyncness {
+    if let Some(a) = &m.asyncness {
         cx.push(error_at(a, "an `#[apply]` method cannot be `async`: applying an event only changes the state in memory"));
     }
-    if let syn::ReturnType::Type(_, ty) = &sig.output {
+    if let Some(ty) = &m.output {
         cx.push(error_at(ty, "an `#[apply]` method cannot fail and returns nothing: the event already happened; remove the return type (checks belong in the command method that raises the event)"));
     }
-    let typed: Vec<&syn::PatType> = sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            syn::FnArg::Typed(t) => Some(t),
-            syn::FnArg::Receiver(_) => None,
-        })
-        .collect();
-    let event = match typed.as_slice() {
-        [one] => match referent(&one.ty) {
-            Some(ty) => Some(ty.clone()),
-            None => {
+    let event = match m.params.as_slice() {
+        [one] => match &one.role {
+            Role::Ref(ty) => Some((**ty).clone()),
+            _ => {
                 cx.push(error_at(
                     &one.ty,
                     format!(
@@ -187,7 +189,7 @@ fn read_apply(cx: &Ctxt, sig: &syn::Signature) -> Apply {
             None
         }
         [_, extra, ..] => {
-            cx.push(error_at(extra, "an `#[apply]` method takes only the event: the state changes from the event alone, so that replaying the stream gives the same state"));
+            cx.push(error_at(&extra.ty, "an `#[apply]` method takes only the event: the state changes from the event alone, so that replaying the stream gives the same state"));
             None
         }
     };
@@ -201,7 +203,7 @@ fn read_command(cx: &Ctxt, sig: &syn::Signature) -> Decide {
     let method = Method::from_sig(sig);
     match &method.receiver {
         Receiver::Ref => {}
-        Receiver::Other(r) if r.mutability.is_some() => cx.push(error_at(r, "a command method decides and does not change the state: take `&self`, and change the state in the `#[apply]` methods of the events it raises")),
+        Receiver::RefMut(r) => cx.push(error_at(r, "a command method decides and does not change the state: take `&self`, and change the state in the `#[apply]` methods of the events it raises")),
         Receiver::Other(r) => cx.push(error_at(r, format!("a command method takes `&self`, not `{}`", r.to_token_stream().to_string().replace("& ", "&")))),
         Receiver::Missing => cx.push(error_at(&method.ident, format!("a command method takes `&self` and the command: `fn {}(&self, command: &C) -> Result<Events<Self>>`, with `C` the `#[command]` type", method.ident))),
     }
