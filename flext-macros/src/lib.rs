@@ -1,6 +1,7 @@
 //! Procedural macros of [flext](https://docs.rs/flext). Use them through the `flext`
 //! crate (`use flext::prelude::*;`), whose documentation describes each attribute with
 //! examples; generated code refers to the runtime only as `::flext::__private_<version>`.
+#![forbid(unsafe_code)]
 
 mod aggregate;
 mod common;

@@ -26,6 +26,7 @@
 //! `| head`); 1 when the log refuses the command (the saga is finished, or a runner
 //! holds it under a live lease, ...), with the reason on stderr; 2 for a bad command
 //! line or a file or database that holds no saga log.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;

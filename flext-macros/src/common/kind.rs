@@ -4,6 +4,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+use super::symbol::*;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Command,
@@ -17,18 +19,18 @@ impl Kind {
     /// `command`, `query`, `event`: the message attribute.
     pub fn message_attr(self) -> &'static str {
         match self {
-            Kind::Command => "command",
-            Kind::Query => "query",
-            Kind::Event => "event",
+            Kind::Command => COMMAND,
+            Kind::Query => QUERY,
+            Kind::Event => EVENT,
         }
     }
 
     /// `command_handler`, ...: the handler attribute.
     pub fn handler_attr(self) -> &'static str {
         match self {
-            Kind::Command => "command_handler",
-            Kind::Query => "query_handler",
-            Kind::Event => "event_handler",
+            Kind::Command => COMMAND_HANDLER,
+            Kind::Query => QUERY_HANDLER,
+            Kind::Event => EVENT_HANDLER,
         }
     }
 

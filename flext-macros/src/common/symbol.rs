@@ -31,6 +31,17 @@ pub const COMMAND_HANDLER: &str = "command_handler";
 // `#[projection]` on an impl block with `#[apply]` methods.
 pub const PROJECTION: &str = "projection";
 
+// Message attributes, on a struct or an enum.
+pub const COMMAND: &str = "command";
+pub const QUERY: &str = "query";
+pub const EVENT: &str = "event";
+
+// Handler attributes, on a function or on methods of a `#[handlers]` impl block
+// (`#[command_handler]` also inside `#[aggregate]`).
+pub const HANDLERS: &str = "handlers";
+pub const QUERY_HANDLER: &str = "query_handler";
+pub const EVENT_HANDLER: &str = "event_handler";
+
 // Options.
 pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";

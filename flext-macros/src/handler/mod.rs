@@ -57,7 +57,10 @@ impl Family for HandlerImpl {
     type Config = ();
 
     fn goes_on(_: ()) -> String {
-        "`#[handlers]` goes on an `impl` block whose methods carry `#[command_handler]`, `#[query_handler]` or `#[event_handler]`".into()
+        use crate::common::symbol::*;
+        format!(
+            "`#[{HANDLERS}]` goes on an `impl` block whose methods carry `#[{COMMAND_HANDLER}]`, `#[{QUERY_HANDLER}]` or `#[{EVENT_HANDLER}]`"
+        )
     }
 
     fn parse(cx: &Ctxt, _: (), args: TokenStream, item: syn::ItemImpl) -> HandlerImpl {

@@ -1,5 +1,6 @@
 //! Messages of a billing service, with no handlers: the handler lives in the `billing`
 //! crate, as in a project that keeps its API types apart from its implementation.
+#![forbid(unsafe_code)]
 
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};

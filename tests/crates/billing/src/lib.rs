@@ -1,5 +1,6 @@
 //! The handler of `billing_api::IssueInvoice`. Nothing in the test refers to an item of
 //! this crate: it is linked only through `use billing as _;`.
+#![forbid(unsafe_code)]
 
 use billing_api::IssueInvoice;
 use flext::prelude::*;
