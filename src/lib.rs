@@ -25,3 +25,17 @@ pub mod prelude {
 pub mod __private_0_1_0 {
     pub use flext_runtime::__private::*;
 }
+
+/// The guides in `docs/`, compiled and run as doctests like the README, so that no
+/// example in them can rot.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../docs/sagas.md")]
+    struct Sagas;
+    #[doc = include_str!("../docs/database.md")]
+    struct Database;
+    #[doc = include_str!("../docs/services.md")]
+    struct Services;
+    #[doc = include_str!("../docs/testing.md")]
+    struct Testing;
+}

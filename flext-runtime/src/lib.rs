@@ -67,7 +67,7 @@ pub mod __private {
     };
     pub use crate::service::{
         DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,
-        run_sync, service_span, step, undo,
+        run_sync, service_span, step, step_input, undo, undo_input,
     };
     #[cfg(feature = "sqlite")]
     pub use crate::sqlite;

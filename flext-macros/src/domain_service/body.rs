@@ -291,8 +291,18 @@ impl<'a> Body<'a> {
                     continue;
                 }
                 Arg::Moved(j) => {
+                    // Through `step_input`, so that a mismatch names the step whose
+                    // output this is (a marker type named after it), on the parameter.
                     let o = Self::out(*j);
-                    quote!(#o)
+                    let p = &self.p;
+                    let source = match &self.svc.links[*j] {
+                        Link::Step(s, _) | Link::Tap(s) => s.ident.clone(),
+                    };
+                    quote! {{
+                        #[allow(non_camel_case_types, dead_code)]
+                        mod __flext_previous { pub struct #source {} }
+                        #p::step_input::<__flext_previous::#source, #ty, _>(#o)
+                    }}
                 }
                 Arg::Borrowed(j) => self.borrow(*j),
                 Arg::Unbound => continue,
@@ -337,9 +347,18 @@ impl<'a> Body<'a> {
         for (param, arg) in m.params.iter().zip(args) {
             match arg {
                 Arg::Context => values.push(quote!(__flext_ctx)),
-                Arg::Borrowed(_) => {
+                Arg::Borrowed(j) => {
                     let ty = &param.ty;
-                    let output = respan(output.clone(), ty.span());
+                    // Through `undo_input`, so that a mismatch names the step undone.
+                    let source = match &self.svc.links[*j] {
+                        Link::Step(s, _) | Link::Tap(s) => s.ident.clone(),
+                    };
+                    let output = quote! {{
+                        #[allow(non_camel_case_types, dead_code)]
+                        mod __flext_undone { pub struct #source {} }
+                        #p::undo_input::<__flext_undone::#source, #ty, _>(#output)
+                    }};
+                    let output = respan(output, ty.span());
                     prelude
                         .extend(quote_spanned! {ty.span()=> let __flext_undo_in: #ty = #output; });
                     values.push(quote!(__flext_undo_in));

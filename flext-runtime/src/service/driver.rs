@@ -276,3 +276,59 @@ mod tests {
         assert_eq!(step("s", Ok::<u8, Mine>(3)).unwrap(), 3);
     }
 }
+
+/// A step's input is the previous step's output: `V` must be `P`, the type the step's
+/// parameter names. `S` is a marker type named after the previous step, so that a
+/// mismatch says which step's output it is. Used by generated code.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this step takes `{P}`, but the step before it, `{S}`, returns `{Self}`",
+    label = "the output of `{S}` is a `{Self}`",
+    note = "take `{Self}` here, or make `{S}` return `{P}`"
+)]
+pub trait OutputOfStep<P, S> {
+    /// The output, as the step's input.
+    fn into_input(self) -> P;
+}
+
+impl<T, S> OutputOfStep<T, S> for T {
+    #[inline]
+    fn into_input(self) -> T {
+        self
+    }
+}
+
+/// See [`OutputOfStep`].
+#[doc(hidden)]
+#[inline]
+pub fn step_input<S, P, V: OutputOfStep<P, S>>(value: V) -> P {
+    value.into_input()
+}
+
+/// An undo's input is a reference to its step's output: `V` must be `P`, the type the
+/// undo's parameter names; `S` is a marker type named after the step. Used by generated
+/// code.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this undo takes `{P}`, but the step it undoes, `{S}`, gives it `{Self}`",
+    label = "`{S}` gives a `{Self}`",
+    note = "take `{Self}` here: an undo receives its step's output by reference"
+)]
+pub trait UndoneOutput<P, S> {
+    /// The reference, as the undo's input.
+    fn into_input(self) -> P;
+}
+
+impl<T, S> UndoneOutput<T, S> for T {
+    #[inline]
+    fn into_input(self) -> T {
+        self
+    }
+}
+
+/// See [`UndoneOutput`].
+#[doc(hidden)]
+#[inline]
+pub fn undo_input<S, P, V: UndoneOutput<P, S>>(value: V) -> P {
+    value.into_input()
+}

@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result, RuleViolation};
 pub use batch::{BatchOptions, BatchReport, FailureGroup, Progress};
 #[doc(hidden)]
-pub use driver::{Rules, run_async, run_sync, service_span, step, undo};
+pub use driver::{Rules, run_async, run_sync, service_span, step, step_input, undo, undo_input};
 #[doc(hidden)]
 pub use metrics::ServiceStats;
 pub use metrics::{MetricsReport, ServiceReport};
