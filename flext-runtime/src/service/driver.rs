@@ -326,6 +326,24 @@ impl<T, S> UndoneOutput<T, S> for T {
     }
 }
 
+/// `&String` as `&str`, the coercion a `let` would make.
+#[diagnostic::do_not_recommend]
+impl<'a, S> UndoneOutput<&'a str, S> for &'a String {
+    #[inline]
+    fn into_input(self) -> &'a str {
+        self
+    }
+}
+
+/// `&Vec<T>` as `&[T]`, the coercion a `let` would make.
+#[diagnostic::do_not_recommend]
+impl<'a, T, S> UndoneOutput<&'a [T], S> for &'a Vec<T> {
+    #[inline]
+    fn into_input(self) -> &'a [T] {
+        self
+    }
+}
+
 /// See [`UndoneOutput`].
 #[doc(hidden)]
 #[inline]
