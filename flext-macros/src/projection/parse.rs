@@ -168,11 +168,7 @@ fn read_handler(cx: &Ctxt, sig: &syn::Signature) -> Handler {
     for arg in &sig.inputs {
         let syn::FnArg::Typed(t) = arg else { continue };
         if uow_kind(&t.ty).is_some() {
-            uow_name =
-                t.ty.to_token_stream()
-                    .to_string()
-                    .replace("& ", "&")
-                    .replace("mut ", "mut ");
+            uow_name = t.ty.to_token_stream().to_string().replace("& ", "&");
         } else if event_name.is_none() {
             let ty = referent(&t.ty).unwrap_or(&t.ty);
             if !last_is(ty, "EventEnvelope") {

@@ -203,80 +203,6 @@ fn record_failure(what: &'static str, name: &'static str, e: &Error) {
     tracing::debug!(failed = what, name, code = e.code(), error = %e, "domain service failed");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn collect_all_keeps_every_violation_in_order() {
-        let mut rules = Rules::new(RuleMode::CollectAll);
-        rules
-            .check("a", "c.a", Err::<(), _>(RuleViolation::new("first")))
-            .unwrap();
-        rules
-            .check("b", "c.b", Ok::<(), RuleViolation>(()))
-            .unwrap();
-        rules
-            .check(
-                "c",
-                "c.c",
-                Err::<(), _>(vec![
-                    RuleViolation::new("second"),
-                    RuleViolation::new("third").with_code("own.code"),
-                ]),
-            )
-            .unwrap();
-        let e = rules.finish().unwrap_err();
-        let codes: Vec<_> = e.violations().iter().map(|v| v.code.as_ref()).collect();
-        assert_eq!(codes, ["c.a", "c.c", "own.code"]);
-    }
-
-    #[test]
-    fn fail_fast_stops_at_the_first_violation() {
-        let mut rules = Rules::new(RuleMode::FailFast);
-        let e = rules
-            .check("a", "c.a", Err::<(), _>(RuleViolation::new("first")))
-            .unwrap_err();
-        assert_eq!(e.code(), "c.a");
-        assert!(rules.finish().is_ok(), "the violation moved into the error");
-    }
-
-    #[test]
-    fn an_infrastructure_error_aborts_even_when_collecting() {
-        let mut rules = Rules::new(RuleMode::CollectAll);
-        let e = rules
-            .check(
-                "a",
-                "c.a",
-                Err::<(), _>(Error::infrastructure("db.down", "no db")),
-            )
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Infrastructure);
-    }
-
-    #[test]
-    fn an_error_of_kind_rule_violation_counts_as_violations() {
-        let mut rules = Rules::new(RuleMode::CollectAll);
-        let err: Error = RuleViolation::new("x").into();
-        rules.check("a", "c.a", Err::<(), _>(err)).unwrap();
-        assert_eq!(rules.finish().unwrap_err().violations().len(), 1);
-    }
-
-    #[test]
-    fn step_converts_foreign_errors() {
-        #[derive(Debug)]
-        struct Mine;
-        impl From<Mine> for Error {
-            fn from(_: Mine) -> Error {
-                Error::conflict("mine", "mine")
-            }
-        }
-        let e = step("s", Err::<u8, _>(Mine)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Conflict);
-        assert_eq!(step("s", Ok::<u8, Mine>(3)).unwrap(), 3);
-    }
-}
-
 /// A step's input is the previous step's output: `V` must be `P`, the type the step's
 /// parameter names. `S` is a marker type named after the previous step, so that a
 /// mismatch says which step's output it is. Used by generated code.
@@ -349,4 +275,78 @@ impl<'a, T, S> UndoneOutput<&'a [T], S> for &'a Vec<T> {
 #[inline]
 pub fn undo_input<S, P, V: UndoneOutput<P, S>>(value: V) -> P {
     value.into_input()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_all_keeps_every_violation_in_order() {
+        let mut rules = Rules::new(RuleMode::CollectAll);
+        rules
+            .check("a", "c.a", Err::<(), _>(RuleViolation::new("first")))
+            .unwrap();
+        rules
+            .check("b", "c.b", Ok::<(), RuleViolation>(()))
+            .unwrap();
+        rules
+            .check(
+                "c",
+                "c.c",
+                Err::<(), _>(vec![
+                    RuleViolation::new("second"),
+                    RuleViolation::new("third").with_code("own.code"),
+                ]),
+            )
+            .unwrap();
+        let e = rules.finish().unwrap_err();
+        let codes: Vec<_> = e.violations().iter().map(|v| v.code.as_ref()).collect();
+        assert_eq!(codes, ["c.a", "c.c", "own.code"]);
+    }
+
+    #[test]
+    fn fail_fast_stops_at_the_first_violation() {
+        let mut rules = Rules::new(RuleMode::FailFast);
+        let e = rules
+            .check("a", "c.a", Err::<(), _>(RuleViolation::new("first")))
+            .unwrap_err();
+        assert_eq!(e.code(), "c.a");
+        assert!(rules.finish().is_ok(), "the violation moved into the error");
+    }
+
+    #[test]
+    fn an_infrastructure_error_aborts_even_when_collecting() {
+        let mut rules = Rules::new(RuleMode::CollectAll);
+        let e = rules
+            .check(
+                "a",
+                "c.a",
+                Err::<(), _>(Error::infrastructure("db.down", "no db")),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Infrastructure);
+    }
+
+    #[test]
+    fn an_error_of_kind_rule_violation_counts_as_violations() {
+        let mut rules = Rules::new(RuleMode::CollectAll);
+        let err: Error = RuleViolation::new("x").into();
+        rules.check("a", "c.a", Err::<(), _>(err)).unwrap();
+        assert_eq!(rules.finish().unwrap_err().violations().len(), 1);
+    }
+
+    #[test]
+    fn step_converts_foreign_errors() {
+        #[derive(Debug)]
+        struct Mine;
+        impl From<Mine> for Error {
+            fn from(_: Mine) -> Error {
+                Error::conflict("mine", "mine")
+            }
+        }
+        let e = step("s", Err::<u8, _>(Mine)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert_eq!(step("s", Ok::<u8, Mine>(3)).unwrap(), 3);
+    }
 }
