@@ -5,6 +5,10 @@
 pub use flext_macros::*;
 pub use flext_runtime::*;
 
+/// The HTTP front door (the `http` feature): see [`flext_http`].
+#[cfg(feature = "http")]
+pub use flext_http as http;
+
 /// Everything a service definition needs: `use flext::prelude::*;`.
 pub mod prelude {
     pub use flext_macros::*;

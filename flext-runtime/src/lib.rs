@@ -27,6 +27,7 @@ pub mod middleware;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod registry;
+pub mod route;
 pub mod saga;
 pub mod service;
 #[cfg(feature = "sqlite")]
@@ -61,6 +62,7 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::database;
     pub use crate::error::{Error, Result};
+    pub use crate::route::{RouteRegistration, field_value};
     pub use crate::saga::{
         EncodeDurable, EncodeNotDurable, LogSlot, RetryOn, Saga, SagaRegistration, StepScope,
         StepSpec, assert_durable, no_such_step, resume,

@@ -55,6 +55,7 @@ pub const CRATE: &str = "crate";
 pub const DEPENDS_ON: &str = "depends_on";
 pub const EXTERNAL: &str = "external";
 pub const FAIL_FAST: &str = "fail_fast";
+pub const HTTP: &str = "http";
 pub const IDEMPOTENT: &str = "idempotent";
 pub const POSITIONAL: &str = "positional";
 pub const NAME: &str = "name";

@@ -95,10 +95,41 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             }
         }
     });
+    // The route, for `flext::http::router`: data, with a parser of each field's text.
+    let route = def.http.as_ref().filter(|_| complete).map(|r| {
+        let method = &r.method;
+        let path = &r.path;
+        let arms = r.fields.iter().map(|(f, ty)| {
+            let text = f.to_string();
+            quote!(#text => ::core::option::Option::Some(#p::field_value::<#ty>(#text, __flext_text)),)
+        });
+        quote! {
+            fn __flext_field(
+                __flext_name: &str,
+                __flext_text: &str,
+            ) -> ::core::option::Option<#p::Result<#p::serde_json::Value>> {
+                match __flext_name {
+                    #(#arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+            #p::inventory::submit! {
+                #p::RouteRegistration {
+                    method: #method,
+                    path: #path,
+                    message: #name,
+                    kind: #p::MessageKind::#variant,
+                    type_path: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                    field: __flext_field,
+                }
+            }
+        }
+    });
     quote! {
         #item
         #aggregate_id
         const _: () = {
+            #route
             #header {
                 const NAME: &'static str = #name;
                 const KIND: #p::MessageKind = #p::MessageKind::#variant;

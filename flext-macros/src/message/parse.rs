@@ -23,6 +23,16 @@ pub struct MessageDef {
     pub version: Option<(u32, Span)>,
     /// The `#[aggregate_id]` field of a command decided by an aggregate.
     pub aggregate_id: Option<AggregateId>,
+    /// `http = "POST /accounts/{account_id}/deposits"`: the route, checked.
+    pub http: Option<Route>,
+}
+
+/// A checked `http = ".."` option.
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    /// Every field with its type, for the generated field parser.
+    pub fields: Vec<(syn::Ident, syn::Type)>,
 }
 
 /// Where a command decided by an aggregate holds the aggregate's id.
@@ -35,7 +45,7 @@ pub enum AggregateId {
 }
 
 const REQUEST_OPTIONS: &[&str] = &[
-    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, CRATE,
+    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, HTTP, CRATE,
 ];
 const EVENT_OPTIONS: &[&str] = &[NAME, VERSION, VALIDATE, CRATE];
 
@@ -67,7 +77,9 @@ impl MessageDef {
             validate: false,
             version: None,
             aggregate_id: None,
+            http: None,
         };
+        let mut http = None;
         let mut krate = None;
         let args_empty = args.is_empty();
         options::parse(cx, &spec, args, |key, meta| {
@@ -79,12 +91,16 @@ impl MessageDef {
                 VALIDATE => def.validate = options::flag(meta).map(|_| true)?,
                 TIMEOUT_MS => def.timeout_ms = Some(options::int(meta)?.0),
                 VERSION => def.version = Some(options::int(meta)?),
+                HTTP => http = Some(options::string(meta)?),
                 _ => krate = Some(options::path(meta)?),
             }
             Ok(())
         });
         def.krate = Krate::new(krate);
         def.aggregate_id = take_aggregate_id(cx, kind, &mut def.item);
+        if let Some(lit) = http {
+            def.http = read_route(cx, kind, &def.item, &lit);
+        }
         if kind.is_request() && def.output.is_none() && (args_empty || !cx.has_errors()) {
             let attr = kind.message_attr();
             cx.push(error_at_span(
@@ -145,6 +161,95 @@ fn marked_field(cx: &Ctxt, kind: Kind, fields: &mut syn::Fields) -> Option<syn::
         }
     }
     found
+}
+
+/// `"METHOD /path/{field}"`: a method the kind may use, a path from the root, and each
+/// `{name}` a field of the message, all reported on the string.
+fn read_route(cx: &Ctxt, kind: Kind, item: &syn::DeriveInput, lit: &syn::LitStr) -> Option<Route> {
+    let text = lit.value();
+    let ident = &item.ident;
+    let allowed: &[&str] = match kind {
+        Kind::Query => &["GET"],
+        _ => &["POST", "PUT", "PATCH", "DELETE"],
+    };
+    let Some((method, path)) = text.split_once(' ') else {
+        cx.push(error_at(
+            lit,
+            format!(
+                "write the route as a method and a path: `http = \"{} /...\"`",
+                allowed[0]
+            ),
+        ));
+        return None;
+    };
+    if !allowed.contains(&method) {
+        cx.push(error_at(lit, format!("a {} is served on {}, not `{}`: a query reads and may be repeated, a command changes state", kind.message_attr(), allowed.join(", "), method)));
+        return None;
+    }
+    if !path.starts_with('/') || path.contains(' ') {
+        cx.push(error_at(
+            lit,
+            format!("the path starts at the root and has no spaces: `http = \"{method} /...\"`"),
+        ));
+        return None;
+    }
+    if !item.generics.params.is_empty() {
+        cx.push(error_at(
+            lit,
+            "a generic message has no one type to serve: give the route to a concrete message",
+        ));
+        return None;
+    }
+    let syn::Data::Struct(syn::DataStruct {
+        fields: syn::Fields::Named(named),
+        ..
+    }) = &item.data
+    else {
+        cx.push(error_at(lit, format!("an HTTP route binds its path and body to named fields: make `{ident}` a struct with named fields")));
+        return None;
+    };
+    let fields: Vec<(syn::Ident, syn::Type)> = named
+        .named
+        .iter()
+        .filter_map(|f| Some((f.ident.clone()?, f.ty.clone())))
+        .collect();
+    let names: Vec<String> = fields.iter().map(|(f, _)| f.to_string()).collect();
+    let mut ok = true;
+    for segment in path.split('/') {
+        let Some(param) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            if segment.contains(['{', '}']) {
+                cx.push(error_at(
+                    lit,
+                    format!(
+                        "a path parameter is a whole segment, `/{{name}}`: `{}` is not",
+                        segment
+                    ),
+                ));
+                ok = false;
+            }
+            continue;
+        };
+        if !names.iter().any(|n| n == param) {
+            cx.push(error_at(
+                lit,
+                format!(
+                    "`{{{param}}}` in the path names no field of `{ident}`: the fields are {}{}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::common::util::suggestion(param, names.iter().map(String::as_str))
+                ),
+            ));
+            ok = false;
+        }
+    }
+    ok.then(|| Route {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        fields,
+    })
 }
 
 pub fn check(def: &MessageDef, cx: &Ctxt) {

@@ -1,0 +1,291 @@
+//! The HTTP front door against a bound listener, with a real HTTP client: each row of
+//! the status table, problem details, path and query binding, correlation ids.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use flext::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[command(output = u64, validate, http = "POST /accounts/{account_id}/deposits")]
+#[derive(Clone, Serialize, Deserialize)]
+struct Deposit {
+    account_id: String,
+    cents: u64,
+}
+
+#[business_rules]
+impl Deposit {
+    #[business_rule(code = "deposit.positive")]
+    fn positive(&self) -> RuleResult {
+        ensure!(self.cents > 0, "deposit at least one cent")
+    }
+}
+
+#[query(output = Option<u64>, http = "GET /accounts/{account_id}")]
+#[derive(Clone, Serialize, Deserialize)]
+struct Balance {
+    account_id: String,
+    #[serde(default)]
+    min: Option<u64>,
+}
+
+#[command(output = (), http = "PUT /faults/{kind}")]
+#[derive(Clone, Serialize, Deserialize)]
+struct Fault {
+    kind: String,
+}
+
+#[derive(Default)]
+struct Ledger(Mutex<Vec<(String, u64)>>);
+
+#[command_handler]
+fn deposit(command: Deposit, ledger: State<Ledger>) -> Result<u64> {
+    let mut rows = ledger.0.lock().unwrap();
+    rows.push((command.account_id.clone(), command.cents));
+    Ok(rows
+        .iter()
+        .filter(|(a, _)| *a == command.account_id)
+        .map(|(_, c)| c)
+        .sum())
+}
+
+#[query_handler]
+fn balance(query: Balance, ledger: State<Ledger>) -> Result<Option<u64>> {
+    let rows = ledger.0.lock().unwrap();
+    let mut found = rows
+        .iter()
+        .filter(|(a, _)| *a == query.account_id)
+        .peekable();
+    if found.peek().is_none() {
+        return Ok(None);
+    }
+    let total: u64 = found.map(|(_, c)| c).sum();
+    Ok(Some(total).filter(|t| query.min.is_none_or(|m| *t >= m)))
+}
+
+#[command_handler]
+async fn fault(command: Fault) -> Result<()> {
+    match command.kind.as_str() {
+        "conflict" => Err(Error::conflict("account.version", "the account moved on")),
+        "down" => Err(Error::infrastructure("ledger.down", "the ledger is down")),
+        "slow" => Err(Error::timeout(
+            "ledger.slow",
+            "the ledger did not answer in time",
+        )),
+        "bug" => Err(Error::internal("ledger.bug", "secret row 42 is corrupt")),
+        "denied" => Err(Error::unauthorized("ledger.denied", "not yours")),
+        _ => Ok(()),
+    }
+}
+
+/// The router on a bound loopback port; its base URL.
+async fn serve() -> String {
+    let bus = Bus::builder()
+        .state(Ledger::default())
+        .middleware(flext::middleware::Validation)
+        .build()
+        .unwrap();
+    let app = flext::http::router(bus).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_command_binds_its_path_and_body_and_answers_its_output() {
+    let base = serve().await;
+    let http = client();
+    let correlation = Uuid::new_v4().to_string();
+    let first = http
+        .post(format!("{base}/accounts/a-1/deposits"))
+        .header("x-correlation-id", &correlation)
+        .json(&json!({"cents": 250}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(
+        first.headers()["x-correlation-id"].to_str().unwrap(),
+        correlation
+    );
+    assert_eq!(first.json::<u64>().await.unwrap(), 250);
+    let second = http
+        .post(format!("{base}/accounts/a-1/deposits"))
+        .json(&json!({"cents": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.json::<u64>().await.unwrap(), 300);
+
+    // The query reads the path and the query string, typed.
+    let balance = http
+        .get(format!("{base}/accounts/a-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(balance.status().as_u16(), 200);
+    assert_eq!(balance.json::<u64>().await.unwrap(), 300);
+    let (status, body) = problem(
+        http.get(format!("{base}/accounts/a-1?min=1000"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("flext.http.not_found"))
+    );
+    let (status, _) = problem(
+        http.get(format!("{base}/accounts/nobody"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_input_is_400_and_a_broken_rule_is_422_with_every_violation() {
+    let base = serve().await;
+    let http = client();
+    let url = format!("{base}/accounts/a-2/deposits");
+    let (status, body) = problem(http.post(&url).body("{not json").send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.malformed_json"))
+    );
+    let (status, body) = problem(http.post(&url).json(&json!([1, 2])).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.not_an_object"))
+    );
+    let (status, body) = problem(
+        http.post(&url)
+            .json(&json!({"cents": "ten"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = problem(http.post(&url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.missing_field"))
+    );
+    let (status, body) = problem(
+        http.get(format!("{base}/accounts/a-2?min=lots"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.invalid_field"))
+    );
+    let (status, body) = problem(
+        http.get(format!("{base}/accounts/a-2?color=red"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.unknown_field"))
+    );
+
+    let (status, body) = problem(
+        http.post(&url)
+            .json(&json!({"cents": 0}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["type"], "urn:flext:problem:deposit.positive");
+    assert_eq!(body["violations"][0]["code"], "deposit.positive");
+    assert_eq!(
+        body["violations"][0]["message"],
+        "deposit at least one cent"
+    );
+    assert!(Uuid::parse_str(body["correlation_id"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn each_kind_of_failure_has_its_status_and_a_500_masks_its_detail() {
+    let base = serve().await;
+    let http = client();
+    for (kind, status, code) in [
+        ("conflict", 409, "account.version"),
+        ("down", 503, "ledger.down"),
+        ("slow", 504, "ledger.slow"),
+        ("denied", 401, "ledger.denied"),
+        ("bug", 500, "ledger.bug"),
+    ] {
+        let (got, body) = problem(
+            http.put(format!("{base}/faults/{kind}"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{kind}: {body}"
+        );
+        assert_eq!(body["status"], status);
+    }
+    let (_, body) = problem(
+        http.put(format!("{base}/faults/bug"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(!detail.contains("secret"), "{detail}");
+    assert!(
+        detail.contains(body["correlation_id"].as_str().unwrap()),
+        "{detail}"
+    );
+    // A method the route does not serve.
+    let wrong = http.get(format!("{base}/faults/bug")).send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 405);
+    let ok = http
+        .put(format!("{base}/faults/none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ok.status().as_u16(), ok.text().await.unwrap()),
+        (200, "null".to_owned())
+    );
+}
