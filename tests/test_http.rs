@@ -40,6 +40,36 @@ struct Fault {
 #[derive(Default)]
 struct Ledger(Mutex<Vec<(String, u64)>>);
 
+/// What the `Trace` handler saw of its context.
+#[derive(Default)]
+struct Traces(Mutex<Vec<(Uuid, Option<String>)>>);
+
+#[command(output = (), http = "POST /traces")]
+#[derive(Clone, Serialize, Deserialize)]
+struct Trace {}
+
+#[command_handler]
+fn trace(_: Trace, ctx: &Context, traces: State<Traces>) -> Result<()> {
+    let parent = ctx.metadata("traceparent").map(str::to_owned);
+    traces
+        .0
+        .lock()
+        .unwrap()
+        .push((ctx.correlation_id(), parent));
+    Ok(())
+}
+
+#[command(output = usize)]
+#[derive(Clone, Serialize, Deserialize)]
+struct Unrouted {
+    items: Vec<u32>,
+}
+
+#[command_handler]
+fn unrouted(command: Unrouted) -> Result<usize> {
+    Ok(command.items.len())
+}
+
 #[command_handler]
 fn deposit(command: Deposit, ledger: State<Ledger>) -> Result<u64> {
     let mut rows = ledger.0.lock().unwrap();
@@ -82,12 +112,21 @@ async fn fault(command: Fault) -> Result<()> {
 
 /// The router on a bound loopback port; its base URL.
 async fn serve() -> String {
+    serve_with(|b| b).await
+}
+
+async fn serve_with(
+    options: impl FnOnce(flext::http::RouterBuilder) -> flext::http::RouterBuilder,
+) -> String {
     let bus = Bus::builder()
         .state(Ledger::default())
+        .state(Traces::default())
         .middleware(flext::middleware::Validation)
         .build()
         .unwrap();
-    let app = flext::http::router(bus).unwrap();
+    let app = options(flext::http::RouterBuilder::new(bus))
+        .build()
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -287,5 +326,124 @@ async fn each_kind_of_failure_has_its_status_and_a_500_masks_its_detail() {
     assert_eq!(
         (ok.status().as_u16(), ok.text().await.unwrap()),
         (200, "null".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_json_too_deep_is_400() {
+    let base = serve_with(|b| b.body_limit(64).json_depth(3)).await;
+    let http = client();
+    let url = format!("{base}/accounts/a-3/deposits");
+    let big = format!("{{\"cents\": 1, \"pad\": \"{}\"}}", "x".repeat(100));
+    let (status, body) = problem(
+        http.post(&url)
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("flext.input.too_large"))
+    );
+    let deep = r#"{"cents": 1, "a": [[[[1]]]]}"#;
+    let (status, body) = problem(http.post(&url).body(deep).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("flext.input.too_deep"))
+    );
+    // Brackets inside strings do not count.
+    let ok = http
+        .post(&url)
+        .body(r#"{"cents": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn traceparent_reaches_the_handler_and_names_the_correlation_when_none_is_given() {
+    let base = serve().await;
+    let http = client();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = http
+        .post(format!("{base}/traces"))
+        .header("traceparent", parent)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let correlation = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(correlation, "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    // A malformed one is ignored: a new correlation id, no trace parent.
+    let response = http
+        .post(format!("{base}/traces"))
+        .header("traceparent", "00-zz-1-01")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let other = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(other, correlation);
+    assert!(Uuid::parse_str(&other).is_ok());
+}
+
+#[tokio::test]
+async fn the_by_name_entry_exists_only_when_enabled() {
+    let http = client();
+    let closed = serve().await;
+    let response = http
+        .post(format!("{closed}/commands/Unrouted"))
+        .json(&json!({"items": [1, 2, 3]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let open = serve_with(|b| b.by_name(true)).await;
+    let response = http
+        .post(format!("{open}/commands/Unrouted"))
+        .json(&json!({"items": [1, 2, 3]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.text().await.unwrap()),
+        (200, "3".to_owned())
+    );
+    let (status, body) = problem(
+        http.post(format!("{open}/commands/Nope"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("flext.bus.unknown_message"))
+    );
+    // A command asked for as a query: there is no such query.
+    let (status, body) = problem(
+        http.post(format!("{open}/queries/Unrouted"))
+            .json(&json!({"items": []}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("flext.bus.wrong_kind"))
     );
 }

@@ -39,7 +39,8 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -56,55 +57,142 @@ pub use axum;
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
 /// An axum [`Router`] serving every route declared with `#[command(http = "..")]` or
-/// `#[query(http = "..")]` in the program, dispatching to `bus`.
+/// `#[query(http = "..")]` in the program, dispatching to `bus`, with the defaults of
+/// [`RouterBuilder`].
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Internal`](flext_runtime::ErrorKind::Internal), `flext.http.route_conflict`,
-/// when two messages declare one method and path, naming both types.
+/// As [`RouterBuilder::build`].
 pub fn router(bus: Bus) -> Result<Router, Error> {
-    let mut seen: HashMap<(&str, &str), &RouteRegistration> = HashMap::new();
-    let mut by_path: Vec<(&str, Vec<&'static RouteRegistration>)> = Vec::new();
-    let mut all: Vec<&'static RouteRegistration> = routes().collect();
-    all.sort_by_key(|r| (r.path, r.method));
-    for route in all {
-        if let Some(first) = seen.insert((route.method, route.path), route) {
-            return Err(Error::internal(
-                ROUTE_CONFLICT,
-                format!(
-                    "`{} {}` is declared by both `{}` and `{}`: give one of them another path",
-                    route.method, route.path, first.type_path, route.type_path
-                ),
-            ));
-        }
-        match by_path.last_mut() {
-            Some((path, list)) if *path == route.path => list.push(route),
-            _ => by_path.push((route.path, vec![route])),
-        }
-    }
-    let mut app = Router::new();
-    for (path, list) in by_path {
-        let mut method_router: Option<axum::routing::MethodRouter<Bus>> = None;
-        for route in list {
-            let filter = method_filter(route.method);
-            let handler = move |State(bus): State<Bus>,
-                                params: Option<Path<Vec<(String, String)>>>,
-                                RawQuery(query): RawQuery,
-                                headers: HeaderMap,
-                                body: Bytes| async move {
-                let params = params.map(|Path(p)| p).unwrap_or_default();
-                serve(&bus, route, params, query, &headers, body).await
-            };
-            method_router = Some(match method_router {
-                None => on(filter, handler),
-                Some(r) => r.on(filter, handler),
-            });
-        }
-        if let Some(r) = method_router {
-            app = app.route(path, r);
+    RouterBuilder::new(bus).build()
+}
+
+/// How [`router`] serves: limits on what a request may carry, and whether messages are
+/// also reachable by name.
+#[derive(Clone)]
+pub struct RouterBuilder {
+    bus: Bus,
+    limits: Limits,
+    by_name: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    body_bytes: usize,
+    json_depth: usize,
+}
+
+impl RouterBuilder {
+    /// Every route in the program, on `bus`: bodies up to 1 MiB, JSON nested up to 32
+    /// levels, no by-name entry.
+    pub fn new(bus: Bus) -> RouterBuilder {
+        RouterBuilder {
+            bus,
+            limits: Limits {
+                body_bytes: 1024 * 1024,
+                json_depth: 32,
+            },
+            by_name: false,
         }
     }
-    Ok(app.with_state(bus))
+
+    /// The largest body a route reads, in bytes; a larger one is answered 413
+    /// (`flext.input.too_large`) without being read further.
+    pub fn body_limit(mut self, bytes: usize) -> RouterBuilder {
+        self.limits.body_bytes = bytes;
+        self
+    }
+
+    /// How deep a body's JSON may nest (arrays and objects); deeper is 400
+    /// (`flext.input.too_deep`) before it is decoded.
+    pub fn json_depth(mut self, levels: usize) -> RouterBuilder {
+        self.limits.json_depth = levels;
+        self
+    }
+
+    /// Also serve every command and query by its name, declared route or not:
+    /// `POST /commands/{name}` and `POST /queries/{name}` with the message's JSON as the
+    /// body (the `Bus::send_json` path). Off by default: it exposes every message.
+    pub fn by_name(mut self, enabled: bool) -> RouterBuilder {
+        self.by_name = enabled;
+        self
+    }
+
+    /// The router.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Internal`](flext_runtime::ErrorKind::Internal),
+    /// `flext.http.route_conflict`, when two messages declare one method and path, naming
+    /// both types.
+    pub fn build(self) -> Result<Router, Error> {
+        let limits = self.limits;
+        let mut seen: HashMap<(&str, &str), &RouteRegistration> = HashMap::new();
+        let mut by_path: Vec<(&str, Vec<&'static RouteRegistration>)> = Vec::new();
+        let mut all: Vec<&'static RouteRegistration> = routes().collect();
+        all.sort_by_key(|r| (r.path, r.method));
+        for route in all {
+            if let Some(first) = seen.insert((route.method, route.path), route) {
+                return Err(Error::internal(
+                    ROUTE_CONFLICT,
+                    format!(
+                        "`{} {}` is declared by both `{}` and `{}`: give one of them another path",
+                        route.method, route.path, first.type_path, route.type_path
+                    ),
+                ));
+            }
+            match by_path.last_mut() {
+                Some((path, list)) if *path == route.path => list.push(route),
+                _ => by_path.push((route.path, vec![route])),
+            }
+        }
+        let mut app = Router::new();
+        for (path, list) in by_path {
+            let mut method_router: Option<axum::routing::MethodRouter<Bus>> = None;
+            for route in list {
+                let filter = method_filter(route.method);
+                let handler =
+                    move |State(bus): State<Bus>,
+                          params: Option<Path<Vec<(String, String)>>>,
+                          RawQuery(query): RawQuery,
+                          headers: HeaderMap,
+                          body: Result<Bytes, BytesRejection>| async move {
+                        let params = params.map(|Path(p)| p).unwrap_or_default();
+                        let target = Target::Route {
+                            route,
+                            params,
+                            query,
+                        };
+                        serve(&bus, target, &headers, body, limits).await
+                    };
+                method_router = Some(match method_router {
+                    None => on(filter, handler),
+                    Some(r) => r.on(filter, handler),
+                });
+            }
+            if let Some(r) = method_router {
+                app = app.route(path, r);
+            }
+        }
+        if self.by_name {
+            for (prefix, kind) in [
+                ("/commands/{name}", MessageKind::Command),
+                ("/queries/{name}", MessageKind::Query),
+            ] {
+                let handler =
+                    move |State(bus): State<Bus>,
+                          Path(name): Path<String>,
+                          headers: HeaderMap,
+                          body: Result<Bytes, BytesRejection>| async move {
+                        serve(&bus, Target::ByName { name, kind }, &headers, body, limits).await
+                    };
+                app = app.route(prefix, axum::routing::post(handler));
+            }
+        }
+        Ok(app
+            .layer(DefaultBodyLimit::max(limits.body_bytes))
+            .with_state(self.bus))
+    }
 }
 
 /// The code of two messages declaring one method and path.
@@ -113,6 +201,12 @@ pub const ROUTE_CONFLICT: &str = "flext.http.route_conflict";
 pub const NOT_FOUND: &str = "flext.http.not_found";
 /// The code of a body that is not a JSON object.
 pub const NOT_AN_OBJECT: &str = "flext.input.not_an_object";
+/// The code of a body nested deeper than the limit.
+pub const TOO_DEEP: &str = "flext.input.too_deep";
+/// The W3C trace context headers.
+pub const TRACEPARENT: &str = "traceparent";
+/// See [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";
 
 fn method_filter(method: &str) -> MethodFilter {
     match method {
@@ -124,34 +218,121 @@ fn method_filter(method: &str) -> MethodFilter {
     }
 }
 
-/// The message's JSON from the path, the query string and the body, sent on the bus.
+/// What a request asks for: a declared route, or a message by name.
+enum Target {
+    Route {
+        route: &'static RouteRegistration,
+        params: Vec<(String, String)>,
+        query: Option<String>,
+    },
+    ByName {
+        name: String,
+        kind: MessageKind,
+    },
+}
+
+/// The request's context: the correlation id from `x-correlation-id` when it is a UUID,
+/// else from the W3C `traceparent`'s trace id, else new; `traceparent` and `tracestate`
+/// kept as the context's metadata, for the handler's spans and what it publishes.
+fn context_of(headers: &HeaderMap) -> Context {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let traceparent = header(TRACEPARENT).filter(|t| trace_id(t).is_some());
+    let correlation_id = header(CORRELATION_ID)
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .or_else(|| traceparent.and_then(trace_id))
+        .unwrap_or_else(Uuid::new_v4);
+    let mut ctx = Context::new().with_correlation_id(correlation_id);
+    if let Some(t) = traceparent {
+        ctx = ctx.with_metadata(TRACEPARENT, t);
+        if let Some(state) = header(TRACESTATE).filter(|s| s.len() <= 512) {
+            ctx = ctx.with_metadata(TRACESTATE, state);
+        }
+    }
+    ctx
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), as a UUID;
+/// `None` for a malformed one or the all-zero id the spec forbids.
+fn trace_id(traceparent: &str) -> Option<Uuid> {
+    let mut parts = traceparent.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if parts.next().is_some()
+        || !hex(version, 2)
+        || version == "ff"
+        || !hex(trace, 32)
+        || !hex(parent, 16)
+        || !hex(flags, 2)
+    {
+        return None;
+    }
+    let id = u128::from_str_radix(trace, 16).ok()?;
+    (id != 0).then(|| Uuid::from_u128(id))
+}
+
+/// The message's JSON from the path, the query string and the body, sent on the bus;
+/// its output or its problem.
 async fn serve(
     bus: &Bus,
-    route: &'static RouteRegistration,
-    params: Vec<(String, String)>,
-    query: Option<String>,
+    target: Target,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
+    limits: Limits,
 ) -> Response {
-    let correlation_id = headers
-        .get(CORRELATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v).ok())
-        .unwrap_or_else(Uuid::new_v4);
-    let ctx = Context::new().with_correlation_id(correlation_id);
-    let answer = match message_json(route, params, query.as_deref(), &body) {
-        Ok(json) => {
-            let text = json.to_string();
-            match route.kind {
-                MessageKind::Query => bus.query_json(route.message, &text, &ctx).await,
-                _ => bus.send_json(route.message, &text, &ctx).await,
-            }
+    let ctx = context_of(headers);
+    let correlation_id = ctx.correlation_id();
+    let (kind, name) = match &target {
+        Target::Route { route, .. } => (route.kind, route.message.to_owned()),
+        Target::ByName { name, kind } => (*kind, name.clone()),
+    };
+    let json = match body {
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(Error::validation(
+                codes::INPUT_TOO_LARGE,
+                format!(
+                    "the body is over the route's limit of {} bytes",
+                    limits.body_bytes
+                ),
+            ))
         }
+        Err(rejection) => Err(Error::validation(
+            codes::INPUT_MALFORMED_JSON,
+            format!("the body could not be read: {}", rejection.body_text()),
+        )),
+        Ok(body) => match depth(&body) {
+            d if d > limits.json_depth => Err(Error::validation(
+                TOO_DEEP,
+                format!(
+                    "the body nests {d} levels deep, over the limit of {}",
+                    limits.json_depth
+                ),
+            )),
+            _ => match target {
+                Target::Route {
+                    route,
+                    params,
+                    query,
+                } => message_json(route, params, query.as_deref(), &body)
+                    .map(|json| json.to_string()),
+                // By name: the body is the message, decoded by the bus.
+                Target::ByName { .. } => Ok(String::from_utf8_lossy(&body).into_owned()),
+            },
+        },
+    };
+    let answer = match json {
+        Ok(text) => match kind {
+            MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
+            _ => bus.send_json(&name, &text, &ctx).await,
+        },
         Err(e) => Err(e),
     };
     let mut response = match answer {
-        Ok(serde_json::Value::Null) if route.kind == MessageKind::Query => Problem::from_error(
-            &Error::not_found(NOT_FOUND, format!("`{}` found nothing", route.message)),
+        Ok(serde_json::Value::Null) if kind == MessageKind::Query => Problem::from_error(
+            &Error::not_found(
+                NOT_FOUND,
+                format!("`{}` found nothing", flext_runtime::input::echo(&name)),
+            ),
             correlation_id,
             false,
         )
@@ -171,6 +352,32 @@ async fn serve(
         response.headers_mut().insert(CORRELATION_ID, value);
     }
     response
+}
+
+/// How deep `body`'s arrays and objects nest, outside strings, without decoding it.
+fn depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn message_json(
@@ -231,4 +438,39 @@ fn message_json(
         }
     }
     Ok(serde_json::Value::Object(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{depth, trace_id};
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(depth(br#"{"a": 1}"#), 1);
+        assert_eq!(depth(br#"{"a": [[1], {"b": []}]}"#), 3);
+        assert_eq!(depth(br#"{"a": "[[[[\"]]]]"}"#), 1);
+        assert_eq!(depth(b""), 0);
+    }
+
+    #[test]
+    fn a_trace_id_is_read_from_a_well_formed_traceparent_only() {
+        let id = trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            id.map(|u| u.to_string()).as_deref(),
+            Some("4bf92f35-77b3-4da6-a3ce-929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(
+            trace_id("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id("00-4bf92f35-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
+            None
+        );
+    }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 /// | --- | --- |
 /// | `Validation` with a `flext.input.*` code (malformed JSON, a field of the wrong type, a missing or unknown field) | 400 |
 /// | `Validation` with any other code, `RuleViolation` | 422 |
-/// | `NotFound` (and a query that answers `None`) | 404 |
+/// | `NotFound` (and a query that answers `None`), a message by name of the other kind | 404 |
 /// | `Conflict` (an expected-version conflict, a saga id reused or in flight) | 409 |
 /// | `Unauthorized` with no principal on the request / with one | 401 / 403 |
 /// | `flext.input.too_large` | 413 |
@@ -33,6 +33,7 @@ pub fn status_of(error: &Error, authenticated: bool) -> StatusCode {
     match error.kind() {
         _ if code == codes::INPUT_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
         _ if code == codes::BUS_NO_HANDLER => StatusCode::INTERNAL_SERVER_ERROR,
+        _ if code == codes::BUS_WRONG_KIND => StatusCode::NOT_FOUND,
         ErrorKind::Validation if code.starts_with("flext.input.") => StatusCode::BAD_REQUEST,
         ErrorKind::Validation | ErrorKind::RuleViolation => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
