@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn depth_counts_nesting_outside_strings() {
         assert_eq!(depth(br#"{"a": 1}"#), 1);
-        assert_eq!(depth(br#"{"a": [[1], {"b": []}]}"#), 3);
+        assert_eq!(depth(br#"{"a": [[1], {"b": []}]}"#), 4);
         assert_eq!(depth(br#"{"a": "[[[[\"]]]]"}"#), 1);
         assert_eq!(depth(b""), 0);
     }
