@@ -59,6 +59,36 @@ fn trace(_: Trace, ctx: &Context, traces: State<Traces>) -> Result<()> {
     Ok(())
 }
 
+#[command(output = String, http = "PUT /people/{name}", created = "/people/{name}")]
+#[derive(Clone, Serialize, Deserialize)]
+struct AddPerson {
+    name: String,
+}
+
+#[command_handler]
+fn add_person(command: AddPerson) -> Result<String> {
+    Ok(format!("welcome, {}", command.name))
+}
+
+#[command(output = (), http = "POST /reports", accepted)]
+#[derive(Clone, Serialize, Deserialize)]
+struct Report {}
+
+#[command_handler]
+fn report(_: Report) -> Result<()> {
+    Ok(())
+}
+
+/// Allowed to principals with the role "clerk" only.
+#[command(output = (), http = "POST /vault")]
+#[derive(Clone, Serialize, Deserialize)]
+struct OpenVault {}
+
+#[command_handler]
+fn open_vault(_: OpenVault) -> Result<()> {
+    Ok(())
+}
+
 #[command(output = usize)]
 #[derive(Clone, Serialize, Deserialize)]
 struct Unrouted {
@@ -122,11 +152,30 @@ async fn serve_with(
         .state(Ledger::default())
         .state(Traces::default())
         .middleware(flext::middleware::Validation)
+        .middleware(flext::middleware::Authorize::new(|principal, dispatch| {
+            dispatch.name() != "OpenVault" || principal.is_some_and(|p| p.has_role("clerk"))
+        }))
         .build()
         .unwrap();
+    // The application's own authentication: a bearer token names the principal.
+    let authenticate = |mut request: axum::extract::Request| async move {
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(name) = token.as_deref().and_then(|t| t.strip_prefix("Bearer ")) {
+            let role = if name == "carol" { "clerk" } else { "guest" };
+            request
+                .extensions_mut()
+                .insert(Principal::new(name).with_role(role));
+        }
+        request
+    };
     let app = options(flext::http::RouterBuilder::new(bus))
         .build()
-        .unwrap();
+        .unwrap()
+        .layer(axum::middleware::map_request(authenticate));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -446,4 +495,62 @@ async fn the_by_name_entry_exists_only_when_enabled() {
         (status, body["code"].as_str()),
         (404, Some("flext.bus.wrong_kind"))
     );
+}
+
+#[tokio::test]
+async fn a_created_resource_is_201_with_its_location_and_accepted_work_is_202() {
+    let base = serve().await;
+    let http = client();
+    let created = http
+        .put(format!("{base}/people/ada%20lovelace"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    assert_eq!(
+        created.headers()["location"].to_str().unwrap(),
+        "/people/ada%20lovelace"
+    );
+    assert_eq!(
+        created.json::<String>().await.unwrap(),
+        "welcome, ada lovelace"
+    );
+    let accepted = http
+        .post(format!("{base}/reports"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+}
+
+#[tokio::test]
+async fn refused_without_a_principal_is_401_and_with_one_403() {
+    let base = serve().await;
+    let http = client();
+    let url = format!("{base}/vault");
+    let (status, body) = problem(http.post(&url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("flext.bus.unauthorized"))
+    );
+    let (status, _) = problem(
+        http.post(&url)
+            .bearer_auth("bob")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let allowed = http
+        .post(&url)
+        .bearer_auth("carol")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
 }

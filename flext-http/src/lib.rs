@@ -25,8 +25,12 @@
 //! `Deposit { account_id: "a-1", cents: 250 }`: a path parameter binds to the field of its
 //! name (a name no field has is a compile error on the route), the rest comes from the
 //! JSON body for a command and from the query string for a query. The output is the
-//! response body; an error is an RFC 9457 `application/problem+json` body whose status
-//! comes from one table ([`status_of`]). Every response carries the request's
+//! response body, with 200; 201 and a `Location` for a command declared
+//! `created = "/accounts/{account_id}"` (filled from its fields); 202 for one declared
+//! `accepted`. An error is an RFC 9457 `application/problem+json` body whose status comes
+//! from one table ([`status_of`]). The principal is the [`Principal`] the application's
+//! own authentication layer put in the request's extensions: a refusal is 401 without
+//! one, 403 with one. Every response carries the request's
 //! correlation id in `x-correlation-id` (taken from the request's header when it is a
 //! UUID, else new).
 
@@ -41,11 +45,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use flext_runtime::route::{RouteRegistration, routes};
-use flext_runtime::{Bus, Context, Error, MessageKind, codes};
+use flext_runtime::{Bus, Context, Error, MessageKind, Principal, codes};
 use uuid::Uuid;
 
 pub use problem::{Problem, status_of};
@@ -156,6 +160,7 @@ impl RouterBuilder {
                           params: Option<Path<Vec<(String, String)>>>,
                           RawQuery(query): RawQuery,
                           headers: HeaderMap,
+                          extensions: Extensions,
                           body: Result<Bytes, BytesRejection>| async move {
                         let params = params.map(|Path(p)| p).unwrap_or_default();
                         let target = Target::Route {
@@ -163,7 +168,7 @@ impl RouterBuilder {
                             params,
                             query,
                         };
-                        serve(&bus, target, &headers, body, limits).await
+                        serve(&bus, target, &headers, &extensions, body, limits).await
                     };
                 method_router = Some(match method_router {
                     None => on(filter, handler),
@@ -183,8 +188,17 @@ impl RouterBuilder {
                     move |State(bus): State<Bus>,
                           Path(name): Path<String>,
                           headers: HeaderMap,
+                          extensions: Extensions,
                           body: Result<Bytes, BytesRejection>| async move {
-                        serve(&bus, Target::ByName { name, kind }, &headers, body, limits).await
+                        serve(
+                            &bus,
+                            Target::ByName { name, kind },
+                            &headers,
+                            &extensions,
+                            body,
+                            limits,
+                        )
+                        .await
                     };
                 app = app.route(prefix, axum::routing::post(handler));
             }
@@ -277,14 +291,21 @@ async fn serve(
     bus: &Bus,
     target: Target,
     headers: &HeaderMap,
+    extensions: &Extensions,
     body: Result<Bytes, BytesRejection>,
     limits: Limits,
 ) -> Response {
-    let ctx = context_of(headers);
+    // The principal the application's authentication layer put on the request.
+    let principal = extensions.get::<Principal>().cloned();
+    let authenticated = principal.is_some();
+    let mut ctx = context_of(headers);
+    if let Some(p) = principal {
+        ctx = ctx.with_principal(p);
+    }
     let correlation_id = ctx.correlation_id();
-    let (kind, name) = match &target {
-        Target::Route { route, .. } => (route.kind, route.message.to_owned()),
-        Target::ByName { name, kind } => (*kind, name.clone()),
+    let (kind, name, declared) = match &target {
+        Target::Route { route, .. } => (route.kind, route.message.to_owned(), Some(*route)),
+        Target::ByName { name, kind } => (*kind, name.clone(), None),
     };
     let json = match body {
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -314,18 +335,33 @@ async fn serve(
                     params,
                     query,
                 } => message_json(route, params, query.as_deref(), &body)
-                    .map(|json| json.to_string()),
+                    .map(|json| (json.to_string(), Some(json))),
                 // By name: the body is the message, decoded by the bus.
-                Target::ByName { .. } => Ok(String::from_utf8_lossy(&body).into_owned()),
+                Target::ByName { .. } => Ok((String::from_utf8_lossy(&body).into_owned(), None)),
             },
         },
     };
-    let answer = match json {
-        Ok(text) => match kind {
-            MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
-            _ => bus.send_json(&name, &text, &ctx).await,
-        },
-        Err(e) => Err(e),
+    let (answer, message) = match json {
+        Ok((text, message)) => {
+            let answer = match kind {
+                MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
+                _ => bus.send_json(&name, &text, &ctx).await,
+            };
+            (answer, message)
+        }
+        Err(e) => (Err(e), None),
+    };
+    // 201 with the new resource's `Location`, or 202, as the route declares.
+    let (status, location) = match (declared, &message) {
+        (
+            Some(RouteRegistration {
+                created: Some(template),
+                ..
+            }),
+            Some(message),
+        ) => (StatusCode::CREATED, Some(fill(template, message))),
+        (Some(RouteRegistration { accepted: true, .. }), _) => (StatusCode::ACCEPTED, None),
+        _ => (StatusCode::OK, None),
     };
     let mut response = match answer {
         Ok(serde_json::Value::Null) if kind == MessageKind::Query => Problem::from_error(
@@ -334,24 +370,65 @@ async fn serve(
                 format!("`{}` found nothing", flext_runtime::input::echo(&name)),
             ),
             correlation_id,
-            false,
+            authenticated,
         )
         .into_response(),
-        Ok(output) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            output.to_string(),
-        )
-            .into_response(),
-        Err(e) => Problem::from_error(&e, correlation_id, false).into_response(),
+        Ok(output) => {
+            let mut response = (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                output.to_string(),
+            )
+                .into_response();
+            if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Err(e) => Problem::from_error(&e, correlation_id, authenticated).into_response(),
     };
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
     response
+}
+
+/// `template` with each `{field}` segment replaced by that field of `message`, a string
+/// as it is, anything else as its JSON; percent-encoded as a path segment.
+fn fill(template: &str, message: &serde_json::Value) -> String {
+    template
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(field) => {
+                    let value = match message.get(field) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    };
+                    encode_segment(&value)
+                }
+                None => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A path segment with everything but unreserved characters (RFC 3986) percent-encoded.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// How deep `body`'s arrays and objects nest, outside strings, without decoding it.

@@ -26,6 +26,11 @@ pub struct RouteRegistration {
     /// The JSON value of field `name` from its text in a path or a query string, parsed
     /// as the field's type; `None` for a name that is no field of the message.
     pub field: fn(name: &str, text: &str) -> Option<Result<serde_json::Value>>,
+    /// `created = "/accounts/{account}"`: a command answered 201 with this path, its
+    /// `{field}`s filled from the command, as its `Location`.
+    pub created: Option<&'static str>,
+    /// `accepted`: a command answered 202, for work that goes on after the answer.
+    pub accepted: bool,
 }
 
 inventory::collect!(RouteRegistration);

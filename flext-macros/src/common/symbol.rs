@@ -43,6 +43,7 @@ pub const QUERY_HANDLER: &str = "query_handler";
 pub const EVENT_HANDLER: &str = "event_handler";
 
 // Options.
+pub const ACCEPTED: &str = "accepted";
 pub const ACCEPTS: &str = "accepts";
 pub const AFTER: &str = "after";
 pub const BACKOFF_MS: &str = "backoff_ms";
@@ -52,6 +53,7 @@ pub const COMPENSATE: &str = "compensate";
 pub const COMPENSATE_BACKOFF_MS: &str = "compensate_backoff_ms";
 pub const COMPENSATE_RETRIES: &str = "compensate_retries";
 pub const CRATE: &str = "crate";
+pub const CREATED: &str = "created";
 pub const DEPENDS_ON: &str = "depends_on";
 pub const EXTERNAL: &str = "external";
 pub const FAIL_FAST: &str = "fail_fast";

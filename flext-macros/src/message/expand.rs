@@ -99,6 +99,11 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
     let route = def.http.as_ref().filter(|_| complete).map(|r| {
         let method = &r.method;
         let path = &r.path;
+        let accepted = r.accepted;
+        let created = match &r.created {
+            Some(c) => quote!(::core::option::Option::Some(#c)),
+            None => quote!(::core::option::Option::None),
+        };
         let arms = r.fields.iter().map(|(f, ty)| {
             let text = f.to_string();
             quote!(#text => ::core::option::Option::Some(#p::field_value::<#ty>(#text, __flext_text)),)
@@ -121,6 +126,8 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
                     kind: #p::MessageKind::#variant,
                     type_path: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                     field: __flext_field,
+                    created: #created,
+                    accepted: #accepted,
                 }
             }
         }

@@ -33,6 +33,10 @@ pub struct Route {
     pub path: String,
     /// Every field with its type, for the generated field parser.
     pub fields: Vec<(syn::Ident, syn::Type)>,
+    /// `created = "/accounts/{account}"`: answered 201 with this `Location`.
+    pub created: Option<String>,
+    /// `accepted`: answered 202, for work that goes on after the answer.
+    pub accepted: bool,
 }
 
 /// Where a command decided by an aggregate holds the aggregate's id.
@@ -45,7 +49,7 @@ pub enum AggregateId {
 }
 
 const REQUEST_OPTIONS: &[&str] = &[
-    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, HTTP, CRATE,
+    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, HTTP, CREATED, ACCEPTED, CRATE,
 ];
 const EVENT_OPTIONS: &[&str] = &[NAME, VERSION, VALIDATE, CRATE];
 
@@ -80,6 +84,8 @@ impl MessageDef {
             http: None,
         };
         let mut http = None;
+        let mut created = None;
+        let mut accepted = None;
         let mut krate = None;
         let args_empty = args.is_empty();
         options::parse(cx, &spec, args, |key, meta| {
@@ -92,6 +98,8 @@ impl MessageDef {
                 TIMEOUT_MS => def.timeout_ms = Some(options::int(meta)?.0),
                 VERSION => def.version = Some(options::int(meta)?),
                 HTTP => http = Some(options::string(meta)?),
+                CREATED => created = Some(options::string(meta)?),
+                ACCEPTED => accepted = Some(options::flag(meta)?),
                 _ => krate = Some(options::path(meta)?),
             }
             Ok(())
@@ -101,6 +109,7 @@ impl MessageDef {
         if let Some(lit) = http {
             def.http = read_route(cx, kind, &def.item, &lit);
         }
+        read_answer(cx, kind, &mut def, created, accepted);
         if kind.is_request() && def.output.is_none() && (args_empty || !cx.has_errors()) {
             let attr = kind.message_attr();
             cx.push(error_at_span(
@@ -214,16 +223,32 @@ fn read_route(cx: &Ctxt, kind: Kind, item: &syn::DeriveInput, lit: &syn::LitStr)
         .filter_map(|f| Some((f.ident.clone()?, f.ty.clone())))
         .collect();
     let names: Vec<String> = fields.iter().map(|(f, _)| f.to_string()).collect();
+    let ok = fields_of_template(cx, lit, path, &names, ident);
+    ok.then(|| Route {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        fields,
+        created: None,
+        accepted: false,
+    })
+}
+
+/// Whether every `{name}` segment of `template` is one of `names`; each that is not is
+/// an error on `lit`.
+fn fields_of_template(
+    cx: &Ctxt,
+    lit: &syn::LitStr,
+    template: &str,
+    names: &[String],
+    ident: &syn::Ident,
+) -> bool {
     let mut ok = true;
-    for segment in path.split('/') {
+    for segment in template.split('/') {
         let Some(param) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
             if segment.contains(['{', '}']) {
                 cx.push(error_at(
                     lit,
-                    format!(
-                        "a path parameter is a whole segment, `/{{name}}`: `{}` is not",
-                        segment
-                    ),
+                    format!("a path parameter is a whole segment, `/{{name}}`: `{segment}` is not"),
                 ));
                 ok = false;
             }
@@ -245,11 +270,63 @@ fn read_route(cx: &Ctxt, kind: Kind, item: &syn::DeriveInput, lit: &syn::LitStr)
             ok = false;
         }
     }
-    ok.then(|| Route {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        fields,
-    })
+    ok
+}
+
+/// `created = "/accounts/{account}"` (201 with that `Location`) or `accepted` (202): on a
+/// command with a route, one of them.
+fn read_answer(
+    cx: &Ctxt,
+    kind: Kind,
+    def: &mut MessageDef,
+    created: Option<syn::LitStr>,
+    accepted: Option<Span>,
+) {
+    let ident = def.item.ident.clone();
+    let at: Option<(Span, &str)> = created
+        .as_ref()
+        .map(|l| (l.span(), CREATED))
+        .or(accepted.map(|s| (s, ACCEPTED)));
+    let Some((span, option)) = at else { return };
+    let Some(route) = def.http.as_mut() else {
+        if cx.has_errors() {
+            return;
+        }
+        cx.push(error_at_span(
+            span,
+            format!(
+                "`{option}` says how a route answers: add `http = \"POST /...\"` to `#[{}]`",
+                kind.message_attr()
+            ),
+        ));
+        return;
+    };
+    if kind != Kind::Command {
+        cx.push(error_at_span(
+            span,
+            format!("a query reads: it answers 200, so `{option}` is for a command"),
+        ));
+        return;
+    }
+    if let (Some(lit), Some(_)) = (&created, accepted) {
+        cx.push(error_at(
+            lit,
+            "a command answers either 201 (`created`) or 202 (`accepted`): keep one",
+        ));
+        return;
+    }
+    if let Some(lit) = created {
+        let template = lit.value();
+        if !template.starts_with('/') {
+            cx.push(error_at(&lit, "`created` is the new resource's path, from the root: `created = \"/accounts/{account}\"`"));
+            return;
+        }
+        let names: Vec<String> = route.fields.iter().map(|(f, _)| f.to_string()).collect();
+        if fields_of_template(cx, &lit, &template, &names, &ident) {
+            route.created = Some(template);
+        }
+    }
+    route.accepted = accepted.is_some();
 }
 
 pub fn check(def: &MessageDef, cx: &Ctxt) {
