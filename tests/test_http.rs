@@ -89,6 +89,24 @@ fn open_vault(_: OpenVault) -> Result<()> {
     Ok(())
 }
 
+/// Waits until the test lets it go: a request in flight at shutdown.
+#[command(output = String, http = "POST /slow")]
+#[derive(Clone, Serialize, Deserialize)]
+struct Slow {}
+
+#[derive(Default, Clone)]
+struct Gate {
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[command_handler]
+async fn slow(_: Slow, gate: State<Gate>) -> Result<String> {
+    gate.entered.notify_one();
+    gate.release.notified().await;
+    Ok("finished".into())
+}
+
 #[command(output = usize)]
 #[derive(Clone, Serialize, Deserialize)]
 struct Unrouted {
@@ -151,6 +169,7 @@ async fn serve_with(
     let bus = Bus::builder()
         .state(Ledger::default())
         .state(Traces::default())
+        .state(Gate::default())
         .middleware(flext::middleware::Validation)
         .middleware(flext::middleware::Authorize::new(|principal, dispatch| {
             dispatch.name() != "OpenVault" || principal.is_some_and(|p| p.has_role("clerk"))
@@ -553,4 +572,66 @@ async fn refused_without_a_principal_is_401_and_with_one_403() {
         .await
         .unwrap();
     assert_eq!(allowed.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_lets_the_request_in_flight_finish_and_takes_no_new_one() {
+    let gate = Gate::default();
+    let bus = Bus::builder()
+        .state(Ledger::default())
+        .state(Traces::default())
+        .state(gate.clone())
+        .build()
+        .unwrap();
+    let app = flext::http::router(bus).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let http = client();
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.post(format!("{base}/slow"))
+                .json(&json!({}))
+                .send()
+                .await
+        }
+    });
+    gate.entered.notified().await;
+    stop.send(()).unwrap();
+    // The server stops accepting (its listener is closed) while the request is in flight;
+    // only then is the request let go, and it finishes.
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut closed = false;
+    for _ in 0..10_000 {
+        if tokio::net::TcpStream::connect(&address).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        closed,
+        "the listener still accepts after the shutdown signal"
+    );
+    gate.release.notify_one();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.json::<String>().await.unwrap(), "finished");
+    server.await.unwrap().unwrap();
+    assert!(
+        http.post(format!("{base}/slow"))
+            .json(&json!({}))
+            .send()
+            .await
+            .is_err()
+    );
 }
