@@ -107,6 +107,25 @@ async fn slow(_: Slow, gate: State<Gate>) -> Result<String> {
     Ok("finished".into())
 }
 
+/// A camelCase API: path parameters and the `Location` follow serde's names.
+#[command(output = String, http = "POST /accounts/{from_account}/transfers/{transfer}", created = "/transfers/{transfer}")]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Transfer {
+    from_account: String,
+    #[serde(rename = "ref")]
+    transfer: u32,
+    amount_cents: u64,
+}
+
+#[command_handler]
+fn transfer(command: Transfer) -> Result<String> {
+    Ok(format!(
+        "{} sent {} as #{}",
+        command.from_account, command.amount_cents, command.transfer
+    ))
+}
+
 #[command(output = usize)]
 #[derive(Clone, Serialize, Deserialize)]
 struct Unrouted {
@@ -633,5 +652,26 @@ async fn a_graceful_shutdown_lets_the_request_in_flight_finish_and_takes_no_new_
             .send()
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn path_parameters_and_the_location_follow_serdes_renames() {
+    let base = serve().await;
+    let http = client();
+    let response = http
+        .post(format!("{base}/accounts/a-7/transfers/42"))
+        .json(&json!({"amountCents": 900}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        "/transfers/42"
+    );
+    assert_eq!(
+        response.json::<String>().await.unwrap(),
+        "a-7 sent 900 as #42"
     );
 }

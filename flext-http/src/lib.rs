@@ -359,7 +359,7 @@ async fn serve(
                 ..
             }),
             Some(message),
-        ) => (StatusCode::CREATED, Some(fill(template, message))),
+        ) => (StatusCode::CREATED, Some(fill(template, message, declared))),
         (Some(RouteRegistration { accepted: true, .. }), _) => (StatusCode::ACCEPTED, None),
         _ => (StatusCode::OK, None),
     };
@@ -398,13 +398,14 @@ async fn serve(
 
 /// `template` with each `{field}` segment replaced by that field of `message`, a string
 /// as it is, anything else as its JSON; percent-encoded as a path segment.
-fn fill(template: &str, message: &serde_json::Value) -> String {
+fn fill(template: &str, message: &serde_json::Value, route: Option<&RouteRegistration>) -> String {
     template
         .split('/')
         .map(
             |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some(field) => {
-                    let value = match message.get(field) {
+                    let key = route.map_or(field, |r| r.key(field));
+                    let value = match message.get(key) {
                         Some(serde_json::Value::String(s)) => s.clone(),
                         Some(other) => other.to_string(),
                         None => String::new(),
@@ -500,7 +501,7 @@ fn message_json(
     for (name, text) in params.into_iter().chain(from_query) {
         match (route.field)(&name, &text) {
             Some(value) => {
-                object.insert(name, value?);
+                object.insert(route.key(&name).to_owned(), value?);
             }
             None => {
                 return Err(Error::validation(

@@ -26,6 +26,9 @@ pub struct RouteRegistration {
     /// The JSON value of field `name` from its text in a path or a query string, parsed
     /// as the field's type; `None` for a name that is no field of the message.
     pub field: fn(name: &str, text: &str) -> Option<Result<serde_json::Value>>,
+    /// Each field's name and its key in the message's JSON (serde's `rename` and
+    /// `rename_all` applied).
+    pub keys: &'static [(&'static str, &'static str)],
     /// `created = "/accounts/{account}"`: a command answered 201 with this path, its
     /// `{field}`s filled from the command, as its `Location`.
     pub created: Option<&'static str>,
@@ -34,6 +37,16 @@ pub struct RouteRegistration {
 }
 
 inventory::collect!(RouteRegistration);
+
+impl RouteRegistration {
+    /// Field `name`'s key in the message's JSON; the name itself when it has no other.
+    pub fn key<'a>(&'a self, name: &'a str) -> &'a str {
+        self.keys
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map_or(name, |(_, key)| key)
+    }
+}
 
 /// Every route linked into the program, in no particular order.
 pub fn routes() -> impl Iterator<Item = &'static RouteRegistration> {

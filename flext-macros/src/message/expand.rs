@@ -104,6 +104,10 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             Some(c) => quote!(::core::option::Option::Some(#c)),
             None => quote!(::core::option::Option::None),
         };
+        let keys = r.fields.iter().zip(&r.keys).map(|((f, _), key)| {
+            let name = f.to_string();
+            quote!((#name, #key))
+        });
         let arms = r.fields.iter().map(|(f, ty)| {
             let text = f.to_string();
             quote!(#text => ::core::option::Option::Some(#p::field_value::<#ty>(#text, __flext_text)),)
@@ -126,6 +130,7 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
                     kind: #p::MessageKind::#variant,
                     type_path: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                     field: __flext_field,
+                    keys: &[#(#keys),*],
                     created: #created,
                     accepted: #accepted,
                 }

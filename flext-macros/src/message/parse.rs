@@ -33,6 +33,8 @@ pub struct Route {
     pub path: String,
     /// Every field with its type, for the generated field parser.
     pub fields: Vec<(syn::Ident, syn::Type)>,
+    /// Each field's key in the message's JSON, as serde's `rename` and `rename_all` make it.
+    pub keys: Vec<String>,
     /// `created = "/accounts/{account}"`: answered 201 with this `Location`.
     pub created: Option<String>,
     /// `accepted`: answered 202, for work that goes on after the answer.
@@ -223,11 +225,26 @@ fn read_route(cx: &Ctxt, kind: Kind, item: &syn::DeriveInput, lit: &syn::LitStr)
         .filter_map(|f| Some((f.ident.clone()?, f.ty.clone())))
         .collect();
     let names: Vec<String> = fields.iter().map(|(f, _)| f.to_string()).collect();
+    let rename_all = serde_option(&item.attrs, "rename_all");
+    let keys = named
+        .named
+        .iter()
+        .filter(|f| f.ident.is_some())
+        .zip(&names)
+        .map(|(f, name)| {
+            serde_option(&f.attrs, "rename").unwrap_or_else(|| {
+                rename_all
+                    .as_deref()
+                    .map_or_else(|| name.clone(), |case| renamed(name, case))
+            })
+        })
+        .collect();
     let ok = fields_of_template(cx, lit, path, &names, ident);
     ok.then(|| Route {
         method: method.to_owned(),
         path: path.to_owned(),
         fields,
+        keys,
         created: None,
         accepted: false,
     })
@@ -343,5 +360,85 @@ pub fn check(def: &MessageDef, cx: &Ctxt) {
             &u.union_token,
             "a message is a struct or an enum, not a union",
         ));
+    }
+}
+
+/// The string value of `#[serde(<key> = "..")]` among `attrs` (for `rename`, also
+/// `rename(deserialize = "..")`), when there is one.
+fn serde_option(attrs: &[syn::Attribute], key: &str) -> Option<String> {
+    let mut found = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident(key) {
+                if meta.input.peek(syn::Token![=]) {
+                    found = Some(meta.value()?.parse::<syn::LitStr>()?.value());
+                } else {
+                    meta.parse_nested_meta(|inner| {
+                        let value = inner.value()?.parse::<syn::LitStr>()?.value();
+                        if inner.path.is_ident("deserialize") {
+                            found = Some(value);
+                        }
+                        Ok(())
+                    })?;
+                }
+            } else if meta.input.peek(syn::Token![=]) {
+                meta.value()?.parse::<syn::Expr>()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                meta.parse_nested_meta(|inner| {
+                    if inner.input.peek(syn::Token![=]) {
+                        inner.value()?.parse::<syn::Expr>()?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        });
+    }
+    found
+}
+
+/// A snake_case field name under serde's `rename_all = "<case>"`.
+fn renamed(name: &str, case: &str) -> String {
+    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+    let capital = |w: &str| {
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    match case {
+        "lowercase" => name.to_lowercase(),
+        "UPPERCASE" => name.to_uppercase(),
+        "PascalCase" => words.iter().map(|w| capital(w)).collect(),
+        "camelCase" => words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { (*w).to_owned() } else { capital(w) })
+            .collect(),
+        "SCREAMING_SNAKE_CASE" => name.to_uppercase(),
+        "kebab-case" => name.replace('_', "-"),
+        "SCREAMING-KEBAB-CASE" => name.replace('_', "-").to_uppercase(),
+        _ => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{renamed, serde_option};
+
+    #[test]
+    fn fields_are_renamed_as_serde_renames_them() {
+        assert_eq!(renamed("from_account", "camelCase"), "fromAccount");
+        assert_eq!(renamed("from_account", "PascalCase"), "FromAccount");
+        assert_eq!(renamed("from_account", "kebab-case"), "from-account");
+        assert_eq!(
+            renamed("from_account", "SCREAMING_SNAKE_CASE"),
+            "FROM_ACCOUNT"
+        );
+        let field: syn::Field =
+            syn::parse_quote!(#[serde(default, rename(serialize = "a", deserialize = "b"))] x: u8);
+        assert_eq!(serde_option(&field.attrs, "rename").as_deref(), Some("b"));
+        let field: syn::Field = syn::parse_quote!(#[serde(skip_serializing_if = "Option::is_none", rename = "c")] x: u8);
+        assert_eq!(serde_option(&field.attrs, "rename").as_deref(), Some("c"));
     }
 }
