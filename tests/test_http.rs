@@ -316,6 +316,23 @@ async fn bad_input_is_400_and_a_broken_rule_is_422_with_every_violation() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // A body naming the path's field as well is ambiguous: refused, not overridden.
+    let (status, body) = problem(
+        http.post(&url)
+            .json(&json!({"account_id": "b-9", "cents": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `account_id`"),
+        "{body}"
+    );
     let (status, body) = problem(http.post(&url).json(&json!({})).send().await.unwrap()).await;
     assert_eq!(
         (status, body["code"].as_str()),

@@ -334,8 +334,16 @@ async fn serve(
                     route,
                     params,
                     query,
-                } => message_json(route, params, query.as_deref(), &body)
-                    .map(|json| (json.to_string(), Some(json))),
+                } if route.created.is_some() => {
+                    // The `Location` is filled from the message's fields: decoded once here.
+                    message_json(route, params, query.as_deref(), &body)
+                        .map(|json| (json.to_string(), Some(json)))
+                }
+                Target::Route {
+                    route,
+                    params,
+                    query,
+                } => message_text(route, params, query.as_deref(), &body).map(|text| (text, None)),
                 // By name: the body is the message, decoded by the bus.
                 Target::ByName { .. } => Ok((String::from_utf8_lossy(&body).into_owned(), None)),
             },
@@ -458,6 +466,85 @@ fn depth(body: &[u8]) -> usize {
     deepest
 }
 
+/// The message's JSON text without decoding the body: the path's and the query string's
+/// fields written in front of the body's own, so that the bus decodes the message once.
+/// A body naming a path field as well is refused by the message's decoder (a duplicate
+/// field), not silently overridden.
+fn message_text(
+    route: &RouteRegistration,
+    params: Vec<(String, String)>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<String, Error> {
+    let mut fields = Vec::new();
+    for (name, text) in params.into_iter().chain(query_fields(route, query)?) {
+        let Some(value) = (route.field)(&name, &text) else {
+            return Err(unknown_field(route, &name));
+        };
+        let key = serde_json::Value::String(route.key(&name).to_owned());
+        fields.push(format!("{key}:{}", value?));
+    }
+    let body = std::str::from_utf8(body).map_err(|e| {
+        Error::validation(
+            codes::INPUT_MALFORMED_JSON,
+            format!("the body is not UTF-8: {e}"),
+        )
+    })?;
+    let body = body.trim_start();
+    if route.kind == MessageKind::Query || body.is_empty() {
+        return Ok(format!("{{{}}}", fields.join(",")));
+    }
+    let Some(rest) = body.strip_prefix('{') else {
+        return Err(not_an_object(route));
+    };
+    if fields.is_empty() {
+        return Ok(body.to_owned());
+    }
+    let separator = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    Ok(format!("{{{}{separator}{rest}", fields.join(",")))
+}
+
+/// The query string's pairs, for a query.
+fn query_fields(
+    route: &RouteRegistration,
+    query: Option<&str>,
+) -> Result<Vec<(String, String)>, Error> {
+    match query {
+        Some(q) if route.kind == MessageKind::Query => serde_urlencoded::from_str(q).map_err(|e| {
+            Error::validation(
+                codes::INPUT_MALFORMED_JSON,
+                format!("the query string does not parse: {e}"),
+            )
+        }),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn unknown_field(route: &RouteRegistration, name: &str) -> Error {
+    Error::validation(
+        codes::INPUT_UNKNOWN_FIELD,
+        format!(
+            "`{}` is no field of `{}`",
+            flext_runtime::input::echo(name),
+            route.message
+        ),
+    )
+}
+
+fn not_an_object(route: &RouteRegistration) -> Error {
+    Error::validation(
+        NOT_AN_OBJECT,
+        format!(
+            "the body of `{} {}` is a JSON object of the command's fields",
+            route.method, route.path
+        ),
+    )
+}
+
 fn message_json(
     route: &RouteRegistration,
     params: Vec<(String, String)>,
@@ -470,15 +557,7 @@ fn message_json(
     } else {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(Error::validation(
-                    NOT_AN_OBJECT,
-                    format!(
-                        "the body of `{} {}` is a JSON object of the command's fields",
-                        route.method, route.path
-                    ),
-                ));
-            }
+            Ok(_) => return Err(not_an_object(route)),
             Err(e) => {
                 return Err(Error::validation(
                     codes::INPUT_MALFORMED_JSON,
@@ -487,33 +566,11 @@ fn message_json(
             }
         }
     };
-    let from_query: Vec<(String, String)> = match query {
-        Some(q) if route.kind == MessageKind::Query => {
-            serde_urlencoded::from_str(q).map_err(|e| {
-                Error::validation(
-                    codes::INPUT_MALFORMED_JSON,
-                    format!("the query string does not parse: {e}"),
-                )
-            })?
-        }
-        _ => Vec::new(),
-    };
-    for (name, text) in params.into_iter().chain(from_query) {
-        match (route.field)(&name, &text) {
-            Some(value) => {
-                object.insert(route.key(&name).to_owned(), value?);
-            }
-            None => {
-                return Err(Error::validation(
-                    codes::INPUT_UNKNOWN_FIELD,
-                    format!(
-                        "`{}` is no field of `{}`",
-                        flext_runtime::input::echo(&name),
-                        route.message
-                    ),
-                ));
-            }
-        }
+    for (name, text) in params.into_iter().chain(query_fields(route, query)?) {
+        let Some(value) = (route.field)(&name, &text) else {
+            return Err(unknown_field(route, &name));
+        };
+        object.insert(route.key(&name).to_owned(), value?);
     }
     Ok(serde_json::Value::Object(object))
 }
