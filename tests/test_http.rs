@@ -692,3 +692,22 @@ async fn path_parameters_and_the_location_follow_serdes_renames() {
         "a-7 sent 900 as #42"
     );
 }
+
+#[tokio::test]
+async fn a_request_past_the_routers_deadline_is_504() {
+    // `Slow` waits for a release that never comes: only the deadline ends it.
+    let base = serve_with(|b| b.timeout(Duration::from_millis(50))).await;
+    let (status, body) = problem(
+        client()
+            .post(format!("{base}/slow"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("flext.http.timeout"))
+    );
+}

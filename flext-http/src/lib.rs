@@ -84,6 +84,7 @@ pub struct RouterBuilder {
 struct Limits {
     body_bytes: usize,
     json_depth: usize,
+    timeout: Option<std::time::Duration>,
 }
 
 impl RouterBuilder {
@@ -95,6 +96,7 @@ impl RouterBuilder {
             limits: Limits {
                 body_bytes: 1024 * 1024,
                 json_depth: 32,
+                timeout: None,
             },
             by_name: false,
         }
@@ -111,6 +113,14 @@ impl RouterBuilder {
     /// (`flext.input.too_deep`) before it is decoded.
     pub fn json_depth(mut self, levels: usize) -> RouterBuilder {
         self.limits.json_depth = levels;
+        self
+    }
+
+    /// A deadline for each request: the context's deadline (`Context::remaining`, which
+    /// the `Timeout` middleware and the handler see), and past it the request is answered
+    /// 504 (`flext.http.timeout`) and its handler's future dropped. None by default.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> RouterBuilder {
+        self.limits.timeout = Some(timeout);
         self
     }
 
@@ -197,6 +207,8 @@ pub const ROUTE_CONFLICT: &str = "flext.http.route_conflict";
 pub const NOT_FOUND: &str = "flext.http.not_found";
 /// The code of a body that is not a JSON object.
 pub const NOT_AN_OBJECT: &str = "flext.input.not_an_object";
+/// The code of a request past its deadline: 504.
+pub const TIMEOUT: &str = "flext.http.timeout";
 /// The code of a body nested deeper than the limit.
 pub const TOO_DEEP: &str = "flext.input.too_deep";
 /// The W3C trace context headers.
@@ -389,9 +401,28 @@ async fn serve(
     };
     let (answer, message) = match json {
         Ok((text, message)) => {
-            let answer = match kind {
-                MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
-                _ => bus.send_json(&name, &text, &ctx).await,
+            let ctx = match limits.timeout {
+                Some(t) => ctx.clone().with_timeout(t),
+                None => ctx.clone(),
+            };
+            let dispatch = async {
+                match kind {
+                    MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
+                    _ => bus.send_json(&name, &text, &ctx).await,
+                }
+            };
+            let answer = match limits.timeout {
+                Some(t) => tokio::time::timeout(t, dispatch).await.unwrap_or_else(|_| {
+                    Err(Error::timeout(
+                        TIMEOUT,
+                        format!(
+                            "`{}` did not answer within {} ms",
+                            flext_runtime::input::echo(&name),
+                            t.as_millis()
+                        ),
+                    ))
+                }),
+                None => dispatch.await,
             };
             (answer, message)
         }
