@@ -7,8 +7,8 @@
 //! ```
 //!
 //! The tour binds a loopback port, sends what the README shows with `curl` (open an
-//! account, deposit, an overdraft answered 422 as a problem, a balance answered 200 and
-//! an unknown account 404) with a real HTTP client, prints each request and response,
+//! account, deposit, an overdraft answered 422 as a problem, a balance answered 200, and
+//! an unknown account 404 to a query and to a command) with a real HTTP client, prints each request and response,
 //! and shuts the server down gracefully.
 
 use std::sync::Arc;
@@ -233,7 +233,7 @@ async fn main() -> Result<()> {
 /// The README's curl lines, sent with a real client; each printed as `curl` would show it.
 async fn tour(base: &str) -> Result<()> {
     let http = reqwest::Client::new();
-    let steps: [(&str, &str, Option<&str>); 6] = [
+    let steps: [(&str, &str, Option<&str>); 7] = [
         (
             "POST",
             "/accounts/a-1",
@@ -252,6 +252,7 @@ async fn tour(base: &str) -> Result<()> {
         ),
         ("GET", "/accounts/a-1", None),
         ("GET", "/accounts/b-2", None),
+        ("POST", "/accounts/b-2/deposits", Some(r#"{"cents":100}"#)),
     ];
     let failed = |e: reqwest::Error| Error::infrastructure("bank.client", e.to_string());
     for (method, path, body) in steps {
