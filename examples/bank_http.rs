@@ -8,8 +8,8 @@
 //!
 //! The tour binds a loopback port, sends what the README shows with `curl` (open an
 //! account, deposit, an overdraft answered 422 as a problem, a balance answered 200, and
-//! an unknown account 404 to a query and to a command) with a real HTTP client, prints each request and response,
-//! and shuts the server down gracefully.
+//! an unknown account 404 to a query and to a command) with a real HTTP client, prints
+//! each request and response, and shuts the server down gracefully.
 
 use std::sync::Arc;
 
