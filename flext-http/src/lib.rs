@@ -73,14 +73,14 @@ pub fn router(bus: Bus) -> Result<Router, Error> {
 
 /// How [`router`] serves: limits on what a request may carry, and whether messages are
 /// also reachable by name.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RouterBuilder {
     bus: Bus,
     limits: Limits,
     by_name: bool,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Limits {
     body_bytes: usize,
     json_depth: usize,
