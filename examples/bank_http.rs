@@ -212,7 +212,7 @@ async fn main() -> Result<()> {
         .map_err(|e| Error::infrastructure("bank.bind", e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        flext::http::axum::serve(listener, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })

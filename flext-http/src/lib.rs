@@ -17,7 +17,7 @@
 //! }
 //!
 //! let bus = Bus::builder().build().unwrap();
-//! let app: flext::http::axum::Router = flext::http::router(bus).unwrap();
+//! let app: flext::http::Router = flext::http::router(bus).unwrap();
 //! # let _ = app;
 //! ```
 //!
@@ -41,7 +41,6 @@ mod problem;
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -54,8 +53,11 @@ use uuid::Uuid;
 
 pub use problem::{Problem, status_of};
 
-/// The axum this crate serves with, so that an application names the same version.
-pub use axum;
+/// The axum router [`router`] returns (serve it with `axum::serve`, of axum 0.8).
+///
+/// Only the router is re-exported: all of axum under `flext::http` would make rustc
+/// print flext's own types with their full paths in every error.
+pub use axum::Router;
 
 /// The header carrying the correlation id, in and out.
 pub const CORRELATION_ID: &str = "x-correlation-id";
