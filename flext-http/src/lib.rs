@@ -28,7 +28,7 @@
 //! response body, with 200; 201 and a `Location` for a command declared
 //! `created = "/accounts/{account_id}"` (filled from its fields); 202 for one declared
 //! `accepted`. An error is an RFC 9457 `application/problem+json` body whose status comes
-//! from one table ([`status_of`]). The principal is the [`Principal`] the application's
+//! from one table ([`status_of`]). The principal is the [`Principal`](flext_runtime::Principal) the application's
 //! own authentication layer put in the request's extensions: a refusal is 401 without
 //! one, 403 with one. Every response carries the request's
 //! correlation id in `x-correlation-id` (taken from the request's header when it is a
