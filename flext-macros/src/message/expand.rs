@@ -110,7 +110,9 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
         });
         let arms = r.fields.iter().map(|(f, ty)| {
             let text = f.to_string();
-            quote!(#text => ::core::option::Option::Some(#p::field_value::<#ty>(#text, __flext_text)),)
+            // On the field's type: a type that cannot be read from text is reported there.
+            let parse = quote_spanned!(ty.span()=> #p::field_value::<#ty>(#text, __flext_text));
+            quote!(#text => ::core::option::Option::Some(#parse),)
         });
         quote! {
             fn __flext_field(
