@@ -47,6 +47,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::routing::{MethodFilter, on};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flext_runtime::idempotency::IdempotencyStore;
 use flext_runtime::route::routes;
 use flext_runtime::{Bus, Error, MessageKind};
 
@@ -77,11 +81,25 @@ pub fn router(bus: Bus) -> Result<Router, Error> {
 
 /// How [`router`] serves: limits on what a request may carry, and whether messages are
 /// also reachable by name.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RouterBuilder {
     bus: Bus,
     limits: Limits,
     by_name: bool,
+    idempotency: Option<Idempotency>,
+}
+
+impl std::fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("limits", &self.limits)
+            .field("by_name", &self.by_name)
+            .field(
+                "idempotency",
+                &self.idempotency.as_ref().map(|i| (i.in_flight, i.keep)),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +107,20 @@ struct Limits {
     body_bytes: usize,
     json_depth: usize,
     timeout: Option<std::time::Duration>,
+}
+
+/// Where and how long idempotency keys are kept.
+#[derive(Clone)]
+pub(crate) struct Idempotency {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    pub(crate) in_flight: Duration,
+    pub(crate) keep: Duration,
+}
+
+/// What every request of a router shares.
+pub(crate) struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) idempotency: Option<Idempotency>,
 }
 
 impl RouterBuilder {
@@ -103,7 +135,42 @@ impl RouterBuilder {
                 timeout: None,
             },
             by_name: false,
+            idempotency: None,
         }
+    }
+
+    /// Honours the `Idempotency-Key` header (IETF draft-ietf-httpapi-idempotency-key-header)
+    /// on every command route, with keys kept in `store`, which must be the database the
+    /// commands' events are appended to (a `SqliteDatabase` or a `PgDatabase`): a key,
+    /// scoped by the principal and the route, is claimed before the command runs and its
+    /// response stored in the transaction that appends the command's events
+    /// ([`flext::idempotency`](flext_runtime::idempotency)). A repeat with the same key and
+    /// request is answered with the stored response (and `idempotent-replayed: true`); the
+    /// same key with another body is 422 (`flext.idempotency.key_reused`); a repeat while
+    /// the first is running is 409 (`flext.idempotency.in_flight`); a failed command
+    /// releases its key. A route declared with `idempotency_key` answers 400
+    /// (`flext.input.idempotency_key_missing`) without one. Keys are kept 24 hours, and a
+    /// request holds its key in flight for 60 seconds (or its [`timeout`](Self::timeout)),
+    /// after which a repeat may take it over; see [`idempotency_times`](Self::idempotency_times).
+    pub fn idempotency(mut self, store: impl IdempotencyStore) -> RouterBuilder {
+        self.idempotency = Some(Idempotency {
+            store: Arc::new(store),
+            in_flight: Duration::from_secs(60),
+            keep: Duration::from_secs(24 * 3600),
+        });
+        self
+    }
+
+    /// How long a request holds its idempotency key in flight before a repeat may take it
+    /// over (fencing the first out: its append then fails with
+    /// `flext.idempotency.claim_lost`), and how long a key and its response are kept.
+    /// Without [`idempotency`](Self::idempotency) this does nothing.
+    pub fn idempotency_times(mut self, in_flight: Duration, keep: Duration) -> RouterBuilder {
+        if let Some(i) = &mut self.idempotency {
+            i.in_flight = in_flight;
+            i.keep = keep;
+        }
+        self
     }
 
     /// The largest body a route reads, in bytes; a larger one is answered 413
@@ -143,28 +210,39 @@ impl RouterBuilder {
     /// [`ErrorKind::Internal`](flext_runtime::ErrorKind::Internal),
     /// `flext.http.route_conflict`, when two messages declare one method and path, naming
     /// both types.
-    pub fn build(self) -> Result<Router, Error> {
+    pub fn build(mut self) -> Result<Router, Error> {
         let limits = self.limits;
+        if let (Some(i), Some(t)) = (&mut self.idempotency, limits.timeout) {
+            i.in_flight = i.in_flight.max(t);
+        }
+        let config = Arc::new(Config {
+            limits,
+            idempotency: self.idempotency.take(),
+        });
         let by_path = plan(routes().collect())?;
         let mut app = Router::new();
         for (path, list) in by_path {
             let mut method_router: Option<axum::routing::MethodRouter<Bus>> = None;
             for route in list {
                 let filter = method_filter(route.method);
+                let config = config.clone();
                 let handler =
                     move |State(bus): State<Bus>,
                           params: Option<Path<Vec<(String, String)>>>,
                           RawQuery(query): RawQuery,
                           headers: HeaderMap,
                           extensions: Extensions,
-                          body: Result<Bytes, BytesRejection>| async move {
-                        let params = params.map(|Path(p)| p).unwrap_or_default();
-                        let target = Target::Route {
-                            route,
-                            params,
-                            query,
-                        };
-                        serve(&bus, target, &headers, &extensions, body, limits).await
+                          body: Result<Bytes, BytesRejection>| {
+                        let config = config.clone();
+                        async move {
+                            let params = params.map(|Path(p)| p).unwrap_or_default();
+                            let target = Target::Route {
+                                route,
+                                params,
+                                query,
+                            };
+                            serve(&bus, target, &headers, &extensions, body, &config).await
+                        }
                     };
                 method_router = Some(match method_router {
                     None => on(filter, handler),
@@ -180,21 +258,25 @@ impl RouterBuilder {
                 ("/commands/{name}", MessageKind::Command),
                 ("/queries/{name}", MessageKind::Query),
             ] {
+                let config = config.clone();
                 let handler =
                     move |State(bus): State<Bus>,
                           Path(name): Path<String>,
                           headers: HeaderMap,
                           extensions: Extensions,
-                          body: Result<Bytes, BytesRejection>| async move {
-                        serve(
-                            &bus,
-                            Target::ByName { name, kind },
-                            &headers,
-                            &extensions,
-                            body,
-                            limits,
-                        )
-                        .await
+                          body: Result<Bytes, BytesRejection>| {
+                        let config = config.clone();
+                        async move {
+                            serve(
+                                &bus,
+                                Target::ByName { name, kind },
+                                &headers,
+                                &extensions,
+                                body,
+                                &config,
+                            )
+                            .await
+                        }
                     };
                 app = app.route(prefix, axum::routing::post(handler));
             }
@@ -215,6 +297,10 @@ pub const NOT_AN_OBJECT: &str = "flext.input.not_an_object";
 pub const TIMEOUT: &str = "flext.http.timeout";
 /// The code of a body nested deeper than the limit.
 pub const TOO_DEEP: &str = "flext.input.too_deep";
+/// The header carrying a client's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header on a response replayed for a repeated idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// The W3C trace context headers.
 pub const TRACEPARENT: &str = "traceparent";
 /// See [`TRACEPARENT`].

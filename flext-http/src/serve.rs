@@ -5,13 +5,19 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+use flext_runtime::idempotency::{
+    Claim, IdempotencyClaim, IdempotencyStore, Response as StoredResponse,
+};
 use flext_runtime::route::RouteRegistration;
 use flext_runtime::{Bus, Context, Error, MessageKind, Principal, codes};
 use uuid::Uuid;
 
 use crate::message::{message_json, message_text};
 use crate::{
-    CORRELATION_ID, Limits, NOT_FOUND, Problem, TIMEOUT, TOO_DEEP, TRACEPARENT, TRACESTATE,
+    CORRELATION_ID, Config, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Limits, NOT_FOUND, Problem,
+    TIMEOUT, TOO_DEEP, TRACEPARENT, TRACESTATE,
 };
 
 /// What a request asks for: a declared route, or a message by name.
@@ -75,8 +81,9 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
     extensions: &Extensions,
     body: Result<Bytes, BytesRejection>,
-    limits: Limits,
+    config: &Config,
 ) -> Response {
+    let limits = config.limits;
     // The principal the application's authentication layer put on the request.
     let principal = extensions.get::<Principal>().cloned();
     let authenticated = principal.is_some();
@@ -131,77 +138,310 @@ pub(crate) async fn serve(
             },
         },
     };
-    let (answer, message) = match json {
-        Ok((text, message)) => {
-            let ctx = match limits.timeout {
-                Some(t) => ctx.clone().with_timeout(t),
-                None => ctx.clone(),
-            };
-            let dispatch = async {
-                match kind {
-                    MessageKind::Query => bus.query_json(&name, &text, &ctx).await,
-                    _ => bus.send_json(&name, &text, &ctx).await,
-                }
-            };
-            let answer = match limits.timeout {
-                Some(t) => tokio::time::timeout(t, dispatch).await.unwrap_or_else(|_| {
-                    Err(Error::timeout(
-                        TIMEOUT,
-                        format!(
-                            "`{}` did not answer within {} ms",
-                            flext_runtime::input::echo(&name),
-                            t.as_millis()
-                        ),
-                    ))
-                }),
-                None => dispatch.await,
-            };
-            (answer, message)
-        }
-        Err(e) => (Err(e), None),
-    };
-    // 201 with the new resource's `Location`, or 202, as the route declares.
-    let (status, location) = match (declared, &message) {
-        (
-            Some(RouteRegistration {
-                created: Some(template),
-                ..
-            }),
-            Some(message),
-        ) => (StatusCode::CREATED, Some(fill(template, message, declared))),
-        (Some(RouteRegistration { accepted: true, .. }), _) => (StatusCode::ACCEPTED, None),
-        _ => (StatusCode::OK, None),
-    };
-    let mut response = match answer {
-        Ok(serde_json::Value::Null) if kind == MessageKind::Query => Problem::from_error(
-            &Error::not_found(
-                NOT_FOUND,
-                format!("`{}` found nothing", flext_runtime::input::echo(&name)),
-            ),
-            correlation_id,
-            authenticated,
-        )
-        .into_response(),
-        Ok(output) => {
-            let mut response = (
-                status,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                output.to_string(),
-            )
-                .into_response();
-            if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            response
-        }
+    let mut response = match json {
         Err(e) => Problem::from_error(&e, correlation_id, authenticated).into_response(),
+        Ok((text, message)) => {
+            // 201 with the new resource's `Location`, or 202, as the route declares.
+            let (status, location) = match (declared, &message) {
+                (
+                    Some(RouteRegistration {
+                        created: Some(template),
+                        ..
+                    }),
+                    Some(message),
+                ) => (StatusCode::CREATED, Some(fill(template, message, declared))),
+                (Some(RouteRegistration { accepted: true, .. }), _) => (StatusCode::ACCEPTED, None),
+                _ => (StatusCode::OK, None),
+            };
+            match keyed(
+                config,
+                declared,
+                headers,
+                &ctx,
+                &text,
+                status,
+                location.as_deref(),
+            )
+            .await
+            {
+                Err(e) => Problem::from_error(&e, correlation_id, authenticated).into_response(),
+                Ok(Keyed::Replay(stored)) => replay(stored),
+                Ok(Keyed::Run(claim)) => {
+                    let ctx = match &claim {
+                        Some(c) => ctx.clone().with_idempotency_claim(c.clone()),
+                        None => ctx.clone(),
+                    };
+                    let answer = dispatch(bus, kind, &name, &text, &ctx, limits).await;
+                    let response = answer_with(
+                        answer,
+                        kind,
+                        &name,
+                        status,
+                        location,
+                        correlation_id,
+                        authenticated,
+                    );
+                    if let (Some(claim), Some(store)) =
+                        (claim, config.idempotency.as_ref().map(|i| &i.store))
+                    {
+                        settle(store.as_ref(), &claim, &response).await;
+                    }
+                    response.into_response()
+                }
+            }
+        }
     };
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
+    response
+}
+
+/// The bus's answer to the message, within the request's deadline.
+async fn dispatch(
+    bus: &Bus,
+    kind: MessageKind,
+    name: &str,
+    text: &str,
+    ctx: &Context,
+    limits: Limits,
+) -> Result<serde_json::Value, Error> {
+    let ctx = match limits.timeout {
+        Some(t) => ctx.clone().with_timeout(t),
+        None => ctx.clone(),
+    };
+    let dispatch = async {
+        match kind {
+            MessageKind::Query => bus.query_json(name, text, &ctx).await,
+            _ => bus.send_json(name, text, &ctx).await,
+        }
+    };
+    match limits.timeout {
+        Some(t) => tokio::time::timeout(t, dispatch).await.unwrap_or_else(|_| {
+            Err(Error::timeout(
+                TIMEOUT,
+                format!(
+                    "`{}` did not answer within {} ms",
+                    flext_runtime::input::echo(name),
+                    t.as_millis()
+                ),
+            ))
+        }),
+        None => dispatch.await,
+    }
+}
+
+/// A response as the router sends it, before it becomes axum's: kept whole so that an
+/// idempotency key's store can keep it.
+pub(crate) struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    problem: bool,
+    location: Option<String>,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let content_type = if self.problem {
+            "application/problem+json"
+        } else {
+            "application/json"
+        };
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            self.body,
+        )
+            .into_response();
+        if let Some(value) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+/// The answer: the output with `status` (a query's `None` is 404), or the problem.
+fn answer_with(
+    answer: Result<serde_json::Value, Error>,
+    kind: MessageKind,
+    name: &str,
+    status: StatusCode,
+    location: Option<String>,
+    correlation_id: Uuid,
+    authenticated: bool,
+) -> Answer {
+    let problem = |e: &Error| {
+        let p = Problem::from_error(e, correlation_id, authenticated);
+        Answer {
+            status: StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: serde_json::to_vec(&p).unwrap_or_default(),
+            problem: true,
+            location: None,
+        }
+    };
+    match answer {
+        Ok(serde_json::Value::Null) if kind == MessageKind::Query => problem(&Error::not_found(
+            NOT_FOUND,
+            format!("`{}` found nothing", flext_runtime::input::echo(name)),
+        )),
+        Ok(output) => Answer {
+            status,
+            body: output.to_string().into_bytes(),
+            problem: false,
+            location,
+        },
+        Err(e) => problem(&e),
+    }
+}
+
+/// What a request's idempotency key says to do.
+enum Keyed {
+    /// Run the command (under this claim, when it has a key).
+    Run(Option<Arc<IdempotencyClaim>>),
+    /// Answer with the first request's response.
+    Replay(StoredResponse),
+}
+
+/// The request's idempotency key claimed, when the router keeps keys and the route is a
+/// command's: `Run` without a claim when it has none (or is no command route).
+async fn keyed(
+    config: &Config,
+    route: Option<&'static RouteRegistration>,
+    headers: &HeaderMap,
+    ctx: &Context,
+    text: &str,
+    status: StatusCode,
+    location: Option<&str>,
+) -> Result<Keyed, Error> {
+    let (Some(idempotency), Some(route)) = (&config.idempotency, route) else {
+        return Ok(Keyed::Run(None));
+    };
+    if route.kind != MessageKind::Command {
+        return Ok(Keyed::Run(None));
+    }
+    let Some(key) = idempotency_key(headers)? else {
+        if route.idempotency_key {
+            return Err(Error::validation(
+                codes::INPUT_IDEMPOTENCY_KEY_MISSING,
+                format!(
+                    "`{} {}` needs an `Idempotency-Key` header: send a fresh unique key (a UUID) with each new request, and the same key when repeating one",
+                    route.method, route.path
+                ),
+            ));
+        }
+        return Ok(Keyed::Run(None));
+    };
+    let scope = format!(
+        "{} {} {}",
+        ctx.principal().map_or("-", |p| p.id.as_str()),
+        route.method,
+        route.path
+    );
+    let fingerprint = fingerprint(route.message, text);
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let claim = idempotency
+        .store
+        .claim(
+            &scope,
+            &key,
+            &fingerprint,
+            ms(idempotency.in_flight),
+            ms(idempotency.keep),
+        )
+        .await?;
+    match claim {
+        Claim::Claimed(claim) => Ok(Keyed::Run(Some(Arc::new(claim.answering(
+            status.as_u16(),
+            location.map(str::to_owned),
+            route.message,
+        ))))),
+        Claim::Replay(stored) => Ok(Keyed::Replay(stored)),
+        Claim::InFlight => Err(Error::conflict(
+            codes::IDEMPOTENCY_IN_FLIGHT,
+            format!(
+                "the first request with idempotency key {} is still running: repeat it after it answers",
+                flext_runtime::input::echo(&key)
+            ),
+        )),
+        Claim::Mismatch => Err(Error::validation(
+            codes::IDEMPOTENCY_KEY_REUSED,
+            format!(
+                "idempotency key {} was used for a different request to this route: use a new key for a new request",
+                flext_runtime::input::echo(&key)
+            ),
+        )),
+    }
+}
+
+/// The `Idempotency-Key` header's key: an RFC 8941 string (`"..."`) or a bare token, of
+/// 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("");
+    let key = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+    {
+        return Err(Error::validation(
+            codes::INPUT_IDEMPOTENCY_KEY_INVALID,
+            format!(
+                "the `Idempotency-Key` header must be 1 to 255 visible ASCII characters, optionally in quotes: {} is not",
+                flext_runtime::input::echo(&String::from_utf8_lossy(value.as_bytes()))
+            ),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The request's fingerprint: SHA-256 of the message's name and its JSON as assembled
+/// from the path, the query string and the body.
+fn fingerprint(message: &str, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(message.as_bytes())
+        .chain_update([0u8])
+        .chain_update(text.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stores a success under its claim (a no-op when the command's append stored it), or
+/// releases the claim of a failure so that the client may try again.
+async fn settle(store: &dyn IdempotencyStore, claim: &IdempotencyClaim, answer: &Answer) {
+    let result = if answer.status.is_success() {
+        let stored = StoredResponse::new(
+            answer.status.as_u16(),
+            String::from_utf8_lossy(&answer.body).into_owned(),
+            answer.location.clone(),
+        );
+        store.complete(claim, &stored).await.map(drop)
+    } else {
+        store.release(claim).await
+    };
+    if let Err(error) = result {
+        // The command's own effects stand; a repeat may run it again (after the claim's
+        // in-flight time) or be refused as in flight until then.
+        tracing::warn!(%error, "storing the idempotency key's outcome failed");
+    }
+}
+
+/// The stored response of an earlier request with the same key.
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = Answer {
+        status,
+        body: stored.body.into_bytes(),
+        problem: false,
+        location: stored.location,
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     response
 }
 

@@ -80,6 +80,12 @@ pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
 /// `timeout_ms = N` (the `Timeout` middleware's limit for it), `validate` (run its
 /// `#[business_rules]` in the `Validation` middleware), `crate = path`.
 ///
+/// With the `http` feature: `http = "POST /accounts/{account}/deposits"` (the route
+/// `flext::http::router` serves it on: each `{name}` is a field, the rest comes from the
+/// JSON body), `created = "/accounts/{account}"` (answer 201 with that `Location`) or
+/// `accepted` (answer 202), and `idempotency_key` (the route answers 400 without an
+/// `Idempotency-Key` header, when the router keeps keys).
+///
 /// The type must be `Clone + Serialize + Deserialize + Send + Sync + 'static`.
 ///
 /// ```
@@ -98,7 +104,9 @@ pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
 }
 
 /// Makes a struct or enum a query: a request to read state with exactly one handler.
-/// Same options as [`macro@command`].
+/// Same options as [`macro@command`], but a query's route is a `GET` whose fields come
+/// from the path and the query string, answered 200 (404 for `None`): `created`,
+/// `accepted` and `idempotency_key` are a command's.
 ///
 /// ```
 /// use flext::prelude::*;

@@ -225,6 +225,23 @@ pub const SERVICE_DEPENDENCY_FAILED: &str = "flext.service.dependency_failed";
 /// A workflow step panicked; the workflow treats it as the step's failure. Internal.
 pub const SERVICE_STEP_PANICKED: &str = "flext.service.step_panicked";
 
+// ---- idempotency ---------------------------------------------------------------------
+
+/// An `Idempotency-Key` is malformed (empty, over 255 characters, or not visible
+/// ASCII). Validation (400).
+pub const INPUT_IDEMPOTENCY_KEY_INVALID: &str = "flext.input.idempotency_key_invalid";
+/// A route that requires an `Idempotency-Key` was called without one. Validation (400).
+pub const INPUT_IDEMPOTENCY_KEY_MISSING: &str = "flext.input.idempotency_key_missing";
+/// An idempotency key was used before for a different request (another body, path or
+/// query). Validation (422).
+pub const IDEMPOTENCY_KEY_REUSED: &str = "flext.idempotency.key_reused";
+/// The first request with this idempotency key is still running: retry after it ends.
+/// Conflict (409).
+pub const IDEMPOTENCY_IN_FLIGHT: &str = "flext.idempotency.in_flight";
+/// A request's idempotency claim was taken over by a repeat (its in-flight time ran
+/// out) before it committed: nothing it wrote committed. Conflict (409).
+pub const IDEMPOTENCY_CLAIM_LOST: &str = "flext.idempotency.claim_lost";
+
 /// Every code above, for tests and documentation generators.
 pub const ALL: &[&str] = &[
     INPUT_MALFORMED_JSON,
@@ -302,6 +319,11 @@ pub const ALL: &[&str] = &[
     SERVICE_STEP_TIMED_OUT,
     SERVICE_DEPENDENCY_FAILED,
     SERVICE_STEP_PANICKED,
+    INPUT_IDEMPOTENCY_KEY_INVALID,
+    INPUT_IDEMPOTENCY_KEY_MISSING,
+    IDEMPOTENCY_KEY_REUSED,
+    IDEMPOTENCY_IN_FLIGHT,
+    IDEMPOTENCY_CLAIM_LOST,
 ];
 
 #[cfg(test)]
@@ -326,7 +348,8 @@ mod tests {
                     "aggregate",
                     "projection",
                     "outbox",
-                    "service"
+                    "service",
+                    "idempotency"
                 ]
                 .contains(&parts[1]),
                 "{code}"

@@ -87,6 +87,7 @@ pub struct Context {
     metadata: Option<Arc<BTreeMap<String, String>>>,
     idempotency_key: Option<Arc<str>>,
     fencing_token: Option<u64>,
+    idempotency_claim: Option<Arc<crate::idempotency::IdempotencyClaim>>,
 }
 
 impl Default for Context {
@@ -109,6 +110,7 @@ impl Context {
             metadata: None,
             idempotency_key: None,
             fencing_token: None,
+            idempotency_claim: None,
         }
     }
 
@@ -132,6 +134,9 @@ impl Context {
             // An idempotency key names one operation; a child is another one.
             idempotency_key: None,
             fencing_token: None,
+            // The claim names its command: the bus's child context for the handler
+            // carries it there, and other commands leave it alone.
+            idempotency_claim: self.idempotency_claim.clone(),
         }
     }
 
@@ -171,6 +176,23 @@ impl Context {
     /// crash; deduplicate side effects on it.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
+    }
+
+    /// Sets the claim on a client's idempotency key this operation runs under (what
+    /// `flext::http` does for a request with an `Idempotency-Key`): the event store's
+    /// append for the claim's command stores the response in its own transaction
+    /// ([`idempotency`](crate::idempotency)). Inherited by [`child`](Self::child).
+    pub fn with_idempotency_claim(
+        mut self,
+        claim: Arc<crate::idempotency::IdempotencyClaim>,
+    ) -> Self {
+        self.idempotency_claim = Some(claim);
+        self
+    }
+
+    /// The idempotency claim this operation runs under, when one is set.
+    pub fn idempotency_claim(&self) -> Option<&Arc<crate::idempotency::IdempotencyClaim>> {
+        self.idempotency_claim.as_ref()
     }
 
     /// Sets the fencing token this operation runs under (what [`fencing_token`]

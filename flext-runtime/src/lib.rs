@@ -21,6 +21,7 @@ mod error;
 pub mod event_store;
 mod exact;
 mod future;
+pub mod idempotency;
 pub mod input;
 mod message;
 pub mod middleware;

@@ -34,6 +34,9 @@ pub struct RouteRegistration {
     pub created: Option<&'static str>,
     /// `accepted`: a command answered 202, for work that goes on after the answer.
     pub accepted: bool,
+    /// `idempotency_key`: the route answers 400 without an `Idempotency-Key` header
+    /// (when the router keeps keys).
+    pub idempotency_key: bool,
 }
 
 inventory::collect!(RouteRegistration);

@@ -100,6 +100,7 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
         let method = &r.method;
         let path = &r.path;
         let accepted = r.accepted;
+        let keyed = r.idempotency_key;
         let created = match &r.created {
             Some(c) => quote!(::core::option::Option::Some(#c)),
             None => quote!(::core::option::Option::None),
@@ -135,6 +136,7 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
                     keys: &[#(#keys),*],
                     created: #created,
                     accepted: #accepted,
+                    idempotency_key: #keyed,
                 }
             }
         }

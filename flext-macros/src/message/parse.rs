@@ -39,6 +39,8 @@ pub struct Route {
     pub created: Option<String>,
     /// `accepted`: answered 202, for work that goes on after the answer.
     pub accepted: bool,
+    /// `idempotency_key`: the route needs an `Idempotency-Key` header.
+    pub idempotency_key: bool,
 }
 
 /// Where a command decided by an aggregate holds the aggregate's id.
@@ -51,7 +53,17 @@ pub enum AggregateId {
 }
 
 const REQUEST_OPTIONS: &[&str] = &[
-    OUTPUT, NAME, IDEMPOTENT, POSITIONAL, TIMEOUT_MS, VALIDATE, HTTP, CREATED, ACCEPTED, CRATE,
+    OUTPUT,
+    NAME,
+    IDEMPOTENT,
+    POSITIONAL,
+    TIMEOUT_MS,
+    VALIDATE,
+    HTTP,
+    CREATED,
+    ACCEPTED,
+    IDEMPOTENCY_KEY,
+    CRATE,
 ];
 const EVENT_OPTIONS: &[&str] = &[NAME, VERSION, VALIDATE, CRATE];
 
@@ -88,6 +100,7 @@ impl MessageDef {
         let mut http = None;
         let mut created = None;
         let mut accepted = None;
+        let mut keyed = None;
         let mut krate = None;
         let args_empty = args.is_empty();
         options::parse(cx, &spec, args, |key, meta| {
@@ -102,6 +115,7 @@ impl MessageDef {
                 HTTP => http = Some(options::string(meta)?),
                 CREATED => created = Some(options::string(meta)?),
                 ACCEPTED => accepted = Some(options::flag(meta)?),
+                IDEMPOTENCY_KEY => keyed = Some(options::flag(meta)?),
                 _ => krate = Some(options::path(meta)?),
             }
             Ok(())
@@ -112,6 +126,23 @@ impl MessageDef {
             def.http = read_route(cx, kind, &def.item, &lit);
         }
         read_answer(cx, kind, &mut def, created, accepted);
+        if let Some(span) = keyed {
+            match def.http.as_mut() {
+                Some(route) if kind == Kind::Command => route.idempotency_key = true,
+                Some(_) => cx.push(error_at_span(
+                    span,
+                    "a query reads and is safe to repeat: `idempotency_key` is for a command",
+                )),
+                None if !cx.has_errors() => cx.push(error_at_span(
+                    span,
+                    format!(
+                        "`idempotency_key` makes a route require the `Idempotency-Key` header: add `http = \"POST /...\"` to `#[{}]`",
+                        kind.message_attr()
+                    ),
+                )),
+                None => {}
+            }
+        }
         if kind.is_request() && def.output.is_none() && (args_empty || !cx.has_errors()) {
             let attr = kind.message_attr();
             cx.push(error_at_span(
@@ -247,6 +278,7 @@ fn read_route(cx: &Ctxt, kind: Kind, item: &syn::DeriveInput, lit: &syn::LitStr)
         keys,
         created: None,
         accepted: false,
+        idempotency_key: false,
     })
 }
 

@@ -342,7 +342,32 @@ impl<A: Aggregate> Repository<A> {
                 });
             }
             let new = new_events(&events, ctx)?;
-            match self.store.append(&stream, version, &new).await {
+            let appending = match ctx.idempotency_claim().filter(|c| c.is_for(C::NAME)) {
+                // The response commits with the events.
+                Some(claim) => {
+                    let body = serde_json::to_string(&A::answer(Appended {
+                        stream: stream.clone(),
+                        version: version + new.len() as u64,
+                        event_ids: new.iter().map(|e| e.event_id).collect(),
+                    }))
+                    .map_err(|e| {
+                        Error::internal(
+                            crate::codes::BUS_OUTPUT_NOT_SERIALISABLE,
+                            format!("the command's answer does not serialise: {e}"),
+                        )
+                    })?;
+                    let response = crate::idempotency::Response::new(
+                        claim.status,
+                        body,
+                        claim.location.clone(),
+                    );
+                    self.store
+                        .append_claimed(&stream, version, &new, claim, &response)
+                        .await
+                }
+                None => self.store.append(&stream, version, &new).await,
+            };
+            match appending {
                 Ok(now) => {
                     events.apply_to(&mut state);
                     if let Some(cache) = &self.cache {

@@ -10,6 +10,7 @@ use super::{EventEnvelope, EventStore, NewEvent, Snapshot, StreamId};
 use crate::db::{SharedConnection, Synchronous};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
+use crate::idempotency::{IdempotencyClaim, Response};
 use crate::saga::now_ms;
 
 /// Event streams in a SQLite database in WAL mode; the file may be the one that holds
@@ -171,7 +172,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
          );
          CREATE INDEX IF NOT EXISTS flext_outbox_pending ON flext_outbox (delivered_ms, position);",
     )
-    .map_err(db_error)
+    .map_err(db_error)?;
+    conn.execute_batch(crate::idempotency::sqlite::SCHEMA)
+        .map_err(db_error)
 }
 
 /// Appends `events` to `stream` at `expected_version` inside the caller's transaction,
@@ -312,6 +315,27 @@ impl EventStore for SqliteEventStore {
         let result = self
             .conn
             .transaction(|conn| append_in(conn, stream, expected_version, events, self.outbox));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn append_claimed<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        claim: &'a IdempotencyClaim,
+        response: &'a Response,
+    ) -> BoxFuture<'a, Result<u64>> {
+        let result = self.conn.transaction(|conn| {
+            let version = append_in(conn, stream, expected_version, events, self.outbox)?;
+            if !crate::idempotency::sqlite::complete_in(conn, claim, response)? {
+                return Err(crate::idempotency::claim_lost(claim));
+            }
+            Ok(version)
+        });
+        if result.is_ok() {
+            claim.set_completed();
+        }
         Box::pin(std::future::ready(result))
     }
 

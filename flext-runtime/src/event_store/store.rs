@@ -29,6 +29,29 @@ pub trait EventStore: Send + Sync + 'static {
         events: &'a [NewEvent],
     ) -> BoxFuture<'a, Result<u64>>;
 
+    /// Appends as [`append`](Self::append) and, in the same transaction, stores
+    /// `response` for the idempotency key `claim` holds, so that the events and the
+    /// response commit together ([`idempotency`](crate::idempotency)). The SQLite and
+    /// PostgreSQL stores do; the default appends and leaves the claim to its caller,
+    /// who completes it after the append.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append); [`ErrorKind::Conflict`](crate::ErrorKind::Conflict),
+    /// `flext.idempotency.claim_lost`, when the claim was taken over by a repeat of the
+    /// request (its in-flight time ran out): nothing is written.
+    fn append_claimed<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        claim: &'a crate::idempotency::IdempotencyClaim,
+        response: &'a crate::idempotency::Response,
+    ) -> BoxFuture<'a, Result<u64>> {
+        let _ = (claim, response);
+        self.append(stream, expected_version, events)
+    }
+
     /// The events of `stream` after version `after` (0 for all of them), in order. An
     /// unknown stream has none.
     ///

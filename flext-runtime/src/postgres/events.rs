@@ -249,6 +249,28 @@ impl EventStore for PgEventStore {
         })
     }
 
+    fn append_claimed<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        claim: &'a crate::idempotency::IdempotencyClaim,
+        response: &'a crate::idempotency::Response,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let version =
+                append_in(&tx, &self.db, stream, expected_version, events, self.outbox).await?;
+            if !crate::idempotency::postgres::complete_in(&tx, claim, response).await? {
+                return Err(crate::idempotency::claim_lost(claim));
+            }
+            tx.commit().await.map_err(pg_error)?;
+            claim.set_completed();
+            Ok(version)
+        })
+    }
+
     fn load<'a>(
         &'a self,
         stream: &'a StreamId,

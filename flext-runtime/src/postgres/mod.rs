@@ -226,6 +226,7 @@ impl PgDatabase {
             return tx.commit().await.map_err(pg_error);
         }
         tx.batch_execute(SCHEMA).await.map_err(pg_error)?;
+        tx.batch_execute(SCHEMA_4).await.map_err(pg_error)?;
         tx.execute(
             "INSERT INTO flext_schema (one, version) VALUES (1, $1)
              ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -238,7 +239,7 @@ impl PgDatabase {
 }
 
 /// The version of [`SCHEMA`]; raise it with every change to the schema.
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 4;
 
 /// Every flext table, created when missing.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
@@ -321,6 +322,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
                                       ALTER COLUMN payload TYPE JSON USING payload::json;
              ALTER TABLE flext_snapshots ALTER COLUMN state TYPE JSON USING state::json;
              ALTER TABLE flext_saga_transitions ALTER COLUMN body TYPE JSON USING body::json;";
+
+/// Schema version 4: idempotency keys.
+const SCHEMA_4: &str = crate::idempotency::postgres::SCHEMA;
 
 impl PgDatabase {
     /// The saga log in this database.

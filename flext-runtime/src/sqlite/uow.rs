@@ -181,6 +181,14 @@ impl SqliteDatabase {
             .transaction(|conn| work(&SqliteUnitOfWork { conn, suffix: "" }))
     }
 
+    /// One write transaction on the connection itself (for stores of this database).
+    pub(crate) fn transaction_raw<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.conn.transaction(work)
+    }
+
     pub(crate) fn transaction_as<T>(
         &self,
         suffix: &str,
