@@ -7,9 +7,12 @@
 //! ```
 //!
 //! The tour binds a loopback port, sends what the README shows with `curl` (open an
-//! account, deposit, an overdraft answered 422 as a problem, a balance answered 200, and
-//! an unknown account 404 to a query and to a command) with a real HTTP client, prints
-//! each request and response, and shuts the server down gracefully.
+//! account, deposit with an `Idempotency-Key`, the same deposit repeated and answered
+//! with the first response, the key reused for another amount (422), an overdraft
+//! answered 422 as a problem, a balance answered 200, and an unknown account 404 to a
+//! query and to a command) with a real HTTP client, prints each request and response,
+//! and shuts the server down gracefully. `GET /openapi.json` serves the API's OpenAPI 3.1
+//! document (`.ci/run` runs Schemathesis against it).
 
 use std::sync::Arc;
 
@@ -28,8 +31,13 @@ struct Open {
     #[aggregate_id]
     account: String,
     owner: String,
+    /// How far below zero the balance may go; its range is in `/openapi.json`.
+    #[schemars(range(min = 0, max = MAX_CENTS))]
     overdraft_cents: i64,
 }
+
+/// The largest amount one request moves (a billion dollars), so that no balance overflows.
+const MAX_CENTS: i64 = 100_000_000_000;
 
 /// `POST /accounts/{account}/deposits`.
 #[command(output = u64, http = "POST /accounts/{account}/deposits")]
@@ -38,6 +46,7 @@ struct Open {
 struct Deposit {
     #[aggregate_id]
     account: String,
+    #[schemars(range(min = 1, max = MAX_CENTS))]
     cents: i64,
 }
 
@@ -48,6 +57,7 @@ struct Deposit {
 struct Withdraw {
     #[aggregate_id]
     account: String,
+    #[schemars(range(min = 1, max = MAX_CENTS))]
     cents: i64,
 }
 
@@ -59,7 +69,9 @@ struct GetBalance {
     account: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A query's output is documented in `/openapi.json`: it derives `JsonSchema`.
+#[derive(Debug, Serialize, Deserialize, flext::schemars::JsonSchema)]
+#[schemars(crate = "flext::schemars")]
 struct Balance {
     owner: String,
     balance_cents: i64,
@@ -107,19 +119,22 @@ impl Account {
                 format!("account {} already exists", self.id),
             ));
         }
+        amount(c.overdraft_cents, 0)?;
         Ok(Events::one(Opened {
             owner: c.owner.clone(),
-            overdraft_cents: c.overdraft_cents.max(0),
+            overdraft_cents: c.overdraft_cents,
         }))
     }
 
     #[command_handler]
     fn deposit(&self, c: &Deposit) -> Result<Events<Self>> {
         self.require_open()?;
-        if c.cents <= 0 {
-            return Err(Error::validation(
-                "account.amount",
-                "deposit at least one cent",
+        amount(c.cents, 1)?;
+        if self.balance_cents > i64::MAX - c.cents {
+            return Err(Error::new(
+                ErrorKind::RuleViolation,
+                "account.balance_too_large",
+                format!("{} cannot hold more", self.id),
             ));
         }
         Ok(Events::one(Deposited { cents: c.cents }))
@@ -128,6 +143,7 @@ impl Account {
     #[command_handler]
     fn withdraw(&self, c: &Withdraw) -> Result<Events<Self>> {
         self.require_open()?;
+        amount(c.cents, 1)?;
         let after = self.balance_cents - c.cents;
         if after < -self.overdraft_cents {
             return Err(Error::new(
@@ -169,6 +185,17 @@ impl Account {
     }
 }
 
+/// An amount within `min..=MAX_CENTS`, else 422.
+fn amount(cents: i64, min: i64) -> Result<()> {
+    if (min..=MAX_CENTS).contains(&cents) {
+        return Ok(());
+    }
+    Err(Error::validation(
+        "account.amount",
+        format!("an amount is {min} to {MAX_CENTS} cents, not {cents}"),
+    ))
+}
+
 #[query_handler]
 async fn get_balance(
     query: GetBalance,
@@ -197,7 +224,12 @@ async fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("flext-bank-http-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::infrastructure("bank.dir", e.to_string()))?;
     let db = SqliteDatabase::open(dir.join("bank.db"))?;
-    let app = flext::http::router(bus(&db)?)?;
+    // Idempotency keys are kept in the database the events go to: a command's response
+    // commits with its events.
+    let app = flext::http::RouterBuilder::new(bus(&db)?)
+        .idempotency(db.clone())
+        .openapi("bank", "1.0.0")
+        .build()?;
     let port = match args.as_slice() {
         [flag, port] if flag == "--serve" => port
             .parse()
@@ -233,38 +265,70 @@ async fn main() -> Result<()> {
 /// The README's curl lines, sent with a real client; each printed as `curl` would show it.
 async fn tour(base: &str) -> Result<()> {
     let http = reqwest::Client::new();
-    let steps: [(&str, &str, Option<&str>); 7] = [
+    let steps: [(&str, &str, Option<&str>, Option<&str>); 9] = [
         (
             "POST",
             "/accounts/a-1",
             Some(r#"{"owner":"Ada","overdraft_cents":500}"#),
+            None,
         ),
-        ("POST", "/accounts/a-1/deposits", Some(r#"{"cents":2500}"#)),
+        (
+            "POST",
+            "/accounts/a-1/deposits",
+            Some(r#"{"cents":2500}"#),
+            Some("dep-7f3a"),
+        ),
+        // The client did not see the answer and sends it again: answered as the first.
+        (
+            "POST",
+            "/accounts/a-1/deposits",
+            Some(r#"{"cents":2500}"#),
+            Some("dep-7f3a"),
+        ),
+        (
+            "POST",
+            "/accounts/a-1/deposits",
+            Some(r#"{"cents":9999}"#),
+            Some("dep-7f3a"),
+        ),
         (
             "POST",
             "/accounts/a-1/withdrawals",
             Some(r#"{"cents":4000}"#),
+            None,
         ),
         (
             "POST",
             "/accounts/a-1/deposits",
             Some(r#"{"cents":"lots"}"#),
+            None,
         ),
-        ("GET", "/accounts/a-1", None),
-        ("GET", "/accounts/b-2", None),
-        ("POST", "/accounts/b-2/deposits", Some(r#"{"cents":100}"#)),
+        ("GET", "/accounts/a-1", None, None),
+        ("GET", "/accounts/b-2", None, None),
+        (
+            "POST",
+            "/accounts/b-2/deposits",
+            Some(r#"{"cents":100}"#),
+            None,
+        ),
     ];
     let failed = |e: reqwest::Error| Error::infrastructure("bank.client", e.to_string());
-    for (method, path, body) in steps {
+    for (method, path, body, key) in steps {
         let url = format!("{base}{path}");
         let request = match body {
             Some(b) => {
+                let keyed = key.map_or_else(String::new, |k| format!(" -H 'idempotency-key: {k}'"));
                 println!(
-                    "$ curl -s -X {method} localhost:8080{path} -H 'content-type: application/json' -d '{b}'"
+                    "$ curl -s -X {method} localhost:8080{path} -H 'content-type: application/json'{keyed} -d '{b}'"
                 );
-                http.post(&url)
+                let request = http
+                    .post(&url)
                     .header("content-type", "application/json")
-                    .body(b.to_owned())
+                    .body(b.to_owned());
+                match key {
+                    Some(k) => request.header("idempotency-key", k),
+                    None => request,
+                }
             }
             None => {
                 println!("$ curl -s localhost:8080{path}");
@@ -273,12 +337,18 @@ async fn tour(base: &str) -> Result<()> {
         };
         let response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
+        let replayed = response.headers().contains_key("idempotent-replayed");
         let mut body: serde_json::Value = response.json().await.map_err(failed)?;
         // The correlation id is new on every run: shown as a placeholder.
         if let Some(id) = body.get_mut("correlation_id") {
             *id = serde_json::Value::String("…".into());
         }
-        println!("{status} {body}\n");
+        let note = if replayed {
+            "   (idempotent-replayed: true)"
+        } else {
+            ""
+        };
+        println!("{status} {body}{note}\n");
     }
     Ok(())
 }

@@ -711,3 +711,111 @@ async fn a_request_past_the_routers_deadline_is_504() {
         (504, Some("flext.http.timeout"))
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_as_it_is_served() {
+    let base = serve().await;
+    let http = client();
+    let response = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // A command: its path parameter, its body without the path's field, its output, and
+    // every status of the table.
+    let deposit = &doc["paths"]["/accounts/{account_id}/deposits"]["post"];
+    assert_eq!(deposit["operationId"], "Deposit");
+    let parameters = deposit["parameters"].as_array().unwrap();
+    assert_eq!(parameters[0]["name"], "account_id");
+    assert_eq!(parameters[0]["in"], "path");
+    assert_eq!(parameters[0]["schema"]["type"], "string");
+    let body = &deposit["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["properties"]["cents"]["type"], "integer");
+    assert_eq!(
+        body["properties"]["account_id"], false,
+        "named by the path only"
+    );
+    assert_eq!(body["required"], json!(["cents"]));
+    let responses = deposit["responses"].as_object().unwrap();
+    let mut statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [
+            "200", "400", "401", "403", "404", "409", "413", "422", "500", "503", "504"
+        ]
+    );
+    assert_eq!(
+        responses["200"]["content"]["application/json"]["schema"]["type"],
+        "integer"
+    );
+    assert_eq!(
+        responses["422"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+    let problem_schema = &doc["components"]["schemas"]["Problem"];
+    assert_eq!(problem_schema["properties"]["type"]["type"], "string");
+    assert_eq!(
+        problem_schema["properties"]["violations"]["items"]["$ref"],
+        "#/components/schemas/RuleViolation"
+    );
+
+    // A query: the query string's fields by name; no body.
+    let balance = &doc["paths"]["/accounts/{account_id}"]["get"];
+    assert!(balance.get("requestBody").is_none());
+    let min = balance["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "min")
+        .unwrap();
+    assert_eq!(
+        (&min["in"], &min["required"]),
+        (&json!("query"), &json!(false))
+    );
+
+    // 201 with its `Location`, and serde's renames in the path's parameters and the body.
+    let person = &doc["paths"]["/people/{name}"]["put"]["responses"]["201"];
+    assert_eq!(person["headers"]["Location"]["required"], true);
+    let transfer = &doc["paths"]["/accounts/{from_account}/transfers/{transfer}"]["post"];
+    let body = &transfer["requestBody"]["content"]["application/json"]["schema"];
+    assert!(body["properties"].get("amountCents").is_some(), "{body}");
+    assert_eq!(body["properties"]["ref"], false);
+    assert_eq!(body["additionalProperties"], false, "deny_unknown_fields");
+
+    // A message with no route is not in it; a path no route serves is a problem.
+    let text = doc.to_string();
+    assert!(!text.contains("Unrouted"));
+    let (status, body) = problem(http.get(format!("{base}/nowhere")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("flext.http.no_route"))
+    );
+}
+
+#[tokio::test]
+async fn an_integer_written_with_a_fraction_is_taken_as_an_integer() {
+    let base = serve().await;
+    let http = client();
+    let response = http
+        .post(format!("{base}/accounts/int-1/deposits"))
+        .body(r#"{"cents": 2.5e2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.json::<u64>().await.unwrap(), 250);
+    let (status, _) = problem(
+        http.post(format!("{base}/accounts/int-1/deposits"))
+            .body(r#"{"cents": 2.5}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "a fraction is no integer");
+}

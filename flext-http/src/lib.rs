@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod message;
+mod openapi;
 mod plan;
 mod problem;
 mod serve;
@@ -87,6 +88,7 @@ pub struct RouterBuilder {
     limits: Limits,
     by_name: bool,
     idempotency: Option<Idempotency>,
+    openapi: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for RouterBuilder {
@@ -136,7 +138,28 @@ impl RouterBuilder {
             },
             by_name: false,
             idempotency: None,
+            openapi: Some(("flext service".into(), "0.1.0".into())),
         }
+    }
+
+    /// The title and version of the OpenAPI 3.1 document served at `GET /openapi.json`
+    /// (by default "flext service", "0.1.0"). The document is built from the routes the
+    /// router serves: each operation's path, query and body schemas from its message
+    /// (serde's attributes applied), its success from its output type, and every status
+    /// of [`status_of`] with the problem's schema.
+    pub fn openapi(
+        mut self,
+        title: impl Into<String>,
+        version: impl Into<String>,
+    ) -> RouterBuilder {
+        self.openapi = Some((title.into(), version.into()));
+        self
+    }
+
+    /// Serves no `/openapi.json`.
+    pub fn without_openapi(mut self) -> RouterBuilder {
+        self.openapi = None;
+        self
     }
 
     /// Honours the `Idempotency-Key` header (IETF draft-ietf-httpapi-idempotency-key-header)
@@ -219,7 +242,8 @@ impl RouterBuilder {
             limits,
             idempotency: self.idempotency.take(),
         });
-        let by_path = plan(routes().collect())?;
+        let all: Vec<_> = routes().collect();
+        let by_path = plan(all.clone())?;
         let mut app = Router::new();
         for (path, list) in by_path {
             let mut method_router: Option<axum::routing::MethodRouter<Bus>> = None;
@@ -281,7 +305,25 @@ impl RouterBuilder {
                 app = app.route(prefix, axum::routing::post(handler));
             }
         }
+        if let Some((title, version)) = &self.openapi {
+            let document: Arc<str> = openapi::document(&all, title, version, limits.body_bytes)
+                .to_string()
+                .into();
+            app = app.route(
+                OPENAPI_PATH,
+                axum::routing::get(move || {
+                    let document = document.clone();
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            document.to_string(),
+                        )
+                    }
+                }),
+            );
+        }
         Ok(app
+            .fallback(no_route)
             .layer(DefaultBodyLimit::max(limits.body_bytes))
             .with_state(self.bus))
     }
@@ -297,6 +339,25 @@ pub const NOT_AN_OBJECT: &str = "flext.input.not_an_object";
 pub const TIMEOUT: &str = "flext.http.timeout";
 /// The code of a body nested deeper than the limit.
 pub const TOO_DEEP: &str = "flext.input.too_deep";
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// The code of a path no route serves: 404.
+pub const NO_ROUTE: &str = "flext.http.no_route";
+
+/// A path no route serves: 404 as a problem, like every other error.
+async fn no_route(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    Problem::from_error(
+        &Error::not_found(
+            NO_ROUTE,
+            format!("no route serves {}", flext_runtime::input::echo(uri.path())),
+        ),
+        uuid::Uuid::new_v4(),
+        false,
+    )
+    .into_response()
+}
+
 /// The header carrying a client's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header on a response replayed for a repeated idempotency key.

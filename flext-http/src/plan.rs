@@ -85,6 +85,8 @@ mod tests {
             keys: &[],
             created: None,
             accepted: false,
+            idempotency_key: false,
+            schema: |i, o| [i.subschema_for::<()>(), o.subschema_for::<()>()],
         }))
     }
 

@@ -48,7 +48,7 @@ pub fn status_of(error: &Error, authenticated: bool) -> StatusCode {
 
 /// An RFC 9457 problem details body (`application/problem+json`), with flext's code, the
 /// request's correlation id and, for a rule violation, every violation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// `urn:flext:problem:<code>`.
     #[serde(rename = "type")]

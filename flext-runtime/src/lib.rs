@@ -44,6 +44,10 @@ pub use bus::{
 };
 pub use context::{Context, Principal};
 pub use error::{BoxError, Error, ErrorKind, Result, RuleResult, RuleViolation};
+/// JSON Schema (schemars 1), which `flext::http`'s OpenAPI document is built from: derive
+/// `flext::schemars::JsonSchema` (with `#[schemars(crate = "flext::schemars")]`) on the
+/// output types of routed messages; the messages themselves get it from their attribute.
+pub use schemars;
 pub use service::{DomainService, RuleMode, RuleOutcome, StepOutcome, SyncDomainService};
 /// The id type of [`Context`] (re-exported from the `uuid` crate).
 pub use uuid::Uuid;
@@ -80,5 +84,6 @@ pub mod __private {
         assert_step_output_send, no_such_step as no_such_workflow_step, step_stats,
     };
     pub use inventory;
+    pub use schemars;
     pub use serde_json;
 }

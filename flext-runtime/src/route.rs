@@ -37,6 +37,13 @@ pub struct RouteRegistration {
     /// `idempotency_key`: the route answers 400 without an `Idempotency-Key` header
     /// (when the router keeps keys).
     pub idempotency_key: bool,
+    /// The JSON Schemas of the message (inline, from `inputs`, serde's deserialize
+    /// contract) and of its output (a reference into `outputs`, the serialize contract),
+    /// for the OpenAPI document.
+    pub schema: fn(
+        inputs: &mut schemars::SchemaGenerator,
+        outputs: &mut schemars::SchemaGenerator,
+    ) -> [schemars::Schema; 2],
 }
 
 inventory::collect!(RouteRegistration);

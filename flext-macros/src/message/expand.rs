@@ -3,7 +3,7 @@
 //! runtime's blanket impls, so a type that is not serde gets one error, at this impl.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::{AggregateId, MessageDef};
@@ -13,7 +13,7 @@ use crate::common::kind::Kind;
 /// registration (nothing will run) but keeps the traits callers use.
 pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
     let p = def.krate.private();
-    let item = &def.item;
+    let item = &routed(&def.item, def.http.is_some(), &p);
     let ident = &item.ident;
     // A generic message is a message for the type arguments that make it one.
     let mut generics = item.generics.clone();
@@ -101,6 +101,8 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
         let path = &r.path;
         let accepted = r.accepted;
         let keyed = r.idempotency_key;
+        // On the output type: an output without a schema is reported there.
+        let output_schema = quote_spanned!(reply.span()=> __flext_out.subschema_for::<#reply>());
         let created = match &r.created {
             Some(c) => quote!(::core::option::Option::Some(#c)),
             None => quote!(::core::option::Option::None),
@@ -137,6 +139,10 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
                     created: #created,
                     accepted: #accepted,
                     idempotency_key: #keyed,
+                    schema: |__flext_in: &mut #p::schemars::SchemaGenerator, __flext_out: &mut #p::schemars::SchemaGenerator| [
+                        <#ident as #p::schemars::JsonSchema>::json_schema(__flext_in),
+                        #output_schema,
+                    ],
                 }
             }
         }
@@ -160,4 +166,21 @@ pub fn message(def: &MessageDef, complete: bool) -> TokenStream {
             #registration
         };
     }
+}
+
+/// A routed message with `#[derive(JsonSchema)]` added (unless it derives it already),
+/// for the OpenAPI document; serde's attributes shape the schema as they shape the JSON.
+fn routed(item: &syn::DeriveInput, http: bool, p: &TokenStream) -> syn::DeriveInput {
+    let mut item = item.clone();
+    let derives_it = item.attrs.iter().any(|a| {
+        a.path().is_ident("derive") && a.to_token_stream().to_string().contains("JsonSchema")
+    });
+    if http && !derives_it {
+        let krate = quote!(#p::schemars).to_string().replace(' ', "");
+        item.attrs
+            .push(syn::parse_quote!(#[derive(#p::schemars::JsonSchema)]));
+        item.attrs
+            .push(syn::parse_quote!(#[schemars(crate = #krate)]));
+    }
+    item
 }

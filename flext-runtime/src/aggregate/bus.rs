@@ -13,7 +13,7 @@ use crate::message::Command;
 
 /// What a command appended: the answer a command handled by an aggregate gives on the
 /// bus (as itself, as `u64` its version, or as `()`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Appended {
     /// The aggregate's stream.
     pub stream: StreamId,

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(v.subject.as_deref(), Some("password"));
 /// assert_eq!(v.to_string(), "[user.password.length] password: must be at least 8 characters");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(
+    description = "One broken business rule: a stable code, a message for people, and the field or subject it concerns."
+)]
 pub struct RuleViolation {
     /// Stable, machine-readable code such as `user.email.format`. Empty until set by the
     /// rule body or filled in from the rule's attribute.

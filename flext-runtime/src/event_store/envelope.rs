@@ -6,7 +6,9 @@ use uuid::Uuid;
 use crate::context::Context;
 
 /// A stream: the events of one aggregate, named by its type and id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct StreamId {
     /// The aggregate type's name (`Account`).
     pub aggregate_type: String,
