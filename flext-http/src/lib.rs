@@ -39,6 +39,8 @@
 
 mod message;
 mod openapi;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod plan;
 mod problem;
 mod serve;
@@ -265,7 +267,12 @@ impl RouterBuilder {
                                 params,
                                 query,
                             };
-                            serve(&bus, target, &headers, &extensions, body, &config).await
+                            #[cfg(feature = "otel")]
+                            let span = otel::request_span(&headers, route.method, route.path);
+                            let served = serve(&bus, target, &headers, &extensions, body, &config);
+                            #[cfg(feature = "otel")]
+                            let served = tracing::Instrument::instrument(served, span);
+                            served.await
                         }
                     };
                 method_router = Some(match method_router {

@@ -88,6 +88,11 @@ pub(crate) async fn serve(
     let principal = extensions.get::<Principal>().cloned();
     let authenticated = principal.is_some();
     let mut ctx = context_of(headers);
+    // The request's own span: what the handler's events name as their parent.
+    #[cfg(feature = "otel")]
+    if let Some(traceparent) = crate::otel::traceparent_of(&tracing::Span::current()) {
+        ctx = ctx.with_metadata(TRACEPARENT, traceparent);
+    }
     if let Some(p) = principal {
         ctx = ctx.with_principal(p);
     }

@@ -53,8 +53,10 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// An event raised under `ctx`: a fresh event id, the context's correlation id, and
-    /// its id (the operation raising the event) as the causation id.
+    /// An event raised under `ctx`: a fresh event id, the context's correlation id, its
+    /// id (the operation raising the event) as the causation id, and the context's W3C
+    /// trace context (`traceparent`, `tracestate`) as metadata, when it has one, for the
+    /// outbox relay to pass on.
     pub fn new(
         name: impl Into<String>,
         schema_version: u32,
@@ -68,9 +70,20 @@ impl NewEvent {
             payload,
             correlation_id: ctx.correlation_id(),
             causation_id: Some(ctx.id()),
-            metadata: serde_json::Map::new(),
+            metadata: trace_context(ctx),
         }
     }
+}
+
+/// The context's W3C trace context entries, as event metadata.
+fn trace_context(ctx: &Context) -> serde_json::Map<String, serde_json::Value> {
+    let mut metadata = serde_json::Map::new();
+    for key in ["traceparent", "tracestate"] {
+        if let Some(value) = ctx.metadata(key) {
+            metadata.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
+        }
+    }
+    metadata
 }
 
 /// A stored event.

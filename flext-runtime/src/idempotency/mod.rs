@@ -15,24 +15,8 @@
 //! `flext-http` (`flext::http`) drives this for every command route; the types are here
 //! so that the stores can complete a claim inside their transactions.
 //!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> flext::Result<()> {
-//! use flext::idempotency::{Claim, IdempotencyStore, Response};
-//! use flext::sqlite::SqliteDatabase;
 //!
-//! let db = SqliteDatabase::in_memory()?;
-//! let first = db.claim("alice POST /orders", "k-1", "sha256-of-the-body", 60_000, 86_400_000).await?;
-//! let Claim::Claimed(claim) = first else { panic!("a new key is claimed") };
-//! // ... the command runs, then:
-//! db.complete(&claim, &Response::new(201, "{\"id\":7}", Some("/orders/7".into()))).await?;
-//! // A repeat with the same body is answered with the first response.
-//! let again = db.claim("alice POST /orders", "k-1", "sha256-of-the-body", 60_000, 86_400_000).await?;
-//! assert!(matches!(again, Claim::Replay(r) if r.status == 201 && r.body == "{\"id\":7}"));
-//! // The same key with another body is refused.
-//! let other = db.claim("alice POST /orders", "k-1", "another-body", 60_000, 86_400_000).await?;
-//! assert!(matches!(other, Claim::Mismatch));
-//! # Ok(()) }
-//! ```
+//! An example is on the SQLite database's implementation of [`IdempotencyStore`].
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -45,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::error::Error;
+use crate::error::Result;
 use crate::future::BoxFuture;
 
 /// A claim on an idempotency key: the request that holds it may commit its effects with
@@ -105,6 +91,7 @@ impl IdempotencyClaim {
     }
 
     /// Marks the claim completed (by a store, after its transaction committed).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn set_completed(&self) {
         self.completed.store(true, Ordering::Release);
     }
@@ -227,6 +214,7 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The error of a command whose claim was taken over before it committed: nothing it
 /// wrote through the store committed.
 pub(crate) fn claim_lost(claim: &IdempotencyClaim) -> Error {
@@ -239,6 +227,7 @@ pub(crate) fn claim_lost(claim: &IdempotencyClaim) -> Error {
     )
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// What a row holds, as both stores read it.
 pub(crate) struct Row {
     pub fingerprint: String,
@@ -248,12 +237,14 @@ pub(crate) struct Row {
     pub response: Option<Response>,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// What a claim does with the row it found (`None`: no row).
 pub(crate) enum Decision {
     Take,
     Answer(Claim),
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn decide(row: Option<Row>, fingerprint: &str, now: i64) -> Decision {
     match row {
         None => Decision::Take,
@@ -270,6 +261,7 @@ pub(crate) fn decide(row: Option<Row>, fingerprint: &str, now: i64) -> Decision 
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn ms(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -120,6 +120,27 @@ fn claim_in(
     }
 }
 
+/// Keys in the database's `flext_idempotency` table; the event store of the same
+/// database completes a claim in its append's transaction.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> flext::Result<()> {
+/// use flext::idempotency::{Claim, IdempotencyStore, Response};
+/// use flext::sqlite::SqliteDatabase;
+///
+/// let db = SqliteDatabase::in_memory()?;
+/// let first = db.claim("alice POST /orders", "k-1", "sha256-of-the-body", 60_000, 86_400_000).await?;
+/// let Claim::Claimed(claim) = first else { panic!("a new key is claimed") };
+/// // ... the command runs, then:
+/// db.complete(&claim, &Response::new(201, "{\"id\":7}", Some("/orders/7".into()))).await?;
+/// // A repeat with the same body is answered with the first response.
+/// let again = db.claim("alice POST /orders", "k-1", "sha256-of-the-body", 60_000, 86_400_000).await?;
+/// assert!(matches!(again, Claim::Replay(r) if r.status == 201 && r.body == "{\"id\":7}"));
+/// // The same key with another body is refused.
+/// let other = db.claim("alice POST /orders", "k-1", "another-body", 60_000, 86_400_000).await?;
+/// assert!(matches!(other, Claim::Mismatch));
+/// # Ok(()) }
+/// ```
 impl IdempotencyStore for SqliteDatabase {
     fn claim<'a>(
         &'a self,
