@@ -1,7 +1,9 @@
 //! A command over HTTP: flext's route (`#[command(http = "..")]`, `flext::http::router`)
 //! against a hand-written axum handler doing the same work, over loopback with a
 //! keep-alive client, at 1 and 32 concurrent connections: p50, p99 and requests per
-//! second, both measured in the same run.
+//! second, both measured in the same run. A second table gives the cost of an
+//! `Idempotency-Key` (a fresh key per request, kept in a SQLite file at
+//! `Synchronous::Normal`) against the same route without one.
 //!
 //! ```text
 //! cargo bench --features http --bench http
@@ -75,39 +77,45 @@ struct Figures {
     per_second: f64,
 }
 
-/// `requests` deposits spread over `connections` concurrent keep-alive connections.
-async fn load(base: &str, connections: usize, requests: usize) -> Figures {
+/// `requests` deposits spread over `connections` concurrent keep-alive connections, each
+/// with a fresh `Idempotency-Key` when `keyed`.
+async fn load(base: &str, connections: usize, requests: usize, keyed: bool) -> Figures {
+    static ROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
         .expect("client");
     let url = format!("{base}/accounts/a-1/deposits");
     // Warm-up: connections opened, caches filled.
-    for _ in 0..200 {
-        client
+    for i in 0..200 {
+        let mut request = client
             .post(&url)
             .body(r#"{"cents":1}"#)
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .expect("warm-up");
+            .header("content-type", "application/json");
+        if keyed {
+            request = request.header("idempotency-key", format!("w-{round}-{i}"));
+        }
+        request.send().await.expect("warm-up");
     }
     let per_task = requests / connections;
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|task| {
             let (client, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
                 let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-                for _ in 0..per_task {
+                for i in 0..per_task {
                     let t = Instant::now();
-                    let response = client
+                    let mut request = client
                         .post(&url)
                         .body(r#"{"cents":1}"#)
-                        .header("content-type", "application/json")
-                        .send()
-                        .await
-                        .expect("request");
+                        .header("content-type", "application/json");
+                    if keyed {
+                        request =
+                            request.header("idempotency-key", format!("k-{round}-{task}-{i}"));
+                    }
+                    let response = request.send().await.expect("request");
                     assert!(response.status().is_success());
                     response.bytes().await.expect("body");
                     histogram
@@ -160,6 +168,17 @@ fn main() {
             .route("/accounts/{account_id}/deposits", post(by_hand))
             .with_state(Arc::new(Ledger::default()));
         let hand_base = bind(hand).await;
+        let dir = std::env::temp_dir().join(format!("flext-http-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = flext::sqlite::SqliteDatabase::open(dir.join("keys.db")).expect("database");
+        let keyed_bus = Bus::builder().state(Ledger::default()).build().expect("bus");
+        let keyed_base = bind(
+            flext::http::RouterBuilder::new(keyed_bus)
+                .idempotency(db)
+                .build()
+                .expect("router"),
+        )
+        .await;
         println!("{requests} deposits per row, over loopback, keep-alive (microseconds)");
         println!("| connections | hand p50 | flext p50 | ratio | hand p99 | flext p99 | ratio | hand req/s | flext req/s | ratio |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -172,8 +191,8 @@ fn main() {
                 .unwrap_or(5);
             let (mut hands, mut ours) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
-                hands.push(load(&hand_base, connections, requests).await);
-                ours.push(load(&flext_base, connections, requests).await);
+                hands.push(load(&hand_base, connections, requests, false).await);
+                ours.push(load(&flext_base, connections, requests, false).await);
             }
             let (h, f) = (median(&hands), median(&ours));
             println!(
@@ -189,6 +208,28 @@ fn main() {
                 f.per_second / h.per_second
             );
         }
+        println!();
+        println!("The cost of an Idempotency-Key: the same flext route with a fresh key per request (SQLite)");
+        println!("| connections | without p50 | with p50 | ratio | without req/s | with req/s | ratio |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for connections in [1, 32] {
+            let (mut plain, mut keyed) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                plain.push(load(&flext_base, connections, requests / 4, false).await);
+                keyed.push(load(&keyed_base, connections, requests / 4, true).await);
+            }
+            let (p, k) = (median(&plain), median(&keyed));
+            println!(
+                "| {connections} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+                p.p50_us,
+                k.p50_us,
+                k.p50_us / p.p50_us,
+                p.per_second,
+                k.per_second,
+                k.per_second / p.per_second
+            );
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
+        std::fs::remove_dir_all(&dir).ok();
     });
 }
