@@ -152,6 +152,22 @@ fn median(rounds: &[Figures]) -> Figures {
     }
 }
 
+/// One table row: the baseline `h` and the measured `f`, with their ratios.
+fn row(label: &str, h: &Figures, f: &Figures) {
+    println!(
+        "| {label} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+        h.p50_us,
+        f.p50_us,
+        f.p50_us / h.p50_us,
+        h.p99_us,
+        f.p99_us,
+        f.p99_us / h.p99_us,
+        h.per_second,
+        f.per_second,
+        f.per_second / h.per_second
+    );
+}
+
 fn main() {
     let requests: usize = std::env::var("FLEXT_HTTP_BENCH_REQUESTS")
         .ok()
@@ -168,6 +184,14 @@ fn main() {
             .route("/accounts/{account_id}/deposits", post(by_hand))
             .with_state(Arc::new(Ledger::default()));
         let hand_base = bind(hand).await;
+        // The control: a second, identical hand-written server, measured as flext is. Its
+        // ratios are the noise floor of the figures on this machine.
+        let twin_base = bind(
+            axum::Router::new()
+                .route("/accounts/{account_id}/deposits", post(by_hand))
+                .with_state(Arc::new(Ledger::default())),
+        )
+        .await;
         let dir = std::env::temp_dir().join(format!("flext-http-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let db = flext::sqlite::SqliteDatabase::open(dir.join("keys.db")).expect("database");
@@ -195,19 +219,15 @@ fn main() {
                 ours.push(load(&flext_base, connections, requests, false).await);
             }
             let (h, f) = (median(&hands), median(&ours));
-            println!(
-                "| {connections} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
-                h.p50_us,
-                f.p50_us,
-                f.p50_us / h.p50_us,
-                h.p99_us,
-                f.p99_us,
-                f.p99_us / h.p99_us,
-                h.per_second,
-                f.per_second,
-                f.per_second / h.per_second
-            );
+            row(&connections.to_string(), &h, &f);
         }
+        // The noise floor: the hand-written handler against its twin.
+        let (mut hands, mut twins) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            hands.push(load(&hand_base, 1, requests / 2, false).await);
+            twins.push(load(&twin_base, 1, requests / 2, false).await);
+        }
+        row("1, control: hand vs its twin", &median(&hands), &median(&twins));
         println!();
         println!("The cost of an Idempotency-Key: the same flext route with a fresh key per request (SQLite)");
         println!("| connections | without p50 | with p50 | ratio | without req/s | with req/s | ratio |");
