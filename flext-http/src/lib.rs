@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod body;
+mod idempotency;
 mod message;
 mod openapi;
 #[cfg(feature = "otel")]

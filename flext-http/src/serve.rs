@@ -5,19 +5,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
-
-use flext_runtime::idempotency::{
-    Claim, IdempotencyClaim, IdempotencyStore, Response as StoredResponse,
-};
 use flext_runtime::route::RouteRegistration;
 use flext_runtime::{Bus, Context, Error, MessageKind, Principal, codes};
 use uuid::Uuid;
 
+use crate::body::{integral_numbers, scan};
+use crate::idempotency::{Keyed, keyed, replay, settle};
 use crate::message::{message_json, message_text};
 use crate::{
-    CORRELATION_ID, Config, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Limits, NOT_FOUND, Problem,
-    TIMEOUT, TOO_DEEP, TRACEPARENT, TRACESTATE,
+    CORRELATION_ID, Config, Limits, NOT_FOUND, Problem, TIMEOUT, TOO_DEEP, TRACEPARENT, TRACESTATE,
 };
 
 /// What a request asks for: a declared route, or a message by name.
@@ -250,10 +246,10 @@ async fn dispatch(
 /// A response as the router sends it, before it becomes axum's: kept whole so that an
 /// idempotency key's store can keep it.
 pub(crate) struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
-    problem: bool,
-    location: Option<String>,
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
+    pub(crate) problem: bool,
+    pub(crate) location: Option<String>,
 }
 
 impl IntoResponse for Answer {
@@ -310,157 +306,6 @@ fn answer_with(
     }
 }
 
-/// What a request's idempotency key says to do.
-enum Keyed {
-    /// Run the command (under this claim, when it has a key).
-    Run(Option<Arc<IdempotencyClaim>>),
-    /// Answer with the first request's response.
-    Replay(StoredResponse),
-}
-
-/// The request's idempotency key claimed, when the router keeps keys and the route is a
-/// command's: `Run` without a claim when it has none (or is no command route).
-async fn keyed(
-    config: &Config,
-    route: Option<&'static RouteRegistration>,
-    headers: &HeaderMap,
-    ctx: &Context,
-    text: &str,
-    status: StatusCode,
-    location: Option<&str>,
-) -> Result<Keyed, Error> {
-    let (Some(idempotency), Some(route)) = (&config.idempotency, route) else {
-        return Ok(Keyed::Run(None));
-    };
-    if route.kind != MessageKind::Command {
-        return Ok(Keyed::Run(None));
-    }
-    let Some(key) = idempotency_key(headers)? else {
-        if route.idempotency_key {
-            return Err(Error::validation(
-                codes::INPUT_IDEMPOTENCY_KEY_MISSING,
-                format!(
-                    "`{} {}` needs an `Idempotency-Key` header: send a fresh unique key (a UUID) with each new request, and the same key when repeating one",
-                    route.method, route.path
-                ),
-            ));
-        }
-        return Ok(Keyed::Run(None));
-    };
-    let scope = format!(
-        "{} {} {}",
-        ctx.principal().map_or("-", |p| p.id.as_str()),
-        route.method,
-        route.path
-    );
-    let fingerprint = fingerprint(route.message, text);
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let claim = idempotency
-        .store
-        .claim(
-            &scope,
-            &key,
-            &fingerprint,
-            ms(idempotency.in_flight),
-            ms(idempotency.keep),
-        )
-        .await?;
-    match claim {
-        Claim::Claimed(claim) => Ok(Keyed::Run(Some(Arc::new(claim.answering(
-            status.as_u16(),
-            location.map(str::to_owned),
-            route.message,
-        ))))),
-        Claim::Replay(stored) => Ok(Keyed::Replay(stored)),
-        Claim::InFlight => Err(Error::conflict(
-            codes::IDEMPOTENCY_IN_FLIGHT,
-            format!(
-                "the first request with idempotency key {} is still running: repeat it after it answers",
-                flext_runtime::input::echo(&key)
-            ),
-        )),
-        Claim::Mismatch => Err(Error::validation(
-            codes::IDEMPOTENCY_KEY_REUSED,
-            format!(
-                "idempotency key {} was used for a different request to this route: use a new key for a new request",
-                flext_runtime::input::echo(&key)
-            ),
-        )),
-    }
-}
-
-/// The `Idempotency-Key` header's key: an RFC 8941 string (`"..."`) or a bare token, of
-/// 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("");
-    let key = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
-    {
-        return Err(Error::validation(
-            codes::INPUT_IDEMPOTENCY_KEY_INVALID,
-            format!(
-                "the `Idempotency-Key` header must be 1 to 255 visible ASCII characters, optionally in quotes: {} is not",
-                flext_runtime::input::echo(&String::from_utf8_lossy(value.as_bytes()))
-            ),
-        ));
-    }
-    Ok(Some(key.to_owned()))
-}
-
-/// The request's fingerprint: SHA-256 of the message's name and its JSON as assembled
-/// from the path, the query string and the body.
-fn fingerprint(message: &str, text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(message.as_bytes())
-        .chain_update([0u8])
-        .chain_update(text.as_bytes())
-        .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Stores a success under its claim (a no-op when the command's append stored it), or
-/// releases the claim of a failure so that the client may try again.
-async fn settle(store: &dyn IdempotencyStore, claim: &IdempotencyClaim, answer: &Answer) {
-    let result = if answer.status.is_success() {
-        let stored = StoredResponse::new(
-            answer.status.as_u16(),
-            String::from_utf8_lossy(&answer.body).into_owned(),
-            answer.location.clone(),
-        );
-        store.complete(claim, &stored).await.map(drop)
-    } else {
-        store.release(claim).await
-    };
-    if let Err(error) = result {
-        // The command's own effects stand; a repeat may run it again (after the claim's
-        // in-flight time) or be refused as in flight until then.
-        tracing::warn!(%error, "storing the idempotency key's outcome failed");
-    }
-}
-
-/// The stored response of an earlier request with the same key.
-fn replay(stored: StoredResponse) -> Response {
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = Answer {
-        status,
-        body: stored.body.into_bytes(),
-        problem: false,
-        location: stored.location,
-    }
-    .into_response();
-    response
-        .headers_mut()
-        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    response
-}
-
 /// `template` with each `{field}` segment replaced by that field of `message`, a string
 /// as it is, anything else as its JSON; percent-encoded as a path segment.
 fn fill(template: &str, message: &serde_json::Value, route: Option<&RouteRegistration>) -> String {
@@ -497,124 +342,9 @@ fn encode_segment(text: &str) -> String {
     out
 }
 
-/// How deep `body`'s arrays and objects nest, outside strings, without decoding it.
-#[cfg(test)]
-fn depth(body: &[u8]) -> usize {
-    scan(body).0
-}
-
-/// How deep `body`'s arrays and objects nest, outside strings, and whether a number has
-/// a fraction or an exponent; without decoding it.
-fn scan(body: &[u8]) -> (usize, bool) {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    let mut floats = false;
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b'.' | b'e' | b'E' => floats = true,
-            _ => {}
-        }
-    }
-    (deepest, floats)
-}
-
-/// `body` with every number outside strings that has a fraction or an exponent but an
-/// integral value exactly representable (below 2^53) written as an integer (`2.0` and
-/// `2e3` as `2` and `2000`): JSON Schema counts them as integers, and so does a field of
-/// an integer type here. `None` when nothing changes or the body is not UTF-8.
-fn integral_numbers(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut last, mut changed) = (0, 0, false);
-    let (mut in_string, mut escaped) = (false, false);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        if b == b'"' {
-            in_string = true;
-            i += 1;
-            continue;
-        }
-        if b == b'-' || b.is_ascii_digit() {
-            let start = i;
-            while i < bytes.len()
-                && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-            {
-                i += 1;
-            }
-            let token = &text[start..i];
-            if token.contains(['.', 'e', 'E'])
-                && let Ok(value) = token.parse::<f64>()
-                && value.fract() == 0.0
-                && value.abs() < 9_007_199_254_740_992.0
-                // `-0.0` keeps its sign for a float field.
-                && !(value == 0.0 && token.starts_with('-'))
-            {
-                out.push_str(&text[last..start]);
-                // Exact: an integral f64 below 2^53 converts to i64 without loss.
-                #[allow(clippy::cast_possible_truncation)]
-                out.push_str(&(value as i64).to_string());
-                last = i;
-                changed = true;
-            }
-            continue;
-        }
-        i += 1;
-    }
-    changed.then(|| {
-        out.push_str(&text[last..]);
-        out
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{depth, trace_id};
-
-    #[test]
-    fn integral_numbers_become_integers_and_nothing_else_changes() {
-        use super::integral_numbers;
-        assert_eq!(
-            integral_numbers(br#"{"a": 116100.0, "b": 2e3, "c": -1.0E0, "d": 2.5, "e": "3.0"}"#)
-                .as_deref(),
-            Some(r#"{"a": 116100, "b": 2000, "c": -1, "d": 2.5, "e": "3.0"}"#)
-        );
-        assert_eq!(integral_numbers(br#"{"d": 2.5, "s": "1.0\"2.0"}"#), None);
-        assert_eq!(integral_numbers(br#"{"big": 1e300}"#), None);
-        assert_eq!(integral_numbers(br#"{"x": -0.0}"#), None);
-    }
-
-    #[test]
-    fn depth_counts_nesting_outside_strings() {
-        assert_eq!(depth(br#"{"a": 1}"#), 1);
-        assert_eq!(depth(br#"{"a": [[1], {"b": []}]}"#), 4);
-        assert_eq!(depth(br#"{"a": "[[[[\"]]]]"}"#), 1);
-        assert_eq!(depth(b""), 0);
-    }
+    use super::trace_id;
 
     #[test]
     fn a_trace_id_is_read_from_a_well_formed_traceparent_only() {
