@@ -84,7 +84,10 @@ pub fn business_rules(args: TokenStream, input: TokenStream) -> TokenStream {
 /// `flext::http::router` serves it on: each `{name}` is a field, the rest comes from the
 /// JSON body), `created = "/accounts/{account}"` (answer 201 with that `Location`) or
 /// `accepted` (answer 202), and `idempotency_key` (the route answers 400 without an
-/// `Idempotency-Key` header, when the router keeps keys).
+/// `Idempotency-Key` header, when the router keeps keys). A routed message derives
+/// `schemars::JsonSchema` from this attribute, for the OpenAPI document: each field's
+/// type needs a JSON Schema (`#[schemars(with = "String")]` on a field whose type has
+/// none), and the `output` type must implement `JsonSchema` itself.
 ///
 /// The type must be `Clone + Serialize + Deserialize + Send + Sync + 'static`.
 ///
