@@ -185,7 +185,14 @@ async fn serve() -> String {
 async fn serve_with(
     options: impl FnOnce(flext::http::RouterBuilder) -> flext::http::RouterBuilder,
 ) -> String {
-    let bus = Bus::builder()
+    serve_bus(|b| b, options).await
+}
+
+async fn serve_bus(
+    bus_options: impl FnOnce(flext::BusBuilder) -> flext::BusBuilder,
+    options: impl FnOnce(flext::http::RouterBuilder) -> flext::http::RouterBuilder,
+) -> String {
+    let bus = bus_options(Bus::builder())
         .state(Ledger::default())
         .state(Traces::default())
         .state(Gate::default())
@@ -818,4 +825,37 @@ async fn an_integer_written_with_a_fraction_is_taken_as_an_integer() {
     )
     .await;
     assert_eq!(status, 400, "a fraction is no integer");
+}
+
+#[tokio::test]
+async fn an_open_circuit_is_503_without_calling_the_handler() {
+    let breaker = flext::middleware::CircuitBreaker::builder("ledger")
+        .consecutive_failures(2)
+        .cool_down(Duration::from_secs(600))
+        .build();
+    let base = serve_bus(|b| b.middleware(breaker), |r| r).await;
+    let http = client();
+    let call = |kind: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            problem(
+                http.put(format!("{base}/faults/{kind}"))
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        let (status, body) = call("down").await;
+        assert_eq!((status, body["code"].as_str()), (503, Some("ledger.down")));
+    }
+    // Open: even a call that would succeed is refused, as 503.
+    let (status, body) = call("fine").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("flext.service.circuit_open"))
+    );
 }
