@@ -1,9 +1,11 @@
-//! Bank accounts over HTTP: an event-sourced `Account` aggregate on SQLite, its commands
-//! and its balance query served by `flext::http` from their attributes.
+//! Bank accounts over HTTP: an event-sourced `Account` aggregate on SQLite (on PostgreSQL
+//! with the `postgres` feature: `DATABASE_URL`, or a throwaway server), its commands and
+//! its balance query served by `flext::http` from their attributes.
 //!
 //! ```text
 //! cargo run --features http --example bank_http                # the tour below, then exit
 //! cargo run --features http --example bank_http -- --serve 8080 # serve until Ctrl-C
+//! cargo run --features http,postgres --example bank_http       # the same on PostgreSQL
 //! ```
 //!
 //! The tour binds a loopback port, sends what the README shows with `curl` (open an
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 use flext::aggregate::{Events, Repository};
 use flext::prelude::*;
+#[cfg(not(feature = "postgres"))]
 use flext::sqlite::SqliteDatabase;
 use serde::{Deserialize, Serialize};
 
@@ -211,10 +214,18 @@ async fn get_balance(
 
 // ------------------------------------------------------------------ the server
 
-fn bus(db: &SqliteDatabase) -> Result<Bus> {
-    let store = Arc::new(db.event_store()?);
-    Bus::builder()
-        .state(Repository::<Account>::new(store))
+/// The bus and the router on `events`, keeping idempotency keys in `keys` (the same
+/// database: a command's response commits with its events).
+fn app(
+    events: Arc<dyn flext::event_store::EventStore>,
+    keys: impl flext::idempotency::IdempotencyStore,
+) -> Result<flext::http::Router> {
+    let bus = Bus::builder()
+        .state(Repository::<Account>::new(events))
+        .build()?;
+    flext::http::RouterBuilder::new(bus)
+        .idempotency(keys)
+        .openapi("bank", "1.0.0")
         .build()
 }
 
@@ -223,13 +234,24 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = std::env::temp_dir().join(format!("flext-bank-http-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::infrastructure("bank.dir", e.to_string()))?;
-    let db = SqliteDatabase::open(dir.join("bank.db"))?;
-    // Idempotency keys are kept in the database the events go to: a command's response
-    // commits with its events.
-    let app = flext::http::RouterBuilder::new(bus(&db)?)
-        .idempotency(db.clone())
-        .openapi("bank", "1.0.0")
-        .build()?;
+    // With the `postgres` feature: PostgreSQL at `DATABASE_URL`, or a throwaway server.
+    #[cfg(feature = "postgres")]
+    let (app, _cluster) = {
+        let (url, cluster) = match std::env::var("DATABASE_URL") {
+            Ok(url) => (url, None),
+            Err(_) => {
+                let cluster = flext::postgres::TestCluster::start()?;
+                (cluster.fresh_database().await?, Some(cluster))
+            }
+        };
+        let db = flext::postgres::PgDatabase::connect(&url).await?;
+        (app(Arc::new(db.event_store()), db)?, cluster)
+    };
+    #[cfg(not(feature = "postgres"))]
+    let app = {
+        let db = SqliteDatabase::open(dir.join("bank.db"))?;
+        app(Arc::new(db.event_store()?), db)?
+    };
     let port = match args.as_slice() {
         [flag, port] if flag == "--serve" => port
             .parse()

@@ -354,6 +354,17 @@ async fn in_the_commands_transaction(events: Arc<dyn EventStore>, keys: impl Ide
         keys.claim("s", "k-2", "f", 60_000, 60_000).await.unwrap(),
         Claim::InFlight
     ));
+
+    // A key kept 0 ms has expired by its repeat: the repeat runs as new.
+    let Claim::Claimed(brief) = keys.claim("s", "k-3", "f", 60_000, 0).await.unwrap() else {
+        panic!("a new key is claimed")
+    };
+    let done = flext::idempotency::Response::new(200, "1", None);
+    assert!(keys.complete(&brief, &done).await.unwrap());
+    assert!(matches!(
+        keys.claim("s", "k-3", "f", 60_000, 60_000).await.unwrap(),
+        Claim::Claimed(_)
+    ));
 }
 
 #[tokio::test]
