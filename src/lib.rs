@@ -8,6 +8,10 @@ pub use flext_runtime::*;
 /// The HTTP front door (the `http` feature): see [`flext_http`].
 #[cfg(feature = "http")]
 pub use flext_http as http;
+/// Events to other services through NATS JetStream (the `nats` feature): see
+/// [`flext_nats`].
+#[cfg(feature = "nats")]
+pub use flext_nats as nats;
 
 /// Everything a service definition needs: `use flext::prelude::*;`.
 pub mod prelude {
