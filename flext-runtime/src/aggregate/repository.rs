@@ -345,11 +345,14 @@ impl<A: Aggregate> Repository<A> {
             let appending = match ctx.idempotency_claim().filter(|c| c.is_for(C::NAME)) {
                 // The response commits with the events.
                 Some(claim) => {
-                    let body = serde_json::to_string(&A::answer(Appended {
+                    // Through a `Value`, as the bus answers: the stored text is the
+                    // answered text, byte for byte.
+                    let body = serde_json::to_value(A::answer(Appended {
                         stream: stream.clone(),
                         version: version + new.len() as u64,
                         event_ids: new.iter().map(|e| e.event_id).collect(),
                     }))
+                    .map(|v| v.to_string())
                     .map_err(|e| {
                         Error::internal(
                             crate::codes::BUS_OUTPUT_NOT_SERIALISABLE,
