@@ -151,6 +151,9 @@ async fn check(url: &str, rounds: u64, seed: u64) -> (usize, usize, usize) {
         got.sort();
         let expected: &[&str] = match state {
             SagaState::Completed => &["account.credited", "account.debited"],
+            // A debit that failed for good (its retries outlasted by the outage) was never
+            // posted, so there is nothing to refund: compensated with no postings.
+            SagaState::Compensated if got.is_empty() => &[],
             SagaState::Compensated => &["account.debited", "account.refunded"],
             _ => continue,
         };
