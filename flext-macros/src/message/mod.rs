@@ -3,6 +3,7 @@
 
 mod expand;
 mod parse;
+mod route;
 
 use proc_macro2::TokenStream;
 

@@ -18,8 +18,6 @@
 //!
 //! An example is on the SQLite database's implementation of [`IdempotencyStore`].
 
-#[cfg(feature = "postgres")]
-pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 

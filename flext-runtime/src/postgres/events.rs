@@ -262,7 +262,7 @@ impl EventStore for PgEventStore {
             let tx = client.transaction().await.map_err(pg_error)?;
             let version =
                 append_in(&tx, &self.db, stream, expected_version, events, self.outbox).await?;
-            if !crate::idempotency::postgres::complete_in(&tx, claim, response).await? {
+            if !super::idempotency::complete_in(&tx, claim, response).await? {
                 return Err(crate::idempotency::claim_lost(claim));
             }
             tx.commit().await.map_err(pg_error)?;

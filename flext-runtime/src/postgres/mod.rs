@@ -37,6 +37,7 @@
 mod cluster;
 mod connect;
 mod events;
+mod idempotency;
 mod liveness;
 mod outbox;
 mod projection;
@@ -324,7 +325,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (
              ALTER TABLE flext_saga_transitions ALTER COLUMN body TYPE JSON USING body::json;";
 
 /// Schema version 4: idempotency keys.
-const SCHEMA_4: &str = crate::idempotency::postgres::SCHEMA;
+const SCHEMA_4: &str = idempotency::SCHEMA;
 
 impl PgDatabase {
     /// The saga log in this database.

@@ -4,10 +4,12 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Claim, Decision, IdempotencyClaim, IdempotencyStore, Response, Row, decide, ms};
+use super::{PgDatabase, pg_error};
 use crate::error::Result;
 use crate::future::BoxFuture;
-use crate::postgres::{PgDatabase, pg_error};
+use crate::idempotency::{
+    Claim, Decision, IdempotencyClaim, IdempotencyStore, Response, Row, decide, ms,
+};
 
 /// The table (schema version 4).
 pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_idempotency (
