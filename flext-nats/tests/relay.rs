@@ -190,3 +190,35 @@ async fn postgres_outbox_to_jetstream_exactly_once() {
     }
     check(&stream_contents(server.url(), prefix).await, &appended);
 }
+
+/// An event published, then left unmarked past the stream's duplicate window (a relay
+/// that crashed and came back after an outage longer than the window): JetStream would
+/// store it again, so the relay asks the stream for its subject's last message first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_retried_after_the_duplicate_window_is_stored_once() {
+    let server = NatsTestServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let db = flext::sqlite::SqliteDatabase::in_memory().unwrap();
+    let store = db.event_store().unwrap();
+    let prefix = "orders_window";
+    let mut appended = BTreeSet::new();
+    append(&store, &["o-1", "o-2"], 3, &mut appended).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let relay = NatsRelay::with_client(client.clone(), prefix, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .with_max_in_flight(4);
+    let all: Vec<EventEnvelope> = store.read_all(0, 1000).await.unwrap();
+    let (n, e) = relay.deliver_all(&all).await;
+    assert_eq!((n, e.map(|e| e.to_string())), (6, None));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    // Published again after the window, with one more event on o-1: only that one lands.
+    append(&store, &["o-1"], 1, &mut appended).await;
+    let all: Vec<EventEnvelope> = store.read_all(0, 1000).await.unwrap();
+    let again = NatsRelay::with_client(client, prefix, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (n, e) = again.deliver_all(&all).await;
+    assert_eq!((n, e.map(|e| e.to_string())), (7, None));
+    check(&stream_contents(server.url(), prefix).await, &appended);
+}

@@ -206,6 +206,12 @@ pub const PROJECTION_STOPPED: &str = "flext.projection.stopped";
 pub const PROJECTION_BAD_TABLE: &str = "flext.projection.bad_table";
 /// The outbox relay could not deliver an event. Internal.
 pub const OUTBOX_FAILED: &str = "flext.outbox.failed";
+/// A message a broker consumer received is not a flext event: a header it needs is
+/// missing or malformed, or its payload is not JSON. It goes to the dead letters at
+/// once. Validation.
+pub const CONSUMER_BAD_MESSAGE: &str = "flext.consumer.bad_message";
+/// A broker consumer could not reach its broker or its inbox. Infrastructure.
+pub const CONSUMER_FAILED: &str = "flext.consumer.failed";
 
 // ---- service -------------------------------------------------------------------------
 
@@ -313,6 +319,8 @@ pub const ALL: &[&str] = &[
     PROJECTION_STOPPED,
     PROJECTION_BAD_TABLE,
     OUTBOX_FAILED,
+    CONSUMER_BAD_MESSAGE,
+    CONSUMER_FAILED,
     SERVICE_UNDO_FAILED,
     SERVICE_CIRCUIT_OPEN,
     SERVICE_NO_HEALTHY_INSTANCE,

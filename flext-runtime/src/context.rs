@@ -121,6 +121,14 @@ impl Context {
         self
     }
 
+    /// Sets the id of the message that caused this operation: for a root context built
+    /// from a message received from elsewhere (an event from a broker), so that what it
+    /// raises names that message as its cause's cause.
+    pub fn with_causation_id(mut self, causation_id: Uuid) -> Self {
+        self.causation_id = Some(causation_id);
+        self
+    }
+
     /// The context for an operation caused by this one: a new id, the same correlation
     /// id, principal, deadline and metadata, and `causation_id` set to this context's id.
     pub fn child(&self) -> Self {

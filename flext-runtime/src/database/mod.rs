@@ -1,7 +1,7 @@
 //! One database for every durable part of flext: the saga log, the event store with its
 //! outbox, projection checkpoints and consumers' inboxes, written through one unit of
 //! work so that what belongs together commits together. This module holds what every
-//! backend shares ([`Relay`], [`BusRelay`], [`ProjectionStatus`], [`CatchUp`], and the
+//! backend shares ([`Relay`], [`BusRelay`], [`Inbox`], [`ProjectionStatus`], [`CatchUp`], and the
 //! portable projection: [`PortableProjection`], [`ProjectionWrites`], [`SqlValue`]); the
 //! backends are `flext::sqlite` (the `sqlite` feature: `SqliteDatabase`,
 //! `SqliteUnitOfWork`, `SqliteProjectionRunner`, `SqliteOutboxRelay`) and
@@ -28,6 +28,7 @@
 //! older than the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`
 //! against each row's `xid8`), which is what `flext::postgres::PgEventStore` does.
 
+mod inbox;
 mod portable;
 mod relay;
 mod status;
@@ -35,8 +36,9 @@ mod status;
 #[cfg(feature = "sqlite")]
 pub(crate) use self::portable::check_table_name;
 pub mod conformance;
+pub use self::inbox::Inbox;
 pub use self::portable::{PortableProjection, ProjectionWrites, SqlValue, Statement};
-pub use self::relay::{BusRelay, Relay, event_id_of};
+pub use self::relay::{BusRelay, Relay, event_context, event_id_of};
 pub use self::status::{CatchUp, ProjectionStatus};
 #[doc(hidden)]
 pub use self::status::{decode_event, event_name};

@@ -99,18 +99,9 @@ impl PgOutboxRelay {
                 }
                 continue;
             }
-            let mut done: Vec<i64> = Vec::with_capacity(rows.len());
-            let mut failure = None;
-            for row in &rows {
-                let event = super::events::envelope(row);
-                match self.relay.deliver(&event).await {
-                    Ok(()) => done.push(row.get(12)),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
+            let events: Vec<_> = rows.iter().map(super::events::envelope).collect();
+            let (count, failure) = self.relay.deliver_all(&events).await;
+            let done: Vec<i64> = rows[..count].iter().map(|row| row.get(12)).collect();
             tx.execute(
                 "UPDATE flext_outbox SET delivered_ms = $1 WHERE id = ANY($2)",
                 &[&super::to_bigint(crate::saga::now_ms()), &done],

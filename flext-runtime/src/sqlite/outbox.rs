@@ -69,17 +69,8 @@ impl SqliteOutboxRelay {
             }
             // Delivered events are marked together after the batch, or up to the one the
             // relay refused: a crash in between delivers the batch again (at least once).
-            let mut done = Vec::with_capacity(pending.len());
-            let mut failure = None;
-            for event in &pending {
-                match self.relay.deliver(event).await {
-                    Ok(()) => done.push(event.position),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
+            let (count, failure) = self.relay.deliver_all(&pending).await;
+            let done: Vec<u64> = pending[..count].iter().map(|e| e.position).collect();
             self.mark_delivered(&done)?;
             delivered += done.len() as u64;
             if let Some(e) = failure {
