@@ -39,6 +39,10 @@ pub use consumer::{ConsumerCounts, ConsumerLoop, NatsConsumer, NatsConsumerBuild
 pub use relay::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_HORIZON, NatsRelay};
 pub use server::NatsTestServer;
 
+/// The NATS client this crate is built on, for [`NatsRelay::with_client`] and
+/// [`NatsConsumerBuilder::build`] (connection options, credentials, TLS).
+pub use async_nats;
+
 /// The headers each published event carries beside its payload.
 pub mod headers {
     /// JetStream's deduplication key: the event id (`async_nats::header::NATS_MESSAGE_ID`
