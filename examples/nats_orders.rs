@@ -32,7 +32,7 @@ use flext::event_store::EventStore;
 use flext::nats::{NatsConsumer, NatsRelay};
 use flext::prelude::*;
 use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, rusqlite};
-use nats_common::{OrderPlaced, ShipmentScheduled, arg, connect, say};
+use nats_common::{AckDelay, OrderPlaced, ShipmentScheduled, arg, connect, fault_delay, say};
 use serde::{Deserialize, Serialize};
 
 /// Places an order; placing it again is a no-op (an order id is placed once).
@@ -99,7 +99,10 @@ async fn record_shipment(
                 .map_err(sql)?;
         }
         Ok(())
-    })
+    })?;
+    // The kill test's fault: committed, not yet acknowledged.
+    tokio::time::sleep(fault_delay()).await;
+    Ok(())
 }
 
 fn shipped(db: &SqliteDatabase) -> Result<Vec<(String, String)>> {
@@ -151,7 +154,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let relay =
         NatsRelay::with_client(client.clone(), "orders", flext::nats::DEFAULT_RETRY_HORIZON)
             .await?;
-    let outbox = SqliteOutboxRelay::new(db.clone(), relay);
+    let outbox = SqliteOutboxRelay::new(db.clone(), AckDelay::from_env(relay));
     let relaying = outbox.spawn(Duration::from_millis(50));
     // The shipping stream exists once shipping has started: wait for it.
     let mut waited = 0;
@@ -167,7 +170,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             Ok(c) => break c,
             Err(e) => {
                 if waited == 0 {
-                    say(format!("waiting for the shipping stream: {}", e.message()));
+                    eprintln!("waiting for the shipping stream: {}", e.message());
                 }
                 waited += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;

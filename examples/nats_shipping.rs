@@ -29,7 +29,7 @@ use flext::nats::{NatsConsumer, NatsRelay};
 use flext::prelude::*;
 use flext::saga::{SagaOutcome, SagaRunner, saga_id_for_event};
 use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, rusqlite};
-use nats_common::{OrderPlaced, ShipmentScheduled, arg, connect, say};
+use nats_common::{AckDelay, OrderPlaced, ShipmentScheduled, arg, connect, fault_delay, say};
 use serde::{Deserialize, Serialize};
 
 /// Schedules an order's shipment; scheduling it again is a no-op.
@@ -158,6 +158,8 @@ async fn ship_order(e: OrderPlaced, ctx: &Context, runner: State<SagaRunner>) ->
             ctx,
         )
         .await?;
+    // The kill test's fault: the saga ran, the event is not yet acknowledged.
+    tokio::time::sleep(fault_delay()).await;
     match outcome {
         SagaOutcome::Completed { output, .. } => {
             say(format!(
@@ -223,7 +225,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         flext::nats::DEFAULT_RETRY_HORIZON,
     )
     .await?;
-    let outbox = SqliteOutboxRelay::new(db.clone(), relay);
+    let outbox = SqliteOutboxRelay::new(db.clone(), AckDelay::from_env(relay));
     let relaying = outbox.spawn(Duration::from_millis(50));
     let recovering = runner.spawn_recovery(Duration::from_millis(500));
     // The orders stream exists once orders has started: wait for it.
@@ -241,15 +243,15 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             Ok(c) => break c,
             Err(e) => {
                 if waited == 0 {
-                    say(format!("waiting for the orders stream: {}", e.message()));
+                    eprintln!("waiting for the orders stream: {}", e.message());
                 }
                 waited += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     };
-    let consuming = consumer.spawn();
     say("shipping is running");
+    let consuming = consumer.spawn();
 
     loop {
         if let Some(n) = until

@@ -49,3 +49,60 @@ pub fn say(line: impl std::fmt::Display) {
     println!("{line}");
     let _ = std::io::stdout().flush();
 }
+
+/// The outbox's relay, wrapped in a fault for the kill test: with
+/// `FLEXT_FAULT_ACK_DELAY_MS` set, it waits that long after the broker acknowledged a
+/// batch and before the outbox marks it delivered, widening the window in which a crash
+/// leaves published events unmarked (they are published again after the restart, and
+/// must be stored once).
+pub struct AckDelay<R> {
+    inner: R,
+    delay: Duration,
+}
+
+impl<R> AckDelay<R> {
+    pub fn from_env(inner: R) -> Self {
+        AckDelay {
+            inner,
+            delay: fault_delay(),
+        }
+    }
+}
+
+/// `FLEXT_FAULT_ACK_DELAY_MS` (0 when unset): how long the kill test makes a service
+/// wait between an effect's commit and its acknowledgement, the window a crash must hit
+/// to make a broker deliver a message again.
+pub fn fault_delay() -> Duration {
+    Duration::from_millis(
+        std::env::var("FLEXT_FAULT_ACK_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+impl<R: flext::database::Relay> flext::database::Relay for AckDelay<R> {
+    fn deliver<'a>(
+        &'a self,
+        event: &'a flext::event_store::EventEnvelope,
+    ) -> flext::BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.inner.deliver(event).await?;
+            tokio::time::sleep(self.delay).await;
+            Ok(())
+        })
+    }
+
+    fn deliver_all<'a>(
+        &'a self,
+        events: &'a [flext::event_store::EventEnvelope],
+    ) -> flext::BoxFuture<'a, (usize, Option<Error>)> {
+        Box::pin(async move {
+            let done = self.inner.deliver_all(events).await;
+            if done.0 > 0 {
+                tokio::time::sleep(self.delay).await;
+            }
+            done
+        })
+    }
+}
