@@ -32,6 +32,7 @@
 mod consumer;
 mod relay;
 mod server;
+mod trace;
 
 use flext_runtime::{Error, codes};
 

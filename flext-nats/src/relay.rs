@@ -11,6 +11,7 @@ use async_nats::jetstream::{self};
 use flext_runtime::database::Relay;
 use flext_runtime::event_store::EventEnvelope;
 use flext_runtime::{BoxFuture, Error, codes};
+use tracing::Instrument;
 
 use crate::{failed, headers, token, without_credentials};
 
@@ -221,8 +222,10 @@ impl NatsRelay {
     ) -> Result<PublishAckFuture, Error> {
         let payload = serde_json::to_vec(&event.payload)
             .map_err(|e| failed(format!("event {} does not encode: {e}", event.event_id)))?;
+        let (span, trace) = crate::trace::publish_span(event, &subject);
         self.jetstream
-            .publish_with_headers(subject, headers_of(event), payload.into())
+            .publish_with_headers(subject, headers_of(event, trace), payload.into())
+            .instrument(span)
             .await
             .map_err(|e| failed(format!("publishing event {}: {e}", event.event_id)))
     }
@@ -248,8 +251,8 @@ impl NatsRelay {
     }
 }
 
-/// The headers `event` is published with.
-fn headers_of(event: &EventEnvelope) -> HeaderMap {
+/// The headers `event` is published with, `trace` its trace context.
+fn headers_of(event: &EventEnvelope, trace: crate::trace::TraceContext) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,
@@ -268,10 +271,8 @@ fn headers_of(event: &EventEnvelope) -> HeaderMap {
         h.insert(headers::CAUSATION_ID, causation.to_string().as_str());
     }
     h.insert(headers::SEQUENCE, event.sequence.to_string().as_str());
-    for key in [headers::TRACEPARENT, headers::TRACESTATE] {
-        if let Some(serde_json::Value::String(t)) = event.metadata.get(key) {
-            h.insert(key, t.as_str());
-        }
+    for (key, value) in trace {
+        h.insert(key, value.as_str());
     }
     h
 }

@@ -20,6 +20,7 @@ use flext_runtime::event_store::Upcasters;
 use flext_runtime::{Bus, Error, Uuid, codes};
 use futures_util::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::headers;
 
@@ -267,12 +268,10 @@ impl Inner {
             .info()
             .map(|i| i.delivered)
             .map_err(|e| failed(format!("not a JetStream message: {e}")))?;
-        let event = match Incoming::parse(message.headers.as_ref(), &message.payload) {
+        let mut event = match Incoming::parse(message.headers.as_ref(), &message.payload) {
             Ok(event) => event,
             Err(e) => return self.dead_letter(message, delivered, &e).await,
         };
-        let span = tracing::info_span!("flext.nats.consume", consumer = %self.durable, event = %event.name, event_id = %event.event_id, delivered);
-        let _enter = span.enter();
         if delivered > 1 {
             self.counts.0.redelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -282,7 +281,16 @@ impl Inner {
             self.counts.0.duplicates.fetch_add(1, Ordering::Relaxed);
             return ack(message, AckKind::Ack).await;
         }
-        match self.dispatch(&event).await {
+        let (span, trace) = crate::trace::consume_span(
+            &self.durable,
+            message.subject.as_str(),
+            &event.name,
+            &event.event_id,
+            delivered,
+            std::mem::take(&mut event.trace),
+        );
+        event.trace = trace;
+        match self.dispatch(&event).instrument(span).await {
             Ok(()) => {
                 if let Some(inbox) = &self.inbox {
                     inbox.record(&self.durable, event.event_id).await?;
