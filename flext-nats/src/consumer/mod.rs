@@ -200,8 +200,11 @@ impl NatsConsumer {
             for i in 0..batch.len() {
                 let work = inner.handle(&batch[i]);
                 tokio::pin!(work);
-                let mut beat = tokio::time::interval(inner.ack_wait / 3);
-                beat.tick().await;
+                // The first beat a third of the ack wait from now (an interval's
+                // immediate first tick would cost a timer round per message).
+                let period = inner.ack_wait / 3;
+                let mut beat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 let outcome = loop {
                     tokio::select! {
                         outcome = &mut work => break outcome,
@@ -279,7 +282,7 @@ impl Inner {
             && inbox.contains(&self.durable, event.event_id).await?
         {
             self.counts.0.duplicates.fetch_add(1, Ordering::Relaxed);
-            return ack(message, AckKind::Ack).await;
+            return settle(message).await;
         }
         let (span, trace) = crate::trace::consume_span(
             &self.durable,
@@ -295,7 +298,7 @@ impl Inner {
                 if let Some(inbox) = &self.inbox {
                     inbox.record(&self.durable, event.event_id).await?;
                 }
-                ack(message, AckKind::Ack).await?;
+                settle(message).await?;
                 self.counts.0.handled.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -406,6 +409,16 @@ async fn collect(mut batch: pull::Batch) -> Result<Vec<jetstream::Message>, Erro
         out.push(message.map_err(|e| failed(format!("pulling: {e}")))?);
     }
     Ok(out)
+}
+
+/// Acknowledges a handled `message` without waiting for the server to confirm: should
+/// the ack be lost, the message comes again and finds its event id in the inbox (the
+/// consumer's, or each handler's), so a confirmation round trip per message buys nothing.
+async fn settle(message: &jetstream::Message) -> Result<(), Error> {
+    message
+        .ack()
+        .await
+        .map_err(|e| failed(format!("acknowledging: {e}")))
 }
 
 /// Acknowledges `message` with `kind`, waiting for the server to confirm.
