@@ -123,12 +123,16 @@ async fn backlog(store: &dyn EventStore, events: u64, clumped: bool) {
     }
 }
 
+/// An outbox row as the hand-written relay reads it: position, event id, aggregate id,
+/// name, schema version, sequence, correlation id, payload.
+type OutboxRow = (i64, String, String, String, i64, i64, String, String);
+
 /// The hand-written relay: read 256 rows, publish them all, await the acks, mark them.
 async fn relay_by_hand(path: &std::path::Path, js: &async_nats::jetstream::Context, prefix: &str) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("PRAGMA synchronous = NORMAL").unwrap();
     loop {
-        let rows: Vec<(i64, String, String, String, i64, i64, String, String)> = {
+        let rows: Vec<OutboxRow> = {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT e.position, e.event_id, e.aggregate_id, e.name, e.schema_version, e.sequence, e.correlation_id, e.payload
