@@ -1,7 +1,7 @@
 //! [`NatsRelay`]: the outbox's events published to a JetStream stream, pipelined, exactly
 //! once on the stream.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self};
 use flext_runtime::database::Relay;
 use flext_runtime::event_store::EventEnvelope;
-use flext_runtime::{BoxFuture, Error, codes};
+use flext_runtime::{BoxFuture, Error, Uuid, codes};
 use tracing::Instrument;
 
 use crate::{failed, headers, token, without_credentials};
@@ -29,11 +29,14 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 ///   [`NatsRelay::map_aggregate_type`] replaces the middle part for one type).
 /// - **Headers**: `Nats-Msg-Id` = the event id, and the [`headers`] for its name, schema
 ///   version, correlation and causation ids, sequence and `traceparent`.
-/// - **Pipelined**: up to [`DEFAULT_MAX_IN_FLIGHT`] publishes await their acks at once
-///   ([`NatsRelay::with_max_in_flight`]), but never two of one stream: an event is
-///   published after the one before it in its stream was acknowledged, so a publish lost
-///   in a reconnect cannot be overtaken by its successor. Per-stream order holds on the
-///   stream, whatever fails.
+/// - **Pipelined, in order**: up to [`DEFAULT_MAX_IN_FLIGHT`] publishes await their acks
+///   at once ([`NatsRelay::with_max_in_flight`]). Each publish of a batch after the first
+///   names the one before it as the stream's last message (`Nats-Expected-Last-Msg-Id`),
+///   so the server refuses every successor of a publish it never got (one lost in a
+///   reconnect): the stream holds the outbox's events in the outbox's order, whatever
+///   fails, and the refused ones are published again on the next pass. The stream must
+///   have this relay as its only publisher; another writer's message in between makes
+///   the next publish fail once, and the pass after goes on.
 /// - **Delivered after the ack**: the outbox marks the events acknowledged from the
 ///   first of a batch; a duplicate ack (JetStream had the id already) counts.
 /// - **Exactly once**: JetStream drops an id it stored within the stream's duplicate
@@ -219,12 +222,13 @@ impl NatsRelay {
         &self,
         subject: String,
         event: &EventEnvelope,
+        after: Option<Uuid>,
     ) -> Result<PublishAckFuture, Error> {
         let payload = serde_json::to_vec(&event.payload)
             .map_err(|e| failed(format!("event {} does not encode: {e}", event.event_id)))?;
         let (span, trace) = crate::trace::publish_span(event, &subject);
         self.jetstream
-            .publish_with_headers(subject, headers_of(event, trace), payload.into())
+            .publish_with_headers(subject, headers_of(event, after, trace), payload.into())
             .instrument(span)
             .await
             .map_err(|e| failed(format!("publishing event {}: {e}", event.event_id)))
@@ -246,13 +250,23 @@ impl NatsRelay {
                     self.ack_timeout.as_millis()
                 ))
             })?
-            .map_err(|e| failed(format!("event {} was not stored: {e}", event.event_id)))?;
+            .map_err(|e| {
+                failed(format!(
+                    "event {} was not stored: {e} (a wrong last message id means the event before it never reached the stream, or another publisher wrote to it: the relay publishes from here on its next pass)",
+                    event.event_id
+                ))
+            })?;
         Ok(())
     }
 }
 
-/// The headers `event` is published with, `trace` its trace context.
-fn headers_of(event: &EventEnvelope, trace: crate::trace::TraceContext) -> HeaderMap {
+/// The headers `event` is published with: `after` the event that must be the stream's
+/// last message (JetStream's `Nats-Expected-Last-Msg-Id`), `trace` its trace context.
+fn headers_of(
+    event: &EventEnvelope,
+    after: Option<Uuid>,
+    trace: crate::trace::TraceContext,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,
@@ -271,6 +285,12 @@ fn headers_of(event: &EventEnvelope, trace: crate::trace::TraceContext) -> Heade
         h.insert(headers::CAUSATION_ID, causation.to_string().as_str());
     }
     h.insert(headers::SEQUENCE, event.sequence.to_string().as_str());
+    if let Some(after) = after {
+        h.insert(
+            async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID,
+            after.to_string().as_str(),
+        );
+    }
     for (key, value) in trace {
         h.insert(key, value.as_str());
     }
@@ -294,20 +314,21 @@ impl Relay for NatsRelay {
         events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, (usize, Option<Error>)> {
         Box::pin(async move {
-            let mut in_flight: VecDeque<(usize, String, Option<PublishAckFuture>)> =
-                VecDeque::new();
-            let mut subjects: HashSet<String> = HashSet::new();
+            let mut in_flight: VecDeque<(usize, Option<PublishAckFuture>)> = VecDeque::new();
+            // The event published (or found on the stream) just before: each publish
+            // after the first names it as the stream's last message, so that the server
+            // refuses every successor of a publish it never got.
+            let mut previous: Option<Uuid> = None;
             let mut done = 0;
             for (i, event) in events.iter().enumerate() {
                 let subject = self.subject(event);
-                while in_flight.len() >= self.max_in_flight || subjects.contains(&subject) {
-                    let Some((j, s, ack)) = in_flight.pop_front() else {
+                while in_flight.len() >= self.max_in_flight {
+                    let Some((j, ack)) = in_flight.pop_front() else {
                         break;
                     };
                     if let Err(e) = self.settle(ack, &events[j]).await {
                         return (done, Some(e));
                     }
-                    subjects.remove(&s);
                     done = j + 1;
                 }
                 let stored = if self.may_outlive_window(event) {
@@ -320,17 +341,18 @@ impl Relay for NatsRelay {
                 };
                 if stored {
                     tracing::debug!(event = %event.event_id, %subject, "already on the stream");
-                    in_flight.push_back((i, subject, None));
+                    in_flight.push_back((i, None));
+                    previous = Some(event.event_id);
                     continue;
                 }
-                match self.publish(subject.clone(), event).await {
+                match self.publish(subject, event, previous).await {
                     Ok(ack) => {
-                        subjects.insert(subject.clone());
-                        in_flight.push_back((i, subject, Some(ack)));
+                        in_flight.push_back((i, Some(ack)));
+                        previous = Some(event.event_id);
                     }
                     Err(e) => {
                         // What is already in flight may still be acknowledged.
-                        while let Some((j, _, ack)) = in_flight.pop_front() {
+                        while let Some((j, ack)) = in_flight.pop_front() {
                             if self.settle(ack, &events[j]).await.is_err() {
                                 break;
                             }
@@ -340,7 +362,7 @@ impl Relay for NatsRelay {
                     }
                 }
             }
-            while let Some((j, _, ack)) = in_flight.pop_front() {
+            while let Some((j, ack)) = in_flight.pop_front() {
                 if let Err(e) = self.settle(ack, &events[j]).await {
                     return (done, Some(e));
                 }

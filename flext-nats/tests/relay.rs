@@ -90,6 +90,29 @@ async fn sqlite_outbox_to_jetstream_exactly_once() {
     assert_eq!(db.outbox_pending().unwrap(), 0);
     let contents = stream_contents(server.url(), prefix).await;
     check(&contents, &appended);
+    // The stream holds the outbox's order, each publish after a batch's first naming the
+    // one before it as the stream's last message.
+    let in_order: Vec<String> = store
+        .read_all(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id.to_string())
+        .collect();
+    let on_stream: Vec<String> = contents.iter().map(|(id, _, _)| id.clone()).collect();
+    assert_eq!(on_stream, in_order);
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let stream = js.get_stream(prefix).await.unwrap();
+    for seq in 2..=30u64 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        assert_eq!(
+            m.headers
+                .get(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned()),
+            Some(in_order[seq as usize - 2].clone()),
+            "message {seq} names its predecessor"
+        );
+    }
     assert!(
         contents
             .iter()

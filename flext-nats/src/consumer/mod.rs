@@ -358,7 +358,17 @@ impl Inner {
         delivered: i64,
         error: &Error,
     ) -> Result<(), Error> {
-        let mut h = message.headers.clone().unwrap_or_default();
+        // The message's headers but JetStream's own publish expectations, which name the
+        // source stream's messages, not the dead letters'.
+        let mut h = HeaderMap::new();
+        for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+            if name.to_string().starts_with("Nats-Expected") {
+                continue;
+            }
+            for value in values {
+                h.append(name.clone(), value.clone());
+            }
+        }
         let id = h
             .get(async_nats::header::NATS_MESSAGE_ID)
             .map(|v| v.as_str().to_owned())
