@@ -9,8 +9,9 @@
 //! kills often leave published events unmarked. A last run of both settles everything.
 //! Then:
 //!
-//! - every outbox event of each service is on its stream exactly once (the stream's
-//!   message count and ids against the database's events), in order per aggregate;
+//! - every outbox event of each service is on its stream exactly once and in the
+//!   outbox's order (the stream's messages against the database's events by position),
+//!   and so in order per aggregate;
 //! - every order placed has exactly one shipment saga (completed), one carrier booking,
 //!   one `ShipmentScheduled` event, and one read-model row written once: nothing lost,
 //!   no effect doubled;
@@ -290,12 +291,12 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
     assert_eq!(
         ordered,
         event_ids(&orders),
-        "the orders stream holds each event once"
+        "the orders stream holds each event once, in the outbox's order"
     );
     assert_eq!(
         shipped,
         event_ids(&shipping),
-        "the shipping stream holds each event once"
+        "the shipping stream holds each event once, in the outbox's order"
     );
     assert_eq!(dead, 0, "no dead letters");
 
@@ -305,10 +306,10 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The event ids a service's database holds.
+/// The event ids a service's database holds, in its global order.
 fn event_ids(conn: &rusqlite::Connection) -> Vec<String> {
     let mut stmt = conn
-        .prepare("SELECT event_id FROM flext_events ORDER BY event_id")
+        .prepare("SELECT event_id FROM flext_events ORDER BY position")
         .unwrap();
     stmt.query_map([], |r| r.get(0))
         .unwrap()
@@ -316,12 +317,13 @@ fn event_ids(conn: &rusqlite::Connection) -> Vec<String> {
         .unwrap()
 }
 
-/// Every message id on stream `name`, sorted, after checking that none repeats and that
-/// each subject's `Flext-Sequence` runs 1, 2, 3...
+/// Every message id on stream `name`, in stream order, after checking that none repeats
+/// and that each subject's `Flext-Sequence` runs 1, 2, 3...
 async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<String> {
     let mut stream = js.get_stream(name).await.unwrap();
     let count = stream.info().await.unwrap().state.messages;
     let mut ids = BTreeSet::new();
+    let mut order = Vec::new();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     for seq in 1..=count {
         let m = stream.get_raw_message(seq).await.unwrap();
@@ -332,6 +334,7 @@ async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<Stri
             .as_str()
             .to_owned();
         assert!(ids.insert(id.clone()), "event {id} is on `{name}` twice");
+        order.push(id);
         let sequence: u64 = m
             .headers
             .get(headers::SEQUENCE)
@@ -347,5 +350,5 @@ async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<Stri
             m.subject
         );
     }
-    ids.into_iter().collect()
+    order
 }
