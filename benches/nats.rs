@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use flext::database::event_id_of;
 use flext::event_store::{EventStore, NewEvent, StreamId};
-use flext::nats::{NatsConsumer, NatsRelay, NatsTestServer, async_nats, headers};
+use flext::nats::{NatsConsumer, NatsRelay, NatsTestServer, headers};
 use flext::prelude::*;
 use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, Synchronous, rusqlite};
 use hdrhistogram::Histogram;

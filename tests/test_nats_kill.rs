@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use flext::nats::{NatsTestServer, async_nats, headers};
+use flext::nats::{NatsTestServer, headers};
 use flext::sqlite::rusqlite;
 
 #[path = "common/kill.rs"]

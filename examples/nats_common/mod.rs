@@ -26,8 +26,8 @@ pub struct ShipmentScheduled {
 
 /// A client that keeps trying until the server is there (a service may start before
 /// its broker, or while it restarts), and reconnects for ever after.
-pub async fn connect(url: &str) -> Result<flext::nats::async_nats::Client> {
-    flext::nats::async_nats::ConnectOptions::new()
+pub async fn connect(url: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .connect(url)

@@ -1,28 +1,41 @@
-//! Events leave the process (`flext::nats`, the `nats` feature): the outbox relayed to
-//! NATS JetStream.
+//! Events between services (`flext::nats`, the `nats` feature): the outbox relayed to
+//! NATS JetStream, and a consumer that feeds another service's bus.
 //!
-//! [`NatsRelay`] is a [`Relay`] for the SQLite and PostgreSQL outboxes
-//! (`SqliteOutboxRelay`, `PgOutboxRelay`). Each event is published to
-//! `{prefix}.{aggregate_type}.{aggregate_id}` with the header `Nats-Msg-Id` set to its
-//! event id, and the outbox marks it delivered only after JetStream acknowledged it.
-//! JetStream drops a message whose id it saw within the stream's duplicate window, so an
-//! event published again after a crash between the publish and the outbox's mark is
-//! stored once: exactly once on the stream, for as long as the relay retries within the
-//! window. [`NatsRelay::connect`] refuses a stream whose window is shorter than the relay's
-//! retry horizon. The transactional outbox with broker-side deduplication, as in
-//! Wolverine's and NServiceBus's outboxes.
+//! - [`NatsRelay`] is a [`Relay`](flext_runtime::database::Relay) for the SQLite and
+//!   PostgreSQL outboxes (`SqliteOutboxRelay`, `PgOutboxRelay`). Each event is published
+//!   to `{prefix}.{aggregate_type}.{aggregate_id}` with `Nats-Msg-Id` set to its event id
+//!   and the [`headers`], pipelined, and marked delivered only after JetStream
+//!   acknowledged it: exactly once on the stream, in the outbox's order (the
+//!   transactional outbox with broker-side deduplication, as in Wolverine's and
+//!   NServiceBus's outboxes).
+//! - [`NatsConsumer`] is a durable pull consumer: each message is decoded by its event
+//!   name, published to this service's event handlers and event-started sagas, recorded
+//!   in an inbox, and acknowledged after they returned; a message that fails its last
+//!   delivery goes to the dead letters, counted in `bus.report()` ([`ConsumerCounts`]).
+//! - [`NatsTestServer`] runs the machine's `nats-server -js` for tests.
+//!
+//! With the `otel` feature, publishing and consuming are spans in the trace the event
+//! was appended under, so one trace runs from a command in one service to the handlers
+//! in another.
 //!
 //! ```no_run
-//! # async fn run() -> flext::Result<()> {
+//! # async fn run(bus: flext::Bus) -> flext::Result<()> {
 //! use std::time::Duration;
-//! use flext::nats::NatsRelay;
+//! use flext::nats::{NatsConsumer, NatsRelay};
 //! use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay};
 //!
 //! let db = SqliteDatabase::open("orders.db")?;
+//! // Out: this service's events to the stream `orders`.
 //! let relay = NatsRelay::connect("nats://127.0.0.1:4222", "orders").await?;
-//! let outbox = SqliteOutboxRelay::new(db, relay);
-//! let running = outbox.spawn(Duration::from_millis(100));
-//! # running.shutdown().await;
+//! let publishing = SqliteOutboxRelay::new(db.clone(), relay).spawn(Duration::from_millis(100));
+//! // In: the `shipping` service's events, to this service's handlers.
+//! let consuming = NatsConsumer::builder("shipping", "orders")
+//!     .inbox(db)
+//!     .connect("nats://127.0.0.1:4222", bus)
+//!     .await?
+//!     .spawn();
+//! # consuming.shutdown().await;
+//! # publishing.shutdown().await;
 //! # Ok(()) }
 //! ```
 
@@ -39,10 +52,6 @@ use flext_runtime::{Error, codes};
 pub use consumer::{ConsumerCounts, ConsumerLoop, NatsConsumer, NatsConsumerBuilder};
 pub use relay::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_HORIZON, NatsRelay};
 pub use server::NatsTestServer;
-
-/// The NATS client this crate is built on, for [`NatsRelay::with_client`] and
-/// [`NatsConsumerBuilder::build`] (connection options, credentials, TLS).
-pub use async_nats;
 
 /// The headers each published event carries beside its payload.
 pub mod headers {
