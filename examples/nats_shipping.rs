@@ -14,7 +14,9 @@
 //! ```
 //!
 //! It runs until stopped, or with `--until N` until `N` shipments are scheduled and
-//! published.
+//! published. With the `postgres` feature it keeps its saga log, events, outbox, inbox
+//! and bookings in PostgreSQL (`DATABASE_URL`, or a throwaway server) instead of a
+//! SQLite file (`--db PATH`, default `target/nats_shipping.db`).
 
 #[path = "nats_common/mod.rs"]
 mod nats_common;
@@ -96,30 +98,16 @@ impl ShipOrder {
     /// A booking row per step run, keyed by the step's idempotency key: a step run again
     /// after a crash finds its row.
     #[saga_step(compensate = cancel_booking)]
-    fn book_carrier(&self, ctx: &Context, db: State<SqliteDatabase>) -> Result<Booking> {
+    async fn book_carrier(&self, ctx: &Context, store: State<Store>) -> Result<Booking> {
         let carriers = ["DHL", "UPS", "PostNL"];
         let carrier = carriers[self.order.bytes().map(usize::from).sum::<usize>() % 3];
-        let key = key(ctx)?;
-        db.transaction(|uow| {
-            uow.connection()
-                .execute(
-                    "INSERT OR IGNORE INTO bookings (key, order_id, carrier, cancelled) VALUES (?1, ?2, ?3, 0)",
-                    rusqlite::params![key, self.order, carrier],
-                )
-                .map_err(sql)
-        })?;
+        store.book(&key(ctx)?, &self.order, carrier).await?;
         Ok(Booking {
             carrier: carrier.into(),
         })
     }
-    fn cancel_booking(&self, _: &Booking, ctx: &Context, db: State<SqliteDatabase>) -> Result<()> {
-        let key = key(ctx)?;
-        db.transaction(|uow| {
-            uow.connection()
-                .execute("UPDATE bookings SET cancelled = 1 WHERE key = ?1", [key])
-                .map_err(sql)
-        })?;
-        Ok(())
+    async fn cancel_booking(&self, _: &Booking, ctx: &Context, store: State<Store>) -> Result<()> {
+        store.cancel(&key(ctx)?).await
     }
 
     #[saga_step(pivot)]
@@ -176,16 +164,134 @@ async fn ship_order(e: OrderPlaced, ctx: &Context, runner: State<SagaRunner>) ->
     }
 }
 
-fn scheduled(db: &SqliteDatabase) -> Result<i64> {
-    db.read_transaction(|uow| {
-        uow.connection()
-            .query_row(
-                "SELECT COUNT(*) FROM flext_events WHERE name = 'shipment.scheduled'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql)
-    })
+/// Where shipping keeps its saga log, events, outbox, inbox and bookings: a SQLite file,
+/// or with the `postgres` feature a PostgreSQL database.
+#[derive(Clone)]
+enum Store {
+    #[cfg_attr(feature = "postgres", allow(dead_code))]
+    Sqlite(SqliteDatabase),
+    #[cfg(feature = "postgres")]
+    Pg(flext::postgres::PgDatabase),
+}
+
+impl Store {
+    const BOOKINGS: &str = "CREATE TABLE IF NOT EXISTS bookings (key TEXT PRIMARY KEY, order_id TEXT NOT NULL, carrier TEXT NOT NULL, cancelled INTEGER NOT NULL)";
+
+    async fn book(&self, key: &str, order: &str, carrier: &str) -> Result<()> {
+        match self {
+            Store::Sqlite(db) => db.transaction(|uow| {
+                uow.connection()
+                    .execute(
+                        "INSERT OR IGNORE INTO bookings (key, order_id, carrier, cancelled) VALUES (?1, ?2, ?3, 0)",
+                        rusqlite::params![key, order, carrier],
+                    )
+                    .map(|_| ())
+                    .map_err(sql)
+            }),
+            #[cfg(feature = "postgres")]
+            Store::Pg(db) => db
+                .client()
+                .await?
+                .execute(
+                    "INSERT INTO bookings (key, order_id, carrier, cancelled) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                    &[&key, &order, &carrier],
+                )
+                .await
+                .map(|_| ())
+                .map_err(pg),
+        }
+    }
+
+    async fn cancel(&self, key: &str) -> Result<()> {
+        match self {
+            Store::Sqlite(db) => db.transaction(|uow| {
+                uow.connection()
+                    .execute("UPDATE bookings SET cancelled = 1 WHERE key = ?1", [key])
+                    .map(|_| ())
+                    .map_err(sql)
+            }),
+            #[cfg(feature = "postgres")]
+            Store::Pg(db) => db
+                .client()
+                .await?
+                .execute("UPDATE bookings SET cancelled = 1 WHERE key = $1", &[&key])
+                .await
+                .map(|_| ())
+                .map_err(pg),
+        }
+    }
+
+    /// How many shipments are scheduled and published.
+    async fn settled(&self) -> Result<(i64, u64)> {
+        const SCHEDULED: &str =
+            "SELECT COUNT(*) FROM flext_events WHERE name = 'shipment.scheduled'";
+        match self {
+            Store::Sqlite(db) => {
+                let n = db.read_transaction(|uow| {
+                    uow.connection()
+                        .query_row(SCHEDULED, [], |r| r.get(0))
+                        .map_err(sql)
+                })?;
+                Ok((n, db.outbox_pending()?))
+            }
+            #[cfg(feature = "postgres")]
+            Store::Pg(db) => {
+                let n: i64 = db
+                    .client()
+                    .await?
+                    .query_one(SCHEDULED, &[])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                Ok((n, db.outbox_pending().await?))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn pg(e: flext::postgres::tokio_postgres::Error) -> Error {
+    Error::infrastructure("shipping.sql", e.to_string())
+}
+
+impl flext::database::Inbox for Store {
+    fn contains<'a>(
+        &'a self,
+        consumer: &'a str,
+        event: Uuid,
+    ) -> flext::BoxFuture<'a, Result<bool>> {
+        match self {
+            Store::Sqlite(db) => db.contains(consumer, event),
+            #[cfg(feature = "postgres")]
+            Store::Pg(db) => db.contains(consumer, event),
+        }
+    }
+
+    fn record<'a>(&'a self, consumer: &'a str, event: Uuid) -> flext::BoxFuture<'a, Result<bool>> {
+        match self {
+            Store::Sqlite(db) => db.record(consumer, event),
+            #[cfg(feature = "postgres")]
+            Store::Pg(db) => db.record(consumer, event),
+        }
+    }
+}
+
+/// The outbox relay's loop, on either backend.
+enum Relaying {
+    #[cfg_attr(feature = "postgres", allow(dead_code))]
+    Sqlite(flext::sqlite::SqliteOutboxLoop),
+    #[cfg(feature = "postgres")]
+    Pg(flext::postgres::PgOutboxLoop),
+}
+
+impl Relaying {
+    async fn shutdown(self) {
+        match self {
+            Relaying::Sqlite(l) => l.shutdown().await,
+            #[cfg(feature = "postgres")]
+            Relaying::Pg(l) => l.shutdown().await,
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -196,21 +302,42 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let until: Option<i64> = arg("--until").map(|n| n.parse()).transpose()?;
 
-    let db = SqliteDatabase::open(&path)?;
-    db.transaction(|uow| {
-        uow.connection()
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS bookings (key TEXT PRIMARY KEY, order_id TEXT NOT NULL, carrier TEXT NOT NULL, cancelled INTEGER NOT NULL)",
-            )
-            .map_err(sql)
-    })?;
-    let store: Arc<dyn EventStore> = Arc::new(db.event_store()?);
+    // SQLite by default; with the `postgres` feature, PostgreSQL at `DATABASE_URL` or a
+    // throwaway server.
+    #[cfg(not(feature = "postgres"))]
+    let (store, log, events, _cluster) = {
+        let db = SqliteDatabase::open(&path)?;
+        db.transaction(|uow| uow.connection().execute_batch(Store::BOOKINGS).map_err(sql))?;
+        let events: Arc<dyn EventStore> = Arc::new(db.event_store()?);
+        let log: Arc<dyn flext::saga::SagaLog> = Arc::new(db.saga_log()?);
+        (Store::Sqlite(db), log, events, ())
+    };
+    #[cfg(feature = "postgres")]
+    let (store, log, events, _cluster) = {
+        let _ = &path;
+        let (url, cluster) = match std::env::var("DATABASE_URL") {
+            Ok(url) => (url, None),
+            Err(_) => {
+                let cluster = flext::postgres::TestCluster::start()?;
+                (cluster.fresh_database().await?, Some(cluster))
+            }
+        };
+        let db = flext::postgres::PgDatabase::connect(&url).await?;
+        db.client()
+            .await?
+            .batch_execute(Store::BOOKINGS)
+            .await
+            .map_err(pg)?;
+        let events: Arc<dyn EventStore> = Arc::new(db.event_store());
+        let log: Arc<dyn flext::saga::SagaLog> = Arc::new(db.saga_log());
+        (Store::Pg(db), log, events, cluster)
+    };
     // Events leave through the outbox, after their append committed.
-    let shipments = Repository::<Shipment>::new(store).publish_on_bus(false);
-    let runner = SagaRunner::builder(db.saga_log()?)
+    let shipments = Repository::<Shipment>::new(events).publish_on_bus(false);
+    let runner = SagaRunner::builder_shared(log)
         .owner(format!("shipping-{}", std::process::id()))
         .lease(Duration::from_millis(500))
-        .state(db.clone())
+        .state(store.clone())
         .state(shipments.clone())
         .build();
     let bus = Bus::builder()
@@ -225,8 +352,17 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         flext::nats::DEFAULT_RETRY_HORIZON,
     )
     .await?;
-    let outbox = SqliteOutboxRelay::new(db.clone(), AckDelay::from_env(relay));
-    let relaying = outbox.spawn(Duration::from_millis(50));
+    let relay = AckDelay::from_env(relay);
+    let every = Duration::from_millis(50);
+    let relaying = match &store {
+        Store::Sqlite(db) => {
+            Relaying::Sqlite(SqliteOutboxRelay::new(db.clone(), relay).spawn(every))
+        }
+        #[cfg(feature = "postgres")]
+        Store::Pg(db) => {
+            Relaying::Pg(flext::postgres::PgOutboxRelay::new(db.clone(), relay).spawn(every))
+        }
+    };
     let recovering = runner.spawn_recovery(Duration::from_millis(500));
     // The orders stream exists once orders has started: wait for it.
     let mut waited = 0;
@@ -236,7 +372,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             .ack_wait(Duration::from_secs(2))
             .max_deliver(100)
             .retry_delay(Duration::from_millis(300))
-            .inbox(db.clone())
+            .inbox(store.clone())
             .build(client.clone(), bus.clone())
             .await
         {
@@ -254,11 +390,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let consuming = consumer.spawn();
 
     loop {
-        if let Some(n) = until
-            && scheduled(&db)? >= n
-            && db.outbox_pending()? == 0
-        {
-            break;
+        if let Some(n) = until {
+            let (scheduled, pending) = store.settled().await?;
+            if scheduled >= n && pending == 0 {
+                break;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -267,7 +403,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
     say(format!(
         "{} shipments scheduled; consumer: {} handled, {} duplicates skipped",
-        scheduled(&db)?,
+        store.settled().await?.0,
         consumer.counts().handled(),
         consumer.counts().duplicates()
     ));
