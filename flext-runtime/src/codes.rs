@@ -356,6 +356,7 @@ mod tests {
                     "aggregate",
                     "projection",
                     "outbox",
+                    "consumer",
                     "service",
                     "idempotency"
                 ]
