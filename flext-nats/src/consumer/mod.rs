@@ -198,11 +198,19 @@ impl NatsConsumer {
             // One at a time, in stream order; every message of the batch not yet handled
             // gets in-progress acks meanwhile, so none waits out its ack wait in line.
             for i in 0..batch.len() {
+                if *stop.borrow() {
+                    // Stopping: what is left goes back to the server for another consumer
+                    // (or this one, restarted) at once.
+                    for left in &batch[i..] {
+                        let _ = left.ack_with(AckKind::Nak(None)).await;
+                    }
+                    return;
+                }
                 let work = inner.handle(&batch[i]);
                 tokio::pin!(work);
                 // The first beat a third of the ack wait from now (an interval's
                 // immediate first tick would cost a timer round per message).
-                let period = inner.ack_wait / 3;
+                let period = (inner.ack_wait / 3).max(Duration::from_millis(1));
                 let mut beat =
                     tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 let outcome = loop {
