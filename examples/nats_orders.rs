@@ -192,25 +192,26 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .await?;
         say(format!("placed {order}"));
     }
-    loop {
+    let rows = loop {
         let rows = shipped(&db)?;
         if rows.len() >= wait_for && db.outbox_pending()? == 0 {
-            for (order, carrier) in &rows {
-                if rows.len() <= 10 {
-                    say(format!("{order} shipped by {carrier}"));
-                }
-            }
-            say(format!(
-                "{} orders shipped; consumer: {} handled, {} duplicates skipped",
-                rows.len(),
-                consumer.counts().handled(),
-                consumer.counts().duplicates()
-            ));
-            break;
+            break rows;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    // Stopped first, so that its counts include the message it had in hand.
     consuming.shutdown().await;
     relaying.shutdown().await;
+    if rows.len() <= 10 {
+        for (order, carrier) in &rows {
+            say(format!("{order} shipped by {carrier}"));
+        }
+    }
+    say(format!(
+        "{} orders shipped; consumer: {} handled, {} duplicates skipped",
+        rows.len(),
+        consumer.counts().handled(),
+        consumer.counts().duplicates()
+    ));
     Ok(())
 }

@@ -401,14 +401,15 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    // Stopped first, so that its counts include the message it had in hand.
+    consuming.shutdown().await;
+    recovering.shutdown().await;
+    relaying.shutdown().await;
     say(format!(
         "{} shipments scheduled; consumer: {} handled, {} duplicates skipped",
         store.settled().await?.0,
         consumer.counts().handled(),
         consumer.counts().duplicates()
     ));
-    consuming.shutdown().await;
-    recovering.shutdown().await;
-    relaying.shutdown().await;
     Ok(())
 }
