@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use flext_runtime::registry::{ComponentReport, ReportSource};
 
-/// Counts of what a [`NatsConsumer`] did since it started, shared by clones; register it
+/// Counts of what a [`NatsConsumer`](crate::NatsConsumer) did since it started, shared by clones; register it
 /// with `BusBuilder::report` to see them in `bus.report()` (kind `consumer`).
 ///
 /// ```
