@@ -38,6 +38,7 @@ mod cluster;
 mod connect;
 mod events;
 mod idempotency;
+mod inbox;
 mod liveness;
 mod outbox;
 mod projection;

@@ -14,6 +14,7 @@
 //!
 //! What both backends share is in `flext::database`.
 
+mod inbox;
 mod outbox;
 mod portable;
 mod projection;
