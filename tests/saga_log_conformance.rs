@@ -17,7 +17,7 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    ClaimRequest, Fence, Lease, MemoryLog, OperatorAction, OperatorCommand, SagaFilter, SagaLog,
+    ClaimRequest, Fence, Lease, MemoryLog, OperatorAction, Intervention, SagaFilter, SagaLog,
     SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition,
 };
 use serde::{Deserialize, Serialize};
@@ -1159,8 +1159,8 @@ fn desk_runner(log: &Arc<dyn SagaLog>, desk: &Arc<Desk>) -> SagaRunner {
         .build()
 }
 
-fn command(action: OperatorAction) -> OperatorCommand {
-    OperatorCommand::new(
+fn command(action: OperatorAction) -> Intervention {
+    Intervention::new(
         action,
         "alice@example.com",
         format!("ticket OPS-1: {action}"),
@@ -1194,13 +1194,13 @@ async fn resume_contract(log: Arc<dyn SagaLog>) {
     let id = stuck.saga_id();
 
     let again = runner
-        .act(id, &command(OperatorAction::Resume))
+        .intervene(id, &command(OperatorAction::Resume))
         .await
         .unwrap();
     assert_eq!(again.state(), SagaState::Stuck, "the carrier is still down");
     desk.carrier_down.store(false, Ordering::SeqCst);
     match runner
-        .act(id, &command(OperatorAction::Resume))
+        .intervene(id, &command(OperatorAction::Resume))
         .await
         .unwrap()
     {
@@ -1254,7 +1254,7 @@ async fn resume_contract(log: Arc<dyn SagaLog>) {
     }
     desk.release_down.store(false, Ordering::SeqCst);
     match runner
-        .act(stuck.saga_id(), &command(OperatorAction::Resume))
+        .intervene(stuck.saga_id(), &command(OperatorAction::Resume))
         .await
         .unwrap()
     {
@@ -1282,7 +1282,7 @@ async fn abort_contract(log: Arc<dyn SagaLog>) {
     // Past the pivot: refused, naming what would stay done, and nothing written.
     let before = log.load(id).await.unwrap();
     let refused = runner
-        .act(id, &command(OperatorAction::Abort))
+        .intervene(id, &command(OperatorAction::Abort))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), codes::SAGA_PAST_PIVOT);
@@ -1291,7 +1291,7 @@ async fn abort_contract(log: Arc<dyn SagaLog>) {
     assert_eq!(log.load(id).await.unwrap(), before);
     // Said so: the steps before the pivot are compensated, the payment stays.
     match runner
-        .act(id, &command(OperatorAction::Abort).past_pivot())
+        .intervene(id, &command(OperatorAction::Abort).past_pivot())
         .await
         .unwrap()
     {
@@ -1329,7 +1329,7 @@ async fn resolve_contract(log: Arc<dyn SagaLog>) {
         .unwrap();
     assert_eq!(stuck.state(), SagaState::Stuck);
     let resolved = runner
-        .act(id, &command(OperatorAction::Resolve))
+        .intervene(id, &command(OperatorAction::Resolve))
         .await
         .unwrap();
     assert!(
@@ -1371,7 +1371,7 @@ async fn recorded_action_contract(backend: &impl Backend) {
     let id = stuck.saga_id();
     let tool = backend.connect().await;
     let record = tool
-        .act(
+        .intervene(
             id,
             &command(OperatorAction::Resume),
             None,
@@ -1404,7 +1404,7 @@ async fn refusal_contract(log: Arc<dyn SagaLog>) {
         OperatorAction::Resolve,
     ] {
         let err = runner
-            .act(done.saga_id(), &command(action))
+            .intervene(done.saga_id(), &command(action))
             .await
             .unwrap_err();
         assert_eq!(err.code(), codes::SAGA_FINISHED, "{err}");
@@ -1431,7 +1431,7 @@ async fn refusal_contract(log: Arc<dyn SagaLog>) {
         OperatorAction::Resolve,
     ] {
         let err = log
-            .act(id, &command(action), None, flext::saga::now_ms())
+            .intervene(id, &command(action), None, flext::saga::now_ms())
             .await
             .unwrap_err();
         assert_eq!(err.code(), codes::SAGA_LEASE_LIVE, "{err}");
@@ -1443,7 +1443,7 @@ async fn refusal_contract(log: Arc<dyn SagaLog>) {
     // Once the lease has expired, a running saga is not stuck: recovery finishes it.
     let later = flext::saga::now_ms() + 120_000;
     let err = log
-        .act(id, &command(OperatorAction::Resume), None, later)
+        .intervene(id, &command(OperatorAction::Resume), None, later)
         .await
         .unwrap_err();
     assert_eq!(err.code(), codes::SAGA_NOT_STUCK, "{err}");
@@ -1452,21 +1452,21 @@ async fn refusal_contract(log: Arc<dyn SagaLog>) {
     assert_eq!(task.await.unwrap().unwrap().state(), SagaState::Compensated);
 
     let unknown = runner
-        .act(Uuid::new_v4(), &command(OperatorAction::Resolve))
+        .intervene(Uuid::new_v4(), &command(OperatorAction::Resolve))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), codes::SAGA_NOT_FOUND);
-    let anonymous = OperatorCommand {
+    let anonymous = Intervention {
         action: OperatorAction::Resolve,
         principal: " ".into(),
         reason: "because".into(),
         past_pivot: false,
     };
     let err = log
-        .act(done.saga_id(), &anonymous, None, flext::saga::now_ms())
+        .intervene(done.saga_id(), &anonymous, None, flext::saga::now_ms())
         .await
         .unwrap_err();
     assert_eq!(err.code(), codes::SAGA_OPERATOR_INPUT);
-    let long = OperatorCommand::new(OperatorAction::Resolve, "bob", "x".repeat(5000)).unwrap_err();
+    let long = Intervention::new(OperatorAction::Resolve, "bob", "x".repeat(5000)).unwrap_err();
     assert!(long.message().contains("5000 bytes"), "{long}");
 }

@@ -11,7 +11,7 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, MemoryLog, OperatorCommand, SagaFilter,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, MemoryLog, Intervention, SagaFilter,
     SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};
@@ -565,14 +565,14 @@ impl SagaLog for CrashingLog {
         self.inner.history(id)
     }
 
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>> {
-        self.inner.act(id, command, lease, now_ms)
+        self.inner.intervene(id, command, lease, now_ms)
     }
 }
 

@@ -81,6 +81,51 @@ fn a_batch_keeps_each_result_with_its_input_index_and_reports_progress() {
     assert_eq!(groups[0].examples, [(2, "cost -5 is negative".to_owned())]);
 }
 
+/// Rejects a row for every rule it breaks at once, as `#[business_rules]` does.
+struct ValidateAll;
+
+impl ServiceProcessor for ValidateAll {
+    type Request = Row;
+    type Domain = Row;
+    type Response = String;
+    fn name(&self) -> &str {
+        "test.validate_rows_all_rules"
+    }
+    fn process(&self, row: &Row, _: &Context) -> Result<Row> {
+        let mut broken = Vec::new();
+        if row.species.is_empty() {
+            broken.push(RuleViolation::new("the species is blank").with_code("row.species"));
+        }
+        if row.cost < 0 {
+            broken.push(RuleViolation::new(format!("cost {} is negative", row.cost)).with_code("row.cost"));
+        }
+        if broken.is_empty() {
+            Ok(Row { species: row.species.clone(), cost: row.cost })
+        } else {
+            Err(Error::rule_violations(broken))
+        }
+    }
+    fn build(&self, row: Row, _: Uuid) -> String {
+        row.species
+    }
+}
+
+#[test]
+fn failures_by_code_counts_each_violated_rule_of_a_row() {
+    let report = ValidateAll.run_batch(
+        vec![row("", -1), row("gull", -5), row("owl", 0)],
+        &BatchOptions::default(),
+    );
+    assert_eq!(report.failed.len(), 2, "two rows failed");
+    let groups: Vec<(String, usize)> = report
+        .failures_by_code(5)
+        .into_iter()
+        .map(|g| (g.code, g.count))
+        .collect();
+    // The first row broke both rules: it counts under each.
+    assert_eq!(groups, [("row.cost".to_owned(), 2), ("row.species".to_owned(), 1)]);
+}
+
 #[test]
 fn a_cancelled_batch_stops_starting_requests_and_counts_the_rest() {
     let token = CancellationToken::new();
@@ -361,6 +406,43 @@ async fn a_failure_rate_counts_only_the_window() {
     breaker.call(async { down() }).await.unwrap_err();
     breaker.call(async { down() }).await.unwrap_err();
     assert_eq!(breaker.state(), BreakerState::Open, "3 failures in 6 calls");
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_counts_only_infrastructure_failures_as_the_middleware_does() {
+    let breaker = CircuitBreaker::builder("test.refusals")
+        .consecutive_failures(1)
+        .build();
+    // The dependency answered "no": not a failure of the dependency.
+    for refusal in [
+        Error::validation("charge.zero", "nothing to charge"),
+        Error::conflict("charge.twice", "charged already"),
+        Error::not_found("charge.none", "no such charge"),
+    ] {
+        breaker.call(async { Err::<(), _>(refusal) }).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    breaker.call(async { down() }).await.unwrap_err();
+    assert_eq!(breaker.state(), BreakerState::Open, "infrastructure counts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_rate_window_slides_bucket_by_bucket_at_any_call_rate() {
+    let breaker = CircuitBreaker::builder("test.many")
+        .failure_rate(0.5, Duration::from_secs(60), 10)
+        .build();
+    // 100,000 successes in the first second, then failures a minute later: the
+    // successes have left the window, the failures alone count.
+    for _ in 0..100_000 {
+        breaker.call(async { Ok(()) }).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(64)).await;
+    for _ in 0..9 {
+        breaker.call(async { down() }).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed, "9 calls: under the minimum");
+    breaker.call(async { down() }).await.unwrap_err();
+    assert_eq!(breaker.state(), BreakerState::Open, "10 failures in 10 calls");
 }
 
 #[command(output = u32)]

@@ -231,6 +231,22 @@ pub const SERVICE_DEPENDENCY_FAILED: &str = "flext.service.dependency_failed";
 /// A workflow step panicked; the workflow treats it as the step's failure. Internal.
 pub const SERVICE_STEP_PANICKED: &str = "flext.service.step_panicked";
 
+// ---- operator ------------------------------------------------------------------------
+
+/// A state-changing operator action came without a principal: the console serves
+/// read-only views to a request its application did not authenticate. Unauthorized
+/// (401).
+pub const OPERATOR_NO_PRINCIPAL: &str = "flext.operator.no_principal";
+/// An operator request came from another origin, or without the console's token: a
+/// cross-site request forgery is refused. Unauthorized (403).
+pub const OPERATOR_FORBIDDEN_ORIGIN: &str = "flext.operator.forbidden_origin";
+/// An operator named a projection or outbox the application did not register with its
+/// operator views. Not found (404).
+pub const OPERATOR_UNKNOWN_TARGET: &str = "flext.operator.unknown_target";
+/// The backend cannot carry out this operator action (a PostgreSQL projection has no
+/// rebuild yet). Validation.
+pub const OPERATOR_UNSUPPORTED: &str = "flext.operator.unsupported";
+
 // ---- idempotency ---------------------------------------------------------------------
 
 /// An `Idempotency-Key` is malformed (empty, over 255 characters, or not visible
@@ -327,6 +343,10 @@ pub const ALL: &[&str] = &[
     SERVICE_STEP_TIMED_OUT,
     SERVICE_DEPENDENCY_FAILED,
     SERVICE_STEP_PANICKED,
+    OPERATOR_NO_PRINCIPAL,
+    OPERATOR_FORBIDDEN_ORIGIN,
+    OPERATOR_UNKNOWN_TARGET,
+    OPERATOR_UNSUPPORTED,
     INPUT_IDEMPOTENCY_KEY_INVALID,
     INPUT_IDEMPOTENCY_KEY_MISSING,
     IDEMPOTENCY_KEY_REUSED,
@@ -358,6 +378,7 @@ mod tests {
                     "outbox",
                     "consumer",
                     "service",
+                    "operator",
                     "idempotency"
                 ]
                 .contains(&parts[1]),

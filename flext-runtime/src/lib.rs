@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod input;
 mod message;
 pub mod middleware;
+pub mod operator;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod registry;

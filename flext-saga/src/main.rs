@@ -33,11 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use flext_runtime::Uuid;
 use flext_runtime::input::echo;
+use flext_runtime::operator::{Operations, SagaDetail};
 use flext_runtime::saga::{
-    HistoryEntry, OperatorAction, OperatorCommand, SagaFilter, SagaLog, SagaRecord, SagaState,
-    SagaSummary, SqliteLog, Transition, now_ms,
+    Intervention, OperatorAction, SagaFilter, SagaLog, SagaState, SagaSummary, SqliteLog, now_ms,
 };
 
 #[derive(Parser)]
@@ -223,53 +222,12 @@ async fn open(db: &str, read_only: bool) -> flext_runtime::Result<Arc<dyn SagaLo
     Ok(Arc::new(log))
 }
 
-/// The saga `id` names: a whole id, or a prefix only one saga's id starts with.
-async fn resolve_id(log: &dyn SagaLog, id: &str) -> flext_runtime::Result<Uuid> {
-    if let Ok(full) = id.parse::<Uuid>() {
-        return Ok(full);
-    }
-    let prefix = id.trim().to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return Err(flext_runtime::Error::validation(
-            flext_runtime::codes::SAGA_NOT_FOUND,
-            format!(
-                "`{}` is not a saga id: give the id `list` shows, or its first characters",
-                echo(id)
-            ),
-        ));
-    }
-    let found = log
-        .list(&SagaFilter::default().id_prefix(prefix.clone()).limit(6))
-        .await?;
-    match found.as_slice() {
-        [one] => Ok(one.id),
-        [] => Err(flext_runtime::Error::not_found(
-            flext_runtime::codes::SAGA_NOT_FOUND,
-            format!("no saga id starts with `{prefix}`"),
-        )),
-        many => Err(flext_runtime::Error::validation(
-            flext_runtime::codes::SAGA_NOT_FOUND,
-            format!(
-                "`{prefix}` starts {} saga ids ({}{}): give more of the id",
-                if many.len() > 5 {
-                    "more than 5".to_owned()
-                } else {
-                    many.len().to_string()
-                },
-                many.iter()
-                    .take(5)
-                    .map(|s| s.id.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if many.len() > 5 { ", ..." } else { "" }
-            ),
-        )),
-    }
-}
-
 async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
     let read_only = matches!(cli.command, Command::List { .. } | Command::Show { .. });
-    let log = open(db, read_only).await?;
+    // The same operator views as the web console (`flext::console`): what an action does
+    // and refuses is decided in one place. Whoever runs this tool reads the database
+    // itself, so payloads are shown.
+    let ops = Operations::from_log(open(db, read_only).await?).show_payloads(true);
     let json = |value: serde_json::Value| {
         serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     };
@@ -283,13 +241,29 @@ async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
             let mut filter = SagaFilter {
                 state: state.map(SagaState::from),
                 name: name.clone(),
-                limit: *limit,
                 ..SagaFilter::default()
             };
             if let Some(age) = older_than {
                 filter = filter.older_than(*age);
             }
-            let sagas = log.list(&filter).await?;
+            // Page by page, as the console does, up to the limit.
+            let mut sagas: Vec<SagaSummary> = Vec::new();
+            loop {
+                let want = limit.map_or(flext_runtime::operator::MAX_PAGE, |l| {
+                    l.saturating_sub(sagas.len())
+                        .min(flext_runtime::operator::MAX_PAGE)
+                });
+                if want == 0 {
+                    break;
+                }
+                let page = ops
+                    .sagas(&filter.clone().offset(sagas.len()).limit(want))
+                    .await?;
+                sagas.extend(page.sagas);
+                if !page.more {
+                    break;
+                }
+            }
             Ok(if cli.json {
                 json(serde_json::to_value(&sagas).unwrap_or_default())
             } else {
@@ -297,13 +271,11 @@ async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
             })
         }
         Command::Show { id } => {
-            let id = resolve_id(&*log, id).await?;
-            let record = log.load(id).await?;
-            let history = log.history(id).await?;
+            let detail = ops.saga(id).await?;
             Ok(if cli.json {
-                json(serde_json::json!({ "saga": record, "history": history }))
+                json(serde_json::to_value(&detail).unwrap_or_default())
             } else {
-                show_text(&record, &history)
+                show_text(&detail)
             })
         }
         Command::Resume(a) | Command::Abort(a) | Command::Resolve(a) => {
@@ -318,28 +290,21 @@ async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
                     "say who acts: pass --principal NAME (it defaults to $USER, which is not set)",
                 ));
             };
-            let id = resolve_id(&*log, &a.id).await?;
-            let mut command = OperatorCommand::new(action, principal, a.reason.clone())?;
+            let mut intervention = Intervention::new(action, principal, a.reason.clone())?;
             if a.past_pivot {
-                command = command.past_pivot();
+                intervention = intervention.past_pivot();
             }
-            let record = log.act(id, &command, None, now_ms()).await?;
+            let done = ops.intervene(&a.id, &intervention).await?;
             Ok(if cli.json {
-                json(serde_json::json!({ "saga": record.summary(), "action": command }))
+                json(serde_json::to_value(&done).unwrap_or_default())
             } else {
-                let next = match record.state {
-                    SagaState::Resolved => "nothing more runs",
-                    SagaState::Compensating => {
-                        "a worker's next recovery pass runs its compensations"
-                    }
-                    _ => "a worker's next recovery pass runs it",
-                };
                 format!(
-                    "{} {}: recorded by {}; the saga is {} and {next}",
+                    "{} {}: recorded by {}; the saga is {} and {}",
                     action,
-                    record.id,
-                    echo(&command.principal),
-                    record.state
+                    done.saga.id,
+                    echo(&done.principal),
+                    done.saga.state,
+                    done.next
                 )
             })
         }
@@ -388,86 +353,65 @@ fn list_text(sagas: &[SagaSummary]) -> String {
     out
 }
 
-/// The step names of a recorded definition (one line per step, the name first), so that
-/// the history names steps without the saga type linked in.
-fn step_names(record: &SagaRecord) -> Vec<String> {
-    record
-        .definition
-        .lines()
-        .map(|line| line.split('\t').next().unwrap_or_default().to_owned())
-        .collect()
-}
-
-fn show_text(record: &SagaRecord, history: &[HistoryEntry]) -> String {
-    let names = step_names(record);
-    let step = |i: usize| {
-        names
-            .get(i)
-            .map_or_else(|| format!("#{i}"), |n| format!("`{}`", echo(n)))
-    };
+fn show_text(detail: &SagaDetail) -> String {
+    let saga = &detail.summary;
     let attempts = |n: u32| match n {
         0 => String::new(),
         1 => " (1 attempt)".to_owned(),
         n => format!(" ({n} attempts)"),
     };
-    let lease = if record.state.is_in_flight() {
-        if record.lease_until_ms > now_ms() {
-            format!(" (lease until {})", time(record.lease_until_ms))
+    let lease = if saga.state.is_in_flight() {
+        if saga.lease_until_ms > now_ms() {
+            format!(" (lease until {})", time(saga.lease_until_ms))
         } else {
             " (lease expired: the next recovery pass takes it)".to_owned()
         }
     } else {
         String::new()
     };
-    let input = serde_json::to_string(&record.input).unwrap_or_default();
+    let input = detail
+        .input
+        .as_ref()
+        .map(|i| serde_json::to_string(i).unwrap_or_default())
+        .unwrap_or_default();
     let mut out = format!(
         "saga        {}\nname        {}\nstate       {}\ncreated     {}\ncorrelation {}\nowner       {}{lease}\ninput       {}\nhistory",
-        record.id,
-        echo(&record.name),
-        record.state,
-        time(record.created_ms),
-        record.correlation_id,
-        echo(&record.owner),
+        saga.id,
+        echo(&saga.name),
+        saga.state,
+        time(saga.created_ms),
+        detail.correlation_id,
+        echo(&saga.owner),
         echo(&input),
     );
-    if history.is_empty() {
+    if detail.timeline.is_empty() {
         out.push_str("\n  (no transitions yet)");
     }
-    for entry in history {
-        let what = match &entry.transition {
-            Transition::StepCompleted {
-                index, attempts: n, ..
-            } => format!("step {} completed{}", step(*index), attempts(*n)),
-            Transition::StepFailed {
-                index,
-                error,
-                attempts: n,
-            } => format!(
-                "step {} failed{}: {} {}; compensating",
-                step(*index),
-                attempts(*n),
-                echo(&error.code),
-                echo(&error.message)
+    for entry in &detail.timeline {
+        let step = entry.step.as_deref().map(echo).unwrap_or_default();
+        let error = format!(
+            "{} {}",
+            echo(entry.error_code.as_deref().unwrap_or_default()),
+            echo(entry.error_message.as_deref().unwrap_or_default())
+        );
+        let what = match entry.kind {
+            "step_completed" => format!("step `{step}` completed{}", attempts(entry.attempts)),
+            "step_failed" => format!(
+                "step `{step}` failed{}: {error}; compensating",
+                attempts(entry.attempts)
             ),
-            Transition::CompensationCompleted { index, attempts: n } => {
-                format!("compensation of {} completed{}", step(*index), attempts(*n))
-            }
-            Transition::Stuck {
-                step: s,
-                error,
-                attempts: n,
-            } => format!(
-                "STUCK at `{}`{}: {} {}",
-                echo(s),
-                attempts(*n),
-                echo(&error.code),
-                echo(&error.message)
+            "compensation_completed" => format!(
+                "compensation of `{}` completed{}",
+                step.strip_prefix("compensate ").unwrap_or(&step),
+                attempts(entry.attempts)
             ),
-            Transition::Operator {
-                action,
-                principal,
-                reason,
-            } => format!("{action} by {}: {}", echo(principal), echo(reason)),
+            "stuck" => format!("STUCK at `{step}`{}: {error}", attempts(entry.attempts)),
+            _ => format!(
+                "{} by {}: {}",
+                entry.action.map_or("?", OperatorAction::as_str),
+                echo(entry.principal.as_deref().unwrap_or_default()),
+                echo(entry.reason.as_deref().unwrap_or_default())
+            ),
         };
         out.push_str(&format!(
             "\n  {:>3}  {:<24}  {what}",

@@ -171,8 +171,8 @@ async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
 
     let show = tool(&db, &["show", &id, "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    assert_eq!(shown["saga"]["state"], "completed");
-    let kinds: Vec<&str> = shown["history"]
+    assert_eq!(shown["summary"]["state"], "completed");
+    let kinds: Vec<&str> = shown["timeline"]
         .as_array()
         .unwrap()
         .iter()
@@ -182,8 +182,8 @@ async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
         kinds,
         ["step_completed", "stuck", "operator", "step_completed"]
     );
-    assert_eq!(shown["history"][2]["principal"], "alice");
-    assert_eq!(shown["history"][2]["reason"], "carrier back up");
+    assert_eq!(shown["timeline"][2]["principal"], "alice");
+    assert_eq!(shown["timeline"][2]["reason"], "carrier back up");
 
     // A finished saga cannot be resolved: exit 1, the reason on stderr, nothing written.
     let refused = tool(
@@ -198,7 +198,7 @@ async fn an_operator_lists_shows_and_resumes_a_stuck_saga() {
     );
     let again = tool(&db, &["show", &id, "--json"]);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(again["history"].as_array().unwrap().len(), 4);
+    assert_eq!(again["timeline"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]
@@ -227,7 +227,8 @@ async fn resolve_finishes_a_stuck_saga_at_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["saga"]["state"], "resolved");
-    assert_eq!(answer["action"]["action"], "resolve");
+    assert_eq!(answer["action"], "resolve");
+    assert_eq!(answer["principal"], "carol");
     let show = stdout(&tool(&db, &["show", &id]));
     assert!(
         show.contains("resolve by carol: label printed by hand"),
@@ -258,7 +259,7 @@ async fn abort_past_the_pivot_needs_the_flag_and_names_what_stays_done() {
     let history = tool(&db, &["show", &id, "--json"]);
     let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(
-        history["history"].as_array().unwrap().len(),
+        history["timeline"].as_array().unwrap().len(),
         2,
         "nothing written"
     );

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use flext::prelude::*;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, OperatorCommand, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
     SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};
@@ -316,14 +316,14 @@ impl SagaLog for FaultyLog {
         self.inner.history(id)
     }
 
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, flext::Result<SagaRecord>> {
-        self.inner.act(id, command, lease, now_ms)
+        self.inner.intervene(id, command, lease, now_ms)
     }
 }
 
@@ -385,14 +385,14 @@ impl SagaLog for Unfenced {
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, flext::Result<Vec<HistoryEntry>>> {
         self.0.history(id)
     }
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, flext::Result<SagaRecord>> {
-        self.0.act(id, command, lease, now_ms)
+        self.0.intervene(id, command, lease, now_ms)
     }
 }
 

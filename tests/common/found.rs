@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flext::codes;
 use flext::prelude::*;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, OperatorCommand, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
     SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};
@@ -89,14 +89,14 @@ impl SagaLog for FlakyRenewals {
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, flext::Result<Vec<HistoryEntry>>> {
         self.inner.history(id)
     }
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, flext::Result<SagaRecord>> {
-        self.inner.act(id, command, lease, now_ms)
+        self.inner.intervene(id, command, lease, now_ms)
     }
 }
 

@@ -39,7 +39,7 @@ pub mod conformance;
 pub use self::inbox::Inbox;
 pub use self::portable::{PortableProjection, ProjectionWrites, SqlValue, Statement};
 pub use self::relay::{BusRelay, Relay, event_context, event_id_of};
-pub use self::status::{CatchUp, ProjectionStatus};
+pub use self::status::{CatchUp, OutboxStatus, ProjectionStatus};
 #[doc(hidden)]
 pub use self::status::{decode_event, event_name};
 #[doc(hidden)]

@@ -51,6 +51,21 @@ pub struct ProjectionStatus {
     pub stopped_at: Option<(u64, String)>,
 }
 
+/// An outbox's backlog (`flext::operator::OutboxControl::status`).
+///
+/// The outbox has no dead letters: it keeps the order of the events it relays, so an
+/// event its relay cannot deliver is tried again, and the ones after it wait. A
+/// consumer's dead letters (such as `flext::nats`'s) are in its report under
+/// `flext::operator::Operations::health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxStatus {
+    /// Events appended and not yet delivered.
+    pub undelivered: u64,
+    /// How long ago the oldest undelivered event was appended, in milliseconds; 0 when
+    /// none waits.
+    pub oldest_age_ms: u64,
+}
+
 /// What one catch-up did (`SqliteProjectionRunner::catch_up` on SQLite,
 /// `PgProjectionRunner::catch_up` on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

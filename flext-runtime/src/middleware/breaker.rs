@@ -81,8 +81,8 @@ struct Machine {
     state: BreakerState,
     /// Failures in a row (closed).
     consecutive: u32,
-    /// Outcomes in the window (closed, failure rate): (when, failed).
-    window: VecDeque<(Instant, bool)>,
+    /// Outcomes in the window (closed, failure rate), counted per time bucket.
+    window: Buckets,
     opened_at: Instant,
     /// Probes let through and probes succeeded (half-open).
     probing: u32,
@@ -178,7 +178,7 @@ impl CircuitBreakerBuilder {
                 state: Mutex::new(Machine {
                     state: BreakerState::Closed,
                     consecutive: 0,
-                    window: VecDeque::new(),
+                    window: Buckets::default(),
                     opened_at: now,
                     probing: 0,
                     probed_ok: 0,
@@ -224,15 +224,18 @@ impl CircuitBreaker {
         self.machine().transitions.iter().copied().collect()
     }
 
-    /// Runs `call` when the breaker lets it through, and counts its outcome; any error
-    /// counts as a failure here (use [`call_counting`](Self::call_counting) to choose).
+    /// Runs `call` when the breaker lets it through, and counts its outcome. An error
+    /// counts as a failure as it does when the breaker is bus middleware: an
+    /// infrastructure, timeout or internal error does; a validation error, a broken
+    /// rule, not found, a conflict or unauthorized does not (the dependency answered).
+    /// Use [`call_counting`](Self::call_counting) to choose.
     ///
     /// # Errors
     ///
     /// `flext.service.circuit_open` (infrastructure) without running `call` when the
     /// breaker is open, or half-open with its probes taken; otherwise `call`'s error.
     pub async fn call<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        self.call_counting(call, |_| true).await
+        self.call_counting(call, counts_by_default).await
     }
 
     /// As [`call`](Self::call), counting an error as a failure only when `counts` says
@@ -284,7 +287,7 @@ impl CircuitBreaker {
             }
             BreakerState::Closed => {
                 m.consecutive = 0;
-                m.window.clear();
+                m.window = Buckets::default();
             }
         }
     }
@@ -358,18 +361,9 @@ impl CircuitBreaker {
                         window,
                         min_calls,
                     } => {
-                        let now = Instant::now();
-                        m.window.push_back((now, failed));
-                        while m
-                            .window
-                            .front()
-                            .is_some_and(|(at, _)| now.duration_since(*at) > window)
-                        {
-                            m.window.pop_front();
-                        }
-                        let calls = m.window.len();
-                        let failures = m.window.iter().filter(|(_, f)| *f).count();
-                        calls >= min_calls as usize && failures as f64 >= rate * calls as f64
+                        let (calls, failures) =
+                            m.window.record(self.inner.born.elapsed(), window, failed);
+                        calls >= u64::from(min_calls) && failures as f64 >= rate * calls as f64
                     }
                 };
                 if trips {
@@ -380,8 +374,43 @@ impl CircuitBreaker {
     }
 }
 
-/// Whether a bus dispatch's error means the dependency failed.
-fn counts_on_the_bus(e: &Error) -> bool {
+/// How many buckets a failure-rate window is counted in: the window slides a
+/// twentieth of its length at a time.
+const BUCKETS: usize = 20;
+
+/// A failure-rate window as [`BUCKETS`] time buckets of calls and failures: recording
+/// and counting cost the same whatever the call rate (a ring of counters, as
+/// resilience4j's time-based sliding window keeps), instead of one entry per call.
+#[derive(Default)]
+struct Buckets {
+    /// (bucket number since the breaker was made, calls, failures).
+    slots: [(u64, u64, u64); BUCKETS],
+}
+
+impl Buckets {
+    /// Records one call `elapsed` after the breaker was made; returns the calls and
+    /// failures over the last `window` (to a bucket's precision).
+    fn record(&mut self, elapsed: Duration, window: Duration, failed: bool) -> (u64, u64) {
+        let width = (window.as_nanos() / BUCKETS as u128).max(1);
+        // Bucket numbers start at 1, so an unused slot (number 0) never counts.
+        let now = u64::try_from(elapsed.as_nanos() / width).unwrap_or(u64::MAX - 1) + 1;
+        let slot = &mut self.slots[(now % BUCKETS as u64) as usize];
+        if slot.0 != now {
+            *slot = (now, 0, 0);
+        }
+        slot.1 += 1;
+        slot.2 += u64::from(failed);
+        self.slots
+            .iter()
+            .filter(|(n, _, _)| *n != 0 && now - *n < BUCKETS as u64)
+            .fold((0, 0), |(c, f), (_, calls, fails)| (c + calls, f + fails))
+    }
+}
+
+/// Whether an error counts as the dependency failing, by default: an infrastructure,
+/// timeout or internal error. A refused command (validation, a broken rule, not found,
+/// a conflict, unauthorized) is the dependency answering.
+fn counts_by_default(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::Infrastructure | ErrorKind::Timeout | ErrorKind::Internal
@@ -395,7 +424,7 @@ impl Middleware for CircuitBreaker {
         ctx: Context,
         next: Next<'a>,
     ) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(self.call_counting(next.run(ctx), counts_on_the_bus))
+        Box::pin(self.call_counting(next.run(ctx), counts_by_default))
     }
 }
 

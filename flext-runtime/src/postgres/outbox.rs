@@ -50,6 +50,32 @@ impl PgOutboxRelay {
         }
     }
 
+    /// The outbox's backlog: how many events wait, and how long ago the oldest was
+    /// appended (milliseconds). What the operator views show.
+    ///
+    /// # Errors
+    ///
+    /// A `flext.store.*` code when the database cannot be read.
+    pub async fn backlog(&self) -> Result<crate::database::OutboxStatus> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*), MIN(e.timestamp_ms) FROM flext_outbox o JOIN flext_events e ON e.id = o.id WHERE o.delivered_ms IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let oldest: Option<i64> = row.get(1);
+        Ok(crate::database::OutboxStatus {
+            undelivered: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            oldest_age_ms: oldest.map_or(0, |t| {
+                crate::saga::now_ms().saturating_sub(u64::try_from(t).unwrap_or(0))
+            }),
+        })
+    }
+
     /// At most `batch` rows per claim (at least 1).
     pub fn batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);

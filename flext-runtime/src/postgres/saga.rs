@@ -7,7 +7,7 @@ use super::{PgDatabase, from_bigint, pg_error, to_bigint};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, OperatorCommand, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
     SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,
 };
 
@@ -341,12 +341,15 @@ impl SagaLog for PgSagaLog {
             let state_filter: Option<&str> = filter.state.map(SagaState::as_str);
             let before: Option<i64> = filter.created_before_ms.map(to_bigint);
             let limit: Option<i64> = filter.limit.map(to_bigint);
-            let params: [&(dyn ToSql + Sync); 5] = [
+            let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+            let params: [&(dyn ToSql + Sync); 7] = [
                 &state_filter,
                 &filter.name,
                 &before,
                 &limit,
                 &filter.id_prefix,
+                &offset,
+                &filter.stuck_first,
             ];
             let rows = client
                 .query(
@@ -359,8 +362,8 @@ impl SagaLog for PgSagaLog {
                        AND ($2::text IS NULL OR s.name = $2)
                        AND ($3::bigint IS NULL OR s.created_ms < $3)
                        AND ($5::text IS NULL OR left(s.id::text, length($5)) = $5)
-                     ORDER BY s.created_ms, s.id
-                     LIMIT $4",
+                     ORDER BY ($7::bool AND s.state <> 'stuck'), s.created_ms, s.id
+                     LIMIT $4 OFFSET $6",
                     &params,
                 )
                 .await
@@ -415,10 +418,10 @@ impl SagaLog for PgSagaLog {
         })
     }
 
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>> {

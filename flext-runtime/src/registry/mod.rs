@@ -181,6 +181,10 @@ pub struct HandlerReport {
     pub failures: u64,
     /// The last failure, as `[code] message`.
     pub last_error: Option<String>,
+    /// Failures by error code, most first; a rule violation counts under each violated
+    /// rule's own code. At most [`MAX_FAILURE_CODES`] codes are told apart; the rest
+    /// count under `other`.
+    pub failures_by_code: Vec<(String, u64)>,
     /// Latency percentiles in microseconds, once a dispatch has been timed (one in 16 is,
     /// the first one included).
     pub latency_us: Option<Percentiles>,
@@ -209,14 +213,33 @@ pub(crate) struct HandlerStats {
     detail: Mutex<Detail>,
 }
 
+/// How many distinct error codes one handler's report tells apart.
+pub const MAX_FAILURE_CODES: usize = 32;
+
 #[derive(Default)]
 struct Detail {
     last_error: Option<String>,
+    by_code: Vec<(String, u64)>,
     latency_ns: Option<Histogram<u64>>,
 }
 
 /// One dispatch in this many is timed for the latency percentiles.
 pub(crate) const SAMPLE_EVERY: u64 = 16;
+
+impl Detail {
+    fn count_code(&mut self, code: &str) {
+        if let Some(entry) = self.by_code.iter_mut().find(|(c, _)| c == code) {
+            entry.1 += 1;
+        } else if self.by_code.len() < MAX_FAILURE_CODES {
+            self.by_code.push((code.to_owned(), 1));
+        } else if let Some(other) = self.by_code.iter_mut().find(|(c, _)| c == "other") {
+            other.1 += 1;
+        } else if let Some(last) = self.by_code.last_mut() {
+            // The table is full: its last entry becomes `other`.
+            *last = ("other".to_owned(), last.1 + 1);
+        }
+    }
+}
 
 impl HandlerStats {
     /// Counts a dispatch; returns the start time when this one is sampled.
@@ -243,6 +266,15 @@ impl HandlerStats {
         let mut d = self.detail.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = error {
             d.last_error = Some(e.to_string());
+            let violations = e.violations();
+            if violations.is_empty() {
+                d.count_code(e.code());
+            } else {
+                // Each violated rule counts under its own code.
+                for v in violations {
+                    d.count_code(if v.code.is_empty() { e.code() } else { &v.code });
+                }
+            }
         }
         let Some(started) = started else { return };
         // Two significant figures (1 % error), growing with the largest latency seen, so
@@ -278,6 +310,7 @@ pub(crate) fn report(
                 count: 0,
                 failures: 0,
                 last_error: None,
+                failures_by_code: Vec::new(),
                 latency_us: None,
             };
             if let Some(s) = stats.and_then(|s| s.get(i)) {
@@ -285,6 +318,10 @@ pub(crate) fn report(
                 report.failures = s.failures.load(Ordering::Relaxed);
                 let d = s.detail.lock().unwrap_or_else(PoisonError::into_inner);
                 report.last_error = d.last_error.clone();
+                report.failures_by_code = d.by_code.clone();
+                report
+                    .failures_by_code
+                    .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 report.latency_us =
                     d.latency_ns
                         .as_ref()

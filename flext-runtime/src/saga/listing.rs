@@ -25,8 +25,17 @@ pub struct SagaFilter {
     pub name: Option<String>,
     /// Only sagas created before this time, in milliseconds since the Unix epoch.
     pub created_before_ms: Option<u64>,
-    /// At most this many, oldest first.
+    /// At most this many, oldest first (stuck ones first with
+    /// [`stuck_first`](Self::stuck_first)).
     pub limit: Option<usize>,
+    /// Skip this many of the matching sagas first: with [`limit`](Self::limit), one page
+    /// of a long list.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: usize,
+    /// List [stuck](SagaState::Stuck) sagas before the others (each group oldest first):
+    /// what an operator looks at first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stuck_first: bool,
     /// Only sagas whose id, written as lower-case hyphenated hex, starts with this (an
     /// operator's shortened id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +68,18 @@ impl SagaFilter {
         self
     }
 
+    /// Skip the first `offset` matching sagas (paging).
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Stuck sagas first, then the others; each group oldest first.
+    pub fn stuck_first(mut self) -> Self {
+        self.stuck_first = true;
+        self
+    }
+
     /// Only sagas whose id starts with `prefix` (lower-case hyphenated hex: `3f2a`,
     /// `3f2a91c0-`).
     pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -78,6 +99,10 @@ impl SagaFilter {
                 .as_deref()
                 .is_none_or(|p| summary.id.to_string().starts_with(p))
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A saga as listed for operators.

@@ -389,7 +389,7 @@ pub trait SagaLog: Send + Sync + 'static {
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>>;
 
     /// Records an operator's `command` on saga `id` as a [`Transition::Operator`] and
-    /// moves the saga to the state [`OperatorCommand::next_state`](super::OperatorCommand::next_state) gives, in
+    /// moves the saga to the state [`Intervention::next_state`](super::Intervention::next_state) gives, in
     /// one atomic write that also moves the saga's epoch on (whatever runner held it can
     /// no longer write). With `lease`, a resumed or aborted saga is leased to it (the
     /// runner that acted drives it at once); without, its lease is left expired, so the
@@ -397,13 +397,13 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// The errors of [`OperatorCommand::next_state`](super::OperatorCommand::next_state) when the action does not apply
+    /// The errors of [`Intervention::next_state`](super::Intervention::next_state) when the action does not apply
     /// to the saga as it is; [`ErrorKind::NotFound`] for an unknown id;
     /// [`ErrorKind::Infrastructure`] when the storage fails.
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a super::OperatorCommand,
+        command: &'a super::Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>>;

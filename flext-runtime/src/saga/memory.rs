@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use uuid::Uuid;
 
-use super::OperatorCommand;
+use super::Intervention;
 use super::fence::fence_refused;
 use super::log::{
     ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
@@ -189,10 +189,18 @@ impl SagaLog for MemoryLog {
 
     fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
         let result = self.with(|sagas| {
-            Ok(sagas
+            let mut matching: Vec<SagaSummary> = sagas
                 .in_order()
                 .map(SagaRecord::summary)
                 .filter(|s| filter.matches(s))
+                .collect();
+            if filter.stuck_first {
+                // A stable sort: each group keeps its creation order.
+                matching.sort_by_key(|s| s.state != SagaState::Stuck);
+            }
+            Ok(matching
+                .into_iter()
+                .skip(filter.offset)
                 .take(filter.limit.unwrap_or(usize::MAX))
                 .collect())
         });
@@ -217,10 +225,10 @@ impl SagaLog for MemoryLog {
         Box::pin(std::future::ready(result))
     }
 
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>> {

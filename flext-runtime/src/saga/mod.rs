@@ -67,7 +67,15 @@ pub use self::log::{
 #[cfg(feature = "postgres")]
 pub(crate) use self::log::{lease_lost as lease_lost_error, unknown_saga as unknown_saga_error};
 pub use self::memory::MemoryLog;
-pub use self::operator::{MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES, OperatorCommand};
+pub use self::operator::{Intervention, MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES};
+pub(crate) use self::operator::done_for_good;
+
+/// The former name of [`Intervention`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `Intervention` (it read as a bus `Command`); `SagaRunner::act` and `SagaLog::act` are now `intervene`"
+)]
+pub type OperatorCommand = Intervention;
 pub use self::outcome::SagaOutcome;
 #[doc(hidden)]
 pub use self::recovery::{SagaRegistration, resume};

@@ -45,23 +45,23 @@ impl std::fmt::Display for OperatorAction {
     }
 }
 
-/// The longest principal [`OperatorCommand::new`] takes, in bytes.
+/// The longest principal [`Intervention::new`] takes, in bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 256;
-/// The longest reason [`OperatorCommand::new`] takes, in bytes.
+/// The longest reason [`Intervention::new`] takes, in bytes.
 pub const MAX_REASON_BYTES: usize = 4096;
 
 /// An operator's action on one saga, with who acts and why: what
 /// [`SagaRunner::act`] and [`SagaLog::act`](super::SagaLog::act) take.
 ///
 /// ```
-/// use flext::saga::{OperatorAction, OperatorCommand};
-/// let resume = OperatorCommand::new(OperatorAction::Resume, "alice", "the carrier is back").unwrap();
+/// use flext::saga::{OperatorAction, Intervention};
+/// let resume = Intervention::new(OperatorAction::Resume, "alice", "the carrier is back").unwrap();
 /// assert_eq!(resume.principal, "alice");
-/// let nobody = OperatorCommand::new(OperatorAction::Abort, "", "why not").unwrap_err();
+/// let nobody = Intervention::new(OperatorAction::Abort, "", "why not").unwrap_err();
 /// assert_eq!(nobody.code(), flext::codes::SAGA_OPERATOR_INPUT);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorCommand {
+pub struct Intervention {
     /// What to do.
     pub action: OperatorAction,
     /// Who does it: a user name, an e-mail address, a service account.
@@ -75,14 +75,14 @@ pub struct OperatorCommand {
     pub past_pivot: bool,
 }
 
-impl OperatorCommand {
+impl Intervention {
     /// The command, allowed to abort a saga past its pivot: only the steps before the
     /// pivot are compensated, and the pivot and the steps after it stay done (the
     /// payment stays taken). `flext-saga abort --past-pivot`.
     ///
     /// ```
-    /// use flext::saga::{OperatorAction, OperatorCommand};
-    /// let abort = OperatorCommand::new(OperatorAction::Abort, "alice", "refunded by hand, ticket 7")
+    /// use flext::saga::{OperatorAction, Intervention};
+    /// let abort = Intervention::new(OperatorAction::Abort, "alice", "refunded by hand, ticket 7")
     ///     .unwrap()
     ///     .past_pivot();
     /// assert!(abort.past_pivot);
@@ -104,7 +104,7 @@ impl OperatorCommand {
         principal: impl Into<String>,
         reason: impl Into<String>,
     ) -> Result<Self> {
-        let command = OperatorCommand {
+        let command = Intervention {
             action,
             principal: principal.into(),
             reason: reason.into(),
@@ -218,7 +218,7 @@ impl OperatorCommand {
     }
 }
 
-fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Result<SagaState> {
+fn next_state(record: &SagaRecord, command: &Intervention, now_ms: u64) -> Result<SagaState> {
     let id = record.id;
     let state = record.state;
     if matches!(
@@ -260,7 +260,7 @@ fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Re
             return Err(Error::conflict(
                 crate::codes::SAGA_PAST_PIVOT,
                 format!(
-                    "saga {id} is past its pivot: {} cannot be undone and would stay done while the steps before the pivot are compensated; resolve it by hand, or abort it with --past-pivot (OperatorCommand::past_pivot) knowing that",
+                    "saga {id} is past its pivot: {} cannot be undone and would stay done while the steps before the pivot are compensated; resolve it by hand, or abort it with --past-pivot (Intervention::past_pivot) knowing that",
                     done.iter()
                         .map(|s| format!("`{}`", crate::input::echo(s)))
                         .collect::<Vec<_>>()
@@ -285,7 +285,7 @@ fn next_state(record: &SagaRecord, command: &OperatorCommand, now_ms: u64) -> Re
 /// The completed steps of `record` from its pivot on (steps with no compensation), read
 /// from the definition it was logged with; empty when the pivot has not completed or
 /// the definition is unknown.
-fn done_for_good(record: &SagaRecord) -> Vec<String> {
+pub(crate) fn done_for_good(record: &SagaRecord) -> Vec<String> {
     let steps: Vec<(&str, bool, bool)> = record
         .definition
         .lines()
@@ -351,7 +351,7 @@ impl SagaRunner {
     ///
     /// ```
     /// use flext::prelude::*;
-    /// use flext::saga::{MemoryLog, OperatorAction, OperatorCommand, SagaOutcome, SagaRunner, SagaState};
+    /// use flext::saga::{MemoryLog, OperatorAction, Intervention, SagaOutcome, SagaRunner, SagaState};
     ///
     /// #[derive(serde::Serialize, serde::Deserialize)]
     /// struct Ship { parcel: u32 }
@@ -372,26 +372,26 @@ impl SagaRunner {
     /// assert_eq!(stuck.state(), SagaState::Stuck);
     ///
     /// // The labels were printed by hand.
-    /// let resolve = OperatorCommand::new(OperatorAction::Resolve, "alice", "labels printed by hand").unwrap();
-    /// let outcome = runner.act(stuck.saga_id(), &resolve).await.unwrap();
+    /// let resolve = Intervention::new(OperatorAction::Resolve, "alice", "labels printed by hand").unwrap();
+    /// let outcome = runner.intervene(stuck.saga_id(), &resolve).await.unwrap();
     /// assert!(matches!(outcome, SagaOutcome::Resolved { .. }));
     /// # }
     /// ```
     ///
     /// # Errors
     ///
-    /// Those of [`OperatorCommand::next_state`] when the action does not apply (nothing is written);
+    /// Those of [`Intervention::next_state`] when the action does not apply (nothing is written);
     /// `flext.saga.not_found` for an unknown id; `flext.saga.unknown_type` as above;
     /// and, while driving, those of [`recover`](Self::recover) for one saga.
-    pub async fn act(
+    pub async fn intervene(
         &self,
         id: Uuid,
-        command: &OperatorCommand,
+        command: &Intervention,
     ) -> Result<SagaOutcome<serde_json::Value>> {
         command.check()?;
         tracing::info!(saga_id = %id, action = %command.action, principal = %crate::input::echo(&command.principal), "operator action on a saga");
         if command.action == OperatorAction::Resolve {
-            self.log.act(id, command, None, now_ms()).await?;
+            self.log.intervene(id, command, None, now_ms()).await?;
             return Ok(SagaOutcome::Resolved {
                 saga_id: id,
                 principal: command.principal.clone(),
@@ -407,12 +407,12 @@ impl SagaRunner {
                 let since = tokio::time::Instant::now();
                 let record = self
                     .log
-                    .act(id, command, Some(&self.lease), now_ms())
+                    .intervene(id, command, Some(&self.lease), now_ms())
                     .await?;
                 (r.resume)(self, record, since).await
             }
             None => {
-                self.log.act(id, command, None, now_ms()).await?;
+                self.log.intervene(id, command, None, now_ms()).await?;
                 Err(Error::not_found(
                     crate::codes::SAGA_UNKNOWN_TYPE,
                     format!(

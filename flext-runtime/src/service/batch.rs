@@ -117,26 +117,46 @@ impl<R> BatchReport<R> {
         }
     }
 
-    /// The failures grouped by error code, each with its count and the input indexes and
+    /// The failures grouped by error code (a rule violation under each violated rule's
+    /// code), each with its count and the input indexes and
     /// messages of the first `examples` of them.
     pub fn failures_by_code(&self, examples: usize) -> Vec<FailureGroup> {
         let mut groups: Vec<FailureGroup> = Vec::new();
         for (index, error) in &self.failed {
-            let at = groups
-                .iter()
-                .position(|g| g.code == error.code())
-                .unwrap_or_else(|| {
-                    groups.push(FailureGroup {
-                        code: error.code().to_owned(),
-                        count: 0,
-                        examples: Vec::new(),
+            // A rule violation counts under each violated rule's own code, so a row with
+            // three violations counts once under each of them.
+            let violations = error.violations();
+            let codes: Vec<(&str, &str)> = if violations.is_empty() {
+                vec![(error.code(), error.message())]
+            } else {
+                violations
+                    .iter()
+                    .map(|v| {
+                        if v.code.is_empty() {
+                            (error.code(), v.message.as_str())
+                        } else {
+                            (&*v.code, v.message.as_str())
+                        }
+                    })
+                    .collect()
+            };
+            for (code, message) in codes {
+                let at = groups
+                    .iter()
+                    .position(|g| g.code == code)
+                    .unwrap_or_else(|| {
+                        groups.push(FailureGroup {
+                            code: code.to_owned(),
+                            count: 0,
+                            examples: Vec::new(),
+                        });
+                        groups.len() - 1
                     });
-                    groups.len() - 1
-                });
-            let group = &mut groups[at];
-            group.count += 1;
-            if group.examples.len() < examples {
-                group.examples.push((*index, error.message().to_owned()));
+                let group = &mut groups[at];
+                group.count += 1;
+                if group.examples.len() < examples {
+                    group.examples.push((*index, message.to_owned()));
+                }
             }
         }
         groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));

@@ -41,6 +41,29 @@ impl SqliteOutboxRelay {
         }
     }
 
+    /// The outbox's backlog: how many events wait, and how long ago the oldest was
+    /// appended (milliseconds). What the operator views and the report show.
+    ///
+    /// # Errors
+    ///
+    /// A `flext.store.*` code when the database cannot be read.
+    pub fn backlog(&self) -> Result<crate::database::OutboxStatus> {
+        let (undelivered, oldest) = self.db.read(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*), MIN(e.timestamp_ms) FROM flext_outbox o JOIN flext_events e ON e.position = o.position WHERE o.delivered_ms IS NULL",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .map_err(db_error)
+        })?;
+        Ok(crate::database::OutboxStatus {
+            undelivered: u64::try_from(undelivered).unwrap_or(0),
+            oldest_age_ms: oldest.map_or(0, |t| {
+                crate::saga::now_ms().saturating_sub(u64::try_from(t).unwrap_or(0))
+            }),
+        })
+    }
+
     /// Delivers every undelivered event, in order; returns how many this call delivered
     /// (0 when another relay on this database, or a clone of it, is delivering: one
     /// publisher at a time; relays in other processes on the same file are not excluded,
@@ -117,14 +140,14 @@ impl SqliteOutboxRelay {
 }
 
 impl crate::registry::ReportSource for SqliteOutboxRelay {
-    /// How many appended events the outbox has not delivered yet.
+    /// How many appended events the outbox has not delivered yet, and the oldest one's age.
     fn report(&self) -> crate::registry::ComponentReport {
-        match self.db.outbox_pending() {
-            Ok(pending) => crate::registry::ComponentReport {
+        match self.backlog() {
+            Ok(backlog) => crate::registry::ComponentReport {
                 kind: "outbox",
                 name: "outbox".into(),
                 healthy: true,
-                status: serde_json::json!({ "undelivered": pending }),
+                status: serde_json::to_value(backlog).unwrap_or_default(),
             },
             Err(e) => crate::registry::ComponentReport {
                 kind: "outbox",

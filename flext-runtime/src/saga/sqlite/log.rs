@@ -11,7 +11,7 @@ use super::rows::{
 use super::{SqliteLog, database_file};
 use crate::error::Result;
 use crate::future::BoxFuture;
-use crate::saga::OperatorCommand;
+use crate::saga::Intervention;
 use crate::saga::log::{
     ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
     SagaSummary, StuckAt, Transition, now_ms, unknown_saga,
@@ -53,8 +53,15 @@ fn list_sql(filter: &SagaFilter) -> (String, Vec<rusqlite::types::Value>) {
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
             .into(),
     );
+    let limit = args.len();
+    args.push(i64::try_from(filter.offset).unwrap_or(i64::MAX).into());
+    let stuck_first = if filter.stuck_first {
+        "s.state <> 'stuck', "
+    } else {
+        ""
+    };
     sql.push_str(&format!(
-        " ORDER BY s.created_ms, s.rowid LIMIT ?{}",
+        " ORDER BY {stuck_first}s.created_ms, s.rowid LIMIT ?{limit} OFFSET ?{}",
         args.len()
     ));
     (sql, args)
@@ -288,10 +295,10 @@ impl SagaLog for SqliteLog {
         })
     }
 
-    fn act<'a>(
+    fn intervene<'a>(
         &'a self,
         id: Uuid,
-        command: &'a OperatorCommand,
+        command: &'a Intervention,
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>> {

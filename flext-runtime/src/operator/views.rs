@@ -1,0 +1,253 @@
+//! What the operator views return: serialisable, the same for the console's JSON API
+//! and `flext-saga --json`.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::saga::{
+    HistoryEntry, OperatorAction, SagaRecord, SagaState, SagaSummary, StuckAt, Transition,
+};
+
+/// One page of [`Operations::sagas`](super::Operations::sagas).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SagaPage {
+    /// How many matching sagas come before this page.
+    pub offset: usize,
+    /// The page size asked for (at most [`MAX_PAGE`](super::MAX_PAGE)).
+    pub limit: usize,
+    /// Whether more sagas match after this page.
+    pub more: bool,
+    /// The sagas.
+    pub sagas: Vec<SagaSummary>,
+}
+
+/// One step of the definition a saga was logged with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefinedStep {
+    /// The step's name.
+    pub name: String,
+    /// The type of its output.
+    pub output: String,
+    /// Its compensation's name; `None` for a step with none (the pivot and after).
+    pub compensation: Option<String>,
+    /// Whether it is the pivot: once it completes, the saga can only go forward.
+    pub pivot: bool,
+}
+
+/// One transition of a saga's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// Its number in the saga's history, from 1.
+    pub seq: u64,
+    /// When it was recorded, in milliseconds since the Unix epoch (0 when the log did
+    /// not keep the time).
+    pub at_ms: u64,
+    /// `step_completed`, `step_failed`, `compensation_completed`, `stuck` or `operator`.
+    pub kind: &'static str,
+    /// The step (or `compensate <step>`) it concerns, by name when the definition is
+    /// known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// How many attempts it took (0 when not recorded).
+    pub attempts: u32,
+    /// The error's code, for a failure or a stuck point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The error's message, for a failure or a stuck point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// For an operator's transition: the action, who acted and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<OperatorAction>,
+    /// For an operator's transition: who acted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// For an operator's transition: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A completed step's output, when payloads are shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+}
+
+/// One saga as [`Operations::saga`](super::Operations::saga) shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SagaDetail {
+    /// Id, name, state, owner, times, and where it stuck.
+    pub summary: SagaSummary,
+    /// The correlation id it runs under.
+    pub correlation_id: Uuid,
+    /// Its input, when payloads are shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// The definition it was logged with (empty when logged without one).
+    pub steps: Vec<DefinedStep>,
+    /// Every transition, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// What an operator may do now: the actions the log would not refuse at once by the
+    /// saga's state (a live lease may still refuse them).
+    pub actions: Vec<OperatorAction>,
+    /// The completed steps from the pivot on: an abort leaves them done, so it needs
+    /// `past_pivot`.
+    pub stays_done_on_abort: Vec<String>,
+}
+
+impl SagaDetail {
+    /// The detail of `record` with its `history`; `payloads` says whether its input and
+    /// outputs are shown.
+    pub fn new(record: &SagaRecord, history: &[HistoryEntry], payloads: bool) -> Self {
+        let steps = defined_steps(&record.definition);
+        let step = |i: usize| {
+            steps
+                .get(i)
+                .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+        };
+        let timeline = history
+            .iter()
+            .map(|entry| {
+                let mut t = TimelineEntry {
+                    seq: entry.seq,
+                    at_ms: entry.at_ms,
+                    kind: "",
+                    step: None,
+                    attempts: 0,
+                    error_code: None,
+                    error_message: None,
+                    action: None,
+                    principal: None,
+                    reason: None,
+                    output: None,
+                };
+                match &entry.transition {
+                    Transition::StepCompleted {
+                        index,
+                        output,
+                        attempts,
+                    } => {
+                        t.kind = "step_completed";
+                        t.step = Some(step(*index));
+                        t.attempts = *attempts;
+                        t.output = payloads.then(|| output.clone());
+                    }
+                    Transition::StepFailed {
+                        index,
+                        error,
+                        attempts,
+                    } => {
+                        t.kind = "step_failed";
+                        t.step = Some(step(*index));
+                        t.attempts = *attempts;
+                        t.error_code = Some(error.code.clone());
+                        t.error_message = Some(error.message.clone());
+                    }
+                    Transition::CompensationCompleted { index, attempts } => {
+                        t.kind = "compensation_completed";
+                        t.step = Some(format!("compensate {}", step(*index)));
+                        t.attempts = *attempts;
+                    }
+                    Transition::Stuck {
+                        step: at,
+                        error,
+                        attempts,
+                    } => {
+                        t.kind = "stuck";
+                        t.step = Some(at.clone());
+                        t.attempts = *attempts;
+                        t.error_code = Some(error.code.clone());
+                        t.error_message = Some(error.message.clone());
+                    }
+                    Transition::Operator {
+                        action,
+                        principal,
+                        reason,
+                    } => {
+                        t.kind = "operator";
+                        t.action = Some(*action);
+                        t.principal = Some(principal.clone());
+                        t.reason = Some(reason.clone());
+                    }
+                }
+                t
+            })
+            .collect();
+        let actions = match record.state {
+            SagaState::Stuck => vec![
+                OperatorAction::Resume,
+                OperatorAction::Abort,
+                OperatorAction::Resolve,
+            ],
+            SagaState::Running | SagaState::Compensating => {
+                vec![OperatorAction::Abort, OperatorAction::Resolve]
+            }
+            _ => Vec::new(),
+        };
+        SagaDetail {
+            summary: SagaSummary {
+                stuck_at: StuckAt::of(record.state, &record.transitions),
+                ..record.summary()
+            },
+            correlation_id: record.correlation_id,
+            input: payloads.then(|| record.input.clone()),
+            stays_done_on_abort: crate::saga::done_for_good(record),
+            steps,
+            timeline,
+            actions,
+        }
+    }
+}
+
+/// The steps of a logged definition: one line per step, tab-separated name, output
+/// type, compensation (`-` for none) and `pivot` for the pivot.
+fn defined_steps(definition: &str) -> Vec<DefinedStep> {
+    definition
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let name = fields.next().unwrap_or_default().to_owned();
+            let output = fields.next().unwrap_or_default().to_owned();
+            let compensation = fields
+                .next()
+                .filter(|c| *c != "-" && !c.is_empty())
+                .map(str::to_owned);
+            let pivot = fields.next() == Some("pivot");
+            DefinedStep {
+                name,
+                output,
+                compensation,
+                pivot,
+            }
+        })
+        .collect()
+}
+
+/// What [`Operations::intervene`](super::Operations::intervene) did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Intervened {
+    /// The saga after the intervention.
+    pub saga: SagaSummary,
+    /// The action carried out.
+    pub action: OperatorAction,
+    /// Who carried it out.
+    pub principal: String,
+    /// What happens next, in words: `completed`, `compensated`, `stuck again`, or which
+    /// recovery pass carries it out.
+    pub next: String,
+}
+
+/// One operator action, done or refused: who, what, on what, why, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `resume`, `abort`, `resolve` or `rebuild`.
+    pub action: String,
+    /// What it acted on: `saga <id>`, `projection <name>`.
+    pub target: String,
+    /// Who acted.
+    pub principal: String,
+    /// Why.
+    pub reason: String,
+    /// `done`, or `refused: <code>`.
+    pub outcome: String,
+}
