@@ -5,6 +5,9 @@
 pub use flext_macros::*;
 pub use flext_runtime::*;
 
+/// The operator console (the `console` feature): see [`flext_console`].
+#[cfg(feature = "console")]
+pub use flext_console as console;
 /// The HTTP front door (the `http` feature): see [`flext_http`].
 #[cfg(feature = "http")]
 pub use flext_http as http;
