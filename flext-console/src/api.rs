@@ -31,6 +31,11 @@ fn answer<T: serde::Serialize>(result: Result<T, Error>, extensions: &Extensions
     }
 }
 
+/// The principal's id for an audit record, `-` without one.
+fn who(extensions: &Extensions) -> String {
+    guard::principal(extensions).map_or_else(|| "-".to_owned(), |p| p.id)
+}
+
 pub(crate) async fn whoami(State(ops): State<Operations>, extensions: Extensions) -> Response {
     let principal = guard::principal(&extensions);
     Json(json!({
@@ -146,9 +151,10 @@ pub(crate) async fn intervene(
     Path((id, action)): Path<(String, String)>,
     payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let result = async {
+    // What is refused before it reaches the operator views is audited here.
+    let checked = (|| {
         let principal = guard::may_act(guard::principal(&extensions), &headers)?;
-        let action = match action.as_str() {
+        let kind = match action.as_str() {
             "resume" => OperatorAction::Resume,
             "abort" => OperatorAction::Abort,
             "resolve" => OperatorAction::Resolve,
@@ -160,13 +166,19 @@ pub(crate) async fn intervene(
             }
         };
         let b = body(payload)?;
-        let mut intervention = Intervention::new(action, principal.id, b.reason)?;
+        let mut intervention = Intervention::new(kind, principal.id, b.reason)?;
         if b.past_pivot {
             intervention = intervention.past_pivot();
         }
-        ops.intervene(&id, &intervention).await
-    }
-    .await;
+        Ok(intervention)
+    })();
+    let result = match checked {
+        Ok(intervention) => ops.intervene(&id, &intervention).await,
+        Err(e) => {
+            ops.audit_refused(&action, &format!("saga {id}"), &who(&extensions), "", &e);
+            Err(e)
+        }
+    };
     answer(result, &extensions)
 }
 
@@ -190,13 +202,20 @@ pub(crate) async fn rebuild(
     Path(name): Path<String>,
     payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let result = async {
+    let checked = (|| {
         let principal = guard::may_act(guard::principal(&extensions), &headers)?;
-        let b = body(payload)?;
-        let applied = ops.rebuild(&name, &principal.id, &b.reason).await?;
-        Ok(json!({ "projection": name, "applied": applied }))
-    }
-    .await;
+        Ok((principal, body(payload)?))
+    })();
+    let result = match checked {
+        Ok((principal, b)) => ops
+            .rebuild(&name, &principal.id, &b.reason)
+            .await
+            .map(|applied| json!({ "projection": name, "applied": applied })),
+        Err(e) => {
+            ops.audit_refused("rebuild", &format!("projection {name}"), &who(&extensions), "", &e);
+            Err(e)
+        }
+    };
     answer(result, &extensions)
 }
 

@@ -273,7 +273,7 @@ impl Operations {
             },
             &intervention.principal,
             &intervention.reason,
-            &result,
+            result.as_ref().err(),
         );
         result
     }
@@ -356,7 +356,7 @@ impl Operations {
             format!("projection {}", echo(name)),
             principal,
             reason,
-            &result,
+            result.as_ref().err(),
         );
         result
     }
@@ -377,6 +377,19 @@ impl Operations {
         self.bus.as_ref().map(Bus::report)
     }
 
+    /// Records an action refused before it reached these views (by the console's
+    /// guard: no principal, another origin), so that every attempt leaves an
+    /// [`AuditRecord`]. `principal` is `-` when the request had none.
+    pub fn audit_refused(&self, action: &str, target: &str, principal: &str, reason: &str, error: &Error) {
+        self.record_audit(
+            action,
+            echo(target).into_owned(),
+            principal,
+            reason,
+            Some(error),
+        );
+    }
+
     /// The audit records kept, oldest first (at most [`AUDIT_KEPT`]).
     pub fn audit(&self) -> Vec<AuditRecord> {
         self.audit
@@ -387,13 +400,13 @@ impl Operations {
             .collect()
     }
 
-    fn record_audit<T>(
+    fn record_audit(
         &self,
         action: &str,
         target: String,
         principal: &str,
         reason: &str,
-        result: &Result<T>,
+        refusal: Option<&Error>,
     ) {
         let record = AuditRecord {
             at_ms: now_ms(),
@@ -401,9 +414,9 @@ impl Operations {
             target,
             principal: kept_text(principal, crate::saga::MAX_PRINCIPAL_BYTES),
             reason: kept_text(reason, crate::saga::MAX_REASON_BYTES),
-            outcome: match result {
-                Ok(_) => "done".to_owned(),
-                Err(e) => format!("refused: {}", e.code()),
+            outcome: match refusal {
+                None => "done".to_owned(),
+                Some(e) => format!("refused: {}", e.code()),
             },
         };
         tracing::info!(
