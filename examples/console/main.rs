@@ -6,7 +6,7 @@
 //!
 //! Ships three parcels (one sticks at its label: the carrier is down; one ships; one is
 //! too heavy and is compensated), then serves the console at
-//! `http://127.0.0.1:PORT/ops/`, signed in as `alice` (`--read-only`: as nobody). Open
+//! `http://127.0.0.1:PORT/ops`, signed in as `alice` (`--read-only`: as nobody). Open
 //! it, pick "stuck", open the saga, and resume it with a reason: the carrier is back,
 //! and it completes.
 
@@ -41,7 +41,7 @@ async fn main() -> flext::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| flext::Error::infrastructure("console.bind", e.to_string()))?;
-    println!("console: http://127.0.0.1:{port}/ops/");
+    println!("console: http://127.0.0.1:{port}/ops");
     axum::serve(listener, app::router(&app, user))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -80,7 +80,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The console's routes (see the [crate docs](crate) for the table), over `operations`.
 /// Nest it under a path (`Router::new().nest("/ops", router(ops))`) behind the
 /// application's authentication, which sets a [`Principal`] on the requests it lets
-/// through.
+/// through. The page is then at `/ops` (axum's `nest` does not match `/ops/`; the page
+/// finds its API from either).
 ///
 /// ```
 /// use flext::operator::Operations;
