@@ -17,7 +17,7 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    ClaimRequest, Fence, Lease, MemoryLog, OperatorAction, Intervention, SagaFilter, SagaLog,
+    ClaimRequest, Fence, Intervention, Lease, MemoryLog, OperatorAction, SagaFilter, SagaLog,
     SagaOutcome, SagaRecord, SagaRunner, SagaState, Transition,
 };
 use serde::{Deserialize, Serialize};

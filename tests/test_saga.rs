@@ -11,7 +11,7 @@ use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, MemoryLog, Intervention, SagaFilter,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Intervention, Lease, MemoryLog, SagaFilter,
     SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};

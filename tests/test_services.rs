@@ -97,10 +97,15 @@ impl ServiceProcessor for ValidateAll {
             broken.push(RuleViolation::new("the species is blank").with_code("row.species"));
         }
         if row.cost < 0 {
-            broken.push(RuleViolation::new(format!("cost {} is negative", row.cost)).with_code("row.cost"));
+            broken.push(
+                RuleViolation::new(format!("cost {} is negative", row.cost)).with_code("row.cost"),
+            );
         }
         if broken.is_empty() {
-            Ok(Row { species: row.species.clone(), cost: row.cost })
+            Ok(Row {
+                species: row.species.clone(),
+                cost: row.cost,
+            })
         } else {
             Err(Error::rule_violations(broken))
         }
@@ -123,7 +128,10 @@ fn failures_by_code_counts_each_violated_rule_of_a_row() {
         .map(|g| (g.code, g.count))
         .collect();
     // The first row broke both rules: it counts under each.
-    assert_eq!(groups, [("row.cost".to_owned(), 2), ("row.species".to_owned(), 1)]);
+    assert_eq!(
+        groups,
+        [("row.cost".to_owned(), 2), ("row.species".to_owned(), 1)]
+    );
 }
 
 #[test]
@@ -419,7 +427,10 @@ async fn call_counts_only_infrastructure_failures_as_the_middleware_does() {
         Error::conflict("charge.twice", "charged already"),
         Error::not_found("charge.none", "no such charge"),
     ] {
-        breaker.call(async { Err::<(), _>(refusal) }).await.unwrap_err();
+        breaker
+            .call(async { Err::<(), _>(refusal) })
+            .await
+            .unwrap_err();
     }
     assert_eq!(breaker.state(), BreakerState::Closed);
     breaker.call(async { down() }).await.unwrap_err();
@@ -440,9 +451,17 @@ async fn a_failure_rate_window_slides_bucket_by_bucket_at_any_call_rate() {
     for _ in 0..9 {
         breaker.call(async { down() }).await.unwrap_err();
     }
-    assert_eq!(breaker.state(), BreakerState::Closed, "9 calls: under the minimum");
+    assert_eq!(
+        breaker.state(),
+        BreakerState::Closed,
+        "9 calls: under the minimum"
+    );
     breaker.call(async { down() }).await.unwrap_err();
-    assert_eq!(breaker.state(), BreakerState::Open, "10 failures in 10 calls");
+    assert_eq!(
+        breaker.state(),
+        BreakerState::Open,
+        "10 failures in 10 calls"
+    );
 }
 
 #[command(output = u32)]

@@ -51,7 +51,10 @@ impl ShipParcel {
         if self.kilograms > 30 {
             return Err(Error::validation(
                 "parcels.too_heavy",
-                format!("parcel {} weighs {} kg; slots take 30 kg at most", self.parcel, self.kilograms),
+                format!(
+                    "parcel {} weighs {} kg; slots take 30 kg at most",
+                    self.parcel, self.kilograms
+                ),
             ));
         }
         Ok(format!("slot-{}", self.parcel))
@@ -121,7 +124,10 @@ impl Shipped {
     fn shipped(&self, uow: &SqliteUnitOfWork, e: &ParcelShipped) -> Result<()> {
         uow.connection()
             .execute(
-                &format!("INSERT OR REPLACE INTO {} (parcel, tracking) VALUES (?1, ?2)", uow.table("shipped")),
+                &format!(
+                    "INSERT OR REPLACE INTO {} (parcel, tracking) VALUES (?1, ?2)",
+                    uow.table("shipped")
+                ),
                 rusqlite::params![e.parcel, e.tracking],
             )
             .map(|_| ())
@@ -135,7 +141,10 @@ pub struct App {
     pub operations: Operations,
     /// The parcels whose sagas the start ran: (parcel, saga id, state).
     pub sagas: Vec<(u32, Uuid, SagaState)>,
-    loops: (flext::sqlite::SqliteOutboxLoop, flext::sqlite::SqliteProjectionLoop),
+    loops: (
+        flext::sqlite::SqliteOutboxLoop,
+        flext::sqlite::SqliteProjectionLoop,
+    ),
 }
 
 impl App {

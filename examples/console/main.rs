@@ -32,7 +32,8 @@ async fn main() -> flext::Result<()> {
         }
     }
     let dir = std::env::temp_dir().join(format!("flext-console-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| flext::Error::infrastructure("console.dir", e.to_string()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| flext::Error::infrastructure("console.dir", e.to_string()))?;
     let path = db.unwrap_or_else(|| dir.join("parcels.db"));
     let app = app::start(&path).await?;
     for (parcel, id, state) in &app.sagas {

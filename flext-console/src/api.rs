@@ -19,8 +19,8 @@ use crate::guard;
 const MAX_NAME_BYTES: usize = 256;
 
 fn problem(error: &Error, extensions: &Extensions) -> Response {
-    let authenticated = error.code() == codes::OPERATOR_FORBIDDEN_ORIGIN
-        || guard::principal(extensions).is_some();
+    let authenticated =
+        error.code() == codes::OPERATOR_FORBIDDEN_ORIGIN || guard::principal(extensions).is_some();
     Problem::from_error(error, uuid::Uuid::new_v4(), authenticated).into_response()
 }
 
@@ -74,12 +74,18 @@ fn filter(q: SagaQuery) -> Result<SagaFilter, Error> {
         if name.len() > MAX_NAME_BYTES {
             return Err(Error::validation(
                 codes::INPUT_INVALID_FIELD,
-                format!("a saga type name is at most {MAX_NAME_BYTES} bytes: {}", echo(&name)),
+                format!(
+                    "a saga type name is at most {MAX_NAME_BYTES} bytes: {}",
+                    echo(&name)
+                ),
             ));
         }
         filter = filter.name(name);
     }
-    if let Some(prefix) = q.id.map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()) {
+    if let Some(prefix) =
+        q.id.map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+    {
         if prefix.len() > 36 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             return Err(Error::validation(
                 codes::INPUT_INVALID_FIELD,
@@ -105,7 +111,10 @@ pub(crate) async fn sagas(
 ) -> Response {
     let result = async {
         let Query(q) = query.map_err(|e| {
-            Error::validation(codes::INPUT_INVALID_FIELD, format!("bad query: {}", echo(&e.body_text())))
+            Error::validation(
+                codes::INPUT_INVALID_FIELD,
+                format!("bad query: {}", echo(&e.body_text())),
+            )
         })?;
         ops.sagas(&filter(q)?).await
     }
@@ -161,7 +170,10 @@ pub(crate) async fn intervene(
             other => {
                 return Err(Error::not_found(
                     codes::OPERATOR_UNKNOWN_TARGET,
-                    format!("`{}` is not an action: resume, abort or resolve", echo(other)),
+                    format!(
+                        "`{}` is not an action: resume, abort or resolve",
+                        echo(other)
+                    ),
                 ));
             }
         };
@@ -189,7 +201,9 @@ pub(crate) async fn projections(State(ops): State<Operations>) -> Response {
         .into_iter()
         .map(|p| match p {
             Ok(status) => json!({ "status": status }),
-            Err((name, e)) => json!({ "name": name, "error": { "code": e.code(), "message": e.message() } }),
+            Err((name, e)) => {
+                json!({ "name": name, "error": { "code": e.code(), "message": e.message() } })
+            }
         })
         .collect();
     Json(list).into_response()
@@ -212,7 +226,13 @@ pub(crate) async fn rebuild(
             .await
             .map(|applied| json!({ "projection": name, "applied": applied })),
         Err(e) => {
-            ops.audit_refused("rebuild", &format!("projection {name}"), &who(&extensions), "", &e);
+            ops.audit_refused(
+                "rebuild",
+                &format!("projection {name}"),
+                &who(&extensions),
+                "",
+                &e,
+            );
             Err(e)
         }
     };
@@ -226,7 +246,9 @@ pub(crate) async fn outbox(State(ops): State<Operations>) -> Response {
         .into_iter()
         .map(|(name, status)| match status {
             Ok(status) => json!({ "name": name, "status": status }),
-            Err(e) => json!({ "name": name, "error": { "code": e.code(), "message": e.message() } }),
+            Err(e) => {
+                json!({ "name": name, "error": { "code": e.code(), "message": e.message() } })
+            }
         })
         .collect();
     Json(list).into_response()

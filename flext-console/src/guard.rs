@@ -49,7 +49,8 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Error> {
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     {
         return forbidden(
-            "a page of another site cannot act through the console: open the console itself".to_owned(),
+            "a page of another site cannot act through the console: open the console itself"
+                .to_owned(),
         );
     }
     let Some(origin) = headers.get(header::ORIGIN) else {

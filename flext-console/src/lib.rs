@@ -40,7 +40,7 @@
 //!
 //! # Security
 //!
-//! - **Who acts.** The principal is the [`Principal`] the application's middleware puts
+//! - **Who acts.** The principal is the [`Principal`](flext_runtime::Principal) the application's middleware puts
 //!   in the request's extensions (as for the HTTP front door). Without one the console
 //!   is read-only: every view is served and every action refused with 401,
 //!   `flext.operator.no_principal`.
@@ -68,8 +68,7 @@ mod api;
 mod guard;
 
 pub use axum::Router;
-pub use flext_runtime::Principal;
-pub use flext_runtime::operator::Operations;
+use flext_runtime::operator::Operations;
 
 /// The page, served at `/`: HTML, CSS and a little script, with no build step.
 const PAGE: &str = include_str!("page.html");
@@ -79,7 +78,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The console's routes (see the [crate docs](crate) for the table), over `operations`.
 /// Nest it under a path (`Router::new().nest("/ops", router(ops))`) behind the
-/// application's authentication, which sets a [`Principal`] on the requests it lets
+/// application's authentication, which sets a [`Principal`](flext_runtime::Principal) on the requests it lets
 /// through. The page is then at `/ops` (axum's `nest` does not match `/ops/`; the page
 /// finds its API from either).
 ///

@@ -39,7 +39,10 @@ impl Ship {
     #[saga_step(retries = 0)]
     fn label(&self, _paid: &u64, carrier: State<Arc<Carrier>>) -> Result<String> {
         if carrier.down.load(Ordering::SeqCst) {
-            return Err(Error::infrastructure("carrier.down", "the carrier answers 503"));
+            return Err(Error::infrastructure(
+                "carrier.down",
+                "the carrier answers 503",
+            ));
         }
         Ok(format!("TRK{}", self.parcel))
     }
@@ -76,7 +79,12 @@ struct Console {
 
 impl Console {
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
     }
@@ -147,12 +155,21 @@ async fn sagas_act_and_refuse_as_the_log_says(runner: SagaRunner, carrier: Arc<C
     let (_, by_prefix) = console.get(&format!("/api/sagas?id={}", &two[..8])).await;
     assert_eq!(by_prefix["sagas"][0]["id"], two.as_str());
     let (_, first) = console.get("/api/sagas?limit=2").await;
-    assert_eq!((first["sagas"].as_array().unwrap().len(), first["more"].clone()), (2, json!(true)));
+    assert_eq!(
+        (
+            first["sagas"].as_array().unwrap().len(),
+            first["more"].clone()
+        ),
+        (2, json!(true))
+    );
     let (_, rest) = console.get("/api/sagas?limit=2&offset=2").await;
     assert_eq!(rest["sagas"][0]["id"], two.as_str());
     assert_eq!(rest["more"], false);
     let (status, bad) = console.get("/api/sagas?state=sleeping").await;
-    assert_eq!((status, bad["code"].as_str()), (400, Some("flext.input.invalid_field")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("flext.input.invalid_field"))
+    );
     let (status, bad) = console.get("/api/sagas?id=zz%3Cscript%3E").await;
     assert_eq!(status, 400, "{bad}");
 
@@ -160,25 +177,50 @@ async fn sagas_act_and_refuse_as_the_log_says(runner: SagaRunner, carrier: Arc<C
     let (status, detail) = console.get(&format!("/api/sagas/{}", &one[..8])).await;
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["summary"]["id"], one.as_str());
-    let steps: Vec<&str> = detail["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["book", "pay", "label"]);
     assert_eq!(detail["steps"][1]["pivot"], true);
     assert_eq!(detail["stays_done_on_abort"], json!(["pay"]));
     assert_eq!(detail["actions"], json!(["resume", "abort", "resolve"]));
-    assert!(detail.get("input").is_none(), "payloads are hidden: {detail}");
+    assert!(
+        detail.get("input").is_none(),
+        "payloads are hidden: {detail}"
+    );
     assert!(detail["timeline"][0].get("output").is_none(), "{detail}");
     let (status, missing) = console.get("/api/sagas/ffffffff").await;
-    assert_eq!((status, missing["code"].as_str()), (404, Some("flext.saga.not_found")));
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("flext.saga.not_found"))
+    );
 
     // Without a principal every action is refused, and the refusal audited.
     let (status, refused) = console
-        .post(None, &format!("/api/sagas/{one}/resume"), json!({ "reason": "carrier back" }))
+        .post(
+            None,
+            &format!("/api/sagas/{one}/resume"),
+            json!({ "reason": "carrier back" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (401, Some("flext.operator.no_principal")));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (401, Some("flext.operator.no_principal"))
+    );
     let (status, refused) = console
-        .post(None, "/api/projections/none/rebuild", json!({ "reason": "why not" }))
+        .post(
+            None,
+            "/api/projections/none/rebuild",
+            json!({ "reason": "why not" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (401, Some("flext.operator.no_principal")));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (401, Some("flext.operator.no_principal"))
+    );
 
     // Another origin, or a form post, is refused even with a principal.
     let forged = console
@@ -210,50 +252,110 @@ async fn sagas_act_and_refuse_as_the_log_says(runner: SagaRunner, carrier: Arc<C
         .send()
         .await
         .unwrap();
-    assert_eq!(same_origin.status().as_u16(), 404, "same origin passes the guard");
+    assert_eq!(
+        same_origin.status().as_u16(),
+        404,
+        "same origin passes the guard"
+    );
 
     // A reason is required, and bounded.
     let (status, refused) = console
-        .post(Some("alice"), &format!("/api/sagas/{one}/resume"), json!({ "reason": "  " }))
+        .post(
+            Some("alice"),
+            &format!("/api/sagas/{one}/resume"),
+            json!({ "reason": "  " }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (422, Some("flext.saga.operator_input")));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (422, Some("flext.saga.operator_input"))
+    );
     let (status, _) = console
-        .post(Some("alice"), &format!("/api/sagas/{one}/resume"), json!({ "reason": "x".repeat(5000) }))
+        .post(
+            Some("alice"),
+            &format!("/api/sagas/{one}/resume"),
+            json!({ "reason": "x".repeat(5000) }),
+        )
         .await;
     assert_eq!(status, 422);
     let (status, refused) = console
-        .post(Some("alice"), &format!("/api/sagas/{one}/resume"), json!({ "because": "x" }))
+        .post(
+            Some("alice"),
+            &format!("/api/sagas/{one}/resume"),
+            json!({ "because": "x" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (400, Some("flext.input.malformed_json")));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (400, Some("flext.input.malformed_json"))
+    );
 
     // Resume: the runner drives the saga at once, and it completes.
     let (status, done) = console
-        .post(Some("alice"), &format!("/api/sagas/{}/resume", &one[..8]), json!({ "reason": "carrier back up" }))
+        .post(
+            Some("alice"),
+            &format!("/api/sagas/{}/resume", &one[..8]),
+            json!({ "reason": "carrier back up" }),
+        )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["saga"]["state"], "completed");
     assert_eq!(done["next"], "completed");
     assert_eq!(done["principal"], "alice");
     let (_, detail) = console.get(&format!("/api/sagas/{one}")).await;
-    let kinds: Vec<&str> = detail["timeline"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["step_completed", "step_completed", "stuck", "operator", "step_completed"]);
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "step_completed",
+            "step_completed",
+            "stuck",
+            "operator",
+            "step_completed"
+        ]
+    );
     assert_eq!(detail["timeline"][3]["principal"], "alice");
     assert_eq!(detail["timeline"][3]["reason"], "carrier back up");
     assert_eq!(detail["timeline"][3]["action"], "resume");
 
     // The log refuses what does not apply: a finished saga, a resume of a running one.
     let (status, refused) = console
-        .post(Some("bob"), &format!("/api/sagas/{one}/resolve"), json!({ "reason": "again" }))
+        .post(
+            Some("bob"),
+            &format!("/api/sagas/{one}/resolve"),
+            json!({ "reason": "again" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (409, Some("flext.saga.finished")));
-    assert!(refused["detail"].as_str().unwrap().contains("is completed"), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("flext.saga.finished"))
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("is completed"),
+        "{refused}"
+    );
 
     // An abort past the pivot names what stays done, and needs past_pivot.
     let (status, refused) = console
-        .post(Some("bob"), &format!("/api/sagas/{three}/abort"), json!({ "reason": "customer cancelled" }))
+        .post(
+            Some("bob"),
+            &format!("/api/sagas/{three}/abort"),
+            json!({ "reason": "customer cancelled" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (409, Some("flext.saga.past_pivot")));
-    assert!(refused["detail"].as_str().unwrap().contains("`pay`"), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("flext.saga.past_pivot"))
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("`pay`"),
+        "{refused}"
+    );
     let (status, done) = console
         .post(
             Some("bob"),
@@ -264,8 +366,16 @@ async fn sagas_act_and_refuse_as_the_log_says(runner: SagaRunner, carrier: Arc<C
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["saga"]["state"], "compensated");
     let (_, detail) = console.get(&format!("/api/sagas/{three}")).await;
-    let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((last["kind"].as_str(), last["step"].as_str()), (Some("compensation_completed"), Some("compensate book")));
+    let last = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["step"].as_str()),
+        (Some("compensation_completed"), Some("compensate book"))
+    );
 
     // Every attempt left an audit record, in order.
     let (_, audit) = console.get("/api/audit").await;
@@ -284,9 +394,21 @@ async fn sagas_act_and_refuse_as_the_log_says(runner: SagaRunner, carrier: Arc<C
     let expected: Vec<(String, String, String)> = [
         ("resume", "-", "refused: flext.operator.no_principal"),
         ("rebuild", "-", "refused: flext.operator.no_principal"),
-        ("resolve", "mallory", "refused: flext.operator.forbidden_origin"),
-        ("resolve", "mallory", "refused: flext.operator.forbidden_origin"),
-        ("frobnicate", "alice", "refused: flext.operator.unknown_target"),
+        (
+            "resolve",
+            "mallory",
+            "refused: flext.operator.forbidden_origin",
+        ),
+        (
+            "resolve",
+            "mallory",
+            "refused: flext.operator.forbidden_origin",
+        ),
+        (
+            "frobnicate",
+            "alice",
+            "refused: flext.operator.unknown_target",
+        ),
         ("resume", "alice", "refused: flext.saga.operator_input"),
         ("resume", "alice", "refused: flext.saga.operator_input"),
         ("resume", "alice", "refused: flext.input.malformed_json"),
@@ -322,6 +444,7 @@ async fn sqlite_sagas_act_and_refuse_through_the_console() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sagas_act_and_refuse_through_the_console() {
     let cluster = flext::postgres::TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
@@ -358,7 +481,10 @@ static UNLUCKY: AtomicBool = AtomicBool::new(true);
 impl Counts {
     fn setup(&self, uow: &flext::sqlite::SqliteUnitOfWork) -> Result<()> {
         uow.connection()
-            .execute_batch(&format!("CREATE TABLE IF NOT EXISTS {} (parcel INTEGER PRIMARY KEY)", uow.table("counts")))
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (parcel INTEGER PRIMARY KEY)",
+                uow.table("counts")
+            ))
             .map_err(|e| Error::internal("counts.sql", e.to_string()))
     }
     #[apply]
@@ -367,7 +493,13 @@ impl Counts {
             return Err(Error::internal("counts.unlucky", "parcel 13 is refused"));
         }
         uow.connection()
-            .execute(&format!("INSERT OR REPLACE INTO {} (parcel) VALUES (?1)", uow.table("counts")), [e.parcel])
+            .execute(
+                &format!(
+                    "INSERT OR REPLACE INTO {} (parcel) VALUES (?1)",
+                    uow.table("counts")
+                ),
+                [e.parcel],
+            )
             .map(|_| ())
             .map_err(|e| Error::internal("counts.sql", e.to_string()))
     }
@@ -380,9 +512,16 @@ async fn sqlite_projections_and_the_outbox_are_shown_and_rebuilt() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = flext::sqlite::SqliteDatabase::open(dir.join("app.db")).unwrap();
     for parcel in [1u32, 2, 13, 4] {
-        let event = NewEvent::new(Counted::NAME, 1, json!({ "parcel": parcel }), &Context::new());
-        db.transaction(|uow| uow.append_events(&StreamId::new("parcel", parcel.to_string()), 0, &[event]))
-            .unwrap();
+        let event = NewEvent::new(
+            Counted::NAME,
+            1,
+            json!({ "parcel": parcel }),
+            &Context::new(),
+        );
+        db.transaction(|uow| {
+            uow.append_events(&StreamId::new("parcel", parcel.to_string()), 0, &[event])
+        })
+        .unwrap();
     }
     let projection = flext::sqlite::SqliteProjectionRunner::new(db.clone(), Counts);
     projection.catch_up().unwrap_err();
@@ -400,42 +539,97 @@ async fn sqlite_projections_and_the_outbox_are_shown_and_rebuilt() {
     let (_, projections) = console.get("/api/projections").await;
     let counts = &projections[0]["status"];
     assert_eq!(counts["name"], "counts");
-    assert_eq!((counts["checkpoint"].as_u64(), counts["head"].as_u64()), (Some(2), Some(4)));
+    assert_eq!(
+        (counts["checkpoint"].as_u64(), counts["head"].as_u64()),
+        (Some(2), Some(4))
+    );
     assert_eq!(counts["events_behind"], 2);
-    assert_eq!(counts["stopped_at"][0], 3, "stopped at the event of parcel 13: {counts}");
-    assert!(counts["stopped_at"][1].as_str().unwrap().contains("parcel 13 is refused"), "{counts}");
+    assert_eq!(
+        counts["stopped_at"][0], 3,
+        "stopped at the event of parcel 13: {counts}"
+    );
+    assert!(
+        counts["stopped_at"][1]
+            .as_str()
+            .unwrap()
+            .contains("parcel 13 is refused"),
+        "{counts}"
+    );
 
     let (_, outbox) = console.get("/api/outbox").await;
     assert_eq!(outbox[0]["name"], "parcels");
     assert_eq!(outbox[0]["status"]["undelivered"], 4);
-    assert!(outbox[0]["status"]["oldest_age_ms"].as_u64().is_some(), "{outbox}");
+    assert!(
+        outbox[0]["status"]["oldest_age_ms"].as_u64().is_some(),
+        "{outbox}"
+    );
     relay.deliver_pending().await.unwrap();
     let (_, outbox) = console.get("/api/outbox").await;
-    assert_eq!(outbox[0]["status"], json!({ "undelivered": 0, "oldest_age_ms": 0 }));
+    assert_eq!(
+        outbox[0]["status"],
+        json!({ "undelivered": 0, "oldest_age_ms": 0 })
+    );
 
     // A rebuild applies again from the first event, and stops where the handler does.
     let (status, refused) = console
-        .post(Some("alice"), "/api/projections/counts/rebuild", json!({ "reason": "fixed the handler" }))
+        .post(
+            Some("alice"),
+            "/api/projections/counts/rebuild",
+            json!({ "reason": "fixed the handler" }),
+        )
         .await;
-    assert_eq!((status, refused["code"].as_str()), (500, Some("flext.projection.stopped")), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (500, Some("flext.projection.stopped")),
+        "{refused}"
+    );
     UNLUCKY.store(false, Ordering::SeqCst);
     let (status, rebuilt) = console
-        .post(Some("alice"), "/api/projections/counts/rebuild", json!({ "reason": "fixed the handler, really" }))
+        .post(
+            Some("alice"),
+            "/api/projections/counts/rebuild",
+            json!({ "reason": "fixed the handler, really" }),
+        )
         .await;
-    assert_eq!((status, rebuilt), (200, json!({ "projection": "counts", "applied": 4 })));
+    assert_eq!(
+        (status, rebuilt),
+        (200, json!({ "projection": "counts", "applied": 4 }))
+    );
     let (_, projections) = console.get("/api/projections").await;
     assert_eq!(projections[0]["status"]["checkpoint"], 4);
     assert_eq!(projections[0]["status"]["events_behind"], 0);
     let (status, unknown) = console
-        .post(Some("alice"), "/api/projections/nope/rebuild", json!({ "reason": "typo" }))
+        .post(
+            Some("alice"),
+            "/api/projections/nope/rebuild",
+            json!({ "reason": "typo" }),
+        )
         .await;
-    assert_eq!((status, unknown["code"].as_str()), (404, Some("flext.operator.unknown_target")));
-    assert!(unknown["detail"].as_str().unwrap().contains("`counts`"), "{unknown}");
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (404, Some("flext.operator.unknown_target"))
+    );
+    assert!(
+        unknown["detail"].as_str().unwrap().contains("`counts`"),
+        "{unknown}"
+    );
 
     let (_, health) = console.get("/api/health").await;
     assert_eq!(health["stats_enabled"], true, "{health}");
     let (_, audit) = console.get("/api/audit").await;
-    let outcomes: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["refused: flext.projection.stopped", "done", "refused: flext.operator.unknown_target"]);
+    let outcomes: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "refused: flext.projection.stopped",
+            "done",
+            "refused: flext.operator.unknown_target"
+        ]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

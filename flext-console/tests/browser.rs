@@ -29,7 +29,8 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Driver {
-        let binary = std::env::var("FLEXT_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+        let binary =
+            std::env::var("FLEXT_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -45,7 +46,10 @@ impl Driver {
             });
         // Until it listens.
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -58,7 +62,8 @@ impl Driver {
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    let chromium = std::env::var("FLEXT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let chromium =
+        std::env::var("FLEXT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -89,7 +94,10 @@ async fn until(client: &Client, what: &str, script: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let notice = client
-        .execute("return document.getElementById('notice').textContent", vec![])
+        .execute(
+            "return document.getElementById('notice').textContent",
+            vec![],
+        )
         .await
         .unwrap();
     panic!("{what}: not seen within 15 s (notice: {notice})");
@@ -97,7 +105,10 @@ async fn until(client: &Client, what: &str, script: &str) {
 
 fn shots() -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from)
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            PathBuf::from,
+        )
         .join("console");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -124,7 +135,11 @@ async fn an_operator_resumes_a_stuck_saga_in_the_browser() {
     let states: Vec<(u32, SagaState)> = service.sagas.iter().map(|(p, _, s)| (*p, *s)).collect();
     assert_eq!(
         states,
-        [(1, SagaState::Stuck), (2, SagaState::Completed), (3, SagaState::Compensated)]
+        [
+            (1, SagaState::Stuck),
+            (2, SagaState::Completed),
+            (3, SagaState::Compensated)
+        ]
     );
     let stuck = service.sagas[0].1.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,8 +150,18 @@ async fn an_operator_resumes_a_stuck_saga_in_the_browser() {
     let driver = Driver::start().await;
     let client = browser(&driver, &work.join("profile")).await;
     client.goto(&format!("http://{addr}/ops")).await.unwrap();
-    until(&client, "three sagas listed", "return document.querySelectorAll('#sagas button[data-saga-id]').length === 3").await;
-    until(&client, "signed in as alice", "return document.getElementById('who').textContent === 'Signed in as alice'").await;
+    until(
+        &client,
+        "three sagas listed",
+        "return document.querySelectorAll('#sagas button[data-saga-id]').length === 3",
+    )
+    .await;
+    until(
+        &client,
+        "signed in as alice",
+        "return document.getElementById('who').textContent === 'Signed in as alice'",
+    )
+    .await;
 
     // Every control is labelled, and every button says what it does.
     let unlabelled = client
@@ -173,47 +198,161 @@ async fn an_operator_resumes_a_stuck_saga_in_the_browser() {
     // From the keyboard: Tab from the search box to the Filter button, then to the
     // saga, and Enter opens it.
     search.send_keys(&key(Key::Tab)).await.unwrap();
-    client.active_element().await.unwrap().send_keys(&key(Key::Tab)).await.unwrap();
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&key(Key::Tab))
+        .await
+        .unwrap();
     let focused = client.active_element().await.unwrap();
-    assert_eq!(focused.attr("data-saga-id").await.unwrap().as_deref(), Some(stuck.as_str()), "Tab reaches the saga");
+    assert_eq!(
+        focused.attr("data-saga-id").await.unwrap().as_deref(),
+        Some(stuck.as_str()),
+        "Tab reaches the saga"
+    );
     focused.send_keys(&key(Key::Enter)).await.unwrap();
-    until(&client, "the timeline shows where it stuck", "return !!document.querySelector('#timeline li[data-kind=stuck]')").await;
-    let timeline = client.find(Locator::Id("timeline")).await.unwrap().text().await.unwrap();
-    assert!(timeline.contains("STUCK at print_label (2 attempts): carrier.down"), "{timeline}");
+    until(
+        &client,
+        "the timeline shows where it stuck",
+        "return !!document.querySelector('#timeline li[data-kind=stuck]')",
+    )
+    .await;
+    let timeline = client
+        .find(Locator::Id("timeline"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        timeline.contains("STUCK at print_label (2 attempts): carrier.down"),
+        "{timeline}"
+    );
 
     // An abort past the pivot: the dialog says what stays done; without the box ticked
     // the log refuses, and the page says why.
-    client.find(Locator::Id("action-abort")).await.unwrap().click().await.unwrap();
-    let warning = client.find(Locator::Id("confirm-warning")).await.unwrap().text().await.unwrap();
-    assert!(warning.contains("take_payment cannot be undone"), "{warning}");
-    client.find(Locator::Id("reason")).await.unwrap().send_keys("customer asked to cancel").await.unwrap();
+    client
+        .find(Locator::Id("action-abort"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let warning = client
+        .find(Locator::Id("confirm-warning"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        warning.contains("take_payment cannot be undone"),
+        "{warning}"
+    );
+    client
+        .find(Locator::Id("reason"))
+        .await
+        .unwrap()
+        .send_keys("customer asked to cancel")
+        .await
+        .unwrap();
     screenshot(&client, "2-abort-dialog.png").await;
-    client.find(Locator::Id("confirm-ok")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(&client, "the refusal", "return document.getElementById('notice').textContent.startsWith('Refused: ') && document.getElementById('notice').textContent.includes('past its pivot')").await;
     screenshot(&client, "3-refused.png").await;
 
     // An empty reason is not sent.
-    client.find(Locator::Id("action-resume")).await.unwrap().click().await.unwrap();
-    client.find(Locator::Id("confirm-ok")).await.unwrap().click().await.unwrap();
-    let asked = client.find(Locator::Id("confirm-error")).await.unwrap().text().await.unwrap();
+    client
+        .find(Locator::Id("action-resume"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let asked = client
+        .find(Locator::Id("confirm-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(asked.contains("Give a reason"), "{asked}");
 
     // Resume with a reason: the carrier is back, and the saga completes.
-    client.find(Locator::Id("reason")).await.unwrap().send_keys("the carrier is back").await.unwrap();
-    client.find(Locator::Id("confirm-ok")).await.unwrap().click().await.unwrap();
-    until(&client, "the saga completed", "return document.getElementById('saga-state')?.textContent === 'completed'").await;
-    let timeline = client.find(Locator::Id("timeline")).await.unwrap().text().await.unwrap();
-    assert!(timeline.contains("resume by alice: the carrier is back"), "{timeline}");
-    assert!(timeline.contains("step print_label completed"), "{timeline}");
+    client
+        .find(Locator::Id("reason"))
+        .await
+        .unwrap()
+        .send_keys("the carrier is back")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        "the saga completed",
+        "return document.getElementById('saga-state')?.textContent === 'completed'",
+    )
+    .await;
+    let timeline = client
+        .find(Locator::Id("timeline"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        timeline.contains("resume by alice: the carrier is back"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("step print_label completed"),
+        "{timeline}"
+    );
     // The projection catches up with the parcel shipped, and the audit shows both tries.
     until(&client, "the projection caught up", "const c = document.querySelectorAll('#projections tbody td'); return c.length > 2 && c[0].textContent === 'shipped' && c[2].textContent === '0' && c[1].textContent === '2'").await;
-    until(&client, "two audit rows", "return document.querySelectorAll('#audit tbody tr').length === 2").await;
+    until(
+        &client,
+        "two audit rows",
+        "return document.querySelectorAll('#audit tbody tr').length === 2",
+    )
+    .await;
     screenshot(&client, "4-resumed.png").await;
 
     let record = service.operations.saga(&stuck).await.unwrap();
     assert_eq!(record.summary.state, SagaState::Completed);
-    let audit: Vec<String> = service.operations.audit().iter().map(|a| format!("{} {} {}", a.principal, a.action, a.outcome)).collect();
-    assert_eq!(audit, ["alice abort refused: flext.saga.past_pivot", "alice resume done"]);
+    let audit: Vec<String> = service
+        .operations
+        .audit()
+        .iter()
+        .map(|a| format!("{} {} {}", a.principal, a.action, a.outcome))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            "alice abort refused: flext.saga.past_pivot",
+            "alice resume done"
+        ]
+    );
 
     client.close().await.unwrap();
     drop(driver);

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use flext::prelude::*;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Intervention, Lease, SagaFilter, SagaLog,
     SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};

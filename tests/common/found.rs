@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flext::codes;
 use flext::prelude::*;
 use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Intervention, Lease, SagaFilter, SagaLog,
     SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
 };
 use flext::{BoxFuture, Uuid};

@@ -25,9 +25,7 @@ mod controls;
 mod views;
 
 pub use self::controls::{OutboxControl, ProjectionControl};
-pub use self::views::{
-    AuditRecord, DefinedStep, Intervened, SagaDetail, SagaPage, TimelineEntry,
-};
+pub use self::views::{AuditRecord, DefinedStep, Intervened, SagaDetail, SagaPage, TimelineEntry};
 pub use crate::database::{OutboxStatus, ProjectionStatus};
 
 use std::collections::VecDeque;
@@ -86,7 +84,11 @@ impl std::fmt::Debug for Operations {
             .field("bus", &self.bus.is_some())
             .field(
                 "projections",
-                &self.projections.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                &self
+                    .projections
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>(),
             )
             .field(
                 "outboxes",
@@ -380,7 +382,14 @@ impl Operations {
     /// Records an action refused before it reached these views (by the console's
     /// guard: no principal, another origin), so that every attempt leaves an
     /// [`AuditRecord`]. `principal` is `-` when the request had none.
-    pub fn audit_refused(&self, action: &str, target: &str, principal: &str, reason: &str, error: &Error) {
+    pub fn audit_refused(
+        &self,
+        action: &str,
+        target: &str,
+        principal: &str,
+        reason: &str,
+        error: &Error,
+    ) {
         self.record_audit(
             action,
             echo(target).into_owned(),

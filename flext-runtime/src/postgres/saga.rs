@@ -7,7 +7,7 @@ use super::{PgDatabase, from_bigint, pg_error, to_bigint};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Lease, Intervention, SagaFilter, SagaLog,
+    ClaimRequest, Claimed, Fence, HistoryEntry, Intervention, Lease, SagaFilter, SagaLog,
     SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,
 };
 

@@ -67,8 +67,8 @@ pub use self::log::{
 #[cfg(feature = "postgres")]
 pub(crate) use self::log::{lease_lost as lease_lost_error, unknown_saga as unknown_saga_error};
 pub use self::memory::MemoryLog;
-pub use self::operator::{Intervention, MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES};
 pub(crate) use self::operator::done_for_good;
+pub use self::operator::{Intervention, MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES};
 
 /// The former name of [`Intervention`].
 #[deprecated(
