@@ -254,6 +254,58 @@ pub(crate) async fn outbox(State(ops): State<Operations>) -> Response {
     Json(list).into_response()
 }
 
+pub(crate) async fn dead_letters(State(ops): State<Operations>) -> Response {
+    let list: Vec<serde_json::Value> = ops
+        .dead_letter_lists(50)
+        .await
+        .into_iter()
+        .map(|(consumer, letters)| match letters {
+            Ok(letters) => json!({ "consumer": consumer, "letters": letters }),
+            Err(e) => json!({ "consumer": consumer, "error": { "code": e.code(), "message": e.message() } }),
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+pub(crate) async fn replay(
+    State(ops): State<Operations>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((consumer, id)): Path<(String, String)>,
+    payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let checked = (|| {
+        let principal = guard::may_act(guard::principal(&extensions), &headers)?;
+        let id: u64 = id.parse().map_err(|_| {
+            Error::not_found(
+                codes::OPERATOR_UNKNOWN_TARGET,
+                format!(
+                    "`{}` is not a dead letter's id: give the number the list shows",
+                    echo(&id)
+                ),
+            )
+        })?;
+        Ok((principal, id, body(payload)?))
+    })();
+    let result = match checked {
+        Ok((principal, id, b)) => ops
+            .replay(&consumer, id, &principal.id, &b.reason)
+            .await
+            .map(|()| json!({ "consumer": consumer, "replayed": id })),
+        Err(e) => {
+            ops.audit_refused(
+                "replay",
+                &format!("dead letter {id} of {consumer}"),
+                &who(&extensions),
+                "",
+                &e,
+            );
+            Err(e)
+        }
+    };
+    answer(result, &extensions)
+}
+
 pub(crate) async fn health(State(ops): State<Operations>) -> Response {
     Json(ops.health()).into_response()
 }

@@ -35,6 +35,8 @@
 //! | `GET /api/projections` | each projection's position, lag in events and milliseconds, the event and error it stopped at |
 //! | `POST /api/projections/{name}/rebuild` | `{"reason": "..."}`: rebuilds it; answers how many events it applied |
 //! | `GET /api/outbox` | each outbox's backlog and its oldest row's age |
+//! | `GET /api/dead-letters` | each consumer's dead letters (up to 50): the event, the error, the deliveries |
+//! | `POST /api/dead-letters/{consumer}/{id}/replay` | `{"reason": "..."}`: handles the dead letter again through the consumer, and removes it once handled |
 //! | `GET /api/health` | the bus's report: handlers' counts, failures by code and latency percentiles; circuit breakers; the service registry; consumers |
 //! | `GET /api/audit` | the operator actions done and refused since the process started ([`AuditRecord`](flext_runtime::operator::AuditRecord)) |
 //!
@@ -98,6 +100,11 @@ pub fn router(operations: Operations) -> Router {
         .route("/api/projections", get(api::projections))
         .route("/api/projections/{name}/rebuild", post(api::rebuild))
         .route("/api/outbox", get(api::outbox))
+        .route("/api/dead-letters", get(api::dead_letters))
+        .route(
+            "/api/dead-letters/{consumer}/{id}/replay",
+            post(api::replay),
+        )
         .route("/api/health", get(api::health))
         .route("/api/audit", get(api::audit))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -614,6 +614,29 @@ async fn sqlite_projections_and_the_outbox_are_shown_and_rebuilt() {
         "{unknown}"
     );
 
+    // No consumer registered: no dead letters, and a replay names what is known.
+    let (_, dead) = console.get("/api/dead-letters").await;
+    assert_eq!(dead, json!([]));
+    let (status, unknown) = console
+        .post(
+            Some("alice"),
+            "/api/dead-letters/receiver/7/replay",
+            json!({ "reason": "retry" }),
+        )
+        .await;
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (404, Some("flext.operator.unknown_target"))
+    );
+    let (status, _) = console
+        .post(
+            Some("alice"),
+            "/api/dead-letters/receiver/seven/replay",
+            json!({ "reason": "retry" }),
+        )
+        .await;
+    assert_eq!(status, 404);
+
     let (_, health) = console.get("/api/health").await;
     assert_eq!(health["stats_enabled"], true, "{health}");
     let (_, audit) = console.get("/api/audit").await;
@@ -628,6 +651,8 @@ async fn sqlite_projections_and_the_outbox_are_shown_and_rebuilt() {
         [
             "refused: flext.projection.stopped",
             "done",
+            "refused: flext.operator.unknown_target",
+            "refused: flext.operator.unknown_target",
             "refused: flext.operator.unknown_target"
         ]
     );

@@ -7,7 +7,7 @@
 //! is acknowledged without handling.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ struct Seen {
     calls: Mutex<Vec<String>>,
     /// Failures still to inflict on parcel `flaky`.
     flaky_left: AtomicUsize,
+    /// Whether parcel `poison` is accepted now (its handler was fixed).
+    poison_cured: AtomicBool,
 }
 
 /// Records each parcel once in `parcels`, in a unit of work with its inbox row.
@@ -44,7 +46,7 @@ async fn record_parcel(
 ) -> Result<()> {
     seen.calls.lock().unwrap().push(e.parcel.clone());
     let id = event_id_of(ctx).ok_or_else(|| Error::internal("test.no_id", "no event id"))?;
-    if e.parcel == "poison" {
+    if e.parcel == "poison" && !seen.poison_cured.load(Ordering::SeqCst) {
         return Err(Error::validation(
             "test.poison",
             "this parcel is never accepted",
@@ -255,6 +257,76 @@ async fn events_reach_another_service_once() {
         ("test.poison".to_owned(), "3".to_owned())
     );
     assert_eq!(letters["depot.Parcel.junk"].0, "flext.consumer.bad_message");
+
+    // The operator's views: the dead letters listed, then replayed through the
+    // consumer's own handling once its handler is fixed.
+    let ops = flext::operator::Operations::new(flext::saga::MemoryLog::new())
+        .dead_letters(consumer.clone());
+    let lists = ops.dead_letter_lists(10).await;
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0].0, "receiver");
+    let letters = lists[0].1.as_ref().unwrap().clone();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let poison = letters
+        .iter()
+        .find(|l| l.subject == "depot.Parcel.poison")
+        .unwrap();
+    let poison_id = ids["poison"].to_string();
+    assert_eq!(poison.event_id.as_deref(), Some(poison_id.as_str()));
+    assert_eq!(poison.event.as_deref(), Some("parcel.sent"));
+    assert_eq!(
+        (poison.error_code.as_str(), poison.deliveries),
+        ("test.poison", 3)
+    );
+    assert!(poison.payload.is_none(), "payloads are hidden by default");
+    let junk = letters
+        .iter()
+        .find(|l| l.subject == "depot.Parcel.junk")
+        .unwrap();
+    let still = ops
+        .replay("receiver", poison.id, "alice", "retry it")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        still.code(),
+        "test.poison",
+        "the handler still refuses: {still}"
+    );
+    let not_an_event = ops
+        .replay("receiver", junk.id, "alice", "retry it")
+        .await
+        .unwrap_err();
+    assert_eq!(not_an_event.code(), flext::codes::CONSUMER_BAD_MESSAGE);
+    seen.poison_cured.store(true, Ordering::SeqCst);
+    ops.replay("receiver", poison.id, "alice", "the depot takes it now")
+        .await
+        .unwrap();
+    assert_eq!(parcels(&receiver).get("poison"), Some(&400), "handled once");
+    assert!(receiver.contains("receiver", ids["poison"]).await.unwrap());
+    let left = ops.dead_letter_lists(10).await;
+    let left: Vec<&str> = left[0]
+        .1
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.subject.as_str())
+        .collect();
+    assert_eq!(left, ["depot.Parcel.junk"], "the replayed letter is gone");
+    let gone = ops
+        .replay("receiver", poison.id, "alice", "again")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), flext::codes::OPERATOR_UNKNOWN_TARGET);
+    let audit: Vec<String> = ops.audit().into_iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        audit,
+        [
+            "refused: test.poison",
+            "refused: flext.consumer.bad_message",
+            "done",
+            "refused: flext.operator.unknown_target"
+        ]
+    );
 
     // In the bus's report.
     let report = bus.report();

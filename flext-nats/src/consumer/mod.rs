@@ -3,6 +3,7 @@
 
 mod builder;
 mod counts;
+mod dead_letters;
 
 pub use self::builder::NatsConsumerBuilder;
 pub use self::counts::ConsumerCounts;

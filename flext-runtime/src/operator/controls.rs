@@ -31,6 +31,52 @@ pub trait OutboxControl: Send + Sync + 'static {
     fn status(&self) -> BoxFuture<'_, Result<OutboxStatus>>;
 }
 
+/// A consumer's dead letters as the operator views see them: listed, and replayed
+/// through the consumer's own handling (its bus, its inbox). Implemented by
+/// `flext::nats::NatsConsumer`; register one with
+/// [`Operations::dead_letters`](super::Operations::dead_letters).
+pub trait DeadLetterControl: Send + Sync + 'static {
+    /// The consumer's name.
+    fn name(&self) -> &str;
+    /// Up to `limit` of its dead letters, oldest first.
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>>>;
+    /// Handles the dead letter `id` again as the consumer would have, and removes it
+    /// once its handlers succeeded (or its event is in the consumer's inbox already).
+    ///
+    /// # Errors
+    ///
+    /// `flext.operator.unknown_target` when no such dead letter is kept; the handler's
+    /// error, or `flext.consumer.bad_message` for a message that is not a flext event,
+    /// and the letter stays; `flext.consumer.failed` when the broker cannot be reached.
+    fn replay(&self, id: u64) -> BoxFuture<'_, Result<()>>;
+}
+
+/// One dead letter ([`DeadLetterControl::list`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    /// Its id among the consumer's dead letters (the dead-letter stream's sequence).
+    pub id: u64,
+    /// The event's id, when the message had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The event's name, when the message had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Where it was published.
+    pub subject: String,
+    /// The last error's code.
+    pub error_code: String,
+    /// The last error's message.
+    pub error: String,
+    /// How many times it was delivered before it was given up.
+    pub deliveries: u64,
+    /// When it was given up, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Its payload, when the operator views show payloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::{OutboxControl, ProjectionControl};

@@ -10,6 +10,8 @@
 //! - **Projections** ([`ProjectionControl`]): position, lag, the failing event of a
 //!   stopped one, rebuild.
 //! - **Outboxes** ([`OutboxControl`]): backlog and the oldest row's age.
+//! - **Dead letters** ([`DeadLetterControl`]): a consumer's messages given up on, and
+//!   their replay through the consumer's own handling.
 //! - **Handlers, circuit breakers, the service registry, consumers**: the bus's
 //!   [report](crate::Bus::report) ([`health`](Operations::health)).
 //!
@@ -24,7 +26,7 @@
 mod controls;
 mod views;
 
-pub use self::controls::{OutboxControl, ProjectionControl};
+pub use self::controls::{DeadLetter, DeadLetterControl, OutboxControl, ProjectionControl};
 pub use self::views::{AuditRecord, DefinedStep, Intervened, SagaDetail, SagaPage, TimelineEntry};
 pub use crate::database::{OutboxStatus, ProjectionStatus};
 
@@ -73,6 +75,7 @@ pub struct Operations {
     bus: Option<Bus>,
     projections: Vec<Arc<dyn ProjectionControl>>,
     outboxes: Vec<(String, Arc<dyn OutboxControl>)>,
+    dead_letters: Vec<Arc<dyn DeadLetterControl>>,
     show_payloads: bool,
     audit: Arc<Mutex<VecDeque<AuditRecord>>>,
 }
@@ -93,6 +96,14 @@ impl std::fmt::Debug for Operations {
             .field(
                 "outboxes",
                 &self.outboxes.iter().map(|o| &o.0).collect::<Vec<_>>(),
+            )
+            .field(
+                "dead_letters",
+                &self
+                    .dead_letters
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>(),
             )
             .field("show_payloads", &self.show_payloads)
             .finish_non_exhaustive()
@@ -115,6 +126,7 @@ impl Operations {
             bus: None,
             projections: Vec::new(),
             outboxes: Vec::new(),
+            dead_letters: Vec::new(),
             show_payloads: false,
             audit: Arc::new(Mutex::new(VecDeque::new())),
         }
@@ -145,6 +157,13 @@ impl Operations {
     /// Shows the outbox `relay` (a `SqliteOutboxRelay` or `PgOutboxRelay`) under `name`.
     pub fn outbox(mut self, name: impl Into<String>, relay: impl OutboxControl) -> Self {
         self.outboxes.push((name.into(), Arc::new(relay)));
+        self
+    }
+
+    /// Shows the dead letters of `consumer` (a `flext::nats::NatsConsumer`) and allows
+    /// their replay.
+    pub fn dead_letters(mut self, consumer: impl DeadLetterControl) -> Self {
+        self.dead_letters.push(Arc::new(consumer));
         self
     }
 
@@ -370,6 +389,73 @@ impl Operations {
             out.push((name.clone(), o.status().await));
         }
         out
+    }
+
+    /// Up to `limit` (at most [`MAX_PAGE`]) dead letters of each registered consumer,
+    /// by consumer name; payloads only when [shown](Self::show_payloads).
+    pub async fn dead_letter_lists(&self, limit: usize) -> Vec<(String, Result<Vec<DeadLetter>>)> {
+        let mut out = Vec::with_capacity(self.dead_letters.len());
+        for c in &self.dead_letters {
+            let letters = c.list(limit.min(MAX_PAGE)).await.map(|mut letters| {
+                if !self.show_payloads {
+                    for l in &mut letters {
+                        l.payload = None;
+                    }
+                }
+                letters
+            });
+            out.push((c.name().to_owned(), letters));
+        }
+        out
+    }
+
+    /// Replays the dead letter `id` of the consumer named `consumer`, for `principal`
+    /// and `reason` (checked as an [`Intervention`]'s). Audited whether it is done or
+    /// refused.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.operator_input` for a missing or oversized principal or reason;
+    /// `flext.operator.unknown_target` for a consumer not registered here; those of
+    /// [`DeadLetterControl::replay`].
+    pub async fn replay(
+        &self,
+        consumer: &str,
+        id: u64,
+        principal: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let result = async {
+            Intervention::new(OperatorAction::Resolve, principal, reason)?;
+            let control = self
+                .dead_letters
+                .iter()
+                .find(|c| c.name() == consumer)
+                .ok_or_else(|| {
+                    Error::not_found(
+                        codes::OPERATOR_UNKNOWN_TARGET,
+                        format!(
+                            "no consumer `{}` is registered with the operator views; known: {}",
+                            echo(consumer),
+                            self.dead_letters
+                                .iter()
+                                .map(|c| format!("`{}`", c.name()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+            control.replay(id).await
+        }
+        .await;
+        self.record_audit(
+            "replay",
+            format!("dead letter {} of {}", id, echo(consumer)),
+            principal,
+            reason,
+            result.as_ref().err(),
+        );
+        result
     }
 
     /// The bus's report: every handler's counts, failures by code and latency

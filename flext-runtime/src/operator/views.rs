@@ -240,9 +240,9 @@ pub struct Intervened {
 pub struct AuditRecord {
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
-    /// `resume`, `abort`, `resolve` or `rebuild`.
+    /// `resume`, `abort`, `resolve`, `rebuild` or `replay`.
     pub action: String,
-    /// What it acted on: `saga <id>`, `projection <name>`.
+    /// What it acted on: `saga <id>`, `projection <name>`, `dead letter <id> of <consumer>`.
     pub target: String,
     /// Who acted.
     pub principal: String,
