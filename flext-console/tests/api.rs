@@ -658,3 +658,113 @@ async fn sqlite_projections_and_the_outbox_are_shown_and_rebuilt() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ------------------------------------------------------------------ the same on PostgreSQL
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use flext::event_store::{EventEnvelope, EventStore, NewEvent, StreamId};
+    use flext::postgres::{
+        PgDatabase, PgOutboxRelay, PgProjection, PgProjectionRunner, PgUnitOfWork,
+    };
+
+    /// Counts parcels; refuses parcel 13.
+    struct PgCounts;
+
+    impl PgProjection for PgCounts {
+        fn name(&self) -> &str {
+            "counts"
+        }
+        fn apply<'a>(
+            &'a self,
+            _uow: &'a PgUnitOfWork,
+            event: &'a EventEnvelope,
+        ) -> flext::BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                if event.payload["parcel"] == 13 {
+                    return Err(Error::internal("counts.unlucky", "parcel 13 is refused"));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_projections_and_the_outbox_are_shown() {
+        let cluster = flext::postgres::TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let db = PgDatabase::connect(&cluster.fresh_database().await.unwrap())
+            .await
+            .unwrap();
+        let store = db.event_store();
+        for parcel in [1u32, 2, 13, 4] {
+            let event = NewEvent::new(
+                Counted::NAME,
+                1,
+                json!({ "parcel": parcel }),
+                &Context::new(),
+            );
+            store
+                .append(&StreamId::new("parcel", parcel.to_string()), 0, &[event])
+                .await
+                .unwrap();
+        }
+        let projection = PgProjectionRunner::new(db.clone(), PgCounts);
+        projection.catch_up().await.unwrap_err();
+        let bus = Bus::builder().build().unwrap();
+        let relay = PgOutboxRelay::new(db.clone(), BusRelay::new(bus.clone()));
+        let ops = Operations::new(db.saga_log())
+            .bus(bus)
+            .projection(projection)
+            .outbox("parcels", relay.clone());
+        let console = Console {
+            base: serve(ops).await,
+            http: reqwest::Client::new(),
+        };
+
+        let (_, projections) = console.get("/api/projections").await;
+        let counts = &projections[0]["status"];
+        assert_eq!(counts["name"], "counts");
+        assert_eq!(counts["events_behind"], 2, "{counts}");
+        assert_eq!(counts["head"], 4, "{counts}");
+        assert!(
+            counts["stopped_at"][1]
+                .as_str()
+                .unwrap()
+                .contains("parcel 13 is refused"),
+            "{counts}"
+        );
+
+        let (_, outbox) = console.get("/api/outbox").await;
+        assert_eq!(outbox[0]["status"]["undelivered"], 4, "{outbox}");
+        relay.deliver_pending().await.unwrap();
+        let (_, outbox) = console.get("/api/outbox").await;
+        assert_eq!(
+            outbox[0]["status"],
+            json!({ "undelivered": 0, "oldest_age_ms": 0 })
+        );
+
+        // PostgreSQL projections have no rebuild yet: refused, saying what to do.
+        let (status, refused) = console
+            .post(
+                Some("alice"),
+                "/api/projections/counts/rebuild",
+                json!({ "reason": "fixed" }),
+            )
+            .await;
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (422, Some("flext.operator.unsupported"))
+        );
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("flext_checkpoints"),
+            "{refused}"
+        );
+        let (_, audit) = console.get("/api/audit").await;
+        assert_eq!(audit[0]["outcome"], "refused: flext.operator.unsupported");
+        assert_eq!(audit[0]["principal"], "alice");
+    }
+}
