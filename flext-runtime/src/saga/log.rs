@@ -163,7 +163,7 @@ pub enum Transition {
         #[serde(default)]
         attempts: u32,
     },
-    /// An operator acted on the saga ([`SagaRunner::act`](super::SagaRunner::act), or the
+    /// An operator acted on the saga ([`SagaRunner::intervene`](super::SagaRunner::intervene), or the
     /// `flext-saga` tool).
     Operator {
         /// What the operator did.
@@ -273,7 +273,7 @@ pub fn now_ms() -> u64 {
 ///   refused with `flext.saga.lease_lost` once it moved on; an append also states the
 ///   transition it follows and is refused when another write came first.
 /// - **Nothing after the end.** A saga that is completed, compensated, resolved or stuck
-///   takes no runner's write; only an operator's [`act`](Self::act) moves a stuck one.
+///   takes no runner's write; only an operator's [`intervene`](Self::intervene) moves a stuck one.
 /// - **Leases say when to take over.** [`claim_expired`](Self::claim_expired) takes only
 ///   sagas whose lease expired, and moves their epoch on.
 ///

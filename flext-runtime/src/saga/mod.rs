@@ -19,7 +19,7 @@
 //! - each completed step, with its output (the last one also completes the saga): 1;
 //! - a failed step (when there is nothing to undo it also completes the compensation): 1;
 //! - each completed compensation (the last one also marks the saga compensated): 1;
-//! - an operator's resume, abort or resolve ([`SagaRunner::act`], or the `flext-saga`
+//! - an operator's resume, abort or resolve ([`SagaRunner::intervene`], or the `flext-saga`
 //!   tool): 1.
 //!
 //! A write is atomic; it is not always a commit of its own: at

@@ -51,7 +51,7 @@ pub const MAX_PRINCIPAL_BYTES: usize = 256;
 pub const MAX_REASON_BYTES: usize = 4096;
 
 /// An operator's action on one saga, with who acts and why: what
-/// [`SagaRunner::act`] and [`SagaLog::act`](super::SagaLog::act) take.
+/// [`SagaRunner::intervene`] and [`SagaLog::intervene`](super::SagaLog::intervene) take.
 ///
 /// ```
 /// use flext::saga::{OperatorAction, Intervention};
