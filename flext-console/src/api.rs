@@ -130,6 +130,22 @@ pub(crate) async fn saga(
     answer(ops.saga(&id).await, &extensions)
 }
 
+/// What an action needs before it reaches the operator views: a principal that may
+/// act (see [`guard::may_act`]), then what `check` reads from the request. A refusal
+/// here is audited as `action` on `target`, so that every attempt leaves a record.
+fn checked<T>(
+    ops: &Operations,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    action: &str,
+    target: &str,
+    check: impl FnOnce(flext_runtime::Principal) -> Result<T, Error>,
+) -> Result<T, Error> {
+    guard::may_act(guard::principal(extensions), headers)
+        .and_then(check)
+        .inspect_err(|e| ops.audit_refused(action, target, &who(extensions), "", e))
+}
+
 /// The body of an action.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,37 +176,34 @@ pub(crate) async fn intervene(
     Path((id, action)): Path<(String, String)>,
     payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    // What is refused before it reaches the operator views is audited here.
-    let checked = (|| {
-        let principal = guard::may_act(guard::principal(&extensions), &headers)?;
-        let kind = match action.as_str() {
-            "resume" => OperatorAction::Resume,
-            "abort" => OperatorAction::Abort,
-            "resolve" => OperatorAction::Resolve,
-            other => {
-                return Err(Error::not_found(
-                    codes::OPERATOR_UNKNOWN_TARGET,
-                    format!(
-                        "`{}` is not an action: resume, abort or resolve",
-                        echo(other)
-                    ),
-                ));
-            }
-        };
-        let b = body(payload)?;
-        let mut intervention = Intervention::new(kind, principal.id, b.reason)?;
-        if b.past_pivot {
-            intervention = intervention.past_pivot();
-        }
-        Ok(intervention)
-    })();
-    let result = match checked {
-        Ok(intervention) => ops.intervene(&id, &intervention).await,
-        Err(e) => {
-            ops.audit_refused(&action, &format!("saga {id}"), &who(&extensions), "", &e);
-            Err(e)
-        }
-    };
+    let result = async {
+        let target = format!("saga {id}");
+        let intervention = checked(&ops, &extensions, &headers, &action, &target, |principal| {
+            let kind = match action.as_str() {
+                "resume" => OperatorAction::Resume,
+                "abort" => OperatorAction::Abort,
+                "resolve" => OperatorAction::Resolve,
+                other => {
+                    return Err(Error::not_found(
+                        codes::OPERATOR_UNKNOWN_TARGET,
+                        format!(
+                            "`{}` is not an action: resume, abort or resolve",
+                            echo(other)
+                        ),
+                    ));
+                }
+            };
+            let b = body(payload)?;
+            let intervention = Intervention::new(kind, principal.id, b.reason)?;
+            Ok(if b.past_pivot {
+                intervention.past_pivot()
+            } else {
+                intervention
+            })
+        })?;
+        ops.intervene(&id, &intervention).await
+    }
+    .await;
     answer(result, &extensions)
 }
 
@@ -216,26 +229,15 @@ pub(crate) async fn rebuild(
     Path(name): Path<String>,
     payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let checked = (|| {
-        let principal = guard::may_act(guard::principal(&extensions), &headers)?;
-        Ok((principal, body(payload)?))
-    })();
-    let result = match checked {
-        Ok((principal, b)) => ops
-            .rebuild(&name, &principal.id, &b.reason)
-            .await
-            .map(|applied| json!({ "projection": name, "applied": applied })),
-        Err(e) => {
-            ops.audit_refused(
-                "rebuild",
-                &format!("projection {name}"),
-                &who(&extensions),
-                "",
-                &e,
-            );
-            Err(e)
-        }
-    };
+    let result = async {
+        let target = format!("projection {name}");
+        let (principal, b) = checked(&ops, &extensions, &headers, "rebuild", &target, |p| {
+            Ok((p, body(payload)?))
+        })?;
+        let applied = ops.rebuild(&name, &principal.id, &b.reason).await?;
+        Ok(json!({ "projection": name, "applied": applied }))
+    }
+    .await;
     answer(result, &extensions)
 }
 
@@ -274,35 +276,24 @@ pub(crate) async fn replay(
     Path((consumer, id)): Path<(String, String)>,
     payload: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let checked = (|| {
-        let principal = guard::may_act(guard::principal(&extensions), &headers)?;
-        let id: u64 = id.parse().map_err(|_| {
-            Error::not_found(
-                codes::OPERATOR_UNKNOWN_TARGET,
-                format!(
-                    "`{}` is not a dead letter's id: give the number the list shows",
-                    echo(&id)
-                ),
-            )
+    let result = async {
+        let target = format!("dead letter {id} of {consumer}");
+        let (principal, seq, b) = checked(&ops, &extensions, &headers, "replay", &target, |p| {
+            let seq: u64 = id.parse().map_err(|_| {
+                Error::not_found(
+                    codes::OPERATOR_UNKNOWN_TARGET,
+                    format!(
+                        "`{}` is not a dead letter's id: give the number the list shows",
+                        echo(&id)
+                    ),
+                )
+            })?;
+            Ok((p, seq, body(payload)?))
         })?;
-        Ok((principal, id, body(payload)?))
-    })();
-    let result = match checked {
-        Ok((principal, id, b)) => ops
-            .replay(&consumer, id, &principal.id, &b.reason)
-            .await
-            .map(|()| json!({ "consumer": consumer, "replayed": id })),
-        Err(e) => {
-            ops.audit_refused(
-                "replay",
-                &format!("dead letter {id} of {consumer}"),
-                &who(&extensions),
-                "",
-                &e,
-            );
-            Err(e)
-        }
-    };
+        ops.replay(&consumer, seq, &principal.id, &b.reason).await?;
+        Ok(json!({ "consumer": consumer, "replayed": seq }))
+    }
+    .await;
     answer(result, &extensions)
 }
 

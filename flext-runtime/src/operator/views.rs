@@ -4,9 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::saga::{
-    HistoryEntry, OperatorAction, SagaRecord, SagaState, SagaSummary, StuckAt, Transition,
-};
+use crate::saga::{HistoryEntry, OperatorAction, SagaRecord, SagaState, SagaSummary, Transition};
 
 /// One page of [`Operations::sagas`](super::Operations::sagas).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -182,10 +180,7 @@ impl SagaDetail {
             _ => Vec::new(),
         };
         SagaDetail {
-            summary: SagaSummary {
-                stuck_at: StuckAt::of(record.state, &record.transitions),
-                ..record.summary()
-            },
+            summary: record.summary(),
             correlation_id: record.correlation_id,
             input: payloads.then(|| record.input.clone()),
             stays_done_on_abort: crate::saga::done_for_good(record),
