@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flext::middleware::{
-    Authorize, Dispatch, Metrics, Middleware, Next, Output, Retry, Timeout, Tracing, Validation,
+    Authorize, Dispatch, Interceptor, Metrics, Middleware, Next, Output, Retry, Timeout, Tracing,
+    Validation,
 };
 use flext::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -64,10 +65,15 @@ macro_rules! subscribers {
 }
 subscribers!(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9);
 
-/// A middleware that only passes the dispatch on: what the chain itself costs.
+/// An interceptor that does nothing before or after: what the loop itself costs.
 struct Noop;
 
-impl Middleware for Noop {
+impl Interceptor for Noop {}
+
+/// A wrapping middleware that only passes the dispatch on: what the chain costs.
+struct NoopWrap;
+
+impl Middleware for NoopWrap {
     fn handle<'a>(
         &'a self,
         _: &'a Dispatch<'a>,
@@ -180,11 +186,23 @@ fn bench(c: &mut Criterion) {
     one(
         "five_noop",
         builder()
-            .middleware(Noop)
-            .middleware(Noop)
-            .middleware(Noop)
-            .middleware(Noop)
-            .middleware(Noop)
+            .interceptor(Noop)
+            .interceptor(Noop)
+            .interceptor(Noop)
+            .interceptor(Noop)
+            .interceptor(Noop)
+            .build()
+            .unwrap(),
+        &mut g,
+    );
+    one(
+        "five_noop_wrapping",
+        builder()
+            .middleware(NoopWrap)
+            .middleware(NoopWrap)
+            .middleware(NoopWrap)
+            .middleware(NoopWrap)
+            .middleware(NoopWrap)
             .build()
             .unwrap(),
         &mut g,

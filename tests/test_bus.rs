@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flext::codes;
 use flext::middleware::{
-    Authorize, Dispatch, Metrics, Middleware, Next, Output, Retry, Timeout, Validation,
+    Authorize, Dispatch, Interceptor, Metrics, Middleware, Next, Output, Retry, Timeout, Validation,
 };
 use flext::prelude::*;
 use flext::{BoxFuture, HandlerRegistration};
@@ -582,6 +582,119 @@ async fn middleware_runs_in_the_order_added_around_the_handler() {
             "after:inner:true:Some(3)",
             "after:outer:true:Some(3)"
         ]
+    );
+}
+
+/// Records `in:<name>` and `out:<name>:<outcome>`; refuses when `refuse` is set.
+struct Watch {
+    name: &'static str,
+    refuse: bool,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Interceptor for Watch {
+    fn before(&self, dispatch: &Dispatch<'_>, _: &Context) -> Result<()> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("in:{}:{}", self.name, dispatch.name()));
+        if self.refuse {
+            return Err(Error::unauthorized(
+                "test.refused",
+                format!("{} refused", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    fn after(
+        &self,
+        dispatch: &Dispatch<'_>,
+        _: &Context,
+        outcome: std::result::Result<&dyn std::any::Any, &Error>,
+    ) {
+        // The handler has the message by now.
+        assert!(dispatch.message::<Deposit>().is_none());
+        let seen = match outcome {
+            Ok(out) => format!(
+                "{:?}",
+                out.downcast_ref::<u64>()
+                    .copied()
+                    .or_else(|| out.downcast_ref::<Option<u64>>().copied().flatten())
+            ),
+            Err(e) => e.code().to_owned(),
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("out:{}:{seen}", self.name));
+    }
+}
+
+#[tokio::test]
+async fn interceptors_run_outside_the_wrapping_middleware_and_see_the_output_or_the_refusal() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let watch = |name, refuse| Watch {
+        name,
+        refuse,
+        log: log.clone(),
+    };
+    let bus = builder()
+        .middleware(Trace("wrap", log.clone()))
+        .interceptor(watch("a", false))
+        .interceptor(watch("b", false))
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    let deposit = |cents| Deposit {
+        account: "i".into(),
+        cents,
+    };
+    assert_eq!(bus.send(deposit(4), &ctx).await.unwrap(), 4);
+    assert_eq!(
+        std::mem::take(&mut *log.lock().unwrap()),
+        [
+            "in:a:Deposit",
+            "in:b:Deposit",
+            "before:wrap:Deposit",
+            "after:wrap:true:Some(4)",
+            "out:b:Some(4)",
+            "out:a:Some(4)"
+        ]
+    );
+
+    // An async handler, with interceptors only.
+    let bus = builder().interceptor(watch("a", false)).build().unwrap();
+    let balance = bus
+        .query(
+            Balance {
+                account: "i".into(),
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance, None, "a new bus has a new ledger");
+    assert_eq!(
+        std::mem::take(&mut *log.lock().unwrap()),
+        ["in:a:Balance", "out:a:None"]
+    );
+
+    // A refusal stops the dispatch: the handler does not run, later interceptors are
+    // not asked, and only those that let it through see the error.
+    let bus = builder()
+        .middleware(Trace("wrap", log.clone()))
+        .interceptor(watch("a", false))
+        .interceptor(watch("no", true))
+        .interceptor(watch("c", false))
+        .build()
+        .unwrap();
+    let err = bus.send(deposit(5), &ctx).await.unwrap_err();
+    assert_eq!(err.code(), "test.refused");
+    assert_eq!(
+        std::mem::take(&mut *log.lock().unwrap()),
+        ["in:a:Deposit", "in:no:Deposit", "out:a:test.refused"],
+        "neither the wrapping middleware nor the handler ran"
     );
 }
 

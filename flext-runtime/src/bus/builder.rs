@@ -11,7 +11,7 @@ use super::json::{JsonEntry, MessageRegistration};
 use super::{Bus, DEFAULT_MAX_JSON_BYTES, Inner, Slot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::MessageKind;
-use crate::middleware::Middleware;
+use crate::middleware::{Installed, Interceptor, Layer, Middleware};
 use crate::registry::{HandlerRegistration, HandlerStats};
 use crate::state::StateMap;
 
@@ -23,6 +23,7 @@ pub struct BusBuilder {
     filter: Option<Box<Filter>>,
     state: StateMap,
     middleware: Vec<Arc<dyn Middleware>>,
+    interceptors: Vec<Arc<dyn Interceptor>>,
     stats: bool,
     max_json_bytes: usize,
     sources: Vec<Arc<dyn crate::registry::ReportSource>>,
@@ -34,6 +35,7 @@ impl Default for BusBuilder {
             filter: None,
             state: StateMap::default(),
             middleware: Vec::new(),
+            interceptors: Vec::new(),
             stats: true,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             sources: Vec::new(),
@@ -69,9 +71,25 @@ impl BusBuilder {
     }
 
     /// Adds a middleware. The first added is the outermost: it sees the dispatch first
-    /// and the result last.
-    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
-        self.middleware.push(Arc::new(middleware));
+    /// and the result last. The built-in [`Tracing`](crate::middleware::Tracing),
+    /// [`Metrics`](crate::middleware::Metrics), [`Authorize`](crate::middleware::Authorize)
+    /// and [`Validation`](crate::middleware::Validation) are [`Interceptor`]s: they are
+    /// added as by [`interceptor`](Self::interceptor), and run outside every wrapping
+    /// middleware, in the order added among themselves.
+    pub fn middleware(mut self, layer: impl Layer) -> Self {
+        match layer.into_layer() {
+            Installed::Wrap(middleware) => self.middleware.push(middleware),
+            Installed::Intercept(interceptor) => self.interceptors.push(interceptor),
+        }
+        self
+    }
+
+    /// Adds an [`Interceptor`]: it runs before and after every dispatch, with no future
+    /// of its own. Interceptors run outside the wrapping middleware: every `before` in
+    /// the order added, then the middleware and the handler, then every `after` in
+    /// reverse order.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
         self
     }
 
@@ -198,6 +216,11 @@ impl BusBuilder {
                 subscribers,
                 by_name,
                 middleware: self.middleware,
+                clock: self.interceptors.iter().any(|i| i.timed()),
+                memos: (0..registrations.len() * self.interceptors.len())
+                    .map(|_| std::sync::OnceLock::new())
+                    .collect(),
+                interceptors: self.interceptors,
                 registrations,
                 stats,
                 max_json_bytes: self.max_json_bytes,

@@ -1,19 +1,126 @@
 //! Commands and queries: `send`, `query`, `send_local`, resolved handles, and the
 //! dispatch through middleware and statistics.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use super::Bus;
-use super::handler::{Handler, LocalHandler};
+use super::handler::{Handler, LocalHandler, panicked};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::message::{Command, Message, Query};
 use crate::middleware::{Dispatch, Next, Output};
 use crate::registry::HandlerStats;
+
+/// The future of one dispatch: what [`Bus::send`], [`Bus::query`] and [`Handle::call`]
+/// return. Its output is the handler's `Result`.
+///
+/// It does nothing until polled. On the first poll, a synchronous handler on a bus
+/// without wrapping [`Middleware`](crate::middleware::Middleware) runs at once, inside
+/// the poll, with its [interceptors](crate::middleware::Interceptor) and statistics:
+/// no allocation, no future of its own. An `async` handler's future is polled in
+/// place; a wrapping middleware chain runs in one boxed future. A panic in the handler
+/// or a middleware becomes `flext.bus.handler_panicked` for this dispatch.
+#[must_use = "a dispatch does nothing until it is awaited"]
+pub struct Dispatched<'a, M, O> {
+    bus: &'a Bus,
+    ctx: &'a Context,
+    state: State<'a, M, O>,
+}
+
+enum State<'a, M, O> {
+    Start {
+        handler: &'a Handler<M, O>,
+        index: usize,
+        message: M,
+    },
+    Failed(Error),
+    Running {
+        future: BoxFuture<'a, Result<O>>,
+        handler: &'static str,
+        stats: Option<(&'a HandlerStats, Option<Instant>)>,
+    },
+    Done,
+}
+
+// The message is moved out on the first poll and never pinned; the running future is
+// boxed.
+impl<M, O> Unpin for Dispatched<'_, M, O> {}
+
+impl<'a, M: Message, O: Send + 'static> Dispatched<'a, M, O> {
+    #[inline]
+    pub(super) fn new(
+        bus: &'a Bus,
+        ctx: &'a Context,
+        resolved: Result<(&'a Handler<M, O>, usize)>,
+        message: M,
+    ) -> Self {
+        let state = match resolved {
+            Ok((handler, index)) => State::Start {
+                handler,
+                index,
+                message,
+            },
+            Err(e) => State::Failed(e),
+        };
+        Dispatched { bus, ctx, state }
+    }
+}
+
+impl<M: Message, O: Send + 'static> Future for Dispatched<'_, M, O> {
+    type Output = Result<O>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Result<O>> {
+        let this = &mut *self;
+        let state = match std::mem::replace(&mut this.state, State::Done) {
+            State::Start {
+                handler,
+                index,
+                message,
+            } => match this.bus.start(handler, index, message, this.ctx) {
+                Ok(result) => return Poll::Ready(result),
+                Err(running) => running,
+            },
+            State::Failed(e) => return Poll::Ready(Err(e)),
+            running @ State::Running { .. } => running,
+            State::Done => panic!("a `Dispatched` future was polled after it completed"),
+        };
+        let State::Running {
+            mut future,
+            handler,
+            stats,
+        } = state
+        else {
+            unreachable!("`start` returns only a running state")
+        };
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => {
+                this.state = State::Running {
+                    future,
+                    handler,
+                    stats,
+                };
+                return Poll::Pending;
+            }
+            Ok(Poll::Ready(result)) => result,
+            Err(panic) => Err(panicked(handler, panic)),
+        };
+        if let Some((stats, started)) = stats {
+            stats.record(started, result.as_ref().err());
+        }
+        Poll::Ready(result)
+    }
+}
 
 /// A command or query handler resolved once, for call sites that dispatch the same
 /// message type many times: it skips the lookup by type. Middleware and statistics still
@@ -28,10 +135,8 @@ impl<M: Message, O: Send + 'static> Handle<M, O> {
     /// Dispatches `message` to the resolved handler; same effects and errors as
     /// [`Bus::send`].
     #[inline]
-    pub async fn call(&self, message: M, ctx: &Context) -> Result<O> {
-        self.bus
-            .dispatch(&self.handler, self.index, message, ctx)
-            .await
+    pub fn call<'a>(&'a self, message: M, ctx: &'a Context) -> Dispatched<'a, M, O> {
+        Dispatched::new(&self.bus, ctx, Ok((&*self.handler, self.index)), message)
     }
 }
 
@@ -44,15 +149,23 @@ impl Bus {
     /// - [`ErrorKind::Internal`](crate::ErrorKind::Internal), `flext.bus.handler_panicked`: the handler panicked; the bus
     ///   keeps serving.
     /// - Whatever the handler or a middleware returns.
-    pub async fn send<C: Command>(&self, command: C, ctx: &Context) -> Result<C::Output> {
-        let (handler, index) = self.resolve::<C, C::Output>()?;
-        self.dispatch(handler, index, command, ctx).await
+    #[inline]
+    pub fn send<'a, C: Command>(
+        &'a self,
+        command: C,
+        ctx: &'a Context,
+    ) -> Dispatched<'a, C, C::Output> {
+        Dispatched::new(self, ctx, self.resolve::<C, C::Output>(), command)
     }
 
     /// Runs a query on its handler; same effects and errors as [`send`](Self::send).
-    pub async fn query<Q: Query>(&self, query: Q, ctx: &Context) -> Result<Q::Output> {
-        let (handler, index) = self.resolve::<Q, Q::Output>()?;
-        self.dispatch(handler, index, query, ctx).await
+    #[inline]
+    pub fn query<'a, Q: Query>(
+        &'a self,
+        query: Q,
+        ctx: &'a Context,
+    ) -> Dispatched<'a, Q, Q::Output> {
+        Dispatched::new(self, ctx, self.resolve::<Q, Q::Output>(), query)
     }
 
     /// Calls the command's or query's handler that the compiler resolved: the handler in
@@ -90,7 +203,7 @@ impl Bus {
         ctx: &Context,
     ) -> Result<M::Output> {
         let inner = &*self.inner;
-        if inner.middleware.is_empty() && inner.stats.is_none() {
+        if inner.middleware.is_empty() && inner.interceptors.is_empty() && inner.stats.is_none() {
             let child;
             let ctx = if M::TAKES_CONTEXT {
                 child = ctx.child();
@@ -106,8 +219,7 @@ impl Bus {
                 Err(panic) => Err(super::handler::panicked(M::HANDLER, panic)),
             };
         }
-        let (handler, index) = self.resolve::<M, M::Output>()?;
-        self.dispatch(handler, index, message, ctx).await
+        Dispatched::new(self, ctx, self.resolve::<M, M::Output>(), message).await
     }
 
     /// Resolves the handler of command `C` once; see [`Handle`].
@@ -116,10 +228,10 @@ impl Bus {
     ///
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.no_handler`, when no handler is linked.
     pub fn command_handle<C: Command>(&self) -> Result<Handle<C, C::Output>> {
-        let (handler, index) = self.resolve::<C, C::Output>()?;
+        let (handler, index) = self.typed_slot::<C, C::Output>()?;
         Ok(Handle {
             bus: self.clone(),
-            handler: Arc::clone(handler),
+            handler,
             index,
         })
     }
@@ -130,59 +242,135 @@ impl Bus {
     ///
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.bus.no_handler`, when no handler is linked.
     pub fn query_handle<Q: Query>(&self) -> Result<Handle<Q, Q::Output>> {
-        let (handler, index) = self.resolve::<Q, Q::Output>()?;
+        let (handler, index) = self.typed_slot::<Q, Q::Output>()?;
         Ok(Handle {
             bus: self.clone(),
-            handler: Arc::clone(handler),
+            handler,
             index,
         })
     }
 
     #[inline]
-    fn resolve<M: Message, O: 'static>(&self) -> Result<(&Arc<Handler<M, O>>, usize)> {
+    fn resolve<M: Message, O: 'static>(&self) -> Result<(&Handler<M, O>, usize)> {
         match self.inner.handlers.get(&TypeId::of::<M>()) {
             Some(slot) => match slot.handler.downcast_ref::<Arc<Handler<M, O>>>() {
-                Some(handler) => Ok((handler, slot.index)),
+                Some(handler) => Ok((&**handler, slot.index)),
                 None => Err(slot_mismatch(M::NAME)),
             },
             None => Err(no_handler::<M>()),
         }
     }
 
-    /// Calls the handler: directly when the bus has no middleware (counting the call
-    /// when statistics are on), through the middleware chain otherwise.
+    /// The handler of `M` with its index, shared, for a [`Handle`].
+    fn typed_slot<M: Message, O: 'static>(&self) -> Result<(Arc<Handler<M, O>>, usize)> {
+        match self.inner.handlers.get(&TypeId::of::<M>()) {
+            Some(slot) => match slot.handler.downcast_ref::<Arc<Handler<M, O>>>() {
+                Some(handler) => Ok((Arc::clone(handler), slot.index)),
+                None => Err(slot_mismatch(M::NAME)),
+            },
+            None => Err(no_handler::<M>()),
+        }
+    }
+
+    /// The first poll of a dispatch: the result when it finished there (a synchronous
+    /// handler without wrapping middleware), the running state otherwise.
     #[inline]
-    pub(super) async fn dispatch<M: Message, O: Send + 'static>(
+    fn start<'a, M: Message, O: Send + 'static>(
+        &'a self,
+        handler: &'a Handler<M, O>,
+        index: usize,
+        message: M,
+        ctx: &'a Context,
+    ) -> std::result::Result<Result<O>, State<'a, M, O>> {
+        let inner = &*self.inner;
+        let intercepted = !inner.interceptors.is_empty();
+        if !inner.middleware.is_empty() || (intercepted && !handler.is_sync()) {
+            return Err(State::Running {
+                future: Box::pin(self.observed(handler, index, message, ctx)),
+                handler: handler.name,
+                stats: None,
+            });
+        }
+        let stats = inner.stats.as_ref().map(|s| &s[index]);
+        let started = stats.and_then(HandlerStats::start);
+        let result = if intercepted {
+            self.intercepted(handler, index, message, ctx)
+        } else if handler.is_sync() || handler.takes_context {
+            let child;
+            let ctx = if handler.takes_context {
+                child = ctx.child();
+                &child
+            } else {
+                ctx
+            };
+            match handler.try_call_sync(message, ctx, self) {
+                Ok(result) => result,
+                // An async handler that needs its own context: the child lives in
+                // the future.
+                Err(message) => {
+                    let child = ctx.clone();
+                    return Err(State::Running {
+                        future: Box::pin(async move { handler.call(message, &child, self).await }),
+                        handler: handler.name,
+                        stats: stats.map(|s| (s, started)),
+                    });
+                }
+            }
+        } else {
+            match handler.start_async(message, ctx, self) {
+                Ok(future) => {
+                    return Err(State::Running {
+                        future,
+                        handler: handler.name,
+                        stats: stats.map(|s| (s, started)),
+                    });
+                }
+                Err(_) => Err(unreachable_dispatch(handler.name)),
+            }
+        };
+        if let Some(stats) = stats {
+            stats.record(started, result.as_ref().err());
+        }
+        Ok(result)
+    }
+
+    /// A synchronous handler between the interceptors: `before` in order, the handler
+    /// in the span an interceptor set, `after` in reverse.
+    fn intercepted<M: Message, O: Send + 'static>(
         &self,
         handler: &Handler<M, O>,
         index: usize,
         message: M,
         ctx: &Context,
     ) -> Result<O> {
-        let inner = &*self.inner;
-        if !inner.middleware.is_empty() {
-            return self.observed(handler, index, message, ctx).await;
-        }
-        let stats = inner.stats.as_ref().map(|s| &s[index]);
-        let started = stats.and_then(HandlerStats::start);
-        let child;
-        let ctx = if handler.takes_context {
-            child = ctx.child();
-            &child
-        } else {
-            ctx
+        let child = ctx.child();
+        let memos = self.memos(index);
+        let dispatch =
+            Dispatch::new::<M>(&message, handler.name).with_memos(memos, self.inner.clock);
+        let ran = self.before(&dispatch, &child);
+        let dispatch = dispatch.finish(memos);
+        let (ran, result) = match ran {
+            Ok(()) => {
+                let result = match dispatch.span() {
+                    Some(span) => span.in_scope(|| handler.try_call_sync(message, &child, self)),
+                    None => handler.try_call_sync(message, &child, self),
+                };
+                let result = result.unwrap_or_else(|_| Err(unreachable_dispatch(handler.name)));
+                (self.inner.interceptors.len(), result)
+            }
+            Err((ran, e)) => (ran, Err(e)),
         };
-        let result = match handler.try_call_sync(message, ctx, self) {
-            Ok(result) => result,
-            Err(message) => handler.call(message, ctx, self).await,
-        };
-        if let Some(stats) = stats {
-            stats.record(started, result.as_ref().err());
-        }
+        self.after(
+            &dispatch,
+            &child,
+            ran,
+            result.as_ref().map(|o| o as &dyn Any),
+        );
         result
     }
 
-    /// The dispatch through the middleware chain, counted when statistics are on.
+    /// The dispatch through a wrapping middleware chain, or of an `async` handler
+    /// between interceptors; counted when statistics are on.
     async fn observed<M: Message, O: Send + 'static>(
         &self,
         handler: &Handler<M, O>,
@@ -190,31 +378,99 @@ impl Bus {
         message: M,
         ctx: &Context,
     ) -> Result<O> {
-        let stats = self.inner.stats.as_ref().map(|s| &s[index]);
+        let inner = &*self.inner;
+        let stats = inner.stats.as_ref().map(|s| &s[index]);
         let started = stats.and_then(HandlerStats::start);
-        let result = self.through_middleware(handler, message, ctx.child()).await;
+        let child = ctx.child();
+        let memos = self.memos(index);
+        let dispatch = Dispatch::new::<M>(&message, handler.name).with_memos(memos, inner.clock);
+        let (ran, after, result) = match self.before(&dispatch, &child) {
+            Err((ran, e)) => (ran, dispatch.finish(memos), Err(e)),
+            Ok(()) => {
+                let span = dispatch.span().cloned();
+                if inner.middleware.is_empty() {
+                    let after = dispatch.finish(memos);
+                    let call = handler.call(message, &child, self);
+                    let result = match span {
+                        Some(span) => call.instrument(span).await,
+                        None => call.await,
+                    };
+                    (inner.interceptors.len(), after, result)
+                } else {
+                    let call = self.through_middleware(handler, &message, &dispatch, child.clone());
+                    let result = match span {
+                        Some(span) => call.instrument(span).await,
+                        None => call.await,
+                    };
+                    (inner.interceptors.len(), dispatch.finish(memos), result)
+                }
+            }
+        };
+        self.after(&after, &child, ran, result.as_ref().map(|o| o as &dyn Any));
         if let Some(stats) = stats {
             stats.record(started, result.as_ref().err());
         }
         result
     }
 
+    /// Runs every interceptor's `before`; on an error, how many ran before it.
+    fn before(
+        &self,
+        dispatch: &Dispatch<'_>,
+        ctx: &Context,
+    ) -> std::result::Result<(), (usize, Error)> {
+        for (i, interceptor) in self.inner.interceptors.iter().enumerate() {
+            interceptor.before(dispatch, ctx).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `after` of the first `ran` interceptors, last first.
+    fn after(
+        &self,
+        dispatch: &Dispatch<'_>,
+        ctx: &Context,
+        ran: usize,
+        outcome: std::result::Result<&dyn Any, &Error>,
+    ) {
+        for interceptor in self.inner.interceptors[..ran].iter().rev() {
+            interceptor.after(dispatch, ctx, outcome);
+        }
+    }
+
+    /// The memo slots of handler `index`, one per interceptor.
+    fn memos(&self, index: usize) -> &[std::sync::OnceLock<Box<dyn Any + Send + Sync>>] {
+        let n = self.inner.interceptors.len();
+        &self.inner.memos[index * n..(index + 1) * n]
+    }
+
     async fn through_middleware<M: Message, O: Send + 'static>(
         &self,
         handler: &Handler<M, O>,
-        message: M,
+        message: &M,
+        dispatch: &Dispatch<'_>,
         ctx: Context,
     ) -> Result<O> {
-        let dispatch = Dispatch::new::<M>(&message, handler.name);
         let endpoint = |ctx: Context| -> BoxFuture<'_, Result<Output>> {
             let message = message.duplicate();
             Box::pin(async move { handler.call(message, &ctx, self).await.map(Output::new) })
         };
-        let output = Next::new(&self.inner.middleware, &dispatch, &endpoint)
+        let output = Next::new(&self.inner.middleware, dispatch, &endpoint)
             .run(ctx)
             .await?;
         output.take::<O>().map_err(|_| foreign_output(M::NAME))
     }
+}
+
+/// A handler's kind changed between two checks of the same dispatch: cannot happen.
+#[cold]
+fn unreachable_dispatch(handler: &str) -> Error {
+    Error::internal(
+        crate::codes::BUS_HANDLER_TYPE_MISMATCH,
+        format!(
+            "handler `{handler}` was dispatched as the wrong kind of function: report this as a flext bug"
+        ),
+    )
 }
 
 /// A middleware returned an [`Output`] it kept from another dispatch.

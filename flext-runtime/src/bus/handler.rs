@@ -71,6 +71,29 @@ impl<M: 'static, O: 'static> Handler<M, O> {
     }
 }
 
+impl<M, O> Handler<M, O> {
+    /// Whether the handler is a plain function, called without a future.
+    #[inline]
+    pub(crate) fn is_sync(&self) -> bool {
+        matches!(self.call, Call::Sync(_))
+    }
+
+    /// The future of an `async` handler, borrowing `ctx` and `bus`; `Err` gives the
+    /// message back for a synchronous one. Panics are the caller's to catch.
+    #[inline]
+    pub(crate) fn start_async<'a>(
+        &self,
+        message: M,
+        ctx: &'a Context,
+        bus: &'a Bus,
+    ) -> std::result::Result<BoxFuture<'a, Result<O>>, M> {
+        match &self.call {
+            Call::Async(f) => Ok(f(message, ctx, bus)),
+            Call::Sync(_) => Err(message),
+        }
+    }
+}
+
 #[cold]
 pub(crate) fn panicked(handler: &'static str, panic: Box<dyn Any + Send>) -> Error {
     // The payload may quote what the handler was given: bounded and escaped.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 pub use builder::BusBuilder;
-pub use dispatch::Handle;
+pub use dispatch::{Dispatched, Handle};
 pub use handler::LocalHandler;
 #[doc(hidden)]
 pub use handler::{
@@ -43,7 +43,7 @@ pub use crate::registry::ErasedHandler;
 pub use crate::registry::HandlerRegistration;
 pub use crate::state::{FromState, State, StateMap};
 
-use crate::middleware::Middleware;
+use crate::middleware::{Interceptor, Middleware};
 use crate::registry::{HandlerStats, RegistryReport};
 
 /// The default limit of [`Bus::send_json`] and friends: 1 MiB.
@@ -61,6 +61,11 @@ struct Inner {
     subscribers: FxHashMap<TypeId, Vec<Slot>>,
     by_name: HashMap<&'static str, JsonEntry>,
     middleware: Vec<Arc<dyn Middleware>>,
+    interceptors: Vec<Arc<dyn Interceptor>>,
+    /// Whether an interceptor reads the dispatch's elapsed time.
+    clock: bool,
+    /// Per handler, one memo slot per interceptor (`Dispatch::memo`).
+    memos: Box<[std::sync::OnceLock<Box<dyn Any + Send + Sync>>]>,
     registrations: Vec<&'static HandlerRegistration>,
     stats: Option<Vec<HandlerStats>>,
     max_json_bytes: usize,

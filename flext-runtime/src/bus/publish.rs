@@ -63,8 +63,13 @@ impl Bus {
             let name = self.inner.registrations[slot.index].handler;
             let result = match slot.handler.downcast_ref::<Arc<Handler<E, ()>>>() {
                 Some(handler) => {
-                    self.dispatch(handler, slot.index, event.duplicate(), ctx)
-                        .await
+                    super::Dispatched::new(
+                        self,
+                        ctx,
+                        Ok((&**handler, slot.index)),
+                        event.duplicate(),
+                    )
+                    .await
                 }
                 None => Err(slot_mismatch(E::NAME)),
             };

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{Dispatch, Middleware, Next, Output};
+use super::{Dispatch, Interceptor};
 use crate::context::{Context, Principal};
 use crate::error::{Error, Result};
-use crate::future::BoxFuture;
 
 type Predicate = dyn Fn(Option<&Principal>, &Dispatch<'_>) -> bool + Send + Sync;
 
@@ -52,28 +51,22 @@ impl std::fmt::Debug for Authorize {
     }
 }
 
-impl Middleware for Authorize {
-    fn handle<'a>(
-        &'a self,
-        dispatch: &'a Dispatch<'a>,
-        ctx: Context,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Result<Output>> {
+impl Interceptor for Authorize {
+    fn before(&self, dispatch: &Dispatch<'_>, ctx: &Context) -> Result<()> {
         if (self.predicate)(ctx.principal(), dispatch) {
-            return next.run(ctx);
+            return Ok(());
         }
         let who = ctx.principal().map_or_else(
             || "an anonymous caller".to_owned(),
             |p| format!("principal `{}`", p.id),
         );
-        let error = Error::unauthorized(
+        Err(Error::unauthorized(
             crate::codes::BUS_UNAUTHORIZED,
             format!(
                 "{who} may not dispatch {} `{}`",
                 dispatch.kind().as_str(),
                 dispatch.name()
             ),
-        );
-        Box::pin(async move { Err(error) })
+        ))
     }
 }

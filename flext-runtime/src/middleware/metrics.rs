@@ -1,11 +1,10 @@
 //! [`Metrics`]: counters and a latency histogram per message.
 
-use std::time::Instant;
+use std::any::Any;
 
-use super::{Dispatch, Middleware, Next, Output};
+use super::{Dispatch, Interceptor};
 use crate::context::Context;
-use crate::error::Result;
-use crate::future::BoxFuture;
+use crate::error::{Error, Result};
 
 /// Reports each dispatch through the [`metrics`] facade, labelled with `message` and
 /// `kind`:
@@ -16,38 +15,67 @@ use crate::future::BoxFuture;
 /// - `flext_dispatch_duration_seconds`: histogram of the time the rest of the chain and
 ///   the handler took, in seconds.
 ///
-/// Install any `metrics` recorder (Prometheus exporter, StatsD, ...) to collect them;
-/// without one the calls cost a few nanoseconds.
+/// Install any `metrics` recorder (Prometheus exporter, StatsD, ...) to collect them,
+/// before the first dispatch: the handles of a message are registered once per bus, on
+/// its first dispatch, with the recorder current then, and kept (no key is built per
+/// call). An interceptor: it runs before and after the handler, with no future of its
+/// own; the bus reads the clock once per dispatch for it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Metrics;
 
-impl Middleware for Metrics {
-    fn handle<'a>(
-        &'a self,
-        dispatch: &'a Dispatch<'a>,
-        ctx: Context,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(async move {
-            let labels = [
+/// The metric handles of one message, registered on its first dispatch.
+struct Handles {
+    total: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl Interceptor for Metrics {
+    fn before(&self, _: &Dispatch<'_>, _: &Context) -> Result<()> {
+        Ok(())
+    }
+
+    fn after(
+        &self,
+        dispatch: &Dispatch<'_>,
+        _: &Context,
+        outcome: std::result::Result<&dyn Any, &Error>,
+    ) {
+        let labels = || {
+            [
                 ("message", dispatch.name()),
                 ("kind", dispatch.kind().as_str()),
-            ];
-            metrics::counter!("flext_dispatch_total", &labels).increment(1);
-            let started = Instant::now();
-            let result = next.run(ctx).await;
-            metrics::histogram!("flext_dispatch_duration_seconds", &labels)
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = &result {
-                metrics::counter!(
-                    "flext_dispatch_failures_total",
-                    "message" => dispatch.name(),
-                    "kind" => dispatch.kind().as_str(),
-                    "code" => e.code().to_owned(),
-                )
-                .increment(1);
+            ]
+        };
+        let made;
+        let handles = match dispatch.memo(|| Handles {
+            total: metrics::counter!("flext_dispatch_total", &labels()),
+            duration: metrics::histogram!("flext_dispatch_duration_seconds", &labels()),
+        }) {
+            Some(handles) => handles,
+            None => {
+                made = Handles {
+                    total: metrics::counter!("flext_dispatch_total", &labels()),
+                    duration: metrics::histogram!("flext_dispatch_duration_seconds", &labels()),
+                };
+                &made
             }
-            result
-        })
+        };
+        handles.total.increment(1);
+        if let Some(elapsed) = dispatch.elapsed() {
+            handles.duration.record(elapsed.as_secs_f64());
+        }
+        if let Err(e) = outcome {
+            metrics::counter!(
+                "flext_dispatch_failures_total",
+                "message" => dispatch.name(),
+                "kind" => dispatch.kind().as_str(),
+                "code" => e.code().to_owned(),
+            )
+            .increment(1);
+        }
+    }
+
+    fn timed(&self) -> bool {
+        true
     }
 }

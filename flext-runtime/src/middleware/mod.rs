@@ -25,8 +25,8 @@ mod tracing;
 mod validation;
 
 use std::any::Any;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 pub use self::authorize::Authorize;
 pub use self::breaker::{
@@ -92,6 +92,121 @@ pub trait Middleware: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Output>>;
 }
 
+/// Middleware that only looks before and after a dispatch: tracing, metrics,
+/// authorization, validation. The bus runs the interceptors as a loop over a slice,
+/// with no future and no allocation of their own: `before` in the order they were
+/// added, then the wrapping [`Middleware`] and the handler, then `after` in reverse
+/// order. This is MediatR's request pre- and post-processors and Axon's handler
+/// interceptors; a middleware that must hold the handler's future (timeout, retry,
+/// circuit breaker) implements [`Middleware`] instead.
+///
+/// Add one with [`BusBuilder::interceptor`](crate::BusBuilder::interceptor); the
+/// built-in [`Tracing`], [`Metrics`], [`Authorize`] and [`Validation`] are interceptors
+/// that [`BusBuilder::middleware`](crate::BusBuilder::middleware) also takes.
+///
+/// If `before` returns an error, the dispatch stops there: the handler is not called,
+/// and `after` runs for the interceptors whose `before` returned `Ok`, with that error.
+///
+/// ```rust,standalone_crate
+/// use flext::prelude::*;
+/// use flext::middleware::{Dispatch, Interceptor};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Records every dispatch and how it ended.
+/// struct Audit(Arc<Mutex<Vec<String>>>);
+///
+/// impl Interceptor for Audit {
+///     fn before(&self, dispatch: &Dispatch<'_>, _: &Context) -> Result<()> {
+///         self.0.lock().unwrap().push(format!("> {}", dispatch.name()));
+///         Ok(())
+///     }
+///     fn after(&self, dispatch: &Dispatch<'_>, _: &Context, outcome: std::result::Result<&dyn std::any::Any, &Error>) {
+///         let seen = match outcome {
+///             Ok(output) => format!("< {} = {:?}", dispatch.name(), output.downcast_ref::<u8>()),
+///             Err(e) => format!("< {} failed: {}", dispatch.name(), e.code()),
+///         };
+///         self.0.lock().unwrap().push(seen);
+///     }
+/// }
+///
+/// #[query(output = u8)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Ping;
+///
+/// #[query_handler]
+/// fn ping(_: Ping) -> Result<u8> { Ok(1) }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let bus = Bus::builder().interceptor(Audit(seen.clone())).build().unwrap();
+/// bus.query(Ping, &Context::new()).await.unwrap();
+/// assert_eq!(*seen.lock().unwrap(), ["> Ping", "< Ping = Some(1)"]);
+/// # }
+/// ```
+pub trait Interceptor: Send + Sync + 'static {
+    /// Runs before the handler, with the handler's context (a child of the caller's).
+    ///
+    /// # Errors
+    ///
+    /// An error stops the dispatch: the caller gets it, and the handler is not called.
+    fn before(&self, dispatch: &Dispatch<'_>, ctx: &Context) -> Result<()> {
+        let _ = (dispatch, ctx);
+        Ok(())
+    }
+
+    /// Runs after the handler, or after a later interceptor refused the dispatch, with
+    /// the handler's output (downcast it to the message's output type) or the error.
+    fn after(
+        &self,
+        dispatch: &Dispatch<'_>,
+        ctx: &Context,
+        outcome: std::result::Result<&dyn Any, &crate::error::Error>,
+    ) {
+        let _ = (dispatch, ctx, outcome);
+    }
+
+    /// Whether this interceptor reads [`Dispatch::elapsed`]; when one of a bus's
+    /// interceptors does, the bus reads the clock at the start of each dispatch.
+    fn timed(&self) -> bool {
+        false
+    }
+}
+
+/// What [`BusBuilder::middleware`](crate::BusBuilder::middleware) takes: any
+/// [`Middleware`], and the built-in interceptors ([`Tracing`], [`Metrics`],
+/// [`Authorize`], [`Validation`]). Add an interceptor of your own with
+/// [`BusBuilder::interceptor`](crate::BusBuilder::interceptor).
+pub trait Layer {
+    #[doc(hidden)]
+    fn into_layer(self) -> Installed;
+}
+
+/// How a [`Layer`] runs. Used by the bus builder.
+#[doc(hidden)]
+pub enum Installed {
+    /// Wraps the handler's future.
+    Wrap(Arc<dyn Middleware>),
+    /// Looks before and after.
+    Intercept(Arc<dyn Interceptor>),
+}
+
+impl<M: Middleware> Layer for M {
+    fn into_layer(self) -> Installed {
+        Installed::Wrap(Arc::new(self))
+    }
+}
+
+macro_rules! interceptor_layers {
+    ($($t:ty),*) => {$(
+        impl Layer for $t {
+            fn into_layer(self) -> Installed {
+                Installed::Intercept(Arc::new(self))
+            }
+        }
+    )*};
+}
+interceptor_layers!(Tracing, Metrics, Authorize, Validation);
+
 /// The output of a handler, type-erased, as it travels back through the middleware
 /// chain. Only the bus makes one (from what the handler returned); a middleware gets it
 /// from [`Next::run`] and returns it, or looks at it with [`downcast_ref`](Self::downcast_ref).
@@ -119,38 +234,88 @@ impl std::fmt::Debug for Output {
     }
 }
 
-/// What a middleware knows about the dispatch it wraps.
-pub struct Dispatch<'a> {
+/// What a message type tells every dispatch of it: one `'static` value per type.
+struct MessageInfo {
     name: &'static str,
     kind: MessageKind,
-    handler: &'static str,
     idempotent: bool,
-    timeout: Option<Duration>,
-    message: &'a (dyn Any + Send + Sync),
+    timeout: fn() -> Option<Duration>,
     validate: fn(&(dyn Any + Send + Sync)) -> Result<()>,
+}
+
+struct InfoOf<M>(std::marker::PhantomData<M>);
+
+impl<M: Message> InfoOf<M> {
+    const INFO: MessageInfo = MessageInfo {
+        name: M::NAME,
+        kind: M::KIND,
+        idempotent: M::IDEMPOTENT,
+        timeout: M::timeout,
+        validate: validate_erased::<M>,
+    };
+}
+
+/// What a middleware or an [`Interceptor`] knows about the dispatch it sees.
+pub struct Dispatch<'a> {
+    info: &'static MessageInfo,
+    handler: &'static str,
+    /// `None` in [`Interceptor::after`]: the handler has taken the message.
+    message: Option<&'a (dyn Any + Send + Sync)>,
+    /// Read once by the bus when an interceptor is [`timed`](Interceptor::timed).
+    started: Option<Instant>,
+    span: OnceLock<::tracing::Span>,
+    /// This handler's memo slots, one per interceptor of the bus.
+    memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
 }
 
 impl<'a> Dispatch<'a> {
     pub(crate) fn new<M: Message>(message: &'a M, handler: &'static str) -> Self {
         Dispatch {
-            name: M::NAME,
-            kind: M::KIND,
+            info: &InfoOf::<M>::INFO,
             handler,
-            idempotent: M::IDEMPOTENT,
-            timeout: M::timeout(),
-            message,
-            validate: validate_erased::<M>,
+            message: Some(message),
+            started: None,
+            span: OnceLock::new(),
+            memos: &[],
         }
+    }
+
+    /// The same dispatch without its message, for what runs after the handler took it:
+    /// the borrow of the message ends here.
+    pub(crate) fn finish<'b>(
+        self,
+        memos: &'b [OnceLock<Box<dyn Any + Send + Sync>>],
+    ) -> Dispatch<'b> {
+        Dispatch {
+            info: self.info,
+            handler: self.handler,
+            message: None,
+            started: self.started,
+            span: self.span,
+            memos,
+        }
+    }
+
+    pub(crate) fn with_memos(
+        mut self,
+        memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
+        clock: bool,
+    ) -> Self {
+        self.memos = memos;
+        if clock {
+            self.started = Some(Instant::now());
+        }
+        self
     }
 
     /// The message's stable name.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.info.name
     }
 
     /// Command, query or event.
     pub fn kind(&self) -> MessageKind {
-        self.kind
+        self.info.kind
     }
 
     /// The handler the dispatch goes to.
@@ -160,26 +325,69 @@ impl<'a> Dispatch<'a> {
 
     /// Whether the message is marked idempotent (may be retried).
     pub fn idempotent(&self) -> bool {
-        self.idempotent
+        self.info.idempotent
     }
 
     /// The message's own timeout, if it declares one.
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        (self.info.timeout)()
     }
 
-    /// The message, when it is an `M`.
+    /// The message, when it is an `M`; `None` for another type, and in
+    /// [`Interceptor::after`], where the handler has taken it.
     pub fn message<M: 'static>(&self) -> Option<&M> {
-        self.message.downcast_ref()
+        self.message?.downcast_ref()
     }
 
-    /// Runs the message's business rules.
+    /// Runs the message's business rules; `Ok` in [`Interceptor::after`].
     ///
     /// # Errors
     ///
     /// [`ErrorKind::RuleViolation`](crate::ErrorKind::RuleViolation) with every violation.
     pub fn validate(&self) -> Result<()> {
-        (self.validate)(self.message)
+        match self.message {
+            Some(message) => (self.info.validate)(message),
+            None => Ok(()),
+        }
+    }
+
+    /// The time since the dispatch started, when an interceptor of the bus is
+    /// [`timed`](Interceptor::timed) (the bus reads the clock once for all of them);
+    /// `None` otherwise.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.started.map(|s| s.elapsed())
+    }
+
+    /// Sets the span the rest of the dispatch (wrapping middleware, the handler, and
+    /// every later interceptor) runs in. The first span set wins: returns `false`, and
+    /// drops `span`, when one is set already. [`Tracing`] sets its `flext.dispatch`
+    /// span here.
+    pub fn enter_span(&self, span: ::tracing::Span) -> bool {
+        self.span.set(span).is_ok()
+    }
+
+    /// The span set with [`enter_span`](Self::enter_span), if any.
+    pub fn span(&self) -> Option<&::tracing::Span> {
+        self.span.get()
+    }
+
+    /// A value kept per handler of this bus for the interceptor's own use, made by `init`
+    /// the first time a dispatch of this handler asks for a `T`: what [`Metrics`] keeps
+    /// its metric handles in, so that it builds no key per call. One value per type and
+    /// handler; a bus has one slot per interceptor, and `None` comes back when they are
+    /// all taken by other types (then compute the value yourself).
+    pub fn memo<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        let mut init = Some(init);
+        for slot in self.memos {
+            let value = slot.get_or_init(|| match init.take() {
+                Some(init) => Box::new(init()),
+                None => Box::new(()),
+            });
+            if let Some(value) = value.downcast_ref::<T>() {
+                return Some(value);
+            }
+        }
+        None
     }
 }
 

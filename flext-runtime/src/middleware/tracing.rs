@@ -1,11 +1,10 @@
 //! [`Tracing`]: one span per dispatch.
 
-use tracing::Instrument;
+use std::any::Any;
 
-use super::{Dispatch, Middleware, Next, Output};
+use super::{Dispatch, Interceptor};
 use crate::context::Context;
-use crate::error::Result;
-use crate::future::BoxFuture;
+use crate::error::{Error, Result};
 
 /// Opens an INFO span `flext.dispatch` around each dispatch with the fields `message`,
 /// `kind`, `handler`, `message_id` (the handler context's id), `correlation_id`,
@@ -18,13 +17,10 @@ use crate::future::BoxFuture;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tracing;
 
-impl Middleware for Tracing {
-    fn handle<'a>(
-        &'a self,
-        dispatch: &'a Dispatch<'a>,
-        ctx: Context,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Result<Output>> {
+impl Interceptor for Tracing {
+    fn before(&self, dispatch: &Dispatch<'_>, ctx: &Context) -> Result<()> {
+        // With no subscriber wanting the span, the macro is one atomic load: nothing
+        // is recorded or entered.
         let span = tracing::info_span!(
             "flext.dispatch",
             message = dispatch.name(),
@@ -35,21 +31,21 @@ impl Middleware for Tracing {
             causation_id = ctx.causation_id().map(tracing::field::display),
             error_code = tracing::field::Empty,
         );
-        // No subscriber wants the span: pass the dispatch through, no future of our own.
-        if span.is_disabled() {
-            return next.run(ctx);
+        if !span.is_disabled() {
+            dispatch.enter_span(span);
         }
-        let recorder = span.clone();
-        Box::pin(
-            async move {
-                let result = next.run(ctx).await;
-                if let Err(e) = &result {
-                    recorder.record("error_code", e.code());
-                    tracing::warn!(error = %e, "dispatch failed");
-                }
-                result
-            }
-            .instrument(span),
-        )
+        Ok(())
+    }
+
+    fn after(
+        &self,
+        dispatch: &Dispatch<'_>,
+        _: &Context,
+        outcome: std::result::Result<&dyn Any, &Error>,
+    ) {
+        if let (Err(e), Some(span)) = (outcome, dispatch.span()) {
+            span.record("error_code", e.code());
+            span.in_scope(|| tracing::warn!(error = %e, "dispatch failed"));
+        }
     }
 }

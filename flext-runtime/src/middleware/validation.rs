@@ -1,9 +1,8 @@
 //! [`Validation`]: runs the message's business rules before its handler.
 
-use super::{Dispatch, Middleware, Next, Output};
+use super::{Dispatch, Interceptor};
 use crate::context::Context;
 use crate::error::Result;
-use crate::future::BoxFuture;
 
 /// Runs [`Message::validate`](crate::Message::validate), the message's
 /// `#[business_rules]` when it is marked `validate`, before the handler; on violations the
@@ -12,16 +11,8 @@ use crate::future::BoxFuture;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Validation;
 
-impl Middleware for Validation {
-    fn handle<'a>(
-        &'a self,
-        dispatch: &'a Dispatch<'a>,
-        ctx: Context,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Result<Output>> {
-        match dispatch.validate() {
-            Ok(()) => next.run(ctx),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+impl Interceptor for Validation {
+    fn before(&self, dispatch: &Dispatch<'_>, _: &Context) -> Result<()> {
+        dispatch.validate()
     }
 }
