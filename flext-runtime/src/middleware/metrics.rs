@@ -4,7 +4,7 @@ use std::any::Any;
 
 use super::{Dispatch, Interceptor};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// Reports each dispatch through the [`metrics`] facade, labelled with `message` and
 /// `kind`:
@@ -29,34 +29,31 @@ struct Handles {
     duration: metrics::Histogram,
 }
 
-impl Interceptor for Metrics {
-    fn before(&self, _: &Dispatch<'_>, _: &Context) -> Result<()> {
-        Ok(())
+impl Handles {
+    fn register(dispatch: &Dispatch<'_>) -> Self {
+        let labels = [
+            ("message", dispatch.name()),
+            ("kind", dispatch.kind().as_str()),
+        ];
+        Handles {
+            total: metrics::counter!("flext_dispatch_total", &labels),
+            duration: metrics::histogram!("flext_dispatch_duration_seconds", &labels),
+        }
     }
+}
 
+impl Interceptor for Metrics {
     fn after(
         &self,
         dispatch: &Dispatch<'_>,
         _: &Context,
         outcome: std::result::Result<&dyn Any, &Error>,
     ) {
-        let labels = || {
-            [
-                ("message", dispatch.name()),
-                ("kind", dispatch.kind().as_str()),
-            ]
-        };
         let made;
-        let handles = match dispatch.memo(|| Handles {
-            total: metrics::counter!("flext_dispatch_total", &labels()),
-            duration: metrics::histogram!("flext_dispatch_duration_seconds", &labels()),
-        }) {
+        let handles = match dispatch.memo(|| Handles::register(dispatch)) {
             Some(handles) => handles,
             None => {
-                made = Handles {
-                    total: metrics::counter!("flext_dispatch_total", &labels()),
-                    duration: metrics::histogram!("flext_dispatch_duration_seconds", &labels()),
-                };
+                made = Handles::register(dispatch);
                 &made
             }
         };
