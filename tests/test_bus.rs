@@ -500,6 +500,51 @@ async fn context_propagates_over_three_hops() {
     assert_ne!(chain[0].1, chain[1].1);
 }
 
+/// Records, per dispatch, the message, the id the handler's context gets, and the id
+/// of the context the interceptor was given.
+struct Ids(Arc<Mutex<Vec<(&'static str, String, String)>>>);
+
+impl Interceptor for Ids {
+    fn before(&self, dispatch: &Dispatch<'_>, ctx: &Context) -> Result<()> {
+        self.0.lock().unwrap().push((
+            dispatch.name(),
+            dispatch.message_id().to_string(),
+            ctx.id().to_string(),
+        ));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_interceptor_sees_the_callers_context_and_the_id_the_handlers_context_gets() {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let bus = builder().interceptor(Ids(ids.clone())).build().unwrap();
+    let root = Context::new();
+    bus.send(Transfer, &root).await.unwrap();
+    let chain = bus.query(ReadContexts, &root).await.unwrap();
+    let ids = ids.lock().unwrap().clone();
+    let seen: Vec<&str> = ids.iter().map(|i| i.0).collect();
+    assert_eq!(seen, ["Transfer", "Withdraw", "MoneyMoved", "ReadContexts"]);
+    for (hop, id) in chain.iter().zip(&ids) {
+        assert_eq!(
+            hop.1, id.1,
+            "{}: the handler's context has the id the interceptor saw",
+            hop.0
+        );
+        assert_eq!(
+            hop.3.as_ref(),
+            Some(&id.2),
+            "{}: caused by the context the interceptor saw",
+            hop.0
+        );
+    }
+    assert_eq!(
+        ids[0].2,
+        root.id().to_string(),
+        "the first dispatch is the caller's"
+    );
+}
+
 type Hop = (String, String, String, Option<String>, Option<String>);
 
 #[query(output = Vec<Hop>)]

@@ -132,8 +132,13 @@ impl Context {
     /// The context for an operation caused by this one: a new id, the same correlation
     /// id, principal, deadline and metadata, and `causation_id` set to this context's id.
     pub fn child(&self) -> Self {
+        self.child_with_id(Uuid::new_v4())
+    }
+
+    /// [`child`](Self::child) with a given id.
+    pub(crate) fn child_with_id(&self, id: Uuid) -> Self {
         Context {
-            id: Uuid::new_v4(),
+            id,
             correlation_id: self.correlation_id,
             causation_id: Some(self.id),
             principal: self.principal.clone(),

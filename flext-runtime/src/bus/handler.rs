@@ -39,7 +39,7 @@ impl<M: 'static, O: 'static> Handler<M, O> {
     #[inline]
     pub(crate) async fn call(&self, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
         match &self.call {
-            Call::Sync(f) => self.call_sync(f, message, ctx, bus),
+            Call::Sync(f) => self.call_sync_fn(f, message, ctx, bus),
             Call::Async(f) => match AssertUnwindSafe(f(message, ctx, bus)).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => Err(panicked(self.name, panic)),
@@ -48,25 +48,20 @@ impl<M: 'static, O: 'static> Handler<M, O> {
     }
 
     #[inline]
-    fn call_sync(&self, f: &SyncFn<M, O>, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
+    fn call_sync_fn(&self, f: &SyncFn<M, O>, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| f(message, ctx, bus))) {
             Ok(result) => result,
             Err(panic) => Err(panicked(self.name, panic)),
         }
     }
 
-    /// The synchronous fast path: `Some` result for a synchronous handler, `None` (and
-    /// the message back) for an async one.
+    /// Runs a synchronous handler; for an `async` one (which callers rule out with
+    /// `is_sync`), an internal error.
     #[inline]
-    pub(crate) fn try_call_sync(
-        &self,
-        message: M,
-        ctx: &Context,
-        bus: &Bus,
-    ) -> std::result::Result<Result<O>, M> {
+    pub(crate) fn call_sync(&self, message: M, ctx: &Context, bus: &Bus) -> Result<O> {
         match &self.call {
-            Call::Sync(f) => Ok(self.call_sync(f, message, ctx, bus)),
-            Call::Async(_) => Err(message),
+            Call::Sync(f) => self.call_sync_fn(f, message, ctx, bus),
+            Call::Async(_) => Err(super::dispatch::unreachable_dispatch(self.name)),
         }
     }
 }

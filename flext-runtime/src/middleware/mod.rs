@@ -144,7 +144,8 @@ pub trait Middleware: Send + Sync + 'static {
 /// # }
 /// ```
 pub trait Interceptor: Send + Sync + 'static {
-    /// Runs before the handler, with the handler's context (a child of the caller's).
+    /// Runs before the handler, with the caller's context (the handler's own id is
+    /// [`Dispatch::message_id`]).
     ///
     /// # Errors
     ///
@@ -255,6 +256,27 @@ impl<M: Message> InfoOf<M> {
     };
 }
 
+/// What one dispatch keeps beside its [`Dispatch`], in the bus's frame: set at most once
+/// each, by whoever asks first.
+#[derive(Default)]
+pub(crate) struct Cells {
+    span: OnceLock<::tracing::Span>,
+    id: OnceLock<uuid::Uuid>,
+}
+
+impl Cells {
+    /// The handler's context: a child of the caller's, with the id an interceptor saw,
+    /// or a new one.
+    pub(crate) fn handler_context(&self, caller: &Context) -> Context {
+        caller.child_with_id(*self.id.get_or_init(uuid::Uuid::new_v4))
+    }
+
+    /// The span an interceptor set, if any.
+    pub(crate) fn span(&self) -> Option<&::tracing::Span> {
+        self.span.get()
+    }
+}
+
 /// What a middleware or an [`Interceptor`] knows about the dispatch it sees.
 pub struct Dispatch<'a> {
     info: &'static MessageInfo,
@@ -263,27 +285,36 @@ pub struct Dispatch<'a> {
     message: Option<&'a (dyn Any + Send + Sync)>,
     /// Read once by the bus when an interceptor is [`timed`](Interceptor::timed).
     started: Option<Instant>,
-    span: OnceLock<::tracing::Span>,
+    cells: &'a Cells,
     /// This handler's memo slots, one per interceptor of the bus.
     memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
 }
 
 impl<'a> Dispatch<'a> {
-    pub(crate) fn new<M: Message>(message: &'a M, handler: &'static str) -> Self {
+    #[inline]
+    pub(crate) fn new<M: Message>(
+        message: &'a M,
+        handler: &'static str,
+        cells: &'a Cells,
+        memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
+        clock: bool,
+    ) -> Self {
         Dispatch {
             info: &InfoOf::<M>::INFO,
             handler,
             message: Some(message),
-            started: None,
-            span: OnceLock::new(),
-            memos: &[],
+            started: clock.then(Instant::now),
+            cells,
+            memos,
         }
     }
 
     /// The same dispatch without its message, for what runs after the handler took it:
     /// the borrow of the message ends here.
+    #[inline]
     pub(crate) fn finish<'b>(
         self,
+        cells: &'b Cells,
         memos: &'b [OnceLock<Box<dyn Any + Send + Sync>>],
     ) -> Dispatch<'b> {
         Dispatch {
@@ -291,21 +322,9 @@ impl<'a> Dispatch<'a> {
             handler: self.handler,
             message: None,
             started: self.started,
-            span: self.span,
+            cells,
             memos,
         }
-    }
-
-    pub(crate) fn with_memos(
-        mut self,
-        memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
-        clock: bool,
-    ) -> Self {
-        self.memos = memos;
-        if clock {
-            self.started = Some(Instant::now());
-        }
-        self
     }
 
     /// The message's stable name.
@@ -363,12 +382,20 @@ impl<'a> Dispatch<'a> {
     /// drops `span`, when one is set already. [`Tracing`] sets its `flext.dispatch`
     /// span here.
     pub fn enter_span(&self, span: ::tracing::Span) -> bool {
-        self.span.set(span).is_ok()
+        self.cells.span.set(span).is_ok()
     }
 
     /// The span set with [`enter_span`](Self::enter_span), if any.
     pub fn span(&self) -> Option<&::tracing::Span> {
-        self.span.get()
+        self.cells.span.get()
+    }
+
+    /// The id the handler's context has (a [`Context::child`] of the caller's gets it):
+    /// an interceptor sees the caller's context, and this is the dispatch's own id, for
+    /// a span or a log line. Made on first use: a dispatch nobody asks about and whose
+    /// handler does not take `&Context` draws no random id.
+    pub fn message_id(&self) -> uuid::Uuid {
+        *self.cells.id.get_or_init(uuid::Uuid::new_v4)
     }
 
     /// A value kept per handler of this bus for the interceptor's own use, made by `init`

@@ -26,9 +26,9 @@ impl Interceptor for Tracing {
             message = dispatch.name(),
             kind = dispatch.kind().as_str(),
             handler = dispatch.handler(),
-            message_id = %ctx.id(),
+            message_id = %dispatch.message_id(),
             correlation_id = %ctx.correlation_id(),
-            causation_id = ctx.causation_id().map(tracing::field::display),
+            causation_id = %ctx.id(),
             error_code = tracing::field::Empty,
         );
         if !span.is_disabled() {
