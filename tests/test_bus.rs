@@ -502,7 +502,10 @@ async fn context_propagates_over_three_hops() {
 
 /// Records, per dispatch, the message, the id the handler's context gets, and the id
 /// of the context the interceptor was given.
-struct Ids(Arc<Mutex<Vec<(&'static str, String, String)>>>);
+struct Ids(Arc<Mutex<Vec<SeenIds>>>);
+
+/// (message, the handler context's id, the id of the context the interceptor saw).
+type SeenIds = (&'static str, String, String);
 
 impl Interceptor for Ids {
     fn before(&self, dispatch: &Dispatch<'_>, ctx: &Context) -> Result<()> {
