@@ -56,22 +56,28 @@ impl Rules {
                 record_failure("rule", name, &e);
                 Err(e)
             }
-            Verdict::Violation(v) => self.violated(name, code, std::iter::once(v)),
-            Verdict::Violated(vs) => self.violated(name, code, vs),
+            // One violation, the common case, is pushed as it is: going through
+            // `extend` with an iterator cost about a tenth of a rejected `execute`
+            // (`cargo bench --bench domain_service`).
+            Verdict::Violation(mut v) => {
+                v.default_code(code);
+                self.first_failed.get_or_insert(name);
+                self.violations.push(v);
+                self.violated()
+            }
+            Verdict::Violated(vs) => {
+                self.first_failed.get_or_insert(name);
+                self.violations.extend(vs.into_iter().map(|mut v| {
+                    v.default_code(code);
+                    v
+                }));
+                self.violated()
+            }
         }
     }
 
-    fn violated(
-        &mut self,
-        name: &'static str,
-        code: &'static str,
-        violations: impl IntoIterator<Item = RuleViolation>,
-    ) -> Result<()> {
-        self.first_failed.get_or_insert(name);
-        self.violations.extend(violations.into_iter().map(|mut v| {
-            v.default_code(code);
-            v
-        }));
+    /// What a violation does in this mode: nothing yet, or stop with every violation.
+    fn violated(&mut self) -> Result<()> {
         match self.mode {
             RuleMode::CollectAll => Ok(()),
             RuleMode::FailFast => Err(self.violated_error()),
