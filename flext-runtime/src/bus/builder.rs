@@ -212,8 +212,8 @@ impl BusBuilder {
         });
         Ok(Bus {
             inner: Arc::new(Inner {
-                handlers,
-                subscribers,
+                handlers: super::TypeTable::new(handlers),
+                subscribers: super::TypeTable::new(subscribers),
                 by_name,
                 middleware: self.middleware,
                 clock: self.interceptors.iter().any(|i| i.timed()),

@@ -56,9 +56,72 @@ struct Slot {
     index: usize,
 }
 
+/// Values by message type, for the dispatch path: open addressing over the low bits of
+/// the `TypeId` (already a hash), linear probing, at most half full. A lookup is a load
+/// and a compare; a hash map's probe of its control bytes measured about 3 ns more per
+/// typed `send` (`cargo bench --bench bus`).
+struct TypeTable<V> {
+    slots: Box<[Option<(TypeId, V)>]>,
+    mask: usize,
+}
+
+impl<V> TypeTable<V> {
+    fn new(entries: FxHashMap<TypeId, V>) -> Self {
+        let size = (entries.len() * 2).next_power_of_two().max(2);
+        let mut slots: Box<[Option<(TypeId, V)>]> = (0..size).map(|_| None).collect();
+        let mask = size - 1;
+        for (key, value) in entries {
+            let mut i = low_bits(&key) & mask;
+            while slots[i].is_some() {
+                i = (i + 1) & mask;
+            }
+            slots[i] = Some((key, value));
+        }
+        TypeTable { slots, mask }
+    }
+
+    #[inline]
+    fn get(&self, key: &TypeId) -> Option<&V> {
+        let mut i = low_bits(key) & self.mask;
+        // At most half full: an empty slot ends every probe.
+        loop {
+            match self.slots.get(i)? {
+                Some((k, v)) if k == key => return Some(v),
+                Some(_) => i = (i + 1) & self.mask,
+                None => return None,
+            }
+        }
+    }
+}
+
+/// The bits a `TypeId` hashes itself as.
+#[inline]
+fn low_bits(id: &TypeId) -> usize {
+    use std::hash::{Hash, Hasher};
+
+    #[derive(Default)]
+    struct Bits(u64);
+    impl Hasher for Bits {
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 ^= n;
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+    let mut bits = Bits::default();
+    id.hash(&mut bits);
+    bits.0 as usize
+}
+
 struct Inner {
-    handlers: FxHashMap<TypeId, Slot>,
-    subscribers: FxHashMap<TypeId, Vec<Slot>>,
+    handlers: TypeTable<Slot>,
+    subscribers: TypeTable<Vec<Slot>>,
     by_name: HashMap<&'static str, JsonEntry>,
     middleware: Vec<Arc<dyn Middleware>>,
     interceptors: Vec<Arc<dyn Interceptor>>,
