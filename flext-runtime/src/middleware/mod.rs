@@ -26,7 +26,7 @@ mod validation;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use self::authorize::Authorize;
 pub use self::breaker::{
@@ -284,7 +284,7 @@ pub struct Dispatch<'a> {
     /// `None` in [`Interceptor::after`]: the handler has taken the message.
     message: Option<&'a (dyn Any + Send + Sync)>,
     /// Read once by the bus when an interceptor is [`timed`](Interceptor::timed).
-    started: Option<Instant>,
+    started: Option<quanta::Instant>,
     cells: &'a Cells,
     /// This handler's memo slots, one per interceptor of the bus.
     memos: &'a [OnceLock<Box<dyn Any + Send + Sync>>],
@@ -303,7 +303,7 @@ impl<'a> Dispatch<'a> {
             info: &InfoOf::<M>::INFO,
             handler,
             message: Some(message),
-            started: clock.then(Instant::now),
+            started: clock.then(quanta::Instant::now),
             cells,
             memos,
         }
