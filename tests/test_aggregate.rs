@@ -480,7 +480,7 @@ proptest! {
             let mut replayed = Account::default();
             flext::aggregate::AggregateRoot::set_aggregate_id(&mut replayed, "p").unwrap();
             for e in store.load(&StreamId::new("Account", "p"), 0).await.unwrap() {
-                flext::aggregate::Aggregate::apply_stored(&mut replayed, &e.name, e.payload).unwrap();
+                flext::aggregate::Aggregate::apply_stored(&mut replayed, &e.name, &e.payload).unwrap();
             }
             let version = store.version(&StreamId::new("Account", "p")).await.unwrap();
             prop_assert_eq!(with_snapshots.version, version);

@@ -88,7 +88,7 @@ impl<A: Aggregate> Fixture<A> {
     pub fn and_events(mut self, events: Events<A>) -> Self {
         self.given.push(Box::new(move |state: &mut A, _: &Context| {
             for (name, payload) in events.to_json()? {
-                state.apply_stored(name, through_text(&payload)?)?;
+                state.apply_stored(name, &through_text(&payload)?)?;
             }
             Ok(())
         }));

@@ -88,12 +88,13 @@ pub trait Aggregate: AggregateRoot {
     fn event_version(name: &str) -> Option<u32>;
 
     /// Applies a stored event, its payload upcast to [`event_version`](Self::event_version).
+    /// The payload is borrowed: it is decoded straight into the event's type.
     ///
     /// # Errors
     ///
     /// `flext.event.unknown` for a name the aggregate does not apply; `flext.event.decode`
     /// when the payload does not decode as the event's type.
-    fn apply_stored(&mut self, name: &str, payload: serde_json::Value) -> Result<()>;
+    fn apply_stored(&mut self, name: &str, payload: &serde_json::Value) -> Result<()>;
 }
 
 /// Which aggregate a command is for: implemented by `#[command]` for a command with an
@@ -130,9 +131,9 @@ where
 #[doc(hidden)]
 pub fn apply_payload<A, E: Apply<A> + crate::message::Event>(
     aggregate: &mut A,
-    payload: serde_json::Value,
+    payload: &serde_json::Value,
 ) -> Result<()> {
-    let event = E::from_deserializer(payload).map_err(|e| {
+    let event = E::from_json_value(payload).map_err(|e| {
         crate::Error::internal(
             crate::codes::EVENT_DECODE,
             format!("a stored `{}` does not decode: {e}", E::NAME),

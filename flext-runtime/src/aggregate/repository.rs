@@ -250,7 +250,12 @@ impl<A: Aggregate> Repository<A> {
                 Loaded { state, version: 0 }
             }
         };
-        for event in self.store.load(&stream, loaded.version).await? {
+        // Each stored event is decoded once, from the store's own copy where the store
+        // lends it (`EventStore::replay`); its payload is copied only to be upcast.
+        let upcasters = &self.upcasters;
+        let after = loaded.version;
+        let (state, version) = (&mut loaded.state, &mut loaded.version);
+        let mut apply = |event: &crate::event_store::EventEnvelope| -> Result<()> {
             let target = A::event_version(&event.name).ok_or_else(|| {
                 Error::internal(
                     crate::codes::EVENT_UNKNOWN,
@@ -262,12 +267,21 @@ impl<A: Aggregate> Repository<A> {
                     ),
                 )
             })?;
-            let payload =
-                self.upcasters
-                    .upcast(&event.name, event.schema_version, target, event.payload)?;
-            loaded.state.apply_stored(&event.name, payload)?;
-            loaded.version = event.sequence;
-        }
+            if target == event.schema_version {
+                state.apply_stored(&event.name, &event.payload)?;
+            } else {
+                let payload = upcasters.upcast(
+                    &event.name,
+                    event.schema_version,
+                    target,
+                    event.payload.clone(),
+                )?;
+                state.apply_stored(&event.name, &payload)?;
+            }
+            *version = event.sequence;
+            Ok(())
+        };
+        self.store.replay(&stream, after, &mut apply).await?;
         Ok(loaded)
     }
 

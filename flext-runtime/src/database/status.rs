@@ -15,7 +15,7 @@ use crate::event_store::EventEnvelope;
 /// another schema version).
 #[doc(hidden)]
 pub fn decode_event<E: crate::message::Event>(envelope: &EventEnvelope) -> Result<E> {
-    E::from_deserializer(&envelope.payload).map_err(|e| {
+    E::from_json_value(&envelope.payload).map_err(|e| {
         Error::internal(
             crate::codes::EVENT_DECODE,
             format!(

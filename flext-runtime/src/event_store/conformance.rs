@@ -147,6 +147,37 @@ pub async fn append_contract(store: Arc<dyn EventStore>) {
         [2, 3]
     );
     assert!(store.load(&stream, 3).await.unwrap().is_empty());
+    // `replay` hands on what `load` returns, in order, and stops at the first error.
+    for after in [0, 1, 3] {
+        let mut seen = Vec::new();
+        store
+            .replay(&stream, after, &mut |e| {
+                seen.push((e.sequence, e.event_id, e.payload.clone()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let loaded: Vec<_> = store
+            .load(&stream, after)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.sequence, e.event_id, e.payload))
+            .collect();
+        assert_eq!(seen, loaded, "replay after {after}");
+    }
+    let mut handed = 0;
+    let stopped = store
+        .replay(&stream, 0, &mut |e| {
+            handed += 1;
+            if e.sequence == 2 {
+                return Err(crate::Error::internal("test.stop", "stop here"));
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((stopped.code(), handed), ("test.stop", 2));
     // Another stream is its own.
     let other = StreamId::new("Account", "a-2");
     assert_eq!(store.version(&other).await.unwrap(), 0);

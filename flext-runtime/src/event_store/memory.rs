@@ -95,6 +95,24 @@ impl EventStore for MemoryEventStore {
         Box::pin(std::future::ready(result))
     }
 
+    /// Hands the stored envelopes on under the store's lock, without copying them.
+    fn replay<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: u64,
+        apply: &'a mut (dyn FnMut(&EventEnvelope) -> Result<()> + Send),
+    ) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|inner| {
+            if let Some(s) = inner.streams.get(stream) {
+                for &i in s.iter().skip(usize::try_from(after).unwrap_or(usize::MAX)) {
+                    apply(&inner.all[i])?;
+                }
+            }
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
     fn version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<u64>> {
         let result = self.with(|inner| Ok(inner.streams.get(stream).map_or(0, |s| s.len() as u64)));
         Box::pin(std::future::ready(result))

@@ -64,6 +64,30 @@ pub trait EventStore: Send + Sync + 'static {
         after: u64,
     ) -> BoxFuture<'a, Result<Vec<EventEnvelope>>>;
 
+    /// Hands the events of `stream` after version `after` to `apply`, in order, by
+    /// reference: what [`Repository`](crate::aggregate::Repository) replays an aggregate
+    /// with. The provided method [`load`](Self::load)s them and hands each on; a store
+    /// that keeps its events in memory overrides it to hand them on without copying
+    /// (`MemoryEventStore` does).
+    ///
+    /// # Errors
+    ///
+    /// The first error `apply` returns, which stops the replay; what [`load`](Self::load)
+    /// returns.
+    fn replay<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: u64,
+        apply: &'a mut (dyn FnMut(&EventEnvelope) -> Result<()> + Send),
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for event in self.load(stream, after).await? {
+                apply(&event)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The stream's current version: the sequence of its last event, 0 when it has none.
     ///
     /// # Errors

@@ -41,7 +41,7 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
                     #(#versions)*
                     ::core::option::Option::None
                 }
-                fn apply_stored(&mut self, name: &str, payload: #p::serde_json::Value) -> #p::Result<()> {
+                fn apply_stored(&mut self, name: &str, payload: &#p::serde_json::Value) -> #p::Result<()> {
                     #(#decodes)*
                     ::core::result::Result::Err(#agg::unknown_event(<Self as #agg::AggregateRoot>::TYPE, name))
                 }
@@ -52,7 +52,7 @@ pub fn expand(b: &Behaviour, complete: bool) -> TokenStream {
             #[automatically_derived]
             impl #agg::Aggregate for #ty {
                 fn event_version(_: &str) -> ::core::option::Option<u32> { ::core::unreachable!() }
-                fn apply_stored(&mut self, _: &str, _: #p::serde_json::Value) -> #p::Result<()> { ::core::unreachable!() }
+                fn apply_stored(&mut self, _: &str, _: &#p::serde_json::Value) -> #p::Result<()> { ::core::unreachable!() }
             }
         }
     };
