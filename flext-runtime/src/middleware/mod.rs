@@ -1,20 +1,28 @@
 //! Middleware around every bus dispatch: the source documents' handler chain and
-//! pipeline, MediatR's pipeline behaviours, Axon's dispatch interceptors.
+//! pipeline, MediatR's pipeline behaviours and pre/post-processors, Axon's dispatch and
+//! handler interceptors. Two forms, so that each costs what it does:
 //!
-//! A middleware receives the [`Dispatch`] (which message, for which handler), the
-//! handler's [`Context`], and [`Next`], the rest of the chain. It may act before and
-//! after `next.run(ctx)`, run it several times (retry), change the context it passes on
-//! (timeout), or return an error without running it (authorization, validation). What
-//! `next.run` returns on success is the handler's [`Output`], type-erased; a middleware
-//! passes it on (or looks at it), and cannot make one up, so a dispatch that succeeds
-//! has always run its handler.
+//! - An [`Interceptor`] looks before and after: `before` may refuse the dispatch,
+//!   `after` sees the handler's output or the error. The bus runs interceptors as a loop
+//!   over a slice, with no future and no allocation of their own; the built-in
+//!   [`Tracing`], [`Metrics`], [`Authorize`] and [`Validation`] are interceptors.
+//! - A wrapping [`Middleware`] holds the rest of the dispatch as a future: it receives
+//!   the [`Dispatch`] (which message, for which handler), the handler's [`Context`], and
+//!   [`Next`], the rest of the chain. It may act before and after `next.run(ctx)`, run
+//!   it several times (retry), change the context it passes on (timeout), or return an
+//!   error without running it. What `next.run` returns on success is the handler's
+//!   [`Output`], type-erased; a middleware passes it on (or looks at it), and cannot make
+//!   one up, so a dispatch that succeeds has always run its handler. The built-in
+//!   [`Timeout`], [`Retry`] and [`CircuitBreaker`] are wrapping middleware.
 //!
-//! Built in, each in its own module: [`Tracing`], [`Metrics`], [`Timeout`], [`Retry`],
-//! [`Authorize`], [`Validation`]. Write your own by implementing [`Middleware`].
+//! Interceptors run outside the wrapping chain: every `before` in the order added, then
+//! the wrapping middleware in the order added, then the handler, then every `after` in
+//! reverse order.
 //!
 //! Why not tower: a tower `Service` is typed by its request, so a bus of many message
 //! types would need one stack per type, and `poll_ready` back-pressure has no meaning for
-//! an in-process dispatch. This trait is object safe and sees every message the same way.
+//! an in-process dispatch. These traits are object safe and see every message the same
+//! way.
 
 mod authorize;
 mod breaker;
