@@ -434,6 +434,7 @@ impl Bus {
     }
 
     /// Runs every interceptor's `before`; on an error, how many ran before it.
+    #[inline]
     fn before(
         &self,
         dispatch: &Dispatch<'_>,
@@ -462,6 +463,7 @@ impl Bus {
     }
 
     /// The memo slots of handler `index`, one per interceptor.
+    #[inline]
     fn memos(&self, index: usize) -> &[std::sync::OnceLock<Box<dyn Any + Send + Sync>>] {
         let n = self.inner.interceptors.len();
         &self.inner.memos[index * n..(index + 1) * n]
