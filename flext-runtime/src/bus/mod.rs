@@ -8,6 +8,7 @@
 
 mod builder;
 mod dispatch;
+mod dispatched;
 mod handler;
 mod json;
 mod publish;
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 pub use builder::BusBuilder;
-pub use dispatch::{Dispatched, Handle};
+pub use dispatch::Handle;
+pub use dispatched::Dispatched;
 pub use handler::LocalHandler;
 #[doc(hidden)]
 pub use handler::{
