@@ -102,8 +102,11 @@ impl BusBuilder {
     }
 
     /// Whether to keep per-handler counts, failures, last error and latency percentiles
-    /// for [`Bus::report`]. On by default; costs two clock reads and an uncontended lock
-    /// per dispatch.
+    /// for [`Bus::report`]. On by default. Each dispatch costs one relaxed atomic add;
+    /// one in 16 is timed (two clock reads and an uncontended lock), and a failure takes
+    /// the lock to keep its code and message. The latency histogram grows, allocating,
+    /// when a timed dispatch is slower than any before it, so a handler's first slow
+    /// dispatches allocate a few times and later ones do not.
     pub fn record_stats(mut self, on: bool) -> Self {
         self.stats = on;
         self
