@@ -1,7 +1,8 @@
 //! A four-step saga with trivial steps: run by the runner over the in-memory log and over
 //! SQLite, against the same steps called directly and against the raw `rusqlite`
 //! commits the log needs, in one run; then with 1, 8 and 64 sagas in flight on one
-//! SQLite log at `synchronous = FULL`, where group commit shares each commit.
+//! SQLite log at `synchronous = FULL`, where group commit shares each commit, and at
+//! `synchronous = NORMAL` in a multi-thread runtime.
 //!
 //! ```text
 //! cargo bench --bench saga
@@ -168,20 +169,34 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Group commit: `in_flight` sagas at once, each task running its share back to back, on
-/// one `SqliteLog` at `synchronous = FULL`. Time per saga (5 transitions); the commits
-/// per write are printed after each case.
+/// one `SqliteLog` at `synchronous = FULL`, in a current-thread runtime (the log's writer
+/// thread on the other core). Time per saga (5 transitions); the commits per write are
+/// printed after each case.
 fn group_commit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
+    in_flight(c, "saga/group_commit_full", Synchronous::Full, &rt);
+}
+
+/// The same at `synchronous = NORMAL`, in the runtime `#[tokio::main]` builds (a worker
+/// per core, here 2): runs per second at 8 and 64 in flight against 1.
+fn concurrency_normal(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    in_flight(c, "saga/in_flight_normal", Synchronous::Normal, &rt);
+}
+
+fn in_flight(c: &mut Criterion, group: &str, sync: Synchronous, rt: &tokio::runtime::Runtime) {
     let ctx = Context::new();
-    let mut g = c.benchmark_group("saga/group_commit_full");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for in_flight in [1u64, 8, 64] {
-        let log = std::sync::Arc::new(
-            SqliteLog::open_with(temp_db("group.db"), Synchronous::Full).unwrap(),
-        );
+        let log = std::sync::Arc::new(SqliteLog::open_with(temp_db("group.db"), sync).unwrap());
         let runner = SagaRunner::builder_shared(log.clone()).build();
         let before = log.stats();
         g.throughput(criterion::Throughput::Elements(5));
@@ -222,12 +237,12 @@ fn group_commit(c: &mut Criterion) {
         let after = log.stats();
         let (commits, writes) = (after.commits - before.commits, after.writes - before.writes);
         eprintln!(
-            "saga/group_commit_full/{in_flight}_in_flight: {commits} commits for {writes} writes = {:.3} commits per write",
+            "{group}/{in_flight}_in_flight: {commits} commits for {writes} writes = {:.3} commits per write",
             commits as f64 / writes.max(1) as f64
         );
     }
     g.finish();
 }
 
-criterion_group!(benches, bench, group_commit);
+criterion_group!(benches, bench, group_commit, concurrency_normal);
 criterion_main!(benches);

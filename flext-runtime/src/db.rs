@@ -259,9 +259,13 @@ impl SharedConnection {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The writer connection alone, when no clone shares it (for a writer thread).
-    pub(crate) fn into_writer(self) -> Option<Connection> {
-        Arc::into_inner(self.writer).map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+    /// The writer connection when no other thread holds it now; `None` when one does.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer: committed when it

@@ -381,4 +381,59 @@ mod tests {
             );
         }
     }
+
+    fn record(id: Uuid) -> SagaRecord {
+        SagaRecord {
+            id,
+            name: "Busy".into(),
+            input: serde_json::json!({ "n": 1 }),
+            correlation_id: Uuid::new_v4(),
+            state: SagaState::Running,
+            transitions: Vec::new(),
+            owner: "w/1".into(),
+            lease_until_ms: now_ms() + 60_000,
+            definition: String::new(),
+            created_ms: 1_000,
+            epoch: 1,
+        }
+    }
+
+    /// At `synchronous = NORMAL` a write that finds the connection busy does not wait
+    /// for it on the caller's thread: it goes to the writer thread, which commits it
+    /// once the connection is free, and the caller reads it back.
+    #[test]
+    fn a_write_that_finds_the_connection_busy_commits_through_the_writer_thread() {
+        let dir = std::env::temp_dir().join(format!("flext-busy-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = SqliteLog::open(dir.join("log.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+
+        // Free: committed on this thread before `create` returns its future.
+        let free = record(first);
+        let done = log.create(&free);
+        assert_eq!(log.stats().commits, 1);
+        rt.block_on(done).unwrap();
+
+        // Busy: queued, and committed only once the connection is let go.
+        let busy = record(second);
+        let held = log.conn.lock();
+        let queued = log.create(&busy);
+        assert_eq!(log.stats().commits, 1, "committed while the connection was held");
+        drop(held);
+        rt.block_on(queued).unwrap();
+        assert_eq!(log.stats().commits, 2);
+        assert!(log.jobs.get().is_some(), "the writer thread was started");
+
+        // Both read back, the second through the writer thread too when it is busy.
+        assert_eq!(rt.block_on(log.load(first)).unwrap().name, "Busy");
+        let held = log.conn.lock();
+        let read = log.load(second);
+        drop(held);
+        assert_eq!(rt.block_on(read).unwrap().id, second);
+        drop(log);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -1,5 +1,5 @@
 //! [`SqliteLog`]: the saga log in a SQLite file, the embedded default. `writer.rs` holds
-//! the group commit (the writer thread at `synchronous = FULL`), `rows.rs` the schema and
+//! the group commit (the writer thread), `rows.rs` the schema and
 //! the SQL of each write (shared with `SqliteDatabase`'s unit of work), `log.rs` the
 //! `SagaLog` impl.
 
@@ -32,27 +32,33 @@ use crate::future::BoxFuture;
 ///
 /// # Group commit
 ///
-/// At [`Synchronous::Full`], where each commit waits for an `fsync`, the connection
-/// lives on a writer thread of its own. Writes wait in a queue; the
-/// thread takes every write waiting, runs them in one transaction (a write that is
-/// refused, a lost lease say, refuses before it writes anything, so the others go on),
-/// commits once, and only then answers each caller with its own result. A lone saga pays one commit per transition as
-/// before; with many sagas in flight, one commit (one `fsync` at
-/// [`Synchronous::Full`]) carries the transitions of all of them. This is the group
-/// commit of database engines (DeWitt et al., "Implementation techniques for main memory
-/// database systems", SIGMOD 1984). [`stats`](Self::stats) tells how many transitions
-/// each commit carried. Reads go through the same thread, after the commit of the
-/// writes queued before them, so the async caller never blocks its executor.
+/// Writes that arrive together share one commit. A writer thread takes every write
+/// waiting in its queue, runs them in one transaction (a write that is refused, a lost
+/// lease say, refuses before it writes anything, so the others go on), commits once, and
+/// only then answers each caller with its own result. This is the group commit of
+/// database engines (DeWitt et al., "Implementation techniques for main memory database
+/// systems", SIGMOD 1984). [`stats`](Self::stats) tells how many transitions each commit
+/// carried. Reads queued behind writes run after their commit.
 ///
-/// At [`Synchronous::Normal`] a commit costs tens of microseconds, less than handing
-/// the write to another thread and back (measured in BENCHMARKS.md), so each write
-/// runs and commits on the caller's thread behind a mutex, blocking it for that long.
+/// - At [`Synchronous::Full`], where each commit waits for an `fsync`, every write goes
+///   through the writer thread. A lone saga pays one commit per transition; with many
+///   sagas in flight one `fsync` carries the transitions of all of them.
+/// - At [`Synchronous::Normal`] a commit costs tens of microseconds, less than handing it
+///   to another thread and back (measured in BENCHMARKS.md), so a write commits on the
+///   caller's thread when the connection is free. When it is busy (another task is
+///   committing), the write goes to a writer thread, started the first time this
+///   happens, instead of blocking the caller's executor thread on the lock: under
+///   concurrency the writes share commits and tokio's workers keep running tasks.
 pub struct SqliteLog {
-    /// At [`Synchronous::Normal`]: the connection, used on the caller's thread.
-    inline: Option<SharedConnection>,
-    /// At [`Synchronous::Full`]: the writer thread's queue.
-    jobs: Option<std::sync::mpsc::Sender<Box<dyn Job>>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// The connection. At [`Synchronous::Normal`] a write takes it on the caller's
+    /// thread when it is free.
+    conn: SharedConnection,
+    /// Whether a write may commit on the caller's thread ([`Synchronous::Normal`]).
+    inline: bool,
+    /// The writer thread's queue: started at open at [`Synchronous::Full`], on the
+    /// first contended write at [`Synchronous::Normal`].
+    jobs: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn Job>>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<Counters>,
     /// The liveness lock files this log holds.
     liveness: Arc<liveness::Liveness>,
@@ -73,7 +79,8 @@ impl SqliteLog {
     ///
     /// # Errors
     ///
-    /// As [`open`](Self::open).
+    /// As [`open`](Self::open); at [`Synchronous::Full`] also when the writer thread
+    /// cannot be started.
     pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self> {
         let options = crate::db::SqliteOptions::default()
             .synchronous(synchronous)
@@ -120,28 +127,21 @@ impl SqliteLog {
         let options = crate::db::SqliteOptions::default()
             .read_only(true)
             .readers(0);
-        Ok(SqliteLog {
-            inline: Some(SharedConnection::setup(conn, &options, Some(path))?),
-            jobs: None,
-            writer: None,
-            stats: Arc::new(Counters::default()),
-            liveness: Arc::default(),
-        })
+        Ok(Self::inline(SharedConnection::setup(
+            conn,
+            &options,
+            Some(path),
+        )?))
     }
 
-    /// The log on a connection shared with other stores ([`SqliteDatabase`]): each
-    /// write commits on the caller's thread.
+    /// The log on a connection shared with other stores ([`SqliteDatabase`]): a write
+    /// commits on the caller's thread, or in the writer thread's group when the
+    /// connection is busy.
     ///
     /// [`SqliteDatabase`]: crate::sqlite::SqliteDatabase
     pub(crate) fn on(conn: SharedConnection) -> Result<Self> {
         migrate(&conn.lock())?;
-        Ok(SqliteLog {
-            inline: Some(conn),
-            jobs: None,
-            writer: None,
-            stats: Arc::new(Counters::default()),
-            liveness: Arc::default(),
-        })
+        Ok(Self::inline(conn))
     }
 
     /// A log in a private in-memory database (for tests).
@@ -153,36 +153,46 @@ impl SqliteLog {
         Self::init(SharedConnection::in_memory()?, Synchronous::Normal)
     }
 
+    fn inline(conn: SharedConnection) -> Self {
+        SqliteLog {
+            conn,
+            inline: true,
+            jobs: std::sync::OnceLock::new(),
+            writer: std::sync::Mutex::new(None),
+            stats: Arc::new(Counters::default()),
+            liveness: Arc::default(),
+        }
+    }
+
     fn init(shared: SharedConnection, synchronous: Synchronous) -> Result<Self> {
         migrate(&shared.lock())?;
-        let stats = Arc::new(Counters::default());
-        if synchronous == Synchronous::Normal {
-            return Ok(SqliteLog {
-                inline: Some(shared),
-                jobs: None,
-                writer: None,
-                stats,
-                liveness: Arc::default(),
-            });
+        let mut log = Self::inline(shared);
+        if synchronous == Synchronous::Full {
+            log.inline = false;
+            log.start_writer()?;
         }
-        // The writer thread owns the connection from here on.
-        let conn = shared.into_writer().ok_or_else(|| {
-            Error::internal(
-                crate::codes::SAGA_LOG_FAILED,
-                "saga log: the connection is shared",
-            )
-        })?;
-        Self::start_writer(conn, stats)
+        Ok(log)
     }
 }
 
 impl SqliteLog {
-    fn start_writer(conn: Connection, stats: Arc<Counters>) -> Result<Self> {
+    /// Starts the writer thread unless it runs; returns its queue.
+    fn start_writer(&self) -> Result<&std::sync::mpsc::Sender<Box<dyn Job>>> {
+        if let Some(jobs) = self.jobs.get() {
+            return Ok(jobs);
+        }
+        let mut running = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(jobs) = self.jobs.get() {
+            return Ok(jobs);
+        }
         let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
-        let counters = stats.clone();
-        let writer = std::thread::Builder::new()
+        let (conn, counters) = (self.conn.clone(), self.stats.clone());
+        let thread = std::thread::Builder::new()
             .name("flext-saga-log".into())
-            .spawn(move || writer(conn, queue, &counters))
+            .spawn(move || writer(&conn, queue, &counters))
             .map_err(|e| {
                 Error::infrastructure(
                     crate::codes::SAGA_LOG_FAILED,
@@ -190,13 +200,8 @@ impl SqliteLog {
                 )
                 .with_source(e)
             })?;
-        Ok(SqliteLog {
-            inline: None,
-            jobs: Some(jobs),
-            writer: Some(writer),
-            stats,
-            liveness: Arc::default(),
-        })
+        *running = Some(thread);
+        Ok(self.jobs.get_or_init(|| jobs))
     }
 
     /// How many commits the log made and how many writes they carried, since it was
@@ -217,43 +222,65 @@ impl SqliteLog {
         }
     }
 
-    /// Runs `work`: at once on this thread, in a transaction of its own
-    /// ([`Synchronous::Normal`]); or queued for the writer thread, whose answer it waits
-    /// for ([`Synchronous::Full`]): a write runs in the next group commit and is answered
-    /// after it; a read runs after that commit.
+    /// Runs `work`: at once on this thread, in a transaction of its own, when the log
+    /// commits inline ([`Synchronous::Normal`]) and the connection is free; otherwise
+    /// queued for the writer thread, whose answer it waits for: a write runs in the next
+    /// group commit and is answered after it, a read runs after that commit. When the
+    /// writer thread cannot be started, it waits for the connection on this thread.
     fn submit<T, F>(&self, write: bool, work: F) -> BoxFuture<'static, Result<T>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let mut job: Box<dyn Job> = Box::new(Pending {
+        let job: Box<dyn Job> = Box::new(Pending {
             write,
             work: Some(work),
             result: None,
             reply,
         });
-        if let Some(conn) = &self.inline {
-            let mut conn = conn.lock();
-            if write {
-                commit_group(&mut conn, &mut vec![job], &self.stats);
-            } else {
-                job.run(&conn);
-                job.finish(None);
+        let job = if self.inline {
+            match self.conn.try_lock() {
+                Some(mut conn) => {
+                    Self::run_inline(&mut conn, job, &self.stats);
+                    None
+                }
+                None => Some(job),
             }
-            drop(conn);
-            return Box::pin(async move { answer.await.unwrap_or_else(|_| Err(writer_gone())) });
-        }
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(job).is_ok());
+        } else {
+            Some(job)
+        };
+        let sent = match job {
+            None => true,
+            Some(job) => match self.start_writer() {
+                Ok(jobs) => jobs.send(job).is_ok(),
+                Err(e) => {
+                    if !self.inline {
+                        // The writer thread of a log at `Full` started at open.
+                        false
+                    } else {
+                        tracing::warn!(error = %e, "saga log: writing on the caller's thread");
+                        Self::run_inline(&mut self.conn.lock(), job, &self.stats);
+                        true
+                    }
+                }
+            },
+        };
         Box::pin(async move {
             if !sent {
                 return Err(writer_gone());
             }
             answer.await.unwrap_or_else(|_| Err(writer_gone()))
         })
+    }
+
+    fn run_inline(conn: &mut Connection, mut job: Box<dyn Job>, stats: &Counters) {
+        if job.is_write() {
+            commit_group(conn, &mut vec![job], stats);
+        } else {
+            job.run(conn);
+            job.finish(None);
+        }
     }
 
     fn read(conn: &Connection, id: Uuid) -> Result<SagaRecord> {
@@ -348,7 +375,12 @@ impl Drop for SqliteLog {
     /// close the database.
     fn drop(&mut self) {
         drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
             // A writer that panicked has nothing left to close.
             let _ = writer.join();
         }

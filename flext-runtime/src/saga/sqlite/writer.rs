@@ -1,5 +1,5 @@
-//! Group commit: the writer thread that commits every queued write in one transaction
-//! (at `synchronous = FULL`), and the jobs it runs.
+//! Group commit: the writer thread that commits every queued write in one transaction,
+//! and the jobs it runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,7 +115,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 /// The writer thread: takes every job waiting, runs the writes in one transaction, one
 /// commits, then runs the reads, then answers everyone.
 pub(super) fn writer(
-    mut conn: Connection,
+    shared: &crate::db::SharedConnection,
     jobs: std::sync::mpsc::Receiver<Box<dyn Job>>,
     stats: &Counters,
 ) {
@@ -139,6 +139,9 @@ pub(super) fn writer(
         let (mut writes, mut reads): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|job| job.is_write());
         last_group = writes.len().max(1);
+        // Held for the group only: at `synchronous = NORMAL` callers commit on their own
+        // threads when the connection is free.
+        let mut conn = shared.lock();
         if !writes.is_empty() {
             commit_group(&mut conn, &mut writes, stats);
         }
