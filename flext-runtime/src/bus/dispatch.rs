@@ -5,16 +5,16 @@ use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tracing::Instrument;
 
 use super::Bus;
-use super::dispatched::{Dispatched, Running};
+use super::dispatched::{Dispatched, Pending, Running};
+use super::erased::Typed;
 use super::handler::{Handler, LocalHandler};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::message::{Command, Message, Query};
-use crate::middleware::{Cells, Dispatch, Next, Output};
+use crate::middleware::{Cells, Dispatch, Output};
 use crate::registry::HandlerStats;
 
 /// A command or query handler resolved once, for call sites that dispatch the same
@@ -199,7 +199,8 @@ impl Bus {
 
     /// The running state of a dispatch that needs a future: an `async` handler, or a
     /// wrapping middleware chain. Kept out of line, so that the synchronous path's poll
-    /// stays small.
+    /// stays small; the interceptor and middleware paths are compiled once for every
+    /// message type (`erased.rs`).
     #[inline(never)]
     fn start_future<'a, M: Message, O: Send + 'static>(
         &'a self,
@@ -209,19 +210,36 @@ impl Bus {
         ctx: &'a Context,
     ) -> Running<'a, O> {
         let inner = &*self.inner;
-        if !inner.interceptors.is_empty() {
+        if !inner.interceptors.is_empty() || !inner.middleware.is_empty() {
+            let endpoint = Box::new(Typed {
+                bus: self,
+                handler,
+                message,
+            });
+            let (future, stats) = if inner.interceptors.is_empty() {
+                let stats = inner.stats.as_ref().map(|s| &s[index]);
+                let started = stats.and_then(HandlerStats::start);
+                (
+                    Box::pin(self.wrapped(endpoint, ctx)) as BoxFuture<'a, Result<Output>>,
+                    stats.map(|s| (s, started)),
+                )
+            } else {
+                // Counted inside, around the interceptors.
+                (
+                    Box::pin(self.observed(endpoint, index, ctx)) as BoxFuture<'a, Result<Output>>,
+                    None,
+                )
+            };
             return Running {
-                future: Box::pin(self.observed(handler, index, message, ctx)),
+                future: Pending::Erased(future),
                 handler: handler.name,
-                stats: None,
+                stats,
             };
         }
         let stats = inner.stats.as_ref().map(|s| &s[index]);
         let started = stats.and_then(HandlerStats::start);
         let stats = stats.map(|s| (s, started));
-        let future = if !inner.middleware.is_empty() {
-            Box::pin(self.wrapped(handler, message, ctx))
-        } else if handler.takes_context {
+        let future = if handler.takes_context {
             // The child context lives in the future.
             let child = ctx.child();
             Box::pin(async move { handler.call(message, &child, self).await })
@@ -232,24 +250,10 @@ impl Bus {
             }
         };
         Running {
-            future,
+            future: Pending::Typed(future),
             handler: handler.name,
             stats,
         }
-    }
-
-    /// The wrapping middleware chain around the handler, on a bus without interceptors.
-    async fn wrapped<M: Message, O: Send + 'static>(
-        &self,
-        handler: &Handler<M, O>,
-        message: M,
-        ctx: &Context,
-    ) -> Result<O> {
-        let cells = Cells::default();
-        let dispatch = Dispatch::new::<M>(&message, handler.name, &cells, &[], false);
-        let child = cells.handler_context(ctx);
-        self.through_middleware(handler, &message, &dispatch, child)
-            .await
     }
 
     /// A synchronous handler between the interceptors: `before` in order, the handler
@@ -284,62 +288,13 @@ impl Bus {
             }
             Err((ran, e)) => (ran, Err(e)),
         };
-        self.after(&dispatch, ctx, ran, &result);
-        result
-    }
-
-    /// The dispatch through a wrapping middleware chain, or of an `async` handler
-    /// between interceptors; counted when statistics are on.
-    async fn observed<M: Message, O: Send + 'static>(
-        &self,
-        handler: &Handler<M, O>,
-        index: usize,
-        message: M,
-        ctx: &Context,
-    ) -> Result<O> {
-        let inner = &*self.inner;
-        let stats = inner.stats.as_ref().map(|s| &s[index]);
-        let started = stats.and_then(HandlerStats::start);
-        let cells = Cells::default();
-        let memos = self.memos(index);
-        let dispatch = Dispatch::new::<M>(&message, handler.name, &cells, memos, inner.clock);
-        let (ran, after, result) = match self.before(&dispatch, ctx) {
-            Err((ran, e)) => (ran, dispatch.finish(&cells, memos), Err(e)),
-            Ok(()) => {
-                let span = cells.span().cloned();
-                let child = cells.handler_context(ctx);
-                if inner.middleware.is_empty() {
-                    let after = dispatch.finish(&cells, memos);
-                    let call = handler.call(message, &child, self);
-                    let result = match span {
-                        Some(span) => call.instrument(span).await,
-                        None => call.await,
-                    };
-                    (inner.interceptors.len(), after, result)
-                } else {
-                    let call = self.through_middleware(handler, &message, &dispatch, child);
-                    let result = match span {
-                        Some(span) => call.instrument(span).await,
-                        None => call.await,
-                    };
-                    (
-                        inner.interceptors.len(),
-                        dispatch.finish(&cells, memos),
-                        result,
-                    )
-                }
-            }
-        };
-        self.after(&after, ctx, ran, &result);
-        if let Some(stats) = stats {
-            stats.record(started, result.as_ref().err());
-        }
+        self.after(&dispatch, ctx, ran, || result.as_ref().map(|o| o as &dyn Any));
         result
     }
 
     /// Runs every interceptor's `before`; on an error, how many ran before it.
     #[inline]
-    fn before(
+    pub(super) fn before(
         &self,
         dispatch: &Dispatch<'_>,
         ctx: &Context,
@@ -354,40 +309,23 @@ impl Bus {
     /// afresh for each call: copying one made before the loop stalled on store
     /// forwarding at every interceptor (`perf` of `five_noop` in `cargo bench --bench bus`).
     #[inline]
-    fn after<O: Send + 'static>(
+    pub(super) fn after<'r>(
         &self,
         dispatch: &Dispatch<'_>,
         ctx: &Context,
         ran: usize,
-        result: &Result<O>,
+        outcome: impl Fn() -> std::result::Result<&'r dyn Any, &'r Error>,
     ) {
         for interceptor in self.inner.interceptors[..ran].iter().rev() {
-            interceptor.after(dispatch, ctx, result.as_ref().map(|o| o as &dyn Any));
+            interceptor.after(dispatch, ctx, outcome());
         }
     }
 
     /// The memo slots of handler `index`, one per interceptor.
     #[inline]
-    fn memos(&self, index: usize) -> &[std::sync::OnceLock<Box<dyn Any + Send + Sync>>] {
+    pub(super) fn memos(&self, index: usize) -> &[std::sync::OnceLock<Box<dyn Any + Send + Sync>>] {
         let n = self.inner.interceptors.len();
         &self.inner.memos[index * n..(index + 1) * n]
-    }
-
-    async fn through_middleware<M: Message, O: Send + 'static>(
-        &self,
-        handler: &Handler<M, O>,
-        message: &M,
-        dispatch: &Dispatch<'_>,
-        ctx: Context,
-    ) -> Result<O> {
-        let endpoint = |ctx: Context| -> BoxFuture<'_, Result<Output>> {
-            let message = message.duplicate();
-            Box::pin(async move { handler.call(message, &ctx, self).await.map(Output::new) })
-        };
-        let output = Next::new(&self.inner.middleware, dispatch, &endpoint)
-            .run(ctx)
-            .await?;
-        output.take::<O>().map_err(|_| foreign_output(M::NAME))
     }
 }
 
@@ -404,7 +342,7 @@ pub(super) fn unreachable_dispatch(handler: &str) -> Error {
 
 /// A middleware returned an [`Output`] it kept from another dispatch.
 #[cold]
-fn foreign_output(name: &str) -> Error {
+pub(super) fn foreign_output(name: &str) -> Error {
     Error::internal(
         crate::codes::BUS_HANDLER_TYPE_MISMATCH,
         format!(

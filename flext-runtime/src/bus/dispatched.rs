@@ -8,12 +8,13 @@ use std::task::Poll;
 use std::time::Instant;
 
 use super::Bus;
-use super::dispatch::unreachable_dispatch;
+use super::dispatch::{foreign_output, unreachable_dispatch};
 use super::handler::{Handler, panicked};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::message::Message;
+use crate::middleware::Output;
 use crate::registry::HandlerStats;
 
 /// The future of one dispatch: what [`Bus::send`], [`Bus::query`] and [`Handle::call`](super::Handle::call)
@@ -40,10 +41,18 @@ pub struct Dispatched<'a, M, O> {
 
 /// A dispatch that needed a future: an `async` handler or a wrapping middleware chain.
 pub(super) struct Running<'a, O> {
-    pub(super) future: BoxFuture<'a, Result<O>>,
+    pub(super) future: Pending<'a, O>,
     pub(super) handler: &'static str,
     /// Statistics to record when it ends, with the sampled start.
     pub(super) stats: Option<(&'a HandlerStats, Option<Instant>)>,
+}
+
+/// The future a dispatch waits on: the handler's own, or the erased path's
+/// (interceptors around an `async` handler, a wrapping middleware chain), whose output
+/// the typed poll takes back out.
+pub(super) enum Pending<'a, O> {
+    Typed(BoxFuture<'a, Result<O>>),
+    Erased(BoxFuture<'a, Result<Output>>),
 }
 
 // The message is moved out on the first poll and never pinned; the running future is
@@ -94,12 +103,17 @@ impl<M: Message, O: Send + 'static> Future for Dispatched<'_, M, O> {
         let Some(running) = this.running.as_mut() else {
             panic!("a `Dispatched` future was polled after it completed")
         };
-        let result =
-            match std::panic::catch_unwind(AssertUnwindSafe(|| running.future.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(result)) => result,
-                Err(panic) => Err(panicked(running.handler, panic)),
-            };
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| match &mut running.future {
+            Pending::Typed(future) => future.as_mut().poll(cx),
+            Pending::Erased(future) => future.as_mut().poll(cx).map(|result| {
+                result.and_then(|output| output.take::<O>().map_err(|_| foreign_output(M::NAME)))
+            }),
+        }));
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(panic) => Err(panicked(running.handler, panic)),
+        };
         if let Some((stats, started)) = running.stats {
             stats.record(started, result.as_ref().err());
         }

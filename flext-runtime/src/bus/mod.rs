@@ -9,6 +9,7 @@
 mod builder;
 mod dispatch;
 mod dispatched;
+mod erased;
 mod handler;
 mod json;
 mod publish;

@@ -232,6 +232,11 @@ impl Output {
         self.0.downcast_ref()
     }
 
+    /// The output itself, for an interceptor's `after`.
+    pub(crate) fn as_any(&self) -> &dyn Any {
+        &*self.0
+    }
+
     /// The output as an `O`, or itself when it is something else.
     pub(crate) fn take<O: 'static>(self) -> std::result::Result<O, Output> {
         self.0.downcast().map(|b| *b).map_err(Output)
