@@ -47,7 +47,8 @@ use crate::future::BoxFuture;
 ///   to another thread and back (measured in BENCHMARKS.md), so a write commits on the
 ///   caller's thread when the connection is free. When it is busy (another task is
 ///   committing), the write goes to a writer thread, started the first time this
-///   happens, instead of blocking the caller's executor thread on the lock: under
+///   happens, instead of blocking the caller's executor thread on the lock; and while
+///   that thread has writes in hand, later ones join its next group too. Under
 ///   concurrency the writes share commits and tokio's workers keep running tasks.
 pub struct SqliteLog {
     /// The connection. At [`Synchronous::Normal`] a write takes it on the caller's
@@ -223,7 +224,8 @@ impl SqliteLog {
     }
 
     /// Runs `work`: at once on this thread, in a transaction of its own, when the log
-    /// commits inline ([`Synchronous::Normal`]) and the connection is free; otherwise
+    /// commits inline ([`Synchronous::Normal`]), the writer thread has nothing in hand
+    /// and the connection is free; otherwise
     /// queued for the writer thread, whose answer it waits for: a write runs in the next
     /// group commit and is answered after it, a read runs after that commit. When the
     /// writer thread cannot be started, it waits for the connection on this thread.
@@ -239,7 +241,9 @@ impl SqliteLog {
             result: None,
             reply,
         });
-        let job = if self.inline {
+        // While the writer thread has work, later writes join its group rather than
+        // commit between its groups one at a time.
+        let job = if self.inline && self.stats.queued.load(Ordering::Acquire) == 0 {
             match self.conn.try_lock() {
                 Some(mut conn) => {
                     Self::run_inline(&mut conn, job, &self.stats);
@@ -253,7 +257,14 @@ impl SqliteLog {
         let sent = match job {
             None => true,
             Some(job) => match self.start_writer() {
-                Ok(jobs) => jobs.send(job).is_ok(),
+                Ok(jobs) => {
+                    self.stats.queued.fetch_add(1, Ordering::AcqRel);
+                    let sent = jobs.send(job).is_ok();
+                    if !sent {
+                        self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    sent
+                }
                 Err(e) => {
                     if !self.inline {
                         // The writer thread of a log at `Full` started at open.

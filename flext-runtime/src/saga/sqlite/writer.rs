@@ -31,6 +31,8 @@ impl CommitStats {
 pub(super) struct Counters {
     pub(super) commits: AtomicU64,
     pub(super) writes: AtomicU64,
+    /// Jobs handed to the writer thread and not answered yet.
+    pub(super) queued: std::sync::atomic::AtomicUsize,
 }
 
 /// The most writes one commit carries; more wait for the next.
@@ -136,6 +138,7 @@ pub(super) fn writer(
                 Err(_) => break,
             }
         }
+        let taken = batch.len();
         let (mut writes, mut reads): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|job| job.is_write());
         last_group = writes.len().max(1);
@@ -149,6 +152,8 @@ pub(super) fn writer(
             job.run(&conn);
             job.finish(None);
         }
+        drop(conn);
+        stats.queued.fetch_sub(taken, Ordering::AcqRel);
     }
 }
 
