@@ -288,7 +288,9 @@ impl Bus {
             }
             Err((ran, e)) => (ran, Err(e)),
         };
-        self.after(&dispatch, ctx, ran, || result.as_ref().map(|o| o as &dyn Any));
+        self.after(&dispatch, ctx, ran, || {
+            result.as_ref().map(|o| o as &dyn Any)
+        });
         result
     }
 

@@ -421,7 +421,11 @@ mod tests {
         let busy = record(second);
         let held = log.conn.lock();
         let queued = log.create(&busy);
-        assert_eq!(log.stats().commits, 1, "committed while the connection was held");
+        assert_eq!(
+            log.stats().commits,
+            1,
+            "committed while the connection was held"
+        );
         drop(held);
         rt.block_on(queued).unwrap();
         assert_eq!(log.stats().commits, 2);
