@@ -74,8 +74,8 @@ impl SagaRunner {
         &self.log
     }
 
-    /// Records a new saga and runs it to an outcome. The saga's id is a fresh UUID v7
-    /// (time-ordered, RFC 9562), so a log's keys grow at one end; use
+    /// Records a new saga and runs it to an outcome. The saga's id is a fresh random
+    /// UUID (v4), so its first characters tell it apart in the operator views; use
     /// [`run_with_id`](Self::run_with_id) to name it yourself.
     ///
     /// # Errors
@@ -94,7 +94,7 @@ impl SagaRunner {
         saga: S,
         ctx: &'a Context,
     ) -> BoxFuture<'a, Result<SagaOutcome<S::Output>>> {
-        self.run_with_id(Uuid::now_v7(), saga, ctx)
+        self.run_with_id(Uuid::new_v4(), saga, ctx)
     }
 
     /// The backoff of a step or compensation whose first wait is `first_ms`.
