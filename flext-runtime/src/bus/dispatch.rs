@@ -7,14 +7,13 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 
 use super::Bus;
-use super::dispatched::{Dispatched, Pending, Running};
+use super::dispatched::{Dispatched, Running, Waiting};
 use super::erased::Typed;
 use super::handler::{Handler, LocalHandler};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::future::BoxFuture;
 use crate::message::{Command, Message, Query};
-use crate::middleware::{Cells, Dispatch, Output};
+use crate::middleware::{Cells, Dispatch};
 use crate::registry::HandlerStats;
 
 /// A command or query handler resolved once, for call sites that dispatch the same
@@ -210,47 +209,43 @@ impl Bus {
         ctx: &'a Context,
     ) -> Running<'a, O> {
         let inner = &*self.inner;
-        if !inner.interceptors.is_empty() || !inner.middleware.is_empty() {
+        if !inner.interceptors.is_empty() {
+            // Counted inside, around the interceptors.
             let endpoint = Box::new(Typed {
                 bus: self,
                 handler,
                 message,
             });
-            let (future, stats) = if inner.interceptors.is_empty() {
-                let stats = inner.stats.as_ref().map(|s| &s[index]);
-                let started = stats.and_then(HandlerStats::start);
-                (
-                    Box::pin(self.wrapped(endpoint, ctx)) as BoxFuture<'a, Result<Output>>,
-                    stats.map(|s| (s, started)),
-                )
-            } else {
-                // Counted inside, around the interceptors.
-                (
-                    Box::pin(self.observed(endpoint, index, ctx)) as BoxFuture<'a, Result<Output>>,
-                    None,
-                )
-            };
             return Running {
-                future: Pending::Erased(future),
+                future: Waiting::Erased(Box::pin(self.observed(endpoint, index, ctx))),
                 handler: handler.name,
-                stats,
+                stats: None,
             };
         }
         let stats = inner.stats.as_ref().map(|s| &s[index]);
         let started = stats.and_then(HandlerStats::start);
         let stats = stats.map(|s| (s, started));
-        let future = if handler.takes_context {
+        let future = if !inner.middleware.is_empty() {
+            let endpoint = Box::new(Typed {
+                bus: self,
+                handler,
+                message,
+            });
+            Waiting::Erased(Box::pin(self.wrapped(endpoint, ctx)))
+        } else if handler.takes_context {
             // The child context lives in the future.
             let child = ctx.child();
-            Box::pin(async move { handler.call(message, &child, self).await })
+            Waiting::Typed(Box::pin(async move {
+                handler.call(message, &child, self).await
+            }))
         } else {
-            match handler.start_async(message, ctx, self) {
+            Waiting::Typed(match handler.start_async(message, ctx, self) {
                 Ok(future) => future,
                 Err(_) => Box::pin(std::future::ready(Err(unreachable_dispatch(handler.name)))),
-            }
+            })
         };
         Running {
-            future: Pending::Typed(future),
+            future,
             handler: handler.name,
             stats,
         }

@@ -41,7 +41,7 @@ pub struct Dispatched<'a, M, O> {
 
 /// A dispatch that needed a future: an `async` handler or a wrapping middleware chain.
 pub(super) struct Running<'a, O> {
-    pub(super) future: Pending<'a, O>,
+    pub(super) future: Waiting<'a, O>,
     pub(super) handler: &'static str,
     /// Statistics to record when it ends, with the sampled start.
     pub(super) stats: Option<(&'a HandlerStats, Option<Instant>)>,
@@ -50,7 +50,7 @@ pub(super) struct Running<'a, O> {
 /// The future a dispatch waits on: the handler's own, or the erased path's
 /// (interceptors around an `async` handler, a wrapping middleware chain), whose output
 /// the typed poll takes back out.
-pub(super) enum Pending<'a, O> {
+pub(super) enum Waiting<'a, O> {
     Typed(BoxFuture<'a, Result<O>>),
     Erased(BoxFuture<'a, Result<Output>>),
 }
@@ -104,8 +104,8 @@ impl<M: Message, O: Send + 'static> Future for Dispatched<'_, M, O> {
             panic!("a `Dispatched` future was polled after it completed")
         };
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| match &mut running.future {
-            Pending::Typed(future) => future.as_mut().poll(cx),
-            Pending::Erased(future) => future.as_mut().poll(cx).map(|result| {
+            Waiting::Typed(future) => future.as_mut().poll(cx),
+            Waiting::Erased(future) => future.as_mut().poll(cx).map(|result| {
                 result.and_then(|output| output.take::<O>().map_err(|_| foreign_output(M::NAME)))
             }),
         }));

@@ -265,15 +265,11 @@ impl SqliteLog {
                     }
                     sent
                 }
+                // Only at `Normal`: a log at `Full` started its writer thread at open.
                 Err(e) => {
-                    if !self.inline {
-                        // The writer thread of a log at `Full` started at open.
-                        false
-                    } else {
-                        tracing::warn!(error = %e, "saga log: writing on the caller's thread");
-                        Self::run_inline(&mut self.conn.lock(), job, &self.stats);
-                        true
-                    }
+                    tracing::warn!(error = %e, "saga log: writing on the caller's thread");
+                    Self::run_inline(&mut self.conn.lock(), job, &self.stats);
+                    true
                 }
             },
         };
