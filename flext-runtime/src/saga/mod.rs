@@ -37,6 +37,7 @@
 mod builder;
 mod definition;
 mod durable;
+mod erased;
 mod fence;
 mod lease;
 mod listing;

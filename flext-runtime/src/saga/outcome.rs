@@ -70,46 +70,6 @@ impl<T> SagaOutcome<T> {
             SagaOutcome::Resolved { .. } => SagaState::Resolved,
         }
     }
-
-    pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> SagaOutcome<U> {
-        match self {
-            SagaOutcome::Completed { saga_id, output } => SagaOutcome::Completed {
-                saga_id,
-                output: f(output),
-            },
-            SagaOutcome::Compensated {
-                saga_id,
-                failed_step,
-                error,
-                compensated,
-            } => SagaOutcome::Compensated {
-                saga_id,
-                failed_step,
-                error,
-                compensated,
-            },
-            SagaOutcome::Stuck {
-                saga_id,
-                step,
-                error,
-                remaining,
-            } => SagaOutcome::Stuck {
-                saga_id,
-                step,
-                error,
-                remaining,
-            },
-            SagaOutcome::Resolved {
-                saga_id,
-                principal,
-                reason,
-            } => SagaOutcome::Resolved {
-                saga_id,
-                principal,
-                reason,
-            },
-        }
-    }
 }
 
 impl<T: Serialize> Serialize for SagaOutcome<T> {

@@ -3,11 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{
-    Durable, ErrorRecord, OperatorAction, Saga, SagaOutcome, SagaState, StepSpec, Transition,
-};
-use crate::error::ErrorKind;
-use crate::error::{Error, Result};
+use super::{ErrorRecord, OperatorAction, SagaOutcome, SagaState, StepSpec, Transition};
+use crate::error::{Error, ErrorKind};
 
 #[derive(Debug, Clone)]
 pub(super) enum Phase {
@@ -121,33 +118,23 @@ impl Progress {
         }
     }
 
-    /// The outcome of a saga of type `S` whose progress is this and that has nothing
-    /// left to run: completed (its last output decoded), compensated, stuck (with what
+    /// The outcome of a saga of `steps` whose progress is this and that has nothing left
+    /// to run: completed (with its last output as logged), compensated, stuck (with what
     /// remains to compensate) or resolved. A saga still forward (steps left) is reported
     /// as completed only when its last step ran; callers ask once no work is left.
-    ///
-    /// # Errors
-    ///
-    /// `flext.saga.output_mismatch` when the last step's logged output does not decode as
-    /// `S::Output`.
-    pub(super) fn outcome<S: Saga>(&self, saga_id: Uuid) -> Result<SagaOutcome<S::Output>> {
-        let steps = S::STEPS;
-        Ok(match self.phase.clone() {
+    /// [`typed_outcome`](super::erased::typed_outcome) decodes the output.
+    pub(super) fn outcome(
+        &self,
+        steps: &[StepSpec],
+        saga_id: Uuid,
+    ) -> SagaOutcome<serde_json::Value> {
+        match self.phase.clone() {
             Phase::Forward { .. } => {
-                let last = steps
+                let output = steps
                     .len()
                     .checked_sub(1)
                     .and_then(|i| self.outputs[i].clone())
                     .unwrap_or(serde_json::Value::Null);
-                let output = S::Output::from_log(last).map_err(|e| {
-                    Error::internal(
-                        crate::codes::SAGA_OUTPUT_MISMATCH,
-                        format!(
-                            "saga {saga_id}: the last output of `{}` does not decode: {e}",
-                            S::NAME
-                        ),
-                    )
-                })?;
                 SagaOutcome::Completed { saga_id, output }
             }
             Phase::Compensating { failed, error } => SagaOutcome::Compensated {
@@ -176,7 +163,7 @@ impl Progress {
                 principal,
                 reason,
             },
-        })
+        }
     }
 
     /// Completed compensatable steps not yet undone, last first.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::erased::ErasedSaga;
 use super::lease::Claim;
 use super::progress::Progress;
-use super::{ClaimRequest, Durable, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, now_ms};
+use super::{ClaimRequest, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, now_ms};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
@@ -112,21 +113,7 @@ pub fn resume<'a, S: Saga>(
     Box::pin(async move {
         let saga: S = decode::<S>(&record)?;
         let ctx = Context::new().with_correlation_id(record.correlation_id);
-        let outcome = runner.continue_claimed(&saga, record, since, &ctx).await?;
-        let mut encode_error = None;
-        let outcome = outcome.map(|o| {
-            o.to_log().unwrap_or_else(|e| {
-                encode_error = Some(e);
-                serde_json::Value::Null
-            })
-        });
-        match encode_error {
-            None => Ok(outcome),
-            Some(e) => Err(Error::internal(
-                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
-                format!("the output of a recovered saga does not serialise: {e}"),
-            )),
-        }
+        runner.continue_claimed(&saga, record, since, &ctx).await
     })
 }
 
@@ -135,16 +122,17 @@ impl SagaRunner {
     /// acknowledged by a log call that started at `since`) from where its transitions
     /// leave it. A saga whose transitions already end it while its record still shows it
     /// in flight gets its final state written, once.
-    pub(super) async fn continue_claimed<S: Saga>(
+    pub(super) async fn continue_claimed(
         &self,
-        saga: &S,
+        saga: &dyn ErasedSaga,
         record: SagaRecord,
         since: Instant,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         let claim = Claim::new(self, record.id, Fence::of(&record), since);
-        let progress = Progress::replay(S::STEPS.len(), &record.transitions);
-        if let Some(done) = progress.final_state(S::STEPS)
+        let steps = saga.steps();
+        let progress = Progress::replay(steps.len(), &record.transitions);
+        if let Some(done) = progress.final_state(steps)
             && record.state.is_in_flight()
             && done != record.state
         {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use uuid::Uuid;
 
+use super::erased::ErasedSaga;
 use super::lease::Claim;
 use super::progress::{Phase, Progress};
 use super::step::{attempt, step_context};
@@ -156,29 +157,31 @@ impl SagaRunner {
         self.log.history(id).await
     }
 
-    pub(super) async fn drive<S: Saga>(
+    /// Drives `saga` under `claim` from `p` to an outcome, in a `flext.saga` span. One
+    /// function for every saga type ([`ErasedSaga`]); the caller decodes the output.
+    pub(super) async fn drive(
         &self,
-        saga: &S,
+        saga: &dyn ErasedSaga,
         claim: &Claim,
         p: Progress,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         use tracing::Instrument;
-        let span = tracing::info_span!("flext.saga", saga = S::NAME, saga_id = %claim.id, epoch = claim.epoch, correlation_id = %ctx.correlation_id());
+        let span = tracing::info_span!("flext.saga", saga = saga.name(), saga_id = %claim.id, epoch = claim.epoch, correlation_id = %ctx.correlation_id());
         self.drive_in_span(saga, claim, p, ctx)
             .instrument(span)
             .await
     }
 
-    async fn drive_in_span<S: Saga>(
+    async fn drive_in_span(
         &self,
-        saga: &S,
+        saga: &dyn ErasedSaga,
         claim: &Claim,
         mut p: Progress,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         let id = claim.id;
-        let steps = S::STEPS;
+        let steps = saga.steps();
         let pivot = steps.iter().position(|s| s.pivot);
 
         while let Phase::Forward { next } = p.phase {
@@ -285,19 +288,19 @@ impl SagaRunner {
             Phase::Compensating { .. } if !p.to_undo(steps).is_empty() => {
                 self.compensate(saga, claim, p, ctx).await
             }
-            _ => p.outcome::<S>(id),
+            _ => Ok(p.outcome(steps, id)),
         }
     }
 
-    async fn compensate<S: Saga>(
+    async fn compensate(
         &self,
-        saga: &S,
+        saga: &dyn ErasedSaga,
         claim: &Claim,
         mut p: Progress,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         let id = claim.id;
-        let steps = S::STEPS;
+        let steps = saga.steps();
         let pending = p.to_undo(steps);
         for (n, &i) in pending.iter().enumerate() {
             let spec = &steps[i];
@@ -364,7 +367,7 @@ impl SagaRunner {
                 }
             }
         }
-        p.outcome::<S>(id)
+        Ok(p.outcome(steps, id))
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::erased::{ErasedSaga, typed_outcome};
 use super::lease::Claim;
 use super::progress::Progress;
 use super::{ClaimRequest, Fence, Saga, SagaOutcome, SagaRecord, SagaRunner, SagaState, now_ms};
@@ -85,31 +86,36 @@ impl SagaRunner {
         saga: S,
         ctx: &'a Context,
     ) -> BoxFuture<'a, Result<SagaOutcome<S::Output>>> {
-        Box::pin(self.start(id, saga, ctx))
+        Box::pin(async move {
+            let input = saga.to_log().map_err(|e| {
+                Error::internal(
+                    crate::codes::SAGA_INPUT_NOT_SERIALISABLE,
+                    format!("saga `{}`: {e}", S::NAME),
+                )
+            })?;
+            typed_outcome::<S>(self.start(id, &saga, input, ctx).await?)
+        })
     }
 
-    async fn start<S: Saga>(
+    /// Starts `saga` (its input encoded as `input`) under `id`: the part of
+    /// [`run_with_id`](Self::run_with_id) that is the same for every saga type.
+    async fn start(
         &self,
         id: Uuid,
-        saga: S,
+        saga: &dyn ErasedSaga,
+        input: serde_json::Value,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
-        let input = saga.to_log().map_err(|e| {
-            Error::internal(
-                crate::codes::SAGA_INPUT_NOT_SERIALISABLE,
-                format!("saga `{}`: {e}", S::NAME),
-            )
-        })?;
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         let record = SagaRecord {
             id,
-            name: S::NAME.to_owned(),
+            name: saga.name().to_owned(),
             input,
             correlation_id: ctx.correlation_id(),
             state: SagaState::Running,
             transitions: Vec::new(),
             owner: self.lease.owner.clone(),
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
-            definition: S::DEFINITION.to_owned(),
+            definition: saga.definition().to_owned(),
             created_ms: now_ms(),
             epoch: 1,
         };
@@ -139,7 +145,7 @@ impl SagaRunner {
                 // An error means the first start's future was dropped mid-way; the log
                 // says where it stopped either way.
                 let _ = first.wait_for(|finished| *finished).await;
-                return self.started_before(&saga, record, ctx).await;
+                return self.started_before(saga, record, ctx).await;
             }
         };
         if !self
@@ -152,11 +158,11 @@ impl SagaRunner {
         match self.log.create(&record).await {
             Ok(()) => {
                 let claim = Claim::new(self, id, Fence::of(&record), since);
-                self.drive(&saga, &claim, Progress::new(S::STEPS.len()), ctx)
+                self.drive(saga, &claim, Progress::new(saga.steps().len()), ctx)
                     .await
             }
             Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
-                self.started_before(&saga, record, ctx).await
+                self.started_before(saga, record, ctx).await
             }
             Err(e) => Err(e),
         }
@@ -165,12 +171,12 @@ impl SagaRunner {
     /// A second start of the saga `wanted` describes, not driven in this process: its
     /// recorded outcome when it has finished (nothing is written); the saga driven here
     /// when its lease expired (claimed under a new epoch, once this code can drive it).
-    async fn started_before<S: Saga>(
+    async fn started_before(
         &self,
-        saga: &S,
+        saga: &dyn ErasedSaga,
         wanted: SagaRecord,
         ctx: &Context,
-    ) -> Result<SagaOutcome<S::Output>> {
+    ) -> Result<SagaOutcome<serde_json::Value>> {
         let id = wanted.id;
         let existing = self.log.load(id).await?;
         if existing.name != wanted.name || existing.input != wanted.input {
@@ -183,13 +189,13 @@ impl SagaRunner {
             ));
         }
         if !existing.state.is_in_flight() {
-            return recorded::<S>(&existing);
+            return recorded(saga, &existing);
         }
         let request = ClaimRequest {
             only: Some(id),
-            names: vec![S::NAME],
+            names: vec![saga.name()],
             limit: 1,
-            accept: Arc::new(super::recovery::check::<S>),
+            accept: Arc::new(saga.check()),
             ..ClaimRequest::any(&self.lease, now_ms())
         };
         let since = Instant::now();
@@ -214,18 +220,19 @@ impl SagaRunner {
 
 /// The outcome a finished (or stuck) saga recorded, rebuilt from its transitions without
 /// running or writing anything.
-fn recorded<S: Saga>(record: &SagaRecord) -> Result<SagaOutcome<S::Output>> {
-    let p = Progress::replay(S::STEPS.len(), &record.transitions);
-    if p.final_state(S::STEPS).is_none() {
+fn recorded(saga: &dyn ErasedSaga, record: &SagaRecord) -> Result<SagaOutcome<serde_json::Value>> {
+    let steps = saga.steps();
+    let p = Progress::replay(steps.len(), &record.transitions);
+    if p.final_state(steps).is_none() {
         // The linked code has steps the finished saga never ran: another definition.
         return Err(super::definition::changed(
-            S::NAME,
+            saga.name(),
             record.id,
             &record.definition,
-            S::DEFINITION,
+            saga.definition(),
         ));
     }
-    p.outcome::<S>(record.id)
+    Ok(p.outcome(steps, record.id))
 }
 
 /// This process's start of a saga: while it lives, a second start here waits for it.
