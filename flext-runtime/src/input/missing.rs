@@ -58,7 +58,7 @@ fn join(path: &str, field: &str) -> String {
 /// walk.
 pub(super) fn every_missing(
     json: &str,
-    decode: impl Fn(&Value) -> Result<(), serde_path_to_error::Error<serde_json::Error>>,
+    decode: &dyn Fn(&str) -> Result<(), serde_path_to_error::Error<serde_json::Error>>,
 ) -> Vec<String> {
     let Ok(mut doc) = serde_json::from_str::<Value>(json) else {
         return Vec::new();
@@ -67,7 +67,10 @@ pub(super) fn every_missing(
     // Fabricated fields: their path, where they are, their name, the stand-in tried.
     let mut fabricated: Vec<(String, serde_path_to_error::Path, String, usize)> = Vec::new();
     for _ in 0..ROUNDS {
-        let Err(e) = decode(&doc) else { break };
+        // Decoded as text, through the caller's one decode path (see `decode_reporting_missing`).
+        let Err(e) = decode(&doc.to_string()) else {
+            break;
+        };
         let at = e.path().to_string();
         let at = at.trim_end_matches('?').trim_end_matches('.').to_owned();
         let detail = e.inner().to_string();

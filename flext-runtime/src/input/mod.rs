@@ -74,9 +74,26 @@ pub fn from_json_limited<T: DeserializeOwned>(
     max_bytes: usize,
 ) -> Result<T> {
     check_size(record, json, max_bytes)?;
-    decode(record, json, |de| serde_path_to_error::deserialize(de)).map_err(|e| {
-        every_missing_field(record, json, e, |doc| {
-            serde_path_to_error::deserialize::<_, T>(doc).map(drop)
+    decode_reporting_missing(record, json, |de| serde_path_to_error::deserialize(de))
+}
+
+/// What reads one `T` from a JSON text, with the path of a field that fails.
+type PathResult<T> = std::result::Result<T, serde_path_to_error::Error<serde_json::Error>>;
+
+/// [`decode`], and on a missing field the error naming every missing field. The second
+/// pass re-reads the document as text through the same `read`, so the only code
+/// generated per type is the one decode path (no second instantiation of `T`'s
+/// `Deserialize` over `serde_json::Value`, whose cost `benches/compile_cost.sh` showed).
+fn decode_reporting_missing<T>(
+    record: &str,
+    json: &str,
+    read: impl for<'a, 'b> Fn(
+        &'b mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+    ) -> PathResult<T>,
+) -> Result<T> {
+    decode(record, json, &read).map_err(|e| {
+        every_missing_field(record, json, e, &|text: &str| {
+            read(&mut serde_json::Deserializer::from_str(text)).map(drop)
         })
     })
 }
@@ -87,9 +104,7 @@ fn every_missing_field(
     record: &str,
     json: &str,
     e: Error,
-    decode: impl Fn(
-        &serde_json::Value,
-    ) -> std::result::Result<(), serde_path_to_error::Error<serde_json::Error>>,
+    decode: &dyn Fn(&str) -> PathResult<()>,
 ) -> Error {
     if e.code() != crate::codes::INPUT_MISSING_FIELD {
         return e;
@@ -150,9 +165,7 @@ pub(crate) fn refuse_positional(name: &str, positional: bool, json: &str) -> Res
 
 /// [`from_json`] for a message, through its [`Wire`](crate::Wire) form.
 pub(crate) fn message_from_json<M: crate::Wire>(record: &str, json: &str) -> Result<M> {
-    decode(record, json, |de| M::from_deserializer(de)).map_err(|e| {
-        every_missing_field(record, json, e, |doc| M::from_deserializer(doc).map(drop))
-    })
+    decode_reporting_missing(record, json, |de| M::from_deserializer(de))
 }
 
 fn decode<T>(
@@ -160,10 +173,7 @@ fn decode<T>(
     json: &str,
     read: impl for<'a, 'b> FnOnce(
         &'b mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
-    ) -> std::result::Result<
-        T,
-        serde_path_to_error::Error<serde_json::Error>,
-    >,
+    ) -> PathResult<T>,
 ) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = read(&mut de)
