@@ -145,7 +145,7 @@ impl Bus {
     }
 
     #[inline]
-    fn resolve<M: Message, O: 'static>(&self) -> Result<(&Handler<M, O>, usize)> {
+    pub(super) fn resolve<M: Message, O: 'static>(&self) -> Result<(&Handler<M, O>, usize)> {
         match self.inner.handlers.get(&TypeId::of::<M>()) {
             Some(slot) => match slot.handler.downcast_ref::<Arc<Handler<M, O>>>() {
                 Some(handler) => Ok((&**handler, slot.index)),

@@ -7,10 +7,13 @@
 use std::any::Any;
 use std::sync::OnceLock;
 
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tracing::Instrument;
 
 use super::Bus;
-use super::handler::Handler;
+use super::dispatch::foreign_output;
+use super::handler::{Handler, panicked};
 use crate::context::Context;
 use crate::error::Result;
 use crate::future::BoxFuture;
@@ -68,6 +71,33 @@ impl<'a, M: Message, O: Send + 'static> Endpoint<'a> for Typed<'a, M, O> {
 }
 
 impl Bus {
+    /// Dispatches `message` through the erased path alone: what [`send`](Bus::send)
+    /// does (interceptors, middleware, statistics, a panic as
+    /// `flext.bus.handler_panicked`), with the boxes the erased path costs (the endpoint,
+    /// its future, the output) and none of the typed fast path's code per message type.
+    /// For entry points that decode their message at run time (`send_json`,
+    /// `query_json`), where the decode costs far more than the boxes, so that a crate
+    /// that reaches its commands only by name compiles the typed path for none of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Bus::send).
+    pub(super) async fn dispatch_erased<M: Message, O: Send + 'static>(
+        &self,
+        message: M,
+        ctx: &Context,
+    ) -> Result<O> {
+        let (handler, index) = self.resolve::<M, O>()?;
+        let name = handler.name;
+        let endpoint = Box::new(Typed {
+            bus: self,
+            handler,
+            message,
+        });
+        let output = observed_catching(self, endpoint, index, ctx, name).await?;
+        output.take::<O>().map_err(|_| foreign_output(M::NAME))
+    }
+
     /// The wrapping middleware chain around the handler, on a bus without interceptors.
     pub(super) async fn wrapped<'a>(
         &'a self,
@@ -138,5 +168,24 @@ impl Bus {
         Next::new(&self.inner.middleware, dispatch, &call)
             .run(ctx)
             .await
+    }
+}
+
+/// [`Bus::observed`] with a panic in a middleware or interceptor turned into
+/// `flext.bus.handler_panicked` naming `handler`, as [`Dispatched`](super::Dispatched)
+/// does around the futures it polls.
+async fn observed_catching<'a>(
+    bus: &'a Bus,
+    endpoint: Box<dyn Endpoint<'a> + 'a>,
+    index: usize,
+    ctx: &'a Context,
+    handler: &'static str,
+) -> Result<Output> {
+    match AssertUnwindSafe(bus.observed(endpoint, index, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => Err(panicked(handler, panic)),
     }
 }

@@ -44,7 +44,7 @@ pub fn json_command<'a, C: Command>(
     Box::pin(async move {
         crate::input::refuse_positional(C::NAME, C::POSITIONAL, json)?;
         let command: C = crate::input::message_from_json(C::NAME, json)?;
-        let output = bus.send(command, ctx).await?;
+        let output: C::Output = bus.dispatch_erased(command, ctx).await?;
         to_json(C::NAME, &output)
     })
 }
@@ -59,7 +59,7 @@ pub fn json_query<'a, Q: Query>(
     Box::pin(async move {
         crate::input::refuse_positional(Q::NAME, Q::POSITIONAL, json)?;
         let query: Q = crate::input::message_from_json(Q::NAME, json)?;
-        let output = bus.query(query, ctx).await?;
+        let output: Q::Output = bus.dispatch_erased(query, ctx).await?;
         to_json(Q::NAME, &output)
     })
 }
