@@ -5,6 +5,7 @@
 //! core, typed at the edges).
 
 use std::any::Any;
+use std::future::Future;
 use std::sync::OnceLock;
 
 use futures_util::FutureExt;
@@ -71,8 +72,8 @@ impl<'a, M: Message, O: Send + 'static> Endpoint<'a> for Typed<'a, M, O> {
 }
 
 impl Bus {
-    /// Dispatches `message` through the erased path alone: what [`send`](Bus::send)
-    /// does (interceptors, middleware, statistics, a panic as
+    /// Dispatches `message` through the erased path alone, to the handler's output boxed
+    /// (take it with [`output_of`]): what [`send`](Bus::send) does (interceptors, middleware, statistics, a panic as
     /// `flext.bus.handler_panicked`), with the boxes the erased path costs (the endpoint,
     /// its future, the output) and none of the typed fast path's code per message type.
     /// For entry points that decode their message at run time (`send_json`,
@@ -82,20 +83,22 @@ impl Bus {
     /// # Errors
     ///
     /// As [`send`](Bus::send).
-    pub(super) async fn dispatch_erased<M: Message, O: Send + 'static>(
-        &self,
+    pub(super) fn dispatch_erased<'a, M: Message, O: Send + 'static>(
+        &'a self,
         message: M,
-        ctx: &Context,
-    ) -> Result<O> {
-        let (handler, index) = self.resolve::<M, O>()?;
-        let name = handler.name;
-        let endpoint = Box::new(Typed {
-            bus: self,
-            handler,
-            message,
+        ctx: &'a Context,
+    ) -> impl Future<Output = Result<Output>> + 'a {
+        // Only the lookup and the box are typed; the future is the same for every type.
+        let endpoint = self.resolve::<M, O>().map(|(handler, index)| {
+            let name = handler.name;
+            let endpoint: Box<dyn Endpoint<'a> + 'a> = Box::new(Typed {
+                bus: self,
+                handler,
+                message,
+            });
+            (endpoint, index, name)
         });
-        let output = observed_catching(self, endpoint, index, ctx, name).await?;
-        output.take::<O>().map_err(|_| foreign_output(M::NAME))
+        observed_catching(self, endpoint, ctx)
     }
 
     /// The wrapping middleware chain around the handler, on a bus without interceptors.
@@ -171,16 +174,24 @@ impl Bus {
     }
 }
 
+/// The handler's output from the erased path, as the `O` its message declares.
+///
+/// # Errors
+///
+/// `flext.bus.handler_type_mismatch` when a middleware returned another dispatch's output.
+pub(super) fn output_of<O: 'static>(output: Output, message: &str) -> Result<O> {
+    output.take::<O>().map_err(|_| foreign_output(message))
+}
+
 /// [`Bus::observed`] with a panic in a middleware or interceptor turned into
 /// `flext.bus.handler_panicked` naming `handler`, as [`Dispatched`](super::Dispatched)
 /// does around the futures it polls.
 async fn observed_catching<'a>(
     bus: &'a Bus,
-    endpoint: Box<dyn Endpoint<'a> + 'a>,
-    index: usize,
+    endpoint: Result<(Box<dyn Endpoint<'a> + 'a>, usize, &'static str)>,
     ctx: &'a Context,
-    handler: &'static str,
 ) -> Result<Output> {
+    let (endpoint, index, handler) = endpoint?;
     match AssertUnwindSafe(bus.observed(endpoint, index, ctx))
         .catch_unwind()
         .await

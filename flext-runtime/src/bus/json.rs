@@ -44,7 +44,8 @@ pub fn json_command<'a, C: Command>(
     Box::pin(async move {
         crate::input::refuse_positional(C::NAME, C::POSITIONAL, json)?;
         let command: C = crate::input::message_from_json(C::NAME, json)?;
-        let output: C::Output = bus.dispatch_erased(command, ctx).await?;
+        let output = bus.dispatch_erased::<C, C::Output>(command, ctx).await?;
+        let output: C::Output = super::erased::output_of(output, C::NAME)?;
         to_json(C::NAME, &output)
     })
 }
@@ -59,7 +60,8 @@ pub fn json_query<'a, Q: Query>(
     Box::pin(async move {
         crate::input::refuse_positional(Q::NAME, Q::POSITIONAL, json)?;
         let query: Q = crate::input::message_from_json(Q::NAME, json)?;
-        let output: Q::Output = bus.dispatch_erased(query, ctx).await?;
+        let output = bus.dispatch_erased::<Q, Q::Output>(query, ctx).await?;
+        let output: Q::Output = super::erased::output_of(output, Q::NAME)?;
         to_json(Q::NAME, &output)
     })
 }
