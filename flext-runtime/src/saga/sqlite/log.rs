@@ -440,4 +440,126 @@ mod tests {
         drop(log);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// A new log stores transitions in `flext_saga_steps` under an integer key given in
+    /// creation order; a log written by an earlier version (transitions keyed by the saga
+    /// id) keeps its layout. Both write, read, list and show history the same, through the
+    /// log and through `flext_saga_transitions`.
+    #[test]
+    fn new_logs_key_transitions_by_an_integer_and_older_logs_keep_their_layout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for older in [false, true] {
+            let dir = std::env::temp_dir().join(format!("flext-layout-{}", Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("log.db");
+            if older {
+                // The schema the previous release wrote.
+                rusqlite::Connection::open(&path)
+                    .unwrap()
+                    .execute_batch(
+                        "CREATE TABLE flext_sagas (id TEXT PRIMARY KEY, name TEXT NOT NULL,
+                             input TEXT NOT NULL, correlation_id TEXT NOT NULL, state TEXT NOT NULL,
+                             owner TEXT NOT NULL, lease_until_ms INTEGER NOT NULL,
+                             created_ms INTEGER NOT NULL, definition TEXT NOT NULL DEFAULT '',
+                             epoch INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0);
+                         CREATE TABLE flext_saga_transitions (saga_id TEXT NOT NULL,
+                             seq INTEGER NOT NULL, body TEXT NOT NULL,
+                             at_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (saga_id, seq))
+                             WITHOUT ROWID;",
+                    )
+                    .unwrap();
+            }
+            let log = SqliteLog::open(&path).unwrap();
+            let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+            rt.block_on(log.create(&record(first))).unwrap();
+            rt.block_on(log.create(&record(second))).unwrap();
+            let lease = Lease {
+                owner: "w/1".into(),
+                duration_ms: 60_000,
+            };
+            let completed = Transition::StepCompleted {
+                index: 0,
+                output: serde_json::json!(7),
+                attempts: 1,
+            };
+            let stuck = Transition::Stuck {
+                step: "ship".into(),
+                error: crate::saga::ErrorRecord {
+                    kind: crate::ErrorKind::Infrastructure,
+                    code: "carrier.down".into(),
+                    message: "no carrier".into(),
+                },
+                attempts: 3,
+            };
+            for (seq, (t, state)) in [(&completed, SagaState::Running), (&stuck, SagaState::Stuck)]
+                .into_iter()
+                .enumerate()
+            {
+                let fence = Fence {
+                    epoch: 1,
+                    seq: seq as u64,
+                };
+                rt.block_on(log.append(second, t, state, &lease, fence))
+                    .unwrap();
+            }
+
+            let loaded = rt.block_on(log.load(second)).unwrap();
+            assert_eq!(loaded.transitions, [completed.clone(), stuck.clone()]);
+            assert!(rt.block_on(log.load(first)).unwrap().transitions.is_empty());
+            let history = rt.block_on(log.history(second)).unwrap();
+            assert_eq!(
+                history.iter().map(|h| h.seq).collect::<Vec<_>>(),
+                [1, 2],
+                "older: {older}"
+            );
+            let listed = rt
+                .block_on(log.list(&SagaFilter::default().state(SagaState::Stuck)))
+                .unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(
+                (
+                    listed[0].id,
+                    listed[0].stuck_at.as_ref().map(|s| s.step.as_str())
+                ),
+                (second, Some("ship"))
+            );
+
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            let by_id: i64 = raw
+                .query_row(
+                    "SELECT COUNT(*) FROM flext_saga_transitions WHERE saga_id = ?1",
+                    [second.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(by_id, 2, "older: {older}");
+            let steps = raw
+                .prepare("SELECT 1 FROM sqlite_master WHERE name = 'flext_saga_steps'")
+                .and_then(|mut stmt| stmt.exists([]))
+                .unwrap();
+            assert_eq!(steps, !older);
+            if !older {
+                let keys: Vec<(String, i64)> = raw
+                    .prepare("SELECT id, saga_key FROM flext_sagas ORDER BY saga_key")
+                    .unwrap()
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(keys, [(first.to_string(), 1), (second.to_string(), 2)]);
+                let stored: Vec<(i64, i64)> = raw
+                    .prepare("SELECT saga_key, seq FROM flext_saga_steps ORDER BY saga_key, seq")
+                    .unwrap()
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(stored, [(2, 1), (2, 2)]);
+            }
+            drop((raw, log));
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
 }
