@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+mod attempt;
 mod background;
 mod backoff;
 pub mod bus;

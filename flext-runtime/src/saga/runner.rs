@@ -11,11 +11,12 @@ use uuid::Uuid;
 use super::erased::ErasedSaga;
 use super::lease::Claim;
 use super::progress::{Phase, Progress};
-use super::step::{attempt, step_context};
+use super::step::step_context;
 use super::{
     ErrorRecord, HistoryEntry, Lease, RetryOn, Saga, SagaFilter, SagaLog, SagaOutcome, SagaState,
     SagaSummary, StepScope, Transition,
 };
+use crate::attempt::{attempt, is_changed_output};
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -385,9 +386,4 @@ fn refuse_changed_output<T>(id: Uuid, result: Result<T>) -> Result<Result<T>> {
         )),
         other => Ok(other),
     }
-}
-
-/// Whether `e` says a logged output does not decode into the linked code's type.
-pub(super) fn is_changed_output(e: &Error) -> bool {
-    e.code() == crate::codes::SAGA_OUTPUT_MISMATCH || e.code() == crate::codes::SAGA_MISSING_OUTPUT
 }

@@ -1,11 +1,9 @@
-//! What a running step sees ([`StepScope`]), its context, and how one attempt of a step
-//! or compensation is run: timeout, panic, retries with [`Backoff`].
+//! What a running step sees ([`StepScope`]) and its context. One attempt of a step or
+//! compensation (timeout, panic, retries) is `crate::attempt`, shared with workflows.
 
 use std::any::type_name;
-use std::time::Duration;
 
-use super::{Durable, StepSpec};
-use crate::backoff::Backoff;
+use super::Durable;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::state::{FromState, StateMap};
@@ -97,62 +95,4 @@ pub(super) fn step_context(
     ctx.child()
         .with_idempotency_key(key)
         .with_fencing_token(claim.epoch)
-}
-
-/// Runs `f` up to `retries + 1` times with `backoff` between attempts (it starts at the
-/// step's or compensation's first wait and stops growing at the runner's
-/// [`backoff_cap`](super::SagaRunnerBuilder::backoff_cap), 60 s unless set), each
-/// attempt bounded by the step's `timeout_ms`. Retries transient errors
-/// only, or every error when `retry_any` (steps after the pivot, compensations). A panic
-/// is an [`ErrorKind::Internal`](crate::ErrorKind::Internal) error. Returns the last
-/// attempt's result and how many attempts were made.
-pub(crate) async fn attempt<T, F, Fut>(
-    spec: &StepSpec,
-    backoff: Backoff,
-    retries: u32,
-    retry_any: bool,
-    mut f: F,
-) -> (Result<T>, u32)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::thread::Result<Result<T>>>,
-{
-    let mut tried = 0;
-    loop {
-        let run = async {
-            match f().await {
-                Ok(result) => result,
-                Err(_) => Err(Error::internal(
-                    crate::codes::SAGA_STEP_PANICKED,
-                    format!("saga step `{}` panicked", spec.name),
-                )),
-            }
-        };
-        let result = match spec.timeout_ms {
-            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout(
-                        crate::codes::SAGA_STEP_TIMED_OUT,
-                        format!("saga step `{}` did not finish within {ms} ms", spec.name),
-                    ))
-                }),
-            None => run.await,
-        };
-        match result {
-            Err(e)
-                if tried < retries
-                    && (retry_any || e.kind().is_transient())
-                    && !super::runner::is_changed_output(&e) =>
-            {
-                let wait = backoff.delay(tried + 1);
-                tracing::info!(step = spec.name, attempt = tried + 1, wait_ms = wait.as_millis() as u64, error = %e, "retrying saga step");
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                tried += 1;
-            }
-            other => return (other, tried + 1),
-        }
-    }
 }

@@ -10,10 +10,10 @@ use futures_util::{FutureExt, StreamExt};
 use tracing::Instrument;
 
 use super::{StepOutput, StepRecord, StepStatus, Workflow, WorkflowRun, WorkflowScope};
+use crate::attempt::{StepSpec, attempt};
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::saga::{StepSpec, attempt};
 use crate::state::StateMap;
 
 /// How compensations are retried: the saga runner's settings.
