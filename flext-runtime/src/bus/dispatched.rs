@@ -8,7 +8,8 @@ use std::task::Poll;
 use std::time::Instant;
 
 use super::Bus;
-use super::dispatch::{foreign_output, unreachable_dispatch};
+use super::dispatch::unreachable_dispatch;
+use super::erased::output_of;
 use super::handler::{Handler, panicked};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -105,9 +106,10 @@ impl<M: Message, O: Send + 'static> Future for Dispatched<'_, M, O> {
         };
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| match &mut running.future {
             Waiting::Typed(future) => future.as_mut().poll(cx),
-            Waiting::Erased(future) => future.as_mut().poll(cx).map(|result| {
-                result.and_then(|output| output.take::<O>().map_err(|_| foreign_output(M::NAME)))
-            }),
+            Waiting::Erased(future) => future
+                .as_mut()
+                .poll(cx)
+                .map(|result| result.and_then(|output| output_of(output, M::NAME))),
         }));
         let result = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
