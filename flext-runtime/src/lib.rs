@@ -71,8 +71,8 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::route::{RouteRegistration, field_value};
     pub use crate::saga::{
-        EncodeDurable, EncodeNotDurable, LogSlot, RetryOn, Saga, SagaRegistration, StepScope,
-        StepSpec, assert_durable, no_such_step, resume,
+        DurableWorkflow, EncodeDurable, EncodeNotDurable, LogSlot, NodeDurable, NodeNotDurable,
+        RetryOn, Saga, SagaRegistration, StepScope, StepSpec, assert_durable, no_such_step, resume,
     };
     pub use crate::service::{
         DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,

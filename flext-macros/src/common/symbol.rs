@@ -55,6 +55,7 @@ pub const COMPENSATE_RETRIES: &str = "compensate_retries";
 pub const CRATE: &str = "crate";
 pub const CREATED: &str = "created";
 pub const DEPENDS_ON: &str = "depends_on";
+pub const DURABLE: &str = "durable";
 pub const EXTERNAL: &str = "external";
 pub const FAIL_FAST: &str = "fail_fast";
 pub const HTTP: &str = "http";

@@ -129,6 +129,7 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
         quote!(::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index))),
     );
     let header = respan(quote!(impl #p::Workflow for #self_ty), self_ty.span());
+    let durable = wf.durable.map(|_| durable(wf)).unwrap_or_default();
     quote! {
         #item
 
@@ -153,8 +154,116 @@ pub fn workflow(wf: &WorkflowDef) -> TokenStream {
             fn __flext_shareable() {
                 #(#shareable)*
             }
+
+            #durable
         };
     }
+}
+
+/// `#[workflow(durable)]`'s part: the `DurableWorkflow` impl (the definition, each
+/// node's output encoded and decoded through `LogSlot`), the registration recovery finds
+/// it by, and one spanned `Durable` check per output type (the input is checked by the
+/// trait's bound, at the impl's type).
+fn durable(wf: &WorkflowDef) -> TokenStream {
+    let p = wf.krate.private();
+    let self_ty = &wf.item.self_ty;
+    let name = &wf.name;
+    let mut seen = HashSet::new();
+    let checks = wf
+        .steps
+        .iter()
+        .filter_map(|s: &Step| s.method.ok_type.as_ref())
+        .filter(|t| seen.insert(type_key(t)))
+        .map(|t| {
+            let check = respan(quote!(#p::assert_durable::<#t>), t.span());
+            quote!(#check();)
+        });
+    let encode_arms = wf.steps.iter().enumerate().filter_map(|(i, s)| {
+        let ty = s.method.ok_type.as_ref()?;
+        let step = s.method.ident.to_string();
+        Some(quote!(#i => (&&#p::LogSlot::<#ty>::new()).encode_node(#step, __flext_output),))
+    });
+    let decode_arms = wf.steps.iter().enumerate().filter_map(|(i, s)| {
+        let ty = s.method.ok_type.as_ref()?;
+        let step = s.method.ident.to_string();
+        Some(quote!(#i => (&&#p::LogSlot::<#ty>::new()).decode_node(#step, __flext_value),))
+    });
+    let definition = definition(wf);
+    let accepts = &wf.accepts;
+    let header = respan(
+        quote!(impl #p::DurableWorkflow for #self_ty),
+        self_ty.span(),
+    );
+    quote! {
+        #[automatically_derived]
+        #header {
+            const DEFINITION: &'static str = #definition;
+            const ACCEPTS: &'static [&'static str] = &[#(#accepts),*];
+
+            fn encode_output(
+                __flext_index: usize,
+                __flext_output: &#p::StepOutput,
+            ) -> #p::Result<#p::serde_json::Value> {
+                use #p::{NodeDurable as _, NodeNotDurable as _};
+                match __flext_index {
+                    #(#encode_arms)*
+                    _ => ::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index)),
+                }
+            }
+
+            fn decode_output(
+                __flext_index: usize,
+                __flext_value: #p::serde_json::Value,
+            ) -> #p::Result<#p::StepOutput> {
+                use #p::{NodeDurable as _, NodeNotDurable as _};
+                match __flext_index {
+                    #(#decode_arms)*
+                    _ => ::core::result::Result::Err(#p::no_such_workflow_step(#name, __flext_index)),
+                }
+            }
+        }
+
+        #p::inventory::submit! {
+            #p::SagaRegistration::workflow::<#self_ty>()
+        }
+
+        #[allow(dead_code)]
+        fn __flext_durable() {
+            #(#checks)*
+        }
+    }
+}
+
+/// What the log records of a durable workflow's graph (see the runtime's
+/// `saga::definition`): one line per node, `name`, output type, compensation or `-`,
+/// `optional` or nothing, and the nodes it depends on, comma separated, by tabs.
+fn definition(wf: &WorkflowDef) -> String {
+    wf.steps
+        .iter()
+        .map(|s| {
+            let output = s
+                .method
+                .ok_type
+                .as_ref()
+                .map_or_else(|| "()".to_owned(), type_key);
+            let compensation = s
+                .compensate
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
+            let optional = if s.optional.is_some() { "optional" } else { "" };
+            let after = s
+                .depends_on
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            format!(
+                "{}\t{output}\t{compensation}\t{optional}\t{after}",
+                s.method.ident
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The impl block and a stand-in `Workflow` impl, so that `workflow.run(..)` adds no

@@ -36,12 +36,16 @@ pub struct WorkflowDef {
     pub steps: Vec<Step>,
     /// Every method that is not a step, for compensations.
     pub others: Vec<Method>,
+    /// `durable`: runs are recorded in the saga log (the input and every output serde).
+    pub durable: Option<Span>,
+    /// Older definitions a durable workflow resumes (`accepts = "..."`, repeatable).
+    pub accepts: Vec<String>,
 }
 
 const WORKFLOW_SPEC: Spec<'static> = Spec {
     attr: WORKFLOW,
-    allowed: &[NAME, CRATE],
-    repeatable: &[],
+    allowed: &[NAME, DURABLE, ACCEPTS, CRATE],
+    repeatable: &[ACCEPTS],
 };
 const STEP_SPEC: Spec<'static> = Spec {
     attr: WORKFLOW_STEP,
@@ -53,13 +57,33 @@ impl WorkflowDef {
     pub fn from_syn(cx: &Ctxt, args: TokenStream, item: syn::ItemImpl) -> WorkflowDef {
         let mut name = None;
         let mut krate = None;
+        let mut durable = None;
+        let mut accepts = Vec::new();
+        let mut first_accepts = None;
         options::parse(cx, &WORKFLOW_SPEC, args, |key, meta| {
             match key {
                 NAME => name = Some(options::string(meta)?.value()),
+                DURABLE => durable = Some(options::flag(meta)?),
+                // Written as the error shows it: `\t` between fields, `\n` between nodes.
+                ACCEPTS => {
+                    first_accepts.get_or_insert(meta.path.clone());
+                    accepts.push(
+                        options::string(meta)?
+                            .value()
+                            .replace("\\t", "\t")
+                            .replace("\\n", "\n"),
+                    );
+                }
                 _ => krate = Some(options::path(meta)?),
             }
             Ok(())
         });
+        if let (None, Some(path)) = (durable, &first_accepts) {
+            cx.push(error_at(
+                path,
+                "`accepts` names older definitions a durable workflow's recorded runs were started under: add `durable` (`#[workflow(durable, accepts = \"...\")]`), or remove it",
+            ));
+        }
         let mut item = item;
         if let Some((_, path, _)) = &item.trait_ {
             cx.push(error_at(path, format!("`#[workflow]` goes on an inherent `impl {} {{ ... }}` block: it writes the `Workflow` impl itself", crate::common::util::type_name(&item.self_ty))));
@@ -95,6 +119,8 @@ impl WorkflowDef {
             item,
             steps,
             others,
+            durable,
+            accepts,
         }
     }
 }

@@ -11,8 +11,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod record;
 mod violation;
 
+pub use record::ErrorRecord;
 pub use violation::RuleViolation;
 
 /// `std::result::Result` with [`Error`] as the error type; what every flext service, step

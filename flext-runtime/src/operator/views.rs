@@ -40,7 +40,9 @@ pub struct TimelineEntry {
     /// When it was recorded, in milliseconds since the Unix epoch (0 when the log did
     /// not keep the time).
     pub at_ms: u64,
-    /// `step_completed`, `step_failed`, `compensation_completed`, `stuck` or `operator`.
+    /// `step_completed`, `step_failed`, `compensation_completed`, `stuck` or `operator`;
+    /// for a durable workflow, `node_started`, `node_completed`, `node_failed`,
+    /// `node_skipped` or `node_compensated` (with `stuck` and `operator`).
     pub kind: &'static str,
     /// The step (or `compensate <step>`) it concerns, by name when the definition is
     /// known.
@@ -163,6 +165,42 @@ impl SagaDetail {
                         t.action = Some(*action);
                         t.principal = Some(principal.clone());
                         t.reason = Some(reason.clone());
+                    }
+                    Transition::NodeStarted { node } => {
+                        t.kind = "node_started";
+                        t.step = Some(node.clone());
+                    }
+                    Transition::NodeCompleted {
+                        node,
+                        output,
+                        attempts,
+                    } => {
+                        t.kind = "node_completed";
+                        t.step = Some(node.clone());
+                        t.attempts = *attempts;
+                        t.output = payloads.then(|| output.clone());
+                    }
+                    Transition::NodeFailed {
+                        node,
+                        error,
+                        attempts,
+                        ..
+                    } => {
+                        t.kind = "node_failed";
+                        t.step = Some(node.clone());
+                        t.attempts = *attempts;
+                        t.error_code = Some(error.code.clone());
+                        t.error_message = Some(error.message.clone());
+                    }
+                    Transition::NodeSkipped { node, missing } => {
+                        t.kind = "node_skipped";
+                        t.step = Some(node.clone());
+                        t.error_message = Some(format!("no output from `{missing}`"));
+                    }
+                    Transition::NodeCompensated { node, attempts } => {
+                        t.kind = "node_compensated";
+                        t.step = Some(format!("compensate {node}"));
+                        t.attempts = *attempts;
                     }
                 }
                 t

@@ -212,6 +212,57 @@ pub(super) async fn append_in(
     Ok(())
 }
 
+/// [`append_in`] for several transitions, in order, under one fence check: one
+/// statement (its own transaction), the saga's `seq` moved on by their number.
+async fn append_all_in(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    transitions: &[Transition],
+    state: SagaState,
+    lease: &Lease,
+    fence: Fence,
+) -> Result<()> {
+    if transitions.is_empty() {
+        return Ok(());
+    }
+    let bodies = transitions.iter().map(encode).collect::<Result<Vec<_>>>()?;
+    let n = bodies.len() as i64;
+    let now = now_ms();
+    let statement = client
+        .prepare_cached(
+            "WITH u AS (
+                 UPDATE flext_sagas SET state = $1, owner = $2, lease_until_ms = $3, seq = seq + $9
+                 WHERE id = $4 AND epoch = $7 AND seq = $8 AND state IN ('running', 'compensating')
+                 RETURNING id, seq)
+             INSERT INTO flext_saga_transitions (saga_id, seq, body, at_ms)
+             SELECT u.id, (u.seq - $9 + b.n)::integer, b.body, $5
+             FROM u, unnest($6::json[]) WITH ORDINALITY AS b (body, n)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let written = client
+        .execute(
+            &statement,
+            &[
+                &state.as_str(),
+                &lease.owner,
+                &to_bigint(now.saturating_add(lease.duration_ms)),
+                &id,
+                &to_bigint(now),
+                &bodies,
+                &to_bigint(fence.epoch),
+                &to_bigint(fence.seq),
+                &n,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if written == 0 {
+        return Err(refused(client, id, Some(fence)).await);
+    }
+    Ok(())
+}
+
 impl SagaLog for PgSagaLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { create_in(&self.db.client().await?, record).await })
@@ -230,6 +281,27 @@ impl SagaLog for PgSagaLog {
                 &self.db.client().await?,
                 id,
                 transition,
+                state,
+                lease,
+                fence,
+            )
+            .await
+        })
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        id: Uuid,
+        transitions: &'a [Transition],
+        state: SagaState,
+        lease: &'a Lease,
+        fence: Fence,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            append_all_in(
+                &self.db.client().await?,
+                id,
+                transitions,
                 state,
                 lease,
                 fence,

@@ -2,7 +2,10 @@
 //!
 //! `#[saga]` writes [`Saga::DEFINITION`](super::Saga::DEFINITION): one line per step,
 //! `name`, output type, compensation (`-` for none) and `pivot` (or nothing), separated
-//! by tabs. The log keeps the definition a saga started under; recovery compares it with
+//! by tabs. `#[workflow(durable)]` writes
+//! [`DurableWorkflow::DEFINITION`](super::DurableWorkflow::DEFINITION) the same way, one
+//! line per node, with `optional` (or nothing) in the fourth field and the nodes it
+//! depends on, comma separated, in a fifth. The log keeps the definition a saga started under; recovery compares it with
 //! the linked code's before resuming, because a saga resumed by a changed definition
 //! would hand logged outputs to steps that no longer expect them.
 
@@ -13,6 +16,8 @@ struct Step<'a> {
     output: &'a str,
     compensation: &'a str,
     pivot: bool,
+    optional: bool,
+    after: &'a str,
 }
 
 fn steps(definition: &str) -> Vec<Step<'_>> {
@@ -20,11 +25,17 @@ fn steps(definition: &str) -> Vec<Step<'_>> {
         .lines()
         .map(|line| {
             let mut fields = line.split('\t');
+            let name = fields.next().unwrap_or_default();
+            let output = fields.next().unwrap_or_default();
+            let compensation = fields.next().unwrap_or("-");
+            let kind = fields.next().unwrap_or_default();
             Step {
-                name: fields.next().unwrap_or_default(),
-                output: fields.next().unwrap_or_default(),
-                compensation: fields.next().unwrap_or("-"),
-                pivot: fields.next() == Some("pivot"),
+                name,
+                output,
+                compensation,
+                pivot: kind == "pivot",
+                optional: kind == "optional",
+                after: fields.next().unwrap_or_default(),
             }
         })
         .collect()
@@ -78,6 +89,19 @@ pub(crate) fn changes(logged: &str, linked: &str) -> Vec<String> {
                 o.name, o.compensation, n.compensation
             ));
         }
+        if o.optional != n.optional {
+            out.push(format!(
+                "`{}` {} optional",
+                o.name,
+                if n.optional { "became" } else { "is no longer" }
+            ));
+        }
+        if o.after != n.after {
+            out.push(format!(
+                "the dependencies of `{}` changed from [{}] to [{}]",
+                o.name, o.after, n.after
+            ));
+        }
         if o.pivot != n.pivot {
             out.push(format!(
                 "`{}` {} the pivot",
@@ -110,6 +134,19 @@ pub(crate) fn changed(saga: &str, id: uuid::Uuid, logged: &str, linked: &str) ->
 #[cfg(test)]
 mod tests {
     use super::changes;
+
+    #[test]
+    fn a_workflow_node_that_became_optional_or_changed_its_dependencies_is_named() {
+        let v1 = "extract\tVec<u32>\t-\t\t\nload\tusize\tunload\t\textract";
+        let v2 = "extract\tVec<u32>\t-\toptional\t\nload\tusize\tunload\t\textract,check";
+        assert_eq!(
+            changes(v1, v2),
+            [
+                "`extract` became optional",
+                "the dependencies of `load` changed from [extract] to [extract,check]",
+            ]
+        );
+    }
 
     const V1: &str = "reserve\tReservation\trelease\t\ncharge\tu64\t-\tpivot\nship\tString\t-\t";
 

@@ -124,6 +124,91 @@ fn not_durable<T>() -> Error {
     )
 }
 
+/// A durable workflow node's output, boxed as the graph driver keeps it, as generated
+/// code encodes and decodes it: [`NodeDurable`] when `T` is [`Durable`] and shareable,
+/// [`NodeNotDurable`] otherwise (the crate then does not compile: `assert_durable` or
+/// the workflow's own output check reports it, once). Used by generated code.
+#[doc(hidden)]
+pub trait NodeDurable<T> {
+    /// Encodes node `step`'s output for the log.
+    fn encode_node(
+        &self,
+        step: &str,
+        output: &crate::workflow::StepOutput,
+    ) -> Result<serde_json::Value>;
+    /// Decodes node `step`'s logged output.
+    fn decode_node(
+        &self,
+        step: &str,
+        value: serde_json::Value,
+    ) -> Result<crate::workflow::StepOutput>;
+}
+
+impl<T: Durable + Send + Sync + 'static> NodeDurable<T> for &LogSlot<T> {
+    fn encode_node(
+        &self,
+        step: &str,
+        output: &crate::workflow::StepOutput,
+    ) -> Result<serde_json::Value> {
+        let value = output.downcast_ref::<T>().ok_or_else(|| {
+            Error::internal(
+                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
+                format!(
+                    "the output of node `{step}` is not a `{}`",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })?;
+        value.to_log().map_err(|e| {
+            Error::internal(
+                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
+                format!("the output of node `{step}` does not serialise: {e}"),
+            )
+        })
+    }
+    fn decode_node(
+        &self,
+        step: &str,
+        value: serde_json::Value,
+    ) -> Result<crate::workflow::StepOutput> {
+        match T::from_log(value) {
+            Ok(v) => Ok(Box::new(v)),
+            Err(e) => Err(Error::internal(
+                crate::codes::SAGA_OUTPUT_MISMATCH,
+                format!(
+                    "the logged output of node `{step}` does not decode as `{}`: {e}",
+                    std::any::type_name::<T>()
+                ),
+            )),
+        }
+    }
+}
+
+#[doc(hidden)]
+pub trait NodeNotDurable<T> {
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn encode_node(
+        &self,
+        step: &str,
+        output: &crate::workflow::StepOutput,
+    ) -> Result<serde_json::Value>;
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn decode_node(
+        &self,
+        step: &str,
+        value: serde_json::Value,
+    ) -> Result<crate::workflow::StepOutput>;
+}
+
+impl<T> NodeNotDurable<T> for LogSlot<T> {
+    fn encode_node(&self, _: &str, _: &crate::workflow::StepOutput) -> Result<serde_json::Value> {
+        Err(not_durable::<T>())
+    }
+    fn decode_node(&self, _: &str, _: serde_json::Value) -> Result<crate::workflow::StepOutput> {
+        Err(not_durable::<T>())
+    }
+}
+
 /// The error of a step index the saga does not have. Used by generated code.
 #[doc(hidden)]
 #[cold]

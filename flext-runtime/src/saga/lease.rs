@@ -104,18 +104,41 @@ impl SagaRunner {
         transition: &Transition,
         state: SagaState,
     ) -> Result<()> {
+        self.write_all(claim, std::slice::from_ref(transition), state)
+            .await
+    }
+
+    /// [`write`](Self::write) for several transitions in one atomic write
+    /// ([`SagaLog::append_all`](super::SagaLog::append_all)): a durable workflow's nodes
+    /// that settled together.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    pub(super) async fn write_all(
+        &self,
+        claim: &Claim,
+        transitions: &[Transition],
+        state: SagaState,
+    ) -> Result<()> {
+        let n = transitions.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
         let mut tries = 0u32;
         let mut fence = claim.fence();
         loop {
             claim.check()?;
             let since = Instant::now();
-            let error = match self
-                .log
-                .append(claim.id, transition, state, &self.lease, fence)
-                .await
-            {
+            let appended = match transitions {
+                [one] => self.log.append(claim.id, one, state, &self.lease, fence),
+                all => self
+                    .log
+                    .append_all(claim.id, all, state, &self.lease, fence),
+            };
+            let error = match appended.await {
                 Ok(()) => {
-                    claim.seq.store(fence.seq + 1, Ordering::Release);
+                    claim.seq.store(fence.seq + n, Ordering::Release);
                     claim.extend(self, since);
                     return Ok(());
                 }
@@ -141,7 +164,7 @@ impl SagaRunner {
                         let count = record.transitions.len() as u64;
                         if record.epoch == claim.epoch
                             && record.state == state
-                            && count == fence.seq + 1
+                            && count == fence.seq + n
                         {
                             claim.seq.store(count, Ordering::Release);
                             return Ok(());

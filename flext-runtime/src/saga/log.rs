@@ -5,7 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{Error, ErrorKind, Result};
+pub use crate::error::ErrorRecord;
+use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 
 pub use super::fence::{ClaimRequest, Claimed, Fence};
@@ -73,7 +74,7 @@ impl std::str::FromStr for SagaState {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Validation`], `flext.saga.unknown_state`, naming the states there are.
+    /// [`ErrorKind::Validation`](crate::ErrorKind::Validation), `flext.saga.unknown_state`, naming the states there are.
     fn from_str(s: &str) -> Result<SagaState> {
         SagaState::ALL
             .into_iter()
@@ -90,37 +91,16 @@ impl std::str::FromStr for SagaState {
     }
 }
 
-/// An error as the log keeps it: enough to rebuild a [`Error`] after a restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorRecord {
-    /// The error's kind.
-    pub kind: ErrorKind,
-    /// The error's code.
-    pub code: String,
-    /// The error's message.
-    pub message: String,
-}
-
-impl From<&Error> for ErrorRecord {
-    fn from(e: &Error) -> Self {
-        ErrorRecord {
-            kind: e.kind(),
-            code: e.code().to_owned(),
-            message: e.message().to_owned(),
-        }
-    }
-}
-
-impl From<&ErrorRecord> for Error {
-    fn from(r: &ErrorRecord) -> Self {
-        Error::new(r.kind, r.code.clone(), r.message.clone())
-    }
-}
-
 /// One recorded transition. Each is written in one transaction together with the
 /// saga's new state, so the log never shows a state its transitions do not explain.
+///
+/// A saga's steps are recorded by position (`StepCompleted`, ...); a durable workflow's
+/// nodes by name (`NodeStarted`, `NodeCompleted`, ...), never by position, because
+/// nodes that run concurrently complete in any order. `Stuck` and `Operator` serve both.
+/// Non-exhaustive: later kinds of durable work add transitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Transition {
     /// Step `index` finished with `output` (serialised); the next step may start. For the
     /// last step this also completes the saga.
@@ -172,6 +152,56 @@ pub enum Transition {
         principal: String,
         /// Why, as they gave it.
         reason: String,
+    },
+    /// Node `node` of a durable workflow started (its dependencies had all settled).
+    /// Written together with the transitions that made it ready, so starting costs no
+    /// write of its own; a node started and never settled ran when the process stopped,
+    /// and recovery runs it again under the same idempotency key (`run id:node`).
+    NodeStarted {
+        /// The node's name (its `#[workflow_step]` method).
+        node: String,
+    },
+    /// Node `node` returned `output` (serialised); the nodes that take it may start.
+    NodeCompleted {
+        /// The node's name.
+        node: String,
+        /// Its output, as JSON.
+        output: serde_json::Value,
+        /// How many attempts it took.
+        #[serde(default)]
+        attempts: u32,
+    },
+    /// Node `node` failed (returned an error, timed out or panicked). An `optional`
+    /// node's failure is recorded and the workflow goes on; a required one's turns the
+    /// run to compensation.
+    NodeFailed {
+        /// The node's name.
+        node: String,
+        /// Why.
+        error: ErrorRecord,
+        /// Whether the node is optional.
+        #[serde(default)]
+        optional: bool,
+        /// How many attempts failed.
+        #[serde(default)]
+        attempts: u32,
+    },
+    /// Node `node` did not run: it takes the output of `missing`, an optional node that
+    /// failed or was skipped.
+    NodeSkipped {
+        /// The node's name.
+        node: String,
+        /// The node whose output was missing.
+        missing: String,
+    },
+    /// The compensation of node `node` finished. When nothing completed is left to
+    /// undo, this also marks the run compensated.
+    NodeCompensated {
+        /// The compensated node's name.
+        node: String,
+        /// How many attempts the compensation took.
+        #[serde(default)]
+        attempts: u32,
     },
 }
 
@@ -284,7 +314,7 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`] when the id exists; [`ErrorKind::Infrastructure`] when
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the id exists; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when
     /// the storage fails.
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>>;
 
@@ -295,9 +325,9 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when the fence is stale (the
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.lease_lost`, when the fence is stale (the
     /// saga was claimed again, or another write came first) or the saga is no longer in
-    /// flight; [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`]
+    /// flight; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown id; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)
     /// when the storage fails (the write may or may not have committed: read it back).
     fn append<'a>(
         &'a self,
@@ -307,6 +337,47 @@ pub trait SagaLog: Send + Sync + 'static {
         lease: &'a Lease,
         fence: Fence,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Appends `transitions` in order and sets the saga's state to `state`, as one
+    /// atomic write under `fence` (the first follows `fence.seq`, each next one the
+    /// last): what a durable workflow writes when several nodes settle together, one
+    /// commit for all of them. Refused, writing nothing, as [`append`](Self::append) is.
+    ///
+    /// The default appends them one at a time (the states between are `state` while it
+    /// is in flight, and the run's in-flight state before a final one), which is not
+    /// atomic: a crash between two leaves the first ones written, which recovery reads
+    /// as nodes that settled one after the other. Every flext backend overrides it with
+    /// one transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append); an empty `transitions` writes nothing and succeeds.
+    fn append_all<'a>(
+        &'a self,
+        id: Uuid,
+        transitions: &'a [Transition],
+        state: SagaState,
+        lease: &'a Lease,
+        fence: Fence,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let between = if state.is_in_flight() {
+                state
+            } else {
+                self.load(id).await?.state
+            };
+            for (n, t) in transitions.iter().enumerate() {
+                let last = n + 1 == transitions.len();
+                let fence = Fence {
+                    epoch: fence.epoch,
+                    seq: fence.seq + n as u64,
+                };
+                self.append(id, t, if last { state } else { between }, lease, fence)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
 
     /// Writes the final `state` that a saga's transitions already reach but its record
     /// does not show (a log written by an older version, or repaired by hand), without a
@@ -321,7 +392,7 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`] when the
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown id; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the
     /// storage fails.
     fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>>;
 
@@ -336,7 +407,7 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage fails.
     fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>>;
 
     /// Extends the lease of saga `id` by `lease.duration_ms` from now, when it is in
@@ -346,9 +417,9 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`], `flext.saga.lease_lost`, when the saga was claimed again
-    /// or is no longer in flight; [`ErrorKind::NotFound`] for an unknown id;
-    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.lease_lost`, when the saga was claimed again
+    /// or is no longer in flight; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown id;
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage fails.
     fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>>;
 
     /// Takes the liveness lock of runner incarnation `owner` (`name/incarnation`), held
@@ -366,7 +437,7 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Infrastructure`] when the lock cannot be taken (the runner then
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the lock cannot be taken (the runner then
     /// goes on without it: takeovers wait for the lease).
     fn hold_liveness<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<bool>> {
         let _ = owner;
@@ -377,14 +448,14 @@ pub trait SagaLog: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage fails.
     fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>>;
 
     /// Every transition of saga `id`, oldest first, with when it was written.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] for an unknown id; [`ErrorKind::Infrastructure`] when the
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown id; [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the
     /// storage fails.
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>>;
 
@@ -398,8 +469,8 @@ pub trait SagaLog: Send + Sync + 'static {
     /// # Errors
     ///
     /// The errors of [`Intervention::next_state`](super::Intervention::next_state) when the action does not apply
-    /// to the saga as it is; [`ErrorKind::NotFound`] for an unknown id;
-    /// [`ErrorKind::Infrastructure`] when the storage fails.
+    /// to the saga as it is; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown id;
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage fails.
     fn intervene<'a>(
         &'a self,
         id: Uuid,

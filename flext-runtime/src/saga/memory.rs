@@ -119,6 +119,32 @@ impl SagaLog for MemoryLog {
         Box::pin(std::future::ready(result))
     }
 
+    fn append_all<'a>(
+        &'a self,
+        id: Uuid,
+        transitions: &'a [Transition],
+        state: SagaState,
+        lease: &'a Lease,
+        fence: Fence,
+    ) -> BoxFuture<'a, Result<()>> {
+        let now = now_ms();
+        let result = self.with(|sagas| {
+            if transitions.is_empty() {
+                return Ok(());
+            }
+            check_fence(sagas, id, fence)?;
+            for t in transitions {
+                sagas.push(id, t, state, now)?;
+            }
+            if let Some(saga) = sagas.by_id.get_mut(&id) {
+                saga.owner.clone_from(&lease.owner);
+                saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            }
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
     fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
         let result = self.with(|sagas| {
             check_fence(sagas, id, fence)?;

@@ -39,6 +39,7 @@ mod definition;
 mod durable;
 mod erased;
 mod fence;
+mod graph;
 mod lease;
 mod listing;
 mod log;
@@ -58,9 +59,15 @@ mod workflow;
 pub use self::builder::SagaRunnerBuilder;
 pub use self::durable::Durable;
 #[doc(hidden)]
-pub use self::durable::{EncodeDurable, EncodeNotDurable, LogSlot, assert_durable, no_such_step};
+pub use self::durable::{
+    EncodeDurable, EncodeNotDurable, LogSlot, NodeDurable, NodeNotDurable, assert_durable,
+    no_such_step,
+};
 #[cfg(feature = "postgres")]
 pub(crate) use self::fence::fence_refused;
+pub use self::graph::DurableWorkflow;
+#[doc(hidden)]
+pub use self::graph::resume_workflow;
 pub use self::log::{
     ClaimRequest, Claimed, ErrorRecord, Fence, HistoryEntry, Lease, OperatorAction, SagaFilter,
     SagaLog, SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,

@@ -326,6 +326,9 @@ fn stuck_compensating(transitions: &[Transition]) -> bool {
     for t in transitions {
         match t {
             Transition::StepFailed { .. }
+            | Transition::NodeFailed {
+                optional: false, ..
+            }
             | Transition::Operator {
                 action: OperatorAction::Abort,
                 ..

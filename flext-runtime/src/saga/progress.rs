@@ -64,6 +64,8 @@ impl Progress {
                     principal,
                     reason,
                 } => p.operate(*action, principal, reason, &before_stuck),
+                // A durable workflow's transitions: not a saga's (see `saga::graph`).
+                _ => {}
             }
         }
         p

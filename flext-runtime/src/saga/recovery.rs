@@ -43,6 +43,16 @@ impl SagaRegistration {
         }
     }
 
+    /// The registration of durable workflow type `W`; used by generated code.
+    #[doc(hidden)]
+    pub const fn workflow<W: super::DurableWorkflow>() -> Self {
+        SagaRegistration {
+            name: W::NAME,
+            resume: super::graph::resume_workflow::<W>,
+            check: super::graph::check::<W>,
+        }
+    }
+
     /// The registration of the type named `name`, when linked into this program.
     pub(super) fn find(name: &str) -> Option<&'static SagaRegistration> {
         inventory::iter::<SagaRegistration>

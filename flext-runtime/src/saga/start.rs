@@ -93,29 +93,32 @@ impl SagaRunner {
                     format!("saga `{}`: {e}", S::NAME),
                 )
             })?;
-            typed_outcome::<S>(self.start(id, &saga, input, ctx).await?)
+            let saga: &dyn ErasedSaga = &saga;
+            typed_outcome::<S>(self.start(id, saga, input, ctx).await?)
         })
     }
 
-    /// Starts `saga` (its input encoded as `input`) under `id`: the part of
-    /// [`run_with_id`](Self::run_with_id) that is the same for every saga type.
-    async fn start(
+    /// Starts `run` (its input encoded as `input`) under `id`: the part of
+    /// [`run_with_id`](Self::run_with_id) and
+    /// [`run_workflow_with_id`](Self::run_workflow_with_id) that is the same for every
+    /// saga and workflow type.
+    pub(super) async fn start<D: Drive + ?Sized>(
         &self,
         id: Uuid,
-        saga: &dyn ErasedSaga,
+        run: &D,
         input: serde_json::Value,
         ctx: &Context,
-    ) -> Result<SagaOutcome<serde_json::Value>> {
+    ) -> Result<D::Out> {
         let record = SagaRecord {
             id,
-            name: saga.name().to_owned(),
+            name: run.name().to_owned(),
             input,
             correlation_id: ctx.correlation_id(),
             state: SagaState::Running,
             transitions: Vec::new(),
             owner: self.lease.owner.clone(),
             lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
-            definition: saga.definition().to_owned(),
+            definition: run.definition().to_owned(),
             created_ms: now_ms(),
             epoch: 1,
         };
@@ -145,7 +148,7 @@ impl SagaRunner {
                 // An error means the first start's future was dropped mid-way; the log
                 // says where it stopped either way.
                 let _ = first.wait_for(|finished| *finished).await;
-                return self.started_before(saga, record, ctx).await;
+                return self.started_before(run, record, ctx).await;
             }
         };
         if !self
@@ -158,25 +161,24 @@ impl SagaRunner {
         match self.log.create(&record).await {
             Ok(()) => {
                 let claim = Claim::new(self, id, Fence::of(&record), since);
-                self.drive(saga, &claim, Progress::new(saga.steps().len()), ctx)
-                    .await
+                run.fresh(self, claim, ctx).await
             }
             Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
-                self.started_before(saga, record, ctx).await
+                self.started_before(run, record, ctx).await
             }
             Err(e) => Err(e),
         }
     }
 
-    /// A second start of the saga `wanted` describes, not driven in this process: its
-    /// recorded outcome when it has finished (nothing is written); the saga driven here
+    /// A second start of the run `wanted` describes, not driven in this process: its
+    /// recorded outcome when it has finished (nothing is written); the run driven here
     /// when its lease expired (claimed under a new epoch, once this code can drive it).
-    async fn started_before(
+    async fn started_before<D: Drive + ?Sized>(
         &self,
-        saga: &dyn ErasedSaga,
+        run: &D,
         wanted: SagaRecord,
         ctx: &Context,
-    ) -> Result<SagaOutcome<serde_json::Value>> {
+    ) -> Result<D::Out> {
         let id = wanted.id;
         let existing = self.log.load(id).await?;
         if existing.name != wanted.name || existing.input != wanted.input {
@@ -189,13 +191,13 @@ impl SagaRunner {
             ));
         }
         if !existing.state.is_in_flight() {
-            return recorded(saga, &existing);
+            return run.recorded(&existing);
         }
         let request = ClaimRequest {
             only: Some(id),
-            names: vec![saga.name()],
+            names: vec![run.name()],
             limit: 1,
-            accept: Arc::new(saga.check()),
+            accept: Arc::new(run.check()),
             ..ClaimRequest::any(&self.lease, now_ms())
         };
         let since = Instant::now();
@@ -204,7 +206,7 @@ impl SagaRunner {
             return Err(refused);
         }
         match claimed.sagas.pop() {
-            Some(record) => self.continue_claimed(saga, record, since, ctx).await,
+            Some(record) => run.claimed(self, record, since, ctx).await,
             None => Err(Error::conflict(
                 crate::codes::SAGA_IN_FLIGHT,
                 format!(
@@ -215,6 +217,80 @@ impl SagaRunner {
                 ),
             )),
         }
+    }
+}
+
+/// What [`SagaRunner::start`] starts: a saga (`dyn ErasedSaga`) or a durable workflow
+/// run (`graph::DurableRun`). One object-safe shape, so that the idempotent start is
+/// compiled once per kind, not once per type.
+pub(super) trait Drive: Send + Sync {
+    /// What a drive ends in.
+    type Out;
+    /// The type's name, as the log records it.
+    fn name(&self) -> &'static str;
+    /// The type's definition, as the log records it.
+    fn definition(&self) -> &'static str;
+    /// Whether this code can drive a logged record of the type.
+    fn check(&self) -> fn(&SagaRecord) -> Result<()>;
+    /// Drives a record just created, under `claim`.
+    fn fresh<'a>(
+        &'a self,
+        runner: &'a SagaRunner,
+        claim: Claim,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Self::Out>>;
+    /// Drives `record`, just claimed by a log call that started at `since`, from where
+    /// its transitions leave it.
+    fn claimed<'a>(
+        &'a self,
+        runner: &'a SagaRunner,
+        record: SagaRecord,
+        since: Instant,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Self::Out>>;
+    /// What a finished `record` ended in, without running or writing anything.
+    ///
+    /// # Errors
+    ///
+    /// When the linked code cannot read it (another definition).
+    fn recorded(&self, record: &SagaRecord) -> Result<Self::Out>;
+}
+
+impl Drive for dyn ErasedSaga + '_ {
+    type Out = SagaOutcome<serde_json::Value>;
+
+    fn name(&self) -> &'static str {
+        ErasedSaga::name(self)
+    }
+    fn definition(&self) -> &'static str {
+        ErasedSaga::definition(self)
+    }
+    fn check(&self) -> fn(&SagaRecord) -> Result<()> {
+        ErasedSaga::check(self)
+    }
+    fn fresh<'a>(
+        &'a self,
+        runner: &'a SagaRunner,
+        claim: Claim,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Self::Out>> {
+        Box::pin(async move {
+            runner
+                .drive(self, &claim, Progress::new(self.steps().len()), ctx)
+                .await
+        })
+    }
+    fn claimed<'a>(
+        &'a self,
+        runner: &'a SagaRunner,
+        record: SagaRecord,
+        since: Instant,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Self::Out>> {
+        Box::pin(runner.continue_claimed(self, record, since, ctx))
+    }
+    fn recorded(&self, record: &SagaRecord) -> Result<Self::Out> {
+        recorded(self, record)
     }
 }
 

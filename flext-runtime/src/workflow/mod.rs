@@ -47,7 +47,9 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 pub use self::outcome::{StepRecord, StepStatus, WorkflowRun};
-pub(crate) use self::run::{Policy, drive};
+pub(crate) use self::run::{
+    ErasedWorkflow, Graph, NodeEvent, Policy, Record, RunPhase, drive, drive_graph,
+};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

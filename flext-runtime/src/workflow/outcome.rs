@@ -55,12 +55,25 @@ pub struct WorkflowRun {
     pub(super) outputs: Vec<Option<StepOutput>>,
     pub(super) failed: Option<usize>,
     pub(super) compensated: Vec<&'static str>,
+    pub(super) run_id: Option<uuid::Uuid>,
 }
 
 impl WorkflowRun {
     /// The workflow's name.
     pub fn workflow(&self) -> &'static str {
         self.workflow
+    }
+
+    /// The durable run's id (its record in the saga log, the prefix of each node's
+    /// idempotency key); `None` for a run in memory.
+    pub fn run_id(&self) -> Option<uuid::Uuid> {
+        self.run_id
+    }
+
+    /// Sets the durable run's id.
+    pub(crate) fn with_run_id(mut self, id: uuid::Uuid) -> Self {
+        self.run_id = Some(id);
+        self
     }
 
     /// Whether no required step failed (optional steps may have).
@@ -112,6 +125,12 @@ impl WorkflowRun {
         self.outputs.get(i)?.as_ref()?.downcast_ref()
     }
 
+    /// The output of step `name` as the run keeps it (boxed), when it completed.
+    pub(crate) fn raw_output(&self, name: &str) -> Option<&StepOutput> {
+        let i = self.index(name)?;
+        self.outputs.get(i)?.as_ref()
+    }
+
     /// Moves the output of step `name` out of the run; `None` as for
     /// [`output`](Self::output).
     pub fn take_output<T: Any>(&mut self, name: &str) -> Option<T> {
@@ -155,6 +174,7 @@ impl fmt::Debug for WorkflowRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowRun")
             .field("workflow", &self.workflow)
+            .field("run_id", &self.run_id)
             .field("steps", &self.steps)
             .field("compensated", &self.compensated)
             .finish_non_exhaustive()

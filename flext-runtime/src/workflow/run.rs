@@ -1,19 +1,29 @@
-//! The driver: start every step whose dependencies have settled, poll the running ones
-//! together, record each outcome, and compensate after a required step's failure.
+//! The graph driver: start every step whose dependencies have settled, poll the running
+//! ones together, record each outcome, and compensate after a required step's failure.
+//!
+//! One driver, compiled once, serves both kinds of run: an in-memory run records
+//! nothing; a durable run (the saga runner's, `crate::saga`) hands every batch of node
+//! transitions to a [`Record`] that writes them to the log under its fence, keeps its
+//! lease while nodes run, and gives each node its idempotency key. A durable run that
+//! recovers starts from a [`Graph`] replayed from the log.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tracing::Instrument;
 
-use super::{StepOutput, StepRecord, StepStatus, Workflow, WorkflowRun, WorkflowScope};
+use super::{
+    StepOutput, StepRecord, StepStatus, Workflow, WorkflowRun, WorkflowScope, WorkflowStepSpec,
+};
 use crate::attempt::{StepSpec, attempt};
 use crate::backoff::Backoff;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorRecord, Result};
+use crate::future::BoxFuture;
+use crate::service::ServiceStats;
 use crate::state::StateMap;
 
 /// How compensations are retried: the saga runner's settings.
@@ -36,6 +46,122 @@ impl Policy {
     };
 }
 
+/// A [`Workflow`] behind a vtable, so that the driver is compiled once for every
+/// workflow type (as the saga runner's `ErasedSaga`).
+pub(crate) trait ErasedWorkflow: Send + Sync {
+    /// [`Workflow::NAME`].
+    fn name(&self) -> &'static str;
+    /// [`Workflow::STEPS`].
+    fn steps(&self) -> &'static [WorkflowStepSpec];
+    /// [`Workflow::step_stats`].
+    fn stats(&self) -> &'static [Arc<ServiceStats>];
+    /// [`Workflow::run_step`].
+    fn run_step<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a WorkflowScope<'a>,
+    ) -> BoxFuture<'a, Result<StepOutput>>;
+    /// [`Workflow::compensate`].
+    fn compensate<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a WorkflowScope<'a>,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+impl<W: Workflow> ErasedWorkflow for W {
+    fn name(&self) -> &'static str {
+        W::NAME
+    }
+    fn steps(&self) -> &'static [WorkflowStepSpec] {
+        W::STEPS
+    }
+    fn stats(&self) -> &'static [Arc<ServiceStats>] {
+        W::step_stats()
+    }
+    fn run_step<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a WorkflowScope<'a>,
+    ) -> BoxFuture<'a, Result<StepOutput>> {
+        Workflow::run_step(self, index, scope)
+    }
+    fn compensate<'a>(
+        &'a self,
+        index: usize,
+        scope: &'a WorkflowScope<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Workflow::compensate(self, index, scope)
+    }
+}
+
+/// Where a run stands after a write: what a durable log stores as the run's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunPhase {
+    /// Nodes run or wait.
+    Running,
+    /// A required node failed: the running ones are awaited, then the completed ones
+    /// compensated.
+    Compensating,
+    /// Every node settled and no required one failed.
+    Completed,
+    /// A required node failed and everything completed was undone.
+    Compensated,
+    /// A compensation kept failing.
+    Stuck,
+}
+
+/// One node transition, by node index; a durable [`Record`] writes it by name.
+#[derive(Debug)]
+pub(crate) enum NodeEvent {
+    /// The node started.
+    Started(usize),
+    /// The node returned its output (as the log keeps it).
+    Completed {
+        index: usize,
+        output: serde_json::Value,
+        attempts: u32,
+    },
+    /// The node failed.
+    Failed {
+        index: usize,
+        error: ErrorRecord,
+        attempts: u32,
+    },
+    /// The node did not run: it takes the output of `missing`, which has none.
+    Skipped { index: usize, missing: usize },
+    /// The node's compensation finished.
+    Compensated { index: usize, attempts: u32 },
+    /// The node's compensation failed on every attempt: the run is stuck.
+    CompensationFailed {
+        index: usize,
+        error: ErrorRecord,
+        attempts: u32,
+    },
+}
+
+/// What a durable run does around the driver. `None` for an in-memory run.
+pub(crate) trait Record: Send + Sync {
+    /// The context node `step` runs under (its compensation when `compensation`): a
+    /// child of `run` with the node's idempotency key and fencing token.
+    fn node_ctx(&self, run: &Context, step: &'static str, compensation: bool) -> Context;
+
+    /// Node `index`'s output as the log keeps it.
+    ///
+    /// # Errors
+    ///
+    /// When it does not serialise: the node fails with this error.
+    fn encode(&self, index: usize, output: &StepOutput) -> Result<serde_json::Value>;
+
+    /// Writes `events` in one write, the run moving to `phase`.
+    fn record<'a>(&'a self, events: &'a [NodeEvent], phase: RunPhase) -> BoxFuture<'a, Result<()>>;
+
+    /// Runs `work` (waiting for nodes, or a compensation's attempts) while keeping the
+    /// run's claim; an error when the claim is lost (`work` is then dropped where it
+    /// is).
+    fn keep<'a>(&'a self, work: BoxFuture<'a, ()>) -> BoxFuture<'a, Result<()>>;
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Waiting,
@@ -43,144 +169,343 @@ enum Slot {
     Settled,
 }
 
-/// Runs `workflow` to a [`WorkflowRun`]; see the module documentation.
+/// Where a run stands: fresh ([`Graph::new`]), or replayed from a durable log.
+pub(crate) struct Graph {
+    outputs: Vec<OnceLock<StepOutput>>,
+    status: Vec<StepStatus>,
+    slots: Vec<Slot>,
+    /// Started and never settled: run again even when the run is failing (its effect
+    /// may have happened; running it again under its key completes it, so that it can
+    /// be compensated).
+    restart: Vec<bool>,
+    /// Completed node indexes, in completion order.
+    completed: Vec<usize>,
+    failed: Option<usize>,
+    compensated: Vec<usize>,
+}
+
+impl Graph {
+    /// A run of `n` nodes where nothing happened yet.
+    pub(crate) fn new(n: usize) -> Graph {
+        Graph {
+            outputs: (0..n).map(|_| OnceLock::new()).collect(),
+            status: (0..n).map(|_| StepStatus::NotRun).collect(),
+            slots: vec![Slot::Waiting; n],
+            restart: vec![false; n],
+            completed: Vec::new(),
+            failed: None,
+            compensated: Vec::new(),
+        }
+    }
+
+    /// Node `i` started (and has not settled yet).
+    pub(crate) fn started(&mut self, i: usize) {
+        if let Some(r) = self.restart.get_mut(i) {
+            *r = self.slots[i] == Slot::Waiting;
+        }
+    }
+
+    /// Node `i` completed with `output`.
+    pub(crate) fn complete(&mut self, i: usize, output: StepOutput) {
+        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
+            return;
+        }
+        // invariant: a node settles once, so its cell is empty.
+        let _ = self.outputs[i].set(output);
+        self.completed_here(i);
+    }
+
+    /// Node `i` completed; its output is in the driver's cells.
+    fn completed_here(&mut self, i: usize) {
+        self.settle(i, StepStatus::Completed);
+        self.completed.push(i);
+    }
+
+    /// Node `i` failed with `error`; `required` turns the run to compensation.
+    pub(crate) fn fail(&mut self, i: usize, error: Error, required: bool) {
+        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
+            return;
+        }
+        self.settle(i, StepStatus::Failed(error));
+        if required {
+            self.failed.get_or_insert(i);
+        }
+    }
+
+    /// The run is stopped as if node `i` had failed with `error` (an operator's abort):
+    /// nothing more starts, and what completed is compensated.
+    pub(crate) fn abort(&mut self, i: usize, error: Error) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Some(s) = self.status.get_mut(i) {
+            *s = StepStatus::Failed(error);
+        }
+        self.failed = Some(i);
+    }
+
+    /// Node `i` was skipped for want of `missing`'s output.
+    pub(crate) fn skip(&mut self, i: usize, missing: &'static str) {
+        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
+            return;
+        }
+        self.settle(i, StepStatus::Skipped { missing });
+    }
+
+    /// Node `i`'s compensation finished.
+    pub(crate) fn compensate(&mut self, i: usize) {
+        if i < self.status.len() && !self.compensated.contains(&i) {
+            self.status[i] = StepStatus::Compensated;
+            self.compensated.push(i);
+        }
+    }
+
+    /// Node `i`'s compensation failed for good.
+    pub(crate) fn compensation_failed(&mut self, i: usize, error: Error) {
+        if let Some(s) = self.status.get_mut(i) {
+            *s = StepStatus::CompensationFailed(error);
+        }
+    }
+
+    /// An operator resumed (or aborted, or resolved) a stuck run: the compensation that
+    /// stuck is pending again.
+    pub(crate) fn clear_stuck(&mut self) {
+        for s in &mut self.status {
+            if matches!(s, StepStatus::CompensationFailed(_)) {
+                *s = StepStatus::Completed;
+            }
+        }
+    }
+
+    /// The first node in declaration order that has not settled.
+    pub(crate) fn first_unsettled(&self) -> Option<usize> {
+        self.slots.iter().position(|s| *s != Slot::Settled)
+    }
+
+    fn settle(&mut self, i: usize, status: StepStatus) {
+        self.slots[i] = Slot::Settled;
+        self.restart[i] = false;
+        self.status[i] = status;
+    }
+
+    /// Completed nodes with a compensation not yet undone, last completed first.
+    fn to_undo(&self, steps: &[WorkflowStepSpec]) -> Vec<usize> {
+        self.completed
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| steps[i].compensation.is_some() && !self.compensated.contains(&i))
+            .collect()
+    }
+
+    /// The phase a run whose graph is this one is in, with `running` nodes running.
+    fn phase(&self, steps: &[WorkflowStepSpec], running: usize) -> RunPhase {
+        match (self.failed, running) {
+            (None, 0) => RunPhase::Completed,
+            (None, _) => RunPhase::Running,
+            (Some(_), 0) if self.to_undo(steps).is_empty() => RunPhase::Compensated,
+            (Some(_), _) => RunPhase::Compensating,
+        }
+    }
+
+    /// The run as the graph leaves it, without running anything: for a run the log
+    /// shows finished.
+    pub(crate) fn into_run(self, workflow: &dyn ErasedWorkflow) -> WorkflowRun {
+        finish(workflow.name(), workflow.steps(), self, Vec::new())
+    }
+}
+
+/// Runs `workflow` in memory to a [`WorkflowRun`]; see the module documentation.
 pub(crate) async fn drive<W: Workflow>(
     workflow: &W,
     ctx: &Context,
     state: &StateMap,
     policy: Policy,
 ) -> WorkflowRun {
-    let span = tracing::info_span!("flext.workflow", workflow = W::NAME, correlation_id = %ctx.correlation_id());
-    drive_in_span(workflow, ctx, state, policy)
+    let graph = Graph::new(W::STEPS.len());
+    // invariant: without a `Record` nothing the driver calls returns an error.
+    drive_graph(workflow, ctx, state, policy, graph, None)
+        .await
+        .unwrap_or_else(|e| failed_run(W::NAME, W::STEPS, e))
+}
+
+/// Runs `workflow` from `graph` to a [`WorkflowRun`], recording through `record` when
+/// given, in a `flext.workflow` span.
+///
+/// # Errors
+///
+/// Only `record`'s: the run stopped where the log has it (a lost claim, a log that
+/// stayed down).
+pub(crate) async fn drive_graph(
+    workflow: &dyn ErasedWorkflow,
+    ctx: &Context,
+    state: &StateMap,
+    policy: Policy,
+    graph: Graph,
+    record: Option<&dyn Record>,
+) -> Result<WorkflowRun> {
+    let span = tracing::info_span!("flext.workflow", workflow = workflow.name(), correlation_id = %ctx.correlation_id());
+    drive_in_span(workflow, ctx, state, policy, graph, record)
         .instrument(span)
         .await
 }
 
-async fn drive_in_span<W: Workflow>(
-    workflow: &W,
+async fn drive_in_span(
+    workflow: &dyn ErasedWorkflow,
     ctx: &Context,
     state: &StateMap,
     policy: Policy,
-) -> WorkflowRun {
-    let steps = W::STEPS;
-    let stats = W::step_stats();
-    let n = steps.len();
-    let outputs: Vec<OnceLock<StepOutput>> = (0..n).map(|_| OnceLock::new()).collect();
+    mut g: Graph,
+    record: Option<&dyn Record>,
+) -> Result<WorkflowRun> {
+    let steps = workflow.steps();
+    let stats = workflow.stats();
+    let outputs = std::mem::take(&mut g.outputs);
     // One child context for the run: its steps are parts of one operation.
     let run_ctx = ctx.child();
+    let node_ctx = |step: &'static str, compensation: bool| match record {
+        Some(r) => r.node_ctx(&run_ctx, step, compensation),
+        None => run_ctx.clone(),
+    };
     let scopes: Vec<WorkflowScope<'_>> = steps
         .iter()
         .map(|s| WorkflowScope {
-            ctx: run_ctx.clone(),
+            ctx: node_ctx(s.name, false),
             outputs: &outputs,
             state,
             step: s.name,
         })
         .collect();
-    let mut slots = vec![Slot::Waiting; n];
-    let mut records: Vec<StepRecord> = steps
-        .iter()
-        .map(|s| StepRecord {
-            name: s.name,
-            optional: s.optional,
-            status: StepStatus::NotRun,
-            duration: None,
-        })
-        .collect();
-    let mut completed = Vec::with_capacity(n);
-    let mut failed: Option<usize> = None;
+    let mut durations: Vec<Option<Duration>> = vec![None; steps.len()];
     let mut running = FuturesUnordered::new();
+    let mut events: Vec<NodeEvent> = Vec::new();
 
     loop {
-        if failed.is_none() {
-            // Skipping a step settles it, which may make others ready: repeat until
-            // nothing changes.
-            let mut changed = true;
-            while changed {
-                changed = false;
-                for (i, spec) in steps.iter().enumerate() {
-                    let ready = slots[i] == Slot::Waiting
-                        && spec
-                            .depends_on
-                            .iter()
-                            .all(|&d| slots.get(d) == Some(&Slot::Settled));
-                    if !ready {
-                        continue;
-                    }
-                    if let Some(&missing) = spec
-                        .needs
+        // Skipping a step settles it, which may make others ready: repeat until nothing
+        // changes.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (i, spec) in steps.iter().enumerate() {
+                let ready = g.slots[i] == Slot::Waiting
+                    && (g.failed.is_none() || g.restart[i])
+                    && spec
+                        .depends_on
                         .iter()
-                        .find(|&&d| outputs.get(d).and_then(OnceLock::get).is_none())
-                    {
-                        let missing = steps.get(missing).map_or("?", |s| s.name);
-                        tracing::info!(
-                            step = spec.name,
-                            missing,
-                            "workflow step skipped: an output it takes is missing"
-                        );
-                        records[i].status = StepStatus::Skipped { missing };
-                        slots[i] = Slot::Settled;
-                        changed = true;
-                        continue;
-                    }
-                    slots[i] = Slot::Running;
-                    let scope = &scopes[i];
-                    let started = match stats.get(i) {
-                        Some(s) => s.start(),
-                        None => Instant::now(),
-                    };
-                    let step_span = tracing::info_span!("flext.workflow.step", step = spec.name);
-                    running.push(
-                        async move {
-                            let run = AssertUnwindSafe(workflow.run_step(i, scope))
-                                .catch_unwind()
-                                .map(|r| r.unwrap_or_else(|_| Err(panicked(spec.name))));
-                            let result = match spec.timeout_ms {
-                                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
-                                    .await
-                                    .unwrap_or_else(|_| Err(timed_out(spec.name, ms))),
-                                None => run.await,
-                            };
-                            (i, result, started.elapsed())
-                        }
-                        .instrument(step_span),
-                    );
+                        .all(|&d| g.slots.get(d) == Some(&Slot::Settled));
+                if !ready {
+                    continue;
                 }
+                if let Some(&missing) = spec
+                    .needs
+                    .iter()
+                    .find(|&&d| outputs.get(d).and_then(OnceLock::get).is_none())
+                {
+                    let name = steps.get(missing).map_or("?", |s| s.name);
+                    tracing::info!(
+                        step = spec.name,
+                        missing = name,
+                        "workflow step skipped: an output it takes is missing"
+                    );
+                    g.skip(i, name);
+                    events.push(NodeEvent::Skipped { index: i, missing });
+                    changed = true;
+                    continue;
+                }
+                if !g.restart[i] {
+                    events.push(NodeEvent::Started(i));
+                }
+                g.slots[i] = Slot::Running;
+                let scope = &scopes[i];
+                let started = match stats.get(i) {
+                    Some(s) => s.start(),
+                    None => Instant::now(),
+                };
+                let step_span = tracing::info_span!("flext.workflow.step", step = spec.name);
+                running.push(
+                    async move {
+                        let run = AssertUnwindSafe(workflow.run_step(i, scope))
+                            .catch_unwind()
+                            .map(|r| r.unwrap_or_else(|_| Err(panicked(spec.name))));
+                        let result = match spec.timeout_ms {
+                            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
+                                .await
+                                .unwrap_or_else(|_| Err(timed_out(spec.name, ms))),
+                            None => run.await,
+                        };
+                        (i, result, started.elapsed())
+                    }
+                    .instrument(step_span),
+                );
             }
         }
-        let Some((i, result, elapsed)) = running.next().await else {
+        // One write for everything that happened since the last: the nodes that settled
+        // together, the skips they caused and the starts they allowed (group commit).
+        if let Some(r) = record
+            && !events.is_empty()
+        {
+            r.record(&events, g.phase(steps, running.len())).await?;
+        }
+        events.clear();
+        let next = match record {
+            Some(r) => {
+                let mut next = None;
+                r.keep(Box::pin(async { next = running.next().await }))
+                    .await?;
+                next
+            }
+            None => running.next().await,
+        };
+        let Some(first) = next else {
             break;
         };
-        let result: Result<StepOutput> = result;
-        slots[i] = Slot::Settled;
-        records[i].duration = Some(elapsed);
-        if let Some(s) = stats.get(i) {
-            s.record_duration(elapsed, result.is_err());
+        let mut settled = vec![first];
+        while let Some(Some(more)) = running.next().now_or_never() {
+            settled.push(more);
         }
-        let spec = &steps[i];
-        match result {
-            Ok(output) => {
-                // invariant: each index is started once, so its cell is empty.
-                let _ = outputs[i].set(output);
-                records[i].status = StepStatus::Completed;
-                completed.push(i);
+        for (i, result, elapsed) in settled {
+            durations[i] = Some(elapsed);
+            if let Some(s) = stats.get(i) {
+                s.record_duration(elapsed, result.is_err());
             }
-            Err(error) => {
-                if spec.optional {
-                    tracing::warn!(step = spec.name, %error, "optional workflow step failed; going on");
-                } else {
-                    tracing::warn!(step = spec.name, %error, "required workflow step failed; stopping");
-                    failed.get_or_insert(i);
+            let spec = &steps[i];
+            let result = match (result, record) {
+                (Ok(output), Some(r)) => r.encode(i, &output).map(|json| (output, json)),
+                (Ok(output), None) => Ok((output, serde_json::Value::Null)),
+                (Err(e), _) => Err(e),
+            };
+            match result {
+                Ok((output, json)) => {
+                    // invariant: a node settles once, so its cell is empty.
+                    let _ = outputs[i].set(output);
+                    g.completed_here(i);
+                    events.push(NodeEvent::Completed {
+                        index: i,
+                        output: json,
+                        attempts: 1,
+                    });
                 }
-                records[i].status = StepStatus::Failed(error);
+                Err(error) => {
+                    if spec.optional {
+                        tracing::warn!(step = spec.name, %error, "optional workflow step failed; going on");
+                    } else {
+                        tracing::warn!(step = spec.name, %error, "required workflow step failed; stopping");
+                    }
+                    events.push(NodeEvent::Failed {
+                        index: i,
+                        error: ErrorRecord::from(&error),
+                        attempts: 1,
+                    });
+                    g.fail(i, error, !spec.optional);
+                }
             }
         }
     }
-
     drop(running);
-    let mut compensated = Vec::new();
-    if failed.is_some() {
-        for &i in completed.iter().rev() {
+
+    if g.failed.is_some() {
+        let pending = g.to_undo(steps);
+        for (n, &i) in pending.iter().enumerate() {
             let spec = &steps[i];
             let Some(compensation) = spec.compensation else {
                 continue;
@@ -196,35 +521,122 @@ async fn drive_in_span<W: Workflow>(
                 compensate_retries: None,
                 compensate_backoff_ms: None,
             };
-            let scope = &scopes[i];
-            let (result, attempts) = attempt(
+            let scope = WorkflowScope {
+                ctx: node_ctx(spec.name, true),
+                outputs: &outputs,
+                state,
+                step: compensation,
+            };
+            let work = attempt(
                 &as_saga,
                 Backoff::new(policy.first, policy.cap),
                 policy.attempts.saturating_sub(1),
                 true,
-                || AssertUnwindSafe(workflow.compensate(i, scope)).catch_unwind(),
-            )
-            .await;
+                || AssertUnwindSafe(workflow.compensate(i, &scope)).catch_unwind(),
+            );
+            let (result, attempts) = match record {
+                Some(r) => {
+                    let mut done = None;
+                    r.keep(Box::pin(async { done = Some(work.await) })).await?;
+                    // invariant: `keep` returned Ok, so `work` ran to its end.
+                    done.unwrap_or_else(|| (Err(lost(spec.name)), 0))
+                }
+                None => work.await,
+            };
             match result {
                 Ok(()) => {
-                    records[i].status = StepStatus::Compensated;
-                    compensated.push(spec.name);
+                    g.compensate(i);
+                    if let Some(r) = record {
+                        let phase = if n + 1 == pending.len() {
+                            RunPhase::Compensated
+                        } else {
+                            RunPhase::Compensating
+                        };
+                        r.record(&[NodeEvent::Compensated { index: i, attempts }], phase)
+                            .await?;
+                    }
                 }
                 Err(error) => {
                     tracing::error!(step = spec.name, attempts, %error, "workflow compensation failed");
-                    records[i].status = StepStatus::CompensationFailed(error);
+                    if let Some(r) = record {
+                        let event = NodeEvent::CompensationFailed {
+                            index: i,
+                            error: ErrorRecord::from(&error),
+                            attempts,
+                        };
+                        r.record(&[event], RunPhase::Stuck).await?;
+                    }
+                    g.compensation_failed(i, error);
+                    break;
                 }
             }
         }
     }
     drop(scopes);
-    WorkflowRun {
-        workflow: W::NAME,
-        steps: records,
-        outputs: outputs.into_iter().map(OnceLock::into_inner).collect(),
-        failed,
-        compensated,
+    let outputs = outputs.into_iter().map(OnceLock::into_inner).collect();
+    let mut run = finish(workflow.name(), steps, g, outputs);
+    for (record, duration) in run.steps.iter_mut().zip(durations) {
+        record.duration = duration;
     }
+    Ok(run)
+}
+
+/// The [`WorkflowRun`] `g` ends in, with `outputs` (empty: none kept).
+fn finish(
+    workflow: &'static str,
+    steps: &'static [WorkflowStepSpec],
+    g: Graph,
+    outputs: Vec<Option<StepOutput>>,
+) -> WorkflowRun {
+    let compensated = g
+        .compensated
+        .iter()
+        .filter_map(|&i| steps.get(i))
+        .map(|s| s.name)
+        .collect();
+    let mut outputs = outputs;
+    if outputs.is_empty() {
+        outputs = g.outputs.into_iter().map(OnceLock::into_inner).collect();
+    }
+    // A compensated step's output is no longer the run's.
+    for &i in &g.compensated {
+        if let Some(o) = outputs.get_mut(i) {
+            *o = None;
+        }
+    }
+    WorkflowRun {
+        workflow,
+        steps: steps
+            .iter()
+            .zip(g.status)
+            .map(|(s, status)| StepRecord {
+                name: s.name,
+                optional: s.optional,
+                status,
+                duration: None,
+            })
+            .collect(),
+        outputs,
+        failed: g.failed,
+        compensated,
+        run_id: None,
+    }
+}
+
+/// A run that could not be driven (unreachable without a `Record`).
+#[cold]
+fn failed_run(workflow: &'static str, steps: &'static [WorkflowStepSpec], e: Error) -> WorkflowRun {
+    let mut g = Graph::new(steps.len());
+    g.abort(0, e);
+    finish(workflow, steps, g, Vec::new())
+}
+
+#[cold]
+fn lost(step: &str) -> Error {
+    Error::conflict(
+        crate::codes::SAGA_LEASE_LOST,
+        format!("workflow compensation `{step}` stopped: the run's claim was lost"),
+    )
 }
 
 fn panicked(step: &str) -> Error {

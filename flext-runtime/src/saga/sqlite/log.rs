@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::liveness::Liveness;
 use super::rows::{
-    append_row, create_row, db_error, insert_transition, json_error, ms, parse_id, parse_state,
-    refused, settle_row,
+    append_row, append_rows, create_row, db_error, insert_transition, json_error, ms, parse_id,
+    parse_state, refused, settle_row,
 };
 use super::{SqliteLog, database_file};
 use crate::error::Result;
@@ -132,6 +132,28 @@ impl SagaLog for SqliteLog {
         let lease = lease.clone();
         self.submit(true, move |conn| {
             append_row(conn, id, &body, state, &lease, fence)
+        })
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        id: Uuid,
+        transitions: &'a [Transition],
+        state: SagaState,
+        lease: &'a Lease,
+        fence: Fence,
+    ) -> BoxFuture<'a, Result<()>> {
+        let bodies = match transitions
+            .iter()
+            .map(|t| serde_json::to_string(t).map_err(json_error))
+            .collect::<Result<Vec<String>>>()
+        {
+            Ok(bodies) => bodies,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let lease = lease.clone();
+        self.submit(true, move |conn| {
+            append_rows(conn, id, &bodies, state, &lease, fence)
         })
     }
 

@@ -259,6 +259,23 @@ pub(crate) fn append_row(
     lease: &Lease,
     fence: Fence,
 ) -> Result<()> {
+    append_rows(conn, id, std::slice::from_ref(&body), state, lease, fence)
+}
+
+/// [`append_row`] for several transitions (already JSON), in order, under one fence
+/// check: the saga's `seq` moves on by their number. Nothing is written for none.
+pub(crate) fn append_rows(
+    conn: &Connection,
+    id: Uuid,
+    bodies: &[impl AsRef<str>],
+    state: SagaState,
+    lease: &Lease,
+    fence: Fence,
+) -> Result<()> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let n = bodies.len() as i64;
     let now = now_ms();
     let key = id.to_string();
     let until = ms(now.saturating_add(lease.duration_ms));
@@ -266,7 +283,7 @@ pub(crate) fn append_row(
     if matches!(state, SagaState::Running | SagaState::Compensating) {
         updated = conn
             .prepare_cached(
-                "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2, seq = seq + 1
+                "UPDATE flext_sagas SET owner = ?1, lease_until_ms = ?2, seq = seq + ?7
                  WHERE id = ?3 AND epoch = ?4 AND seq = ?5 AND state = ?6",
             )
             .and_then(|mut stmt| {
@@ -277,6 +294,7 @@ pub(crate) fn append_row(
                     ms(fence.epoch),
                     ms(fence.seq),
                     state.as_str(),
+                    n,
                 ])
             })
             .map_err(db_error)?;
@@ -284,7 +302,7 @@ pub(crate) fn append_row(
     if updated == 0 {
         updated = conn
             .prepare_cached(
-                "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3, seq = seq + 1
+                "UPDATE flext_sagas SET state = ?1, owner = ?2, lease_until_ms = ?3, seq = seq + ?7
                  WHERE id = ?4 AND epoch = ?5 AND seq = ?6 AND state IN ('running', 'compensating')",
             )
             .and_then(|mut stmt| {
@@ -295,6 +313,7 @@ pub(crate) fn append_row(
                     key,
                     ms(fence.epoch),
                     ms(fence.seq),
+                    n,
                 ])
             })
             .map_err(db_error)?;
@@ -302,7 +321,10 @@ pub(crate) fn append_row(
     if updated == 0 {
         return Err(refused(conn, id, Some(fence)));
     }
-    insert_transition(conn, &key, fence.seq + 1, body, now)
+    for (i, body) in bodies.iter().enumerate() {
+        insert_transition(conn, &key, fence.seq + 1 + i as u64, body.as_ref(), now)?;
+    }
+    Ok(())
 }
 
 /// Sets a final state the transitions already reach, under `fence`; refuses (writing
