@@ -5,7 +5,8 @@
 //! Contracts: creation and transitions, leases (a live one keeps others out, an expired
 //! one is taken over, renewal), two runners of one name, idempotent start, the recovery
 //! loop, retry settings and attempts, definitions (fingerprints), list filters, history,
-//! and operator actions (resume, abort, resolve, and what is refused).
+//! operator actions (resume, abort, resolve, and what is refused), and durable workflow
+//! records (node transitions written together, a run resumed mid-graph).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -211,6 +212,16 @@ macro_rules! conformance {
                 found::restart_contract(|| backend.connect(), provable).await;
             }
 
+            #[tokio::test]
+            async fn node_transitions_written_together_are_one_fenced_write() {
+                workflow_records::append_all_contract(backend().await.connect().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_durable_workflow_left_mid_graph_resumes_without_rerunning_finished_nodes() {
+                workflow_records::resume_contract(backend().await.connect().await).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
@@ -233,6 +244,8 @@ conformance!(postgres, Postgres);
 mod faults;
 #[path = "common/found.rs"]
 mod found;
+#[path = "common/workflow_records.rs"]
+mod workflow_records;
 
 /// How many seeded schedules each backend runs (`FLEXT_FAULT_SCHEDULES`, default 1000).
 fn fault_schedules() -> usize {
