@@ -1,8 +1,9 @@
 //! An ETL pipeline on real data: the FAA Wildlife Strike Database sample shipped in
 //! `examples/data/birdstrikes.csv` (10,000 reports; a U.S. Government work, see
-//! `birdstrikes.SOURCE.md`), the source documents' ETL scenario.
+//! `birdstrikes.SOURCE.md`), the source documents' ETL scenario, run as a durable
+//! workflow.
 //!
-//! A `#[workflow]` ties the stages together:
+//! A `#[workflow(durable)]` ties the stages together:
 //!
 //! ```text
 //! extract ─▶ validate ─▶ transform ─▶ load ─┬─▶ aggregate
@@ -15,11 +16,18 @@
 //!   aircraft has a speed (or a blank one), then `process` parses dates and costs that
 //!   must be non-negative integers adding up; a progress bar (`indicatif`) follows it;
 //! - **transform** turns valid rows into records (year, species, dollars);
-//! - **load** writes them into SQLite in one transaction (compensated by dropping the
-//!   table should a later required step fail);
+//! - **load** writes them into SQLite in one transaction, once per run: it records the
+//!   run's idempotency key in the same transaction (compensated by dropping the table
+//!   should a later required step fail);
 //! - **aggregate** sums costs by year and by species in SQL;
 //! - **quality_report** is optional and calls a quality service that is down: its
 //!   failure is recorded and the run still succeeds.
+//!
+//! Every node's start and completion, with its output, is recorded in the saga log (a
+//! SQLite file, the same file as the loaded table with `--db`). A process killed during
+//! the load resumes from the log when it starts again: extract, validate and transform
+//! are not run again (their logged outputs feed the load), and the load runs again
+//! under the same idempotency key. `tests/test_etl_kill.rs` kills it there and checks.
 //!
 //! At the end: the rejected rows, counted per reason with the first few of each, the
 //! aggregates, each step's status, and the metrics report.
@@ -27,21 +35,28 @@
 //! ```text
 //! cargo run --example etl_pipeline [-- --csv PATH] [--db PATH]
 //! ```
+//!
+//! Without `--db` the run uses a fresh file in the system's temporary directory. With
+//! `--db PATH` the run is named by the CSV and database paths: starting it again after a
+//! kill finishes it; starting it again after it finished prints what it recorded.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use flext::prelude::*;
+use flext::saga::{SagaRunner, SqliteLog};
 use flext::service::{BatchOptions, FailureGroup, MetricsReport, ServiceProcessor};
-use flext::workflow::{StepStatus, Workflow};
+use flext::workflow::StepStatus;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ the data
 
 /// One row of `birdstrikes.csv`, as text: validation decides what it means.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RawRow {
     #[serde(rename = "Airport Name")]
     airport: String,
@@ -64,7 +79,7 @@ struct RawRow {
 }
 
 /// A row that passed validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Strike {
     airport: String,
     year: u16,
@@ -220,6 +235,7 @@ impl ServiceProcessor for ValidateStrike {
 
 // ------------------------------------------------------------------ the workflow
 
+#[derive(Serialize, Deserialize)]
 struct Validated {
     strikes: Vec<Strike>,
     rejected: Vec<FailureGroup>,
@@ -227,6 +243,7 @@ struct Validated {
 }
 
 /// What `transform` makes of a strike: what the aggregates need.
+#[derive(Serialize, Deserialize)]
 struct Record {
     year: u16,
     month: u8,
@@ -238,29 +255,48 @@ struct Record {
     airport: String,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Loaded {
     rows: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Aggregates {
     by_year: Vec<(u16, u64, u64)>,
     top_species: Vec<(String, u64, u64)>,
 }
 
+/// The workflow's input, recorded in the log: where to read and where to load. The
+/// database connection is the runner's state (`State<Warehouse>`).
+#[derive(Serialize, Deserialize)]
 struct Etl {
     csv: PathBuf,
-    db: Mutex<rusqlite::Connection>,
+    db: PathBuf,
 }
+
+/// Test hook (`--pause-in-load-ms N`): how long `load` waits, its rows inserted and not
+/// committed, so that the crash test's kill lands inside the load. A setting of this
+/// process, not of the run: a resumed run does not wait.
+static PAUSE_IN_LOAD_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The database the pipeline loads into.
+struct Warehouse(Mutex<rusqlite::Connection>);
 
 fn db_error(e: rusqlite::Error) -> Error {
     Error::infrastructure("etl.sqlite", e.to_string())
 }
 
-#[workflow(name = "etl")]
+/// Prints a line and flushes it: the crash test reads them to choose its moment.
+fn say(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+#[workflow(name = "etl", durable)]
 impl Etl {
     #[workflow_step]
     async fn extract(&self) -> Result<Vec<RawRow>> {
+        say(&format!("extract: reading {}", self.csv.display()));
         let mut reader = csv::Reader::from_path(&self.csv).map_err(|e| {
             Error::infrastructure(
                 "etl.extract",
@@ -336,19 +372,40 @@ impl Etl {
             .collect())
     }
 
+    /// Loads the records in one transaction, once per run: the run's idempotency key is
+    /// recorded in the same transaction, so a load that committed before a crash is not
+    /// loaded twice when the run resumes.
     #[workflow_step(depends_on = [transform], compensate = unload)]
-    async fn load(&self, records: &[Record]) -> Result<Loaded> {
-        let mut db = self
-            .db
-            .lock()
-            .map_err(|_| Error::internal("etl.db", "poisoned"))?;
+    async fn load(
+        &self,
+        records: &[Record],
+        db: State<Warehouse>,
+        ctx: &Context,
+    ) -> Result<Loaded> {
+        let key = ctx.idempotency_key().unwrap_or("in-memory").to_owned();
+        let mut db =
+            db.0.lock()
+                .map_err(|_| Error::internal("etl.db", "poisoned"))?;
         let tx = db.transaction().map_err(db_error)?;
         tx.execute_batch(
-            "CREATE TABLE strikes (year INTEGER NOT NULL, month INTEGER NOT NULL,
+            "CREATE TABLE IF NOT EXISTS etl_loads (key TEXT PRIMARY KEY, rows INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS strikes (year INTEGER NOT NULL, month INTEGER NOT NULL,
                 species TEXT NOT NULL, phase TEXT NOT NULL, damaged INTEGER NOT NULL,
                 cost_dollars INTEGER NOT NULL, speed_knots INTEGER, airport TEXT NOT NULL)",
         )
         .map_err(db_error)?;
+        let done: Option<i64> = tx
+            .query_row("SELECT rows FROM etl_loads WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .ok();
+        if let Some(rows) = done {
+            say(&format!("load: already loaded under {key}"));
+            return Ok(Loaded {
+                rows: rows as usize,
+            });
+        }
+        say(&format!("load: inserting {} rows", records.len()));
         {
             let mut insert = tx
                 .prepare("INSERT INTO strikes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
@@ -368,28 +425,36 @@ impl Etl {
                     .map_err(db_error)?;
             }
         }
+        tx.execute(
+            "INSERT INTO etl_loads (key, rows) VALUES (?1, ?2)",
+            rusqlite::params![key, records.len() as i64],
+        )
+        .map_err(db_error)?;
+        let pause = PAUSE_IN_LOAD_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if pause > 0 {
+            say("load: rows inserted, not committed");
+            std::thread::sleep(Duration::from_millis(pause));
+        }
         tx.commit().map_err(db_error)?;
         Ok(Loaded {
             rows: records.len(),
         })
     }
-    async fn unload(&self, loaded: &Loaded) -> Result<()> {
-        let db = self
-            .db
-            .lock()
-            .map_err(|_| Error::internal("etl.db", "poisoned"))?;
-        db.execute_batch("DROP TABLE IF EXISTS strikes")
+    async fn unload(&self, loaded: &Loaded, db: State<Warehouse>) -> Result<()> {
+        let db =
+            db.0.lock()
+                .map_err(|_| Error::internal("etl.db", "poisoned"))?;
+        db.execute_batch("DROP TABLE IF EXISTS strikes; DELETE FROM etl_loads")
             .map_err(db_error)?;
         println!("unloaded {} rows", loaded.rows);
         Ok(())
     }
 
     #[workflow_step(depends_on = [load])]
-    async fn aggregate(&self, loaded: &Loaded) -> Result<Aggregates> {
-        let db = self
-            .db
-            .lock()
-            .map_err(|_| Error::internal("etl.db", "poisoned"))?;
+    async fn aggregate(&self, loaded: &Loaded, db: State<Warehouse>) -> Result<Aggregates> {
+        let db =
+            db.0.lock()
+                .map_err(|_| Error::internal("etl.db", "poisoned"))?;
         let rows = |sql: &str| -> Result<Vec<(String, u64, u64)>> {
             let mut stmt = db.prepare(sql).map_err(db_error)?;
             let found = stmt
@@ -468,15 +533,56 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/birdstrikes.csv"),
         PathBuf::from,
     );
-    let db = match arg("--db") {
-        Some(path) => rusqlite::Connection::open(path)?,
-        None => rusqlite::Connection::open_in_memory()?,
+    // Without `--db`, a fresh file of this run's own, removed at the end.
+    let scratch = arg("--db")
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("flext-etl-{}", Uuid::new_v4())));
+    let db = match (&scratch, arg("--db")) {
+        (_, Some(path)) => PathBuf::from(path),
+        (Some(dir), None) => {
+            std::fs::create_dir_all(dir)?;
+            dir.join("strikes.db")
+        }
+        (None, None) => unreachable!("scratch is set when --db is not"),
     };
+    let connection = rusqlite::Connection::open(&db)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.execute_batch("PRAGMA journal_mode = WAL")?;
+    // The saga log lives in the same file as the loaded table.
+    let runner = SagaRunner::builder(SqliteLog::open(&db)?)
+        .owner("etl")
+        .lease(Duration::from_secs(10))
+        .state(Warehouse(Mutex::new(connection)))
+        .build();
+    PAUSE_IN_LOAD_MS.store(
+        arg("--pause-in-load-ms").map_or(Ok(0), |ms| ms.parse())?,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    // A run a killed process left: taken back at once (the log's lock file proves the
+    // process gone) and finished from where its log stops.
+    for resumed in runner.recover().await?.sagas {
+        match resumed.result {
+            Ok(outcome) => say(&format!(
+                "resumed run {}: {}",
+                resumed.saga_id,
+                outcome.state()
+            )),
+            Err(e) => say(&format!("resuming run {} failed: {e}", resumed.saga_id)),
+        }
+    }
+    // One run per CSV and database: starting it again returns what it recorded.
+    let id = Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("etl:{}:{}", csv.display(), db.display()).as_bytes(),
+    );
     let etl = Etl {
         csv,
-        db: Mutex::new(db),
+        db: db.clone(),
     };
-    let mut run = etl.run(&Context::new()).await;
+    let mut run = runner
+        .run_workflow_with_id(id, etl, &Context::new())
+        .await?;
+    say(&format!("run {id}"));
 
     println!("\nsteps:");
     for step in run.steps() {
@@ -539,5 +645,9 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\nmetrics:\n{}", MetricsReport::collect());
+    drop(runner);
+    if let Some(dir) = scratch {
+        std::fs::remove_dir_all(dir).ok();
+    }
     Ok(())
 }

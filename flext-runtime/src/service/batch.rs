@@ -165,7 +165,7 @@ impl<R> BatchReport<R> {
 }
 
 /// Failures of one error code in a batch; see [`BatchReport::failures_by_code`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FailureGroup {
     /// The error code.
     pub code: String,
