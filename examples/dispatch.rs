@@ -104,12 +104,7 @@ impl Dispatch {
         ledger.apply(ctx, "label")?;
         Ok(format!("LBL-{}", self.order))
     }
-    async fn void_label(
-        &self,
-        _label: &String,
-        ledger: State<Ledger>,
-        ctx: &Context,
-    ) -> Result<()> {
+    async fn void_label(&self, _label: &str, ledger: State<Ledger>, ctx: &Context) -> Result<()> {
         ledger.undo(ctx)
     }
 
@@ -117,7 +112,7 @@ impl Dispatch {
     async fn pack(
         &self,
         items: &u32,
-        label: &String,
+        label: &str,
         ledger: State<Ledger>,
         ctx: &Context,
     ) -> Result<String> {
@@ -125,15 +120,15 @@ impl Dispatch {
         ledger.apply(ctx, "pack")?;
         Ok(format!("{items} items under {label}"))
     }
-    async fn unpack(&self, _parcel: &String, ledger: State<Ledger>, ctx: &Context) -> Result<()> {
+    async fn unpack(&self, _parcel: &str, ledger: State<Ledger>, ctx: &Context) -> Result<()> {
         ledger.undo(ctx)
     }
 
     #[workflow_step(depends_on = [pack])]
-    async fn ship(&self, parcel: &String, ledger: State<Ledger>, ctx: &Context) -> Result<String> {
+    async fn ship(&self, parcel: &str, ledger: State<Ledger>, ctx: &Context) -> Result<String> {
         tokio::time::sleep(Duration::from_millis(1)).await;
         progress("ship", &self.order);
-        if self.number % 5 == 0 {
+        if self.number.is_multiple_of(5) {
             return Err(Error::infrastructure(
                 "carrier.refused",
                 format!("the carrier refused {parcel}"),
@@ -144,8 +139,8 @@ impl Dispatch {
     }
 
     #[workflow_step(depends_on = [label], optional)]
-    async fn notify(&self, label: &String) -> Result<()> {
-        if self.number % 3 == 0 {
+    async fn notify(&self, label: &str) -> Result<()> {
+        if self.number.is_multiple_of(3) {
             return Err(Error::infrastructure(
                 "mail.down",
                 format!("no mail about {label}"),

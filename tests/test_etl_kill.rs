@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 #[path = "common/kill.rs"]
+#[allow(dead_code)] // the seeded generator serves the random soaks
 mod kill;
 
 /// Each node's transitions in the log, by kind: `started extract`, `completed load`, ...

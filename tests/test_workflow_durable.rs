@@ -86,7 +86,7 @@ impl Etl {
     }
     async fn drop_staging(
         &self,
-        _rows: &Vec<u32>,
+        _rows: &[u32],
         ledger: State<Ledger>,
         ctx: &Context,
     ) -> Result<()> {
@@ -95,12 +95,7 @@ impl Etl {
     }
 
     #[workflow_step(depends_on = [extract], compensate = undo_a)]
-    async fn transform_a(
-        &self,
-        rows: &Vec<u32>,
-        ledger: State<Ledger>,
-        ctx: &Context,
-    ) -> Result<u64> {
+    async fn transform_a(&self, rows: &[u32], ledger: State<Ledger>, ctx: &Context) -> Result<u64> {
         tokio::task::yield_now().await;
         ledger.apply("transform_a", &key(ctx));
         Ok(rows.iter().map(|&r| u64::from(r)).sum())
@@ -111,12 +106,7 @@ impl Etl {
     }
 
     #[workflow_step(depends_on = [extract], compensate = undo_b)]
-    async fn transform_b(
-        &self,
-        rows: &Vec<u32>,
-        ledger: State<Ledger>,
-        ctx: &Context,
-    ) -> Result<u32> {
+    async fn transform_b(&self, rows: &[u32], ledger: State<Ledger>, ctx: &Context) -> Result<u32> {
         tokio::task::yield_now().await;
         ledger.apply("transform_b", &key(ctx));
         Ok(rows.iter().copied().max().unwrap_or(0))
@@ -127,12 +117,12 @@ impl Etl {
     }
 
     #[workflow_step(depends_on = [extract], optional)]
-    async fn audit(&self, _rows: &Vec<u32>) -> Result<String> {
+    async fn audit(&self, _rows: &[u32]) -> Result<String> {
         Err(Error::infrastructure("audit.down", "no auditor today"))
     }
 
     #[workflow_step(depends_on = [audit], optional)]
-    async fn report(&self, audit: &String) -> Result<String> {
+    async fn report(&self, audit: &str) -> Result<String> {
         Ok(format!("audited: {audit}"))
     }
 

@@ -54,13 +54,13 @@ impl Catalogue {
     }
 
     #[workflow_step(depends_on = [fetch])]
-    async fn price(&self, item: &String, calls: State<Calls>, ctx: &Context) -> Result<u32> {
+    async fn price(&self, item: &str, calls: State<Calls>, ctx: &Context) -> Result<u32> {
         calls.record("price", ctx);
         Ok(item.len() as u32 * 100)
     }
 
     #[workflow_step(depends_on = [fetch])]
-    async fn stock(&self, item: &String, calls: State<Calls>, ctx: &Context) -> Result<u32> {
+    async fn stock(&self, item: &str, calls: State<Calls>, ctx: &Context) -> Result<u32> {
         tokio::task::yield_now().await;
         calls.record("stock", ctx);
         Ok(item.len() as u32)
