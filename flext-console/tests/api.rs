@@ -768,3 +768,81 @@ mod postgres {
         assert_eq!(audit[0]["principal"], "alice");
     }
 }
+
+/// pick and label side by side, then pack; pack fails and both are compensated.
+#[derive(Debug, Serialize, Deserialize)]
+struct Dispatch {
+    order: u32,
+}
+
+#[workflow(durable)]
+impl Dispatch {
+    #[workflow_step(compensate = restock)]
+    async fn pick(&self) -> Result<u32> {
+        Ok(self.order)
+    }
+    async fn restock(&self, _items: &u32) -> Result<()> {
+        Ok(())
+    }
+    #[workflow_step]
+    async fn label(&self) -> Result<String> {
+        Ok(format!("LBL-{}", self.order))
+    }
+    #[workflow_step(depends_on = [pick, label])]
+    async fn pack(&self, _items: &u32, label: &str) -> Result<()> {
+        Err(Error::infrastructure(
+            "packer.jammed",
+            format!("cannot pack {label}"),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_workflow_run_is_shown_as_its_graph() {
+    let dir = std::env::temp_dir().join(format!("flext-console-graph-{}", uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = flext::sqlite::SqliteDatabase::open(dir.join("sagas.db")).unwrap();
+    let runner = SagaRunner::builder(db.saga_log().unwrap()).build();
+    let run = runner
+        .run_workflow_durable(Dispatch { order: 7 }, &Context::new())
+        .await
+        .unwrap();
+    assert_eq!(run.failed_step().unwrap().name, "pack");
+    let console = Console {
+        base: serve(Operations::for_runner(runner)).await,
+        http: reqwest::Client::new(),
+    };
+    let (status, detail) = console
+        .get(&format!("/api/sagas/{}", run.run_id().unwrap()))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["summary"]["state"], "compensated");
+    let nodes: Vec<(&str, &str, Value)> = detail["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap(),
+                n["state"].as_str().unwrap(),
+                n["depends_on"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("pick", "compensated", json!([])),
+            ("label", "completed", json!([])),
+            ("pack", "failed", json!(["pick", "label"])),
+        ]
+    );
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.last(), Some(&"node_compensated"), "{kinds:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -375,7 +375,7 @@ fn show_text(detail: &SagaDetail) -> String {
         .map(|i| serde_json::to_string(i).unwrap_or_default())
         .unwrap_or_default();
     let mut out = format!(
-        "saga        {}\nname        {}\nstate       {}\ncreated     {}\ncorrelation {}\nowner       {}{lease}\ninput       {}\nhistory",
+        "saga        {}\nname        {}\nstate       {}\ncreated     {}\ncorrelation {}\nowner       {}{lease}\ninput       {}",
         saga.id,
         echo(&saga.name),
         saga.state,
@@ -384,6 +384,24 @@ fn show_text(detail: &SagaDetail) -> String {
         echo(&saga.owner),
         echo(&input),
     );
+    if !detail.nodes.is_empty() {
+        // A durable workflow run: its graph, each node with its state.
+        out.push_str("\ngraph");
+        for node in &detail.nodes {
+            let after = if node.depends_on.is_empty() {
+                String::new()
+            } else {
+                format!("  after {}", echo(&node.depends_on.join(", ")))
+            };
+            let optional = if node.optional { " (optional)" } else { "" };
+            out.push_str(&format!(
+                "\n  {:<24}  {:<11}{after}",
+                format!("{}{optional}", echo(&node.name)),
+                node.state
+            ));
+        }
+    }
+    out.push_str("\nhistory");
     if detail.timeline.is_empty() {
         out.push_str("\n  (no transitions yet)");
     }
@@ -406,6 +424,15 @@ fn show_text(detail: &SagaDetail) -> String {
                 attempts(entry.attempts)
             ),
             "stuck" => format!("STUCK at `{step}`{}: {error}", attempts(entry.attempts)),
+            "node_started" => format!("node `{step}` started"),
+            "node_completed" => format!("node `{step}` completed{}", attempts(entry.attempts)),
+            "node_failed" => format!("node `{step}` failed{}: {error}", attempts(entry.attempts)),
+            "node_skipped" => format!("node `{step}` skipped: {error}"),
+            "node_compensated" => format!(
+                "compensation of node `{}` completed{}",
+                step.strip_prefix("compensate ").unwrap_or(&step),
+                attempts(entry.attempts)
+            ),
             _ => format!(
                 "{} by {}: {}",
                 entry.action.map_or("?", OperatorAction::as_str),

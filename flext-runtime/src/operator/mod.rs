@@ -28,7 +28,9 @@ mod sagas;
 mod views;
 
 pub use self::controls::{DeadLetter, DeadLetterControl, OutboxControl, ProjectionControl};
-pub use self::views::{AuditRecord, DefinedStep, Intervened, SagaDetail, SagaPage, TimelineEntry};
+pub use self::views::{
+    AuditRecord, DefinedStep, Intervened, NodeView, SagaDetail, SagaPage, TimelineEntry,
+};
 pub use crate::database::{OutboxStatus, ProjectionStatus};
 
 use std::collections::VecDeque;

@@ -30,6 +30,27 @@ pub struct DefinedStep {
     pub compensation: Option<String>,
     /// Whether it is the pivot: once it completes, the saga can only go forward.
     pub pivot: bool,
+    /// For a durable workflow's node: whether it is optional.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// For a durable workflow's node: the nodes it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// One node of a durable workflow run, as its log leaves it: the run shown as its graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    /// The node's name.
+    pub name: String,
+    /// `waiting` (not started), `running` (started, not settled), `completed`, `failed`,
+    /// `skipped` (an output it takes is missing), `compensated`, or `stuck` (its
+    /// compensation kept failing).
+    pub state: &'static str,
+    /// The nodes it waits for.
+    pub depends_on: Vec<String>,
+    /// Whether its failure lets the run go on.
+    pub optional: bool,
 }
 
 /// One transition of a saga's timeline.
@@ -90,6 +111,10 @@ pub struct SagaDetail {
     /// The completed steps from the pivot on: an abort leaves them done, so it needs
     /// `past_pivot`.
     pub stays_done_on_abort: Vec<String>,
+    /// For a durable workflow run: each node of its graph with its state, in declaration
+    /// order; empty for a saga.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeView>,
 }
 
 impl SagaDetail {
@@ -222,6 +247,7 @@ impl SagaDetail {
             correlation_id: record.correlation_id,
             input: payloads.then(|| record.input.clone()),
             stays_done_on_abort: crate::saga::done_for_good(record),
+            nodes: nodes(&steps, &record.transitions),
             steps,
             timeline,
             actions,
@@ -229,8 +255,64 @@ impl SagaDetail {
     }
 }
 
+/// A durable workflow run's nodes with their states, from its definition and its
+/// transitions; empty when the transitions are a saga's (no node transition).
+fn nodes(steps: &[DefinedStep], transitions: &[Transition]) -> Vec<NodeView> {
+    let is_node = |t: &Transition| {
+        matches!(
+            t,
+            Transition::NodeStarted { .. }
+                | Transition::NodeCompleted { .. }
+                | Transition::NodeFailed { .. }
+                | Transition::NodeSkipped { .. }
+                | Transition::NodeCompensated { .. }
+        )
+    };
+    if !transitions.iter().any(is_node) {
+        return Vec::new();
+    }
+    let mut nodes: Vec<NodeView> = steps
+        .iter()
+        .map(|s| NodeView {
+            name: s.name.clone(),
+            state: "waiting",
+            depends_on: s.depends_on.clone(),
+            optional: s.optional,
+        })
+        .collect();
+    let mut set = |name: &str, state: &'static str| {
+        if let Some(n) = nodes.iter_mut().find(|n| n.name == name) {
+            n.state = state;
+        }
+    };
+    for t in transitions {
+        match t {
+            Transition::NodeStarted { node } => set(node, "running"),
+            Transition::NodeCompleted { node, .. } => set(node, "completed"),
+            Transition::NodeFailed { node, .. } => set(node, "failed"),
+            Transition::NodeSkipped { node, .. } => set(node, "skipped"),
+            Transition::NodeCompensated { node, .. } => set(node, "compensated"),
+            Transition::Stuck { step, .. } => {
+                set(step.strip_prefix("compensate ").unwrap_or(step), "stuck");
+            }
+            _ => {}
+        }
+    }
+    // An operator's action after a stuck compensation puts it back in line.
+    if let Some(Transition::Operator { .. }) = transitions.last() {
+        for n in &mut nodes {
+            if n.state == "stuck" {
+                n.state = "completed";
+            }
+        }
+    }
+    nodes
+}
+
 /// The steps of a logged definition: one line per step, tab-separated name, output
-/// type, compensation (`-` for none) and `pivot` for the pivot.
+/// type, compensation (`-` for none) and `pivot` for the pivot; a durable workflow's
+/// node has `optional` in the fourth field and its dependencies, comma separated, in a
+/// fifth.
 fn defined_steps(definition: &str) -> Vec<DefinedStep> {
     definition
         .lines()
@@ -243,12 +325,21 @@ fn defined_steps(definition: &str) -> Vec<DefinedStep> {
                 .next()
                 .filter(|c| *c != "-" && !c.is_empty())
                 .map(str::to_owned);
-            let pivot = fields.next() == Some("pivot");
+            let kind = fields.next().unwrap_or_default();
+            let depends_on = fields
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
             DefinedStep {
                 name,
                 output,
                 compensation,
-                pivot,
+                pivot: kind == "pivot",
+                optional: kind == "optional",
+                depends_on,
             }
         })
         .collect()
