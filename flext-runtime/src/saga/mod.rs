@@ -33,6 +33,14 @@
 //! again under the same idempotency key (`ctx.idempotency_key()`, the saga id and the
 //! step name), so a step that deduplicates on that key takes effect once. Recording the
 //! start would add a write per step and buy nothing the key does not already give.
+//!
+//! A durable workflow ([`DurableWorkflow`], `#[workflow(durable)]`) is a record of the
+//! same log, its transitions keyed by node name: one write when the run is created,
+//! then one write per batch, where a batch is the nodes that settled together, the skips
+//! they caused and the starts they allowed ([`SagaLog::append_all`]), and one per
+//! compensation. A chain of `n` nodes costs `n + 2` writes (the first node's start has a
+//! write of its own); `k` independent nodes cost 3. Starts are recorded because nodes
+//! run side by side: the log shows which ones a crash interrupted.
 
 mod builder;
 mod definition;

@@ -11,7 +11,9 @@ impl SagaRunner {
     /// steps' `State<T>` parameters) and its compensation settings
     /// ([`compensation_attempts`](super::SagaRunnerBuilder::compensation_attempts), 100 ms first
     /// backoff, [`backoff_cap`](super::SagaRunnerBuilder::backoff_cap)). Nothing is written to
-    /// the log: a workflow runs in memory (see [`crate::workflow`]).
+    /// the log: the workflow runs in memory (see [`crate::workflow`]); a
+    /// `#[workflow(durable)]` type is recorded by
+    /// [`run_workflow_durable`](Self::run_workflow_durable) instead.
     ///
     /// ```
     /// use flext::prelude::*;

@@ -30,9 +30,28 @@
 //!    runner's `compensation_attempts` and backoff cap and its state; [`Workflow::run`]
 //!    uses 5 attempts from 100 ms and no state).
 //!
-//! A workflow runs in memory: unlike a saga it writes no log, so a process that crashes
-//! mid-workflow leaves nothing to recover. Work that must finish or be undone across a
-//! crash belongs in a saga (`#[saga]`, see [`crate::saga`]).
+//! # In memory, or durable
+//!
+//! [`Workflow::run`] and [`SagaRunner::run_workflow`] run a workflow in memory: nothing
+//! is written, so a process that crashes mid-workflow leaves nothing to recover, and a
+//! step's output may be any `Send + Sync` type.
+//!
+//! `#[workflow(durable)]` also makes the type a
+//! [`DurableWorkflow`](crate::saga::DurableWorkflow), run by
+//! [`SagaRunner::run_workflow_durable`](crate::saga::SagaRunner::run_workflow_durable)
+//! (or [`run_workflow_with_id`](crate::saga::SagaRunner::run_workflow_with_id)) as a
+//! record of the saga log: each node's start, completion with its output, failure, skip
+//! and compensation is written by (run id, node name), the nodes that settle together in
+//! one write, under the saga runner's lease and fencing token. After a crash the
+//! recovery loop resumes the graph: completed nodes are not run again (their logged
+//! outputs feed their dependants), nodes that were running run again under the same
+//! idempotency key (`run id:node`), and a failing run compensates in reverse completion
+//! order from the log. The struct (the input) and every step's output must then be serde
+//! (one compile error per type that is not, at the type); the graph's definition is
+//! recorded, and a run started under another one is refused unless
+//! `#[workflow(durable, accepts = "...")]` names it. Hatchet keeps each DAG task's
+//! result in the same way; DBOS keys its checkpoints by position, which parallel steps
+//! break, and flext keys them by name.
 //!
 //! Each step's runs, failures and latency are recorded under `Workflow.step` in the
 //! [`MetricsReport`](crate::service::MetricsReport) and the `metrics` facade.
