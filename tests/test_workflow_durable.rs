@@ -595,3 +595,94 @@ async fn an_aborted_run_compensates_what_completed() {
     );
     assert!(!ledger.applied().contains_key("load"));
 }
+
+/// reserve -> charge -> (ship fails); refund fails until the bank is back.
+#[derive(Serialize, Deserialize)]
+struct Payment {
+    cents: u64,
+}
+
+#[derive(Default)]
+struct Bank {
+    down: std::sync::atomic::AtomicBool,
+    refunds: AtomicUsize,
+    releases: AtomicUsize,
+}
+
+#[workflow(durable)]
+impl Payment {
+    #[workflow_step(compensate = release)]
+    async fn reserve(&self) -> Result<u64> {
+        Ok(self.cents)
+    }
+    async fn release(&self, _held: &u64, bank: State<Bank>) -> Result<()> {
+        bank.releases.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[workflow_step(depends_on = [reserve], compensate = refund)]
+    async fn charge(&self, held: &u64) -> Result<u64> {
+        Ok(*held)
+    }
+    async fn refund(&self, _charged: &u64, bank: State<Bank>) -> Result<()> {
+        if bank.down.load(Ordering::SeqCst) {
+            return Err(Error::infrastructure(
+                "bank.down",
+                "the bank refuses refunds",
+            ));
+        }
+        bank.refunds.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[workflow_step(depends_on = [charge])]
+    async fn ship(&self, _charged: &u64) -> Result<()> {
+        Err(Error::infrastructure("carrier.down", "no carrier"))
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_compensation_waits_for_an_operator_and_a_resume_finishes_it() {
+    let bank = Arc::new(Bank::default());
+    bank.down.store(true, Ordering::SeqCst);
+    let memory = Arc::new(MemoryLog::new());
+    let runner = SagaRunner::builder_shared(memory.clone())
+        .shared_state(bank.clone())
+        .lease(Duration::ZERO)
+        .compensation_attempts(1)
+        .build();
+    let run = runner
+        .run_workflow_durable(Payment { cents: 500 }, &Context::new())
+        .await
+        .unwrap();
+    assert!(run.is_stuck(), "{run:?}");
+    assert!(matches!(
+        run.step("charge").unwrap().status,
+        StepStatus::CompensationFailed(_)
+    ));
+    let id = run.run_id().unwrap();
+    let summary = memory.load(id).await.unwrap().summary();
+    assert_eq!(summary.state, SagaState::Stuck);
+    assert_eq!(summary.stuck_at.unwrap().step, "compensate charge");
+    // Nothing more runs on its own: release waits behind the stuck refund.
+    assert!(runner.recover().await.unwrap().is_empty());
+    assert_eq!(bank.releases.load(Ordering::SeqCst), 0);
+
+    bank.down.store(false, Ordering::SeqCst);
+    let resume = Intervention::new(OperatorAction::Resume, "alice", "the bank is back").unwrap();
+    let outcome = runner.intervene(id, &resume).await.unwrap();
+    match outcome {
+        flext::saga::SagaOutcome::Compensated {
+            failed_step,
+            compensated,
+            ..
+        } => {
+            assert_eq!(failed_step, "ship");
+            assert_eq!(compensated, ["charge", "reserve"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bank.refunds.load(Ordering::SeqCst), 1);
+    assert_eq!(bank.releases.load(Ordering::SeqCst), 1);
+    assert_eq!(memory.load(id).await.unwrap().state, SagaState::Compensated);
+}
