@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flext::Uuid;
 use flext::prelude::*;
 #[cfg(feature = "sqlite")]
 use flext::saga::SqliteLog;
-use flext::saga::{
-    ClaimRequest, Claimed, Fence, HistoryEntry, Intervention, Lease, MemoryLog, SagaFilter,
-    SagaLog, SagaOutcome, SagaRecord, SagaRunner, SagaState, SagaSummary, Transition,
-};
-use flext::{BoxFuture, Uuid};
+#[cfg(feature = "sqlite")]
+use flext::saga::{Fence, Lease, SagaRecord, Transition};
+use flext::saga::{MemoryLog, SagaFilter, SagaLog, SagaOutcome, SagaRunner, SagaState};
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------- the effect ledger
@@ -477,104 +476,9 @@ async fn the_outcome_serialises_for_an_operator() {
 
 // ---------------------------------------------------------------- crashes
 
-/// A log that "crashes" the runner at one write: before it is committed, or right
-/// after. The runner sees an infrastructure error and stops where it is, as a killed
-/// process would.
-struct CrashingLog {
-    inner: Arc<dyn SagaLog>,
-    crash_at: usize,
-    after_commit: bool,
-    writes: AtomicUsize,
-}
-
-impl CrashingLog {
-    fn crash<T>(&self) -> Result<T> {
-        Err(Error::infrastructure("test.crash", "the process died here"))
-    }
-
-    /// Whether this write is the one to crash at.
-    fn is_crash_point(&self) -> bool {
-        self.writes.fetch_add(1, Ordering::SeqCst) == self.crash_at
-    }
-
-    /// Whether the process is dead: nothing it does reaches the log any more.
-    fn dead(&self) -> bool {
-        self.writes.load(Ordering::SeqCst) > self.crash_at
-    }
-}
-
-impl SagaLog for CrashingLog {
-    fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if !self.is_crash_point() {
-                return self.inner.create(record).await;
-            }
-            if self.after_commit {
-                self.inner.create(record).await?;
-            }
-            self.crash()
-        })
-    }
-
-    fn append<'a>(
-        &'a self,
-        id: Uuid,
-        t: &'a Transition,
-        state: SagaState,
-        lease: &'a Lease,
-        fence: Fence,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if self.dead() {
-                return self.crash();
-            }
-            if !self.is_crash_point() {
-                return self.inner.append(id, t, state, lease, fence).await;
-            }
-            if self.after_commit {
-                self.inner.append(id, t, state, lease, fence).await?;
-            }
-            self.crash()
-        })
-    }
-
-    fn settle<'a>(&'a self, id: Uuid, state: SagaState, fence: Fence) -> BoxFuture<'a, Result<()>> {
-        self.inner.settle(id, state, fence)
-    }
-
-    fn load<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<SagaRecord>> {
-        if self.dead() {
-            return Box::pin(std::future::ready(self.crash()));
-        }
-        self.inner.load(id)
-    }
-
-    fn claim_expired<'a>(&'a self, request: &'a ClaimRequest) -> BoxFuture<'a, Result<Claimed>> {
-        self.inner.claim_expired(request)
-    }
-
-    fn renew<'a>(&'a self, id: Uuid, lease: &'a Lease, epoch: u64) -> BoxFuture<'a, Result<()>> {
-        self.inner.renew(id, lease, epoch)
-    }
-
-    fn list<'a>(&'a self, filter: &'a SagaFilter) -> BoxFuture<'a, Result<Vec<SagaSummary>>> {
-        self.inner.list(filter)
-    }
-
-    fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>> {
-        self.inner.history(id)
-    }
-
-    fn intervene<'a>(
-        &'a self,
-        id: Uuid,
-        command: &'a Intervention,
-        lease: Option<&'a Lease>,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<SagaRecord>> {
-        self.inner.intervene(id, command, lease, now_ms)
-    }
-}
+#[path = "common/crashing.rs"]
+mod crashing;
+use crashing::CrashingLog;
 
 /// Runs the saga, crashing at write `crash_at`, then recovers with a fresh runner and
 /// returns the final state and the ledger.

@@ -10,14 +10,13 @@
 
 #![cfg(feature = "sqlite")]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 #[path = "common/kill.rs"]
 mod kill;
 
-use kill::{Rng, env_count, seed};
+use kill::{Rng, env_count, kill_after, seed};
 
 fn example_binary() -> PathBuf {
     kill::example("order_fulfillment")
@@ -160,24 +159,6 @@ fn verify(db: &std::path::Path) -> Verified {
         completed,
         compensated,
     }
-}
-
-/// Reads `child`'s progress lines until `lines` have passed, then kills it; `true` when
-/// it was killed, `false` when it finished first.
-fn kill_after(child: &mut std::process::Child, lines: u64) -> bool {
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout).lines();
-    let mut seen = 0;
-    while let Some(Ok(_)) = reader.next() {
-        if seen == lines {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return true;
-        }
-        seen += 1;
-    }
-    child.wait().unwrap();
-    false
 }
 
 #[test]

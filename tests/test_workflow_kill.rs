@@ -11,32 +11,13 @@
 #![cfg(all(feature = "sqlite", unix))]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[path = "common/kill.rs"]
 mod kill;
 
-use kill::{Rng, env_count, seed};
-
-/// Reads `child`'s progress lines until `lines` have passed, then kills it; `true` when
-/// it was killed, `false` when it finished first.
-fn kill_after(child: &mut std::process::Child, lines: u64) -> bool {
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout).lines();
-    let mut seen = 0;
-    while let Some(Ok(_)) = reader.next() {
-        if seen == lines {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return true;
-        }
-        seen += 1;
-    }
-    child.wait().unwrap();
-    false
-}
+use kill::{Rng, env_count, kill_after, seed};
 
 fn drain(binary: &PathBuf, db: &Path) {
     let out = Command::new(binary)

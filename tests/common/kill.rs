@@ -1,6 +1,7 @@
 //! What the SIGKILL soaks share: a seeded generator for kill points, counts and seeds
 //! from the environment, and the example binary to kill.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -69,4 +70,23 @@ pub fn example_with(name: &str, features: &[&str]) -> PathBuf {
         .join("debug")
         .join("examples")
         .join(name)
+}
+
+/// Reads `child`'s progress lines until `lines` have passed, then kills it; `true` when
+/// it was killed, `false` when it finished first.
+#[allow(dead_code)] // the soaks that read a child's progress
+pub fn kill_after(child: &mut std::process::Child, lines: u64) -> bool {
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout).lines();
+    let mut seen = 0;
+    while let Some(Ok(_)) = reader.next() {
+        if seen == lines {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        seen += 1;
+    }
+    child.wait().unwrap();
+    false
 }
