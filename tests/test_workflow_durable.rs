@@ -504,7 +504,18 @@ async fn an_aborted_run_compensates_what_completed() {
     let fresh = runner(memory.clone(), &ledger);
     let abort = Intervention::new(OperatorAction::Abort, "alice", "wrong day").unwrap();
     let outcome = fresh.intervene(id, &abort).await.unwrap();
-    assert_eq!(outcome.state(), SagaState::Compensated, "{outcome:?}");
+    match &outcome {
+        // The first node that had not started is named; the branches that were running
+        // ran again under their keys and were compensated with extract.
+        flext::saga::SagaOutcome::Compensated {
+            failed_step, error, ..
+        } => {
+            assert_eq!(failed_step, "report", "{outcome:?}");
+            assert_eq!(error.code(), flext::codes::SAGA_ABORTED);
+            assert!(error.message().contains("alice: wrong day"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         ledger.compensated().last().map(String::as_str),
         Some("extract")

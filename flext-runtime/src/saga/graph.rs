@@ -423,7 +423,7 @@ fn replay(
                 reason,
             } => {
                 g.abort(
-                    g.first_unsettled().unwrap_or(0),
+                    g.abort_point().unwrap_or(0),
                     Error::from(&ErrorRecord {
                         kind: crate::ErrorKind::Conflict,
                         code: crate::codes::SAGA_ABORTED.to_owned(),

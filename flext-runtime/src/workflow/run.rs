@@ -277,9 +277,13 @@ impl Graph {
         }
     }
 
-    /// The first node in declaration order that has not settled.
-    pub(crate) fn first_unsettled(&self) -> Option<usize> {
-        self.slots.iter().position(|s| *s != Slot::Settled)
+    /// The node an operator's abort names as the failed one: the first in declaration
+    /// order that has not started (a node that was running runs again, to be
+    /// compensated), else the first that has not settled.
+    pub(crate) fn abort_point(&self) -> Option<usize> {
+        let unstarted =
+            (0..self.slots.len()).find(|&i| self.slots[i] == Slot::Waiting && !self.restart[i]);
+        unstarted.or_else(|| self.slots.iter().position(|s| *s != Slot::Settled))
     }
 
     fn settle(&mut self, i: usize, status: StepStatus) {
