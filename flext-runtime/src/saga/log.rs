@@ -12,6 +12,7 @@ use crate::future::BoxFuture;
 pub use super::fence::{ClaimRequest, Claimed, Fence};
 pub use super::listing::{SagaFilter, SagaSummary, StuckAt};
 pub use super::operator::OperatorAction;
+pub use super::transition::{HistoryEntry, Transition};
 
 /// Where a saga is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,134 +90,6 @@ impl std::str::FromStr for SagaState {
                 )
             })
     }
-}
-
-/// One recorded transition. Each is written in one transaction together with the
-/// saga's new state, so the log never shows a state its transitions do not explain.
-///
-/// A saga's steps are recorded by position (`StepCompleted`, ...); a durable workflow's
-/// nodes by name (`NodeStarted`, `NodeCompleted`, ...), never by position, because
-/// nodes that run concurrently complete in any order. `Stuck` and `Operator` serve both.
-/// Non-exhaustive: later kinds of durable work add transitions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Transition {
-    /// Step `index` finished with `output` (serialised); the next step may start. For the
-    /// last step this also completes the saga.
-    StepCompleted {
-        /// The step's position.
-        index: usize,
-        /// The step's output, as JSON.
-        output: serde_json::Value,
-        /// How many attempts the step took (0 in logs written before attempts were
-        /// recorded).
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// Step `index` failed for good; compensation starts.
-    StepFailed {
-        /// The step's position.
-        index: usize,
-        /// Why.
-        error: ErrorRecord,
-        /// How many attempts failed.
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// The compensation of step `index` finished. When no completed step is left to
-    /// undo, this also marks the saga compensated.
-    CompensationCompleted {
-        /// The compensated step's position.
-        index: usize,
-        /// How many attempts the compensation took.
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// The saga cannot make progress on its own.
-    Stuck {
-        /// The step or compensation that kept failing.
-        step: String,
-        /// Its last error.
-        error: ErrorRecord,
-        /// How many attempts failed.
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// An operator acted on the saga ([`SagaRunner::intervene`](super::SagaRunner::intervene), or the
-    /// `flext-saga` tool).
-    Operator {
-        /// What the operator did.
-        action: OperatorAction,
-        /// Who did it, as they gave it.
-        principal: String,
-        /// Why, as they gave it.
-        reason: String,
-    },
-    /// Node `node` of a durable workflow started (its dependencies had all settled).
-    /// Written together with the transitions that made it ready, so starting costs no
-    /// write of its own; a node started and never settled ran when the process stopped,
-    /// and recovery runs it again under the same idempotency key (`run id:node`).
-    NodeStarted {
-        /// The node's name (its `#[workflow_step]` method).
-        node: String,
-    },
-    /// Node `node` returned `output` (serialised); the nodes that take it may start.
-    NodeCompleted {
-        /// The node's name.
-        node: String,
-        /// Its output, as JSON.
-        output: serde_json::Value,
-        /// How many attempts it took.
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// Node `node` failed (returned an error, timed out or panicked). An `optional`
-    /// node's failure is recorded and the workflow goes on; a required one's turns the
-    /// run to compensation.
-    NodeFailed {
-        /// The node's name.
-        node: String,
-        /// Why.
-        error: ErrorRecord,
-        /// Whether the node is optional.
-        #[serde(default)]
-        optional: bool,
-        /// How many attempts failed.
-        #[serde(default)]
-        attempts: u32,
-    },
-    /// Node `node` did not run: it takes the output of `missing`, an optional node that
-    /// failed or was skipped.
-    NodeSkipped {
-        /// The node's name.
-        node: String,
-        /// The node whose output was missing.
-        missing: String,
-    },
-    /// The compensation of node `node` finished. When nothing completed is left to
-    /// undo, this also marks the run compensated.
-    NodeCompensated {
-        /// The compensated node's name.
-        node: String,
-        /// How many attempts the compensation took.
-        #[serde(default)]
-        attempts: u32,
-    },
-}
-
-/// One recorded transition with when it was written: an entry of a saga's history
-/// ([`SagaLog::history`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// The transition's position in the saga's log, from 1.
-    pub seq: u64,
-    /// When it was written, in milliseconds since the Unix epoch (0 in logs written
-    /// before times were recorded).
-    pub at_ms: u64,
-    /// The transition.
-    #[serde(flatten)]
-    pub transition: Transition,
 }
 
 /// Everything the log knows about one saga: its input, its state, the transitions so far,

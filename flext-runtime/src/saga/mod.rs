@@ -62,6 +62,7 @@ mod runner;
 mod sqlite;
 mod start;
 mod step;
+mod transition;
 mod workflow;
 
 pub use self::builder::SagaRunnerBuilder;

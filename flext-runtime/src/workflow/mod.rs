@@ -58,6 +58,8 @@
 //!
 //! [`SagaRunner::run_workflow`]: crate::saga::SagaRunner::run_workflow
 
+mod erased;
+mod graph;
 mod outcome;
 mod run;
 
@@ -65,10 +67,10 @@ use std::any::{Any, type_name};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
+pub(crate) use self::erased::{ErasedWorkflow, NodeEvent, Record, RunPhase};
+pub(crate) use self::graph::Graph;
 pub use self::outcome::{StepRecord, StepStatus, WorkflowRun};
-pub(crate) use self::run::{
-    ErasedWorkflow, Graph, NodeEvent, Policy, Record, RunPhase, drive, drive_graph,
-};
+pub(crate) use self::run::{Policy, drive, drive_graph};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

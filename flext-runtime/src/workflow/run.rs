@@ -6,24 +6,25 @@
 //! transitions to a [`Record`] that writes them to the log under its fence, keeps its
 //! lease while nodes run, and gives each node its idempotency key. A durable run that
 //! recovers starts from a [`Graph`] replayed from the log.
+//!
+//! [`Record`]: super::erased::Record
+//! [`Graph`]: super::graph::Graph
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tracing::Instrument;
 
-use super::{
-    StepOutput, StepRecord, StepStatus, Workflow, WorkflowRun, WorkflowScope, WorkflowStepSpec,
-};
+use super::erased::{ErasedWorkflow, NodeEvent, Record, RunPhase};
+use super::graph::{Graph, Slot, finish};
+use super::{Workflow, WorkflowRun, WorkflowScope, WorkflowStepSpec};
 use crate::attempt::{StepSpec, attempt};
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, ErrorRecord, Result};
-use crate::future::BoxFuture;
-use crate::service::ServiceStats;
 use crate::state::StateMap;
 
 /// How compensations are retried: the saga runner's settings.
@@ -44,279 +45,6 @@ impl Policy {
         first: Duration::from_millis(100),
         cap: Backoff::SAGA_CAP,
     };
-}
-
-/// A [`Workflow`] behind a vtable, so that the driver is compiled once for every
-/// workflow type (as the saga runner's `ErasedSaga`).
-pub(crate) trait ErasedWorkflow: Send + Sync {
-    /// [`Workflow::NAME`].
-    fn name(&self) -> &'static str;
-    /// [`Workflow::STEPS`].
-    fn steps(&self) -> &'static [WorkflowStepSpec];
-    /// [`Workflow::step_stats`].
-    fn stats(&self) -> &'static [Arc<ServiceStats>];
-    /// [`Workflow::run_step`].
-    fn run_step<'a>(
-        &'a self,
-        index: usize,
-        scope: &'a WorkflowScope<'a>,
-    ) -> BoxFuture<'a, Result<StepOutput>>;
-    /// [`Workflow::compensate`].
-    fn compensate<'a>(
-        &'a self,
-        index: usize,
-        scope: &'a WorkflowScope<'a>,
-    ) -> BoxFuture<'a, Result<()>>;
-}
-
-impl<W: Workflow> ErasedWorkflow for W {
-    fn name(&self) -> &'static str {
-        W::NAME
-    }
-    fn steps(&self) -> &'static [WorkflowStepSpec] {
-        W::STEPS
-    }
-    fn stats(&self) -> &'static [Arc<ServiceStats>] {
-        W::step_stats()
-    }
-    fn run_step<'a>(
-        &'a self,
-        index: usize,
-        scope: &'a WorkflowScope<'a>,
-    ) -> BoxFuture<'a, Result<StepOutput>> {
-        Workflow::run_step(self, index, scope)
-    }
-    fn compensate<'a>(
-        &'a self,
-        index: usize,
-        scope: &'a WorkflowScope<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Workflow::compensate(self, index, scope)
-    }
-}
-
-/// Where a run stands after a write: what a durable log stores as the run's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunPhase {
-    /// Nodes run or wait.
-    Running,
-    /// A required node failed: the running ones are awaited, then the completed ones
-    /// compensated.
-    Compensating,
-    /// Every node settled and no required one failed.
-    Completed,
-    /// A required node failed and everything completed was undone.
-    Compensated,
-    /// A compensation kept failing.
-    Stuck,
-}
-
-/// One node transition, by node index; a durable [`Record`] writes it by name.
-#[derive(Debug)]
-pub(crate) enum NodeEvent {
-    /// The node started.
-    Started(usize),
-    /// The node returned its output (as the log keeps it).
-    Completed {
-        index: usize,
-        output: serde_json::Value,
-        attempts: u32,
-    },
-    /// The node failed.
-    Failed {
-        index: usize,
-        error: ErrorRecord,
-        attempts: u32,
-    },
-    /// The node did not run: it takes the output of `missing`, which has none.
-    Skipped { index: usize, missing: usize },
-    /// The node's compensation finished.
-    Compensated { index: usize, attempts: u32 },
-    /// The node's compensation failed on every attempt: the run is stuck.
-    CompensationFailed {
-        index: usize,
-        error: ErrorRecord,
-        attempts: u32,
-    },
-}
-
-/// What a durable run does around the driver. `None` for an in-memory run.
-pub(crate) trait Record: Send + Sync {
-    /// The context node `step` runs under (its compensation when `compensation`): a
-    /// child of `run` with the node's idempotency key and fencing token.
-    fn node_ctx(&self, run: &Context, step: &'static str, compensation: bool) -> Context;
-
-    /// Node `index`'s output as the log keeps it.
-    ///
-    /// # Errors
-    ///
-    /// When it does not serialise: the node fails with this error.
-    fn encode(&self, index: usize, output: &StepOutput) -> Result<serde_json::Value>;
-
-    /// Writes `events` in one write, the run moving to `phase`.
-    fn record<'a>(&'a self, events: &'a [NodeEvent], phase: RunPhase) -> BoxFuture<'a, Result<()>>;
-
-    /// Runs `work` (waiting for nodes, or a compensation's attempts) while keeping the
-    /// run's claim; an error when the claim is lost (`work` is then dropped where it
-    /// is).
-    fn keep<'a>(&'a self, work: BoxFuture<'a, ()>) -> BoxFuture<'a, Result<()>>;
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Waiting,
-    Running,
-    Settled,
-}
-
-/// Where a run stands: fresh ([`Graph::new`]), or replayed from a durable log.
-pub(crate) struct Graph {
-    outputs: Vec<OnceLock<StepOutput>>,
-    status: Vec<StepStatus>,
-    slots: Vec<Slot>,
-    /// Started and never settled: run again even when the run is failing (its effect
-    /// may have happened; running it again under its key completes it, so that it can
-    /// be compensated).
-    restart: Vec<bool>,
-    /// Completed node indexes, in completion order.
-    completed: Vec<usize>,
-    failed: Option<usize>,
-    compensated: Vec<usize>,
-}
-
-impl Graph {
-    /// A run of `n` nodes where nothing happened yet.
-    pub(crate) fn new(n: usize) -> Graph {
-        Graph {
-            outputs: (0..n).map(|_| OnceLock::new()).collect(),
-            status: (0..n).map(|_| StepStatus::NotRun).collect(),
-            slots: vec![Slot::Waiting; n],
-            restart: vec![false; n],
-            completed: Vec::new(),
-            failed: None,
-            compensated: Vec::new(),
-        }
-    }
-
-    /// Node `i` started (and has not settled yet).
-    pub(crate) fn started(&mut self, i: usize) {
-        if let Some(r) = self.restart.get_mut(i) {
-            *r = self.slots[i] == Slot::Waiting;
-        }
-    }
-
-    /// Node `i` completed with `output`.
-    pub(crate) fn complete(&mut self, i: usize, output: StepOutput) {
-        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
-            return;
-        }
-        // invariant: a node settles once, so its cell is empty.
-        let _ = self.outputs[i].set(output);
-        self.completed_here(i);
-    }
-
-    /// Node `i` completed; its output is in the driver's cells.
-    fn completed_here(&mut self, i: usize) {
-        self.settle(i, StepStatus::Completed);
-        self.completed.push(i);
-    }
-
-    /// Node `i` failed with `error`; `required` turns the run to compensation.
-    pub(crate) fn fail(&mut self, i: usize, error: Error, required: bool) {
-        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
-            return;
-        }
-        self.settle(i, StepStatus::Failed(error));
-        if required {
-            self.failed.get_or_insert(i);
-        }
-    }
-
-    /// The run is stopped as if node `i` had failed with `error` (an operator's abort):
-    /// nothing more starts, and what completed is compensated.
-    pub(crate) fn abort(&mut self, i: usize, error: Error) {
-        if self.failed.is_some() {
-            return;
-        }
-        if let Some(s) = self.status.get_mut(i) {
-            *s = StepStatus::Failed(error);
-        }
-        self.failed = Some(i);
-    }
-
-    /// Node `i` was skipped for want of `missing`'s output.
-    pub(crate) fn skip(&mut self, i: usize, missing: &'static str) {
-        if i >= self.slots.len() || self.slots[i] == Slot::Settled {
-            return;
-        }
-        self.settle(i, StepStatus::Skipped { missing });
-    }
-
-    /// Node `i`'s compensation finished.
-    pub(crate) fn compensate(&mut self, i: usize) {
-        if i < self.status.len() && !self.compensated.contains(&i) {
-            self.status[i] = StepStatus::Compensated;
-            self.compensated.push(i);
-        }
-    }
-
-    /// Node `i`'s compensation failed for good.
-    pub(crate) fn compensation_failed(&mut self, i: usize, error: Error) {
-        if let Some(s) = self.status.get_mut(i) {
-            *s = StepStatus::CompensationFailed(error);
-        }
-    }
-
-    /// An operator resumed (or aborted, or resolved) a stuck run: the compensation that
-    /// stuck is pending again.
-    pub(crate) fn clear_stuck(&mut self) {
-        for s in &mut self.status {
-            if matches!(s, StepStatus::CompensationFailed(_)) {
-                *s = StepStatus::Completed;
-            }
-        }
-    }
-
-    /// The node an operator's abort names as the failed one: the first in declaration
-    /// order that has not started (a node that was running runs again, to be
-    /// compensated), else the first that has not settled.
-    pub(crate) fn abort_point(&self) -> Option<usize> {
-        let unstarted =
-            (0..self.slots.len()).find(|&i| self.slots[i] == Slot::Waiting && !self.restart[i]);
-        unstarted.or_else(|| self.slots.iter().position(|s| *s != Slot::Settled))
-    }
-
-    fn settle(&mut self, i: usize, status: StepStatus) {
-        self.slots[i] = Slot::Settled;
-        self.restart[i] = false;
-        self.status[i] = status;
-    }
-
-    /// Completed nodes with a compensation not yet undone, last completed first.
-    fn to_undo(&self, steps: &[WorkflowStepSpec]) -> Vec<usize> {
-        self.completed
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&i| steps[i].compensation.is_some() && !self.compensated.contains(&i))
-            .collect()
-    }
-
-    /// The phase a run whose graph is this one is in, with `running` nodes running.
-    fn phase(&self, steps: &[WorkflowStepSpec], running: usize) -> RunPhase {
-        match (self.failed, running) {
-            (None, 0) => RunPhase::Completed,
-            (None, _) => RunPhase::Running,
-            (Some(_), 0) if self.to_undo(steps).is_empty() => RunPhase::Compensated,
-            (Some(_), _) => RunPhase::Compensating,
-        }
-    }
-
-    /// The run as the graph leaves it, without running anything: for a run the log
-    /// shows finished.
-    pub(crate) fn into_run(self, workflow: &dyn ErasedWorkflow) -> WorkflowRun {
-        finish(workflow.name(), workflow.steps(), self, Vec::new())
-    }
 }
 
 /// Runs `workflow` in memory to a [`WorkflowRun`]; see the module documentation.
@@ -583,48 +311,6 @@ async fn drive_in_span(
         record.duration = duration;
     }
     Ok(run)
-}
-
-/// The [`WorkflowRun`] `g` ends in, with `outputs` (empty: none kept).
-fn finish(
-    workflow: &'static str,
-    steps: &'static [WorkflowStepSpec],
-    g: Graph,
-    outputs: Vec<Option<StepOutput>>,
-) -> WorkflowRun {
-    let compensated = g
-        .compensated
-        .iter()
-        .filter_map(|&i| steps.get(i))
-        .map(|s| s.name)
-        .collect();
-    let mut outputs = outputs;
-    if outputs.is_empty() {
-        outputs = g.outputs.into_iter().map(OnceLock::into_inner).collect();
-    }
-    // A compensated step's output is no longer the run's.
-    for &i in &g.compensated {
-        if let Some(o) = outputs.get_mut(i) {
-            *o = None;
-        }
-    }
-    WorkflowRun {
-        workflow,
-        steps: steps
-            .iter()
-            .zip(g.status)
-            .map(|(s, status)| StepRecord {
-                name: s.name,
-                optional: s.optional,
-                status,
-                duration: None,
-            })
-            .collect(),
-        outputs,
-        failed: g.failed,
-        compensated,
-        run_id: None,
-    }
 }
 
 /// A run that could not be driven (unreachable without a `Record`).
