@@ -302,6 +302,11 @@ fn describe<T: std::fmt::Debug>(outcome: &SagaOutcome<T>) -> String {
         SagaOutcome::Resolved {
             principal, reason, ..
         } => format!("resolved by hand by {principal}: {reason}"),
+        SagaOutcome::Sleeping { step, until_ms, .. } => {
+            format!("sleeping at `{step}` until {until_ms} ms")
+        }
+        // Kinds of outcome a later flext adds.
+        other => format!("{:?}", other.state()),
     }
 }
 

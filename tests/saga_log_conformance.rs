@@ -5,8 +5,9 @@
 //! Contracts: creation and transitions, leases (a live one keeps others out, an expired
 //! one is taken over, renewal), two runners of one name, idempotent start, the recovery
 //! loop, retry settings and attempts, definitions (fingerprints), list filters, history,
-//! operator actions (resume, abort, resolve, and what is refused), and durable workflow
-//! records (node transitions written together, a run resumed mid-graph).
+//! operator actions (resume, abort, resolve, and what is refused), durable workflow
+//! records (node transitions written together, a run resumed mid-graph), and durable
+//! timers (a sleeping saga across a restart, woken once; aborted while asleep).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -223,6 +224,12 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_sleeping_saga_survives_its_process_and_wakes_once_when_due() {
+                let backend = backend().await;
+                timers::sleep_contract(|| backend.connect()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
             }
@@ -244,6 +251,8 @@ conformance!(postgres, Postgres);
 mod faults;
 #[path = "common/found.rs"]
 mod found;
+#[path = "common/timers.rs"]
+mod timers;
 #[path = "common/workflow_records.rs"]
 mod workflow_records;
 

@@ -31,6 +31,9 @@ pub struct StepSpec {
     /// The compensation's first wait between attempts, in milliseconds; `None` for the
     /// step's `backoff_ms`.
     pub compensate_backoff_ms: Option<u64>,
+    /// A durable timer (`#[saga_step(sleep)]`): the step returns how long the saga
+    /// sleeps, and the runner records the wake-up time and lets the saga go until then.
+    pub sleep: bool,
 }
 
 /// Which errors a saga step's failed attempt is retried on

@@ -424,6 +424,10 @@ fn show_text(detail: &SagaDetail) -> String {
                 attempts(entry.attempts)
             ),
             "stuck" => format!("STUCK at `{step}`{}: {error}", attempts(entry.attempts)),
+            "sleeping" => format!(
+                "step `{step}` sleeps until {}",
+                entry.until_ms.map_or_else(|| "?".to_owned(), time)
+            ),
             "node_started" => format!("node `{step}` started"),
             "node_completed" => format!("node `{step}` completed{}", attempts(entry.attempts)),
             "node_failed" => format!("node `{step}` failed{}: {error}", attempts(entry.attempts)),

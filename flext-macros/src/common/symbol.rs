@@ -69,6 +69,7 @@ pub const ORDER: &str = "order";
 pub const OUTPUT: &str = "output";
 pub const PIVOT: &str = "pivot";
 pub const RETRIES: &str = "retries";
+pub const SLEEP: &str = "sleep";
 pub const RETRY_ON: &str = "retry_on";
 pub const SNAPSHOT_EVERY: &str = "snapshot_every";
 pub const TABLES: &str = "tables";

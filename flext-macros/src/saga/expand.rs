@@ -55,6 +55,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
         }));
         let compensate_retries = some(s.compensate_retries.map(|(n, _)| quote!(#n)));
         let compensate_backoff_ms = some(s.compensate_backoff_ms.map(|(n, _)| quote!(#n)));
+        let is_sleep = s.sleep.is_some();
         quote! {
             #p::StepSpec {
                 name: #step,
@@ -66,6 +67,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 retry_on: #retry_on,
                 compensate_retries: #compensate_retries,
                 compensate_backoff_ms: #compensate_backoff_ms,
+                sleep: #is_sleep,
             }
         }
     });
@@ -131,6 +133,15 @@ pub fn saga(saga: &Saga) -> TokenStream {
             quote!(#check();)
         });
 
+    let sleeps = saga
+        .steps
+        .iter()
+        .filter(|s| s.sleep.is_some())
+        .filter_map(|s| {
+            let t = s.method.ok_type.as_ref()?;
+            let check = respan(quote!(#p::assert_sleep_output::<#t>), t.span());
+            Some(quote!(#check();))
+        });
     let checks = saga.steps.iter().enumerate().filter_map(|(i, s)| {
         let ty = s.method.ok_type.as_ref()?;
         let step = s.method.ident.to_string();
@@ -188,6 +199,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
             #[allow(dead_code)]
             fn __flext_durable() {
                 #(#durable)*
+                #(#sleeps)*
             }
         };
     }
@@ -209,7 +221,11 @@ fn definition(saga: &Saga) -> String {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), ToString::to_string);
             let pivot = if s.pivot.is_some() { "pivot" } else { "" };
-            format!("{}\t{output}\t{compensation}\t{pivot}", s.method.ident)
+            let sleep = if s.sleep.is_some() { "\tsleep" } else { "" };
+            format!(
+                "{}\t{output}\t{compensation}\t{pivot}{sleep}",
+                s.method.ident
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -20,6 +20,8 @@ pub struct Step {
     /// `compensate_retries` and `compensate_backoff_ms`, with the option's span.
     pub compensate_retries: Option<(u32, Span)>,
     pub compensate_backoff_ms: Option<(u64, Span)>,
+    /// `sleep`: a durable timer; the step returns how long the saga sleeps.
+    pub sleep: Option<Span>,
 }
 
 pub struct Saga {
@@ -49,6 +51,7 @@ const STEP_SPEC: Spec<'static> = Spec {
         RETRY_ON,
         COMPENSATE_RETRIES,
         COMPENSATE_BACKOFF_MS,
+        SLEEP,
     ],
     repeatable: &[],
 };
@@ -123,6 +126,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         retry_any: None,
         compensate_retries: None,
         compensate_backoff_ms: None,
+        sleep: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -147,10 +151,17 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             }
             COMPENSATE_RETRIES => step.compensate_retries = Some(options::int(meta)?),
             COMPENSATE_BACKOFF_MS => step.compensate_backoff_ms = Some(options::int(meta)?),
+            SLEEP => step.sleep = Some(options::flag(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())
     });
+    if let (Some(_), Some(c)) = (step.sleep, &step.compensate) {
+        cx.push(error_at(
+            c,
+            "a sleep step only waits: it has nothing to undo, so remove `compensate` (compensate the step before it)",
+        ));
+    }
     let m = &step.method;
     m.require_ref_self(cx, "`#[saga_step]`");
     m.reject_generics(

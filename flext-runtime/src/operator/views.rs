@@ -62,6 +62,7 @@ pub struct TimelineEntry {
     /// not keep the time).
     pub at_ms: u64,
     /// `step_completed`, `step_failed`, `compensation_completed`, `stuck` or `operator`;
+    /// `sleeping` (a sleep step ran; the saga wakes at `until_ms`);
     /// for a durable workflow, `node_started`, `node_completed`, `node_failed`,
     /// `node_skipped` or `node_compensated` (with `stuck` and `operator`).
     pub kind: &'static str,
@@ -89,6 +90,9 @@ pub struct TimelineEntry {
     /// A completed step's output, when payloads are shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// For `sleeping`: when the saga wakes, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// One saga as [`Operations::saga`](super::Operations::saga) shows it.
@@ -142,6 +146,7 @@ impl SagaDetail {
                     principal: None,
                     reason: None,
                     output: None,
+                    until_ms: None,
                 };
                 match &entry.transition {
                     Transition::StepCompleted {
@@ -190,6 +195,16 @@ impl SagaDetail {
                         t.action = Some(*action);
                         t.principal = Some(principal.clone());
                         t.reason = Some(reason.clone());
+                    }
+                    Transition::Sleeping {
+                        index,
+                        until_ms,
+                        output,
+                    } => {
+                        t.kind = "sleeping";
+                        t.step = Some(step(*index));
+                        t.until_ms = Some(*until_ms);
+                        t.output = payloads.then(|| output.clone());
                     }
                     Transition::NodeStarted { node } => {
                         t.kind = "node_started";

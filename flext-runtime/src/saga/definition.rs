@@ -35,7 +35,7 @@ fn steps(definition: &str) -> Vec<Step<'_>> {
                 compensation,
                 pivot: kind == "pivot",
                 optional: kind == "optional",
-                after: fields.next().unwrap_or_default(),
+                after: fields.next().filter(|f| *f != "sleep").unwrap_or_default(),
             }
         })
         .collect()

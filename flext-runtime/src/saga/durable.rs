@@ -222,3 +222,18 @@ pub fn no_such_step(saga: &'static str, index: usize) -> Error {
 /// Used by generated code to check [`Durable`] at the user's type.
 #[doc(hidden)]
 pub fn assert_durable<T: Durable>() {}
+
+/// What a `#[saga_step(sleep)]` step returns: how long the saga sleeps. Spanned at the
+/// step's output type by generated code.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a sleep step returns `Result<Duration>`: how long the saga sleeps, not `{Self}`",
+    label = "return a `std::time::Duration`",
+    note = "the runner records the wake-up time (now plus the duration) and lets the saga go until then"
+)]
+pub trait SleepOutput {}
+impl SleepOutput for std::time::Duration {}
+
+/// Used by generated code to check a sleep step's output type.
+#[doc(hidden)]
+pub fn assert_sleep_output<T: SleepOutput>() {}

@@ -114,6 +114,15 @@ pub(super) fn typed_outcome<S: Saga>(
             principal,
             reason,
         },
+        SagaOutcome::Sleeping {
+            saga_id,
+            step,
+            until_ms,
+        } => SagaOutcome::Sleeping {
+            saga_id,
+            step,
+            until_ms,
+        },
     })
 }
 

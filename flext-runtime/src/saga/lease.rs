@@ -121,6 +121,19 @@ impl SagaRunner {
         transitions: &[Transition],
         state: SagaState,
     ) -> Result<()> {
+        self.write_leased(claim, transitions, state, &self.lease)
+            .await
+    }
+
+    /// [`write_all`](Self::write_all) with the saga leased to `lease` afterwards: a
+    /// sleeping saga is leased to no runner until it wakes.
+    pub(super) async fn write_leased(
+        &self,
+        claim: &Claim,
+        transitions: &[Transition],
+        state: SagaState,
+        lease: &super::Lease,
+    ) -> Result<()> {
         let n = transitions.len() as u64;
         if n == 0 {
             return Ok(());
@@ -131,10 +144,8 @@ impl SagaRunner {
             claim.check()?;
             let since = Instant::now();
             let appended = match transitions {
-                [one] => self.log.append(claim.id, one, state, &self.lease, fence),
-                all => self
-                    .log
-                    .append_all(claim.id, all, state, &self.lease, fence),
+                [one] => self.log.append(claim.id, one, state, lease, fence),
+                all => self.log.append_all(claim.id, all, state, lease, fence),
             };
             let error = match appended.await {
                 Ok(()) => {

@@ -34,6 +34,10 @@
 //! step name), so a step that deduplicates on that key takes effect once. Recording the
 //! start would add a write per step and buy nothing the key does not already give.
 //!
+//! A sleep step (`#[saga_step(sleep)]`, a durable timer) costs two writes: one when it
+//! runs, recording the wake-up time and leasing the saga to no runner until then (the
+//! lease is the timer), and its completion when the recovery loop wakes it.
+//!
 //! A durable workflow ([`DurableWorkflow`], `#[workflow(durable)]`) is a record of the
 //! same log, its transitions keyed by node name: one write when the run is created,
 //! then one write per batch, where a batch is the nodes that settled together, the skips
@@ -69,8 +73,8 @@ pub use self::builder::SagaRunnerBuilder;
 pub use self::durable::Durable;
 #[doc(hidden)]
 pub use self::durable::{
-    EncodeDurable, EncodeNotDurable, LogSlot, NodeDurable, NodeNotDurable, assert_durable,
-    no_such_step,
+    EncodeDurable, EncodeNotDurable, LogSlot, NodeDurable, NodeNotDurable, SleepOutput,
+    assert_durable, assert_sleep_output, no_such_step,
 };
 #[cfg(feature = "postgres")]
 pub(crate) use self::fence::fence_refused;

@@ -6,8 +6,9 @@ use uuid::Uuid;
 use super::SagaState;
 use crate::error::Error;
 
-/// How a saga ended.
+/// How a saga ended, or where it waits.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SagaOutcome<T> {
     /// Every step succeeded.
     Completed {
@@ -48,6 +49,17 @@ pub enum SagaOutcome<T> {
         /// Why.
         reason: String,
     },
+    /// The saga sleeps at a `#[saga_step(sleep)]` step until `until_ms` (milliseconds
+    /// since the Unix epoch): no runner holds it meanwhile, and the recovery loop of
+    /// any runner wakes it once that time has come (its state stays running).
+    Sleeping {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// The sleep step.
+        step: String,
+        /// When it wakes, in milliseconds since the Unix epoch.
+        until_ms: u64,
+    },
 }
 
 impl<T> SagaOutcome<T> {
@@ -57,7 +69,8 @@ impl<T> SagaOutcome<T> {
             SagaOutcome::Completed { saga_id, .. }
             | SagaOutcome::Compensated { saga_id, .. }
             | SagaOutcome::Stuck { saga_id, .. }
-            | SagaOutcome::Resolved { saga_id, .. } => *saga_id,
+            | SagaOutcome::Resolved { saga_id, .. }
+            | SagaOutcome::Sleeping { saga_id, .. } => *saga_id,
         }
     }
 
@@ -68,6 +81,7 @@ impl<T> SagaOutcome<T> {
             SagaOutcome::Compensated { .. } => SagaState::Compensated,
             SagaOutcome::Stuck { .. } => SagaState::Stuck,
             SagaOutcome::Resolved { .. } => SagaState::Resolved,
+            SagaOutcome::Sleeping { .. } => SagaState::Running,
         }
     }
 }
@@ -105,6 +119,10 @@ impl<T: Serialize> Serialize for SagaOutcome<T> {
             } => {
                 out.serialize_field("principal", principal)?;
                 out.serialize_field("reason", reason)?;
+            }
+            SagaOutcome::Sleeping { step, until_ms, .. } => {
+                out.serialize_field("step", step)?;
+                out.serialize_field("until_ms", until_ms)?;
             }
         }
         out.end()

@@ -20,6 +20,9 @@ pub(super) struct Progress {
     pub(super) outputs: Vec<Option<serde_json::Value>>,
     pub(super) phase: Phase,
     pub(super) compensated: Vec<usize>,
+    /// The sleep step the saga sleeps at, when it wakes (milliseconds since the Unix
+    /// epoch) and the step's output.
+    pub(super) sleeping: Option<(usize, u64, serde_json::Value)>,
 }
 
 impl Progress {
@@ -28,6 +31,7 @@ impl Progress {
             outputs: vec![None; steps],
             phase: Phase::Forward { next: 0 },
             compensated: Vec::new(),
+            sleeping: None,
         }
     }
 
@@ -42,7 +46,13 @@ impl Progress {
                         *slot = Some(output.clone());
                     }
                     p.phase = Phase::Forward { next: index + 1 };
+                    p.sleeping = None;
                 }
+                Transition::Sleeping {
+                    index,
+                    until_ms,
+                    output,
+                } => p.sleeping = Some((*index, *until_ms, output.clone())),
                 Transition::StepFailed { index, error, .. } => {
                     p.phase = Phase::Compensating {
                         failed: *index,
@@ -199,6 +209,7 @@ mod tests {
             retry_on: None,
             compensate_retries: None,
             compensate_backoff_ms: None,
+            sleep: false,
         }
     }
 

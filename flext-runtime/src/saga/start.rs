@@ -193,6 +193,12 @@ impl SagaRunner {
         if !existing.state.is_in_flight() {
             return run.recorded(&existing);
         }
+        if existing.owner == super::runner::SLEEPING_OWNER
+            && existing.lease_until_ms > now_ms()
+            && let Some(asleep) = run.asleep(&existing)
+        {
+            return asleep;
+        }
         let request = ClaimRequest {
             only: Some(id),
             names: vec![run.name()],
@@ -254,6 +260,12 @@ pub(super) trait Drive: Send + Sync {
     ///
     /// When the linked code cannot read it (another definition).
     fn recorded(&self, record: &SagaRecord) -> Result<Self::Out>;
+    /// Where a sleeping `record` sleeps, without running or writing anything; `None`
+    /// when this kind of run does not sleep.
+    fn asleep(&self, record: &SagaRecord) -> Option<Result<Self::Out>> {
+        let _ = record;
+        None
+    }
 }
 
 impl Drive for dyn ErasedSaga + '_ {
@@ -291,6 +303,16 @@ impl Drive for dyn ErasedSaga + '_ {
     }
     fn recorded(&self, record: &SagaRecord) -> Result<Self::Out> {
         recorded(self, record)
+    }
+    fn asleep(&self, record: &SagaRecord) -> Option<Result<Self::Out>> {
+        let steps = self.steps();
+        let p = Progress::replay(steps.len(), &record.transitions);
+        let (index, until_ms, _) = p.sleeping?;
+        Some(Ok(SagaOutcome::Sleeping {
+            saga_id: record.id,
+            step: steps.get(index).map_or("?", |s| s.name).to_owned(),
+            until_ms,
+        }))
     }
 }
 

@@ -67,6 +67,17 @@ pub enum Transition {
         /// Why, as they gave it.
         reason: String,
     },
+    /// Sleep step `index` ran and returned `output` (how long to sleep); the saga sleeps
+    /// until `until_ms` (milliseconds since the Unix epoch), leased to no runner, and
+    /// the step completes when it wakes.
+    Sleeping {
+        /// The sleep step's position.
+        index: usize,
+        /// When the saga wakes, in milliseconds since the Unix epoch.
+        until_ms: u64,
+        /// The step's output, as JSON: what it completes with.
+        output: serde_json::Value,
+    },
     /// Node `node` of a durable workflow started (its dependencies had all settled).
     /// Written together with the transitions that made it ready, so starting costs no
     /// write of its own; a node started and never settled ran when the process stopped,

@@ -252,6 +252,7 @@ async fn drive_in_span(
                 retry_on: None,
                 compensate_retries: None,
                 compensate_backoff_ms: None,
+                sleep: false,
             };
             let scope = WorkflowScope {
                 ctx: node_ctx(spec.name, true),
