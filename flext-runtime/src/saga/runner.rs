@@ -86,7 +86,10 @@ impl SagaRunner {
     /// the saga over ([`ErrorKind::Conflict`](crate::ErrorKind::Conflict), `flext.saga.lease_lost`): the saga is then
     /// in flight in the log, and [`recover`](Self::recover) finishes it. A failing step
     /// is not an error: it is a [`SagaOutcome::Compensated`] or
-    /// [`SagaOutcome::Stuck`].
+    /// [`SagaOutcome::Stuck`]. A saga that reaches a `#[saga_step(sleep)]` step returns
+    /// [`SagaOutcome::Sleeping`] with its wake-up time: the recovery loop
+    /// ([`spawn_recovery`](Self::spawn_recovery)) of whichever runner passes after that
+    /// time finishes it.
     ///
     /// The future is boxed (one allocation beside the log's writes), so that a type
     /// without `#[saga]` is one error, at the argument, not one more at each use of the
