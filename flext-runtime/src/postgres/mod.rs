@@ -43,6 +43,7 @@ mod liveness;
 mod outbox;
 mod projection;
 mod saga;
+mod saga_writes;
 mod uow;
 
 use deadpool_postgres::Pool;

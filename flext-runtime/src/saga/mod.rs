@@ -66,6 +66,7 @@ mod runner;
 mod sqlite;
 mod start;
 mod step;
+mod timer;
 mod transition;
 mod workflow;
 

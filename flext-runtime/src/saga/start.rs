@@ -193,7 +193,7 @@ impl SagaRunner {
         if !existing.state.is_in_flight() {
             return run.recorded(&existing);
         }
-        if existing.owner == super::runner::SLEEPING_OWNER
+        if existing.owner == super::timer::SLEEPING_OWNER
             && existing.lease_until_ms > now_ms()
             && let Some(asleep) = run.asleep(&existing)
         {

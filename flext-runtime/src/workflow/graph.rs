@@ -161,16 +161,15 @@ impl Graph {
     /// The run as the graph leaves it, without running anything: for a run the log
     /// shows finished.
     pub(crate) fn into_run(self, workflow: &dyn ErasedWorkflow) -> WorkflowRun {
-        finish(workflow.name(), workflow.steps(), self, Vec::new())
+        finish(workflow.name(), workflow.steps(), self)
     }
 }
 
-/// The [`WorkflowRun`] `g` ends in, with `outputs` (empty: none kept).
+/// The [`WorkflowRun`] `g` ends in.
 pub(super) fn finish(
     workflow: &'static str,
     steps: &'static [WorkflowStepSpec],
     g: Graph,
-    outputs: Vec<Option<StepOutput>>,
 ) -> WorkflowRun {
     let compensated = g
         .compensated
@@ -178,10 +177,8 @@ pub(super) fn finish(
         .filter_map(|&i| steps.get(i))
         .map(|s| s.name)
         .collect();
-    let mut outputs = outputs;
-    if outputs.is_empty() {
-        outputs = g.outputs.into_iter().map(OnceLock::into_inner).collect();
-    }
+    let mut outputs: Vec<Option<StepOutput>> =
+        g.outputs.into_iter().map(OnceLock::into_inner).collect();
     // A compensated step's output is no longer the run's.
     for &i in &g.compensated {
         if let Some(o) = outputs.get_mut(i) {

@@ -306,8 +306,8 @@ async fn drive_in_span(
         }
     }
     drop(scopes);
-    let outputs = outputs.into_iter().map(OnceLock::into_inner).collect();
-    let mut run = finish(workflow.name(), steps, g, outputs);
+    g.outputs = outputs;
+    let mut run = finish(workflow.name(), steps, g);
     for (record, duration) in run.steps.iter_mut().zip(durations) {
         record.duration = duration;
     }
@@ -319,7 +319,7 @@ async fn drive_in_span(
 fn failed_run(workflow: &'static str, steps: &'static [WorkflowStepSpec], e: Error) -> WorkflowRun {
     let mut g = Graph::new(steps.len());
     g.abort(0, e);
-    finish(workflow, steps, g, Vec::new())
+    finish(workflow, steps, g)
 }
 
 #[cold]
