@@ -7,7 +7,9 @@
 //! loop, retry settings and attempts, definitions (fingerprints), list filters, history,
 //! operator actions (resume, abort, resolve, and what is refused), durable workflow
 //! records (node transitions written together, a run resumed mid-graph), and durable
-//! timers (a sleeping saga across a restart, woken once; aborted while asleep).
+//! timers (a sleeping saga across a restart, woken once; aborted while asleep), and
+//! signals (kept once per sender while no process runs, taken once after a restart;
+//! kept before the wait; timeouts; aborted while waiting; the recovery loop woken).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,6 +232,12 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_signal_sent_while_no_process_runs_is_taken_once_after_a_restart() {
+                let backend = backend().await;
+                signals::signal_contract(|| backend.connect()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
             }
@@ -251,6 +259,8 @@ conformance!(postgres, Postgres);
 mod faults;
 #[path = "common/found.rs"]
 mod found;
+#[path = "common/signals.rs"]
+mod signals;
 #[path = "common/timers.rs"]
 mod timers;
 #[path = "common/workflow_records.rs"]

@@ -34,6 +34,21 @@ pub struct StepSpec {
     /// A durable timer (`#[saga_step(sleep)]`): the step returns how long the saga
     /// sleeps, and the runner records the wake-up time and lets the saga go until then.
     pub sleep: bool,
+    /// A signal step (`#[saga_step(signal)]`): the step runs once a signal of this kind
+    /// was sent to the saga, or once the wait timed out.
+    pub signal: Option<SignalSpec>,
+}
+
+/// What a signal step (`#[saga_step(signal)]`) waits for: written by the macro into the
+/// step's [`StepSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalSpec {
+    /// The signal's name: the name of its type as the step's `Signal<T>` parameter
+    /// writes it (`PaymentReceived`), the name senders' signals are kept under.
+    pub name: &'static str,
+    /// How long the saga waits once the step is reached, in milliseconds
+    /// (`wait_ms = ...`); `None` waits until a signal comes or an operator acts.
+    pub wait_ms: Option<u64>,
 }
 
 /// Which errors a saga step's failed attempt is retried on

@@ -141,6 +141,15 @@ pub const SAGA_NO_LOG: &str = "flext.saga.no_log";
 /// An abort of a saga past its pivot, without saying so: the pivot and the steps after
 /// it cannot be undone.
 pub const SAGA_PAST_PIVOT: &str = "flext.saga.past_pivot";
+/// A signal step's wait passed its `wait_ms` before any signal came
+/// ([`Signal::received`](crate::saga::Signal::received)). Timeout.
+pub const SAGA_SIGNAL_TIMED_OUT: &str = "flext.saga.signal_timed_out";
+/// A signal's sender id is empty or too long, or its payload does not serialise.
+/// Validation.
+pub const SAGA_SIGNAL_INPUT: &str = "flext.saga.signal_input";
+/// The saga log keeps no signals (a backend that does not implement
+/// [`SagaLog::send_signal`](crate::saga::SagaLog::send_signal)). Internal.
+pub const SAGA_SIGNALS_UNSUPPORTED: &str = "flext.saga.signals_unsupported";
 
 // ---- store ---------------------------------------------------------------------------
 
@@ -312,6 +321,9 @@ pub const ALL: &[&str] = &[
     SAGA_OPERATOR_INPUT,
     SAGA_PAST_PIVOT,
     SAGA_NO_LOG,
+    SAGA_SIGNAL_TIMED_OUT,
+    SAGA_SIGNAL_INPUT,
+    SAGA_SIGNALS_UNSUPPORTED,
     STORE_FAILED,
     STORE_BUSY,
     STORE_READ_ONLY,

@@ -72,8 +72,8 @@ pub mod __private {
     pub use crate::route::{RouteRegistration, field_value};
     pub use crate::saga::{
         DurableWorkflow, EncodeDurable, EncodeNotDurable, LogSlot, NodeDurable, NodeNotDurable,
-        RetryOn, Saga, SagaRegistration, StepScope, StepSpec, assert_durable, assert_sleep_output,
-        no_such_step, resume,
+        RetryOn, Saga, SagaRegistration, SignalSpec, StepScope, StepSpec, WaitsFor, assert_durable,
+        assert_sleep_output, no_such_step, resume,
     };
     pub use crate::service::{
         DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,

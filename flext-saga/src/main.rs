@@ -428,6 +428,24 @@ fn show_text(detail: &SagaDetail) -> String {
                 "step `{step}` sleeps until {}",
                 entry.until_ms.map_or_else(|| "?".to_owned(), time)
             ),
+            "waiting" => format!(
+                "step `{step}` waits for a `{}` signal {}",
+                entry.signal.as_deref().unwrap_or("?"),
+                entry.until_ms.map_or_else(
+                    || "with no time limit".to_owned(),
+                    |ms| format!("until {}", time(ms))
+                )
+            ),
+            "signal_received" => match &entry.sender {
+                Some(sender) => format!(
+                    "step `{step}` received the `{}` signal of sender `{sender}`",
+                    entry.signal.as_deref().unwrap_or("?")
+                ),
+                None => format!(
+                    "step `{step}` timed out waiting for a `{}` signal",
+                    entry.signal.as_deref().unwrap_or("?")
+                ),
+            },
             "node_started" => format!("node `{step}` started"),
             "node_completed" => format!("node `{step}` completed{}", attempts(entry.attempts)),
             "node_failed" => format!("node `{step}` failed{}: {error}", attempts(entry.attempts)),

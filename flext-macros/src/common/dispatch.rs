@@ -81,7 +81,8 @@ fn by_index(
 /// the runner (spanned at the parameter's type, so that missing state is reported
 /// there), and each `&T` parameter bound by `bind(n, param, name)`, which returns the
 /// `let` that binds `name` (or `None` to leave the argument out: an error is reported
-/// elsewhere).
+/// elsewhere). A parameter taken by value is asked of `bind` too, and is state when it
+/// answers `None`.
 pub fn call(
     m: &Method,
     mut bind: impl FnMut(usize, &Param, &syn::Ident) -> Option<TokenStream>,
@@ -93,8 +94,15 @@ pub fn call(
         match &param.role {
             Role::Context => args.push(quote!(__flext_scope.ctx())),
             Role::Value | Role::Bus => {
-                let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
-                args.push(quote!(#get?));
+                // A value the family binds itself (a saga's `Signal<T>`), else state.
+                let name = format_ident!("__flext_arg{}", n);
+                if let Some(binding) = bind(n, param, &name) {
+                    prelude.extend(binding);
+                    args.push(quote!(#name));
+                } else {
+                    let get = respan(quote!(__flext_scope.state::<#ty>()), ty.span());
+                    args.push(quote!(#get?));
+                }
             }
             Role::Ref(_) => {
                 let name = format_ident!("__flext_arg{}", n);

@@ -56,6 +56,10 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let compensate_retries = some(s.compensate_retries.map(|(n, _)| quote!(#n)));
         let compensate_backoff_ms = some(s.compensate_backoff_ms.map(|(n, _)| quote!(#n)));
         let is_sleep = s.sleep.is_some();
+        let signal = some(s.signal_name().map(|name| {
+            let wait = some(s.wait_ms.map(|(ms, _)| quote!(#ms)));
+            quote!(#p::SignalSpec { name: #name, wait_ms: #wait })
+        }));
         quote! {
             #p::StepSpec {
                 name: #step,
@@ -68,6 +72,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 compensate_retries: #compensate_retries,
                 compensate_backoff_ms: #compensate_backoff_ms,
                 sleep: #is_sleep,
+                signal: #signal,
             }
         }
     });
@@ -78,7 +83,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
         .map(|s| s.method.ok_type.as_ref())
         .collect();
     let run_arms = saga.steps.iter().enumerate().map(|(i, s)| {
-        let (prelude, call) = call(&p, &s.method, &outputs[..i], None);
+        let (prelude, call) = call(&p, &s.method, &outputs[..i], None, s.signal_param.as_ref());
         let step = s.method.ident.to_string();
         let call = quote!(#p::step(#step, #call));
         let call = match &s.method.output {
@@ -102,7 +107,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let c = s.compensate.as_ref()?;
         let m = saga.others.iter().find(|m| m.ident == *c)?;
         let own = s.method.ok_type.as_ref()?;
-        let (prelude, call) = call(&p, m, &outputs[..i], Some((i, own)));
+        let (prelude, call) = call(&p, m, &outputs[..i], Some((i, own)), None);
         let step = m.ident.to_string();
         let call = quote!(#p::step(#step, #call));
         let call = match &m.output {
@@ -142,6 +147,26 @@ pub fn saga(saga: &Saga) -> TokenStream {
             let check = respan(quote!(#p::assert_sleep_output::<#t>), t.span());
             Some(quote!(#check();))
         });
+    // Each signal type: durable (spanned at the type) and one `WaitsFor` impl, which
+    // `runner.signal` requires.
+    let mut signal_types = HashSet::new();
+    let signals: Vec<TokenStream> = saga
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.signal_param.as_ref()?, s.signal_name()?)))
+        .filter(|((_, t), _)| signal_types.insert(type_key(t)))
+        .map(|((_, t), name)| {
+            let check = respan(quote!(#p::assert_durable::<#t>), t.span());
+            let header = respan(quote!(impl #p::WaitsFor<#t> for #self_ty), t.span());
+            quote! {
+                const _: fn() = #check;
+                #[automatically_derived]
+                #header {
+                    const SIGNAL: &'static str = #name;
+                }
+            }
+        })
+        .collect();
     let checks = saga.steps.iter().enumerate().filter_map(|(i, s)| {
         let ty = s.method.ok_type.as_ref()?;
         let step = s.method.ident.to_string();
@@ -196,6 +221,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 #p::SagaRegistration::of::<#self_ty>()
             }
 
+            #(#signals)*
+
             #[allow(dead_code)]
             fn __flext_durable() {
                 #(#durable)*
@@ -221,7 +248,11 @@ fn definition(saga: &Saga) -> String {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), ToString::to_string);
             let pivot = if s.pivot.is_some() { "pivot" } else { "" };
-            let sleep = if s.sleep.is_some() { "\tsleep" } else { "" };
+            let sleep = match s.signal_name() {
+                Some(signal) => format!("\tsignal:{signal}"),
+                None if s.sleep.is_some() => "\tsleep".to_owned(),
+                None => String::new(),
+            };
             format!(
                 "{}\t{output}\t{compensation}\t{pivot}{sleep}",
                 s.method.ident
@@ -266,9 +297,17 @@ fn call(
     m: &Method,
     outputs: &[Option<&syn::Type>],
     own: Option<(usize, &syn::Type)>,
+    signal: Option<&(usize, syn::Type)>,
 ) -> (TokenStream, TokenStream) {
     let mut own = own;
     dispatch::call(m, |n, param, bind| {
+        if let Some((at, inner)) = signal
+            && *at == n
+        {
+            let ty = &param.ty;
+            let get = respan(quote!(__flext_scope.signal::<#inner>()), inner.span());
+            return Some(respan(quote!(let #bind: #ty = #get?;), ty.span()));
+        }
         let Role::Ref(inner) = &param.role else {
             return None;
         };

@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use crate::common::options::{self, Spec};
 use crate::common::sig::{Method, Role};
 use crate::common::symbol::*;
-use crate::common::util::{take_attrs, type_name};
+use crate::common::util::{take_attrs, type_key, type_name};
 use crate::common::{Ctxt, Krate, error_at};
 
 pub struct Step {
@@ -22,6 +22,28 @@ pub struct Step {
     pub compensate_backoff_ms: Option<(u64, Span)>,
     /// `sleep`: a durable timer; the step returns how long the saga sleeps.
     pub sleep: Option<Span>,
+    /// `signal`: the step waits for the signal its `Signal<T>` parameter takes.
+    pub signal: Option<Span>,
+    /// `wait_ms = N`: how long a signal step waits.
+    pub wait_ms: Option<(u64, Span)>,
+    /// The `Signal<T>` parameter: its position among the parameters and its `T`.
+    pub signal_param: Option<(usize, syn::Type)>,
+}
+
+impl Step {
+    /// The name a signal step's signal is kept under: the last segment of its type's
+    /// path as written (`Paid` for `payments::Paid`).
+    pub fn signal_name(&self) -> Option<String> {
+        let (_, ty) = self.signal_param.as_ref()?;
+        Some(match ty {
+            syn::Type::Path(p) if p.qself.is_none() => p
+                .path
+                .segments
+                .last()
+                .map_or_else(|| type_key(ty), |s| s.ident.to_string()),
+            _ => type_key(ty),
+        })
+    }
 }
 
 pub struct Saga {
@@ -52,6 +74,8 @@ const STEP_SPEC: Spec<'static> = Spec {
         COMPENSATE_RETRIES,
         COMPENSATE_BACKOFF_MS,
         SLEEP,
+        SIGNAL,
+        WAIT_MS,
     ],
     repeatable: &[],
 };
@@ -127,6 +151,9 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         compensate_retries: None,
         compensate_backoff_ms: None,
         sleep: None,
+        signal: None,
+        wait_ms: None,
+        signal_param: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -152,6 +179,8 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             COMPENSATE_RETRIES => step.compensate_retries = Some(options::int(meta)?),
             COMPENSATE_BACKOFF_MS => step.compensate_backoff_ms = Some(options::int(meta)?),
             SLEEP => step.sleep = Some(options::flag(meta)?),
+            SIGNAL => step.signal = Some(options::flag(meta)?),
+            WAIT_MS => step.wait_ms = Some(options::int(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())
@@ -162,6 +191,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             "a sleep step only waits: it has nothing to undo, so remove `compensate` (compensate the step before it)",
         ));
     }
+    read_signal(cx, &mut step);
     let m = &step.method;
     m.require_ref_self(cx, "`#[saga_step]`");
     m.reject_generics(
@@ -184,4 +214,73 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         _ => {}
     }
     step
+}
+
+/// The `Signal<T>` parameter of a `signal` step, and the rules that tie the option, the
+/// parameter and `wait_ms` together.
+fn read_signal(cx: &Ctxt, step: &mut Step) {
+    let mut found = None;
+    for (n, param) in step.method.params.iter().enumerate() {
+        let Some(inner) = signal_type(&param.ty) else {
+            continue;
+        };
+        if found.is_some() {
+            cx.push(error_at(
+                &param.ty,
+                "a signal step waits for one signal: take one `Signal<T>` parameter, and wait for the next in a later step",
+            ));
+        } else if step.signal.is_none() {
+            cx.push(error_at(
+                &param.ty,
+                format!(
+                    "`{}` takes a `Signal<T>`, which only a signal step receives: write `#[saga_step(signal)]` (and `wait_ms = ...` for a time limit)",
+                    step.method.ident
+                ),
+            ));
+            found = Some((n, inner.clone()));
+        } else {
+            found = Some((n, inner.clone()));
+        }
+    }
+    if let Some(span) = step.signal {
+        if found.is_none() {
+            cx.push(error_at(
+                &step.method.ident,
+                format!(
+                    "signal step `{}` takes the signal it waits for as a parameter: add `signal: Signal<T>`, where `T` is the message senders send with `runner.signal`",
+                    step.method.ident
+                ),
+            ));
+        }
+        if step.sleep.is_some() {
+            cx.push(crate::common::error_at_span(
+                span,
+                "a step either sleeps or waits for a signal: a signal step's `wait_ms` is its time limit, so remove `sleep` (or split the step in two)",
+            ));
+        }
+    } else if let Some((_, span)) = step.wait_ms {
+        cx.push(crate::common::error_at_span(
+            span,
+            "`wait_ms` is how long a signal step waits for its signal: add `signal`, or remove `wait_ms` (a step's own time limit is `timeout_ms`)",
+        ));
+    }
+    if step.signal.is_some() {
+        step.signal_param = found;
+    }
+}
+
+/// `T` when `ty` is written `Signal<T>` (any path ending in `Signal`).
+fn signal_type(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Signal" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(t)) if args.args.len() == 1 => Some(t),
+        _ => None,
+    }
 }

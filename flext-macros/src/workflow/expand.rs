@@ -294,6 +294,10 @@ fn call<'t>(
     source: impl Fn(usize) -> Option<(usize, &'t syn::Type)>,
 ) -> (TokenStream, TokenStream) {
     dispatch::call(m, |n, param, bind| {
+        // By value: state (`dispatch::call` binds it).
+        if !matches!(param.role, Role::Ref(_)) {
+            return None;
+        }
         let (index, output) = source(n)?;
         let ty = &param.ty;
         let get = quote!(__flext_scope.output::<#output>(#index)?);

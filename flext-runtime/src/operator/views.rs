@@ -62,7 +62,9 @@ pub struct TimelineEntry {
     /// not keep the time).
     pub at_ms: u64,
     /// `step_completed`, `step_failed`, `compensation_completed`, `stuck` or `operator`;
-    /// `sleeping` (a sleep step ran; the saga wakes at `until_ms`);
+    /// `sleeping` (a sleep step ran; the saga wakes at `until_ms`); `waiting` (a signal
+    /// step waits for `signal` until `until_ms`) and `signal_received` (it received one
+    /// from `sender`, or timed out: no sender);
     /// for a durable workflow, `node_started`, `node_completed`, `node_failed`,
     /// `node_skipped` or `node_compensated` (with `stuck` and `operator`).
     pub kind: &'static str,
@@ -90,9 +92,16 @@ pub struct TimelineEntry {
     /// A completed step's output, when payloads are shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
-    /// For `sleeping`: when the saga wakes, in milliseconds since the Unix epoch.
+    /// For `sleeping`: when the saga wakes; for `waiting`: when the wait times out (none
+    /// without a time limit); in milliseconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
+    /// For `waiting` and `signal_received`: the signal's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// For `signal_received`: the sender's id (none when the wait timed out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
 }
 
 /// One saga as [`Operations::saga`](super::Operations::saga) shows it.
@@ -147,6 +156,8 @@ impl SagaDetail {
                     reason: None,
                     output: None,
                     until_ms: None,
+                    signal: None,
+                    sender: None,
                 };
                 match &entry.transition {
                     Transition::StepCompleted {
@@ -205,6 +216,28 @@ impl SagaDetail {
                         t.step = Some(step(*index));
                         t.until_ms = Some(*until_ms);
                         t.output = payloads.then(|| output.clone());
+                    }
+                    Transition::Waiting {
+                        index,
+                        signal,
+                        until_ms,
+                    } => {
+                        t.kind = "waiting";
+                        t.step = Some(step(*index));
+                        t.signal = Some(signal.clone());
+                        t.until_ms = *until_ms;
+                    }
+                    Transition::SignalReceived {
+                        index,
+                        signal,
+                        sender,
+                        payload,
+                    } => {
+                        t.kind = "signal_received";
+                        t.step = Some(step(*index));
+                        t.signal = Some(signal.clone());
+                        t.sender = sender.clone();
+                        t.output = payload.as_ref().filter(|_| payloads).cloned();
                     }
                     Transition::NodeStarted { node } => {
                         t.kind = "node_started";

@@ -327,6 +327,17 @@ impl SagaLog for PgSagaLog {
         })
     }
 
+    fn send_signal<'a>(
+        &'a self,
+        signal: &'a crate::saga::SignalRecord,
+    ) -> BoxFuture<'a, Result<crate::saga::SignalSent>> {
+        Box::pin(async move { super::signals::send(&self.db.client().await?, signal).await })
+    }
+
+    fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<crate::saga::SignalRecord>>> {
+        Box::pin(async move { super::signals::read(&self.db.client().await?, id).await })
+    }
+
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>> {
         Box::pin(async move {
             let client = self.db.client().await?;

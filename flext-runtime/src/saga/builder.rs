@@ -113,6 +113,7 @@ impl SagaRunnerBuilder {
             recovery_batch: self.recovery_batch,
             liveness_asked: Arc::default(),
             running: Arc::default(),
+            nudge: Arc::default(),
         }
     }
 }

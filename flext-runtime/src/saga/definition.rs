@@ -35,7 +35,10 @@ fn steps(definition: &str) -> Vec<Step<'_>> {
                 compensation,
                 pivot: kind == "pivot",
                 optional: kind == "optional",
-                after: fields.next().filter(|f| *f != "sleep").unwrap_or_default(),
+                after: fields
+                    .next()
+                    .filter(|f| *f != "sleep" && !f.starts_with("signal:"))
+                    .unwrap_or_default(),
             }
         })
         .collect()

@@ -123,6 +123,17 @@ pub(super) fn typed_outcome<S: Saga>(
             step,
             until_ms,
         },
+        SagaOutcome::Waiting {
+            saga_id,
+            step,
+            signal,
+            until_ms,
+        } => SagaOutcome::Waiting {
+            saga_id,
+            step,
+            signal,
+            until_ms,
+        },
     })
 }
 

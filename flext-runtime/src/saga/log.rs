@@ -317,6 +317,42 @@ pub trait SagaLog: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(false)))
     }
 
+    /// Keeps `signal` in its saga's inbox, unless the saga already holds a signal from
+    /// `signal.sender` ([`SignalSent::Duplicate`], nothing changes); and, when the saga
+    /// waits for a signal of this name (leased to the waiting owner `signal:<name>`),
+    /// expires its lease, so that the next recovery pass of any runner takes it. Both
+    /// in one atomic write. A duplicate still expires the lease: a runner that parked
+    /// the saga just as the signal came sends it again for that.
+    ///
+    /// The default refuses: a backend that keeps no signals.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), `flext.saga.not_found`, for
+    /// an unknown saga; [`ErrorKind::Conflict`](crate::ErrorKind::Conflict),
+    /// `flext.saga.finished`, when the saga completed, was compensated or resolved
+    /// (nothing is kept); [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure)
+    /// when the storage fails; `flext.saga.signals_unsupported` from the default.
+    fn send_signal<'a>(
+        &'a self,
+        signal: &'a super::SignalRecord,
+    ) -> BoxFuture<'a, Result<super::SignalSent>> {
+        let _ = signal;
+        Box::pin(std::future::ready(Err(signals_unsupported())))
+    }
+
+    /// The signals kept for saga `id`, in the order they were kept (taken ones too:
+    /// the saga's [`Transition::SignalReceived`] records say which were taken).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage
+    /// fails; `flext.saga.signals_unsupported` from the default.
+    fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<super::SignalRecord>>> {
+        let _ = id;
+        Box::pin(std::future::ready(Err(signals_unsupported())))
+    }
+
     /// The sagas `filter` matches, oldest first.
     ///
     /// # Errors
@@ -351,6 +387,28 @@ pub trait SagaLog: Send + Sync + 'static {
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>>;
+}
+
+fn signals_unsupported() -> Error {
+    Error::internal(
+        crate::codes::SAGA_SIGNALS_UNSUPPORTED,
+        "this saga log keeps no signals: implement `SagaLog::send_signal` and `SagaLog::signals`, or use a flext backend",
+    )
+}
+
+/// Why a signal is refused for a saga in `state`: a saga that finished for good waits
+/// for nothing more (a stuck one may still be resumed, so it keeps them).
+pub(crate) fn refuse_signal(id: Uuid, state: SagaState) -> Option<Error> {
+    matches!(
+        state,
+        SagaState::Completed | SagaState::Compensated | SagaState::Resolved
+    )
+    .then(|| {
+        Error::conflict(
+            crate::codes::SAGA_FINISHED,
+            format!("saga {id} is {state} and waits for no signal; nothing was kept"),
+        )
+    })
 }
 
 pub(crate) fn lease_lost(id: Uuid, owner: &str) -> Error {

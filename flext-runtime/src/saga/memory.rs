@@ -9,8 +9,10 @@ use super::Intervention;
 use super::fence::fence_refused;
 use super::log::{
     ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
-    SagaSummary, Transition, lease_lost, now_ms, unknown_saga,
+    SagaSummary, Transition, lease_lost, now_ms, refuse_signal, unknown_saga,
 };
+use super::signal::waiting_owner;
+use super::{SignalRecord, SignalSent};
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 
@@ -29,6 +31,8 @@ struct Sagas {
     /// When each saga's transitions were written, in step with `transitions`.
     times: HashMap<Uuid, Vec<u64>>,
     order: Vec<Uuid>,
+    /// Each saga's signal inbox, in the order kept.
+    signals: HashMap<Uuid, Vec<SignalRecord>>,
 }
 
 impl Sagas {
@@ -230,6 +234,31 @@ impl SagaLog for MemoryLog {
                 .take(filter.limit.unwrap_or(usize::MAX))
                 .collect())
         });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn send_signal<'a>(&'a self, signal: &'a SignalRecord) -> BoxFuture<'a, Result<SignalSent>> {
+        let id = signal.saga_id;
+        let result = self.with(|sagas| {
+            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+            if let Some(refused) = refuse_signal(id, saga.state) {
+                return Err(refused);
+            }
+            if saga.owner == waiting_owner(&signal.name) {
+                saga.lease_until_ms = saga.lease_until_ms.min(now_ms());
+            }
+            let inbox = sagas.signals.entry(id).or_default();
+            if inbox.iter().any(|kept| kept.sender == signal.sender) {
+                return Ok(SignalSent::Duplicate);
+            }
+            inbox.push(signal.clone());
+            Ok(SignalSent::Kept)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<SignalRecord>>> {
+        let result = self.with(|sagas| Ok(sagas.signals.get(&id).cloned().unwrap_or_default()));
         Box::pin(std::future::ready(result))
     }
 

@@ -62,6 +62,7 @@ mod progress;
 mod recovery;
 mod recovery_loop;
 mod runner;
+mod signal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod start;
@@ -82,6 +83,8 @@ pub(crate) use self::fence::fence_refused;
 pub use self::graph::DurableWorkflow;
 #[doc(hidden)]
 pub use self::graph::resume_workflow;
+#[cfg(feature = "postgres")]
+pub(crate) use self::log::refuse_signal;
 pub use self::log::{
     ClaimRequest, Claimed, ErrorRecord, Fence, HistoryEntry, Lease, OperatorAction, SagaFilter,
     SagaLog, SagaRecord, SagaState, SagaSummary, StuckAt, Transition, now_ms,
@@ -103,13 +106,17 @@ pub use self::outcome::SagaOutcome;
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 pub use self::runner::SagaRunner;
+pub use self::signal::{MAX_SENDER_BYTES, Signal, SignalRecord, SignalSent, WaitsFor};
+pub(crate) use self::signal::parked;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use self::signal::WAITING_PREFIX;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
 #[cfg(feature = "sqlite")]
 pub(crate) use self::sqlite::{append_sqlite, create_sqlite, migrate as migrate_sqlite};
 pub use self::start::saga_id_for_event;
 pub use self::step::StepScope;
-pub use crate::attempt::{RetryOn, StepSpec};
+pub use crate::attempt::{RetryOn, SignalSpec, StepSpec};
 
 use crate::error::Result;
 use crate::future::BoxFuture;

@@ -234,8 +234,8 @@ fn next_state(record: &SagaRecord, command: &Intervention, now_ms: u64) -> Resul
         ));
     }
     if state.is_in_flight() {
-        // A sleeping saga is leased to no runner: its lease is its wake-up time.
-        let asleep = record.owner == super::timer::SLEEPING_OWNER;
+        // A sleeping or waiting saga is leased to no runner: its lease is when it is due.
+        let asleep = super::parked(&record.owner);
         if record.lease_until_ms > now_ms && !asleep {
             return Err(Error::conflict(
                 crate::codes::SAGA_LEASE_LIVE,

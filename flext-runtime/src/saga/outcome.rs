@@ -60,6 +60,21 @@ pub enum SagaOutcome<T> {
         /// When it wakes, in milliseconds since the Unix epoch.
         until_ms: u64,
     },
+    /// The saga waits at a `#[saga_step(signal)]` step for a signal `signal` sent with
+    /// [`SagaRunner::signal`](super::SagaRunner::signal), or until `until_ms`
+    /// (milliseconds since the Unix epoch; `None`: no time limit). No runner holds it
+    /// meanwhile; a signal, or the time limit, hands it to the recovery loop of any
+    /// runner (its state stays running).
+    Waiting {
+        /// The saga's id.
+        saga_id: Uuid,
+        /// The signal step.
+        step: String,
+        /// The signal's name (its type's name).
+        signal: String,
+        /// When the wait times out, in milliseconds since the Unix epoch.
+        until_ms: Option<u64>,
+    },
 }
 
 impl<T> SagaOutcome<T> {
@@ -70,7 +85,8 @@ impl<T> SagaOutcome<T> {
             | SagaOutcome::Compensated { saga_id, .. }
             | SagaOutcome::Stuck { saga_id, .. }
             | SagaOutcome::Resolved { saga_id, .. }
-            | SagaOutcome::Sleeping { saga_id, .. } => *saga_id,
+            | SagaOutcome::Sleeping { saga_id, .. }
+            | SagaOutcome::Waiting { saga_id, .. } => *saga_id,
         }
     }
 
@@ -81,7 +97,7 @@ impl<T> SagaOutcome<T> {
             SagaOutcome::Compensated { .. } => SagaState::Compensated,
             SagaOutcome::Stuck { .. } => SagaState::Stuck,
             SagaOutcome::Resolved { .. } => SagaState::Resolved,
-            SagaOutcome::Sleeping { .. } => SagaState::Running,
+            SagaOutcome::Sleeping { .. } | SagaOutcome::Waiting { .. } => SagaState::Running,
         }
     }
 }
@@ -122,6 +138,16 @@ impl<T: Serialize> Serialize for SagaOutcome<T> {
             }
             SagaOutcome::Sleeping { step, until_ms, .. } => {
                 out.serialize_field("step", step)?;
+                out.serialize_field("until_ms", until_ms)?;
+            }
+            SagaOutcome::Waiting {
+                step,
+                signal,
+                until_ms,
+                ..
+            } => {
+                out.serialize_field("step", step)?;
+                out.serialize_field("signal", signal)?;
                 out.serialize_field("until_ms", until_ms)?;
             }
         }

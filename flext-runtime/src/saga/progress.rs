@@ -23,6 +23,10 @@ pub(super) struct Progress {
     /// The sleep step the saga sleeps at, when it wakes (milliseconds since the Unix
     /// epoch) and the step's output.
     pub(super) sleeping: Option<(usize, u64, serde_json::Value)>,
+    /// The signal step the saga waits at, and until when (`None`: no time limit).
+    pub(super) waiting: Option<(usize, Option<u64>)>,
+    /// What each signal step received (by step index), once recorded.
+    pub(super) receipts: Vec<Option<super::signal::Receipt>>,
 }
 
 impl Progress {
@@ -32,6 +36,8 @@ impl Progress {
             phase: Phase::Forward { next: 0 },
             compensated: Vec::new(),
             sleeping: None,
+            waiting: None,
+            receipts: vec![None; steps],
         }
     }
 
@@ -47,6 +53,24 @@ impl Progress {
                     }
                     p.phase = Phase::Forward { next: index + 1 };
                     p.sleeping = None;
+                    p.waiting = None;
+                }
+                Transition::Waiting {
+                    index, until_ms, ..
+                } => p.waiting = Some((*index, *until_ms)),
+                Transition::SignalReceived {
+                    index,
+                    sender,
+                    payload,
+                    ..
+                } => {
+                    if let Some(slot) = p.receipts.get_mut(*index) {
+                        *slot = Some(super::signal::Receipt {
+                            sender: sender.clone(),
+                            payload: payload.clone(),
+                        });
+                    }
+                    p.waiting = None;
                 }
                 Transition::Sleeping {
                     index,
@@ -210,6 +234,7 @@ mod tests {
             compensate_retries: None,
             compensate_backoff_ms: None,
             sleep: false,
+            signal: None,
         }
     }
 

@@ -112,10 +112,14 @@ impl SagaRunner {
                     }
                     Err(e) => tracing::warn!(error = %e, "saga recovery pass failed"),
                 }
+                // The next pass comes after `every`, or at once when a signal was sent
+                // to a waiting saga through this runner.
                 let wait = std::pin::pin!(tokio::time::sleep(every));
+                let nudged = std::pin::pin!(runner.nudge.notified());
                 let stop = std::pin::pin!(stopped.notified());
+                let due = futures_util::future::select(wait, nudged);
                 if let futures_util::future::Either::Right(_) =
-                    futures_util::future::select(wait, stop).await
+                    futures_util::future::select(due, stop).await
                 {
                     break;
                 }

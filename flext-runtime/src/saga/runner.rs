@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::erased::ErasedSaga;
 use super::lease::Claim;
 use super::progress::{Phase, Progress};
+use super::signal::Reached;
 use super::step::step_context;
 use super::{
     ErrorRecord, HistoryEntry, Lease, RetryOn, Saga, SagaFilter, SagaLog, SagaOutcome, SagaState,
@@ -68,6 +69,9 @@ pub struct SagaRunner {
     pub(super) liveness_asked: Arc<std::sync::atomic::AtomicBool>,
     /// The sagas this runner (and its clones) is driving, for a second start to wait on.
     pub(super) running: Arc<std::sync::Mutex<HashMap<Uuid, tokio::sync::watch::Sender<bool>>>>,
+    /// Wakes this runner's recovery loop before its next pass: a signal was sent to a
+    /// waiting saga.
+    pub(super) nudge: Arc<tokio::sync::Notify>,
 }
 
 impl SagaRunner {
@@ -203,6 +207,13 @@ impl SagaRunner {
                 self.wake(claim, &mut p, next, output, steps.len()).await?;
                 continue;
             }
+            // A signal step runs with its receipt, or the saga waits for one.
+            if let Some(signal) = spec.signal
+                && let Reached::Parked(outcome) =
+                    self.reach_signal(claim, spec, signal, next, &mut p).await?
+            {
+                return Ok(outcome);
+            }
             let after_pivot = pivot.is_some_and(|p| next > p);
             let retry_any = match spec.retry_on {
                 Some(RetryOn::Any) => true,
@@ -214,6 +225,7 @@ impl SagaRunner {
                 let scope = StepScope {
                     ctx: step_context(ctx, claim, spec.name, false),
                     outputs: &p.outputs,
+                    receipt: p.receipts[next].as_ref(),
                     state: &self.state,
                     step: spec.name,
                 };
@@ -333,6 +345,7 @@ impl SagaRunner {
                 let scope = StepScope {
                     ctx: step_context(ctx, claim, spec.name, true),
                     outputs: &p.outputs,
+                    receipt: None,
                     state: &self.state,
                     step: spec.compensation.unwrap_or(spec.name),
                 };

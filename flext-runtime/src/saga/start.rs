@@ -193,7 +193,7 @@ impl SagaRunner {
         if !existing.state.is_in_flight() {
             return run.recorded(&existing);
         }
-        if existing.owner == super::timer::SLEEPING_OWNER
+        if super::parked(&existing.owner)
             && existing.lease_until_ms > now_ms()
             && let Some(asleep) = run.asleep(&existing)
         {
@@ -260,8 +260,8 @@ pub(super) trait Drive: Send + Sync {
     ///
     /// When the linked code cannot read it (another definition).
     fn recorded(&self, record: &SagaRecord) -> Result<Self::Out>;
-    /// Where a sleeping `record` sleeps, without running or writing anything; `None`
-    /// when this kind of run does not sleep.
+    /// Where a sleeping or waiting `record` is parked, without running or writing
+    /// anything; `None` when this kind of run does not park.
     fn asleep(&self, record: &SagaRecord) -> Option<Result<Self::Out>> {
         let _ = record;
         None
@@ -307,10 +307,23 @@ impl Drive for dyn ErasedSaga + '_ {
     fn asleep(&self, record: &SagaRecord) -> Option<Result<Self::Out>> {
         let steps = self.steps();
         let p = Progress::replay(steps.len(), &record.transitions);
+        let step = |index: usize| steps.get(index).map_or("?", |s| s.name).to_owned();
+        if let Some((index, until_ms)) = p.waiting {
+            return Some(Ok(SagaOutcome::Waiting {
+                saga_id: record.id,
+                step: step(index),
+                signal: steps
+                    .get(index)
+                    .and_then(|s| s.signal)
+                    .map_or("?", |s| s.name)
+                    .to_owned(),
+                until_ms,
+            }));
+        }
         let (index, until_ms, _) = p.sleeping?;
         Some(Ok(SagaOutcome::Sleeping {
             saga_id: record.id,
-            step: steps.get(index).map_or("?", |s| s.name).to_owned(),
+            step: step(index),
             until_ms,
         }))
     }

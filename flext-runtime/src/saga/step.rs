@@ -3,7 +3,7 @@
 
 use std::any::type_name;
 
-use super::Durable;
+use super::{Durable, Signal};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::state::{FromState, StateMap};
@@ -14,6 +14,8 @@ use crate::state::{FromState, StateMap};
 pub struct StepScope<'a> {
     pub(super) ctx: Context,
     pub(super) outputs: &'a [Option<serde_json::Value>],
+    /// What a signal step received (`None` for any other step).
+    pub(super) receipt: Option<&'a super::signal::Receipt>,
     pub(super) state: &'a StateMap,
     pub(super) step: &'static str,
 }
@@ -54,6 +56,44 @@ impl StepScope<'_> {
                 ),
             )
         })
+    }
+
+    /// What this signal step received, decoded as `T`: [`Signal::Received`] with the
+    /// recorded signal, or [`Signal::TimedOut`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Internal`](crate::ErrorKind::Internal): `flext.saga.missing_output`
+    /// when the step is not a signal step; `flext.saga.output_mismatch` when the
+    /// recorded signal does not decode as `T` (a signal type changed while the saga
+    /// waited: restore the type it was sent with, or give the new field a serde
+    /// default).
+    pub fn signal<T: Durable>(&self) -> Result<Signal<T>> {
+        let receipt = self.receipt.ok_or_else(|| {
+            Error::internal(
+                crate::codes::SAGA_MISSING_OUTPUT,
+                format!(
+                    "step `{}` takes a `Signal<{}>`, and no signal is recorded for it: only a `#[saga_step(signal)]` step takes one",
+                    self.step,
+                    type_name::<T>()
+                ),
+            )
+        })?;
+        let Some(payload) = &receipt.payload else {
+            return Ok(Signal::TimedOut);
+        };
+        T::from_log(payload.clone())
+            .map(Signal::Received)
+            .map_err(|e| {
+                Error::internal(
+                    crate::codes::SAGA_OUTPUT_MISMATCH,
+                    format!(
+                        "the signal recorded for step `{}` does not decode as `{}`: {e}",
+                        self.step,
+                        type_name::<T>()
+                    ),
+                )
+            })
     }
 
     /// Injected state, as a bus handler gets it.

@@ -78,6 +78,34 @@ pub enum Transition {
         /// The step's output, as JSON: what it completes with.
         output: serde_json::Value,
     },
+    /// Signal step `index` found no signal `signal` for it and waits, leased to no
+    /// runner, until one is sent ([`SagaRunner::signal`](super::SagaRunner::signal)) or
+    /// until `until_ms` (milliseconds since the Unix epoch; `None`: no time limit).
+    Waiting {
+        /// The signal step's position.
+        index: usize,
+        /// The name of the signal it waits for (its type's name).
+        signal: String,
+        /// When the wait times out, in milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    /// Signal step `index` received signal `signal` from `sender` with `payload`, or
+    /// (both `None`) its wait timed out: what the step runs with, recorded before it
+    /// runs so that a step run again after a crash sees the same signal. A sender's
+    /// signal is received once per saga.
+    SignalReceived {
+        /// The signal step's position.
+        index: usize,
+        /// The signal's name.
+        signal: String,
+        /// The sender's id (the deduplication key), `None` when the wait timed out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sender: Option<String>,
+        /// The signal, as JSON; `None` when the wait timed out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<serde_json::Value>,
+    },
     /// Node `node` of a durable workflow started (its dependencies had all settled).
     /// Written together with the transitions that made it ready, so starting costs no
     /// write of its own; a node started and never settled ran when the process stopped,

@@ -253,6 +253,7 @@ async fn drive_in_span(
                 compensate_retries: None,
                 compensate_backoff_ms: None,
                 sleep: false,
+                signal: None,
             };
             let scope = WorkflowScope {
                 ctx: node_ctx(spec.name, true),

@@ -11,11 +11,11 @@ use super::rows::{
 use super::{SqliteLog, database_file};
 use crate::error::Result;
 use crate::future::BoxFuture;
-use crate::saga::Intervention;
 use crate::saga::log::{
     ClaimRequest, Claimed, Fence, HistoryEntry, Lease, SagaFilter, SagaLog, SagaRecord, SagaState,
     SagaSummary, StuckAt, Transition, now_ms, unknown_saga,
 };
+use crate::saga::{Intervention, SignalRecord, SignalSent};
 
 /// The `list` query for `filter` and its arguments: only the conditions that are set,
 /// so that SQLite reads the (state, created_ms), (name, created_ms) or created_ms index
@@ -283,6 +283,21 @@ impl SagaLog for SqliteLog {
             })
             .collect()
         })
+    }
+
+    fn send_signal<'a>(&'a self, signal: &'a SignalRecord) -> BoxFuture<'a, Result<SignalSent>> {
+        let payload = match serde_json::to_string(&signal.payload).map_err(json_error) {
+            Ok(payload) => payload,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let signal = signal.clone();
+        self.submit(true, move |conn| {
+            super::signals::send(conn, &signal, &payload)
+        })
+    }
+
+    fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<SignalRecord>>> {
+        self.submit(false, move |conn| super::signals::read(conn, id))
     }
 
     fn history<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<HistoryEntry>>> {

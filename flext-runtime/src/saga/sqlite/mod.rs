@@ -6,6 +6,7 @@
 mod liveness;
 mod log;
 mod rows;
+mod signals;
 mod writer;
 
 use std::path::Path;

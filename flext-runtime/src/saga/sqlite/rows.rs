@@ -135,7 +135,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
         "CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);",
     )
     .map_err(db_error)?;
-    Ok(())
+    super::signals::migrate(conn)
 }
 
 pub(super) fn parse_state(s: &str) -> Result<SagaState> {
