@@ -305,7 +305,10 @@ fn call(
             && *at == n
         {
             let ty = &param.ty;
-            let get = respan(quote!(__flext_scope.signal::<#inner>()), inner.span());
+            let get = respan(
+                quote!((&&#p::LogSlot::<#inner>::new()).signal(__flext_scope)),
+                inner.span(),
+            );
             return Some(respan(quote!(let #bind: #ty = #get?;), ty.span()));
         }
         let Role::Ref(inner) = &param.role else {

@@ -68,6 +68,8 @@ pub trait EncodeDurable<T> {
     fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
     /// Whether step `step`'s logged `value` decodes as `T`.
     fn check(&self, step: &str, value: &serde_json::Value) -> Result<()>;
+    /// What a signal step received, as a `Signal<T>`.
+    fn signal(&self, scope: &StepScope<'_>) -> Result<super::Signal<T>>;
 }
 
 impl<T: Durable> EncodeDurable<T> for &LogSlot<T> {
@@ -90,6 +92,10 @@ impl<T: Durable> EncodeDurable<T> for &LogSlot<T> {
     fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T> {
         scope.output(index)
     }
+    #[inline]
+    fn signal(&self, scope: &StepScope<'_>) -> Result<super::Signal<T>> {
+        scope.signal()
+    }
 }
 
 #[doc(hidden)]
@@ -100,6 +106,8 @@ pub trait EncodeNotDurable<T> {
     fn decode(&self, scope: &StepScope<'_>, index: usize) -> Result<T>;
     /// Never runs: the crate does not compile while `T` is not durable.
     fn check(&self, step: &str, value: &serde_json::Value) -> Result<()>;
+    /// Never runs: the crate does not compile while `T` is not durable.
+    fn signal(&self, scope: &StepScope<'_>) -> Result<super::Signal<T>>;
 }
 
 impl<T> EncodeNotDurable<T> for LogSlot<T> {
@@ -110,6 +118,9 @@ impl<T> EncodeNotDurable<T> for LogSlot<T> {
         Err(not_durable::<T>())
     }
     fn decode(&self, _: &StepScope<'_>, _: usize) -> Result<T> {
+        Err(not_durable::<T>())
+    }
+    fn signal(&self, _: &StepScope<'_>) -> Result<super::Signal<T>> {
         Err(not_durable::<T>())
     }
 }

@@ -38,6 +38,12 @@
 //! runs, recording the wake-up time and leasing the saga to no runner until then (the
 //! lease is the timer), and its completion when the recovery loop wakes it.
 //!
+//! A signal step (`#[saga_step(signal)]`) costs one write for the signal it takes
+//! ([`Transition::SignalReceived`], or its timeout) and, when no signal was kept for it
+//! yet, one before that for the wait ([`Transition::Waiting`], the saga leased to no
+//! runner until a signal hands it over or its time limit passes). Keeping a signal
+//! ([`SagaRunner::signal`]) is one write of its own.
+//!
 //! A durable workflow ([`DurableWorkflow`], `#[workflow(durable)]`) is a record of the
 //! same log, its transitions keyed by node name: one write when the run is created,
 //! then one write per batch, where a batch is the nodes that settled together, the skips
@@ -106,10 +112,10 @@ pub use self::outcome::SagaOutcome;
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 pub use self::runner::SagaRunner;
-pub use self::signal::{MAX_SENDER_BYTES, Signal, SignalRecord, SignalSent, WaitsFor};
-pub(crate) use self::signal::parked;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use self::signal::WAITING_PREFIX;
+pub(crate) use self::signal::parked;
+pub use self::signal::{MAX_SENDER_BYTES, Signal, SignalRecord, SignalSent, WaitsFor};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
 #[cfg(feature = "sqlite")]

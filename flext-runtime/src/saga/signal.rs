@@ -167,10 +167,10 @@ impl SagaRunner {
     /// struct Paid { cents: u64 }
     ///
     /// #[derive(serde::Serialize, serde::Deserialize)]
-    /// struct Order { id: String }
+    /// struct PaidOrder { id: String }
     ///
     /// #[saga]
-    /// impl Order {
+    /// impl PaidOrder {
     ///     #[saga_step]
     ///     async fn place(&self) -> Result<String> { Ok(self.id.clone()) }
     ///
@@ -182,15 +182,16 @@ impl SagaRunner {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
     /// let runner = SagaRunner::builder(MemoryLog::new()).build();
-    /// let outcome = runner.run(Order { id: "o-1".into() }, &Context::new()).await.unwrap();
+    /// let outcome = runner.run(PaidOrder { id: "o-1".into() }, &Context::new()).await.unwrap();
     /// assert!(matches!(outcome, SagaOutcome::Waiting { .. }));
     /// let id = outcome.saga_id();
-    /// let sent = runner.signal::<Order, _>(id, "psp-evt-1", &Paid { cents: 1200 }).await.unwrap();
+    /// let sent = runner.signal::<PaidOrder, _>(id, "psp-evt-1", &Paid { cents: 1200 }).await.unwrap();
     /// assert_eq!(sent, SignalSent::Kept);
     /// // The webhook retried: kept once.
-    /// let again = runner.signal::<Order, _>(id, "psp-evt-1", &Paid { cents: 1200 }).await.unwrap();
+    /// let again = runner.signal::<PaidOrder, _>(id, "psp-evt-1", &Paid { cents: 1200 }).await.unwrap();
     /// assert_eq!(again, SignalSent::Duplicate);
-    /// runner.recover().await.unwrap(); // what the recovery loop does
+    /// let report = runner.recover().await.unwrap(); // what the recovery loop does
+    /// assert_eq!(report.completed(), 1);
     /// # });
     /// ```
     ///

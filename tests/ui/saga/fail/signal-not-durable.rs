@@ -1,0 +1,31 @@
+use flext::prelude::*;
+use flext::saga::Signal;
+use serde::{Deserialize, Serialize};
+
+/// Not serde: the log cannot keep it.
+struct Paid {
+    cents: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkout {
+    order: String,
+}
+
+#[saga]
+impl Checkout {
+    #[saga_step]
+    fn place(&self) -> Result<String> {
+        Ok(self.order.clone())
+    }
+
+    #[saga_step(signal)]
+    fn payment(&self, _placed: &str, paid: Signal<Paid>) -> Result<u64> {
+        Ok(paid.received()?.cents)
+    }
+}
+
+fn main() {
+    let runner = flext::saga::SagaRunner::builder(flext::saga::MemoryLog::new()).build();
+    let _ = runner.run(Checkout { order: "o-1".into() }, &Context::new());
+}
