@@ -9,7 +9,8 @@
 //! records (node transitions written together, a run resumed mid-graph), and durable
 //! timers (a sleeping saga across a restart, woken once; aborted while asleep), and
 //! signals (kept once per sender while no process runs, taken once after a restart;
-//! kept before the wait; timeouts; aborted while waiting; the recovery loop woken).
+//! kept before the wait; timeouts; aborted while waiting; the recovery loop woken), and
+//! schedules (three processes fire each tick once; the catch-up policies).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -237,6 +238,13 @@ macro_rules! conformance {
                 signals::signal_contract(|| backend.connect()).await;
             }
 
+            #[cfg(feature = "schedules")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_schedule_run_by_three_processes_fires_each_tick_once() {
+                let backend = backend().await;
+                schedules::schedule_contract(|| backend.connect()).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fencing_holds_under_injected_faults_over_many_seeded_schedules() {
                 fault_contract(stringify!($module), backend().await.connect().await).await;
@@ -259,6 +267,9 @@ conformance!(postgres, Postgres);
 mod faults;
 #[path = "common/found.rs"]
 mod found;
+#[cfg(feature = "schedules")]
+#[path = "common/schedules.rs"]
+mod schedules;
 #[path = "common/signals.rs"]
 mod signals;
 #[path = "common/timers.rs"]

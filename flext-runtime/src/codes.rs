@@ -150,6 +150,9 @@ pub const SAGA_SIGNAL_INPUT: &str = "flext.saga.signal_input";
 /// The saga log keeps no signals (a backend that does not implement
 /// [`SagaLog::send_signal`](crate::saga::SagaLog::send_signal)). Internal.
 pub const SAGA_SIGNALS_UNSUPPORTED: &str = "flext.saga.signals_unsupported";
+/// A schedule's name is empty or too long, or its pattern is not a cron pattern.
+/// Validation.
+pub const SAGA_SCHEDULE_INPUT: &str = "flext.saga.schedule_input";
 
 // ---- store ---------------------------------------------------------------------------
 
@@ -324,6 +327,7 @@ pub const ALL: &[&str] = &[
     SAGA_SIGNAL_TIMED_OUT,
     SAGA_SIGNAL_INPUT,
     SAGA_SIGNALS_UNSUPPORTED,
+    SAGA_SCHEDULE_INPUT,
     STORE_FAILED,
     STORE_BUSY,
     STORE_READ_ONLY,

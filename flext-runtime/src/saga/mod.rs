@@ -68,6 +68,8 @@ mod progress;
 mod recovery;
 mod recovery_loop;
 mod runner;
+#[cfg(feature = "schedules")]
+mod schedule;
 mod signal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -112,6 +114,8 @@ pub use self::outcome::SagaOutcome;
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};
 pub use self::runner::SagaRunner;
+#[cfg(feature = "schedules")]
+pub use self::schedule::{CatchUp, MAX_SCHEDULE_NAME_BYTES, Schedule, ScheduleLoop, Tick};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use self::signal::WAITING_PREFIX;
 pub(crate) use self::signal::parked;
