@@ -3,7 +3,8 @@
 //! drives it is kept once per sender and taken once after a restart; a signal sent
 //! before the saga waits is kept for it; a timeout compensates, or takes the step's
 //! declared alternative; an operator's abort of a waiting saga compensates it; a runner
-//! with a recovery loop takes a signalled saga without waiting for its next pass.
+//! with a recovery loop takes a signalled saga without waiting for its next pass; a
+//! signal routed by the correlation key the saga declares reaches that saga only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -285,6 +286,91 @@ where
     timeouts(&third, &calls).await;
     abort_while_waiting(&third).await;
     nudged_loop(&third).await;
+    routed_by_key(&third).await;
+}
+
+/// The payment service's event, naming the order it pays.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PaymentSettled {
+    pub order_id: String,
+    pub cents: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Settle {
+    pub order: String,
+}
+
+#[saga(key = order)]
+impl Settle {
+    #[saga_step(signal, key = order_id)]
+    async fn settled(&self, paid: Signal<PaymentSettled>) -> Result<String> {
+        Ok(format!(
+            "{} settled for {}",
+            self.order,
+            paid.received()?.cents
+        ))
+    }
+}
+
+/// A signal routed by the key the saga declares, as an event handler of the bus sends
+/// it: to the saga started under that key, and to no other.
+async fn routed_by_key(log: &Arc<dyn SagaLog>) {
+    let process = SagaRunner::builder_shared(log.clone())
+        .owner("routes")
+        .build();
+    let mut ids = Vec::new();
+    for order in ["o-10", "o-11"] {
+        let outcome = process
+            .run_keyed(
+                Settle {
+                    order: order.into(),
+                },
+                &Context::new(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, SagaOutcome::Waiting { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            outcome.saga_id(),
+            flext::saga::saga_id_for_key("Settle", order)
+        );
+        ids.push(outcome.saga_id());
+    }
+    let event = PaymentSettled {
+        order_id: "o-11".into(),
+        cents: 450,
+    };
+    assert_eq!(
+        process
+            .route_signal::<Settle, _>("evt-11", &event)
+            .await
+            .unwrap(),
+        SignalSent::Kept
+    );
+    let report = process.recover().await.unwrap();
+    let routed = report.sagas.iter().find(|s| s.saga_id == ids[1]).unwrap();
+    match routed.result.as_ref().unwrap() {
+        SagaOutcome::Completed { output, .. } => assert_eq!(output, "o-11 settled for 450"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        report.sagas.iter().all(|s| s.saga_id != ids[0]),
+        "o-10 still waits"
+    );
+    assert_eq!(log.load(ids[0]).await.unwrap().state, SagaState::Running);
+    let nobody = PaymentSettled {
+        order_id: "o-99".into(),
+        cents: 1,
+    };
+    let refused = process
+        .route_signal::<Settle, _>("evt-99", &nobody)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), flext::codes::SAGA_NOT_FOUND);
 }
 
 /// A signal sent while the saga still sleeps before its signal step is kept for it: the

@@ -61,6 +61,7 @@ pub const FAIL_FAST: &str = "fail_fast";
 pub const HTTP: &str = "http";
 pub const IDEMPOTENT: &str = "idempotent";
 pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
+pub const KEY: &str = "key";
 pub const POSITIONAL: &str = "positional";
 pub const NAME: &str = "name";
 pub const ON_ERROR: &str = "on_error";

@@ -13,6 +13,17 @@ pub fn saga(saga: &Saga, cx: &Ctxt) {
             format!("`#[saga]` on `{}` has no `#[saga_step]`: add at least one `#[saga_step] fn ...(&self) -> Result<T>`", saga.name),
         ));
     }
+    if saga.key.is_none()
+        && let Some(key) = saga.steps.iter().find_map(|s| s.key.as_ref())
+    {
+        cx.push(error_at(
+            key,
+            format!(
+                "a signal routed by its `{key}` goes to the saga whose key it is: add `key = field` to `#[saga(...)]` on `{}`, naming the input field it matches",
+                saga.name
+            ),
+        ));
+    }
     let mut pivot: Option<&syn::Ident> = None;
     for (i, step) in saga.steps.iter().enumerate() {
         if let Some(span) = step.pivot {

@@ -167,6 +167,38 @@ pub fn saga(saga: &Saga) -> TokenStream {
             }
         })
         .collect();
+    // The saga's correlation key, and each routed signal's: field reads spanned at the
+    // user's field names, so a missing field is reported there.
+    let keyed = saga.key.as_ref().map(|field| {
+        let read = respan(quote!(self.#field), field.span());
+        quote! {
+            #[automatically_derived]
+            impl #p::KeyedSaga for #self_ty {
+                fn key(&self) -> ::std::string::String {
+                    ::std::string::ToString::to_string(&#read)
+                }
+            }
+        }
+    });
+    let mut routed_types = HashSet::new();
+    let routes: Vec<TokenStream> = saga
+        .steps
+        .iter()
+        .filter(|_| saga.key.is_some())
+        .filter_map(|s| Some((&s.signal_param.as_ref()?.1, s.key.as_ref()?)))
+        .filter(|(t, _)| routed_types.insert(type_key(t)))
+        .map(|(t, field)| {
+            let read = respan(quote!(__flext_signal.#field), field.span());
+            quote! {
+                #[automatically_derived]
+                impl #p::SignalKey<#t> for #self_ty {
+                    fn key_of(__flext_signal: &#t) -> ::std::string::String {
+                        ::std::string::ToString::to_string(&#read)
+                    }
+                }
+            }
+        })
+        .collect();
     let checks = saga.steps.iter().enumerate().filter_map(|(i, s)| {
         let ty = s.method.ok_type.as_ref()?;
         let step = s.method.ident.to_string();
@@ -222,6 +254,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
             }
 
             #(#signals)*
+            #keyed
+            #(#routes)*
 
             #[allow(dead_code)]
             fn __flext_durable() {

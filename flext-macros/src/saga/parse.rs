@@ -28,6 +28,8 @@ pub struct Step {
     pub wait_ms: Option<(u64, Span)>,
     /// The `Signal<T>` parameter: its position among the parameters and its `T`.
     pub signal_param: Option<(usize, syn::Type)>,
+    /// `key = field`: the field of the signal that names the saga it goes to.
+    pub key: Option<syn::Ident>,
 }
 
 impl Step {
@@ -55,11 +57,13 @@ pub struct Saga {
     pub others: Vec<Method>,
     /// Older definitions this code resumes (`accepts = "..."`, repeatable).
     pub accepts: Vec<String>,
+    /// `key = field`: the field of the input that is the saga's correlation key.
+    pub key: Option<syn::Ident>,
 }
 
 const SAGA_SPEC: Spec<'static> = Spec {
     attr: SAGA,
-    allowed: &[NAME, ACCEPTS, CRATE],
+    allowed: &[NAME, ACCEPTS, KEY, CRATE],
     repeatable: &[ACCEPTS],
 };
 const STEP_SPEC: Spec<'static> = Spec {
@@ -76,6 +80,7 @@ const STEP_SPEC: Spec<'static> = Spec {
         SLEEP,
         SIGNAL,
         WAIT_MS,
+        KEY,
     ],
     repeatable: &[],
 };
@@ -85,9 +90,11 @@ impl Saga {
         let mut name = None;
         let mut krate = None;
         let mut accepts = Vec::new();
-        options::parse(cx, &SAGA_SPEC, args, |key, meta| {
-            match key {
+        let mut key = None;
+        options::parse(cx, &SAGA_SPEC, args, |option, meta| {
+            match option {
                 NAME => name = Some(options::string(meta)?.value()),
+                KEY => key = Some(options::ident(meta)?),
                 // Written as the error shows it: `\t` between fields, `\n` between steps.
                 ACCEPTS => accepts.push(
                     options::string(meta)?
@@ -135,6 +142,7 @@ impl Saga {
             steps,
             others,
             accepts,
+            key,
         }
     }
 }
@@ -154,6 +162,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         signal: None,
         wait_ms: None,
         signal_param: None,
+        key: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -181,6 +190,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             SLEEP => step.sleep = Some(options::flag(meta)?),
             SIGNAL => step.signal = Some(options::flag(meta)?),
             WAIT_MS => step.wait_ms = Some(options::int(meta)?),
+            KEY => step.key = Some(options::ident(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())
@@ -258,11 +268,19 @@ fn read_signal(cx: &Ctxt, step: &mut Step) {
                 "a step either sleeps or waits for a signal: a signal step's `wait_ms` is its time limit, so remove `sleep` (or split the step in two)",
             ));
         }
-    } else if let Some((_, span)) = step.wait_ms {
-        cx.push(crate::common::error_at_span(
-            span,
-            "`wait_ms` is how long a signal step waits for its signal: add `signal`, or remove `wait_ms` (a step's own time limit is `timeout_ms`)",
-        ));
+    } else {
+        if let Some((_, span)) = step.wait_ms {
+            cx.push(crate::common::error_at_span(
+                span,
+                "`wait_ms` is how long a signal step waits for its signal: add `signal`, or remove `wait_ms` (a step's own time limit is `timeout_ms`)",
+            ));
+        }
+        if let Some(key) = &step.key {
+            cx.push(error_at(
+                key,
+                "`key` names the field of a signal that routes it to its saga: add `signal` to this step, or remove `key`",
+            ));
+        }
     }
     if step.signal.is_some() {
         step.signal_param = found;

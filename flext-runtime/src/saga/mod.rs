@@ -119,7 +119,10 @@ pub use self::schedule::{CatchUp, MAX_SCHEDULE_NAME_BYTES, Schedule, ScheduleLoo
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use self::signal::WAITING_PREFIX;
 pub(crate) use self::signal::parked;
-pub use self::signal::{MAX_SENDER_BYTES, Signal, SignalRecord, SignalSent, WaitsFor};
+pub use self::signal::{
+    KeyedSaga, MAX_SENDER_BYTES, Signal, SignalKey, SignalRecord, SignalSent, WaitsFor,
+    saga_id_for_key,
+};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteLog, Synchronous};
 #[cfg(feature = "sqlite")]

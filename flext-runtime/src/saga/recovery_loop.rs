@@ -38,7 +38,11 @@ impl RecoveryLoop {
 impl SagaRunner {
     /// Runs [`recover`](Self::recover) now and then every `every` on the current tokio
     /// runtime, so that sagas a crashed or stopped runner left in flight are finished
-    /// once their leases expire, without the caller writing a loop. Each pass is logged
+    /// once their leases expire, without the caller writing a loop. A pass that claimed
+    /// a full batch ([`recovery_batch`](super::SagaRunnerBuilder::recovery_batch)) is
+    /// followed by the next at once, until the backlog (a burst of timers due together,
+    /// a crashed runner's sagas) is drained; a signal sent through this runner to a
+    /// waiting saga also starts a pass at once. Each pass is logged
     /// (`tracing`, INFO when it recovered something, WARN when the log failed).
     ///
     /// ```
@@ -94,6 +98,9 @@ impl SagaRunner {
         let (publish, reports) = tokio::sync::watch::channel(Arc::new(RecoveryReport::default()));
         let task = tokio::spawn(async move {
             loop {
+                // A pass that claimed a full batch left more behind (a burst of timers
+                // due at once, a crashed runner's backlog): the next pass runs at once.
+                let mut backlog = false;
                 match runner.recover().await {
                     Ok(report) => {
                         if !report.is_empty() || !report.refused.is_empty() {
@@ -108,9 +115,14 @@ impl SagaRunner {
                             );
                         }
                         on_pass(&report);
+                        backlog = report.len() >= runner.recovery_batch;
                         publish.send_replace(Arc::new(report));
                     }
                     Err(e) => tracing::warn!(error = %e, "saga recovery pass failed"),
+                }
+                if backlog {
+                    tokio::task::yield_now().await;
+                    continue;
                 }
                 // The next pass comes after `every`, or at once when a signal was sent
                 // to a waiting saga through this runner.

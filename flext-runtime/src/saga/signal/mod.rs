@@ -12,10 +12,13 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::lease::Claim;
-use super::progress::Progress;
-use super::{Lease, Saga, SagaOutcome, SagaRunner, SagaState, StepSpec, Transition};
+mod receive;
+mod route;
+
+pub use self::route::{KeyedSaga, SignalKey, saga_id_for_key};
+use super::{Saga, SagaOutcome, SagaRunner, now_ms};
 use crate::error::{Error, ErrorKind, Result};
+use crate::future::BoxFuture;
 
 /// What a signal step (`#[saga_step(signal)]`) receives: the signal sent to its saga, or
 /// word that the wait timed out.
@@ -140,10 +143,10 @@ pub(crate) fn parked(owner: &str) -> bool {
 
 /// A wait without a time limit is leased until the year 9999 (a value every backend
 /// stores).
-const NO_LIMIT_MS: u64 = 253_402_300_799_000;
+pub(super) const NO_LIMIT_MS: u64 = 253_402_300_799_000;
 
 /// Where a signal step stands when the runner reaches it.
-pub(super) enum Reached {
+pub(in crate::saga) enum Reached {
     /// Its receipt is recorded: run the step.
     Ready,
     /// No signal yet: the saga waits, leased to no runner.
@@ -204,152 +207,60 @@ impl SagaRunner {
     ///   compensated or resolved, and waits for nothing more;
     /// - [`ErrorKind::Infrastructure`] when the log fails (the signal may or may not
     ///   be kept: send it again with the same sender id).
-    pub async fn signal<S, P>(&self, saga_id: Uuid, sender: &str, payload: &P) -> Result<SignalSent>
+    ///
+    /// The future is boxed and holds no `P` (the signal is encoded before it), so that
+    /// a signal the saga never waits for is one error, at the call.
+    pub fn signal<'a, S, P>(
+        &'a self,
+        saga_id: Uuid,
+        sender: &str,
+        payload: &P,
+    ) -> BoxFuture<'a, Result<SignalSent>>
     where
         S: WaitsFor<P>,
         P: Serialize,
     {
-        if sender.is_empty() || sender.len() > MAX_SENDER_BYTES {
-            return Err(Error::validation(
-                crate::codes::SAGA_SIGNAL_INPUT,
-                format!(
-                    "a signal's sender id is its deduplication key: give 1 to {MAX_SENDER_BYTES} bytes (got {})",
-                    sender.len()
-                ),
-            ));
-        }
-        let payload = serde_json::to_value(payload).map_err(|e| {
-            Error::validation(
-                crate::codes::SAGA_SIGNAL_INPUT,
-                format!("the `{}` signal does not serialise: {e}", S::SIGNAL),
-            )
-        })?;
-        let record = SignalRecord {
-            saga_id,
-            name: S::SIGNAL.to_owned(),
-            sender: sender.to_owned(),
-            payload,
-            sent_ms: super::now_ms(),
-        };
+        // Checked and encoded before the future: the future holds no `P`, and a type
+        // the saga never waits for is one error, at the call.
+        let record = signal_record(saga_id, S::SIGNAL, sender, payload);
+        Box::pin(async move { self.keep_signal(record?).await })
+    }
+
+    async fn keep_signal(&self, record: SignalRecord) -> Result<SignalSent> {
         let sent = self.log.send_signal(&record).await?;
-        tracing::info!(saga_id = %saga_id, signal = S::SIGNAL, ?sent, "signal sent");
+        tracing::info!(saga_id = %record.saga_id, signal = record.name, ?sent, "signal sent");
         self.nudge.notify_one();
         Ok(sent)
     }
-
-    /// Brings signal step `index` to its receipt: the one recorded, else the first
-    /// signal of its name in the inbox that no step took, else the timeout once it is
-    /// due; otherwise the saga waits (one write, leased to no runner).
-    pub(super) async fn reach_signal(
-        &self,
-        claim: &Claim,
-        spec: &StepSpec,
-        signal: super::SignalSpec,
-        index: usize,
-        p: &mut Progress,
-    ) -> Result<Reached> {
-        if p.receipts.get(index).is_some_and(Option::is_some) {
-            return Ok(Reached::Ready);
-        }
-        let inbox = self.log.signals(claim.id).await?;
-        let receipt = match untaken(&inbox, signal.name, p) {
-            Some(kept) => Receipt {
-                sender: Some(kept.sender.clone()),
-                payload: Some(kept.payload.clone()),
-            },
-            None => {
-                let until_ms = match p.waiting {
-                    Some((at, until)) if at == index => until,
-                    _ => signal.wait_ms.map(|ms| super::now_ms().saturating_add(ms)),
-                };
-                if until_ms.is_none_or(|until| super::now_ms() < until) {
-                    return self
-                        .wait(claim, spec, signal.name, index, until_ms, p)
-                        .await
-                        .map(Reached::Parked);
-                }
-                Receipt {
-                    sender: None,
-                    payload: None,
-                }
-            }
-        };
-        self.write(
-            claim,
-            &Transition::SignalReceived {
-                index,
-                signal: signal.name.to_owned(),
-                sender: receipt.sender.clone(),
-                payload: receipt.payload.clone(),
-            },
-            SagaState::Running,
-        )
-        .await?;
-        p.receipts[index] = Some(receipt);
-        p.waiting = None;
-        Ok(Reached::Ready)
-    }
-
-    /// Records that the saga waits at signal step `index` and lets it go. A signal sent
-    /// between the inbox read and this write found the saga still leased to this runner
-    /// and handed nothing over: the inbox is read again after the write, and such a
-    /// signal is sent again (kept once) to hand the saga over.
-    async fn wait(
-        &self,
-        claim: &Claim,
-        spec: &StepSpec,
-        name: &'static str,
-        index: usize,
-        until_ms: Option<u64>,
-        p: &Progress,
-    ) -> Result<SagaOutcome<serde_json::Value>> {
-        let lease = Lease {
-            owner: waiting_owner(name),
-            duration_ms: until_ms
-                .unwrap_or(NO_LIMIT_MS)
-                .saturating_sub(super::now_ms())
-                .max(1),
-        };
-        let transition = Transition::Waiting {
-            index,
-            signal: name.to_owned(),
-            until_ms,
-        };
-        self.write_leased(
-            claim,
-            std::slice::from_ref(&transition),
-            SagaState::Running,
-            &lease,
-        )
-        .await?;
-        tracing::info!(
-            step = spec.name,
-            signal = name,
-            ?until_ms,
-            "saga waits for a signal"
-        );
-        let inbox = self.log.signals(claim.id).await?;
-        if let Some(kept) = untaken(&inbox, name, p) {
-            self.log.send_signal(kept).await?;
-            self.nudge.notify_one();
-        }
-        Ok(SagaOutcome::Waiting {
-            saga_id: claim.id,
-            step: spec.name.to_owned(),
-            signal: name.to_owned(),
-            until_ms,
-        })
-    }
 }
 
-/// The first signal named `name` in `inbox` whose sender no step of the saga took yet.
-fn untaken<'a>(inbox: &'a [SignalRecord], name: &str, p: &Progress) -> Option<&'a SignalRecord> {
-    inbox.iter().find(|s| {
-        s.name == name
-            && !p
-                .receipts
-                .iter()
-                .flatten()
-                .any(|r| r.sender.as_deref() == Some(s.sender.as_str()))
+/// The record of signal `payload` named `name` from `sender` to saga `saga_id`.
+fn signal_record<P: Serialize>(
+    saga_id: Uuid,
+    name: &str,
+    sender: &str,
+    payload: &P,
+) -> Result<SignalRecord> {
+    if sender.is_empty() || sender.len() > MAX_SENDER_BYTES {
+        return Err(Error::validation(
+            crate::codes::SAGA_SIGNAL_INPUT,
+            format!(
+                "a signal's sender id is its deduplication key: give 1 to {MAX_SENDER_BYTES} bytes (got {})",
+                sender.len()
+            ),
+        ));
+    }
+    let payload = serde_json::to_value(payload).map_err(|e| {
+        Error::validation(
+            crate::codes::SAGA_SIGNAL_INPUT,
+            format!("the `{name}` signal does not serialise: {e}"),
+        )
+    })?;
+    Ok(SignalRecord {
+        saga_id,
+        name: name.to_owned(),
+        sender: sender.to_owned(),
+        payload,
+        sent_ms: now_ms(),
     })
 }
