@@ -430,7 +430,7 @@ fn show_text(detail: &SagaDetail) -> String {
             ),
             "waiting" => format!(
                 "step `{step}` waits for a `{}` signal {}",
-                entry.signal.as_deref().unwrap_or("?"),
+                echo(entry.signal.as_deref().unwrap_or("?")),
                 entry.until_ms.map_or_else(
                     || "with no time limit".to_owned(),
                     |ms| format!("until {}", time(ms))
@@ -438,12 +438,13 @@ fn show_text(detail: &SagaDetail) -> String {
             ),
             "signal_received" => match &entry.sender {
                 Some(sender) => format!(
-                    "step `{step}` received the `{}` signal of sender `{sender}`",
-                    entry.signal.as_deref().unwrap_or("?")
+                    "step `{step}` received the `{}` signal of sender `{}`",
+                    echo(entry.signal.as_deref().unwrap_or("?")),
+                    echo(sender)
                 ),
                 None => format!(
                     "step `{step}` timed out waiting for a `{}` signal",
-                    entry.signal.as_deref().unwrap_or("?")
+                    echo(entry.signal.as_deref().unwrap_or("?"))
                 ),
             },
             "node_started" => format!("node `{step}` started"),
