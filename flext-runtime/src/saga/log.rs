@@ -318,7 +318,7 @@ pub trait SagaLog: Send + Sync + 'static {
     }
 
     /// Keeps `signal` in its saga's inbox, unless the saga already holds a signal from
-    /// `signal.sender` ([`SignalSent::Duplicate`], nothing changes); and, when the saga
+    /// `signal.sender` ([`SignalSent::Duplicate`](super::SignalSent::Duplicate), nothing changes); and, when the saga
     /// waits for a signal of this name (leased to the waiting owner `signal:<name>`),
     /// expires its lease, so that the next recovery pass of any runner takes it. Both
     /// in one atomic write. A duplicate still expires the lease: a runner that parked
