@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use flext::Uuid;
 use flext::prelude::*;
-use flext::saga::{
-    Intervention, OperatorAction, SagaLog, SagaOutcome, SagaRunner, SagaState, Signal, SignalSent,
-    Transition,
-};
+use flext::saga::{SagaLog, SagaOutcome, SagaRunner, SagaState, Signal, SignalSent, Transition};
 use serde::{Deserialize, Serialize};
+
+#[path = "signal_routes.rs"]
+mod routes;
 
 #[derive(Default)]
 pub struct Calls {
@@ -135,6 +135,38 @@ fn kinds(transitions: &[Transition]) -> Vec<String> {
             other => format!("{other:?}"),
         })
         .collect()
+}
+
+/// Runs `saga` under a new id to its wait; the id.
+async fn parked<S>(process: &SagaRunner, saga: S) -> Uuid
+where
+    S: flext::saga::Saga,
+    S::Output: std::fmt::Debug,
+{
+    let id = Uuid::new_v4();
+    let outcome = process
+        .run_with_id(id, saga, &Context::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SagaOutcome::Waiting { .. } | SagaOutcome::Sleeping { .. }
+        ),
+        "{outcome:?}"
+    );
+    id
+}
+
+/// What a recovery pass of `process` (the recovery loop's) made of saga `id`.
+async fn recovered(process: &SagaRunner, id: Uuid) -> SagaOutcome<serde_json::Value> {
+    let report = process.recover().await.unwrap();
+    let ours = report
+        .sagas
+        .into_iter()
+        .find(|s| s.saga_id == id)
+        .unwrap_or_else(|| panic!("saga {id} is recovered"));
+    ours.result.unwrap()
 }
 
 /// Waits until saga `id`'s lease has expired (a signal or a time limit handed it over).
@@ -284,115 +316,24 @@ where
 
     before_the_wait(&third, &calls).await;
     timeouts(&third, &calls).await;
-    abort_while_waiting(&third).await;
-    nudged_loop(&third).await;
-    routed_by_key(&third).await;
-}
-
-/// The payment service's event, naming the order it pays.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PaymentSettled {
-    pub order_id: String,
-    pub cents: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct Settle {
-    pub order: String,
-}
-
-#[saga(key = order)]
-impl Settle {
-    #[saga_step(signal, key = order_id)]
-    async fn settled(&self, paid: Signal<PaymentSettled>) -> Result<String> {
-        Ok(format!(
-            "{} settled for {}",
-            self.order,
-            paid.received()?.cents
-        ))
-    }
-}
-
-/// A signal routed by the key the saga declares, as an event handler of the bus sends
-/// it: to the saga started under that key, and to no other.
-async fn routed_by_key(log: &Arc<dyn SagaLog>) {
-    let process = SagaRunner::builder_shared(log.clone())
-        .owner("routes")
-        .build();
-    let mut ids = Vec::new();
-    for order in ["o-10", "o-11"] {
-        let outcome = process
-            .run_keyed(
-                Settle {
-                    order: order.into(),
-                },
-                &Context::new(),
-            )
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, SagaOutcome::Waiting { .. }),
-            "{outcome:?}"
-        );
-        assert_eq!(
-            outcome.saga_id(),
-            flext::saga::saga_id_for_key("Settle", order)
-        );
-        ids.push(outcome.saga_id());
-    }
-    let event = PaymentSettled {
-        order_id: "o-11".into(),
-        cents: 450,
-    };
-    assert_eq!(
-        process
-            .route_signal::<Settle, _>("evt-11", &event)
-            .await
-            .unwrap(),
-        SignalSent::Kept
-    );
-    let report = process.recover().await.unwrap();
-    let routed = report.sagas.iter().find(|s| s.saga_id == ids[1]).unwrap();
-    match routed.result.as_ref().unwrap() {
-        SagaOutcome::Completed { output, .. } => assert_eq!(output, "o-11 settled for 450"),
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        report.sagas.iter().all(|s| s.saga_id != ids[0]),
-        "o-10 still waits"
-    );
-    assert_eq!(log.load(ids[0]).await.unwrap().state, SagaState::Running);
-    let nobody = PaymentSettled {
-        order_id: "o-99".into(),
-        cents: 1,
-    };
-    let refused = process
-        .route_signal::<Settle, _>("evt-99", &nobody)
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), flext::codes::SAGA_NOT_FOUND);
+    routes::abort_while_waiting(&third).await;
+    routes::nudged_loop(&third).await;
+    routes::routed_by_key(&third).await;
 }
 
 /// A signal sent while the saga still sleeps before its signal step is kept for it: the
 /// step takes it without waiting.
 async fn before_the_wait(log: &Arc<dyn SagaLog>, calls: &Arc<Calls>) {
     let process = runner(log.clone(), calls);
-    let id = Uuid::new_v4();
-    let outcome = process
-        .run_with_id(
-            id,
-            Checkout {
-                order: "o-2".into(),
-                hold_ms: 300,
-            },
-            &Context::new(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, SagaOutcome::Sleeping { .. }),
-        "{outcome:?}"
-    );
+    // Asleep at `hold`, before its signal step.
+    let id = parked(
+        &process,
+        Checkout {
+            order: "o-2".into(),
+            hold_ms: 300,
+        },
+    )
+    .await;
     let sent = process
         .signal::<Checkout, _>(id, "psp-early", &Paid { cents: 99 })
         .await
@@ -401,9 +342,7 @@ async fn before_the_wait(log: &Arc<dyn SagaLog>, calls: &Arc<Calls>) {
     // Still asleep: a signal for a later step does not wake a timer.
     assert_eq!(log.load(id).await.unwrap().owner, "timer");
     until_due(log, id).await;
-    let report = process.recover().await.unwrap();
-    let ours = report.sagas.iter().find(|s| s.saga_id == id).unwrap();
-    match ours.result.as_ref().unwrap() {
+    match recovered(&process, id).await {
         SagaOutcome::Completed { output, .. } => assert_eq!(output, "shipped o-2 for 99"),
         other => panic!("{other:?}"),
     }
@@ -424,19 +363,9 @@ async fn before_the_wait(log: &Arc<dyn SagaLog>, calls: &Arc<Calls>) {
 /// alternative (`into_option()`).
 async fn timeouts(log: &Arc<dyn SagaLog>, calls: &Arc<Calls>) {
     let process = runner(log.clone(), calls);
-    let id = Uuid::new_v4();
-    let outcome = process
-        .run_with_id(id, Quote { wait_ms: 150 }, &Context::new())
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, SagaOutcome::Waiting { .. }),
-        "{outcome:?}"
-    );
+    let id = parked(&process, Quote { wait_ms: 150 }).await;
     until_due(log, id).await;
-    let report = process.recover().await.unwrap();
-    let ours = report.sagas.iter().find(|s| s.saga_id == id).unwrap();
-    match ours.result.as_ref().unwrap() {
+    match recovered(&process, id).await {
         SagaOutcome::Completed { output, .. } => assert_eq!(output, "expired"),
         other => panic!("{other:?}"),
     }
@@ -447,25 +376,15 @@ async fn timeouts(log: &Arc<dyn SagaLog>, calls: &Arc<Calls>) {
 
     // A payment that does not come in time: the order is compensated.
     let cancelled_before = calls.cancelled.load(Ordering::SeqCst);
-    let id = Uuid::new_v4();
-    let outcome = process
-        .run_with_id(
-            id,
-            ShortCheckout {
-                order: "o-3".into(),
-            },
-            &Context::new(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, SagaOutcome::Waiting { .. }),
-        "{outcome:?}"
-    );
+    let id = parked(
+        &process,
+        ShortCheckout {
+            order: "o-3".into(),
+        },
+    )
+    .await;
     until_due(log, id).await;
-    let report = process.recover().await.unwrap();
-    let ours = report.sagas.iter().find(|s| s.saga_id == id).unwrap();
-    match ours.result.as_ref().unwrap() {
+    match recovered(&process, id).await {
         SagaOutcome::Compensated {
             failed_step,
             error,
@@ -513,86 +432,4 @@ impl ShortCheckout {
     async fn payment(&self, _placed: &str, paid: Signal<Paid>) -> Result<u64> {
         Ok(paid.received()?.cents)
     }
-}
-
-/// An operator's abort of a waiting saga compensates it at once.
-async fn abort_while_waiting(log: &Arc<dyn SagaLog>) {
-    let calls = Arc::new(Calls::default());
-    let process = runner(log.clone(), &calls);
-    let id = Uuid::new_v4();
-    let outcome = process
-        .run_with_id(
-            id,
-            Checkout {
-                order: "o-4".into(),
-                hold_ms: 0,
-            },
-            &Context::new(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, SagaOutcome::Waiting { .. }),
-        "{outcome:?}"
-    );
-    let abort = Intervention::new(OperatorAction::Abort, "alice", "customer left").unwrap();
-    match process.intervene(id, &abort).await.unwrap() {
-        SagaOutcome::Compensated {
-            failed_step,
-            compensated,
-            ..
-        } => {
-            assert_eq!(failed_step, "payment");
-            assert_eq!(compensated, &["place"]);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(calls.cancelled.load(Ordering::SeqCst), 1);
-    assert_eq!(calls.paid.load(Ordering::SeqCst), 0);
-}
-
-/// A runner whose recovery loop runs once an hour takes a saga signalled through it at
-/// once: the signal wakes the loop.
-async fn nudged_loop(log: &Arc<dyn SagaLog>) {
-    let calls = Arc::new(Calls::default());
-    let process = runner(log.clone(), &calls);
-    let id = Uuid::new_v4();
-    let outcome = process
-        .run_with_id(
-            id,
-            Checkout {
-                order: "o-5".into(),
-                hold_ms: 0,
-            },
-            &Context::new(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, SagaOutcome::Waiting { .. }),
-        "{outcome:?}"
-    );
-    let recovery = process.spawn_recovery(Duration::from_secs(3_600));
-    let mut reports = recovery.reports();
-    // The loop's first pass, at once.
-    reports.changed().await.unwrap();
-    process
-        .signal::<Checkout, _>(id, "psp-evt-9", &Paid { cents: 7 })
-        .await
-        .unwrap();
-    // A guard against a hang, far beyond any pass: the loop would otherwise sleep an hour.
-    let taken = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            reports.changed().await.unwrap();
-            let report = reports.borrow_and_update().clone();
-            if let Some(ours) = report.sagas.iter().find(|s| s.saga_id == id) {
-                return ours.result.as_ref().map(|o| o.state()).unwrap();
-            }
-        }
-    })
-    .await
-    .expect("the signal woke the recovery loop");
-    assert_eq!(taken, SagaState::Completed);
-    assert_eq!(calls.paid_cents.load(Ordering::SeqCst), 7);
-    recovery.shutdown().await;
 }

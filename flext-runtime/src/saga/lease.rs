@@ -125,6 +125,29 @@ impl SagaRunner {
             .await
     }
 
+    /// Writes `transition` and parks the saga: leased to `owner`, no runner (a timer,
+    /// a wait for a signal), until `until_ms` (milliseconds since the Unix epoch), when
+    /// the recovery loop of any runner takes it up.
+    pub(super) async fn park(
+        &self,
+        claim: &Claim,
+        transition: Transition,
+        owner: String,
+        until_ms: u64,
+    ) -> Result<()> {
+        let lease = super::Lease {
+            owner,
+            duration_ms: until_ms.saturating_sub(super::now_ms()).max(1),
+        };
+        self.write_leased(
+            claim,
+            std::slice::from_ref(&transition),
+            SagaState::Running,
+            &lease,
+        )
+        .await
+    }
+
     /// [`write_all`](Self::write_all) with the saga leased to `lease` afterwards: a
     /// sleeping saga is leased to no runner until it wakes.
     pub(super) async fn write_leased(

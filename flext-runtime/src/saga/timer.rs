@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::lease::Claim;
 use super::progress::{Phase, Progress};
-use super::{Lease, SagaOutcome, SagaRunner, SagaState, StepSpec, Transition};
+use super::{SagaOutcome, SagaRunner, SagaState, StepSpec, Transition};
 use crate::error::{Error, Result};
 
 impl SagaRunner {
@@ -20,22 +20,13 @@ impl SagaRunner {
         until_ms: u64,
         output: serde_json::Value,
     ) -> Result<SagaOutcome<serde_json::Value>> {
-        let lease = Lease {
-            owner: SLEEPING_OWNER.to_owned(),
-            duration_ms: until_ms.saturating_sub(super::now_ms()).max(1),
-        };
         let transition = Transition::Sleeping {
             index,
             until_ms,
             output,
         };
-        self.write_leased(
-            claim,
-            std::slice::from_ref(&transition),
-            SagaState::Running,
-            &lease,
-        )
-        .await?;
+        self.park(claim, transition, SLEEPING_OWNER.to_owned(), until_ms)
+            .await?;
         tracing::info!(step = spec.name, until_ms, "saga sleeps");
         Ok(SagaOutcome::Sleeping {
             saga_id: claim.id,

@@ -6,8 +6,7 @@ use crate::error::Result;
 use crate::saga::lease::Claim;
 use crate::saga::progress::Progress;
 use crate::saga::{
-    Lease, SagaOutcome, SagaRunner, SagaState, SignalRecord, SignalSpec, StepSpec, Transition,
-    now_ms,
+    SagaOutcome, SagaRunner, SagaState, SignalRecord, SignalSpec, StepSpec, Transition, now_ms,
 };
 
 impl SagaRunner {
@@ -77,25 +76,14 @@ impl SagaRunner {
         until_ms: Option<u64>,
         p: &Progress,
     ) -> Result<SagaOutcome<serde_json::Value>> {
-        let lease = Lease {
-            owner: waiting_owner(name),
-            duration_ms: until_ms
-                .unwrap_or(NO_LIMIT_MS)
-                .saturating_sub(now_ms())
-                .max(1),
-        };
         let transition = Transition::Waiting {
             index,
             signal: name.to_owned(),
             until_ms,
         };
-        self.write_leased(
-            claim,
-            std::slice::from_ref(&transition),
-            SagaState::Running,
-            &lease,
-        )
-        .await?;
+        let until = until_ms.unwrap_or(NO_LIMIT_MS);
+        self.park(claim, transition, waiting_owner(name), until)
+            .await?;
         tracing::info!(
             step = spec.name,
             signal = name,
