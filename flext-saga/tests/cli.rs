@@ -451,3 +451,59 @@ async fn show_draws_a_durable_workflow_run_as_its_graph() {
         ]
     );
 }
+
+/// A webhook's payment, sent to a waiting saga.
+#[derive(Serialize, Deserialize)]
+struct Paid {
+    cents: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Invoice {
+    number: u32,
+}
+
+#[saga]
+impl Invoice {
+    #[saga_step]
+    async fn issue(&self) -> Result<u32> {
+        Ok(self.number)
+    }
+
+    #[saga_step(signal, wait_ms = 3_600_000)]
+    async fn payment(&self, _number: &u32, paid: flext::saga::Signal<Paid>) -> Result<u64> {
+        Ok(paid.received()?.cents)
+    }
+}
+
+#[tokio::test]
+async fn show_says_what_a_waiting_saga_waits_for_and_what_it_received() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let runner = SagaRunner::builder(SqliteLog::open(&db).unwrap()).build();
+    let waiting = runner
+        .run(Invoice { number: 7 }, &Context::new())
+        .await
+        .unwrap();
+    let id = waiting.saga_id();
+    let show = tool(&db, &["show", &id.to_string()]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    let text = stdout(&show);
+    assert!(
+        text.contains("step `payment` waits for a `Paid` signal until "),
+        "{text}"
+    );
+    // A sender id with a control character: shown escaped, not as the raw byte.
+    runner
+        .signal::<Invoice, _>(id, "psp\u{1b}[31m-9", &Paid { cents: 1200 })
+        .await
+        .unwrap();
+    runner.recover().await.unwrap();
+    let show = tool(&db, &["show", &id.to_string()]);
+    let text = stdout(&show);
+    assert!(
+        text.contains("step `payment` received the `Paid` signal of sender `psp\\u{1b}[31m-9`"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text}");
+}
