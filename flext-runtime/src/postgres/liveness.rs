@@ -50,9 +50,11 @@ pub(super) async fn gone_candidates(
     prefix: &str,
     names: &[String],
 ) -> Result<Vec<tokio_postgres::Row>> {
+    let (start, end) = crate::saga::owner_range(prefix);
     tx.query(
         "SELECT id FROM flext_sagas
-         WHERE state IN ('running', 'compensating') AND lease_until_ms > $1
+         WHERE owner COLLATE \"C\" >= $6 AND owner COLLATE \"C\" < $7
+           AND state IN ('running', 'compensating') AND lease_until_ms > $1
            AND owner <> $2 AND left(owner, length($3)) = $3
            AND (cardinality($4::text[]) = 0 OR name = ANY($4))
            AND ($5::uuid IS NULL OR id = $5)
@@ -65,6 +67,8 @@ pub(super) async fn gone_candidates(
             &prefix,
             &names,
             &request.only,
+            &start,
+            &end,
         ],
     )
     .await

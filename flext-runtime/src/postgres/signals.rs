@@ -8,8 +8,11 @@ use super::{from_bigint, pg_error, to_bigint};
 use crate::error::Result;
 use crate::saga::{SagaState, SignalRecord, SignalSent, WAITING_PREFIX, now_ms};
 
-/// Schema version 5: the signal inbox.
-pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_saga_signals (
+/// Schema version 5: the signal inbox, and an index on the sagas' owners (bytewise), by
+/// which a runner takes back a gone incarnation's sagas without scanning the parked ones.
+pub(super) const SCHEMA: &str =
+    "CREATE INDEX IF NOT EXISTS flext_sagas_owner ON flext_sagas (owner COLLATE \"C\");
+             CREATE TABLE IF NOT EXISTS flext_saga_signals (
                  id BIGSERIAL PRIMARY KEY,
                  saga_id UUID NOT NULL REFERENCES flext_sagas (id),
                  sender TEXT NOT NULL,

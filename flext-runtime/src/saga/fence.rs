@@ -195,3 +195,17 @@ impl Claimed {
         self.sagas.push(record);
     }
 }
+
+/// The range of owners `[start, end)` that begin with `prefix` (a runner's name and
+/// `/`), bytewise: what a takeover of a gone incarnation reads through an index on the
+/// owner, instead of scanning every saga under a live lease (a parked saga's lease runs
+/// until it is due).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn owner_range(prefix: &str) -> (String, String) {
+    let end = match prefix.strip_suffix('/') {
+        // '0' is the byte after '/'.
+        Some(name) => format!("{name}0"),
+        None => format!("{prefix}\u{10FFFF}"),
+    };
+    (prefix.to_owned(), end)
+}

@@ -88,6 +88,8 @@ pub use self::durable::{
 };
 #[cfg(feature = "postgres")]
 pub(crate) use self::fence::fence_refused;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use self::fence::owner_range;
 pub use self::graph::DurableWorkflow;
 #[doc(hidden)]
 pub use self::graph::resume_workflow;

@@ -78,13 +78,15 @@ fn gone_candidates(
     let rows: Vec<(String, String, String)> = conn
         .prepare_cached(
             "SELECT id, name, owner FROM flext_sagas
-             WHERE state IN ('running', 'compensating') AND lease_until_ms > ?1
+             WHERE owner >= ?3 AND owner < ?4
+               AND state IN ('running', 'compensating') AND lease_until_ms > ?1
                AND owner <> ?2 AND substr(owner, 1, length(?3)) = ?3
              ORDER BY created_ms",
         )
         .and_then(|mut stmt| {
+            let (start, end) = crate::saga::owner_range(prefix);
             stmt.query_map(
-                params![ms(request.now_ms), request.lease.owner, prefix],
+                params![ms(request.now_ms), request.lease.owner, start, end],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?
             .collect()

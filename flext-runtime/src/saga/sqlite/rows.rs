@@ -130,9 +130,12 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             }
         }
     }
-    // Listing stuck or recent sagas oldest first reads an index, not the table.
+    // Listing stuck or recent sagas oldest first reads an index, not the table; so does
+    // taking back a gone incarnation's sagas (by owner: a claim or a park changes it, a
+    // transition does not).
     conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);",
+        "CREATE INDEX IF NOT EXISTS flext_sagas_created ON flext_sagas (created_ms);
+         CREATE INDEX IF NOT EXISTS flext_sagas_owner ON flext_sagas (owner);",
     )
     .map_err(db_error)?;
     super::signals::migrate(conn)
