@@ -1,14 +1,17 @@
 //! `flext-saga` as an operator uses it, on a log a runner wrote: list, show, resume
 //! (carried out by the worker's next recovery pass), resolve, and what it refuses.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use flext::prelude::*;
 use flext::saga::{SagaRunner, SagaState, SqliteLog};
 use serde::{Deserialize, Serialize};
+
+mod common;
+use common::{Dir, stderr, stdout, tool};
 
 #[derive(Default)]
 struct Carrier {
@@ -37,43 +40,6 @@ impl Ship {
         }
         Ok(format!("label for {paid}"))
     }
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("flext-saga-cli-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("sagas.db")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-fn tool(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flext-saga"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("FLEXT_SAGA_DB")
-        .output()
-        .expect("flext-saga runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn runner(db: &Path, carrier: &Arc<Carrier>) -> SagaRunner {
@@ -362,148 +328,4 @@ fn a_bad_command_line_says_what_to_give() {
         "{}",
         stderr(&no_reason)
     );
-}
-
-/// fetch -> (price optional and failing, stock) -> publish (takes stock only).
-#[derive(Serialize, Deserialize)]
-struct Catalogue {
-    sku: String,
-}
-
-#[workflow(durable)]
-impl Catalogue {
-    #[workflow_step]
-    async fn fetch(&self) -> Result<String> {
-        Ok(format!("item {}", self.sku))
-    }
-    #[workflow_step(depends_on = [fetch], optional)]
-    async fn price(&self, item: &str) -> Result<u32> {
-        Err(Error::infrastructure(
-            "prices.down",
-            format!("no price for {item}"),
-        ))
-    }
-    #[workflow_step(depends_on = [fetch])]
-    async fn stock(&self, item: &str) -> Result<u32> {
-        Ok(item.len() as u32)
-    }
-    #[workflow_step(depends_on = [stock])]
-    async fn publish(&self, stock: &u32) -> Result<String> {
-        Ok(format!("{} ({stock} left)", self.sku))
-    }
-}
-
-#[tokio::test]
-async fn show_draws_a_durable_workflow_run_as_its_graph() {
-    let dir = Dir::new();
-    let db = dir.db();
-    let runner = SagaRunner::builder(SqliteLog::open(&db).unwrap()).build();
-    let run = runner
-        .run_workflow_durable(Catalogue { sku: "A-1".into() }, &Context::new())
-        .await
-        .unwrap();
-    let id = run.run_id().unwrap().to_string();
-    let show = tool(&db, &["show", &id]);
-    assert!(show.status.success(), "{}", stderr(&show));
-    let text = stdout(&show);
-    let graph = text.find("\ngraph").expect("a graph section");
-    let history = text.find("\nhistory").expect("a history section");
-    assert!(graph < history, "{text}");
-    let line = |node: &str| {
-        text[graph..history]
-            .lines()
-            .find(|l| l.trim_start().starts_with(node))
-            .unwrap_or_else(|| panic!("{node} in {text}"))
-            .to_owned()
-    };
-    assert!(line("fetch").contains("completed"), "{text}");
-    let price = line("price (optional)");
-    assert!(
-        price.contains("failed") && price.contains("after fetch"),
-        "{text}"
-    );
-    assert!(line("publish").contains("completed") && line("publish").contains("after stock"));
-    assert!(
-        text.contains("node `price` failed (1 attempt): prices.down"),
-        "{text}"
-    );
-
-    let json = tool(&db, &["show", &id, "--json"]);
-    let detail: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let states: Vec<(String, String)> = detail["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap().to_owned(),
-                n["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("fetch".to_owned(), "completed".to_owned()),
-            ("price".to_owned(), "failed".to_owned()),
-            ("stock".to_owned(), "completed".to_owned()),
-            ("publish".to_owned(), "completed".to_owned()),
-        ]
-    );
-}
-
-/// A webhook's payment, sent to a waiting saga.
-#[derive(Serialize, Deserialize)]
-struct Paid {
-    cents: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Invoice {
-    number: u32,
-}
-
-#[saga]
-impl Invoice {
-    #[saga_step]
-    async fn issue(&self) -> Result<u32> {
-        Ok(self.number)
-    }
-
-    #[saga_step(signal, wait_ms = 3_600_000)]
-    async fn payment(&self, _number: &u32, paid: flext::saga::Signal<Paid>) -> Result<u64> {
-        Ok(paid.received()?.cents)
-    }
-}
-
-#[tokio::test]
-async fn show_says_what_a_waiting_saga_waits_for_and_what_it_received() {
-    let dir = Dir::new();
-    let db = dir.db();
-    let runner = SagaRunner::builder(SqliteLog::open(&db).unwrap()).build();
-    let waiting = runner
-        .run(Invoice { number: 7 }, &Context::new())
-        .await
-        .unwrap();
-    let id = waiting.saga_id();
-    let show = tool(&db, &["show", &id.to_string()]);
-    assert!(show.status.success(), "{}", stderr(&show));
-    let text = stdout(&show);
-    assert!(
-        text.contains("step `payment` waits for a `Paid` signal until "),
-        "{text}"
-    );
-    // A sender id with a control character: shown escaped, not as the raw byte.
-    runner
-        .signal::<Invoice, _>(id, "psp\u{1b}[31m-9", &Paid { cents: 1200 })
-        .await
-        .unwrap();
-    runner.recover().await.unwrap();
-    let show = tool(&db, &["show", &id.to_string()]);
-    let text = stdout(&show);
-    assert!(
-        text.contains("step `payment` received the `Paid` signal of sender `psp\\u{1b}[31m-9`"),
-        "{text}"
-    );
-    assert!(!text.contains('\u{1b}'), "{text}");
 }
