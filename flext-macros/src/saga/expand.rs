@@ -147,58 +147,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
             let check = respan(quote!(#p::assert_sleep_output::<#t>), t.span());
             Some(quote!(#check();))
         });
-    // Each signal type: durable (spanned at the type) and one `WaitsFor` impl, which
-    // `runner.signal` requires.
-    let mut signal_types = HashSet::new();
-    let signals: Vec<TokenStream> = saga
-        .steps
-        .iter()
-        .filter_map(|s| Some((s.signal_param.as_ref()?, s.signal_name()?)))
-        .filter(|((_, t), _)| signal_types.insert(type_key(t)))
-        .map(|((_, t), name)| {
-            let check = respan(quote!(#p::assert_durable::<#t>), t.span());
-            let header = respan(quote!(impl #p::WaitsFor<#t> for #self_ty), t.span());
-            quote! {
-                const _: fn() = #check;
-                #[automatically_derived]
-                #header {
-                    const SIGNAL: &'static str = #name;
-                }
-            }
-        })
-        .collect();
-    // The saga's correlation key, and each routed signal's: field reads spanned at the
-    // user's field names, so a missing field is reported there.
-    let keyed = saga.key.as_ref().map(|field| {
-        let read = respan(quote!(self.#field), field.span());
-        quote! {
-            #[automatically_derived]
-            impl #p::KeyedSaga for #self_ty {
-                fn key(&self) -> ::std::string::String {
-                    ::std::string::ToString::to_string(&#read)
-                }
-            }
-        }
-    });
-    let mut routed_types = HashSet::new();
-    let routes: Vec<TokenStream> = saga
-        .steps
-        .iter()
-        .filter(|_| saga.key.is_some())
-        .filter_map(|s| Some((&s.signal_param.as_ref()?.1, s.key.as_ref()?)))
-        .filter(|(t, _)| routed_types.insert(type_key(t)))
-        .map(|(t, field)| {
-            let read = respan(quote!(__flext_signal.#field), field.span());
-            quote! {
-                #[automatically_derived]
-                impl #p::SignalKey<#t> for #self_ty {
-                    fn key_of(__flext_signal: &#t) -> ::std::string::String {
-                        ::std::string::ToString::to_string(&#read)
-                    }
-                }
-            }
-        })
-        .collect();
+    let signals = super::signals::impls(saga, false);
     let checks = saga.steps.iter().enumerate().filter_map(|(i, s)| {
         let ty = s.method.ok_type.as_ref()?;
         let step = s.method.ident.to_string();
@@ -253,9 +202,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 #p::SagaRegistration::of::<#self_ty>()
             }
 
-            #(#signals)*
-            #keyed
-            #(#routes)*
+            #signals
 
             #[allow(dead_code)]
             fn __flext_durable() {
@@ -308,6 +255,7 @@ pub fn fallback(saga: &Saga) -> TokenStream {
         .and_then(|s| s.method.ok_type.as_ref())
         .map_or_else(|| quote!(()), |t| quote!(#t));
     let stand_ins = dispatch::stand_ins(&p, &quote!(#p::StepScope), &quote!(#p::serde_json::Value));
+    let signals = super::signals::impls(saga, true);
     quote! {
         #item
         const _: () = {
@@ -318,6 +266,7 @@ pub fn fallback(saga: &Saga) -> TokenStream {
                 type Output = #output;
                 #stand_ins
             }
+            #signals
         };
     }
 }

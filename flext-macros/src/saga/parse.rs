@@ -26,7 +26,8 @@ pub struct Step {
     pub signal: Option<Span>,
     /// `wait_ms = N`: how long a signal step waits.
     pub wait_ms: Option<(u64, Span)>,
-    /// The `Signal<T>` parameter: its position among the parameters and its `T`.
+    /// The `Signal<T>` parameter: its position among the parameters and its `T` (also
+    /// without `signal`, an error: for the fallback).
     pub signal_param: Option<(usize, syn::Type)>,
     /// `key = field`: the field of the signal that names the saga it goes to.
     pub key: Option<syn::Ident>,
@@ -282,9 +283,9 @@ fn read_signal(cx: &Ctxt, step: &mut Step) {
             ));
         }
     }
-    if step.signal.is_some() {
-        step.signal_param = found;
-    }
+    // Kept without `signal` too (an error above): the fallback still implements
+    // `WaitsFor<T>`, so that sending it adds no error.
+    step.signal_param = found;
 }
 
 /// `T` when `ty` is written `Signal<T>` (any path ending in `Signal`).

@@ -22,7 +22,14 @@ impl Settle {
     }
 }
 
+async fn on_settled(runner: &flext::saga::SagaRunner, event: &PaymentSettled) -> Result<()> {
+    runner.route_signal::<Settle, _>("evt-1", event).await?;
+    Ok(())
+}
+
 fn main() {
     let runner = flext::saga::SagaRunner::builder(flext::saga::MemoryLog::new()).build();
     let _ = runner.run(Settle { order: "o-1".into() }, &Context::new());
+    let event = PaymentSettled { order_id: "o-1".into(), cents: 5 };
+    let _ = on_settled(&runner, &event);
 }

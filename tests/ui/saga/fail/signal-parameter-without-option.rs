@@ -26,7 +26,13 @@ impl Checkout {
     }
 }
 
+async fn webhook(runner: &flext::saga::SagaRunner, id: flext::Uuid) -> Result<()> {
+    runner.signal::<Checkout, _>(id, "psp-1", &Paid { cents: 5 }).await?;
+    Ok(())
+}
+
 fn main() {
     let runner = flext::saga::SagaRunner::builder(flext::saga::MemoryLog::new()).build();
     let _ = runner.run(Checkout { order: "o-1".into() }, &Context::new());
+    let _ = webhook(&runner, flext::Uuid::nil());
 }
