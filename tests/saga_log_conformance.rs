@@ -238,6 +238,12 @@ macro_rules! conformance {
                 signals::signal_contract(|| backend.connect()).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_child_saga_parks_its_parent_and_a_compensated_parent_compensates_its_child() {
+                let backend = backend().await;
+                children::child_contract(|| backend.connect()).await;
+            }
+
             #[cfg(feature = "schedules")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_schedule_run_by_three_processes_fires_each_tick_once() {
@@ -263,6 +269,8 @@ conformance!(postgres, Postgres);
 
 // ------------------------------------------------------------------ injected faults
 
+#[path = "common/children.rs"]
+mod children;
 #[path = "common/faults.rs"]
 mod faults;
 #[path = "common/found.rs"]

@@ -37,6 +37,22 @@ pub struct StepSpec {
     /// A signal step (`#[saga_step(signal)]`): the step runs once a signal of this kind
     /// was sent to the saga, or once the wait timed out.
     pub signal: Option<SignalSpec>,
+    /// A child step (`#[saga_step(child)]`): the step runs once the child saga an
+    /// earlier step returned has finished, and takes its outcome.
+    pub child: Option<ChildSpec>,
+}
+
+/// What a child step (`#[saga_step(child)]`) starts: written by the macro into the step's
+/// [`StepSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// The child saga type's name ([`Saga::NAME`](crate::saga::Saga::NAME)).
+    pub name: &'static str,
+    /// The earlier step whose output is the child saga (its input), by position.
+    pub input: usize,
+    /// Whether the parent compensates the child when it compensates: the step comes
+    /// before the parent's pivot (or the parent has none).
+    pub compensated: bool,
 }
 
 /// What a signal step (`#[saga_step(signal)]`) waits for: written by the macro into the

@@ -150,6 +150,15 @@ pub const SAGA_SIGNAL_INPUT: &str = "flext.saga.signal_input";
 /// The saga log keeps no signals (a backend that does not implement
 /// [`SagaLog::send_signal`](crate::saga::SagaLog::send_signal)). Internal.
 pub const SAGA_SIGNALS_UNSUPPORTED: &str = "flext.saga.signals_unsupported";
+/// A child saga compensated or was resolved instead of completing
+/// ([`Child::completed`](crate::saga::Child::completed)). Conflict.
+pub const SAGA_CHILD_FAILED: &str = "flext.saga.child_failed";
+/// The saga log keeps no child sagas (a backend that does not implement
+/// [`SagaLog::create_child`](crate::saga::SagaLog::create_child)). Internal.
+pub const SAGA_CHILDREN_UNSUPPORTED: &str = "flext.saga.children_unsupported";
+/// A completed child saga compensates because its parent does
+/// ([`OperatorAction::Compensate`](crate::saga::OperatorAction::Compensate)). Conflict.
+pub const SAGA_PARENT_COMPENSATED: &str = "flext.saga.parent_compensated";
 /// A schedule's name is empty or too long, or its pattern is not a cron pattern.
 /// Validation.
 pub const SAGA_SCHEDULE_INPUT: &str = "flext.saga.schedule_input";
@@ -327,6 +336,9 @@ pub const ALL: &[&str] = &[
     SAGA_SIGNAL_TIMED_OUT,
     SAGA_SIGNAL_INPUT,
     SAGA_SIGNALS_UNSUPPORTED,
+    SAGA_CHILD_FAILED,
+    SAGA_CHILDREN_UNSUPPORTED,
+    SAGA_PARENT_COMPENSATED,
     SAGA_SCHEDULE_INPUT,
     STORE_FAILED,
     STORE_BUSY,

@@ -72,7 +72,7 @@ pub mod __private {
     pub use crate::route::{RouteRegistration, field_value};
     pub use crate::saga::{
         DurableWorkflow, EncodeDurable, EncodeNotDurable, KeyedSaga, LogSlot, NodeDurable,
-        NodeNotDurable, RetryOn, Saga, SagaRegistration, SignalKey, SignalSpec, StepScope,
+        NodeNotDurable, RetryOn, Saga, SagaRegistration, SignalKey, SignalSpec, StepScope, ChildSpec,
         StepSpec, WaitsFor, assert_durable, assert_sleep_output, no_such_step, resume,
     };
     pub use crate::service::{

@@ -71,6 +71,7 @@ pub const OUTPUT: &str = "output";
 pub const PIVOT: &str = "pivot";
 pub const RETRIES: &str = "retries";
 pub const SIGNAL: &str = "signal";
+pub const CHILD: &str = "child";
 pub const SLEEP: &str = "sleep";
 pub const RETRY_ON: &str = "retry_on";
 pub const SNAPSHOT_EVERY: &str = "snapshot_every";

@@ -60,6 +60,21 @@ pub fn saga(saga: &Saga, cx: &Ctxt) {
                 ));
             }
         }
+        // A child step's child saga is an earlier step's output.
+        if let Some((_, child)) = &step.child_param
+            && step.child.is_some()
+            && super::expand::child_input(saga, i, child).is_none()
+        {
+            cx.push(error_at(
+                child,
+                format!(
+                    "no step before `{}` returns a `{}`: a child step starts the child saga an earlier step returns, so add a step `async fn ...(&self) -> Result<{}>` before it",
+                    step.method.ident,
+                    type_key(child),
+                    type_key(child)
+                ),
+            ));
+        }
         // Every `&T` must be an earlier step's output.
         for param in step.method.refs() {
             let Role::Ref(inner) = &param.role else {

@@ -36,6 +36,8 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let is_pivot = s.pivot.is_some();
         // Steps after the pivot must finish: retried (five times unless told) on any error.
         let after_pivot = pivot.is_some_and(|p| i > p);
+        // A child step before the pivot (or in a saga without one) is compensated.
+        let is_compensated = !after_pivot && pivot != Some(i);
         let retries = s.retries.unwrap_or(if after_pivot { 5 } else { 0 });
         let backoff = s.backoff_ms;
         let timeout = match s.timeout_ms {
@@ -60,6 +62,11 @@ pub fn saga(saga: &Saga) -> TokenStream {
             let wait = some(s.wait_ms.map(|(ms, _)| quote!(#ms)));
             quote!(#p::SignalSpec { name: #name, wait_ms: #wait })
         }));
+        let child = some(s.child_param.as_ref().and_then(|(_, child)| {
+            let input = child_input(saga, i, child)?;
+            let name = respan(quote!(<#child as #p::Saga>::NAME), child.span());
+            Some(quote!(#p::ChildSpec { name: #name, input: #input, compensated: #is_compensated }))
+        }));
         quote! {
             #p::StepSpec {
                 name: #step,
@@ -73,6 +80,7 @@ pub fn saga(saga: &Saga) -> TokenStream {
                 compensate_backoff_ms: #compensate_backoff_ms,
                 sleep: #is_sleep,
                 signal: #signal,
+                child: #child,
             }
         }
     });
@@ -83,7 +91,13 @@ pub fn saga(saga: &Saga) -> TokenStream {
         .map(|s| s.method.ok_type.as_ref())
         .collect();
     let run_arms = saga.steps.iter().enumerate().map(|(i, s)| {
-        let (prelude, call) = call(&p, &s.method, &outputs[..i], None, s.signal_param.as_ref());
+        let (prelude, call) = call(
+            &p,
+            &s.method,
+            &outputs[..i],
+            None,
+            s.signal_param.as_ref().or(s.child_param.as_ref()),
+        );
         let step = s.method.ident.to_string();
         let call = quote!(#p::step(#step, #call));
         let call = match &s.method.output {
@@ -231,6 +245,11 @@ fn definition(saga: &Saga) -> String {
             let pivot = if s.pivot.is_some() { "pivot" } else { "" };
             let sleep = match s.signal_name() {
                 Some(signal) => format!("\tsignal:{signal}"),
+                None if s.child_param.is_some() => s
+                    .child_param
+                    .as_ref()
+                    .map(|(_, child)| format!("\tchild:{}", type_key(child)))
+                    .unwrap_or_default(),
                 None if s.sleep.is_some() => "\tsleep".to_owned(),
                 None => String::new(),
             };
@@ -288,10 +307,14 @@ fn call(
             && *at == n
         {
             let ty = &param.ty;
-            let get = respan(
-                quote!((&&#p::LogSlot::<#inner>::new()).signal(__flext_scope)),
-                inner.span(),
-            );
+            let get = if is_child(&param.ty) {
+                respan(quote!(__flext_scope.child::<#inner>()), inner.span())
+            } else {
+                respan(
+                    quote!((&&#p::LogSlot::<#inner>::new()).signal(__flext_scope)),
+                    inner.span(),
+                )
+            };
             return Some(respan(quote!(let #bind: #ty = #get?;), ty.span()));
         }
         let Role::Ref(inner) = &param.role else {
@@ -311,5 +334,21 @@ fn call(
         };
         binding.extend(respan(quote!(let #bind: #ty = &#value;), ty.span()));
         Some(binding)
+    })
+}
+
+/// Whether `ty` is written `Child<S>`: a child step's parameter.
+fn is_child(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Child"))
+}
+
+/// The position of the step before step `at` that returns the child saga `child`: the
+/// latest one (the check reports a child no earlier step returns).
+pub fn child_input(saga: &Saga, at: usize, child: &syn::Type) -> Option<usize> {
+    saga.steps[..at].iter().rposition(|s| {
+        s.method
+            .ok_type
+            .as_ref()
+            .is_some_and(|t| type_key(t) == type_key(child))
     })
 }

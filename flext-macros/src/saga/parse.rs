@@ -31,6 +31,12 @@ pub struct Step {
     pub signal_param: Option<(usize, syn::Type)>,
     /// `key = field`: the field of the signal that names the saga it goes to.
     pub key: Option<syn::Ident>,
+    /// `child`: the step runs with the outcome of the child saga its `Child<S>`
+    /// parameter names.
+    pub child: Option<Span>,
+    /// The `Child<S>` parameter: its position and its `S` (also without `child`, an
+    /// error).
+    pub child_param: Option<(usize, syn::Type)>,
 }
 
 impl Step {
@@ -82,6 +88,7 @@ const STEP_SPEC: Spec<'static> = Spec {
         SIGNAL,
         WAIT_MS,
         KEY,
+        CHILD,
     ],
     repeatable: &[],
 };
@@ -164,6 +171,8 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         wait_ms: None,
         signal_param: None,
         key: None,
+        child: None,
+        child_param: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -192,6 +201,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             SIGNAL => step.signal = Some(options::flag(meta)?),
             WAIT_MS => step.wait_ms = Some(options::int(meta)?),
             KEY => step.key = Some(options::ident(meta)?),
+            CHILD => step.child = Some(options::flag(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())
@@ -203,6 +213,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         ));
     }
     read_signal(cx, &mut step);
+    read_child(cx, &mut step);
     let m = &step.method;
     m.require_ref_self(cx, "`#[saga_step]`");
     m.reject_generics(
@@ -288,11 +299,72 @@ fn read_signal(cx: &Ctxt, step: &mut Step) {
     step.signal_param = found;
 }
 
+/// The `Child<S>` parameter of a `child` step, and the rules that tie the option and
+/// the parameter together and keep a child step apart from the other kinds.
+fn read_child(cx: &Ctxt, step: &mut Step) {
+    let mut found = None;
+    for (n, param) in step.method.params.iter().enumerate() {
+        let Some(inner) = wrapped(&param.ty, "Child") else {
+            continue;
+        };
+        if found.is_some() {
+            cx.push(error_at(
+                &param.ty,
+                "a child step waits for one child saga: take one `Child<S>` parameter, and start the next child in a later step",
+            ));
+            continue;
+        }
+        if step.child.is_none() {
+            cx.push(error_at(
+                &param.ty,
+                format!(
+                    "`{}` takes a `Child<S>`, which only a child step receives: write `#[saga_step(child)]`",
+                    step.method.ident
+                ),
+            ));
+        }
+        found = Some((n, inner.clone()));
+    }
+    if let Some(span) = step.child {
+        if found.is_none() {
+            cx.push(error_at(
+                &step.method.ident,
+                format!(
+                    "child step `{}` takes the outcome of the child saga it starts as a parameter: add `child: Child<S>`, where `S` is the saga an earlier step returns",
+                    step.method.ident
+                ),
+            ));
+        }
+        let other = [
+            (step.sleep, "sleep"),
+            (step.signal, "signal"),
+        ];
+        for (_, kind) in other.iter().filter(|(s, _)| s.is_some()) {
+            cx.push(crate::common::error_at_span(
+                span,
+                format!("a step either {kind}s or waits for a child saga: remove `{kind}` here, and {kind} in a step of its own"),
+            ));
+        }
+        if let Some(c) = &step.compensate {
+            cx.push(error_at(
+                c,
+                "a child step is undone by its child saga's own compensations when this saga compensates: remove `compensate`",
+            ));
+        }
+    }
+    step.child_param = found;
+}
+
 /// `T` when `ty` is written `Signal<T>` (any path ending in `Signal`).
 fn signal_type(ty: &syn::Type) -> Option<&syn::Type> {
+    wrapped(ty, "Signal")
+}
+
+/// `T` when `ty` is written `Name<T>` (any path ending in `Name`).
+fn wrapped<'a>(ty: &'a syn::Type, name: &str) -> Option<&'a syn::Type> {
     let syn::Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    if last.ident != "Signal" {
+    if last.ident != name {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {

@@ -232,6 +232,9 @@ impl PgDatabase {
         tx.batch_execute(SCHEMA).await.map_err(pg_error)?;
         tx.batch_execute(SCHEMA_4).await.map_err(pg_error)?;
         tx.batch_execute(signals::SCHEMA).await.map_err(pg_error)?;
+        tx.batch_execute(signals::SCHEMA_6)
+            .await
+            .map_err(pg_error)?;
         tx.execute(
             "INSERT INTO flext_schema (one, version) VALUES (1, $1)
              ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -244,7 +247,7 @@ impl PgDatabase {
 }
 
 /// The version of [`SCHEMA`]; raise it with every change to the schema.
-const SCHEMA_VERSION: i32 = 5;
+const SCHEMA_VERSION: i32 = 6;
 
 /// Every flext table, created when missing.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flext_schema (

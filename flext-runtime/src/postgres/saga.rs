@@ -131,6 +131,20 @@ impl SagaLog for PgSagaLog {
         Box::pin(async move { create_in(&self.db.client().await?, record).await })
     }
 
+    fn create_child<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        parent: Uuid,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            create_in(&tx, record).await?;
+            super::signals::link_child(&tx, record.id, parent).await?;
+            tx.commit().await.map_err(pg_error)
+        })
+    }
+
     fn append<'a>(
         &'a self,
         id: Uuid,

@@ -22,6 +22,51 @@ pub(super) const SCHEMA: &str =
                  UNIQUE (saga_id, sender)
              );";
 
+/// Schema version 6: child sagas linked to their parents, and the trigger by which a
+/// child's final write keeps a `child:<name>` signal in its parent's inbox and expires
+/// the parent's lease when it waits for it (the same transaction as that write).
+pub(super) const SCHEMA_6: &str = "CREATE TABLE IF NOT EXISTS flext_saga_children (
+                 child_id UUID PRIMARY KEY REFERENCES flext_sagas (id),
+                 parent_id UUID NOT NULL
+             );
+             CREATE OR REPLACE FUNCTION flext_saga_child_finished() RETURNS trigger AS $$
+             BEGIN
+                 INSERT INTO flext_saga_signals (saga_id, sender, name, payload, sent_ms)
+                     SELECT c.parent_id, NEW.id::text, 'child:' || NEW.name, 'null'::json,
+                            (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                     FROM flext_saga_children c WHERE c.child_id = NEW.id
+                     ON CONFLICT (saga_id, sender) DO NOTHING;
+                 UPDATE flext_sagas s SET lease_until_ms = 0
+                     FROM flext_saga_children c
+                     WHERE c.child_id = NEW.id AND s.id = c.parent_id
+                       AND s.owner = 'signal:child:' || NEW.name;
+                 RETURN NULL;
+             END $$ LANGUAGE plpgsql;
+             DROP TRIGGER IF EXISTS flext_saga_child_finished ON flext_sagas;
+             CREATE TRIGGER flext_saga_child_finished
+                 AFTER UPDATE OF state ON flext_sagas FOR EACH ROW
+                 WHEN (NEW.state IN ('completed', 'compensated', 'resolved')
+                       AND OLD.state IS DISTINCT FROM NEW.state)
+                 EXECUTE FUNCTION flext_saga_child_finished();";
+
+/// Links child saga `child` to its `parent` through `client` (in the transaction that
+/// creates the child).
+pub(super) async fn link_child(
+    client: &impl deadpool_postgres::GenericClient,
+    child: Uuid,
+    parent: Uuid,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO flext_saga_children (child_id, parent_id) VALUES ($1, $2)
+             ON CONFLICT (child_id) DO NOTHING",
+            &[&child, &parent],
+        )
+        .await
+        .map(drop)
+        .map_err(pg_error)
+}
+
 /// Keeps `signal` unless its sender's is kept, and expires the lease of a saga waiting
 /// for its name, in one statement; a finished saga keeps nothing.
 pub(super) async fn send(

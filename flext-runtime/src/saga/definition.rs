@@ -37,7 +37,9 @@ fn steps(definition: &str) -> Vec<Step<'_>> {
                 optional: kind == "optional",
                 after: fields
                     .next()
-                    .filter(|f| *f != "sleep" && !f.starts_with("signal:"))
+                    .filter(|f| {
+                        *f != "sleep" && !f.starts_with("signal:") && !f.starts_with("child:")
+                    })
                     .unwrap_or_default(),
             }
         })

@@ -353,6 +353,32 @@ pub trait SagaLog: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(signals_unsupported())))
     }
 
+    /// Records a new child saga, as [`create`](Self::create) does, linked to saga
+    /// `parent` in the same atomic write: once the child reaches a final state
+    /// (completed, compensated or resolved), by whatever write (a runner's, an
+    /// operator's), that same write keeps a signal named `child:<record.name>` from
+    /// sender `record.id` (payload `null`) in the parent's inbox and expires the
+    /// parent's lease when it waits for that signal, as
+    /// [`send_signal`](Self::send_signal) would. So a parent parked on its child wakes
+    /// once the child finishes, and a crash between the two cannot lose the wake-up.
+    ///
+    /// The default refuses: a backend that keeps no children.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create); `flext.saga.children_unsupported` from the default.
+    fn create_child<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        parent: Uuid,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (record, parent);
+        Box::pin(std::future::ready(Err(Error::internal(
+            crate::codes::SAGA_CHILDREN_UNSUPPORTED,
+            "this saga log keeps no child sagas: implement `SagaLog::create_child`, or use a flext backend",
+        ))))
+    }
+
     /// The sagas `filter` matches, oldest first.
     ///
     /// # Errors

@@ -33,9 +33,50 @@ struct Sagas {
     order: Vec<Uuid>,
     /// Each saga's signal inbox, in the order kept.
     signals: HashMap<Uuid, Vec<SignalRecord>>,
+    /// Each child saga's parent ([`SagaLog::create_child`]).
+    parents: HashMap<Uuid, Uuid>,
 }
 
 impl Sagas {
+    /// Keeps `signal` in its saga's inbox unless its sender's is kept, and hands a saga
+    /// waiting for it over (its lease expires).
+    fn keep(&mut self, signal: &SignalRecord) -> Result<SignalSent> {
+        let id = signal.saga_id;
+        let saga = self.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
+        if let Some(refused) = refuse_signal(id, saga.state) {
+            return Err(refused);
+        }
+        if saga.owner == waiting_owner(&signal.name) {
+            saga.lease_until_ms = saga.lease_until_ms.min(now_ms());
+        }
+        let inbox = self.signals.entry(id).or_default();
+        if inbox.iter().any(|kept| kept.sender == signal.sender) {
+            return Ok(SignalSent::Duplicate);
+        }
+        inbox.push(signal.clone());
+        Ok(SignalSent::Kept)
+    }
+
+    /// After a write to saga `id`: a child that reached a final state tells its parent
+    /// (in the same write, under the same lock).
+    fn tell_parent(&mut self, id: Uuid) {
+        let Some(&parent) = self.parents.get(&id) else {
+            return;
+        };
+        let Some(child) = self.by_id.get(&id) else {
+            return;
+        };
+        if !matches!(
+            child.state,
+            SagaState::Completed | SagaState::Compensated | SagaState::Resolved
+        ) {
+            return;
+        }
+        let signal = super::child::finished_signal(parent, child);
+        // A parent that finished meanwhile waits for nothing: nothing to keep.
+        let _ = self.keep(&signal);
+    }
+
     fn in_order(&self) -> impl Iterator<Item = &SagaRecord> {
         self.order.iter().filter_map(|id| self.by_id.get(id))
     }
@@ -85,20 +126,36 @@ impl MemoryLog {
     }
 }
 
+/// Records a new saga; refuses (writing nothing) when the id exists.
+fn insert(sagas: &mut Sagas, record: &SagaRecord) -> Result<()> {
+    if sagas.by_id.contains_key(&record.id) {
+        return Err(Error::conflict(
+            crate::codes::SAGA_EXISTS,
+            format!("saga {} is already in the log", record.id),
+        ));
+    }
+    sagas.order.push(record.id);
+    sagas.by_id.insert(record.id, record.clone());
+    sagas
+        .times
+        .insert(record.id, vec![now_ms(); record.transitions.len()]);
+    Ok(())
+}
+
 impl SagaLog for MemoryLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
+        let result = self.with(|sagas| insert(sagas, record));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn create_child<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        parent: Uuid,
+    ) -> BoxFuture<'a, Result<()>> {
         let result = self.with(|sagas| {
-            if sagas.by_id.contains_key(&record.id) {
-                return Err(Error::conflict(
-                    crate::codes::SAGA_EXISTS,
-                    format!("saga {} is already in the log", record.id),
-                ));
-            }
-            sagas.order.push(record.id);
-            sagas.by_id.insert(record.id, record.clone());
-            sagas
-                .times
-                .insert(record.id, vec![now_ms(); record.transitions.len()]);
+            insert(sagas, record)?;
+            sagas.parents.insert(record.id, parent);
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -118,6 +175,7 @@ impl SagaLog for MemoryLog {
             let saga = sagas.push(id, transition, state, now)?;
             saga.owner.clone_from(&lease.owner);
             saga.lease_until_ms = now.saturating_add(lease.duration_ms);
+            sagas.tell_parent(id);
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -144,6 +202,7 @@ impl SagaLog for MemoryLog {
                 saga.owner.clone_from(&lease.owner);
                 saga.lease_until_ms = now.saturating_add(lease.duration_ms);
             }
+            sagas.tell_parent(id);
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -155,6 +214,7 @@ impl SagaLog for MemoryLog {
             if let Some(saga) = sagas.by_id.get_mut(&id) {
                 saga.state = state;
             }
+            sagas.tell_parent(id);
             Ok(())
         });
         Box::pin(std::future::ready(result))
@@ -238,22 +298,7 @@ impl SagaLog for MemoryLog {
     }
 
     fn send_signal<'a>(&'a self, signal: &'a SignalRecord) -> BoxFuture<'a, Result<SignalSent>> {
-        let id = signal.saga_id;
-        let result = self.with(|sagas| {
-            let saga = sagas.by_id.get_mut(&id).ok_or_else(|| unknown_saga(id))?;
-            if let Some(refused) = refuse_signal(id, saga.state) {
-                return Err(refused);
-            }
-            if saga.owner == waiting_owner(&signal.name) {
-                saga.lease_until_ms = saga.lease_until_ms.min(now_ms());
-            }
-            let inbox = sagas.signals.entry(id).or_default();
-            if inbox.iter().any(|kept| kept.sender == signal.sender) {
-                return Ok(SignalSent::Duplicate);
-            }
-            inbox.push(signal.clone());
-            Ok(SignalSent::Kept)
-        });
+        let result = self.with(|sagas| sagas.keep(signal));
         Box::pin(std::future::ready(result))
     }
 
@@ -293,6 +338,7 @@ impl SagaLog for MemoryLog {
             command.apply_to(saga, lease, now_ms)?;
             let saga = saga.clone();
             sagas.times.entry(id).or_default().push(now_ms);
+            sagas.tell_parent(id);
             Ok(saga)
         });
         Box::pin(std::future::ready(result))

@@ -53,6 +53,7 @@
 //! run side by side: the log shows which ones a crash interrupted.
 
 mod builder;
+mod child;
 mod definition;
 mod durable;
 mod erased;
@@ -80,6 +81,7 @@ mod transition;
 mod workflow;
 
 pub use self::builder::SagaRunnerBuilder;
+pub use self::child::{Child, child_saga_id};
 pub use self::durable::Durable;
 #[doc(hidden)]
 pub use self::durable::{
@@ -131,7 +133,7 @@ pub use self::sqlite::{SqliteLog, Synchronous};
 pub(crate) use self::sqlite::{append_sqlite, create_sqlite, migrate as migrate_sqlite};
 pub use self::start::saga_id_for_event;
 pub use self::step::StepScope;
-pub use crate::attempt::{RetryOn, SignalSpec, StepSpec};
+pub use crate::attempt::{ChildSpec, RetryOn, SignalSpec, StepSpec};
 
 use crate::error::Result;
 use crate::future::BoxFuture;

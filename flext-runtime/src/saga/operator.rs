@@ -26,15 +26,21 @@ pub enum OperatorAction {
     /// [resolved](SagaState::Resolved): an operator has put things right by hand and
     /// nothing more runs.
     Resolve,
+    /// A [completed](SagaState::Completed) saga compensates every completed step, last
+    /// first: what a parent saga's runner records on its child when the parent
+    /// compensates (a `#[saga_step(child)]` step before the parent's pivot). Refused for
+    /// a saga whose own pivot completed, and for any saga not completed.
+    Compensate,
 }
 
 impl OperatorAction {
-    /// `resume`, `abort` or `resolve`.
+    /// `resume`, `abort`, `resolve` or `compensate`.
     pub fn as_str(self) -> &'static str {
         match self {
             OperatorAction::Resume => "resume",
             OperatorAction::Abort => "abort",
             OperatorAction::Resolve => "resolve",
+            OperatorAction::Compensate => "compensate",
         }
     }
 }
@@ -164,6 +170,7 @@ impl Intervention {
     /// | resume | stuck | running (a step after the pivot stuck) or compensating (a compensation stuck) |
     /// | abort | stuck; running or compensating with an expired lease | compensating |
     /// | resolve | stuck; running or compensating with an expired lease | resolved |
+    /// | compensate | completed, its pivot (if any) not completed | compensating |
     ///
     /// A saga in flight under a live lease is being driven by a runner: acting on it would
     /// race that runner, so it is refused until the lease expires (stop the runner, or wait).
@@ -172,7 +179,10 @@ impl Intervention {
     ///
     /// All [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), the message naming the saga,
     /// its state and what to do instead:
-    /// - `flext.saga.finished` when the saga completed, was compensated or was resolved;
+    /// - `flext.saga.finished` when the saga completed, was compensated or was resolved
+    ///   (for compensate: when it was compensated or resolved);
+    /// - `flext.saga.in_flight` when compensating a saga that has not completed (abort it
+    ///   instead);
     /// - `flext.saga.lease_live` when it is in flight and its owner's lease is live;
     /// - `flext.saga.not_stuck` when resuming a saga that is in flight (recovery finishes it);
     /// - `flext.saga.past_pivot` when aborting a saga whose pivot completed, without
@@ -221,6 +231,9 @@ impl Intervention {
 fn next_state(record: &SagaRecord, command: &Intervention, now_ms: u64) -> Result<SagaState> {
     let id = record.id;
     let state = record.state;
+    if command.action == OperatorAction::Compensate {
+        return reopen(record);
+    }
     if matches!(
         state,
         SagaState::Completed | SagaState::Compensated | SagaState::Resolved
@@ -281,7 +294,45 @@ fn next_state(record: &SagaRecord, command: &Intervention, now_ms: u64) -> Resul
         }
         OperatorAction::Abort => SagaState::Compensating,
         OperatorAction::Resolve => SagaState::Resolved,
+        OperatorAction::Compensate => SagaState::Compensating,
     })
+}
+
+/// Where [`OperatorAction::Compensate`] takes `record`: a completed saga whose pivot (if
+/// any) did not complete compensates.
+fn reopen(record: &SagaRecord) -> Result<SagaState> {
+    let (id, state) = (record.id, record.state);
+    match state {
+        SagaState::Completed => {}
+        SagaState::Compensated | SagaState::Resolved => {
+            return Err(Error::conflict(
+                crate::codes::SAGA_FINISHED,
+                format!("saga {id} is {state}: there is nothing left to compensate"),
+            ));
+        }
+        _ => {
+            return Err(Error::conflict(
+                crate::codes::SAGA_IN_FLIGHT,
+                format!(
+                    "saga {id} is {state}, not completed: only a completed saga is compensated this way; abort it instead"
+                ),
+            ));
+        }
+    }
+    let done = done_for_good(record);
+    if !done.is_empty() {
+        return Err(Error::conflict(
+            crate::codes::SAGA_PAST_PIVOT,
+            format!(
+                "saga {id} completed past its pivot: {} cannot be undone; a child saga its parent may compensate has no pivot",
+                done.iter()
+                    .map(|s| format!("`{}`", crate::input::echo(s)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(SagaState::Compensating)
 }
 
 /// The completed steps of `record` from its pivot on (steps with no compensation), read
@@ -332,7 +383,7 @@ fn stuck_compensating(transitions: &[Transition]) -> bool {
                 optional: false, ..
             }
             | Transition::Operator {
-                action: OperatorAction::Abort,
+                action: OperatorAction::Abort | OperatorAction::Compensate,
                 ..
             } => compensating = true,
             _ => {}

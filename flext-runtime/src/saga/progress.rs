@@ -133,6 +133,16 @@ impl Progress {
                     },
                 },
             },
+            // A completed saga (a child) compensates because its parent does: every
+            // completed step is undone, the last named as the one that failed.
+            OperatorAction::Compensate => Phase::Compensating {
+                failed: self.outputs.len().saturating_sub(1),
+                error: ErrorRecord {
+                    kind: ErrorKind::Conflict,
+                    code: crate::codes::SAGA_PARENT_COMPENSATED.to_owned(),
+                    message: format!("compensated with its parent ({principal}): {reason}"),
+                },
+            },
             OperatorAction::Resolve => Phase::Resolved {
                 principal: principal.to_owned(),
                 reason: reason.to_owned(),
@@ -202,13 +212,15 @@ impl Progress {
         }
     }
 
-    /// Completed compensatable steps not yet undone, last first.
+    /// Completed compensatable steps not yet undone, last first: a step with a
+    /// compensation, or a child step before the pivot (its child is compensated).
     pub(super) fn to_undo(&self, steps: &[StepSpec]) -> Vec<usize> {
         (0..steps.len())
             .rev()
             .filter(|&i| {
                 self.outputs[i].is_some()
-                    && steps[i].compensation.is_some()
+                    && (steps[i].compensation.is_some()
+                        || steps[i].child.is_some_and(|c| c.compensated))
                     && !self.compensated.contains(&i)
             })
             .collect()
@@ -235,6 +247,7 @@ mod tests {
             compensate_backoff_ms: None,
             sleep: false,
             signal: None,
+            child: None,
         }
     }
 

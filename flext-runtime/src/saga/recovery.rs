@@ -30,6 +30,9 @@ pub struct SagaRegistration {
     /// Whether this code can drive a logged saga of the type: its definition is
     /// accepted and its input decodes. Runs before any claim or write.
     pub check: fn(&SagaRecord) -> Result<()>,
+    /// The type's definition, as a new record of it is logged with (a child saga its
+    /// parent starts by name).
+    pub definition: &'static str,
 }
 
 impl SagaRegistration {
@@ -40,6 +43,7 @@ impl SagaRegistration {
             name: S::NAME,
             resume: resume::<S>,
             check: check::<S>,
+            definition: S::DEFINITION,
         }
     }
 
@@ -50,11 +54,12 @@ impl SagaRegistration {
             name: W::NAME,
             resume: super::graph::resume_workflow::<W>,
             check: super::graph::check::<W>,
+            definition: W::DEFINITION,
         }
     }
 
     /// The registration of the type named `name`, when linked into this program.
-    pub(super) fn find(name: &str) -> Option<&'static SagaRegistration> {
+    pub(crate) fn find(name: &str) -> Option<&'static SagaRegistration> {
         inventory::iter::<SagaRegistration>
             .into_iter()
             .find(|r| r.name == name)

@@ -214,6 +214,14 @@ impl SagaRunner {
             {
                 return Ok(outcome);
             }
+            // A child step runs with its child's outcome, or the saga waits for it.
+            if let Some(child) = spec.child
+                && let Reached::Parked(outcome) = self
+                    .reach_child(claim, spec, child, next, &mut p, ctx)
+                    .await?
+            {
+                return Ok(outcome);
+            }
             let after_pivot = pivot.is_some_and(|p| next > p);
             let retry_any = match spec.retry_on {
                 Some(RetryOn::Any) => true,
@@ -358,7 +366,14 @@ impl SagaRunner {
                         spec.compensate_retries
                             .unwrap_or(self.compensation_attempts - 1),
                         true,
-                        || AssertUnwindSafe(saga.compensate(i, &scope)).catch_unwind(),
+                        || {
+                            let undo: BoxFuture<'_, Result<()>> = match spec.child {
+                                // A child step is undone by its child's compensations.
+                                Some(child) => Box::pin(self.compensate_child(id, spec, child)),
+                                None => saga.compensate(i, &scope),
+                            };
+                            AssertUnwindSafe(undo).catch_unwind()
+                        },
                     ),
                 )
                 .await?

@@ -96,6 +96,31 @@ impl StepScope<'_> {
             })
     }
 
+    /// How this child step's child saga ended, as a [`Child<S>`](super::Child).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Internal`](crate::ErrorKind::Internal): `flext.saga.missing_output`
+    /// when the step is not a child step; `flext.saga.output_mismatch` when the child's
+    /// recorded output does not decode as `S::Output` (the child's type changed while
+    /// it ran).
+    pub fn child<S: super::Saga>(&self) -> Result<super::Child<S>> {
+        let payload = self
+            .receipt
+            .and_then(|r| r.payload.as_ref())
+            .ok_or_else(|| {
+                Error::internal(
+                    crate::codes::SAGA_MISSING_OUTPUT,
+                    format!(
+                        "step `{}` takes a `Child<{}>`, and no child outcome is recorded for it: only a `#[saga_step(child)]` step takes one",
+                        self.step,
+                        type_name::<S>()
+                    ),
+                )
+            })?;
+        super::child::decode(self.step, payload)
+    }
+
     /// Injected state, as a bus handler gets it.
     ///
     /// # Errors

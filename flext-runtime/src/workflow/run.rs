@@ -254,6 +254,7 @@ async fn drive_in_span(
                 compensate_backoff_ms: None,
                 sleep: false,
                 signal: None,
+                child: None,
             };
             let scope = WorkflowScope {
                 ctx: node_ctx(spec.name, true),

@@ -67,11 +67,11 @@ impl SagaRunner {
     /// between the inbox read and this write found the saga still leased to this runner
     /// and handed nothing over: the inbox is read again after the write, and such a
     /// signal is sent again (kept once) to hand the saga over.
-    async fn wait(
+    pub(in crate::saga) async fn wait(
         &self,
         claim: &Claim,
         spec: &StepSpec,
-        name: &'static str,
+        name: &str,
         index: usize,
         until_ms: Option<u64>,
         p: &Progress,

@@ -119,6 +119,26 @@ impl SagaLog for SqliteLog {
         self.submit(true, move |conn| create_row(conn, &record, &input))
     }
 
+    fn create_child<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        parent: Uuid,
+    ) -> BoxFuture<'a, Result<()>> {
+        let input = match serde_json::to_string(&record.input).map_err(json_error) {
+            Ok(input) => input,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let record = SagaRecord {
+            transitions: Vec::new(),
+            input: serde_json::Value::Null,
+            ..record.clone()
+        };
+        self.submit(true, move |conn| {
+            create_row(conn, &record, &input)?;
+            super::signals::link_child(conn, record.id, parent)
+        })
+    }
+
     fn append<'a>(
         &'a self,
         id: Uuid,

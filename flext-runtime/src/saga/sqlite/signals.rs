@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::saga::log::{now_ms, refuse_signal, unknown_saga};
 use crate::saga::{SignalRecord, SignalSent, WAITING_PREFIX};
 
-/// Creates the inbox table when missing.
+/// Creates the inbox table, and the link of child sagas to their parents with the
+/// trigger that tells a parent its child finished, when missing.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS flext_saga_signals (
@@ -19,8 +20,39 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
              payload TEXT NOT NULL,
              sent_ms INTEGER NOT NULL,
              PRIMARY KEY (saga_id, sender)
-         );",
+         );
+         CREATE TABLE IF NOT EXISTS flext_saga_children (
+             child_id TEXT PRIMARY KEY,
+             parent_id TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TRIGGER IF NOT EXISTS flext_saga_child_finished
+             AFTER UPDATE OF state ON flext_sagas
+             WHEN NEW.state IN ('completed', 'compensated', 'resolved')
+                  AND OLD.state <> NEW.state
+         BEGIN
+             INSERT OR IGNORE INTO flext_saga_signals (saga_id, sender, name, payload, sent_ms)
+                 SELECT c.parent_id, NEW.id, 'child:' || NEW.name, 'null',
+                        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                 FROM flext_saga_children c
+                 WHERE c.child_id = NEW.id;
+             UPDATE flext_sagas SET lease_until_ms = 0
+                 WHERE id = (SELECT parent_id FROM flext_saga_children WHERE child_id = NEW.id)
+                   AND owner = 'signal:child:' || NEW.name;
+         END;",
     )
+    .map_err(db_error)
+}
+
+/// Links child saga `child` to its parent, in the writer's transaction (the one that
+/// creates the child). Once the child reaches a final state, the trigger
+/// `flext_saga_child_finished` keeps a `child:<name>` signal in the parent's inbox and
+/// expires the parent's lease when it waits for it, in the transaction of that write.
+pub(super) fn link_child(conn: &Connection, child: Uuid, parent: Uuid) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO flext_saga_children (child_id, parent_id) VALUES (?1, ?2)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![child.to_string(), parent.to_string()]))
+    .map(drop)
     .map_err(db_error)
 }
 

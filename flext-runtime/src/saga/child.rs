@@ -1,0 +1,509 @@
+//! Child sagas: a `#[saga_step(child)]` step starts the child saga an earlier step
+//! returned, waits for its outcome (leased to no runner while the child sleeps or waits
+//! for a signal), and runs with it as a [`Child<S>`]; a parent that compensates
+//! compensates its completed child through the child's own compensations.
+//!
+//! The pattern is the nested saga of Garcia-Molina and Salem ("Sagas", 1987: a saga may
+//! be a step of another) with the delivery of Temporal's child workflows: the child is a
+//! saga of its own in the same log (its own lease, fencing, recovery and operator
+//! actions), under an id derived from its parent's and the step's
+//! ([`child_saga_id`]), so that a parent run again after a crash finds the child it
+//! started instead of starting another. The log links the two when it creates the child
+//! ([`SagaLog::create_child`](super::SagaLog::create_child)), and the child's final write
+//! keeps a `child:<Name>` signal in the parent's inbox, so a parked parent wakes once the
+//! child finishes, in the same atomic write.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::lease::Claim;
+use super::progress::Progress;
+use super::recovery::SagaRegistration;
+use super::signal::{Reached, Receipt};
+use super::{
+    ChildSpec, ClaimRequest, ErrorRecord, Intervention, OperatorAction, Saga, SagaOutcome,
+    SagaRecord, SagaRunner, SagaState, SignalRecord, StepSpec, Transition, now_ms,
+};
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a child step (`#[saga_step(child)]`) receives: how its child saga `S` ended.
+///
+/// ```
+/// use flext::prelude::*;
+/// use flext::saga::{Child, MemoryLog, SagaOutcome, SagaRunner};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Ship { parcel: u32 }
+///
+/// #[saga]
+/// impl Ship {
+///     #[saga_step]
+///     async fn label(&self) -> Result<String> { Ok(format!("TRACK-{}", self.parcel)) }
+/// }
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Order { parcel: u32 }
+///
+/// #[saga]
+/// impl Order {
+///     /// An ordinary step returns the child saga: its input, logged like any output.
+///     #[saga_step]
+///     async fn plan(&self) -> Result<Ship> { Ok(Ship { parcel: self.parcel }) }
+///
+///     /// The child step runs once the child finished, with its outcome.
+///     #[saga_step(child)]
+///     async fn ship(&self, shipped: Child<Ship>) -> Result<String> {
+///         shipped.completed()
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let runner = SagaRunner::builder(MemoryLog::new()).build();
+/// let outcome = runner.run(Order { parcel: 7 }, &Context::new()).await.unwrap();
+/// assert!(matches!(outcome, SagaOutcome::Completed { output, .. } if output == "TRACK-7"));
+/// # });
+/// ```
+pub enum Child<S: Saga> {
+    /// Every step of the child completed; its last step's output.
+    Completed {
+        /// The child's id ([`child_saga_id`]).
+        saga_id: Uuid,
+        /// The child's output.
+        output: S::Output,
+    },
+    /// A step of the child failed and the child compensated.
+    Compensated {
+        /// The child's id.
+        saga_id: Uuid,
+        /// The failure that made it compensate.
+        error: Error,
+    },
+    /// An operator marked the stuck child resolved by hand.
+    Resolved {
+        /// The child's id.
+        saga_id: Uuid,
+        /// Who resolved it.
+        principal: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl<S: Saga> Child<S> {
+    /// The child saga's id.
+    pub fn saga_id(&self) -> Uuid {
+        match self {
+            Child::Completed { saga_id, .. }
+            | Child::Compensated { saga_id, .. }
+            | Child::Resolved { saga_id, .. } => *saga_id,
+        }
+    }
+
+    /// The child's output, or an error when it did not complete: `shipped.completed()?`
+    /// in a step makes a failed child a failure the parent compensates.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Conflict`], `flext.saga.child_failed`, naming the child and why it
+    /// compensated (its error's message) or who resolved it.
+    pub fn completed(self) -> Result<S::Output> {
+        match self {
+            Child::Completed { output, .. } => Ok(output),
+            Child::Compensated { saga_id, error } => Err(Error::conflict(
+                crate::codes::SAGA_CHILD_FAILED,
+                format!(
+                    "child saga `{}` {saga_id} compensated: {} ({})",
+                    S::NAME,
+                    error.message(),
+                    error.code()
+                ),
+            )),
+            Child::Resolved {
+                saga_id,
+                principal,
+                reason,
+            } => Err(Error::conflict(
+                crate::codes::SAGA_CHILD_FAILED,
+                format!(
+                    "child saga `{}` {saga_id} was resolved by hand by {}: {}",
+                    S::NAME,
+                    crate::input::echo(&principal),
+                    crate::input::echo(&reason)
+                ),
+            )),
+        }
+    }
+}
+
+impl<S: Saga> std::fmt::Debug for Child<S>
+where
+    S::Output: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Child::Completed { saga_id, output } => f
+                .debug_struct("Completed")
+                .field("saga_id", saga_id)
+                .field("output", output)
+                .finish(),
+            Child::Compensated { saga_id, error } => f
+                .debug_struct("Compensated")
+                .field("saga_id", saga_id)
+                .field("error", error)
+                .finish(),
+            Child::Resolved {
+                saga_id,
+                principal,
+                reason,
+            } => f
+                .debug_struct("Resolved")
+                .field("saga_id", saga_id)
+                .field("principal", principal)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
+
+/// The id of the child saga that step `step` of saga `parent` starts: a UUID v5 of the
+/// two, the same on every run of the step.
+///
+/// ```
+/// use flext::saga::child_saga_id;
+/// let parent = flext::Uuid::new_v4();
+/// assert_eq!(child_saga_id(parent, "ship"), child_saga_id(parent, "ship"));
+/// assert_ne!(child_saga_id(parent, "ship"), child_saga_id(parent, "bill"));
+/// ```
+pub fn child_saga_id(parent: Uuid, step: &str) -> Uuid {
+    Uuid::new_v5(&parent, step.as_bytes())
+}
+
+/// The name of the signal a child of type `name` keeps in its parent's inbox when it
+/// finishes, and that its parent waits for.
+pub(crate) fn child_signal(name: &str) -> String {
+    format!("child:{name}")
+}
+
+/// The signal a finished `child` keeps in its `parent`'s inbox: a wake-up, its payload
+/// `null` (the parent reads the child's outcome from the child's record).
+pub(crate) fn finished_signal(parent: Uuid, child: &SagaRecord) -> SignalRecord {
+    SignalRecord {
+        saga_id: parent,
+        name: child_signal(&child.name),
+        sender: child.id.to_string(),
+        payload: serde_json::Value::Null,
+        sent_ms: now_ms(),
+    }
+}
+
+/// How a child ended, as its parent's step records it
+/// ([`Transition::SignalReceived`]'s payload).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Ended {
+    Completed {
+        saga_id: Uuid,
+        output: serde_json::Value,
+    },
+    Compensated {
+        saga_id: Uuid,
+        error: ErrorRecord,
+    },
+    Resolved {
+        saga_id: Uuid,
+        principal: String,
+        reason: String,
+    },
+}
+
+/// How `record` ended, read from its transitions; `None` while it has not finished.
+fn ended(record: &SagaRecord) -> Option<Ended> {
+    let saga_id = record.id;
+    let transitions = record.transitions.iter().rev();
+    match record.state {
+        SagaState::Completed => Some(Ended::Completed {
+            saga_id,
+            output: transitions
+                .filter_map(|t| match t {
+                    Transition::StepCompleted { output, .. } => Some(output.clone()),
+                    _ => None,
+                })
+                .next()
+                .unwrap_or(serde_json::Value::Null),
+        }),
+        SagaState::Compensated => Some(Ended::Compensated {
+            saga_id,
+            error: transitions
+                .filter_map(|t| match t {
+                    Transition::StepFailed { error, .. } => Some(error.clone()),
+                    Transition::Operator {
+                        action: action @ (OperatorAction::Abort | OperatorAction::Compensate),
+                        principal,
+                        reason,
+                    } => Some(ErrorRecord {
+                        kind: ErrorKind::Conflict,
+                        code: if *action == OperatorAction::Abort {
+                            crate::codes::SAGA_ABORTED
+                        } else {
+                            crate::codes::SAGA_PARENT_COMPENSATED
+                        }
+                        .to_owned(),
+                        message: format!("{action} by {principal}: {reason}"),
+                    }),
+                    _ => None,
+                })
+                .next()?,
+        }),
+        SagaState::Resolved => transitions
+            .filter_map(|t| match t {
+                Transition::Operator {
+                    action: OperatorAction::Resolve,
+                    principal,
+                    reason,
+                } => Some(Ended::Resolved {
+                    saga_id,
+                    principal: principal.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            })
+            .next(),
+        _ => None,
+    }
+}
+
+/// Decodes a child step's recorded outcome as a [`Child<S>`].
+pub(super) fn decode<S: Saga>(step: &str, payload: &serde_json::Value) -> Result<Child<S>> {
+    let mismatch = |e: String| {
+        Error::internal(
+            crate::codes::SAGA_OUTPUT_MISMATCH,
+            format!(
+                "the outcome of child saga `{}` recorded for step `{step}` does not decode: {e}",
+                S::NAME
+            ),
+        )
+    };
+    let ended: Ended = serde_json::from_value(payload.clone()).map_err(|e| mismatch(e.to_string()))?;
+    Ok(match ended {
+        Ended::Completed { saga_id, output } => Child::Completed {
+            saga_id,
+            output: <S::Output as super::Durable>::from_log(output)
+                .map_err(|e| mismatch(e.to_string()))?,
+        },
+        Ended::Compensated { saga_id, error } => Child::Compensated {
+            saga_id,
+            error: Error::from(&error),
+        },
+        Ended::Resolved {
+            saga_id,
+            principal,
+            reason,
+        } => Child::Resolved {
+            saga_id,
+            principal,
+            reason,
+        },
+    })
+}
+
+impl SagaRunner {
+    /// Brings child step `index` to its receipt (how the child ended): starts the child
+    /// when the log has none yet and drives it here, then reads it back; a child that
+    /// has not finished (it sleeps, waits, or another runner drives it) parks the parent
+    /// until the child's final write wakes it.
+    pub(in crate::saga) async fn reach_child(
+        &self,
+        claim: &Claim,
+        spec: &StepSpec,
+        child: ChildSpec,
+        index: usize,
+        p: &mut Progress,
+        ctx: &Context,
+    ) -> Result<Reached> {
+        if p.receipts.get(index).is_some_and(Option::is_some) {
+            return Ok(Reached::Ready);
+        }
+        let id = child_saga_id(claim.id, spec.name);
+        let record = self
+            .with_heartbeat(claim, spec.name, self.start_child(claim.id, id, child, p, ctx))
+            .await??;
+        let signal = child_signal(child.name);
+        let Some(ended) = ended(&record) else {
+            tracing::info!(step = spec.name, child_id = %id, state = %record.state, "saga waits for its child");
+            return self
+                .wait(claim, spec, &signal, index, None, p)
+                .await
+                .map(Reached::Parked);
+        };
+        let payload = serde_json::to_value(&ended).map_err(|e| {
+            Error::internal(
+                crate::codes::SAGA_OUTPUT_NOT_SERIALISABLE,
+                format!("the outcome of child saga {id} does not serialise: {e}"),
+            )
+        })?;
+        let receipt = Receipt {
+            sender: Some(id.to_string()),
+            payload: Some(payload),
+        };
+        self.write(
+            claim,
+            &Transition::SignalReceived {
+                index,
+                signal,
+                sender: receipt.sender.clone(),
+                payload: receipt.payload.clone(),
+            },
+            SagaState::Running,
+        )
+        .await?;
+        p.receipts[index] = Some(receipt);
+        p.waiting = None;
+        Ok(Reached::Ready)
+    }
+
+    /// Starts child saga `id` of parent `parent` when the log has none, and drives it
+    /// here; returns the child as the log then has it. A child that exists is left to
+    /// whoever drives it (its runner, or the recovery loop once its lease expires).
+    async fn start_child(
+        &self,
+        parent: Uuid,
+        id: Uuid,
+        child: ChildSpec,
+        p: &Progress,
+        ctx: &Context,
+    ) -> Result<SagaRecord> {
+        let registration = registration(child.name)?;
+        let input = p
+            .outputs
+            .get(child.input)
+            .and_then(Option::clone)
+            .ok_or_else(|| {
+                Error::internal(
+                    crate::codes::SAGA_MISSING_OUTPUT,
+                    format!(
+                        "the child saga `{}` is the output of step {}, which the log does not hold",
+                        child.name, child.input
+                    ),
+                )
+            })?;
+        let record = SagaRecord {
+            id,
+            name: child.name.to_owned(),
+            input,
+            correlation_id: ctx.correlation_id(),
+            state: SagaState::Running,
+            transitions: Vec::new(),
+            owner: self.lease.owner.clone(),
+            lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
+            definition: registration.definition.to_owned(),
+            created_ms: now_ms(),
+            epoch: 1,
+        };
+        (registration.check)(&record)?;
+        let since = Instant::now();
+        match self.log.create_child(&record, parent).await {
+            Ok(()) => {
+                tracing::info!(child_id = %id, child = child.name, "child saga started");
+                if let Err(e) = (registration.resume)(self, record, since).await {
+                    // In flight in the log: its lease expires and recovery finishes it.
+                    tracing::warn!(child_id = %id, error = %e, "child saga stopped; recovery finishes it");
+                }
+            }
+            Err(e) if e.code() == crate::codes::SAGA_EXISTS => {}
+            Err(e) => return Err(e),
+        }
+        self.log.load(id).await
+    }
+
+    /// Compensates the child of child step `spec` because its parent `claim.id`
+    /// compensates: a completed child is reopened ([`OperatorAction::Compensate`]) and
+    /// driven here to its compensated end; one already compensated or resolved is left
+    /// as it is; one whose compensation another runner drives is waited for (its lease
+    /// polled), and taken over once that lease expires.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.child_failed` when the child stuck while compensating (an operator
+    /// must act on it; the parent's compensation is then retried or sticks); the log's
+    /// errors.
+    pub(in crate::saga) async fn compensate_child(
+        &self,
+        parent: Uuid,
+        spec: &StepSpec,
+        child: ChildSpec,
+    ) -> Result<()> {
+        let id = child_saga_id(parent, spec.name);
+        loop {
+            let record = match self.log.load(id).await {
+                Ok(record) => record,
+                // Never started: nothing to undo.
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let outcome = match record.state {
+                SagaState::Compensated | SagaState::Resolved => return Ok(()),
+                SagaState::Stuck => return Err(child_stuck(child.name, id)),
+                SagaState::Completed => {
+                    let command = Intervention {
+                        action: OperatorAction::Compensate,
+                        principal: format!("saga {parent}"),
+                        reason: format!("its step `{}` is compensated", spec.name),
+                        past_pivot: false,
+                    };
+                    self.intervene(id, &command).await?
+                }
+                SagaState::Running | SagaState::Compensating => {
+                    let now = now_ms();
+                    if record.lease_until_ms > now {
+                        let wait = (record.lease_until_ms - now).min(self.lease.duration_ms / 4).max(10);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        continue;
+                    }
+                    let registration = registration(child.name)?;
+                    let request = ClaimRequest {
+                        only: Some(id),
+                        names: vec![registration.name],
+                        limit: 1,
+                        accept: std::sync::Arc::new(registration.check),
+                        ..ClaimRequest::any(&self.lease, now)
+                    };
+                    let since = Instant::now();
+                    let mut claimed = self.log.claim_expired(&request).await?;
+                    if let Some((_, refused)) = claimed.refused.pop() {
+                        return Err(refused);
+                    }
+                    match claimed.sagas.pop() {
+                        Some(record) => (registration.resume)(self, record, since).await?,
+                        None => continue,
+                    }
+                }
+            };
+            return match outcome {
+                SagaOutcome::Compensated { .. } | SagaOutcome::Resolved { .. } => Ok(()),
+                SagaOutcome::Stuck { .. } => Err(child_stuck(child.name, id)),
+                // Still in flight (its compensation went on elsewhere): look again.
+                _ => continue,
+            };
+        }
+    }
+}
+
+fn registration(name: &str) -> Result<&'static SagaRegistration> {
+    SagaRegistration::find(name).ok_or_else(|| {
+        Error::not_found(
+            crate::codes::SAGA_UNKNOWN_TYPE,
+            format!("child saga type `{name}` is not linked into this program"),
+        )
+    })
+}
+
+fn child_stuck(name: &str, id: Uuid) -> Error {
+    Error::conflict(
+        crate::codes::SAGA_CHILD_FAILED,
+        format!(
+            "child saga `{name}` {id} is stuck while compensating: act on it (`flext-saga resume` or `resolve`), then resume this saga"
+        ),
+    )
+}
