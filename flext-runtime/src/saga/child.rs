@@ -65,69 +65,93 @@ use crate::error::{Error, ErrorKind, Result};
 /// assert!(matches!(outcome, SagaOutcome::Completed { output, .. } if output == "TRACK-7"));
 /// # });
 /// ```
-pub enum Child<S: Saga> {
-    /// Every step of the child completed; its last step's output.
-    Completed {
-        /// The child's id ([`child_saga_id`]).
-        saga_id: Uuid,
-        /// The child's output.
-        output: S::Output,
-    },
-    /// A step of the child failed and the child compensated.
-    Compensated {
-        /// The child's id.
-        saga_id: Uuid,
-        /// The failure that made it compensate.
-        error: Error,
-    },
-    /// An operator marked the stuck child resolved by hand.
-    Resolved {
-        /// The child's id.
-        saga_id: Uuid,
-        /// Who resolved it.
-        principal: String,
-        /// Why.
-        reason: String,
-    },
+///
+/// `Child<S>` holds the outcome as the log recorded it; [`completed`](Self::completed)
+/// decodes the child's output as `S::Output`.
+pub struct Child<S> {
+    saga_id: Uuid,
+    ended: Ended,
+    saga: std::marker::PhantomData<fn() -> S>,
 }
 
-impl<S: Saga> Child<S> {
-    /// The child saga's id.
+impl<S> Child<S> {
+    /// The child saga's id ([`child_saga_id`] of the parent's id and the step's name).
     pub fn saga_id(&self) -> Uuid {
-        match self {
-            Child::Completed { saga_id, .. }
-            | Child::Compensated { saga_id, .. }
-            | Child::Resolved { saga_id, .. } => *saga_id,
+        self.saga_id
+    }
+
+    /// How the child ended: [`SagaState::Completed`], [`SagaState::Compensated`] (a
+    /// step failed and it compensated) or [`SagaState::Resolved`] (an operator resolved
+    /// it by hand).
+    pub fn state(&self) -> SagaState {
+        match self.ended {
+            Ended::Completed { .. } => SagaState::Completed,
+            Ended::Compensated { .. } => SagaState::Compensated,
+            Ended::Resolved { .. } => SagaState::Resolved,
         }
     }
 
+    /// Why the child did not complete: the failure it compensated for, or the
+    /// operator's resolution as a `flext.saga.child_failed` error; `None` when it
+    /// completed.
+    pub fn error(&self) -> Option<Error> {
+        match &self.ended {
+            Ended::Completed { .. } => None,
+            Ended::Compensated { error, .. } => Some(Error::from(error)),
+            Ended::Resolved {
+                principal, reason, ..
+            } => Some(Error::conflict(
+                crate::codes::SAGA_CHILD_FAILED,
+                format!(
+                    "resolved by hand by {}: {}",
+                    crate::input::echo(principal),
+                    crate::input::echo(reason)
+                ),
+            )),
+        }
+    }
+}
+
+impl<S: Saga> Child<S> {
     /// The child's output, or an error when it did not complete: `shipped.completed()?`
     /// in a step makes a failed child a failure the parent compensates.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Conflict`], `flext.saga.child_failed`, naming the child and why it
-    /// compensated (its error's message) or who resolved it.
+    /// - [`ErrorKind::Conflict`], `flext.saga.child_failed`, naming the child and why it
+    ///   compensated (its error's message and code) or who resolved it;
+    /// - [`ErrorKind::Internal`], `flext.saga.output_mismatch`, when the child's logged
+    ///   output does not decode as `S::Output` (its type changed while it ran): the
+    ///   parent is then left as it is, as for any logged output that no longer decodes.
     pub fn completed(self) -> Result<S::Output> {
-        match self {
-            Child::Completed { output, .. } => Ok(output),
-            Child::Compensated { saga_id, error } => Err(Error::conflict(
+        let id = self.saga_id;
+        match self.ended {
+            Ended::Completed { output, .. } => <S::Output as super::Durable>::from_log(output)
+                .map_err(|e| {
+                    Error::internal(
+                        crate::codes::SAGA_OUTPUT_MISMATCH,
+                        format!(
+                            "the logged output of child saga `{}` {id} does not decode as `{}`: {e}",
+                            S::NAME,
+                            std::any::type_name::<S::Output>()
+                        ),
+                    )
+                }),
+            Ended::Compensated { error, .. } => Err(Error::conflict(
                 crate::codes::SAGA_CHILD_FAILED,
                 format!(
-                    "child saga `{}` {saga_id} compensated: {} ({})",
+                    "child saga `{}` {id} compensated: {} ({})",
                     S::NAME,
-                    error.message(),
-                    error.code()
+                    error.message,
+                    error.code
                 ),
             )),
-            Child::Resolved {
-                saga_id,
-                principal,
-                reason,
+            Ended::Resolved {
+                principal, reason, ..
             } => Err(Error::conflict(
                 crate::codes::SAGA_CHILD_FAILED,
                 format!(
-                    "child saga `{}` {saga_id} was resolved by hand by {}: {}",
+                    "child saga `{}` {id} was resolved by hand by {}: {}",
                     S::NAME,
                     crate::input::echo(&principal),
                     crate::input::echo(&reason)
@@ -137,33 +161,12 @@ impl<S: Saga> Child<S> {
     }
 }
 
-impl<S: Saga> std::fmt::Debug for Child<S>
-where
-    S::Output: std::fmt::Debug,
-{
+impl<S> std::fmt::Debug for Child<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Child::Completed { saga_id, output } => f
-                .debug_struct("Completed")
-                .field("saga_id", saga_id)
-                .field("output", output)
-                .finish(),
-            Child::Compensated { saga_id, error } => f
-                .debug_struct("Compensated")
-                .field("saga_id", saga_id)
-                .field("error", error)
-                .finish(),
-            Child::Resolved {
-                saga_id,
-                principal,
-                reason,
-            } => f
-                .debug_struct("Resolved")
-                .field("saga_id", saga_id)
-                .field("principal", principal)
-                .field("reason", reason)
-                .finish(),
-        }
+        f.debug_struct("Child")
+            .field("saga_id", &self.saga_id)
+            .field("state", &self.state())
+            .finish()
     }
 }
 
@@ -274,37 +277,23 @@ fn ended(record: &SagaRecord) -> Option<Ended> {
     }
 }
 
-/// Decodes a child step's recorded outcome as a [`Child<S>`].
-pub(super) fn decode<S: Saga>(step: &str, payload: &serde_json::Value) -> Result<Child<S>> {
-    let mismatch = |e: String| {
+/// A child step's recorded outcome as a [`Child<S>`].
+pub(super) fn decode<S>(step: &str, payload: &serde_json::Value) -> Result<Child<S>> {
+    let ended: Ended = serde_json::from_value(payload.clone()).map_err(|e| {
         Error::internal(
             crate::codes::SAGA_OUTPUT_MISMATCH,
-            format!(
-                "the outcome of child saga `{}` recorded for step `{step}` does not decode: {e}",
-                S::NAME
-            ),
+            format!("the child outcome recorded for step `{step}` does not decode: {e}"),
         )
+    })?;
+    let saga_id = match &ended {
+        Ended::Completed { saga_id, .. }
+        | Ended::Compensated { saga_id, .. }
+        | Ended::Resolved { saga_id, .. } => *saga_id,
     };
-    let ended: Ended = serde_json::from_value(payload.clone()).map_err(|e| mismatch(e.to_string()))?;
-    Ok(match ended {
-        Ended::Completed { saga_id, output } => Child::Completed {
-            saga_id,
-            output: <S::Output as super::Durable>::from_log(output)
-                .map_err(|e| mismatch(e.to_string()))?,
-        },
-        Ended::Compensated { saga_id, error } => Child::Compensated {
-            saga_id,
-            error: Error::from(&error),
-        },
-        Ended::Resolved {
-            saga_id,
-            principal,
-            reason,
-        } => Child::Resolved {
-            saga_id,
-            principal,
-            reason,
-        },
+    Ok(Child {
+        saga_id,
+        ended,
+        saga: std::marker::PhantomData,
     })
 }
 

@@ -101,10 +101,9 @@ impl StepScope<'_> {
     /// # Errors
     ///
     /// [`ErrorKind::Internal`](crate::ErrorKind::Internal): `flext.saga.missing_output`
-    /// when the step is not a child step; `flext.saga.output_mismatch` when the child's
-    /// recorded output does not decode as `S::Output` (the child's type changed while
-    /// it ran).
-    pub fn child<S: super::Saga>(&self) -> Result<super::Child<S>> {
+    /// when the step is not a child step; `flext.saga.output_mismatch` when the
+    /// recorded outcome does not decode (a log written by another version).
+    pub fn child<S>(&self) -> Result<super::Child<S>> {
         let payload = self
             .receipt
             .and_then(|r| r.payload.as_ref())
