@@ -239,7 +239,8 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn a_child_saga_parks_its_parent_and_a_compensated_parent_compensates_its_child() {
+            async fn a_child_saga_parks_its_parent_and_a_compensated_parent_compensates_its_child()
+            {
                 let backend = backend().await;
                 children::child_contract(|| backend.connect()).await;
             }

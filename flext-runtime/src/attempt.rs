@@ -44,7 +44,7 @@ pub struct StepSpec {
 
 /// What a child step (`#[saga_step(child)]`) starts: written by the macro into the step's
 /// [`StepSpec`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct ChildSpec {
     /// The child saga type's name ([`Saga::NAME`](crate::saga::Saga::NAME)).
     pub name: &'static str,
@@ -53,6 +53,28 @@ pub struct ChildSpec {
     /// Whether the parent compensates the child when it compensates: the step comes
     /// before the parent's pivot (or the parent has none).
     pub compensated: bool,
+    /// How the runner checks, creates and drives the child type: its registration,
+    /// taken from the type itself (not looked up by name, which two types may share).
+    #[doc(hidden)]
+    pub registration: &'static crate::saga::SagaRegistration,
+}
+
+impl PartialEq for ChildSpec {
+    fn eq(&self, other: &Self) -> bool {
+        (self.name, self.input, self.compensated) == (other.name, other.input, other.compensated)
+    }
+}
+
+impl Eq for ChildSpec {}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("name", &self.name)
+            .field("input", &self.input)
+            .field("compensated", &self.compensated)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a signal step (`#[saga_step(signal)]`) waits for: written by the macro into the

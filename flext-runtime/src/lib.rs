@@ -71,9 +71,9 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::route::{RouteRegistration, field_value};
     pub use crate::saga::{
-        DurableWorkflow, EncodeDurable, EncodeNotDurable, KeyedSaga, LogSlot, NodeDurable,
-        NodeNotDurable, RetryOn, Saga, SagaRegistration, SignalKey, SignalSpec, StepScope, ChildSpec,
-        StepSpec, WaitsFor, assert_durable, assert_sleep_output, no_such_step, resume,
+        ChildSpec, DurableWorkflow, EncodeDurable, EncodeNotDurable, KeyedSaga, LogSlot,
+        NodeDurable, NodeNotDurable, RetryOn, Saga, SagaRegistration, SignalKey, SignalSpec,
+        StepScope, StepSpec, WaitsFor, assert_durable, assert_sleep_output, no_such_step, resume,
     };
     pub use crate::service::{
         DomainService, RuleMode, Rules, ServiceStats, StepOutcome, SyncDomainService, run_async,

@@ -70,7 +70,10 @@ impl Parcel {
     #[saga_step(compensate = void)]
     async fn label(&self, packed: &str, effects: State<Effects>) -> Result<u64> {
         if self.refuse_label {
-            return Err(Error::validation("carrier.refused", "no label for this address"));
+            return Err(Error::validation(
+                "carrier.refused",
+                "no label for this address",
+            ));
         }
         effects.push(format!("label {packed}"));
         Ok(42)
@@ -142,7 +145,9 @@ fn kinds(transitions: &[Transition]) -> Vec<String> {
             Transition::CompensationCompleted { index, .. } => format!("compensated {index}"),
             Transition::Sleeping { index, .. } => format!("sleeping {index}"),
             Transition::Waiting { index, signal, .. } => format!("waiting {index} for {signal}"),
-            Transition::SignalReceived { index, signal, .. } => format!("received {index} {signal}"),
+            Transition::SignalReceived { index, signal, .. } => {
+                format!("received {index} {signal}")
+            }
             Transition::Operator { action, .. } => format!("operator {action}"),
             other => format!("{other:?}"),
         })
@@ -192,10 +197,19 @@ where
         ["reserve o-1", "pack o-1", "label box o-1", "charge o-1"]
     );
     let child = log.load(child_saga_id(id, "ship")).await.unwrap();
-    assert_eq!((child.name.as_str(), child.state), ("Parcel", SagaState::Completed));
+    assert_eq!(
+        (child.name.as_str(), child.state),
+        ("Parcel", SagaState::Completed)
+    );
     assert_eq!(
         kinds(&log.load(id).await.unwrap().transitions),
-        ["completed 0", "completed 1", "received 2 child:Parcel", "completed 2", "completed 3"]
+        [
+            "completed 0",
+            "completed 1",
+            "received 2 child:Parcel",
+            "completed 2",
+            "completed 3"
+        ]
     );
     // A second start of the parent runs nothing, and starts no second child.
     process
@@ -212,10 +226,19 @@ where
             .run_with_id(id, shipment("o-2", 300, false), &Context::new())
             .await
             .unwrap();
-        let SagaOutcome::Waiting { step, signal, until_ms, .. } = outcome else {
+        let SagaOutcome::Waiting {
+            step,
+            signal,
+            until_ms,
+            ..
+        } = outcome
+        else {
             panic!("{outcome:?}");
         };
-        assert_eq!((step.as_str(), signal.as_str(), until_ms), ("ship", "child:Parcel", None));
+        assert_eq!(
+            (step.as_str(), signal.as_str(), until_ms),
+            ("ship", "child:Parcel", None)
+        );
     }
     let parked = log.load(id).await.unwrap();
     assert_eq!(parked.owner, "signal:child:Parcel", "leased to no runner");
@@ -225,11 +248,21 @@ where
 
     // Another process: the child wakes when due, and its final write wakes the parent.
     let process = runner(connect().await, &effects);
-    assert_eq!(until_finished(&process, &log, id).await, SagaState::Completed);
-    assert_eq!(effects.taken(), ["label box o-2", "charge o-2"], "each effect once");
+    assert_eq!(
+        until_finished(&process, &log, id).await,
+        SagaState::Completed
+    );
+    assert_eq!(
+        effects.taken(),
+        ["label box o-2", "charge o-2"],
+        "each effect once"
+    );
     let inbox = log.signals(id).await.unwrap();
     assert_eq!(inbox.len(), 1, "one wake-up from the child: {inbox:?}");
-    assert_eq!((inbox[0].name.as_str(), inbox[0].sender.clone()), ("child:Parcel", child_id.to_string()));
+    assert_eq!(
+        (inbox[0].name.as_str(), inbox[0].sender.clone()),
+        ("child:Parcel", child_id.to_string())
+    );
 
     // The parent fails after its child completed: the child is compensated through its
     // own compensations, last first, before the parent's earlier step.
@@ -239,14 +272,26 @@ where
         .run_with_id(id, shipment("o-3", 0, false), &Context::new())
         .await
         .unwrap();
-    let SagaOutcome::Compensated { failed_step, compensated, .. } = outcome else {
+    let SagaOutcome::Compensated {
+        failed_step,
+        compensated,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}");
     };
     assert_eq!(failed_step, "charge");
     assert_eq!(compensated, ["ship", "reserve"]);
     assert_eq!(
         effects.taken(),
-        ["reserve o-3", "pack o-3", "label box o-3", "void o-3", "unpack o-3", "release o-3"]
+        [
+            "reserve o-3",
+            "pack o-3",
+            "label box o-3",
+            "void o-3",
+            "unpack o-3",
+            "release o-3"
+        ]
     );
     let child = log.load(child_saga_id(id, "ship")).await.unwrap();
     assert_eq!(child.state, SagaState::Compensated);
@@ -267,11 +312,26 @@ where
         .run_with_id(id, shipment("o-4", 0, true), &Context::new())
         .await
         .unwrap();
-    let SagaOutcome::Compensated { failed_step, error, compensated, .. } = outcome else {
+    let SagaOutcome::Compensated {
+        failed_step,
+        error,
+        compensated,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}");
     };
-    assert_eq!((failed_step.as_str(), error.code()), ("ship", flext::codes::SAGA_CHILD_FAILED));
-    assert!(error.message().contains("no label for this address"), "{error}");
+    assert_eq!(
+        (failed_step.as_str(), error.code()),
+        ("ship", flext::codes::SAGA_CHILD_FAILED)
+    );
+    assert!(
+        error.message().contains("no label for this address"),
+        "{error}"
+    );
     assert_eq!(compensated, ["reserve"]);
-    assert_eq!(effects.taken(), ["reserve o-4", "pack o-4", "unpack o-4", "release o-4"]);
+    assert_eq!(
+        effects.taken(),
+        ["reserve o-4", "pack o-4", "unpack o-4", "release o-4"]
+    );
 }

@@ -335,10 +335,7 @@ fn read_child(cx: &Ctxt, step: &mut Step) {
                 ),
             ));
         }
-        let other = [
-            (step.sleep, "sleep"),
-            (step.signal, "signal"),
-        ];
+        let other = [(step.sleep, "sleep"), (step.signal, "signal")];
         for (_, kind) in other.iter().filter(|(s, _)| s.is_some()) {
             cx.push(crate::common::error_at_span(
                 span,

@@ -19,7 +19,6 @@ use uuid::Uuid;
 
 use super::lease::Claim;
 use super::progress::Progress;
-use super::recovery::SagaRegistration;
 use super::signal::{Reached, Receipt};
 use super::{
     ChildSpec, ClaimRequest, ErrorRecord, Intervention, OperatorAction, Saga, SagaOutcome,
@@ -35,33 +34,33 @@ use crate::error::{Error, ErrorKind, Result};
 /// use flext::saga::{Child, MemoryLog, SagaOutcome, SagaRunner};
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Ship { parcel: u32 }
+/// struct ShipParcel { parcel: u32 }
 ///
 /// #[saga]
-/// impl Ship {
+/// impl ShipParcel {
 ///     #[saga_step]
 ///     async fn label(&self) -> Result<String> { Ok(format!("TRACK-{}", self.parcel)) }
 /// }
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Order { parcel: u32 }
+/// struct ParcelOrder { parcel: u32 }
 ///
 /// #[saga]
-/// impl Order {
+/// impl ParcelOrder {
 ///     /// An ordinary step returns the child saga: its input, logged like any output.
 ///     #[saga_step]
-///     async fn plan(&self) -> Result<Ship> { Ok(Ship { parcel: self.parcel }) }
+///     async fn plan(&self) -> Result<ShipParcel> { Ok(ShipParcel { parcel: self.parcel }) }
 ///
 ///     /// The child step runs once the child finished, with its outcome.
 ///     #[saga_step(child)]
-///     async fn ship(&self, shipped: Child<Ship>) -> Result<String> {
+///     async fn ship(&self, shipped: Child<ShipParcel>) -> Result<String> {
 ///         shipped.completed()
 ///     }
 /// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let runner = SagaRunner::builder(MemoryLog::new()).build();
-/// let outcome = runner.run(Order { parcel: 7 }, &Context::new()).await.unwrap();
+/// let outcome = runner.run(ParcelOrder { parcel: 7 }, &Context::new()).await.unwrap();
 /// assert!(matches!(outcome, SagaOutcome::Completed { output, .. } if output == "TRACK-7"));
 /// # });
 /// ```
@@ -316,7 +315,11 @@ impl SagaRunner {
         }
         let id = child_saga_id(claim.id, spec.name);
         let record = self
-            .with_heartbeat(claim, spec.name, self.start_child(claim.id, id, child, p, ctx))
+            .with_heartbeat(
+                claim,
+                spec.name,
+                self.start_child(claim.id, id, child, p, ctx),
+            )
             .await??;
         let signal = child_signal(child.name);
         let Some(ended) = ended(&record) else {
@@ -363,7 +366,7 @@ impl SagaRunner {
         p: &Progress,
         ctx: &Context,
     ) -> Result<SagaRecord> {
-        let registration = registration(child.name)?;
+        let registration = child.registration;
         let input = p
             .outputs
             .get(child.input)
@@ -446,11 +449,13 @@ impl SagaRunner {
                 SagaState::Running | SagaState::Compensating => {
                     let now = now_ms();
                     if record.lease_until_ms > now {
-                        let wait = (record.lease_until_ms - now).min(self.lease.duration_ms / 4).max(10);
+                        let wait = (record.lease_until_ms - now)
+                            .min(self.lease.duration_ms / 4)
+                            .max(10);
                         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                         continue;
                     }
-                    let registration = registration(child.name)?;
+                    let registration = child.registration;
                     let request = ClaimRequest {
                         only: Some(id),
                         names: vec![registration.name],
@@ -477,15 +482,6 @@ impl SagaRunner {
             };
         }
     }
-}
-
-fn registration(name: &str) -> Result<&'static SagaRegistration> {
-    SagaRegistration::find(name).ok_or_else(|| {
-        Error::not_found(
-            crate::codes::SAGA_UNKNOWN_TYPE,
-            format!("child saga type `{name}` is not linked into this program"),
-        )
-    })
 }
 
 fn child_stuck(name: &str, id: Uuid) -> Error {

@@ -44,6 +44,12 @@
 //! runner until a signal hands it over or its time limit passes). Keeping a signal
 //! ([`SagaRunner::signal`]) is one write of its own.
 //!
+//! A child step (`#[saga_step(child)]`) costs the parent one write for the child's
+//! outcome (a [`Transition::SignalReceived`] of the signal `child:<Name>`) and, when the
+//! child has not finished when the step is reached, one before that for the wait; the
+//! child's creation is one write that also links it to its parent, and the child's
+//! writes are its own.
+//!
 //! A durable workflow ([`DurableWorkflow`], `#[workflow(durable)]`) is a record of the
 //! same log, its transitions keyed by node name: one write when the run is created,
 //! then one write per batch, where a batch is the nodes that settled together, the skips
