@@ -44,14 +44,14 @@ impl Effects {
 
 /// The child: packs a parcel, waits for the courier, prints its label.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Parcel {
+pub struct Packing {
     pub order: String,
     pub hold_ms: u64,
     pub refuse_label: bool,
 }
 
 #[saga]
-impl Parcel {
+impl Packing {
     #[saga_step(compensate = unpack)]
     async fn pack(&self, effects: State<Effects>) -> Result<String> {
         effects.push(format!("pack {}", self.order));
@@ -105,8 +105,8 @@ impl Shipment {
     }
 
     #[saga_step]
-    async fn plan(&self, _reserved: &u32) -> Result<Parcel> {
-        Ok(Parcel {
+    async fn plan(&self, _reserved: &u32) -> Result<Packing> {
+        Ok(Packing {
             order: self.order.clone(),
             hold_ms: self.hold_ms,
             refuse_label: self.refuse_label,
@@ -114,7 +114,7 @@ impl Shipment {
     }
 
     #[saga_step(child)]
-    async fn ship(&self, shipped: Child<Parcel>) -> Result<u64> {
+    async fn ship(&self, shipped: Child<Packing>) -> Result<u64> {
         shipped.completed()
     }
 
@@ -199,14 +199,14 @@ where
     let child = log.load(child_saga_id(id, "ship")).await.unwrap();
     assert_eq!(
         (child.name.as_str(), child.state),
-        ("Parcel", SagaState::Completed)
+        ("Packing", SagaState::Completed)
     );
     assert_eq!(
         kinds(&log.load(id).await.unwrap().transitions),
         [
             "completed 0",
             "completed 1",
-            "received 2 child:Parcel",
+            "received 2 child:Packing",
             "completed 2",
             "completed 3"
         ]
@@ -237,11 +237,11 @@ where
         };
         assert_eq!(
             (step.as_str(), signal.as_str(), until_ms),
-            ("ship", "child:Parcel", None)
+            ("ship", "child:Packing", None)
         );
     }
     let parked = log.load(id).await.unwrap();
-    assert_eq!(parked.owner, "signal:child:Parcel", "leased to no runner");
+    assert_eq!(parked.owner, "signal:child:Packing", "leased to no runner");
     let child_id = child_saga_id(id, "ship");
     assert_eq!(log.load(child_id).await.unwrap().owner, "timer");
     assert_eq!(effects.taken(), ["reserve o-2", "pack o-2"]);
@@ -261,7 +261,7 @@ where
     assert_eq!(inbox.len(), 1, "one wake-up from the child: {inbox:?}");
     assert_eq!(
         (inbox[0].name.as_str(), inbox[0].sender.clone()),
-        ("child:Parcel", child_id.to_string())
+        ("child:Packing", child_id.to_string())
     );
 
     // The parent fails after its child completed: the child is compensated through its
