@@ -245,6 +245,12 @@ macro_rules! conformance {
                 children::child_contract(|| backend.connect()).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_queue_holds_its_limits_across_three_processes_in_priority_order() {
+                let backend = backend().await;
+                queues::queue_contract(|| backend.connect()).await;
+            }
+
             #[cfg(feature = "schedules")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_schedule_run_by_three_processes_fires_each_tick_once() {
@@ -276,6 +282,8 @@ mod children;
 mod faults;
 #[path = "common/found.rs"]
 mod found;
+#[path = "common/queues.rs"]
+mod queues;
 #[cfg(feature = "schedules")]
 #[path = "common/schedules.rs"]
 mod schedules;

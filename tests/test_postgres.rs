@@ -94,7 +94,7 @@ async fn eight_processes_starting_at_once_create_the_schema_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tables, 11, "each of flext's eleven tables once");
+    assert_eq!(tables, 12, "each of flext's twelve tables once");
     assert_eq!(dbs[7].outbox_pending().await.unwrap(), 8);
 }
 

@@ -159,6 +159,11 @@ pub const SAGA_CHILDREN_UNSUPPORTED: &str = "flext.saga.children_unsupported";
 /// A completed child saga compensates because its parent does
 /// ([`OperatorAction::Compensate`](crate::saga::OperatorAction::Compensate)). Conflict.
 pub const SAGA_PARENT_COMPENSATED: &str = "flext.saga.parent_compensated";
+/// A queue's name or a partition key is empty or too long. Validation.
+pub const SAGA_QUEUE_INPUT: &str = "flext.saga.queue_input";
+/// The saga log keeps no queues (a backend that does not implement
+/// [`SagaLog::enqueue`](crate::saga::SagaLog::enqueue)). Internal.
+pub const SAGA_QUEUES_UNSUPPORTED: &str = "flext.saga.queues_unsupported";
 /// A schedule's name is empty or too long, or its pattern is not a cron pattern.
 /// Validation.
 pub const SAGA_SCHEDULE_INPUT: &str = "flext.saga.schedule_input";
@@ -339,6 +344,8 @@ pub const ALL: &[&str] = &[
     SAGA_CHILD_FAILED,
     SAGA_CHILDREN_UNSUPPORTED,
     SAGA_PARENT_COMPENSATED,
+    SAGA_QUEUE_INPUT,
+    SAGA_QUEUES_UNSUPPORTED,
     SAGA_SCHEDULE_INPUT,
     STORE_FAILED,
     STORE_BUSY,

@@ -42,6 +42,7 @@ mod inbox;
 mod liveness;
 mod outbox;
 mod projection;
+mod queue;
 mod saga;
 mod saga_writes;
 mod signals;
@@ -235,6 +236,7 @@ impl PgDatabase {
         tx.batch_execute(signals::SCHEMA_6)
             .await
             .map_err(pg_error)?;
+        tx.batch_execute(queue::SCHEMA).await.map_err(pg_error)?;
         tx.execute(
             "INSERT INTO flext_schema (one, version) VALUES (1, $1)
              ON CONFLICT (one) DO UPDATE SET version = excluded.version",

@@ -36,7 +36,10 @@ fn state(s: &str) -> Result<SagaState> {
         .map_err(|_| corrupt("a state", crate::input::echo(s)))
 }
 
-async fn read(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Result<SagaRecord> {
+pub(super) async fn read(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+) -> Result<SagaRecord> {
     let row = client
         .query_opt(
             "SELECT name, input, correlation_id, state, owner, lease_until_ms, definition, created_ms, epoch FROM flext_sagas WHERE id = $1",
@@ -346,6 +349,27 @@ impl SagaLog for PgSagaLog {
         signal: &'a crate::saga::SignalRecord,
     ) -> BoxFuture<'a, Result<crate::saga::SignalSent>> {
         Box::pin(async move { super::signals::send(&self.db.client().await?, signal).await })
+    }
+
+    fn enqueue<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        item: &'a crate::saga::QueueItem,
+    ) -> BoxFuture<'a, Result<crate::saga::Enqueued>> {
+        Box::pin(
+            async move { super::queue::enqueue(&mut self.db.client().await?, record, item).await },
+        )
+    }
+
+    fn dequeue<'a>(
+        &'a self,
+        request: &'a crate::saga::DequeueRequest,
+    ) -> BoxFuture<'a, Result<crate::saga::Dequeued>> {
+        Box::pin(async move { super::queue::dequeue(&mut self.db.client().await?, request).await })
+    }
+
+    fn queue_depths<'a>(&'a self) -> BoxFuture<'a, Result<Vec<crate::saga::QueueDepth>>> {
+        Box::pin(async move { super::queue::depths(&self.db.client().await?, None).await })
     }
 
     fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<crate::saga::SignalRecord>>> {

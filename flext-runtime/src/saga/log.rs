@@ -379,6 +379,58 @@ pub trait SagaLog: Send + Sync + 'static {
         ))))
     }
 
+    /// Records saga `record` (leased to its queue, `queue:<name>`, no runner) and its
+    /// queue row `item`, in one atomic write; a saga of that id already in the log
+    /// changes nothing ([`Enqueued::Duplicate`](super::Enqueued::Duplicate)).
+    ///
+    /// The default refuses: a backend that keeps no queues.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage
+    /// fails; `flext.saga.queues_unsupported` from the default.
+    fn enqueue<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        item: &'a super::QueueItem,
+    ) -> BoxFuture<'a, Result<super::Enqueued>> {
+        let _ = (record, item);
+        Box::pin(std::future::ready(Err(queues_unsupported())))
+    }
+
+    /// One dispatch pass of `request.queue`, in one atomic write that no other pass of
+    /// the queue interleaves with (whatever process makes it): counts the queue's
+    /// running items (claimed, their saga neither finished nor stuck), per partition
+    /// key, and its starts within the rate limit's period; picks the waiting items
+    /// those limits let start, highest priority first, oldest first within one; and
+    /// claims their sagas for `request.lease` (owner, lease, epoch moved on), marking
+    /// them started. A saga's final or stuck write marks its item finished in the same
+    /// transaction. Returns the claimed sagas and the queue's depth after the pass.
+    ///
+    /// The default refuses: a backend that keeps no queues.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage
+    /// fails; `flext.saga.queues_unsupported` from the default.
+    fn dequeue<'a>(
+        &'a self,
+        request: &'a super::DequeueRequest,
+    ) -> BoxFuture<'a, Result<super::Dequeued>> {
+        let _ = request;
+        Box::pin(std::future::ready(Err(queues_unsupported())))
+    }
+
+    /// Where every queue stands (waiting, running, the oldest waiting item), by name.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Infrastructure`](crate::ErrorKind::Infrastructure) when the storage
+    /// fails; `flext.saga.queues_unsupported` from the default.
+    fn queue_depths<'a>(&'a self) -> BoxFuture<'a, Result<Vec<super::QueueDepth>>> {
+        Box::pin(std::future::ready(Err(queues_unsupported())))
+    }
+
     /// The sagas `filter` matches, oldest first.
     ///
     /// # Errors
@@ -413,6 +465,13 @@ pub trait SagaLog: Send + Sync + 'static {
         lease: Option<&'a Lease>,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<SagaRecord>>;
+}
+
+fn queues_unsupported() -> Error {
+    Error::internal(
+        crate::codes::SAGA_QUEUES_UNSUPPORTED,
+        "this saga log keeps no queues: implement `SagaLog::{enqueue, dequeue, queue_depths}`, or use a flext backend",
+    )
 }
 
 fn signals_unsupported() -> Error {

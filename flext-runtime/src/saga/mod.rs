@@ -72,6 +72,7 @@ mod memory;
 mod operator;
 mod outcome;
 mod progress;
+mod queue;
 mod recovery;
 mod recovery_loop;
 mod runner;
@@ -120,6 +121,11 @@ pub use self::operator::{Intervention, MAX_PRINCIPAL_BYTES, MAX_REASON_BYTES};
 )]
 pub type OperatorCommand = Intervention;
 pub use self::outcome::SagaOutcome;
+pub(crate) use self::queue::{Candidate, QUEUE_PREFIX, pick};
+pub use self::queue::{
+    DequeueRequest, Dequeued, Enqueue, Enqueued, MAX_PARTITION_BYTES, MAX_QUEUE_NAME_BYTES, Queue,
+    QueueDepth, QueueItem, QueueLoop, QueueReport, Rate,
+};
 #[doc(hidden)]
 pub use self::recovery::{SagaRegistration, resume};
 pub use self::recovery_loop::{RecoveredSaga, RecoveryLoop, RecoveryReport};

@@ -135,10 +135,12 @@ pub(crate) fn waiting_owner(name: &str) -> String {
 /// The prefix of [`waiting_owner`].
 pub(crate) const WAITING_PREFIX: &str = "signal:";
 
-/// Whether `owner` is no runner but a timer or a wait for a signal: its lease is when
-/// the saga is due, not a live process.
+/// Whether `owner` is no runner but a timer, a wait for a signal or a queue: its lease
+/// is when the saga is due, not a live process.
 pub(crate) fn parked(owner: &str) -> bool {
-    owner == super::timer::SLEEPING_OWNER || owner.starts_with(WAITING_PREFIX)
+    owner == super::timer::SLEEPING_OWNER
+        || owner.starts_with(WAITING_PREFIX)
+        || owner.starts_with(super::QUEUE_PREFIX)
 }
 
 /// A wait without a time limit is leased until the year 9999 (a value every backend

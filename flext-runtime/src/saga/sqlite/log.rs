@@ -318,6 +318,38 @@ impl SagaLog for SqliteLog {
         })
     }
 
+    fn enqueue<'a>(
+        &'a self,
+        record: &'a SagaRecord,
+        item: &'a crate::saga::QueueItem,
+    ) -> BoxFuture<'a, Result<crate::saga::Enqueued>> {
+        let input = match serde_json::to_string(&record.input).map_err(json_error) {
+            Ok(input) => input,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let record = SagaRecord {
+            transitions: Vec::new(),
+            input: serde_json::Value::Null,
+            ..record.clone()
+        };
+        let item = item.clone();
+        self.submit(true, move |conn| {
+            super::queue::enqueue(conn, &record, &input, &item)
+        })
+    }
+
+    fn dequeue<'a>(
+        &'a self,
+        request: &'a crate::saga::DequeueRequest,
+    ) -> BoxFuture<'a, Result<crate::saga::Dequeued>> {
+        let request = request.clone();
+        self.submit(true, move |conn| super::queue::dequeue(conn, &request))
+    }
+
+    fn queue_depths<'a>(&'a self) -> BoxFuture<'a, Result<Vec<crate::saga::QueueDepth>>> {
+        self.submit(false, move |conn| super::queue::depths(conn, None))
+    }
+
     fn signals<'a>(&'a self, id: Uuid) -> BoxFuture<'a, Result<Vec<SignalRecord>>> {
         self.submit(false, move |conn| super::signals::read(conn, id))
     }

@@ -5,6 +5,7 @@
 
 mod liveness;
 mod log;
+mod queue;
 mod rows;
 mod signals;
 mod writer;

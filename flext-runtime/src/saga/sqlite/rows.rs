@@ -138,7 +138,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
          CREATE INDEX IF NOT EXISTS flext_sagas_owner ON flext_sagas (owner);",
     )
     .map_err(db_error)?;
-    super::signals::migrate(conn)
+    super::signals::migrate(conn)?;
+    super::queue::migrate(conn)
 }
 
 pub(super) fn parse_state(s: &str) -> Result<SagaState> {
