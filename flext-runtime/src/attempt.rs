@@ -53,6 +53,10 @@ pub struct ChildSpec {
     /// Whether the parent compensates the child when it compensates: the step comes
     /// before the parent's pivot (or the parent has none).
     pub compensated: bool,
+    /// The queue the child is started through (`#[saga_step(child, queue = "...")]`):
+    /// it waits there under that queue's limits, and a queue loop of any process
+    /// starts it; `None` starts it at once, driven by the parent's runner.
+    pub queue: Option<&'static str>,
     /// How the runner checks, creates and drives the child type: its registration,
     /// taken from the type itself (not looked up by name, which two types may share).
     #[doc(hidden)]
@@ -61,7 +65,8 @@ pub struct ChildSpec {
 
 impl PartialEq for ChildSpec {
     fn eq(&self, other: &Self) -> bool {
-        (self.name, self.input, self.compensated) == (other.name, other.input, other.compensated)
+        (self.name, self.input, self.compensated, self.queue)
+            == (other.name, other.input, other.compensated, other.queue)
     }
 }
 
@@ -73,6 +78,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("name", &self.name)
             .field("input", &self.input)
             .field("compensated", &self.compensated)
+            .field("queue", &self.queue)
             .finish_non_exhaustive()
     }
 }

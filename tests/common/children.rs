@@ -13,7 +13,8 @@ use std::time::Duration;
 use flext::Uuid;
 use flext::prelude::*;
 use flext::saga::{
-    Child, OperatorAction, SagaLog, SagaOutcome, SagaRunner, SagaState, Transition, child_saga_id,
+    Child, OperatorAction, Queue, SagaLog, SagaOutcome, SagaRunner, SagaState, Transition,
+    child_saga_id,
 };
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +126,29 @@ impl Shipment {
         }
         effects.push(format!("charge {}", self.order));
         Ok(format!("{} shipped with label {label}", self.order))
+    }
+}
+
+/// A parent whose child waits in a queue: the packing line takes so many at a time.
+#[derive(Serialize, Deserialize)]
+pub struct QueuedShipment {
+    pub order: String,
+}
+
+#[saga]
+impl QueuedShipment {
+    #[saga_step]
+    async fn plan(&self) -> Result<Packing> {
+        Ok(Packing {
+            order: self.order.clone(),
+            hold_ms: 0,
+            refuse_label: false,
+        })
+    }
+
+    #[saga_step(child, queue = "packing-line")]
+    async fn ship(&self, shipped: Child<Packing>) -> Result<u64> {
+        shipped.completed()
     }
 }
 
@@ -334,4 +358,33 @@ where
         effects.taken(),
         ["reserve o-4", "pack o-4", "unpack o-4", "release o-4"]
     );
+
+    // A child started through a queue waits there, its parent parked; a queue loop's
+    // pass starts it, and its final write wakes the parent.
+    let id = Uuid::new_v4();
+    let order = QueuedShipment {
+        order: "o-5".into(),
+    };
+    let outcome = process
+        .run_with_id(id, order, &Context::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, SagaOutcome::Waiting { .. }),
+        "{outcome:?}"
+    );
+    let child_id = child_saga_id(id, "ship");
+    assert_eq!(
+        log.load(child_id).await.unwrap().owner,
+        "queue:packing-line"
+    );
+    assert!(effects.taken().is_empty(), "the child waits in its queue");
+    let line = Queue::new("packing-line").unwrap().limit(1);
+    let ran = process.dispatch(&line).await.unwrap();
+    assert!(ran.iter().any(|(ran, _)| *ran == child_id));
+    assert_eq!(
+        until_finished(&process, &log, id).await,
+        SagaState::Completed
+    );
+    assert_eq!(effects.taken(), ["pack o-5", "label box o-5"]);
 }

@@ -72,6 +72,7 @@ pub const PIVOT: &str = "pivot";
 pub const RETRIES: &str = "retries";
 pub const SIGNAL: &str = "signal";
 pub const CHILD: &str = "child";
+pub const QUEUE: &str = "queue";
 pub const SLEEP: &str = "sleep";
 pub const RETRY_ON: &str = "retry_on";
 pub const SNAPSHOT_EVERY: &str = "snapshot_every";

@@ -65,11 +65,13 @@ pub fn saga(saga: &Saga) -> TokenStream {
         let child = some(s.child_param.as_ref().and_then(|(_, child)| {
             let input = child_input(saga, i, child)?;
             let name = respan(quote!(<#child as #p::Saga>::NAME), child.span());
+            let queue = some(s.queue.as_ref().map(|q| quote!(#q)));
             let registration = respan(quote!(&#p::SagaRegistration::of::<#child>()), child.span());
             Some(quote!(#p::ChildSpec {
                 name: #name,
                 input: #input,
                 compensated: #is_compensated,
+                queue: #queue,
                 registration: #registration,
             }))
         }));

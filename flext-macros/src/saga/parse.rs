@@ -37,6 +37,8 @@ pub struct Step {
     /// The `Child<S>` parameter: its position and its `S` (also without `child`, an
     /// error).
     pub child_param: Option<(usize, syn::Type)>,
+    /// `queue = "name"`: a child step's child starts through that queue.
+    pub queue: Option<syn::LitStr>,
 }
 
 impl Step {
@@ -89,6 +91,7 @@ const STEP_SPEC: Spec<'static> = Spec {
         WAIT_MS,
         KEY,
         CHILD,
+        QUEUE,
     ],
     repeatable: &[],
 };
@@ -173,6 +176,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
         key: None,
         child: None,
         child_param: None,
+        queue: None,
     };
     options::parse_attr(cx, &STEP_SPEC, attr, |key, meta| {
         match key {
@@ -202,6 +206,7 @@ fn read_step(cx: &Ctxt, attr: &syn::Attribute, method: Method) -> Step {
             WAIT_MS => step.wait_ms = Some(options::int(meta)?),
             KEY => step.key = Some(options::ident(meta)?),
             CHILD => step.child = Some(options::flag(meta)?),
+            QUEUE => step.queue = Some(options::string(meta)?),
             _ => step.pivot = Some(options::flag(meta)?),
         }
         Ok(())
@@ -348,6 +353,22 @@ fn read_child(cx: &Ctxt, step: &mut Step) {
                 "a child step is undone by its child saga's own compensations when this saga compensates: remove `compensate`",
             ));
         }
+    }
+    if step.child.is_none()
+        && let Some(queue) = &step.queue
+    {
+        cx.push(error_at(
+            queue,
+            "`queue` names the queue a child step's child saga starts through: add `child` to this step, or remove `queue`",
+        ));
+    }
+    if let Some(queue) = &step.queue
+        && queue.value().is_empty()
+    {
+        cx.push(error_at(
+            queue,
+            "a queue's name is not empty: name the queue the child saga waits in",
+        ));
     }
     step.child_param = found;
 }

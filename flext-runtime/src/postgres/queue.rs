@@ -74,6 +74,9 @@ pub(super) async fn enqueue(
     )
     .await
     .map_err(pg_error)?;
+    if let Some(parent) = item.parent {
+        super::signals::link_child(&tx, item.saga_id, parent).await?;
+    }
     tx.commit().await.map_err(pg_error)?;
     Ok(Enqueued::Queued)
 }

@@ -394,6 +394,25 @@ impl SagaRunner {
             epoch: 1,
         };
         (registration.check)(&record)?;
+        if let Some(queue) = child.queue {
+            // Through a queue: it waits there, and a queue loop starts it.
+            let item = super::QueueItem {
+                queue: queue.to_owned(),
+                saga_id: id,
+                priority: 0,
+                partition: String::new(),
+                enqueued_ms: now_ms(),
+                parent: Some(parent),
+            };
+            let record = SagaRecord {
+                owner: super::queue::queue_owner(queue),
+                lease_until_ms: super::signal::NO_LIMIT_MS,
+                ..record
+            };
+            let enqueued = self.log.enqueue(&record, &item).await?;
+            tracing::info!(child_id = %id, child = child.name, queue, ?enqueued, "child saga enqueued");
+            return self.log.load(id).await;
+        }
         let since = Instant::now();
         match self.log.create_child(&record, parent).await {
             Ok(()) => {

@@ -360,6 +360,9 @@ impl SagaLog for MemoryLog {
                 return Ok(Enqueued::Duplicate);
             }
             insert(sagas, record)?;
+            if let Some(parent) = item.parent {
+                sagas.parents.insert(record.id, parent);
+            }
             sagas.queue.push(QueueRow {
                 item: item.clone(),
                 started_ms: None,

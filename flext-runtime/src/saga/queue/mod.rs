@@ -131,7 +131,7 @@ impl Queue {
 
     /// The owner a saga waiting in this queue is leased to.
     fn owner(&self) -> String {
-        format!("{QUEUE_PREFIX}{}", self.name)
+        queue_owner(&self.name)
     }
 }
 
@@ -165,6 +165,11 @@ impl Enqueue {
     }
 }
 
+/// The owner a saga waiting in queue `name` is leased to.
+pub(crate) fn queue_owner(name: &str) -> String {
+    format!("{QUEUE_PREFIX}{name}")
+}
+
 /// A queue row as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueItem {
@@ -178,6 +183,12 @@ pub struct QueueItem {
     pub partition: String,
     /// When it was enqueued, in milliseconds since the Unix epoch.
     pub enqueued_ms: u64,
+    /// The parent saga of a child started through a queue
+    /// (`#[saga_step(child, queue = "...")]`): the log links the two as
+    /// [`SagaLog::create_child`](super::SagaLog::create_child) does, in the enqueue's
+    /// write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Uuid>,
 }
 
 /// What [`SagaRunner::enqueue`] did.
@@ -365,6 +376,7 @@ impl SagaRunner {
                 priority: how.priority,
                 partition: how.partition,
                 enqueued_ms: now,
+                parent: None,
             };
             let enqueued = self.log.enqueue(&record, &item).await?;
             if enqueued == Enqueued::Duplicate {

@@ -75,6 +75,9 @@ pub(super) fn enqueue(
         ])
     })
     .map_err(db_error)?;
+    if let Some(parent) = item.parent {
+        super::signals::link_child(conn, item.saga_id, parent)?;
+    }
     Ok(Enqueued::Queued)
 }
 
