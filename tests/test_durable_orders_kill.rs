@@ -1,0 +1,273 @@
+//! Kills workers of the `durable_orders` example (timers, signals, a queue, child sagas
+//! and a schedule in one service) with SIGKILL at random moments while three of them run
+//! on one SQLite file, starts new ones in their place, and checks what a user relies on:
+//! every order completed with each effect once and none undone, no saga in flight or
+//! stuck, no transition twice, every queue item finished, and never more than 3 partner
+//! calls at once (the queue's limit) by the calls' own start and end times, a killed
+//! call ending when its process was killed.
+//!
+//! `FLEXT_ORDERS_KILL_ROUNDS` sets the number of rounds (default 30);
+//! `FLEXT_KILL_SEED` replays a run.
+
+#![cfg(all(feature = "sqlite", feature = "schedules"))]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[path = "common/kill.rs"]
+mod kill;
+
+use kill::{Rng, env_count, kill_after, seed};
+
+/// Nanoseconds since the Unix epoch.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The most intervals that hold one instant (a start and an end at one instant: both).
+fn most_at_once(calls: &[(i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = calls
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    edges.sort_by_key(|&(at, delta)| (at, -delta));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, delta) in edges {
+        now += delta;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap_or(0)
+}
+
+struct Verified {
+    orders: usize,
+    attempts: usize,
+    most: usize,
+    ticks: usize,
+    violations: Vec<String>,
+}
+
+fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut violations = Vec::new();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let open: Vec<(String, String, String, String)> = conn
+        .prepare("SELECT id, name, state, owner FROM flext_sagas WHERE state <> 'completed'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, name, state, owner) in open {
+        violations.push(format!("saga {id} ({name}) is {state}, held by {owner}"));
+    }
+    let unfinished = count("SELECT COUNT(*) FROM flext_saga_queue WHERE finished_ms IS NULL");
+    if unfinished != 0 {
+        violations.push(format!("{unfinished} queue items not finished"));
+    }
+    let undone = count("SELECT COUNT(*) FROM effects WHERE undone <> 0");
+    if undone != 0 {
+        violations.push(format!("{undone} effects undone"));
+    }
+    let orphans = count(
+        "SELECT COUNT(*) FROM effects WHERE substr(key, 1, 36) NOT IN (SELECT id FROM flext_sagas)",
+    );
+    if orphans != 0 {
+        violations.push(format!("{orphans} effects without their saga"));
+    }
+    // Each saga's effects, and its transitions: each step completed once.
+    let sagas: Vec<(String, String)> = conn
+        .prepare("SELECT id, name FROM flext_sagas")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let (mut orders, mut ticks) = (0, 0);
+    for (id, name) in &sagas {
+        let bodies: Vec<String> = conn
+            .prepare("SELECT body FROM flext_saga_transitions WHERE saga_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut completed: BTreeMap<u64, usize> = BTreeMap::new();
+        for body in &bodies {
+            let t: serde_json::Value = serde_json::from_str(body).unwrap();
+            if t["kind"] == "step_completed" {
+                *completed.entry(t["index"].as_u64().unwrap()).or_default() += 1;
+            }
+        }
+        if completed.values().any(|&n| n > 1) {
+            violations.push(format!("saga {id}: a step completed twice: {completed:?}"));
+        }
+        let effects: Vec<String> = conn
+            .prepare("SELECT step FROM effects WHERE key LIKE ?1 || ':%' ORDER BY step")
+            .unwrap()
+            .query_map([id], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: &[&str] = match name.as_str() {
+            "Order" => {
+                orders += 1;
+                &["remind", "reserve"]
+            }
+            "PartnerBooking" => &["call"],
+            "Reconcile" => {
+                ticks += 1;
+                &["reconcile"]
+            }
+            other => {
+                violations.push(format!("saga {id} of unknown type {other}"));
+                &[]
+            }
+        };
+        if effects != expected {
+            violations.push(format!(
+                "saga {id} ({name}): effects {effects:?}, expected {expected:?}"
+            ));
+        }
+    }
+    // One reconciliation per tick.
+    let distinct: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT json_extract(input, '$.tick_ms')) FROM flext_sagas WHERE name = 'Reconcile'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if distinct as usize != ticks {
+        violations.push(format!("{ticks} reconciliations for {distinct} ticks"));
+    }
+    // The partner calls: never more than the queue's limit at once.
+    let calls: Vec<(u32, i64, Option<i64>)> = conn
+        .prepare("SELECT pid, start_ns, end_ns FROM calls")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut intervals = Vec::new();
+    for (pid, start, end) in &calls {
+        match end.or_else(|| killed_at.get(pid).copied()) {
+            Some(end) => intervals.push((*start, end)),
+            None => violations.push(format!(
+                "a call of process {pid} never ended and it was not killed"
+            )),
+        }
+    }
+    let most = most_at_once(&intervals);
+    if most > 3 {
+        violations.push(format!(
+            "{most} partner calls ran at once under a limit of 3"
+        ));
+    }
+    Verified {
+        orders,
+        attempts: calls.len(),
+        most,
+        ticks,
+        violations,
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
+    let rounds = env_count("FLEXT_ORDERS_KILL_ROUNDS", 30);
+    let seed = seed();
+    let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d);
+    let binary = kill::example("durable_orders");
+    let dir = std::env::temp_dir().join(format!("flext-orders-kill-{seed}"));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("orders.db");
+    const ORDERS: u64 = 4;
+
+    let mut spawned = 0;
+    let mut worker = || {
+        let child = Command::new(&binary)
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "--owner",
+                &format!("worker-{spawned}"),
+                "--orders",
+                &ORDERS.to_string(),
+                "--start",
+                &(spawned * ORDERS).to_string(),
+                "--linger-ms",
+                "1200",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("worker-{spawned}.err"))).unwrap())
+            .spawn()
+            .expect("the example starts");
+        spawned += 1;
+        (spawned - 1, child)
+    };
+    let mut workers = [worker(), worker(), worker()];
+    let mut killed_at = HashMap::new();
+    let mut killed = 0;
+    for _ in 0..rounds {
+        let victim = rng.below(3) as usize;
+        let (_, child) = &mut workers[victim];
+        let pid = child.id();
+        if kill_after(child, rng.below(ORDERS * 5)) {
+            killed_at.insert(pid, now_ns());
+            killed += 1;
+        }
+        workers[victim] = worker();
+    }
+    for (n, mut child) in workers {
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(dir.join(format!("worker-{n}.err"))).unwrap_or_default();
+        assert!(status.success(), "worker-{n}, not killed, failed: {err}");
+    }
+    let out = Command::new(&binary)
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "--owner",
+            "drain",
+            "--orders",
+            "0",
+            "--drain",
+            // At least two of the schedule's ticks, whatever the rounds took.
+            "--linger-ms",
+            "2500",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = verify(&db, &killed_at);
+    println!(
+        "durable orders kill rounds: {rounds} ({killed} workers killed mid-run), seed {seed}: {} orders completed, {} partner call attempts, at most {} at once (limit 3), {} reconcile ticks, violations {}",
+        found.orders,
+        found.attempts,
+        found.most,
+        found.ticks,
+        found.violations.len()
+    );
+    assert!(found.violations.is_empty(), "{:#?}", found.violations);
+    // A worker killed before it placed an order never created it: the others are all in.
+    assert!(
+        found.orders as u64 > spawned * ORDERS / 2,
+        "most orders were placed"
+    );
+    assert!(
+        killed > rounds / 2,
+        "most rounds killed a worker mid-flight"
+    );
+    assert!(found.ticks >= 2, "the schedule fired");
+    std::fs::remove_dir_all(&dir).ok();
+}
