@@ -256,6 +256,10 @@ pub(crate) async fn outbox(State(ops): State<Operations>) -> Response {
     Json(list).into_response()
 }
 
+pub(crate) async fn queues(State(ops): State<Operations>, extensions: Extensions) -> Response {
+    answer(ops.queues().await, &extensions)
+}
+
 pub(crate) async fn dead_letters(State(ops): State<Operations>) -> Response {
     let list: Vec<serde_json::Value> = ops
         .dead_letter_lists(50)

@@ -100,6 +100,7 @@ pub fn router(operations: Operations) -> Router {
         .route("/api/projections", get(api::projections))
         .route("/api/projections/{name}/rebuild", post(api::rebuild))
         .route("/api/outbox", get(api::outbox))
+        .route("/api/queues", get(api::queues))
         .route("/api/dead-letters", get(api::dead_letters))
         .route(
             "/api/dead-letters/{consumer}/{id}/replay",

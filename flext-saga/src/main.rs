@@ -35,7 +35,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 mod text;
 
-use text::{list_text, show_text};
+use text::{list_text, queues_text, show_text};
 
 use flext_runtime::input::echo;
 use flext_runtime::operator::Operations;
@@ -83,6 +83,9 @@ enum Command {
         /// The saga's id, or a unique prefix of it.
         id: String,
     },
+    /// Where every queue stands: how many sagas wait, how many run, and the oldest
+    /// waiting one's age.
+    Queues,
     /// Send a stuck saga back to the step or compensation that stuck; a worker's next
     /// recovery pass runs it.
     Resume(Action),
@@ -227,7 +230,10 @@ async fn open(db: &str, read_only: bool) -> flext_runtime::Result<Arc<dyn SagaLo
 }
 
 async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
-    let read_only = matches!(cli.command, Command::List { .. } | Command::Show { .. });
+    let read_only = matches!(
+        cli.command,
+        Command::List { .. } | Command::Show { .. } | Command::Queues
+    );
     // The same operator views as the web console (`flext::console`): what an action does
     // and refuses is decided in one place. Whoever runs this tool reads the database
     // itself, so payloads are shown.
@@ -280,6 +286,14 @@ async fn run(cli: &Cli, db: &str) -> flext_runtime::Result<String> {
                 json(serde_json::to_value(&detail).unwrap_or_default())
             } else {
                 show_text(&detail)
+            })
+        }
+        Command::Queues => {
+            let queues = ops.queues().await?;
+            Ok(if cli.json {
+                json(serde_json::to_value(&queues).unwrap_or_default())
+            } else {
+                queues_text(&queues, flext_runtime::saga::now_ms())
             })
         }
         Command::Resume(a) | Command::Abort(a) | Command::Resolve(a) => {

@@ -3,7 +3,7 @@
 
 use flext_runtime::input::echo;
 use flext_runtime::operator::SagaDetail;
-use flext_runtime::saga::{OperatorAction, SagaSummary, now_ms};
+use flext_runtime::saga::{OperatorAction, QueueDepth, SagaSummary, now_ms};
 
 pub(crate) fn time(ms: u64) -> String {
     i64::try_from(ms)
@@ -44,6 +44,31 @@ pub(crate) fn list_text(sagas: &[SagaSummary]) -> String {
         ));
     }
     out.push_str(&format!("\n{} saga(s)", sagas.len()));
+    out
+}
+
+/// Every queue's depth, its running count and the age of its oldest waiting saga as of
+/// `now_ms`.
+pub(crate) fn queues_text(queues: &[QueueDepth], now_ms: u64) -> String {
+    if queues.is_empty() {
+        return "no queue has sagas waiting or running".to_owned();
+    }
+    let mut out = format!(
+        "{:<32}  {:>8}  {:>8}  {}",
+        "QUEUE", "QUEUED", "RUNNING", "OLDEST WAITING"
+    );
+    for q in queues {
+        let oldest = q.oldest_queued_ms.map_or_else(
+            || "-".to_owned(),
+            |at| format!("{} ({} s ago)", time(at), now_ms.saturating_sub(at) / 1000),
+        );
+        out.push_str(&format!(
+            "\n{:<32}  {:>8}  {:>8}  {oldest}",
+            echo(&q.queue),
+            q.queued,
+            q.running
+        ));
+    }
     out
 }
 

@@ -151,3 +151,63 @@ async fn show_says_what_a_waiting_saga_waits_for_and_what_it_received() {
     );
     assert!(!text.contains('\u{1b}'), "{text}");
 }
+
+/// A call that waits in a queue.
+#[derive(Serialize, Deserialize)]
+struct PartnerCall {
+    order: String,
+}
+
+#[saga]
+impl PartnerCall {
+    #[saga_step]
+    async fn call(&self) -> Result<String> {
+        Ok(format!("booked {}", self.order))
+    }
+}
+
+#[tokio::test]
+async fn queues_shows_each_queues_depth_running_count_and_oldest_waiting() {
+    let dir = Dir::new();
+    let db = dir.db();
+    let runner = SagaRunner::builder(SqliteLog::open(&db).unwrap()).build();
+    // A name with a control character in it is printed escaped.
+    let queue = flext::saga::Queue::new("partner\u{1b}[31m")
+        .unwrap()
+        .limit(1);
+    for order in ["o-1", "o-2", "o-3"] {
+        let call = PartnerCall {
+            order: order.into(),
+        };
+        runner
+            .enqueue(
+                &queue,
+                Uuid::new_v4(),
+                call,
+                Default::default(),
+                &Context::new(),
+            )
+            .await
+            .unwrap();
+    }
+    // One pass runs one (the limit); two wait.
+    assert_eq!(runner.dispatch(&queue).await.unwrap().len(), 1);
+
+    let text = tool(&db, &["queues"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let text = stdout(&text);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("partner"))
+        .unwrap_or_else(|| panic!("the queue in {text}"));
+    assert!(!line.contains('\u{1b}'), "escaped: {line}");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[1..3], ["2", "0"], "two wait, none runs: {line}");
+    assert!(line.contains("s ago)"), "{line}");
+
+    let json = tool(&db, &["--json", "queues"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(json[0]["queued"], 2);
+    assert_eq!(json[0]["running"], 0);
+    assert!(json[0]["oldest_queued_ms"].as_u64().is_some());
+}

@@ -10,6 +10,18 @@ use crate::input::echo;
 use crate::saga::{Intervention, SagaFilter, SagaOutcome, SagaState, now_ms};
 
 impl Operations {
+    /// Where every queue of the log stands: how many wait, how many run, and when the
+    /// oldest waiting one was enqueued (`flext-saga queues`, the console's
+    /// `/api/queues`).
+    ///
+    /// # Errors
+    ///
+    /// The log's, when it cannot be read; `flext.saga.queues_unsupported` from a log
+    /// that keeps no queues.
+    pub async fn queues(&self) -> Result<Vec<crate::saga::QueueDepth>> {
+        self.log.queue_depths().await
+    }
+
     /// One page of sagas matching `filter`, at most [`MAX_PAGE`] (a larger or missing
     /// limit is cut to it), and whether more follow.
     ///
