@@ -846,3 +846,39 @@ async fn a_durable_workflow_run_is_shown_as_its_graph() {
     assert_eq!(kinds.last(), Some(&"node_compensated"), "{kinds:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_are_shown_with_their_depth_and_oldest_waiting_saga() {
+    let dir = std::env::temp_dir().join(format!("flext-console-queues-{}", uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = flext::sqlite::SqliteDatabase::open(dir.join("sagas.db")).unwrap();
+    let runner = SagaRunner::builder(db.saga_log().unwrap())
+        .state(carrier())
+        .build();
+    let labels = flext::saga::Queue::new("labels").unwrap().limit(1);
+    for parcel in [1, 2] {
+        runner
+            .enqueue(
+                &labels,
+                flext::Uuid::new_v4(),
+                Ship { parcel },
+                Default::default(),
+                &Context::new(),
+            )
+            .await
+            .unwrap();
+    }
+    let console = Console {
+        base: serve(Operations::for_runner(runner)).await,
+        http: reqwest::Client::new(),
+    };
+    let (status, queues) = console.get("/api/queues").await;
+    assert_eq!(status, 200, "{queues}");
+    assert_eq!(queues[0]["queue"], "labels");
+    assert_eq!(
+        (queues[0]["queued"].clone(), queues[0]["running"].clone()),
+        (json!(2), json!(0))
+    );
+    assert!(queues[0]["oldest_queued_ms"].as_u64().is_some(), "{queues}");
+    std::fs::remove_dir_all(&dir).ok();
+}
