@@ -14,7 +14,8 @@
 //! SQLite file. The kill soak (`tests/test_durable_orders_kill.rs`) runs three workers
 //! on one file and kills them at random moments: `--db PATH --owner NAME --start K
 //! --orders N` runs orders `K..K + N` and waits for them, `--drain` waits until nothing
-//! in the log is in flight. Every effect goes to the `effects` table (once per
+//! in the log is in flight. With `--pg URL` (built with the `postgres` feature) the saga
+//! log is that PostgreSQL database, and `--db` holds only the services' effects. Every effect goes to the `effects` table (once per
 //! idempotency key) and every partner call attempt to `calls` (its process, start and
 //! end in nanoseconds), which the soak checks.
 
@@ -217,6 +218,8 @@ struct Worker {
     drain: bool,
     /// Run without `--db`: a demonstration on a temporary file.
     demo: bool,
+    /// `--pg URL`: the saga log in PostgreSQL.
+    pg: Option<String>,
     /// `--linger-ms N`: keep the loops running at least N ms after starting (so that
     /// the schedule's ticks come while workers come and go).
     linger_ms: u64,
@@ -247,6 +250,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         drain: args.iter().any(|a| a == "--drain"),
         demo,
         linger_ms: flag("--linger-ms").map_or(Ok(0), |v| v.parse())?,
+        pg: flag("--pg"),
     };
     run(&worker).await?;
     if demo {
@@ -276,7 +280,13 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 /// loop and the reconciliation schedule beside them.
 async fn run(worker: &Worker) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let ledger = Arc::new(Ledger::open(&worker.db)?);
-    let log: Arc<dyn SagaLog> = Arc::new(SqliteLog::open(&worker.db)?);
+    let log: Arc<dyn SagaLog> = match &worker.pg {
+        None => Arc::new(SqliteLog::open(&worker.db)?),
+        #[cfg(feature = "postgres")]
+        Some(url) => Arc::new(flext::postgres::PgDatabase::connect(url).await?.saga_log()),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => return Err("--pg needs the example built with `--features postgres`".into()),
+    };
     let runner = SagaRunner::builder_shared(log.clone())
         .owner(worker.owner.as_str())
         .lease(Duration::from_millis(300))

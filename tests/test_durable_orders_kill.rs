@@ -6,14 +6,19 @@
 //! calls at once (the queue's limit) by the calls' own start and end times, a killed
 //! call ending when its process was killed.
 //!
+//! On SQLite (the log in the file), and with the `postgres` feature on PostgreSQL too
+//! (the log in a throwaway cluster; the effects stay in a SQLite file).
 //! `FLEXT_ORDERS_KILL_ROUNDS` sets the number of rounds (default 30);
 //! `FLEXT_KILL_SEED` replays a run.
 
 #![cfg(all(feature = "sqlite", feature = "schedules"))]
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use flext::saga::{SagaFilter, SagaLog, SagaState, SqliteLog, Transition};
 
 #[path = "common/kill.rs"]
 mod kill;
@@ -50,56 +55,50 @@ struct Verified {
     violations: Vec<String>,
 }
 
-fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
-    let conn = rusqlite::Connection::open(db).unwrap();
+/// Checks the log (through the `SagaLog` API, the same on every backend) and the
+/// services' ledger in the SQLite file `ledger`.
+async fn verify(log: Arc<dyn SagaLog>, ledger: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
+    let conn = rusqlite::Connection::open(ledger).unwrap();
     let mut violations = Vec::new();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let open: Vec<(String, String, String, String)> = conn
-        .prepare("SELECT id, name, state, owner FROM flext_sagas WHERE state <> 'completed'")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for (id, name, state, owner) in open {
-        violations.push(format!("saga {id} ({name}) is {state}, held by {owner}"));
-    }
-    let unfinished = count("SELECT COUNT(*) FROM flext_saga_queue WHERE finished_ms IS NULL");
-    if unfinished != 0 {
-        violations.push(format!("{unfinished} queue items not finished"));
-    }
     let undone = count("SELECT COUNT(*) FROM effects WHERE undone <> 0");
     if undone != 0 {
         violations.push(format!("{undone} effects undone"));
     }
-    let orphans = count(
-        "SELECT COUNT(*) FROM effects WHERE substr(key, 1, 36) NOT IN (SELECT id FROM flext_sagas)",
-    );
-    if orphans != 0 {
-        violations.push(format!("{orphans} effects without their saga"));
+    for depth in log.queue_depths().await.unwrap() {
+        if depth.queued + depth.running != 0 {
+            violations.push(format!("queue {} left {depth:?}", depth.queue));
+        }
     }
-    // Each saga's effects, and its transitions: each step completed once.
-    let sagas: Vec<(String, String)> = conn
-        .prepare("SELECT id, name FROM flext_sagas")
+    let sagas = log.list(&SagaFilter::default()).await.unwrap();
+    let ids: HashSet<String> = sagas.iter().map(|s| s.id.to_string()).collect();
+    let keys: Vec<String> = conn
+        .prepare("SELECT key FROM effects")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    for key in keys {
+        if !ids.contains(key.get(..36).unwrap_or_default()) {
+            violations.push(format!("effect {key} without its saga"));
+        }
+    }
     let (mut orders, mut ticks) = (0, 0);
-    for (id, name) in &sagas {
-        let bodies: Vec<String> = conn
-            .prepare("SELECT body FROM flext_saga_transitions WHERE saga_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let mut completed: BTreeMap<u64, usize> = BTreeMap::new();
-        for body in &bodies {
-            let t: serde_json::Value = serde_json::from_str(body).unwrap();
-            if t["kind"] == "step_completed" {
-                *completed.entry(t["index"].as_u64().unwrap()).or_default() += 1;
+    let mut tick_times = HashSet::new();
+    for summary in &sagas {
+        let (id, name) = (summary.id, summary.name.as_str());
+        let record = log.load(id).await.unwrap();
+        if record.state != SagaState::Completed {
+            violations.push(format!(
+                "saga {id} ({name}) is {}, held by {}",
+                record.state, record.owner
+            ));
+        }
+        let mut completed: BTreeMap<usize, usize> = BTreeMap::new();
+        for t in &record.transitions {
+            if let Transition::StepCompleted { index, .. } = t {
+                *completed.entry(*index).or_default() += 1;
             }
         }
         if completed.values().any(|&n| n > 1) {
@@ -108,11 +107,11 @@ fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
         let effects: Vec<String> = conn
             .prepare("SELECT step FROM effects WHERE key LIKE ?1 || ':%' ORDER BY step")
             .unwrap()
-            .query_map([id], |r| r.get(0))
+            .query_map([id.to_string()], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let expected: &[&str] = match name.as_str() {
+        let expected: &[&str] = match name {
             "Order" => {
                 orders += 1;
                 &["remind", "reserve"]
@@ -120,6 +119,7 @@ fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
             "PartnerBooking" => &["call"],
             "Reconcile" => {
                 ticks += 1;
+                tick_times.insert(record.input["tick_ms"].as_u64());
                 &["reconcile"]
             }
             other => {
@@ -133,16 +133,11 @@ fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
             ));
         }
     }
-    // One reconciliation per tick.
-    let distinct: i64 = conn
-        .query_row(
-            "SELECT COUNT(DISTINCT json_extract(input, '$.tick_ms')) FROM flext_sagas WHERE name = 'Reconcile'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    if distinct as usize != ticks {
-        violations.push(format!("{ticks} reconciliations for {distinct} ticks"));
+    if tick_times.len() != ticks {
+        violations.push(format!(
+            "{ticks} reconciliations for {} ticks",
+            tick_times.len()
+        ));
     }
     // The partner calls: never more than the queue's limit at once.
     let calls: Vec<(u32, i64, Option<i64>)> = conn
@@ -176,14 +171,28 @@ fn verify(db: &Path, killed_at: &HashMap<u32, i64>) -> Verified {
     }
 }
 
-#[test]
-#[cfg(unix)]
-fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
+/// The example, built with the features this test was (so that the two soaks build it
+/// once).
+fn binary() -> std::path::PathBuf {
+    if cfg!(feature = "postgres") {
+        kill::example_with("durable_orders", &["postgres"])
+    } else {
+        kill::example("durable_orders")
+    }
+}
+
+/// Three workers on one log (`log_args` choose it; the effects go to `dir`'s ledger),
+/// one killed at random each round and replaced; then a drain, and the checks.
+fn soak<F, Fut>(backend: &str, log_args: &[String], connect: F)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn SagaLog>>,
+{
     let rounds = env_count("FLEXT_ORDERS_KILL_ROUNDS", 30);
     let seed = seed();
     let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d);
-    let binary = kill::example("durable_orders");
-    let dir = std::env::temp_dir().join(format!("flext-orders-kill-{seed}"));
+    let binary = binary();
+    let dir = std::env::temp_dir().join(format!("flext-orders-kill-{backend}-{seed}"));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("orders.db");
@@ -192,9 +201,9 @@ fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
     let mut spawned = 0;
     let mut worker = || {
         let child = Command::new(&binary)
+            .args(["--db", db.to_str().unwrap()])
+            .args(log_args)
             .args([
-                "--db",
-                db.to_str().unwrap(),
                 "--owner",
                 &format!("worker-{spawned}"),
                 "--orders",
@@ -230,9 +239,9 @@ fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
         assert!(status.success(), "worker-{n}, not killed, failed: {err}");
     }
     let out = Command::new(&binary)
+        .args(["--db", db.to_str().unwrap()])
+        .args(log_args)
         .args([
-            "--db",
-            db.to_str().unwrap(),
             "--owner",
             "drain",
             "--orders",
@@ -249,9 +258,10 @@ fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let found = verify(&db, &killed_at);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let found = rt.block_on(async { verify(connect(db.clone()).await, &db, &killed_at).await });
     println!(
-        "durable orders kill rounds: {rounds} ({killed} workers killed mid-run), seed {seed}: {} orders completed, {} partner call attempts, at most {} at once (limit 3), {} reconcile ticks, violations {}",
+        "durable orders kill rounds on {backend}: {rounds} ({killed} workers killed mid-run), seed {seed}: {} orders completed, {} partner call attempts, at most {} at once (limit 3), {} reconcile ticks, violations {}",
         found.orders,
         found.attempts,
         found.most,
@@ -270,4 +280,28 @@ fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
     );
     assert!(found.ticks >= 2, "the schedule fired");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+#[cfg(unix)]
+fn three_workers_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
+    soak("sqlite", &[], |db| async move {
+        Arc::new(SqliteLog::open(&db).unwrap()) as Arc<dyn SagaLog>
+    });
+}
+
+/// The same soak with the saga log in PostgreSQL (a throwaway cluster); the services'
+/// ledger stays in a SQLite file.
+#[cfg(all(unix, feature = "postgres"))]
+#[test]
+fn three_workers_on_postgresql_killed_at_random_keep_the_queue_limit_and_lose_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = flext::postgres::TestCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = rt.block_on(cluster.fresh_database()).unwrap();
+    drop(rt);
+    let args = ["--pg".to_owned(), url.clone()];
+    soak("postgres", &args, |_| async move {
+        let db = flext::postgres::PgDatabase::connect(&url).await.unwrap();
+        Arc::new(db.saga_log()) as Arc<dyn SagaLog>
+    });
 }
