@@ -22,6 +22,8 @@ use flext::saga::{SagaFilter, SagaLog, SagaState, SqliteLog, Transition};
 
 #[path = "common/kill.rs"]
 mod kill;
+#[path = "common/overlap.rs"]
+mod overlap;
 
 use kill::{Rng, env_count, kill_after, seed};
 
@@ -32,19 +34,8 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The most intervals that hold one instant (a start and an end at one instant: both).
-fn most_at_once(calls: &[(i64, i64)]) -> usize {
-    let mut edges: Vec<(i64, i32)> = calls
-        .iter()
-        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
-        .collect();
-    edges.sort_by_key(|&(at, delta)| (at, -delta));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, delta) in edges {
-        now += delta;
-        most = most.max(now);
-    }
-    usize::try_from(most).unwrap_or(0)
+fn as_u64(ns: i64) -> u64 {
+    u64::try_from(ns).unwrap_or(0)
 }
 
 struct Verified {
@@ -150,13 +141,13 @@ async fn verify(log: Arc<dyn SagaLog>, ledger: &Path, killed_at: &HashMap<u32, i
     let mut intervals = Vec::new();
     for (pid, start, end) in &calls {
         match end.or_else(|| killed_at.get(pid).copied()) {
-            Some(end) => intervals.push((*start, end)),
+            Some(end) => intervals.push((as_u64(*start), as_u64(end))),
             None => violations.push(format!(
                 "a call of process {pid} never ended and it was not killed"
             )),
         }
     }
-    let most = most_at_once(&intervals);
+    let most = overlap::most_at_once(&intervals);
     if most > 3 {
         violations.push(format!(
             "{most} partner calls ran at once under a limit of 3"

@@ -14,6 +14,9 @@ use flext::registry::ReportSource;
 use flext::saga::{Enqueue, Enqueued, Queue, SagaLog, SagaOutcome, SagaRunner};
 use serde::{Deserialize, Serialize};
 
+#[path = "overlap.rs"]
+mod overlap;
+
 /// What the partner calls did: each call's order, start and end (nanoseconds since the
 /// Unix epoch, read by the call itself: a millisecond would not order a call that ends
 /// and the next that starts).
@@ -68,22 +71,6 @@ fn runner(log: Arc<dyn SagaLog>, partner: &Arc<Partner>, name: &str) -> SagaRunn
         .owner(name)
         .shared_state(partner.clone())
         .build()
-}
-
-/// The most calls in `calls` that ran at one instant (each call holds `[start, end]`).
-pub fn most_at_once(calls: &[(String, u64, u64)]) -> usize {
-    let mut edges: Vec<(u64, i32)> = calls
-        .iter()
-        .flat_map(|(_, start, end)| [(*start, 1), (*end, -1)])
-        .collect();
-    // At one instant, a call that starts counts with one that ends: starts first.
-    edges.sort_by_key(|&(at, delta)| (at, -delta));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, delta) in edges {
-        now += delta;
-        most = most.max(now);
-    }
-    usize::try_from(most).unwrap_or(0)
 }
 
 async fn enqueue(runner: &SagaRunner, queue: &Queue, order: &str, how: Enqueue) -> Uuid {
@@ -271,6 +258,7 @@ where
     orders.sort_unstable();
     orders.dedup();
     assert_eq!((calls.len(), orders.len()), (n, n), "each saga ran once");
-    let most = most_at_once(&calls);
+    let intervals: Vec<(u64, u64)> = calls.iter().map(|c| (c.1, c.2)).collect();
+    let most = overlap::most_at_once(&intervals);
     assert!(most <= 3, "{most} calls ran at once under a limit of 3");
 }

@@ -73,6 +73,7 @@ mod operator;
 mod outcome;
 mod progress;
 mod queue;
+mod record;
 mod recovery;
 mod recovery_loop;
 mod runner;

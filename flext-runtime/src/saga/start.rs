@@ -109,19 +109,7 @@ impl SagaRunner {
         input: serde_json::Value,
         ctx: &Context,
     ) -> Result<D::Out> {
-        let record = SagaRecord {
-            id,
-            name: run.name().to_owned(),
-            input,
-            correlation_id: ctx.correlation_id(),
-            state: SagaState::Running,
-            transitions: Vec::new(),
-            owner: self.lease.owner.clone(),
-            lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
-            definition: run.definition().to_owned(),
-            created_ms: now_ms(),
-            epoch: 1,
-        };
+        let record = self.new_record(id, run.name(), input, run.definition(), ctx);
         // Whoever registers the id first in this process starts it; a second start here
         // waits for that one to end, without touching the log meanwhile.
         let done = {
@@ -167,6 +155,32 @@ impl SagaRunner {
                 self.started_before(run, record, ctx).await
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The record of a new saga (or durable workflow run) `name` under `id`, with its
+    /// `input` and `definition`: running, leased to this runner, epoch 1.
+    pub(super) fn new_record(
+        &self,
+        id: Uuid,
+        name: &str,
+        input: serde_json::Value,
+        definition: &str,
+        ctx: &Context,
+    ) -> SagaRecord {
+        let now = now_ms();
+        SagaRecord {
+            id,
+            name: name.to_owned(),
+            input,
+            correlation_id: ctx.correlation_id(),
+            state: SagaState::Running,
+            transitions: Vec::new(),
+            owner: self.lease.owner.clone(),
+            lease_until_ms: now.saturating_add(self.lease.duration_ms),
+            definition: definition.to_owned(),
+            created_ms: now,
+            epoch: 1,
         }
     }
 

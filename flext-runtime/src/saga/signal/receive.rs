@@ -47,11 +47,26 @@ impl SagaRunner {
                 }
             }
         };
+        self.take(claim, index, signal.name.to_owned(), receipt, p)
+            .await
+    }
+
+    /// Records what signal (or child) step `index` runs with, before it runs
+    /// ([`Transition::SignalReceived`] of `signal`), so that a step run again after a
+    /// crash sees the same.
+    pub(in crate::saga) async fn take(
+        &self,
+        claim: &Claim,
+        index: usize,
+        signal: String,
+        receipt: Receipt,
+        p: &mut Progress,
+    ) -> Result<Reached> {
         self.write(
             claim,
             &Transition::SignalReceived {
                 index,
-                signal: signal.name.to_owned(),
+                signal,
                 sender: receipt.sender.clone(),
                 payload: receipt.payload.clone(),
             },

@@ -105,18 +105,24 @@ fn gone_candidates(
         .collect())
 }
 
+/// A new record as the writer thread inserts it: without its transitions, and its input
+/// encoded beside it (on the caller's thread, so that the writer only writes).
+fn to_insert(record: &SagaRecord) -> Result<(SagaRecord, String)> {
+    let input = serde_json::to_string(&record.input).map_err(json_error)?;
+    let record = SagaRecord {
+        transitions: Vec::new(),
+        input: serde_json::Value::Null,
+        ..record.clone()
+    };
+    Ok((record, input))
+}
+
 impl SagaLog for SqliteLog {
     fn create<'a>(&'a self, record: &'a SagaRecord) -> BoxFuture<'a, Result<()>> {
-        let input = match serde_json::to_string(&record.input).map_err(json_error) {
-            Ok(input) => input,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        let record = SagaRecord {
-            transitions: Vec::new(),
-            input: serde_json::Value::Null,
-            ..record.clone()
-        };
-        self.submit(true, move |conn| create_row(conn, &record, &input))
+        match to_insert(record) {
+            Ok((record, input)) => self.submit(true, move |conn| create_row(conn, &record, &input)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn create_child<'a>(
@@ -124,19 +130,13 @@ impl SagaLog for SqliteLog {
         record: &'a SagaRecord,
         parent: Uuid,
     ) -> BoxFuture<'a, Result<()>> {
-        let input = match serde_json::to_string(&record.input).map_err(json_error) {
-            Ok(input) => input,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        let record = SagaRecord {
-            transitions: Vec::new(),
-            input: serde_json::Value::Null,
-            ..record.clone()
-        };
-        self.submit(true, move |conn| {
-            create_row(conn, &record, &input)?;
-            super::signals::link_child(conn, record.id, parent)
-        })
+        match to_insert(record) {
+            Ok((record, input)) => self.submit(true, move |conn| {
+                create_row(conn, &record, &input)?;
+                super::signals::link_child(conn, record.id, parent)
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn append<'a>(
@@ -323,19 +323,13 @@ impl SagaLog for SqliteLog {
         record: &'a SagaRecord,
         item: &'a crate::saga::QueueItem,
     ) -> BoxFuture<'a, Result<crate::saga::Enqueued>> {
-        let input = match serde_json::to_string(&record.input).map_err(json_error) {
-            Ok(input) => input,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        let record = SagaRecord {
-            transitions: Vec::new(),
-            input: serde_json::Value::Null,
-            ..record.clone()
-        };
         let item = item.clone();
-        self.submit(true, move |conn| {
-            super::queue::enqueue(conn, &record, &input, &item)
-        })
+        match to_insert(record) {
+            Ok((record, input)) => self.submit(true, move |conn| {
+                super::queue::enqueue(conn, &record, &input, &item)
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn dequeue<'a>(

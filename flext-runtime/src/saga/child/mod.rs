@@ -13,7 +13,6 @@
 //! keeps a `child:<Name>` signal in the parent's inbox, so a parked parent wakes once the
 //! child finishes, in the same atomic write.
 
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -21,153 +20,17 @@ use super::lease::Claim;
 use super::progress::Progress;
 use super::signal::{Reached, Receipt};
 use super::{
-    ChildSpec, ClaimRequest, ErrorRecord, Intervention, OperatorAction, Saga, SagaOutcome,
-    SagaRecord, SagaRunner, SagaState, SignalRecord, StepSpec, Transition, now_ms,
+    ChildSpec, ClaimRequest, Intervention, OperatorAction, SagaOutcome, SagaRecord, SagaRunner,
+    SagaState, SignalRecord, StepSpec, now_ms,
 };
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 
-/// What a child step (`#[saga_step(child)]`) receives: how its child saga `S` ended.
-///
-/// ```
-/// use flext::prelude::*;
-/// use flext::saga::{Child, MemoryLog, SagaOutcome, SagaRunner};
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct ShipParcel { parcel: u32 }
-///
-/// #[saga]
-/// impl ShipParcel {
-///     #[saga_step]
-///     async fn label(&self) -> Result<String> { Ok(format!("TRACK-{}", self.parcel)) }
-/// }
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct ParcelOrder { parcel: u32 }
-///
-/// #[saga]
-/// impl ParcelOrder {
-///     /// An ordinary step returns the child saga: its input, logged like any output.
-///     #[saga_step]
-///     async fn plan(&self) -> Result<ShipParcel> { Ok(ShipParcel { parcel: self.parcel }) }
-///
-///     /// The child step runs once the child finished, with its outcome.
-///     #[saga_step(child)]
-///     async fn ship(&self, shipped: Child<ShipParcel>) -> Result<String> {
-///         shipped.completed()
-///     }
-/// }
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let runner = SagaRunner::builder(MemoryLog::new()).build();
-/// let outcome = runner.run(ParcelOrder { parcel: 7 }, &Context::new()).await.unwrap();
-/// assert!(matches!(outcome, SagaOutcome::Completed { output, .. } if output == "TRACK-7"));
-/// # });
-/// ```
-///
-/// `Child<S>` holds the outcome as the log recorded it; [`completed`](Self::completed)
-/// decodes the child's output as `S::Output`.
-pub struct Child<S> {
-    saga_id: Uuid,
-    ended: Ended,
-    saga: std::marker::PhantomData<fn() -> S>,
-}
+mod outcome;
 
-impl<S> Child<S> {
-    /// The child saga's id ([`child_saga_id`] of the parent's id and the step's name).
-    pub fn saga_id(&self) -> Uuid {
-        self.saga_id
-    }
-
-    /// How the child ended: [`SagaState::Completed`], [`SagaState::Compensated`] (a
-    /// step failed and it compensated) or [`SagaState::Resolved`] (an operator resolved
-    /// it by hand).
-    pub fn state(&self) -> SagaState {
-        match self.ended {
-            Ended::Completed { .. } => SagaState::Completed,
-            Ended::Compensated { .. } => SagaState::Compensated,
-            Ended::Resolved { .. } => SagaState::Resolved,
-        }
-    }
-
-    /// Why the child did not complete: the failure it compensated for, or the
-    /// operator's resolution as a `flext.saga.child_failed` error; `None` when it
-    /// completed.
-    pub fn error(&self) -> Option<Error> {
-        match &self.ended {
-            Ended::Completed { .. } => None,
-            Ended::Compensated { error, .. } => Some(Error::from(error)),
-            Ended::Resolved {
-                principal, reason, ..
-            } => Some(Error::conflict(
-                crate::codes::SAGA_CHILD_FAILED,
-                format!(
-                    "resolved by hand by {}: {}",
-                    crate::input::echo(principal),
-                    crate::input::echo(reason)
-                ),
-            )),
-        }
-    }
-}
-
-impl<S: Saga> Child<S> {
-    /// The child's output, or an error when it did not complete: `shipped.completed()?`
-    /// in a step makes a failed child a failure the parent compensates.
-    ///
-    /// # Errors
-    ///
-    /// - [`ErrorKind::Conflict`], `flext.saga.child_failed`, naming the child and why it
-    ///   compensated (its error's message and code) or who resolved it;
-    /// - [`ErrorKind::Internal`], `flext.saga.output_mismatch`, when the child's logged
-    ///   output does not decode as `S::Output` (its type changed while it ran): the
-    ///   parent is then left as it is, as for any logged output that no longer decodes.
-    pub fn completed(self) -> Result<S::Output> {
-        let id = self.saga_id;
-        match self.ended {
-            Ended::Completed { output, .. } => <S::Output as super::Durable>::from_log(output)
-                .map_err(|e| {
-                    Error::internal(
-                        crate::codes::SAGA_OUTPUT_MISMATCH,
-                        format!(
-                            "the logged output of child saga `{}` {id} does not decode as `{}`: {e}",
-                            S::NAME,
-                            std::any::type_name::<S::Output>()
-                        ),
-                    )
-                }),
-            Ended::Compensated { error, .. } => Err(Error::conflict(
-                crate::codes::SAGA_CHILD_FAILED,
-                format!(
-                    "child saga `{}` {id} compensated: {} ({})",
-                    S::NAME,
-                    error.message,
-                    error.code
-                ),
-            )),
-            Ended::Resolved {
-                principal, reason, ..
-            } => Err(Error::conflict(
-                crate::codes::SAGA_CHILD_FAILED,
-                format!(
-                    "child saga `{}` {id} was resolved by hand by {}: {}",
-                    S::NAME,
-                    crate::input::echo(&principal),
-                    crate::input::echo(&reason)
-                ),
-            )),
-        }
-    }
-}
-
-impl<S> std::fmt::Debug for Child<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Child")
-            .field("saga_id", &self.saga_id)
-            .field("state", &self.state())
-            .finish()
-    }
-}
+pub use self::outcome::Child;
+pub(super) use self::outcome::decode;
+use self::outcome::ended;
 
 /// The id of the child saga that step `step` of saga `parent` starts: a UUID v5 of the
 /// two, the same on every run of the step.
@@ -198,102 +61,6 @@ pub(crate) fn finished_signal(parent: Uuid, child: &SagaRecord) -> SignalRecord 
         payload: serde_json::Value::Null,
         sent_ms: now_ms(),
     }
-}
-
-/// How a child ended, as its parent's step records it
-/// ([`Transition::SignalReceived`]'s payload).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-enum Ended {
-    Completed {
-        saga_id: Uuid,
-        output: serde_json::Value,
-    },
-    Compensated {
-        saga_id: Uuid,
-        error: ErrorRecord,
-    },
-    Resolved {
-        saga_id: Uuid,
-        principal: String,
-        reason: String,
-    },
-}
-
-/// How `record` ended, read from its transitions; `None` while it has not finished.
-fn ended(record: &SagaRecord) -> Option<Ended> {
-    let saga_id = record.id;
-    let transitions = record.transitions.iter().rev();
-    match record.state {
-        SagaState::Completed => Some(Ended::Completed {
-            saga_id,
-            output: transitions
-                .filter_map(|t| match t {
-                    Transition::StepCompleted { output, .. } => Some(output.clone()),
-                    _ => None,
-                })
-                .next()
-                .unwrap_or(serde_json::Value::Null),
-        }),
-        SagaState::Compensated => Some(Ended::Compensated {
-            saga_id,
-            error: transitions
-                .filter_map(|t| match t {
-                    Transition::StepFailed { error, .. } => Some(error.clone()),
-                    Transition::Operator {
-                        action: action @ (OperatorAction::Abort | OperatorAction::Compensate),
-                        principal,
-                        reason,
-                    } => Some(ErrorRecord {
-                        kind: ErrorKind::Conflict,
-                        code: if *action == OperatorAction::Abort {
-                            crate::codes::SAGA_ABORTED
-                        } else {
-                            crate::codes::SAGA_PARENT_COMPENSATED
-                        }
-                        .to_owned(),
-                        message: format!("{action} by {principal}: {reason}"),
-                    }),
-                    _ => None,
-                })
-                .next()?,
-        }),
-        SagaState::Resolved => transitions
-            .filter_map(|t| match t {
-                Transition::Operator {
-                    action: OperatorAction::Resolve,
-                    principal,
-                    reason,
-                } => Some(Ended::Resolved {
-                    saga_id,
-                    principal: principal.clone(),
-                    reason: reason.clone(),
-                }),
-                _ => None,
-            })
-            .next(),
-        _ => None,
-    }
-}
-
-/// A child step's recorded outcome as a [`Child<S>`].
-pub(super) fn decode<S>(step: &str, payload: &serde_json::Value) -> Result<Child<S>> {
-    let ended: Ended = serde_json::from_value(payload.clone()).map_err(|e| {
-        Error::internal(
-            crate::codes::SAGA_OUTPUT_MISMATCH,
-            format!("the child outcome recorded for step `{step}` does not decode: {e}"),
-        )
-    })?;
-    let saga_id = match &ended {
-        Ended::Completed { saga_id, .. }
-        | Ended::Compensated { saga_id, .. }
-        | Ended::Resolved { saga_id, .. } => *saga_id,
-    };
-    Ok(Child {
-        saga_id,
-        ended,
-        saga: std::marker::PhantomData,
-    })
 }
 
 impl SagaRunner {
@@ -339,20 +106,7 @@ impl SagaRunner {
             sender: Some(id.to_string()),
             payload: Some(payload),
         };
-        self.write(
-            claim,
-            &Transition::SignalReceived {
-                index,
-                signal,
-                sender: receipt.sender.clone(),
-                payload: receipt.payload.clone(),
-            },
-            SagaState::Running,
-        )
-        .await?;
-        p.receipts[index] = Some(receipt);
-        p.waiting = None;
-        Ok(Reached::Ready)
+        self.take(claim, index, signal, receipt, p).await
     }
 
     /// Starts child saga `id` of parent `parent` when the log has none, and drives it
@@ -380,19 +134,7 @@ impl SagaRunner {
                     ),
                 )
             })?;
-        let record = SagaRecord {
-            id,
-            name: child.name.to_owned(),
-            input,
-            correlation_id: ctx.correlation_id(),
-            state: SagaState::Running,
-            transitions: Vec::new(),
-            owner: self.lease.owner.clone(),
-            lease_until_ms: now_ms().saturating_add(self.lease.duration_ms),
-            definition: registration.definition.to_owned(),
-            created_ms: now_ms(),
-            epoch: 1,
-        };
+        let record = self.new_record(id, child.name, input, registration.definition, ctx);
         (registration.check)(&record)?;
         if let Some(queue) = child.queue {
             // Through a queue: it waits there, and a queue loop starts it.
