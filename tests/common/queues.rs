@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use flext::Uuid;
 use flext::prelude::*;
-use flext::registry::ReportSource;
 use flext::saga::{Enqueue, Enqueued, Queue, SagaLog, SagaOutcome, SagaRunner};
 use serde::{Deserialize, Serialize};
 
@@ -203,9 +202,20 @@ where
         (depth.queue.as_str(), depth.queued, depth.running),
         (queue.name(), 1, 0)
     );
-    let report = looping.report_source().report();
-    assert_eq!((report.kind, report.name.as_str()), ("queue", queue.name()));
+    // In `bus.report()`, as an application registers it.
+    let bus = flext::Bus::builder()
+        .report(looping.report_source())
+        .build()
+        .unwrap();
+    let report = bus.report();
+    let report = report
+        .components
+        .iter()
+        .find(|c| c.kind == "queue")
+        .unwrap_or_else(|| panic!("the queue in {:?}", report.components));
+    assert_eq!(report.name, queue.name());
     assert_eq!(report.status["queued"], 1);
+    assert!(report.status["oldest_queued_ms"].as_u64().is_some());
     looping.shutdown().await;
 }
 

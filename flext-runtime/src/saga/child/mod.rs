@@ -164,7 +164,16 @@ impl SagaRunner {
                     tracing::warn!(child_id = %id, error = %e, "child saga stopped; recovery finishes it");
                 }
             }
-            Err(e) if e.code() == crate::codes::SAGA_EXISTS => {}
+            Err(e) if e.code() == crate::codes::SAGA_EXISTS => {
+                // A child this code cannot drive (another definition, an input that no
+                // longer decodes) stops its parent too, both left as they are: the
+                // child's definition is part of its parent's.
+                let existing = self.log.load(id).await?;
+                if existing.state.is_in_flight() {
+                    (registration.check)(&existing)?;
+                }
+                return Ok(existing);
+            }
             Err(e) => return Err(e),
         }
         self.log.load(id).await
