@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+mod process;
+
+use process::{failed, find, is_root, log_tail, run, working_in};
 
 /// A PostgreSQL server for a test: the one `DATABASE_URL` names when it is set (the
 /// user's own; each test gets a fresh database on it), otherwise a throwaway cluster made
@@ -39,60 +43,6 @@ struct Owned {
     /// again after [`TestCluster::kill`].
     options: String,
     log: String,
-}
-
-/// Where the server programs are: on the `PATH`, or in Debian's
-/// `/usr/lib/postgresql/<version>/bin`, the newest first.
-fn find(program: &str) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(program)))
-            .filter(|p| p.is_file())
-            .collect();
-        versions.sort();
-        versions.pop()
-    })
-}
-
-fn failed(what: impl std::fmt::Display) -> Error {
-    Error::infrastructure(crate::codes::STORE_FAILED, format!("test cluster: {what}"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn run(program: &Path, args: &[&str], as_postgres: bool) -> Result<()> {
-    let mut command = if as_postgres {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    let out = command
-        .args(args)
-        .output()
-        .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "{} failed: {}",
-            program.display(),
-            crate::input::echo(String::from_utf8_lossy(&out.stderr).trim())
-        )))
-    }
 }
 
 impl TestCluster {
@@ -203,22 +153,30 @@ impl TestCluster {
             .and_then(|s| s.lines().next().map(str::trim).map(str::to_owned))
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| failed(format!("no server process id in {}", pid_file.display())))?;
-        // The children first (they would outlive their parent), then the postmaster.
+        // Stopped first, so that it forks no backend for a worker's new connection while
+        // its children are killed (such a backend would outlive it, holding the shared
+        // memory that the next start then refuses to take over).
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
         let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        // Wait until the processes are gone, so that a restart finds the port free.
-        for _ in 0..100 {
+        // Wait until the processes are gone, so that a restart finds the port and the
+        // shared memory free: every server process works in the data directory.
+        let data = owned.dir.join("data");
+        for _ in 0..250 {
+            let left = working_in(&data);
             let alive = Command::new("kill")
                 .args(["-0", &pid])
                 .stderr(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
-            if !alive {
+            if left.is_empty() && !alive {
                 break;
+            }
+            if !left.is_empty() {
+                let _ = Command::new("kill").arg("-KILL").args(&left).status();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
         Ok(())
     }
 
@@ -261,7 +219,13 @@ impl TestCluster {
                     tracing::debug!(error = %e, "test cluster: start failed; retrying");
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
-                other => return other,
+                Err(e) => {
+                    return Err(failed(format!(
+                        "{e}; the server's log ends: {}",
+                        crate::input::echo(&log_tail(Path::new(&owned.log)))
+                    )));
+                }
+                Ok(()) => return Ok(()),
             }
         }
     }
