@@ -80,6 +80,7 @@ mod runner;
 #[cfg(feature = "schedules")]
 mod schedule;
 mod signal;
+mod spec;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod start;
@@ -146,7 +147,7 @@ pub use self::sqlite::{SqliteLog, Synchronous};
 pub(crate) use self::sqlite::{append_sqlite, create_sqlite, migrate as migrate_sqlite};
 pub use self::start::saga_id_for_event;
 pub use self::step::StepScope;
-pub use crate::attempt::{ChildSpec, RetryOn, SignalSpec, StepSpec};
+pub use spec::{ChildSpec, RetryOn, SignalSpec, StepSpec};
 
 use crate::error::Result;
 use crate::future::BoxFuture;

@@ -241,7 +241,8 @@ impl SagaRunner {
                     claim,
                     spec.name,
                     attempt(
-                        spec,
+                        spec.name,
+                        spec.timeout_ms,
                         self.backoff(spec.backoff_ms),
                         spec.retries,
                         retry_any,
@@ -361,7 +362,8 @@ impl SagaRunner {
                     claim,
                     spec.compensation.unwrap_or(spec.name),
                     attempt(
-                        spec,
+                        spec.compensation.unwrap_or(spec.name),
+                        spec.timeout_ms,
                         self.backoff(spec.compensate_backoff_ms.unwrap_or(spec.backoff_ms)),
                         spec.compensate_retries
                             .unwrap_or(self.compensation_attempts - 1),

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::erased::{ErasedWorkflow, NodeEvent, Record, RunPhase};
 use super::graph::{Graph, Slot, finish};
 use super::{Workflow, WorkflowRun, WorkflowScope, WorkflowStepSpec};
-use crate::attempt::{StepSpec, attempt};
+use crate::attempt::attempt;
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::error::{Error, ErrorRecord, Result};
@@ -242,20 +242,6 @@ async fn drive_in_span(
             let Some(compensation) = spec.compensation else {
                 continue;
             };
-            let as_saga = StepSpec {
-                name: compensation,
-                compensation: Some(compensation),
-                pivot: false,
-                retries: 0,
-                backoff_ms: 0,
-                timeout_ms: None,
-                retry_on: None,
-                compensate_retries: None,
-                compensate_backoff_ms: None,
-                sleep: false,
-                signal: None,
-                child: None,
-            };
             let scope = WorkflowScope {
                 ctx: node_ctx(spec.name, true),
                 outputs: &outputs,
@@ -263,7 +249,8 @@ async fn drive_in_span(
                 step: compensation,
             };
             let work = attempt(
-                &as_saga,
+                compensation,
+                None,
                 Backoff::new(policy.first, policy.cap),
                 policy.attempts.saturating_sub(1),
                 true,
