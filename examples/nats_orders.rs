@@ -29,7 +29,7 @@ use std::time::Duration;
 use flext::aggregate::{Events, Repository};
 use flext::database::event_id_of;
 use flext::event_store::EventStore;
-use flext::nats::{NatsConsumer, NatsRelay};
+use flext::nats::NatsConsumer;
 use flext::prelude::*;
 use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, rusqlite};
 use nats_common::{AckDelay, OrderPlaced, ShipmentScheduled, arg, connect, fault_delay, say};
@@ -151,9 +151,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let client = connect(&url).await?;
-    let relay =
-        NatsRelay::with_client(client.clone(), "orders", flext::nats::DEFAULT_RETRY_HORIZON)
-            .await?;
+    let relay = nats_common::relay(&client, "orders").await?;
     let outbox = SqliteOutboxRelay::new(db.clone(), AckDelay::from_env(relay));
     let relaying = outbox.spawn(Duration::from_millis(50));
     // The shipping stream exists once shipping has started: wait for it.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use flext::aggregate::{Events, Repository};
 use flext::database::event_id_of;
 use flext::event_store::EventStore;
-use flext::nats::{NatsConsumer, NatsRelay};
+use flext::nats::NatsConsumer;
 use flext::prelude::*;
 use flext::saga::{SagaOutcome, SagaRunner, saga_id_for_event};
 use flext::sqlite::{SqliteDatabase, SqliteOutboxRelay, rusqlite};
@@ -346,12 +346,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let client = connect(&url).await?;
-    let relay = NatsRelay::with_client(
-        client.clone(),
-        "shipping",
-        flext::nats::DEFAULT_RETRY_HORIZON,
-    )
-    .await?;
+    let relay = nats_common::relay(&client, "shipping").await?;
     let relay = AckDelay::from_env(relay);
     let every = Duration::from_millis(50);
     let relaying = match &store {

@@ -25,6 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flext::nats::{NatsTestServer, headers};
@@ -56,7 +58,7 @@ impl Services {
             cmd.args(["--until", &n.to_string()]);
         }
         cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log("shipping"))
             .spawn()
             .expect("shipping starts")
     }
@@ -75,14 +77,53 @@ impl Services {
                 &wait_for.to_string(),
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(self.log("orders"))
             .spawn()
             .expect("orders starts")
+    }
+
+    /// The service's standard error, appended to `{name}.err` in the test's directory.
+    fn log(&self, name: &str) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.err")))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// The last 2,000 bytes of what the service wrote to standard error.
+    fn errors(&self, name: &str) -> String {
+        let text = std::fs::read(self.dir.join(format!("{name}.err"))).unwrap_or_default();
+        String::from_utf8_lossy(&text[text.len().saturating_sub(2_000)..]).into_owned()
     }
 
     fn db(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.db"))
     }
+}
+
+/// Kills `pids` with SIGKILL unless `done` is set within `limit`: a lost event, or a
+/// service that died, would otherwise keep the test waiting for ever. The thread returns
+/// whether it killed them.
+fn watchdog(pids: Vec<u32>, limit: Duration) -> (Arc<AtomicBool>, std::thread::JoinHandle<bool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < limit {
+                if done.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for pid in pids {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            true
+        }
+    });
+    (done, thread)
 }
 
 fn kill(child: &mut Child) {
@@ -110,6 +151,7 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
     for round in 0..rounds {
         let (from, to) = (round * 3 + 1, round * 3 + 3);
         let mut orders = services.orders(from, to, 0);
+        let (round_done, round_watchdog) = watchdog(vec![orders.id()], Duration::from_secs(120));
         let mut lines = BufReader::new(orders.stdout.take().unwrap()).lines();
         match rng.below(4) {
             // The orders process, after 0 to 3 of its "placed" lines: mid-append or
@@ -149,6 +191,19 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
         // above has ended already.
         for _ in lines.by_ref() {}
         let _ = orders.wait();
+        round_done.store(true, Ordering::SeqCst);
+        assert!(
+            !round_watchdog.join().unwrap(),
+            "round {round} (seed {seed}): the orders process did not end within 120 s; it wrote: {}",
+            services.errors("orders")
+        );
+        // A service that ended on its own would leave every later round waiting.
+        if let Some(status) = shipping.try_wait().unwrap() {
+            panic!(
+                "round {round} (seed {seed}): the shipping service exited on its own ({status}); it wrote: {}",
+                services.errors("shipping")
+            );
+        }
     }
     kill(&mut shipping);
 
@@ -157,21 +212,8 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
     let mut shipping = services.shipping(Some(total));
     let mut orders = services.orders(1, total, total);
     // Bounded: a lost event would keep both waiting for ever.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = std::thread::spawn({
-        let (pids, done) = ((orders.id(), shipping.id()), done.clone());
-        move || {
-            for _ in 0..1_800 {
-                if done.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            for pid in [pids.0, pids.1] {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
-    });
+    let (done, settle_watchdog) =
+        watchdog(vec![orders.id(), shipping.id()], Duration::from_secs(180));
     let mut last = String::new();
     for line in BufReader::new(orders.stdout.take().unwrap())
         .lines()
@@ -181,8 +223,8 @@ fn sigkill_of_either_service_or_the_server_loses_nothing_and_doubles_nothing() {
     }
     let settled = orders.wait().unwrap();
     let shipped = shipping.wait().unwrap();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    watchdog.join().unwrap();
+    done.store(true, Ordering::SeqCst);
+    settle_watchdog.join().unwrap();
     assert!(
         settled.success() && last.contains(&format!("{total} orders shipped")),
         "the last orders run settles within 3 minutes (its last line: {last:?}): an order was lost"

@@ -35,6 +35,36 @@ pub async fn connect(url: &str) -> Result<async_nats::Client> {
         .map_err(|e| Error::infrastructure("example.nats", e.to_string()))
 }
 
+/// The service's relay to its stream `prefix`, made through `client`: while the server
+/// cannot be reached (a service that starts while its broker restarts) it waits and tries
+/// again, every 500 ms, instead of exiting; any other error (a configuration the stream
+/// refuses, `flext.store.bad_config`) ends it at once.
+pub async fn relay(client: &async_nats::Client, prefix: &str) -> Result<flext::nats::NatsRelay> {
+    let mut waited = 0;
+    loop {
+        match flext::nats::NatsRelay::with_client(
+            client.clone(),
+            prefix,
+            flext::nats::DEFAULT_RETRY_HORIZON,
+        )
+        .await
+        {
+            Ok(relay) => return Ok(relay),
+            Err(e) if e.code() == flext::codes::OUTBOX_FAILED => {
+                if waited == 0 {
+                    eprintln!(
+                        "waiting for the server to make the stream {prefix}: {}",
+                        e.message()
+                    );
+                }
+                waited += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The value after flag `name` on the command line.
 pub fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
