@@ -349,6 +349,8 @@ impl SagaRunner {
         let pending = p.to_undo(steps);
         for (n, &i) in pending.iter().enumerate() {
             let spec = &steps[i];
+            // The compensation's name: its scope's, its heartbeat's and its errors'.
+            let compensation = spec.compensation.unwrap_or(spec.name);
             claim.check()?;
             let (result, attempts) = {
                 let scope = StepScope {
@@ -356,13 +358,13 @@ impl SagaRunner {
                     outputs: &p.outputs,
                     receipt: None,
                     state: &self.state,
-                    step: spec.compensation.unwrap_or(spec.name),
+                    step: compensation,
                 };
                 self.with_heartbeat(
                     claim,
-                    spec.compensation.unwrap_or(spec.name),
+                    compensation,
                     attempt(
-                        spec.compensation.unwrap_or(spec.name),
+                        compensation,
                         spec.timeout_ms,
                         self.backoff(spec.compensate_backoff_ms.unwrap_or(spec.backoff_ms)),
                         spec.compensate_retries

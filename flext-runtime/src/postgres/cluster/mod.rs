@@ -153,22 +153,29 @@ impl TestCluster {
             .and_then(|s| s.lines().next().map(str::trim).map(str::to_owned))
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| failed(format!("no server process id in {}", pid_file.display())))?;
-        // Stopped first, so that it forks no backend for a worker's new connection while
-        // its children are killed (such a backend would outlive it, holding the shared
-        // memory that the next start then refuses to take over).
-        let _ = Command::new("kill").args(["-STOP", &pid]).status();
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let data = owned.dir.join("data");
+        // A second kill without a restart reads a stale id, which another process may
+        // have been given since: only a process working in the data directory is the
+        // server's (where `/proc` cannot tell, the id is taken as it is).
+        let ours = working_in(&data).contains(&pid) || !Path::new("/proc/self/cwd").exists();
+        if ours {
+            // Stopped first, so that it forks no backend for a worker's new connection
+            // while its children are killed (such a backend would outlive it, holding
+            // the shared memory that the next start then refuses to take over).
+            let _ = Command::new("kill").args(["-STOP", &pid]).status();
+            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
         // Wait until the processes are gone, so that a restart finds the port and the
         // shared memory free: every server process works in the data directory.
-        let data = owned.dir.join("data");
         for _ in 0..250 {
             let left = working_in(&data);
-            let alive = Command::new("kill")
-                .args(["-0", &pid])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let alive = ours
+                && Command::new("kill")
+                    .args(["-0", &pid])
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
             if left.is_empty() && !alive {
                 break;
             }
@@ -221,7 +228,7 @@ impl TestCluster {
                 }
                 Err(e) => {
                     return Err(failed(format!(
-                        "{e}; the server's log ends: {}",
+                        "{e}; the server's log says: {}",
                         crate::input::echo(&log_tail(Path::new(&owned.log)))
                     )));
                 }

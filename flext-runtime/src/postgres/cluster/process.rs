@@ -76,12 +76,39 @@ pub(super) fn working_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The last lines of the server's log (at most 600 bytes), for an error.
+/// Why the server would not start, from its log: the last line at PostgreSQL's
+/// `FATAL` or `PANIC` severity, or the log's last line when there is none.
 pub(super) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut start = text.len().saturating_sub(600);
-    while !text.is_char_boundary(start) {
-        start += 1;
+    let lines = || text.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+        .or_else(|| lines().next())
+        .unwrap_or("(empty)")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tail;
+
+    #[test]
+    fn the_tail_is_the_last_fatal_line_or_the_last_line() {
+        let dir = std::env::temp_dir().join(format!("flext-log-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("server.log");
+        std::fs::write(
+            &log,
+            "LOG:  starting\nFATAL:  pre-existing shared memory block is still in use\nHINT:  Terminate any old server processes.\nLOG:  database system is shut down\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_tail(&log),
+            "FATAL:  pre-existing shared memory block is still in use"
+        );
+        std::fs::write(&log, "LOG:  starting\nLOG:  could not bind\n\n").unwrap();
+        assert_eq!(log_tail(&log), "LOG:  could not bind");
+        assert_eq!(log_tail(&dir.join("missing.log")), "(empty)");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
-    text[start..].trim().to_owned()
 }
