@@ -296,14 +296,32 @@ async fn a_unit_of_work_dropped_mid_begin_leaves_no_open_transaction_in_the_pool
         .batch_execute("CREATE TABLE marks (n INT)")
         .await
         .unwrap();
+    // The server process behind the pool's one connection is stopped, so that `BEGIN`
+    // stays unanswered however the threads are scheduled (a poll that happened to see
+    // the answer made this test fail on a loaded machine).
+    let backend: i32 = db
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &backend.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {backend}: {status}");
+    };
+    signal("-STOP");
     // Polled once: the pooled connection is taken and `BEGIN` is sent; then dropped.
     let mut begin = Box::pin(db.begin());
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(
-        std::future::Future::poll(begin.as_mut(), &mut cx).is_pending(),
-        "still waiting for the server's answer to BEGIN"
-    );
+    let pending = std::future::Future::poll(begin.as_mut(), &mut cx).is_pending();
     drop(begin);
+    signal("-CONT");
+    assert!(pending, "a stopped server cannot have answered BEGIN");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     db.client()
         .await
