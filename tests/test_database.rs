@@ -225,6 +225,16 @@ async fn a_projection_running_beside_eight_writers_applies_every_event_once_in_o
     let dir = Dir::new();
     let runner = SqliteProjectionRunner::new(dir.db(), Applied).batch(7);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set when the writers are done, or when this test panics before: the runtime's
+    // drop waits for the projection's thread, which would otherwise loop for ever and
+    // hide the panic behind a hang.
+    struct Stop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stop = Stop(done.clone());
     let projection = {
         let (runner, done) = (runner.clone(), done.clone());
         tokio::task::spawn_blocking(move || {
@@ -259,7 +269,7 @@ async fn a_projection_running_beside_eight_writers_applies_every_event_once_in_o
     while let Some(w) = writers.join_next().await {
         w.unwrap();
     }
-    done.store(true, Ordering::SeqCst);
+    drop(stop);
     let passes = projection.await.unwrap();
     assert!(passes > 1);
     let rows = applied_rows(&dir.db(), "applied");
@@ -276,6 +286,54 @@ async fn a_projection_running_beside_eight_writers_applies_every_event_once_in_o
     );
     let status = runner.status().unwrap();
     assert_eq!((status.events_behind, status.checkpoint), (0, 240));
+}
+
+/// A catch-up that finds nothing new only reads: it answers while another connection
+/// holds the write lock, and one that finds an event waits for that lock as a write does.
+#[tokio::test]
+async fn a_catch_up_with_nothing_new_takes_no_write_lock() {
+    let dir = Dir::new();
+    let db = SqliteDatabase::open_with_options(
+        dir.0.join("flext.db"),
+        flext::sqlite::SqliteOptions::default().busy_timeout(std::time::Duration::from_millis(50)),
+    )
+    .unwrap();
+    let ctx = Context::new();
+    let stream = StreamId::new("S", "a");
+    db.event_store()
+        .unwrap()
+        .append(&stream, 0, &[event("e", 1, &ctx)])
+        .await
+        .unwrap();
+    let runner = SqliteProjectionRunner::new(db.clone(), Applied);
+    assert_eq!(runner.catch_up().unwrap().applied, 1);
+
+    let other = rusqlite::Connection::open(dir.0.join("flext.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let idle = runner.catch_up().unwrap();
+    assert_eq!((idle.applied, idle.checkpoint), (0, 1));
+    other
+        .execute(
+            "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES ('held', 0, 0)",
+            [],
+        )
+        .unwrap();
+    other.execute_batch("COMMIT").unwrap();
+
+    db.event_store()
+        .unwrap()
+        .append(&stream, 1, &[event("e", 2, &ctx)])
+        .await
+        .unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let busy = runner.catch_up().unwrap_err();
+    assert_eq!(busy.code(), codes::STORE_BUSY, "{busy}");
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(runner.catch_up().unwrap().applied, 1);
+    assert_eq!(
+        applied_rows(&db, "applied"),
+        [("a".to_owned(), 1), ("a".to_owned(), 2)]
+    );
 }
 
 #[tokio::test]

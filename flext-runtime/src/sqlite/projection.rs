@@ -2,6 +2,7 @@
 //! the same transaction as the checkpoint that covers it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{SqliteDatabase, SqliteUnitOfWork};
@@ -117,7 +118,9 @@ pub trait SqliteProjection: Send + Sync + 'static {
     }
 
     /// Creates its tables when they do not exist (named through
-    /// [`SqliteUnitOfWork::table`]). Called before each catch-up.
+    /// [`SqliteUnitOfWork::table`]). Called at the start of every catch-up transaction:
+    /// a runner's first, and each that applies events (once set up, a catch-up with no
+    /// new event only reads).
     ///
     /// # Errors
     ///
@@ -153,6 +156,11 @@ pub struct SqliteProjectionRunner<P> {
     projection: Arc<P>,
     batch: usize,
     stopped: Arc<std::sync::Mutex<Option<(u64, String)>>>,
+    /// Set once a catch-up transaction has run the projection's `setup`: from then on a
+    /// catch-up first reads whether any event is new, and takes the write lock only when
+    /// one is (a catch-up polled in a loop would otherwise hold the lock most of the
+    /// time and starve the database's writers into `flext.store.busy`).
+    set_up: Arc<AtomicBool>,
 }
 
 impl<P> Clone for SqliteProjectionRunner<P> {
@@ -162,6 +170,7 @@ impl<P> Clone for SqliteProjectionRunner<P> {
             projection: self.projection.clone(),
             batch: self.batch,
             stopped: self.stopped.clone(),
+            set_up: self.set_up.clone(),
         }
     }
 }
@@ -176,6 +185,7 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
             projection: Arc::new(projection),
             batch: 256,
             stopped: Arc::default(),
+            set_up: Arc::default(),
         }
     }
 
@@ -205,6 +215,16 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
         let name = self.projection.name();
         let mut applied = 0;
         loop {
+            if suffix.is_empty()
+                && self.set_up.load(Ordering::Acquire)
+                && let Some(checkpoint) = self.nothing_new(name)?
+            {
+                self.clear_stop();
+                return Ok(CatchUp {
+                    applied,
+                    checkpoint,
+                });
+            }
             // A failing event rolls its whole batch back; the events before it are then
             // applied again, alone, and committed with their checkpoint.
             let mut failure = None;
@@ -245,18 +265,43 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
                 }
                 (Err(e), None) => return Err(e),
                 (Ok((0, checkpoint)), None) => {
-                    *self
-                        .stopped
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    self.set_up.store(true, Ordering::Release);
+                    self.clear_stop();
                     return Ok(CatchUp {
                         applied,
                         checkpoint,
                     });
                 }
-                (Ok((n, _)), None) => applied += n,
+                (Ok((n, _)), None) => {
+                    self.set_up.store(true, Ordering::Release);
+                    applied += n;
+                }
             }
         }
+    }
+
+    /// The checkpoint, when no event follows it; `None` when one does. Read without the
+    /// write lock.
+    fn nothing_new(&self, name: &str) -> Result<Option<u64>> {
+        self.db.read_transaction(|read| {
+            let checkpoint = read.checkpoint(name)?;
+            let newer: bool = read
+                .connection()
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM flext_events WHERE position > ?1)",
+                    [i64::try_from(checkpoint).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+                .map_err(crate::db::db_error)?;
+            Ok((!newer).then_some(checkpoint))
+        })
+    }
+
+    fn clear_stop(&self) {
+        *self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Applies the events after `from` and before `stop`, committed with the checkpoint.
