@@ -844,3 +844,95 @@ async fn a_record_that_does_not_decode_is_set_aside_and_the_rest_recovered() {
     assert_eq!(after, before, "the undecodable saga is left untouched");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ------------------------------------------------------------ two types, one name
+
+/// Two modules each with a saga type `Twin` under one recorded name, as two bounded
+/// contexts of one service might write them (`#[saga]` names a type by its own name).
+mod twin_a {
+    use flext::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Twin {
+        pub n: u32,
+    }
+
+    #[saga(name = "test.twin")]
+    impl Twin {
+        #[saga_step]
+        fn only(&self) -> Result<u32> {
+            Ok(self.n)
+        }
+    }
+}
+
+mod twin_b {
+    use flext::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Twin {
+        pub n: u32,
+    }
+
+    #[saga(name = "test.twin")]
+    impl Twin {
+        #[saga_step]
+        fn only(&self) -> Result<u32> {
+            Ok(self.n + 1)
+        }
+    }
+}
+
+/// A logged saga whose name two linked types answer to is driven by neither: recovery
+/// sets it aside untouched with `flext.saga.duplicate_name`, naming both types and the
+/// fix, and an operator's resume is refused before anything is written.
+#[tokio::test]
+async fn a_saga_whose_name_two_linked_types_share_is_left_as_it_is() {
+    let log = Arc::new(MemoryLog::new());
+    let id = Uuid::new_v4();
+    let record = flext::saga::SagaRecord {
+        id,
+        name: "test.twin".into(),
+        input: serde_json::json!({ "n": 1 }),
+        correlation_id: Uuid::new_v4(),
+        state: SagaState::Running,
+        transitions: Vec::new(),
+        owner: "dead/0".into(),
+        lease_until_ms: 0,
+        definition: String::new(),
+        created_ms: 0,
+        epoch: 1,
+    };
+    log.create(&record).await.unwrap();
+    let runner = SagaRunner::builder_shared(log.clone()).build();
+
+    let report = runner.recover().await.unwrap();
+    assert!(report.sagas.is_empty(), "{report:?}");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].saga_id, id);
+    let why = report.refused[0].result.as_ref().unwrap_err();
+    assert_eq!(why.code(), flext::codes::SAGA_DUPLICATE_NAME);
+    for part in ["twin_a::Twin", "twin_b::Twin", "#[saga(name = "] {
+        assert!(why.message().contains(part), "{why}");
+    }
+    assert_eq!(log.load(id).await.unwrap(), record, "left untouched");
+
+    let resume =
+        flext::saga::Intervention::new(flext::saga::OperatorAction::Resume, "alice", "try it")
+            .unwrap();
+    let refused = runner.intervene(id, &resume).await.unwrap_err();
+    assert_eq!(refused.code(), flext::codes::SAGA_DUPLICATE_NAME);
+    assert_eq!(log.load(id).await.unwrap(), record, "nothing written");
+
+    // What a user does next: either type, run under its own id, still runs in-process.
+    let outcome = runner
+        .run(twin_a::Twin { n: 4 }, &Context::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, SagaOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+}

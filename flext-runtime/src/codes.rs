@@ -118,6 +118,10 @@ pub const SAGA_DEFINITION_CHANGED: &str = "flext.saga.definition_changed";
 /// The saga's type is not linked into this program, so recovery cannot resume it.
 /// NotFound.
 pub const SAGA_UNKNOWN_TYPE: &str = "flext.saga.unknown_type";
+/// Two saga or durable workflow types linked into this program share one name, so a
+/// logged run of that name could be driven by the wrong one: recovery, the operator's
+/// actions and queues leave such runs as they are. Internal.
+pub const SAGA_DUPLICATE_NAME: &str = "flext.saga.duplicate_name";
 /// A step or compensation did not finish within its `timeout_ms`. Timeout.
 pub const SAGA_STEP_TIMED_OUT: &str = "flext.saga.step_timed_out";
 /// A step or compensation panicked. Internal.
@@ -328,6 +332,7 @@ pub const ALL: &[&str] = &[
     SAGA_NOT_DURABLE,
     SAGA_DEFINITION_CHANGED,
     SAGA_UNKNOWN_TYPE,
+    SAGA_DUPLICATE_NAME,
     SAGA_STEP_TIMED_OUT,
     SAGA_STEP_PANICKED,
     SAGA_UNKNOWN_STATE,

@@ -33,6 +33,8 @@ pub struct SagaRegistration {
     /// The type's definition, as a new record of it is logged with (a child saga its
     /// parent starts by name).
     pub definition: &'static str,
+    /// The Rust type's path, for the error that names two types of one name.
+    pub type_name: fn() -> &'static str,
 }
 
 impl SagaRegistration {
@@ -44,6 +46,7 @@ impl SagaRegistration {
             resume: resume::<S>,
             check: check::<S>,
             definition: S::DEFINITION,
+            type_name: std::any::type_name::<S>,
         }
     }
 
@@ -55,14 +58,35 @@ impl SagaRegistration {
             resume: super::graph::resume_workflow::<W>,
             check: super::graph::check::<W>,
             definition: W::DEFINITION,
+            type_name: std::any::type_name::<W>,
         }
     }
 
     /// The registration of the type named `name`, when linked into this program.
-    pub(crate) fn find(name: &str) -> Option<&'static SagaRegistration> {
-        inventory::iter::<SagaRegistration>
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.duplicate_name` when two linked types answer to `name`: a logged saga
+    /// of that name could be driven by the wrong one, so neither drives it.
+    pub(crate) fn find(name: &str) -> Result<Option<&'static SagaRegistration>> {
+        let mut found = inventory::iter::<SagaRegistration>
             .into_iter()
-            .find(|r| r.name == name)
+            .filter(|r| r.name == name);
+        let Some(first) = found.next() else {
+            return Ok(None);
+        };
+        match found.next() {
+            None => Ok(Some(first)),
+            Some(second) => Err(Error::internal(
+                crate::codes::SAGA_DUPLICATE_NAME,
+                format!(
+                    "two types linked into this program are named `{}`: `{}` and `{}`; give one of them a name of its own with `#[saga(name = \"...\")]` or `#[workflow(name = \"...\")]` (the name is recorded with each run, so rename the one whose runs the log does not hold); until then no saga of this name is driven here",
+                    crate::input::echo(name),
+                    (first.type_name)(),
+                    (second.type_name)()
+                ),
+            )),
+        }
     }
 }
 
@@ -191,7 +215,7 @@ impl SagaRunner {
             only: None,
             takeover_gone: alive.then(|| self.owner_prefix()),
             accept: Arc::new(
-                |record: &SagaRecord| match SagaRegistration::find(&record.name) {
+                |record: &SagaRecord| match SagaRegistration::find(&record.name)? {
                     Some(r) => (r.check)(record),
                     None => Err(unknown_type(record)),
                 },
@@ -213,8 +237,9 @@ impl SagaRunner {
         let sagas = futures_util::future::join_all(claimed.sagas.into_iter().map(|record| async move {
             let saga_id = record.id;
             let result = match SagaRegistration::find(&record.name) {
-                Some(r) => (r.resume)(self, record, since).await,
-                None => Err(unknown_type(&record)),
+                Ok(Some(r)) => (r.resume)(self, record, since).await,
+                Ok(None) => Err(unknown_type(&record)),
+                Err(e) => Err(e),
             };
             if let Err(e) = &result {
                 tracing::warn!(saga_id = %saga_id, code = e.code(), error = %e, "saga recovery stopped");

@@ -298,7 +298,7 @@ impl SagaRunner {
         // Know the type, and that this code can drive the saga, before taking the lease,
         // so a saga this program cannot drive is left for one that can.
         let record = self.log.load(id).await?;
-        match SagaRegistration::find(&record.name) {
+        match SagaRegistration::find(&record.name)? {
             Some(r) => {
                 (r.check)(&record)?;
                 let since = tokio::time::Instant::now();

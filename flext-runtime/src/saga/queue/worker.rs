@@ -162,7 +162,7 @@ impl SagaRunner {
         record: SagaRecord,
         since: Instant,
     ) -> Result<SagaOutcome<serde_json::Value>> {
-        let registration = SagaRegistration::find(&record.name).ok_or_else(|| {
+        let registration = SagaRegistration::find(&record.name)?.ok_or_else(|| {
             Error::not_found(
                 crate::codes::SAGA_UNKNOWN_TYPE,
                 format!(
