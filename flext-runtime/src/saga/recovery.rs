@@ -88,6 +88,16 @@ impl SagaRegistration {
             )),
         }
     }
+
+    /// The registration that drives `record`.
+    ///
+    /// # Errors
+    ///
+    /// `flext.saga.unknown_type` when no linked type has its name;
+    /// `flext.saga.duplicate_name` as [`find`](Self::find).
+    pub(crate) fn of_record(record: &SagaRecord) -> Result<&'static SagaRegistration> {
+        Self::find(&record.name)?.ok_or_else(|| unknown_type(record))
+    }
 }
 
 inventory::collect!(SagaRegistration);
@@ -214,12 +224,9 @@ impl SagaRunner {
             limit: self.recovery_batch,
             only: None,
             takeover_gone: alive.then(|| self.owner_prefix()),
-            accept: Arc::new(
-                |record: &SagaRecord| match SagaRegistration::find(&record.name)? {
-                    Some(r) => (r.check)(record),
-                    None => Err(unknown_type(record)),
-                },
-            ),
+            accept: Arc::new(|record: &SagaRecord| {
+                (SagaRegistration::of_record(record)?.check)(record)
+            }),
         };
         let since = Instant::now();
         let claimed = self.log.claim_expired(&request).await?;
@@ -236,9 +243,8 @@ impl SagaRunner {
             .collect();
         let sagas = futures_util::future::join_all(claimed.sagas.into_iter().map(|record| async move {
             let saga_id = record.id;
-            let result = match SagaRegistration::find(&record.name) {
-                Ok(Some(r)) => (r.resume)(self, record, since).await,
-                Ok(None) => Err(unknown_type(&record)),
+            let result = match SagaRegistration::of_record(&record) {
+                Ok(r) => (r.resume)(self, record, since).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = &result {

@@ -162,16 +162,7 @@ impl SagaRunner {
         record: SagaRecord,
         since: Instant,
     ) -> Result<SagaOutcome<serde_json::Value>> {
-        let registration = SagaRegistration::find(&record.name)?.ok_or_else(|| {
-            Error::not_found(
-                crate::codes::SAGA_UNKNOWN_TYPE,
-                format!(
-                    "queued saga {} is a `{}`, which is not linked into this program",
-                    record.id,
-                    crate::input::echo(&record.name)
-                ),
-            )
-        })?;
+        let registration = SagaRegistration::of_record(&record)?;
         (registration.check)(&record)?;
         (registration.resume)(self, record, since).await
     }

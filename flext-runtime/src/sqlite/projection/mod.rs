@@ -250,6 +250,9 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
                 }
                 Ok((events.len() as u64, last))
             });
+            if outcome.is_ok() {
+                self.set_up.store(true, Ordering::Release);
+            }
             match (outcome, failure) {
                 (_, Some((from, position, error))) => {
                     self.apply_until(suffix, from, position)?;
@@ -267,17 +270,13 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
                 }
                 (Err(e), None) => return Err(e),
                 (Ok((0, checkpoint)), None) => {
-                    self.set_up.store(true, Ordering::Release);
                     self.clear_stop();
                     return Ok(CatchUp {
                         applied,
                         checkpoint,
                     });
                 }
-                (Ok((n, _)), None) => {
-                    self.set_up.store(true, Ordering::Release);
-                    applied += n;
-                }
+                (Ok((n, _)), None) => applied += n,
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Rebuilding a projection into fresh tables while its current ones keep serving.
 
-use super::{REBUILD, SqliteProjection, SqliteProjectionRunner};
+use super::{REBUILD, SqliteProjection, SqliteProjectionRunner, SqliteUnitOfWork};
 use crate::error::Result;
 
 impl<P: SqliteProjection> SqliteProjectionRunner<P> {
@@ -27,12 +27,7 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
                     .execute_batch(&format!("DROP TABLE IF EXISTS \"{}\"", uow.table(table)))
                     .map_err(crate::db::db_error)?;
             }
-            uow.connection()
-                .execute(
-                    "DELETE FROM flext_checkpoints WHERE name = ?1",
-                    [format!("{name}{REBUILD}")],
-                )
-                .map_err(crate::db::db_error)?;
+            forget_checkpoint(uow, &name)?;
             Ok(())
         })?;
         let mut applied = self.catch_up_as(REBUILD)?.applied;
@@ -54,12 +49,7 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
                     .map_err(crate::db::db_error)?;
             }
             // The live checkpoint is where the fresh tables are, in the same transaction.
-            uow.connection()
-                .execute(
-                    "DELETE FROM flext_checkpoints WHERE name = ?1",
-                    [format!("{name}{REBUILD}")],
-                )
-                .map_err(crate::db::db_error)?;
+            forget_checkpoint(uow, &name)?;
             uow.connection()
                 .execute(
                     "INSERT INTO flext_checkpoints (name, position, updated_ms) VALUES (?1, ?2, ?3)
@@ -75,4 +65,15 @@ impl<P: SqliteProjection> SqliteProjectionRunner<P> {
         })?;
         Ok(applied)
     }
+}
+
+/// Deletes the rebuild's own checkpoint (`{name}__rebuild`).
+fn forget_checkpoint(uow: &SqliteUnitOfWork<'_>, name: &str) -> Result<()> {
+    uow.connection()
+        .execute(
+            "DELETE FROM flext_checkpoints WHERE name = ?1",
+            [format!("{name}{REBUILD}")],
+        )
+        .map(drop)
+        .map_err(crate::db::db_error)
 }
